@@ -1,0 +1,54 @@
+package cli
+
+import (
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/hallmark-dev/hallmark/internal/config"
+	"github.com/hallmark-dev/hallmark/internal/server"
+)
+
+func newServerCmd() *cobra.Command {
+	cfg := config.Defaults()
+	var cfgFile string
+	cmd := &cobra.Command{
+		Use:   "server",
+		Short: "Run the Hallmark server (OCI registry with metadata database)",
+		Long: `Run the Hallmark server on the embedded defaults: an OCI Distribution v1.1 registry on
+127.0.0.1:5000 keeping blobs on the filesystem and metadata in SQLite under ./hallmark-data.
+
+Every flag can also be set with an environment variable HALLMARK_<FLAG> (for example
+HALLMARK_ADDR, HALLMARK_DATA_DIR) or in a YAML file given with --config whose keys are
+the flag names. Precedence: flag, environment, file, default.
+
+Endpoints: /v2/ (registry API), /healthz, /readyz, /metrics (Prometheus).`,
+		Example: `  hallmark server
+  hallmark server --addr 127.0.0.1:5050 --data-dir /var/lib/hallmark
+  HALLMARK_ADDR=127.0.0.1:5050 hallmark server --config hallmark.yaml`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if cfgFile == "" {
+				cfgFile, _ = lookupEnv("HALLMARK_CONFIG")
+			}
+			if err := config.Apply(cmd.Flags(), cfgFile, lookupEnv); err != nil {
+				return err
+			}
+			log := newLogger(cmd.ErrOrStderr(), cfg.LogLevel, cfg.LogFormat)
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			srv, err := server.New(ctx, cfg, log)
+			if err != nil {
+				return err
+			}
+			defer srv.Close()
+			return srv.Run(ctx, nil)
+		},
+	}
+	cmd.Flags().StringVar(&cfgFile, "config", "", "YAML configuration file (keys are flag names); env HALLMARK_CONFIG")
+	cfg.BindFlags(cmd.Flags())
+	return cmd
+}
+

@@ -1,0 +1,123 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/pflag"
+	"gopkg.in/yaml.v3"
+)
+
+// Server is the configuration of `hallmark server`.
+type Server struct {
+	Addr            string        // listen address
+	DataDir         string        // blobs, database and keys
+	LogLevel        string        // debug, info, warn, error
+	LogFormat       string        // json or text
+	MaxManifestSize int64         // bytes
+	UploadTTL       time.Duration // abandoned uploads are removed after this
+	ShutdownTimeout time.Duration
+}
+
+// Defaults are the embedded defaults: a loopback registry keeping its data
+// in ./hallmark-data.
+func Defaults() Server {
+	return Server{
+		Addr:            "127.0.0.1:5000",
+		DataDir:         "./hallmark-data",
+		LogLevel:        "info",
+		LogFormat:       "json",
+		MaxManifestSize: 8 << 20,
+		UploadTTL:       24 * time.Hour,
+		ShutdownTimeout: 30 * time.Second,
+	}
+}
+
+// BindFlags registers the server flags on fs, writing into c.
+func (c *Server) BindFlags(fs *pflag.FlagSet) {
+	fs.StringVar(&c.Addr, "addr", c.Addr, "listen address (host:port)")
+	fs.StringVar(&c.DataDir, "data-dir", c.DataDir, "directory for blobs, the metadata database and keys")
+	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "log level: debug, info, warn or error")
+	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "log format: json or text")
+	fs.Int64Var(&c.MaxManifestSize, "max-manifest-size", c.MaxManifestSize, "largest manifest accepted, in bytes (at least 4194304)")
+	fs.DurationVar(&c.UploadTTL, "upload-ttl", c.UploadTTL, "remove upload sessions idle for longer than this")
+	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "how long to wait for requests to finish on SIGINT/SIGTERM")
+}
+
+// EnvName is the environment variable that sets flag name.
+func EnvName(flag string) string {
+	return "HALLMARK_" + strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))
+}
+
+// Apply fills every flag of fs that was not set on the command line from
+// its HALLMARK_* environment variable, else from the YAML file at path
+// (skipped when path is empty). Unknown file keys are an error, so a typo
+// does not silently fall back to a default.
+func Apply(fs *pflag.FlagSet, path string, lookup func(string) (string, bool)) error {
+	file := map[string]any{}
+	if path != "" {
+		raw, err := os.ReadFile(path)
+		if err != nil {
+			return fmt.Errorf("config file: %w", err)
+		}
+		if err := yaml.Unmarshal(raw, &file); err != nil {
+			return fmt.Errorf("config file %s: not valid YAML: %w", path, err)
+		}
+		for k := range file {
+			if f := fs.Lookup(k); f == nil || k == "config" {
+				return fmt.Errorf("config file %s: unknown key %q (keys are the flag names, e.g. addr, data-dir)", path, k)
+			}
+		}
+	}
+	var errs []error
+	fs.VisitAll(func(f *pflag.Flag) {
+		if f.Changed || f.Name == "config" || f.Name == "help" {
+			return
+		}
+		env := EnvName(f.Name)
+		if v, ok := lookup(env); ok {
+			if err := f.Value.Set(v); err != nil {
+				errs = append(errs, fmt.Errorf("%s=%q: %w", env, v, err))
+			}
+			return
+		}
+		if v, ok := file[f.Name]; ok {
+			if err := f.Value.Set(fmt.Sprint(v)); err != nil {
+				errs = append(errs, fmt.Errorf("config file key %s: %w", f.Name, err))
+			}
+		}
+	})
+	return errors.Join(errs...)
+}
+
+// Validate checks the configuration and says what to fix.
+func (c *Server) Validate() error {
+	var errs []error
+	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
+		errs = append(errs, fmt.Errorf("addr %q is not host:port: %w", c.Addr, err))
+	}
+	if c.DataDir == "" {
+		errs = append(errs, errors.New("data-dir is empty"))
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		errs = append(errs, fmt.Errorf("log-level %q: use debug, info, warn or error", c.LogLevel))
+	}
+	switch c.LogFormat {
+	case "json", "text":
+	default:
+		errs = append(errs, fmt.Errorf("log-format %q: use json or text", c.LogFormat))
+	}
+	if c.MaxManifestSize < 4<<20 {
+		errs = append(errs, fmt.Errorf("max-manifest-size %d is below the 4 MiB the OCI spec asks registries to accept", c.MaxManifestSize))
+	}
+	if c.UploadTTL <= 0 {
+		errs = append(errs, errors.New("upload-ttl must be positive"))
+	}
+	return errors.Join(errs...)
+}

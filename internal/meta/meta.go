@@ -1,0 +1,112 @@
+package meta
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+)
+
+// Sentinel errors returned by drivers. Callers test them with errors.Is.
+var (
+	ErrRepositoryNotFound = errors.New("repository not found")
+	ErrManifestNotFound   = errors.New("manifest not found")
+	ErrTagNotFound        = errors.New("tag not found")
+	ErrBlobNotFound       = errors.New("blob not linked to repository")
+)
+
+// MissingReferenceError is returned by PutManifest when the manifest refers
+// to a blob or child manifest that the repository does not have.
+type MissingReferenceError struct {
+	Digest digest.Digest
+	Kind   RefKind
+}
+
+func (e *MissingReferenceError) Error() string {
+	return fmt.Sprintf("manifest references %s %s, which is not in the repository; push it first", e.Kind, e.Digest)
+}
+
+// RefKind says what a manifest reference points at.
+type RefKind string
+
+// Reference kinds.
+const (
+	RefBlob     RefKind = "blob"
+	RefManifest RefKind = "manifest"
+)
+
+// Reference is one descriptor of a manifest that must exist in the
+// repository: a config or layer blob, or an index child manifest.
+type Reference struct {
+	Digest digest.Digest
+	Kind   RefKind
+}
+
+// Manifest is a stored manifest with its exact bytes.
+type Manifest struct {
+	Repository   string
+	Digest       digest.Digest
+	MediaType    string
+	ArtifactType string // effective artifact type (artifactType or config media type)
+	Payload      []byte
+	Subject      digest.Digest // empty when the manifest has no subject
+	Annotations  map[string]string
+	References   []Reference // checked on PutManifest, recorded for lookups
+	Created      time.Time
+}
+
+// Descriptor is a referrer as the referrers API lists it.
+type Descriptor struct {
+	MediaType    string
+	Digest       digest.Digest
+	Size         int64
+	ArtifactType string
+	Annotations  map[string]string
+}
+
+// Blobs records which blobs each repository may serve.
+type Blobs interface {
+	// LinkBlob makes blob d (already in the blob store) part of repo,
+	// creating the repository if needed.
+	LinkBlob(ctx context.Context, repo string, d digest.Digest, size int64) error
+	// BlobSize returns the size of d if repo has it, else ErrBlobNotFound.
+	BlobSize(ctx context.Context, repo string, d digest.Digest) (int64, error)
+	// UnlinkBlob removes d from repo, or returns ErrBlobNotFound.
+	UnlinkBlob(ctx context.Context, repo string, d digest.Digest) error
+}
+
+// Manifests stores manifests and tags.
+type Manifests interface {
+	// PutManifest stores m and points tags at it in one transaction. It
+	// fails with *MissingReferenceError when a reference is absent.
+	PutManifest(ctx context.Context, m *Manifest, tags []string) error
+	// GetManifest looks a manifest up by tag or digest ("sha256:...").
+	GetManifest(ctx context.Context, repo, reference string) (*Manifest, error)
+	// DeleteManifest deletes the manifest with digest d and every tag on it.
+	DeleteManifest(ctx context.Context, repo string, d digest.Digest) error
+	// DeleteTag removes one tag; the manifest stays.
+	DeleteTag(ctx context.Context, repo, tag string) error
+	// Referrers lists the manifests in repo whose subject is d, optionally
+	// only those with the given artifact type.
+	Referrers(ctx context.Context, repo string, d digest.Digest, artifactType string) ([]Descriptor, error)
+}
+
+// Listing pages through tags and repositories in lexical (byte) order.
+type Listing interface {
+	// ListTags returns up to n tags after last; more reports whether
+	// further tags exist. ErrRepositoryNotFound for an unknown repository.
+	ListTags(ctx context.Context, repo, last string, n int) (tags []string, more bool, err error)
+	// ListRepositories returns up to n repository names after last.
+	ListRepositories(ctx context.Context, last string, n int) (repos []string, more bool, err error)
+}
+
+// Store is everything a metadata database driver provides.
+type Store interface {
+	Blobs
+	Manifests
+	Listing
+	Ping(ctx context.Context) error
+	Close() error
+}

@@ -1,0 +1,83 @@
+package registry
+
+import (
+	"bytes"
+	"errors"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/hallmark-dev/hallmark/internal/blob"
+	"github.com/hallmark-dev/hallmark/internal/meta"
+	"github.com/hallmark-dev/hallmark/pkg/oci"
+)
+
+func parseDigestParam(s string) (digest.Digest, error) {
+	d, err := oci.ParseDigest(s)
+	if err != nil {
+		return "", apiErr(http.StatusBadRequest, CodeDigestInvalid, err.Error(), nil)
+	}
+	return d, nil
+}
+
+func (h *Handler) getBlob(w http.ResponseWriter, r *http.Request, rt route) error {
+	d, err := parseDigestParam(rt.ref)
+	if err != nil {
+		return err
+	}
+	ctx := r.Context()
+	size, err := h.meta.BlobSize(ctx, rt.name, d)
+	if errors.Is(err, meta.ErrBlobNotFound) {
+		// Manifests are content too: serve one by digest as a blob.
+		if m, merr := h.meta.GetManifest(ctx, rt.name, d.String()); merr == nil {
+			hd := w.Header()
+			hd.Set("Docker-Content-Digest", d.String())
+			hd.Set("ETag", `"`+d.String()+`"`)
+			hd.Set("Content-Type", m.MediaType)
+			http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(m.Payload))
+			return nil
+		}
+	}
+	if err != nil {
+		return err
+	}
+	hd := w.Header()
+	hd.Set("Docker-Content-Digest", d.String())
+	hd.Set("ETag", `"`+d.String()+`"`)
+	hd.Set("Content-Type", "application/octet-stream")
+	hd.Set("Accept-Ranges", "bytes")
+	hd.Set("Cache-Control", "max-age=31536000")
+	if r.Method == http.MethodHead && r.Header.Get("Range") == "" {
+		hd.Set("Content-Length", strconv.FormatInt(size, 10))
+		w.WriteHeader(http.StatusOK)
+		return nil
+	}
+	f, _, err := h.blobs.Open(ctx, d)
+	if err != nil {
+		if errors.Is(err, blob.ErrNotFound) {
+			h.log.ErrorContext(ctx, "blob linked in metadata but missing from the blob store", "repository", rt.name, "digest", d)
+		}
+		return err
+	}
+	defer f.Close()
+	// ServeContent handles Range (206/416), If-None-Match and HEAD; with
+	// an *os.File the body goes out with sendfile.
+	http.ServeContent(w, r, "", time.Time{}, f)
+	return nil
+}
+
+func (h *Handler) deleteBlob(w http.ResponseWriter, r *http.Request, rt route) error {
+	d, err := parseDigestParam(rt.ref)
+	if err != nil {
+		return err
+	}
+	if err := h.meta.UnlinkBlob(r.Context(), rt.name, d); err != nil {
+		return err
+	}
+	h.log.InfoContext(r.Context(), "blob deleted", "repository", rt.name, "digest", d)
+	w.Header().Set("Content-Length", "0")
+	w.WriteHeader(http.StatusAccepted)
+	return nil
+}

@@ -1,0 +1,149 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	blobfs "github.com/hallmark-dev/hallmark/internal/blob/fs"
+	"github.com/hallmark-dev/hallmark/internal/config"
+	"github.com/hallmark-dev/hallmark/internal/meta"
+	"github.com/hallmark-dev/hallmark/internal/meta/sqlite"
+	"github.com/hallmark-dev/hallmark/internal/registry"
+)
+
+// Server is a configured Hallmark server.
+type Server struct {
+	cfg     config.Server
+	log     *slog.Logger
+	blobs   *blobfs.Store
+	meta    meta.Store
+	handler http.Handler
+}
+
+// New builds the stores and the HTTP handler from cfg.
+func New(ctx context.Context, cfg config.Server, log *slog.Logger) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("data dir: %w", err)
+	}
+	blobs, err := blobfs.New(filepath.Join(cfg.DataDir, "blobs"))
+	if err != nil {
+		return nil, err
+	}
+	store, err := sqlite.Open(ctx, sqlite.Config{Path: filepath.Join(cfg.DataDir, "hallmark.db")})
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, log: log, blobs: blobs, meta: store}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m := newMetrics(reg)
+
+	rh, err := registry.New(blobs, store, log, registry.Config{MaxManifestSize: cfg.MaxManifestSize})
+	if err != nil {
+		store.Close()
+		return nil, err
+	}
+	rh.UploadsInProgress = func(d int) { m.uploads.Add(float64(d)) }
+
+	mux := http.NewServeMux()
+	mux.Handle("/v2/", m.instrument("unknown", rh))
+	mux.Handle("/v2", m.instrument("unknown", rh))
+	mux.Handle("GET /healthz", m.instrument("healthz", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Write([]byte("ok\n"))
+	})))
+	mux.Handle("GET /readyz", m.instrument("readyz", http.HandlerFunc(s.ready)))
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	s.handler = mux
+	return s, nil
+}
+
+// Handler returns the server's HTTP handler (for tests).
+func (s *Server) Handler() http.Handler { return s.handler }
+
+func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	if err := s.meta.Ping(ctx); err != nil {
+		s.log.Error("readiness: database", "err", err)
+		http.Error(w, "database not ready", http.StatusServiceUnavailable)
+		return
+	}
+	if _, err := os.Stat(filepath.Join(s.cfg.DataDir, "blobs")); err != nil {
+		http.Error(w, "blob store not ready", http.StatusServiceUnavailable)
+		return
+	}
+	w.Write([]byte("ok\n"))
+}
+
+// Close releases the stores.
+func (s *Server) Close() error { return s.meta.Close() }
+
+// Run listens on cfg.Addr and serves until ctx is done, then drains
+// in-flight requests for up to ShutdownTimeout. ready, if not nil, receives
+// the bound address once the listener is open.
+func (s *Server) Run(ctx context.Context, ready func(addr net.Addr)) error {
+	ln, err := net.Listen("tcp", s.cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", s.cfg.Addr, err)
+	}
+	srv := &http.Server{
+		Handler:           s.handler,
+		ReadHeaderTimeout: 30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}
+	go s.janitor(ctx)
+	s.log.Info("hallmark server listening", "addr", ln.Addr().String(), "data_dir", s.cfg.DataDir)
+	if ready != nil {
+		ready(ln.Addr())
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	s.log.Info("shutting down", "timeout", s.cfg.ShutdownTimeout.String())
+	sctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		return fmt.Errorf("graceful shutdown: %w", err)
+	}
+	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+func (s *Server) janitor(ctx context.Context) {
+	t := time.NewTicker(time.Hour)
+	defer t.Stop()
+	for {
+		if n, err := s.blobs.PurgeUploads(s.cfg.UploadTTL); err != nil {
+			s.log.Warn("purging abandoned uploads", "err", err)
+		} else if n > 0 {
+			s.log.Info("purged abandoned uploads", "count", n)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
