@@ -21,6 +21,7 @@ type Server struct {
 	MaxManifestSize int64         // bytes
 	UploadTTL       time.Duration // abandoned uploads are removed after this
 	ShutdownTimeout time.Duration
+	TrustedKeys     []string // PEM public keys whose signatures the index marks verified
 }
 
 // Defaults are the embedded defaults: a loopback registry keeping its data
@@ -46,11 +47,7 @@ func (c *Server) BindFlags(fs *pflag.FlagSet) {
 	fs.Int64Var(&c.MaxManifestSize, "max-manifest-size", c.MaxManifestSize, "largest manifest accepted, in bytes (at least 4194304)")
 	fs.DurationVar(&c.UploadTTL, "upload-ttl", c.UploadTTL, "remove upload sessions idle for longer than this")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "how long to wait for requests to finish on SIGINT/SIGTERM")
-}
-
-// EnvName is the environment variable that sets flag name.
-func EnvName(flag string) string {
-	return "HALLMARK_" + strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))
+	fs.StringSliceVar(&c.TrustedKeys, "trusted-key", c.TrustedKeys, "PEM public key file whose signatures the signature index marks verified (repeatable)")
 }
 
 // Apply fills every flag of fs that was not set on the command line from
@@ -73,25 +70,51 @@ func Apply(fs *pflag.FlagSet, path string, lookup func(string) (string, bool)) e
 			}
 		}
 	}
+	fileValue := func(name string) (string, bool) {
+		v, ok := file[name]
+		if !ok {
+			return "", false
+		}
+		return fmt.Sprint(v), true
+	}
+	return ApplyEnv(fs, "HALLMARK_", lookup, fileValue)
+}
+
+// ApplyEnv sets every flag of fs not given on the command line from the
+// environment variable prefix+FLAG_NAME (upper case, '-' as '_'), else from
+// fallback (may be nil). cosign-compatible commands use the prefix COSIGN_.
+func ApplyEnv(fs *pflag.FlagSet, prefix string, lookup, fallback func(string) (string, bool)) error {
 	var errs []error
 	fs.VisitAll(func(f *pflag.Flag) {
 		if f.Changed || f.Name == "config" || f.Name == "help" {
 			return
 		}
-		env := EnvName(f.Name)
-		if v, ok := lookup(env); ok {
-			if err := f.Value.Set(v); err != nil {
-				errs = append(errs, fmt.Errorf("%s=%q: %w", env, v, err))
-			}
+		env := prefix + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		v, ok := lookup(env)
+		src := env
+		if !ok && fallback != nil {
+			v, ok = fallback(f.Name)
+			src = "config file key " + f.Name
+		}
+		if !ok {
 			return
 		}
-		if v, ok := file[f.Name]; ok {
-			if err := f.Value.Set(fmt.Sprint(v)); err != nil {
-				errs = append(errs, fmt.Errorf("config file key %s: %w", f.Name, err))
-			}
+		if err := setFlag(f, v); err != nil {
+			errs = append(errs, fmt.Errorf("%s=%q: %w", src, v, err))
 		}
 	})
 	return errors.Join(errs...)
+}
+
+// setFlag sets f from a string; for slice flags a value replaces the default.
+func setFlag(f *pflag.Flag, v string) error {
+	if sv, ok := f.Value.(pflag.SliceValue); ok {
+		if v == "" {
+			return sv.Replace(nil)
+		}
+		return sv.Replace(strings.Split(v, ","))
+	}
+	return f.Value.Set(v)
 }
 
 // Validate checks the configuration and says what to fix.

@@ -107,6 +107,48 @@ type Store interface {
 	Blobs
 	Manifests
 	Listing
+	Signatures
 	Ping(ctx context.Context) error
 	Close() error
+}
+
+// Signature verification states recorded by the indexer.
+const (
+	StatusVerified   = "verified"   // verified against the server's configured trust
+	StatusInvalid    = "invalid"    // malformed, or the signature does not verify
+	StatusUnverified = "unverified" // well-formed, but no configured trust covers its signer
+)
+
+// Signature is one indexed signature (one layer of a cosign signature
+// manifest, or one sigstore bundle referrer).
+type Signature struct {
+	ID           int64
+	Repository   string
+	Subject      digest.Digest // the signed image manifest
+	Manifest     digest.Digest // the signature manifest that carried it
+	Layer        digest.Digest // the payload / bundle blob
+	Key          string        // dedupe key: one row per distinct signature
+	Kind         string        // e.g. "cosign", "sigstore-bundle"
+	PayloadType  string
+	Signer       string // public key fingerprint "SHA256:..." or certificate identity
+	CertIssuer   string
+	LogIndex     *int64
+	Status       string
+	StatusDetail string
+	Annotations  map[string]string
+	Created      time.Time
+}
+
+// Signatures is the signature index.
+type Signatures interface {
+	// RecordSignatures stores signatures, ignoring ones already recorded
+	// (same repository and Key). It returns how many were new.
+	RecordSignatures(ctx context.Context, sigs []Signature) (int, error)
+	// ListSignatures returns the signatures of subject in repo, oldest first.
+	ListSignatures(ctx context.Context, repo string, subject digest.Digest) ([]Signature, error)
+	// SearchAnnotation returns signatures carrying annotation key=value,
+	// newest first, at most limit.
+	SearchAnnotation(ctx context.Context, key, value string, limit int) ([]Signature, error)
+	// TagsOf returns the tags pointing at manifest d in repo.
+	TagsOf(ctx context.Context, repo string, d digest.Digest) ([]string, error)
 }

@@ -17,9 +17,11 @@ import (
 
 	blobfs "github.com/hallmark-dev/hallmark/internal/blob/fs"
 	"github.com/hallmark-dev/hallmark/internal/config"
+	"github.com/hallmark-dev/hallmark/internal/index"
 	"github.com/hallmark-dev/hallmark/internal/meta"
 	"github.com/hallmark-dev/hallmark/internal/meta/sqlite"
 	"github.com/hallmark-dev/hallmark/internal/registry"
+	"github.com/hallmark-dev/hallmark/internal/web"
 )
 
 // Server is a configured Hallmark server.
@@ -53,7 +55,22 @@ func New(ctx context.Context, cfg config.Server, log *slog.Logger) (*Server, err
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m := newMetrics(reg)
 
-	rh, err := registry.New(blobs, store, log, registry.Config{MaxManifestSize: cfg.MaxManifestSize})
+	var icfg index.Config
+	for _, path := range cfg.TrustedKeys {
+		raw, err := os.ReadFile(path)
+		if err == nil {
+			var k index.TrustedKey
+			if k, err = index.LoadTrustedKey(raw); err == nil {
+				icfg.Keys = append(icfg.Keys, k)
+				continue
+			}
+		}
+		store.Close()
+		return nil, fmt.Errorf("trusted-key %s: %w", path, err)
+	}
+	indexer := index.New(store, blobs, log, icfg)
+
+	rh, err := registry.New(blobs, store, log, registry.Config{MaxManifestSize: cfg.MaxManifestSize, Events: indexer})
 	if err != nil {
 		store.Close()
 		return nil, err
@@ -67,6 +84,9 @@ func New(ctx context.Context, cfg config.Server, log *slog.Logger) (*Server, err
 		w.Write([]byte("ok\n"))
 	})))
 	mux.Handle("GET /readyz", m.instrument("readyz", http.HandlerFunc(s.ready)))
+	api := http.NewServeMux()
+	web.NewAPI(store, log).Register(api)
+	mux.Handle("/api/", m.instrument("api", api))
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	s.handler = mux
 	return s, nil

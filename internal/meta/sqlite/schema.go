@@ -52,4 +52,30 @@ var migrations = []string{
 		PRIMARY KEY (repository_id, name)
 	);
 	CREATE INDEX tags_manifest ON tags(manifest_id);`,
+	// 2: signature index.
+	`CREATE TABLE signatures (
+			id INTEGER PRIMARY KEY,
+			repository_id BIGINT NOT NULL REFERENCES repositories(id) ON DELETE CASCADE,
+			subject_digest TEXT NOT NULL,
+			manifest_digest TEXT NOT NULL,
+			layer_digest TEXT NOT NULL,
+			sig_key TEXT NOT NULL,
+			kind TEXT NOT NULL,
+			payload_type TEXT NOT NULL DEFAULT '',
+			signer TEXT NOT NULL DEFAULT '',
+			cert_issuer TEXT NOT NULL DEFAULT '',
+			log_index BIGINT,
+			status TEXT NOT NULL,
+			status_detail TEXT NOT NULL DEFAULT '',
+			created_at BIGINT NOT NULL,
+			UNIQUE (repository_id, sig_key)
+		);
+		CREATE INDEX signatures_subject ON signatures(repository_id, subject_digest);
+		CREATE TABLE signature_annotations (
+			signature_id BIGINT NOT NULL REFERENCES signatures(id) ON DELETE CASCADE,
+			key TEXT NOT NULL,
+			value TEXT NOT NULL,
+			PRIMARY KEY (signature_id, key)
+		);
+		CREATE INDEX signature_annotations_kv ON signature_annotations(key, value);`,
 }

@@ -1,0 +1,257 @@
+package index_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/opencontainers/go-digest"
+
+	blobfs "github.com/hallmark-dev/hallmark/internal/blob/fs"
+	"github.com/hallmark-dev/hallmark/internal/index"
+	"github.com/hallmark-dev/hallmark/internal/meta"
+	"github.com/hallmark-dev/hallmark/internal/meta/sqlite"
+	"github.com/hallmark-dev/hallmark/pkg/oci"
+	"github.com/hallmark-dev/hallmark/pkg/sign"
+)
+
+type env struct {
+	t     *testing.T
+	blobs *blobfs.Store
+	store *sqlite.Store
+	ix    *index.Indexer
+	key   *ecdsa.PrivateKey
+}
+
+func newEnv(t *testing.T, trusted bool) *env {
+	t.Helper()
+	dir := t.TempDir()
+	blobs, err := blobfs.New(filepath.Join(dir, "blobs"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	store, err := sqlite.Open(context.Background(), sqlite.Config{Path: filepath.Join(dir, "meta.db")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	var cfg index.Config
+	if trusted {
+		pemBytes, _ := sign.PublicKeyPEM(&key.PublicKey)
+		k, err := index.LoadTrustedKey(pemBytes)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.Keys = append(cfg.Keys, k)
+	}
+	return &env{t: t, blobs: blobs, store: store, ix: index.New(store, blobs, nil, cfg), key: key}
+}
+
+func (e *env) putBlob(b []byte) digest.Digest {
+	e.t.Helper()
+	ctx := context.Background()
+	up, err := e.blobs.Uploads().New(ctx, "group/app", digest.SHA256)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if _, err := up.Append(ctx, 0, bytes.NewReader(b)); err != nil {
+		e.t.Fatal(err)
+	}
+	d := digest.FromBytes(b)
+	if _, err := up.Commit(ctx, d); err != nil {
+		e.t.Fatal(err)
+	}
+	return d
+}
+
+type layer struct {
+	payload []byte
+	ann     map[string]string
+}
+
+func (e *env) signedLayer(subject digest.Digest, ann map[string]string) layer {
+	opt, _ := json.Marshal(ann)
+	p := []byte(fmt.Sprintf(`{"critical":{"identity":{"docker-reference":"r/group/app"},"image":{"docker-manifest-digest":%q},"type":"cosign container image signature"},"optional":%s}`, subject, opt))
+	h := sha256.Sum256(p)
+	sig, _ := ecdsa.SignASN1(rand.Reader, e.key, h[:])
+	return layer{p, map[string]string{sign.AnnotationSignature: base64.StdEncoding.EncodeToString(sig)}}
+}
+
+// push stores a cosign-style signature manifest with the given layers and
+// feeds it to the indexer as the registry would.
+func (e *env) push(subject digest.Digest, layers ...layer) *meta.Manifest {
+	e.t.Helper()
+	cfg := e.putBlob([]byte(`{}`))
+	m := oci.Manifest{SchemaVersion: 2, MediaType: oci.MediaTypeOCIManifest,
+		Config: &oci.Descriptor{MediaType: oci.MediaTypeOCIConfig, Digest: cfg, Size: 2}}
+	for _, l := range layers {
+		d := e.putBlob(l.payload)
+		m.Layers = append(m.Layers, oci.Descriptor{MediaType: sign.SimpleSigningMediaType, Digest: d, Size: int64(len(l.payload)), Annotations: l.ann})
+	}
+	raw, _ := json.Marshal(m)
+	return e.pushRaw(subject, raw)
+}
+
+func (e *env) pushRaw(subject digest.Digest, raw []byte) *meta.Manifest {
+	mm := &meta.Manifest{Repository: "group/app", Digest: digest.FromBytes(raw), MediaType: oci.MediaTypeOCIManifest, Payload: raw}
+	tag := "sha256-" + subject.Encoded() + ".sig"
+	if err := e.store.PutManifest(context.Background(), mm, []string{tag}); err != nil {
+		e.t.Fatal(err)
+	}
+	e.ix.ManifestPushed(context.Background(), mm, []string{tag})
+	return mm
+}
+
+func ciAnnotations(sha string) map[string]string {
+	return map[string]string{
+		"com.gitlab.ci.user.name": "alice", "com.gitlab.ci.pipeline.id": "101", "com.gitlab.ci.pipeline.url": "https://h/p/-/pipelines/101",
+		"com.gitlab.ci.job.id": "202", "com.gitlab.ci.job.url": "https://h/p/-/jobs/202", "com.gitlab.ci.commit.sha": sha,
+		"com.gitlab.ci.commit.ref.name": "main", "com.gitlab.ci.project.path": "group/app", "org.opencontainers.image.source": "https://h/group/app",
+		"org.opencontainers.image.revision": sha, "tag": "v1",
+	}
+}
+
+func TestIndexAndSearchByCommit(t *testing.T) {
+	e := newEnv(t, true)
+	ctx := context.Background()
+	subject := digest.FromString("image manifest")
+	sha := strings.Repeat("ab", 20)
+	first := e.signedLayer(subject, ciAnnotations(sha))
+	e.push(subject, first)
+
+	sigs, err := e.store.ListSignatures(ctx, "group/app", subject)
+	if err != nil || len(sigs) != 1 {
+		t.Fatalf("ListSignatures = %v, %v; want 1", sigs, err)
+	}
+	s := sigs[0]
+	if s.Status != meta.StatusVerified || !strings.HasPrefix(s.Signer, "SHA256:") || len(s.Annotations) != 11 {
+		t.Fatalf("signature = %+v", s)
+	}
+	found, err := e.store.SearchAnnotation(ctx, "com.gitlab.ci.commit.sha", sha, 10)
+	if err != nil || len(found) != 1 || found[0].Subject != subject {
+		t.Fatalf("search = %v, %v", found, err)
+	}
+
+	// Re-signing appends a layer and re-pushes the whole manifest: the old
+	// signature is not indexed twice.
+	second := e.signedLayer(subject, map[string]string{"tag": "v1", "com.gitlab.ci.commit.sha": sha})
+	e.push(subject, first, second)
+	sigs, _ = e.store.ListSignatures(ctx, "group/app", subject)
+	if len(sigs) != 2 {
+		t.Fatalf("after re-sign got %d signatures, want 2", len(sigs))
+	}
+	found, _ = e.store.SearchAnnotation(ctx, "com.gitlab.ci.commit.sha", sha, 10)
+	if len(found) != 2 {
+		t.Fatalf("search after re-sign = %d results, want 2", len(found))
+	}
+}
+
+func TestStatuses(t *testing.T) {
+	subject := digest.FromString("image")
+	t.Run("untrusted key is unverified", func(t *testing.T) {
+		e := newEnv(t, false)
+		e.push(subject, e.signedLayer(subject, map[string]string{"tag": "x"}))
+		sigs, _ := e.store.ListSignatures(context.Background(), "group/app", subject)
+		if len(sigs) != 1 || sigs[0].Status != meta.StatusUnverified {
+			t.Fatalf("got %+v", sigs)
+		}
+	})
+	bad := []struct {
+		name   string
+		mutate func(e *env, l layer) layer
+		detail string
+	}{
+		{"tampered payload", func(_ *env, l layer) layer {
+			l.payload = bytes.Replace(l.payload, []byte(`"x"`), []byte(`"y"`), 1)
+			return l
+		}, "untrusted"},
+		{"garbage signature", func(_ *env, l layer) layer {
+			l.ann = map[string]string{sign.AnnotationSignature: "!!"}
+			return l
+		}, "malformed"},
+		{"signature for another digest", func(e *env, _ layer) layer {
+			return e.signedLayer(digest.FromString("other"), map[string]string{"tag": "x"})
+		}, "not for"},
+		{"payload not JSON", func(_ *env, l layer) layer {
+			l.payload = []byte("\x00\x01garbage")
+			return l
+		}, "not simple-signing JSON"},
+		{"bad certificate", func(_ *env, l layer) layer {
+			l.ann = map[string]string{sign.AnnotationSignature: l.ann[sign.AnnotationSignature], sign.AnnotationCertificate: "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"}
+			return l
+		}, "certificate"},
+	}
+	for _, tc := range bad {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, true)
+			l := tc.mutate(e, e.signedLayer(subject, map[string]string{"tag": "x"}))
+			e.push(subject, l)
+			sigs, _ := e.store.ListSignatures(context.Background(), "group/app", subject)
+			if len(sigs) != 1 {
+				t.Fatalf("got %d signatures", len(sigs))
+			}
+			want := meta.StatusInvalid
+			if tc.detail == "untrusted" {
+				want = meta.StatusUnverified // a tampered payload matches no trusted key
+			}
+			if sigs[0].Status != want || (tc.detail != "untrusted" && !strings.Contains(sigs[0].StatusDetail, tc.detail)) {
+				t.Fatalf("status %q detail %q; want %q containing %q", sigs[0].Status, sigs[0].StatusDetail, want, tc.detail)
+			}
+		})
+	}
+}
+
+func TestMalformedManifestsAreIndexedAsInvalid(t *testing.T) {
+	subject := digest.FromString("image")
+	for name, raw := range map[string]string{
+		"not json":       "{{{{",
+		"no layers":      `{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"x","digest":"sha256:` + strings.Repeat("0", 64) + `","size":1}}`,
+		"missing blob":   `{"schemaVersion":2,"config":{"mediaType":"x","digest":"sha256:` + strings.Repeat("0", 64) + `","size":1},"layers":[{"mediaType":"` + sign.SimpleSigningMediaType + `","digest":"sha256:` + strings.Repeat("1", 64) + `","size":10}]}`,
+		"oversized blob": `{"schemaVersion":2,"config":{"mediaType":"x","digest":"sha256:` + strings.Repeat("0", 64) + `","size":1},"layers":[{"mediaType":"` + sign.SimpleSigningMediaType + `","digest":"sha256:` + strings.Repeat("1", 64) + `","size":99999999999}]}`,
+	} {
+		t.Run(name, func(t *testing.T) {
+			e := newEnv(t, false)
+			e.pushRaw(subject, []byte(raw))
+			sigs, err := e.store.ListSignatures(context.Background(), "group/app", subject)
+			if err != nil || len(sigs) != 1 || sigs[0].Status != meta.StatusInvalid || sigs[0].StatusDetail == "" {
+				t.Fatalf("got %+v, %v; want one invalid record with a reason", sigs, err)
+			}
+		})
+	}
+}
+
+func TestNonSignatureManifestsAreIgnored(t *testing.T) {
+	e := newEnv(t, false)
+	raw := []byte(`{"schemaVersion":2,"config":{"mediaType":"x","digest":"sha256:` + strings.Repeat("0", 64) + `","size":1},"layers":[]}`)
+	m := &meta.Manifest{Repository: "group/app", Digest: digest.FromBytes(raw), MediaType: oci.MediaTypeOCIManifest, Payload: raw}
+	if got := e.ix.Signatures(context.Background(), m, []string{"v1", "sha256-abc.sig"}); len(got) != 0 {
+		t.Fatalf("indexed %d signatures from a plain image", len(got))
+	}
+}
+
+func FuzzSignatureManifest(f *testing.F) {
+	f.Add([]byte(`{"schemaVersion":2,"config":{"mediaType":"x","digest":"sha256:` + strings.Repeat("0", 64) + `","size":1},"layers":[{"mediaType":"a","digest":"sha256:` + strings.Repeat("1", 64) + `","size":3}]}`))
+	f.Add([]byte(`{}`))
+	dir := f.TempDir()
+	blobs, _ := blobfs.New(filepath.Join(dir, "blobs"))
+	ix := index.New(nil, blobs, nil, index.Config{})
+	subject := digest.FromString("s")
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		m := &meta.Manifest{Repository: "r", Digest: digest.FromBytes(raw), MediaType: oci.MediaTypeOCIManifest, Payload: raw}
+		for _, s := range ix.Signatures(context.Background(), m, []string{"sha256-" + subject.Encoded() + ".sig"}) {
+			if s.Status == "" || s.Key == "" {
+				t.Fatalf("record without status or key: %+v", s)
+			}
+		}
+	})
+}

@@ -1,0 +1,148 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/hallmark-dev/hallmark/internal/meta"
+)
+
+// RecordSignatures implements meta.Signatures.
+func (s *Store) RecordSignatures(ctx context.Context, sigs []meta.Signature) (int, error) {
+	if len(sigs) == 0 {
+		return 0, nil
+	}
+	added := 0
+	now := time.Now().UnixNano()
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		added = 0
+		for _, sg := range sigs {
+			rid, err := ensureRepo(ctx, tx, sg.Repository, now)
+			if err != nil {
+				return err
+			}
+			created := now
+			if !sg.Created.IsZero() {
+				created = sg.Created.UnixNano()
+			}
+			var id int64
+			err = tx.QueryRowContext(ctx, `INSERT INTO signatures(repository_id, subject_digest, manifest_digest, layer_digest, sig_key, kind,
+				payload_type, signer, cert_issuer, log_index, status, status_detail, created_at)
+				VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+				ON CONFLICT(repository_id, sig_key) DO NOTHING RETURNING id`,
+				rid, sg.Subject.String(), sg.Manifest.String(), sg.Layer.String(), sg.Key, sg.Kind,
+				sg.PayloadType, sg.Signer, sg.CertIssuer, sg.LogIndex, sg.Status, sg.StatusDetail, created).Scan(&id)
+			if errors.Is(err, sql.ErrNoRows) {
+				continue // already indexed
+			}
+			if err != nil {
+				return err
+			}
+			added++
+			for k, v := range sg.Annotations {
+				if _, err := tx.ExecContext(ctx, `INSERT INTO signature_annotations(signature_id, key, value) VALUES (?, ?, ?)`, id, k, v); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	return added, err
+}
+
+const sigColumns = `s.id, r.name, s.subject_digest, s.manifest_digest, s.layer_digest, s.sig_key, s.kind, s.payload_type,
+	s.signer, s.cert_issuer, s.log_index, s.status, s.status_detail, s.created_at`
+
+func (s *Store) querySignatures(ctx context.Context, q string, args ...any) ([]meta.Signature, error) {
+	rows, err := s.r.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, err
+	}
+	var out []meta.Signature
+	for rows.Next() {
+		var sg meta.Signature
+		var subj, man, layer string
+		var logIndex sql.NullInt64
+		var created int64
+		if err := rows.Scan(&sg.ID, &sg.Repository, &subj, &man, &layer, &sg.Key, &sg.Kind, &sg.PayloadType,
+			&sg.Signer, &sg.CertIssuer, &logIndex, &sg.Status, &sg.StatusDetail, &created); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		sg.Subject, sg.Manifest, sg.Layer = digest.Digest(subj), digest.Digest(man), digest.Digest(layer)
+		if logIndex.Valid {
+			v := logIndex.Int64
+			sg.LogIndex = &v
+		}
+		sg.Created = time.Unix(0, created).UTC()
+		out = append(out, sg)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	for i := range out {
+		ann, err := s.annotations(ctx, out[i].ID)
+		if err != nil {
+			return nil, err
+		}
+		out[i].Annotations = ann
+	}
+	return out, nil
+}
+
+func (s *Store) annotations(ctx context.Context, id int64) (map[string]string, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT key, value FROM signature_annotations WHERE signature_id = ? ORDER BY key`, id)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	m := map[string]string{}
+	for rows.Next() {
+		var k, v string
+		if err := rows.Scan(&k, &v); err != nil {
+			return nil, err
+		}
+		m[k] = v
+	}
+	return m, rows.Err()
+}
+
+// ListSignatures implements meta.Signatures.
+func (s *Store) ListSignatures(ctx context.Context, repo string, subject digest.Digest) ([]meta.Signature, error) {
+	return s.querySignatures(ctx, `SELECT `+sigColumns+` FROM signatures s JOIN repositories r ON r.id = s.repository_id
+		WHERE r.name = ? AND s.subject_digest = ? ORDER BY s.created_at, s.id`, repo, subject.String())
+}
+
+// SearchAnnotation implements meta.Signatures.
+func (s *Store) SearchAnnotation(ctx context.Context, key, value string, limit int) ([]meta.Signature, error) {
+	if limit <= 0 {
+		limit = 100
+	}
+	return s.querySignatures(ctx, `SELECT `+sigColumns+` FROM signature_annotations a
+		JOIN signatures s ON s.id = a.signature_id JOIN repositories r ON r.id = s.repository_id
+		WHERE a.key = ? AND a.value = ? ORDER BY s.created_at DESC, s.id DESC LIMIT ?`, key, value, limit)
+}
+
+// TagsOf implements meta.Signatures.
+func (s *Store) TagsOf(ctx context.Context, repo string, d digest.Digest) ([]string, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT t.name FROM tags t JOIN repositories r ON r.id = t.repository_id
+		JOIN manifests m ON m.id = t.manifest_id WHERE r.name = ? AND m.digest = ? ORDER BY t.name`, repo, d.String())
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	tags := []string{}
+	for rows.Next() {
+		var t string
+		if err := rows.Scan(&t); err != nil {
+			return nil, err
+		}
+		tags = append(tags, t)
+	}
+	return tags, rows.Err()
+}

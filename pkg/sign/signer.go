@@ -1,0 +1,72 @@
+package sign
+
+import (
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+)
+
+// Signature is one signature ready to be attached to an image: the exact
+// payload bytes and what cosign stores beside them as layer annotations.
+type Signature struct {
+	Payload     []byte // the signed bytes (simple-signing JSON)
+	Signature   []byte // raw signature (ASN.1 DER for ECDSA)
+	Certificate []byte // PEM leaf certificate (keyless), or nil
+	Chain       []byte // PEM intermediates..root (keyless), or nil
+	Bundle      []byte // JSON Rekor bundle (when logged), or nil
+}
+
+// Signer produces signatures over payloads. Key-based signing is KeySigner;
+// keyless signing wraps an ephemeral key with a certificate and a log entry.
+type Signer interface {
+	Sign(ctx context.Context, payload []byte) (*Signature, error)
+}
+
+// KeySigner signs with a private key the way cosign does: ECDSA over the
+// SHA-256 of the payload (ASN.1 signature), RSA PKCS#1 v1.5 over SHA-256,
+// or plain Ed25519.
+type KeySigner struct {
+	Key crypto.Signer
+}
+
+// Sign implements Signer.
+func (k KeySigner) Sign(_ context.Context, payload []byte) (*Signature, error) {
+	sig, err := SignBytes(k.Key, payload)
+	if err != nil {
+		return nil, err
+	}
+	return &Signature{Payload: payload, Signature: sig}, nil
+}
+
+// SignBytes signs payload with key as cosign does for its key types.
+func SignBytes(key crypto.Signer, payload []byte) ([]byte, error) {
+	if key == nil {
+		return nil, errors.New("no signing key")
+	}
+	switch key.Public().(type) {
+	case *ecdsa.PublicKey, *rsa.PublicKey:
+		h := sha256.Sum256(payload)
+		return key.Sign(rand.Reader, h[:], crypto.SHA256)
+	case ed25519.PublicKey:
+		return key.Sign(rand.Reader, payload, crypto.Hash(0))
+	default:
+		return nil, fmt.Errorf("unsupported key type %T", key.Public())
+	}
+}
+
+// PublicKeyPEM encodes pub as a PKIX "PUBLIC KEY" PEM block.
+func PublicKeyPEM(pub crypto.PublicKey) ([]byte, error) {
+	der, err := x509.MarshalPKIXPublicKey(pub)
+	if err != nil {
+		return nil, err
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), nil
+}
