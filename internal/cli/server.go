@@ -51,4 +51,3 @@ Endpoints: /v2/ (registry API), /healthz, /readyz, /metrics (Prometheus).`,
 	cfg.BindFlags(cmd.Flags())
 	return cmd
 }
-

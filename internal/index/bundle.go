@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/hallmark-dev/hallmark/internal/meta"
+	"github.com/hallmark-dev/hallmark/pkg/payload"
 	"github.com/hallmark-dev/hallmark/pkg/verify"
 )
 
@@ -75,13 +76,13 @@ func (ix *Indexer) bundle(s *meta.Signature, data []byte) {
 		return
 	}
 	s.PayloadType = env.PayloadType
-	payload, err := base64.StdEncoding.DecodeString(env.Payload)
+	body, err := base64.StdEncoding.DecodeString(env.Payload)
 	if err != nil {
 		setStatus(meta.StatusInvalid, "DSSE payload is not base64")
 		return
 	}
 	var st statement
-	if err := json.Unmarshal(payload, &st); err != nil || len(st.Subject) == 0 {
+	if err := json.Unmarshal(body, &st); err != nil || len(st.Subject) == 0 {
 		setStatus(meta.StatusInvalid, "DSSE payload is not an in-toto statement with a subject")
 		return
 	}
@@ -99,7 +100,7 @@ func (ix *Indexer) bundle(s *meta.Signature, data []byte) {
 		setStatus(meta.StatusInvalid, "DSSE signature is not base64")
 		return
 	}
-	pae := verify.PAE(env.PayloadType, payload)
+	pae := payload.PAE(env.PayloadType, body)
 	var certDER string
 	switch {
 	case vm.Certificate != nil:
@@ -138,4 +139,3 @@ func (ix *Indexer) bundle(s *meta.Signature, data []byte) {
 	}
 	setStatus(meta.StatusUnverified, "signed with a key the server does not trust")
 }
-

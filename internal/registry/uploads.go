@@ -259,4 +259,3 @@ func (h *Handler) finishUpload(w http.ResponseWriter, r *http.Request, rt route,
 	w.WriteHeader(http.StatusCreated)
 	return nil
 }
-

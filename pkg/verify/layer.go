@@ -229,9 +229,3 @@ func Fingerprint(pub crypto.PublicKey) (string, error) {
 	h := sha256.Sum256(der)
 	return "SHA256:" + base64.StdEncoding.EncodeToString(h[:]), nil
 }
-
-// PAE is the DSSE v1 pre-authentication encoding of a payload, the bytes a
-// DSSE signature covers.
-func PAE(payloadType string, payload []byte) []byte {
-	return fmt.Appendf(nil, "DSSEv1 %d %s %d %s", len(payloadType), payloadType, len(payload), payload)
-}

@@ -117,13 +117,6 @@ func TestParsePublicKeyErrors(t *testing.T) {
 	}
 }
 
-func TestPAE(t *testing.T) {
-	got := string(PAE("application/vnd.in-toto+json", []byte("hello")))
-	if want := "DSSEv1 28 application/vnd.in-toto+json 5 hello"; got != want {
-		t.Fatalf("PAE = %q, want %q", got, want)
-	}
-}
-
 func FuzzParseClaims(f *testing.F) {
 	f.Add(testPayload(testDigest, `{"tag":"v1"}`))
 	f.Add([]byte(`{"critical":null}`))
