@@ -22,6 +22,7 @@ type Signature struct {
 	Certificate []byte // PEM leaf certificate (keyless), or nil
 	Chain       []byte // PEM intermediates..root (keyless), or nil
 	Bundle      []byte // JSON Rekor bundle (when logged), or nil
+	LogIndex    int64  // log index when Bundle is set
 }
 
 // Signer produces signatures over payloads. Key-based signing is KeySigner;

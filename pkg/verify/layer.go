@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"time"
 )
 
 // Layer annotation keys (cosign's).
@@ -56,13 +57,13 @@ type Claims struct {
 
 // Critical is the critical section of a simple-signing payload.
 type Critical struct {
-	Identity Identity   `json:"identity"`
-	Image    ImageClaim `json:"image"`
-	Type     string     `json:"type"`
+	Identity IdentityClaim `json:"identity"`
+	Image    ImageClaim    `json:"image"`
+	Type     string        `json:"type"`
 }
 
-// Identity names the signed repository.
-type Identity struct {
+// IdentityClaim names the signed repository.
+type IdentityClaim struct {
 	DockerReference string `json:"docker-reference"`
 }
 
@@ -90,12 +91,21 @@ type Options struct {
 	// SkipClaims disables the digest and annotation checks (cosign's
 	// --check-claims=false).
 	SkipClaims bool
+	// Cert, when set, verifies keyless signatures: the certificate in the
+	// layer must chain to the trusted roots and match an identity.
+	Cert *CertOptions
+	// TlogKeys maps hex log IDs to transparency log keys. With IgnoreTlog
+	// false, every signature must carry a bundle whose SET verifies.
+	TlogKeys   map[string]crypto.PublicKey
+	IgnoreTlog bool
 }
 
 // Verified is a signature that passed every check.
 type Verified struct {
-	Layer  Layer
-	Claims Claims
+	Layer       Layer
+	Claims      Claims
+	Certificate *x509.Certificate // keyless signatures
+	Bundle      *RekorBundle      // when the signature was logged
 }
 
 // VerifyLayer checks one signature layer of the image with digest
@@ -112,11 +122,56 @@ func VerifyLayer(l Layer, imageDigest string, opts Options) (*Verified, error) {
 	if err != nil || len(sig) == 0 {
 		return nil, fail(CheckFormat, "annotation %s is not a base64 signature", AnnotationSignature)
 	}
-	if opts.PublicKey == nil {
-		return nil, fail(CheckSignature, "no public key to verify with")
+	verified := &Verified{Layer: l}
+	pub := opts.PublicKey
+	certPEM := []byte(l.Annotations[AnnotationCertificate])
+	if pub == nil {
+		if opts.Cert == nil {
+			return nil, fail(CheckSignature, "no public key or trusted root to verify with")
+		}
+		if len(certPEM) == 0 {
+			return nil, fail(CheckCertificate, "signature has no certificate (was it signed with a key? then verify with --key)")
+		}
+		cert, err := ParseCertificatePEM(certPEM)
+		if err != nil {
+			return nil, fail(CheckCertificate, "%v", err)
+		}
+		chain, err := ParseCertificatesPEM([]byte(l.Annotations[AnnotationChain]))
+		if err != nil {
+			return nil, fail(CheckCertificate, "chain: %v", err)
+		}
+		if err := VerifyCertificate(cert, chain, *opts.Cert); err != nil {
+			check := CheckCertificate
+			if strings.HasPrefix(err.Error(), "none of the expected identities") {
+				check = CheckIdentity
+			}
+			return nil, fail(check, "%v", err)
+		}
+		verified.Certificate, pub = cert, cert.PublicKey
 	}
-	if err := VerifySignature(opts.PublicKey, l.Payload, sig); err != nil {
+	if err := VerifySignature(pub, l.Payload, sig); err != nil {
 		return nil, fail(CheckSignature, "%v (wrong key, or payload/signature tampered with)", err)
+	}
+	if !opts.IgnoreTlog {
+		raw, ok := l.Annotations[AnnotationBundle]
+		if !ok {
+			return nil, fail(CheckTlog, "signature has no transparency log bundle (signed with --tlog-upload=false? then verify with --insecure-ignore-tlog)")
+		}
+		material := certPEM
+		if verified.Certificate == nil {
+			material, _ = pemPublicKey(pub)
+		}
+		b, err := checkRekorBundle(raw, opts.TlogKeys, l.Payload, sig, material)
+		if err != nil {
+			return nil, fail(CheckTlog, "%v", err)
+		}
+		if c := verified.Certificate; c != nil {
+			it := time.Unix(b.Payload.IntegratedTime, 0)
+			if it.Before(c.NotBefore) || it.After(c.NotAfter) {
+				return nil, fail(CheckTlog, "certificate was not valid when the signature was logged at %s (valid %s to %s)", it.UTC(), c.NotBefore.UTC(), c.NotAfter.UTC())
+			}
+		}
+		verified.Bundle = b
 	}
 	c, err := ParseClaims(l.Payload)
 	if err != nil {
@@ -130,7 +185,40 @@ func VerifyLayer(l Layer, imageDigest string, opts Options) (*Verified, error) {
 			return nil, fail(CheckAnnotation, "%v", err)
 		}
 	}
-	return &Verified{Layer: l, Claims: *c}, nil
+	verified.Claims = *c
+	verified.enrich()
+	return verified, nil
+}
+
+// enrich adds to the claims' optional map what cosign adds when printing a
+// verified signature: the certificate subject and issuer, and the bundle.
+func (v *Verified) enrich() {
+	if v.Certificate == nil && v.Bundle == nil {
+		return
+	}
+	if v.Claims.Optional == nil {
+		v.Claims.Optional = map[string]any{}
+	}
+	if c := v.Certificate; c != nil {
+		if sans := SubjectAlternativeNames(c); len(sans) > 0 {
+			v.Claims.Optional["Subject"] = sans[0]
+		}
+		if iss := CertIssuer(c); iss != "" {
+			v.Claims.Optional["Issuer"] = iss
+			v.Claims.Optional["1.3.6.1.4.1.57264.1.1"] = iss
+		}
+	}
+	if v.Bundle != nil {
+		v.Claims.Optional["Bundle"] = v.Bundle
+	}
+}
+
+func pemPublicKey(pub crypto.PublicKey) ([]byte, error) {
+	der, err := x509.MarshalPKIXPublicKey(pub)
+	if err != nil {
+		return nil, err
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), nil
 }
 
 // ParseClaims parses a simple-signing payload leniently, as cosign verify

@@ -80,7 +80,7 @@ func TestVerifyLayer(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			v, err := VerifyLayer(tc.layer, testDigest, Options{PublicKey: &key.PublicKey, Annotations: tc.ann})
+			v, err := VerifyLayer(tc.layer, testDigest, Options{PublicKey: &key.PublicKey, Annotations: tc.ann, IgnoreTlog: true})
 			if tc.wantCheck == "" {
 				if err != nil {
 					t.Fatalf("unexpected error: %v", err)
@@ -104,7 +104,7 @@ func TestVerifyLayer(t *testing.T) {
 func TestSkipClaims(t *testing.T) {
 	key := newKey(t)
 	l := signLayer(t, key, testPayload("sha256:"+strings.Repeat("1", 64), `null`))
-	if _, err := VerifyLayer(l, testDigest, Options{PublicKey: &key.PublicKey, SkipClaims: true}); err != nil {
+	if _, err := VerifyLayer(l, testDigest, Options{PublicKey: &key.PublicKey, SkipClaims: true, IgnoreTlog: true}); err != nil {
 		t.Fatalf("SkipClaims should ignore the digest claim: %v", err)
 	}
 }
@@ -141,7 +141,7 @@ func FuzzVerifyLayer(f *testing.F) {
 	f.Add([]byte("{}"), "")
 	f.Fuzz(func(t *testing.T, payload []byte, sigB64 string) {
 		l := Layer{Digest: "sha256:x", Payload: payload, Annotations: map[string]string{AnnotationSignature: sigB64}}
-		v, err := VerifyLayer(l, testDigest, Options{PublicKey: &key.PublicKey, Annotations: map[string]string{"tag": "v1"}})
+		v, err := VerifyLayer(l, testDigest, Options{PublicKey: &key.PublicKey, Annotations: map[string]string{"tag": "v1"}, IgnoreTlog: true})
 		if err == nil && (v.Claims.Critical.Image.DockerManifestDigest != testDigest || v.Claims.Optional["tag"] != "v1") {
 			t.Fatal("accepted a layer that does not satisfy the claims")
 		}
