@@ -42,7 +42,7 @@ transparency log compatible with the sigstore ecosystem.`,
 	}
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.AddCommand(newServerCmd(), newVersionCmd())
+	root.AddCommand(newServerCmd(), newSignCmd(), newVerifyCmd(), newGenerateKeyPairCmd(), newVersionCmd())
 	return root
 }
 

@@ -1,0 +1,1 @@
+MEYCIQCzk0XooMJmVmxNknnoVsbQtoohF6le4eXXgbKF8KZzbwIhAPwbSCUGctavHY6qsf3f6GwuzYzB3Owb910bBU9eSvF+
