@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"strings"
 	"time"
@@ -15,6 +16,7 @@ import (
 // Server is the configuration of `hallmark server`.
 type Server struct {
 	Addr            string        // listen address
+	ExternalURL     string        // base URL clients use to reach the server; default http://<addr>
 	DataDir         string        // blobs, database and keys
 	LogLevel        string        // debug, info, warn, error
 	LogFormat       string        // json or text
@@ -41,6 +43,7 @@ func Defaults() Server {
 // BindFlags registers the server flags on fs, writing into c.
 func (c *Server) BindFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.Addr, "addr", c.Addr, "listen address (host:port)")
+	fs.StringVar(&c.ExternalURL, "external-url", c.ExternalURL, "base URL clients reach this server at (issuer URL of the built-in OIDC issuer, URLs in the trusted root); default http://<addr>")
 	fs.StringVar(&c.DataDir, "data-dir", c.DataDir, "directory for blobs, the metadata database and keys")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "log level: debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "log format: json or text")
@@ -122,6 +125,11 @@ func (c *Server) Validate() error {
 	var errs []error
 	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
 		errs = append(errs, fmt.Errorf("addr %q is not host:port: %w", c.Addr, err))
+	}
+	if c.ExternalURL != "" {
+		if u, err := url.Parse(c.ExternalURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || (u.Path != "" && u.Path != "/") {
+			errs = append(errs, fmt.Errorf("external-url %q: want http(s)://host[:port] with no path", c.ExternalURL))
+		}
 	}
 	if c.DataDir == "" {
 		errs = append(errs, errors.New("data-dir is empty"))

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -28,12 +29,15 @@ import (
 type Server struct {
 	cfg     config.Server
 	log     *slog.Logger
+	ln      net.Listener
+	url     string // external base URL, no trailing slash
 	blobs   *blobfs.Store
 	meta    meta.Store
 	handler http.Handler
 }
 
-// New builds the stores and the HTTP handler from cfg.
+// New opens the listener on cfg.Addr (so a ":0" port is known from here
+// on), builds the stores and the HTTP handler from cfg.
 func New(ctx context.Context, cfg config.Server, log *slog.Logger) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -41,6 +45,19 @@ func New(ctx context.Context, cfg config.Server, log *slog.Logger) (*Server, err
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data dir: %w", err)
 	}
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", cfg.Addr, err)
+	}
+	s, err := build(ctx, cfg, log, ln)
+	if err != nil {
+		ln.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func build(ctx context.Context, cfg config.Server, log *slog.Logger, ln net.Listener) (*Server, error) {
 	blobs, err := blobfs.New(filepath.Join(cfg.DataDir, "blobs"))
 	if err != nil {
 		return nil, err
@@ -49,7 +66,10 @@ func New(ctx context.Context, cfg config.Server, log *slog.Logger) (*Server, err
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, log: log, blobs: blobs, meta: store}
+	s := &Server{cfg: cfg, log: log, ln: ln, blobs: blobs, meta: store, url: strings.TrimSuffix(cfg.ExternalURL, "/")}
+	if s.url == "" {
+		s.url = "http://" + ln.Addr().String()
+	}
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -95,6 +115,13 @@ func New(ctx context.Context, cfg config.Server, log *slog.Logger) (*Server, err
 // Handler returns the server's HTTP handler (for tests).
 func (s *Server) Handler() http.Handler { return s.handler }
 
+// Addr is the address the server listens on.
+func (s *Server) Addr() net.Addr { return s.ln.Addr() }
+
+// URL is the server's external base URL: --external-url, else
+// http://<listen address>.
+func (s *Server) URL() string { return s.url }
+
 func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
@@ -110,17 +137,17 @@ func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
 	w.Write([]byte("ok\n"))
 }
 
-// Close releases the stores.
-func (s *Server) Close() error { return s.meta.Close() }
+// Close releases the listener (if Run was not called) and the stores.
+func (s *Server) Close() error {
+	s.ln.Close()
+	return s.meta.Close()
+}
 
-// Run listens on cfg.Addr and serves until ctx is done, then drains
+// Run serves on the listener opened by New until ctx is done, then drains
 // in-flight requests for up to ShutdownTimeout. ready, if not nil, receives
-// the bound address once the listener is open.
+// the bound address once serving starts.
 func (s *Server) Run(ctx context.Context, ready func(addr net.Addr)) error {
-	ln, err := net.Listen("tcp", s.cfg.Addr)
-	if err != nil {
-		return fmt.Errorf("listen on %s: %w", s.cfg.Addr, err)
-	}
+	ln := s.ln
 	srv := &http.Server{
 		Handler:           s.handler,
 		ReadHeaderTimeout: 30 * time.Second,

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,7 +20,7 @@ import (
 // Server is a Hallmark server running in the test process.
 type Server struct {
 	Addr    string // host:port, e.g. 127.0.0.1:41234
-	URL     string // http://Addr
+	URL     string // external base URL: http://Addr unless Config.ExternalURL is set
 	DataDir string
 	Config  config.Server
 }
@@ -50,17 +49,8 @@ func StartServer(tb testing.TB, mod func(*config.Server)) *Server {
 		cancel()
 		tb.Fatalf("testenv: start hallmark server: %v", err)
 	}
-	addrc := make(chan net.Addr, 1)
 	done := make(chan error, 1)
-	go func() { done <- srv.Run(ctx, func(a net.Addr) { addrc <- a }) }()
-	var addr net.Addr
-	select {
-	case addr = <-addrc:
-	case err := <-done:
-		cancel()
-		srv.Close()
-		tb.Fatalf("testenv: hallmark server exited at start: %v", err)
-	}
+	go func() { done <- srv.Run(ctx, nil) }()
 	tb.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
@@ -68,9 +58,7 @@ func StartServer(tb testing.TB, mod func(*config.Server)) *Server {
 		}
 		srv.Close()
 	})
-	s := &Server{Addr: addr.String(), DataDir: cfg.DataDir, Config: cfg}
-	s.URL = "http://" + s.Addr
-	return s
+	return &Server{Addr: srv.Addr().String(), URL: srv.URL(), DataDir: cfg.DataDir, Config: cfg}
 }
 
 var (
