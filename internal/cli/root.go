@@ -43,6 +43,10 @@ transparency log compatible with the sigstore ecosystem.`,
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.AddCommand(newServerCmd(), newSignCmd(), newVerifyCmd(), newGenerateKeyPairCmd(), newVersionCmd())
+	root.AddCommand(newTokenCmd())
+	root.AddCommand(newUserCmd())
+	root.AddCommand(newProjectCmd())
+	root.AddCommand(newLoginCmd(), newLogoutCmd())
 	return root
 }
 

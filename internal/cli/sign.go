@@ -2,10 +2,11 @@ package cli
 
 import (
 	"context"
+	"crypto"
+	"errors"
 	"fmt"
 	"io"
 	"os"
-	"sort"
 	"strings"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -41,20 +42,32 @@ func newSignCmd() *cobra.Command {
 		Short: "Sign container images with provenance annotations, as cosign does",
 		Long: `Sign each IMAGE (a tag is resolved to its digest) and attach the signature to the
 registry exactly as cosign does: a simple-signing payload whose "optional" section
-carries the annotations, signed with ECDSA P-256, stored as a new layer of the
-image under the tag sha256-<digest>.sig. Real cosign verifies what this writes.
+carries the annotations, signed with the key (ECDSA P-256 for keys made by
+generate-key-pair), stored as a new layer of the image under the tag
+sha256-<digest>.sig. Real cosign verifies what this writes. Signing again with the
+same key and annotations adds nothing (cosign's duplicate detection).
 
---ci-annotations adds the provenance of the CI job from its predefined variables
-(GitLab CI: user, pipeline id/url, job id/url, commit sha, ref, project path,
-org.opencontainers.image.source/revision and tag; GitHub Actions likewise). A
-missing variable is an error, never an empty annotation. Explicit -a wins.
+-a key=value follows cosign's rules: one '=' per entry (a value containing '=' is
+refused) and commas separate entries.
 
-Every flag can be set by environment as in cosign: COSIGN_KEY, COSIGN_YES,
-COSIGN_PASSWORD (key password), COSIGN_REPOSITORY (store signatures in another
-repository).`,
-		Example: `  hallmark sign --key cosign.key -a tag=v1 registry.example/group/app:v1
-  COSIGN_PASSWORD=... hallmark sign --key cosign.key --ci-annotations -y "$IMAGE_DIGEST"
-  hallmark sign --key env://COSIGN_PRIVATE_KEY --recursive registry.example/app@sha256:...`,
+--ci-annotations adds the provenance of the CI job from its predefined variables.
+GitLab CI (GITLAB_CI=true): com.gitlab.ci.user.name, .pipeline.id, .pipeline.url,
+.job.id, .job.url, .commit.sha, .commit.ref.name, .project.path,
+org.opencontainers.image.source, org.opencontainers.image.revision and tag
+($IMAGE_TAG, else the tag of IMAGE, else $CI_COMMIT_SHORT_SHA). GitHub Actions
+(GITHUB_ACTIONS=true) gives the com.github.actions.* counterparts. A missing
+variable is an error naming it, never an empty annotation. Explicit -a wins.
+
+Every flag can also be set as in cosign with COSIGN_<FLAG> (COSIGN_KEY, COSIGN_YES,
+COSIGN_TLOG_UPLOAD, ...). COSIGN_PASSWORD is the key password (else a prompt, else
+standard input), COSIGN_REPOSITORY stores signatures in another repository, and
+COSIGN_DOCKER_MEDIA_TYPES=1 writes Docker instead of OCI media types.
+
+Keyless signing and transparency-log upload are not available yet: sign with
+--key and --tlog-upload=false (as cosign does for a registry without a log).`,
+		Example: `  hallmark sign --key cosign.key --tlog-upload=false -a tag=v1 registry.example/group/app:v1
+  COSIGN_PASSWORD=... hallmark sign --key cosign.key --tlog-upload=false --ci-annotations -y "$IMAGE_DIGEST"
+  hallmark sign --key env://COSIGN_PRIVATE_KEY --tlog-upload=false --recursive registry.example/app@sha256:...`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := config.ApplyEnv(cmd.Flags(), "COSIGN_", lookupEnv, nil); err != nil {
@@ -64,12 +77,12 @@ repository).`,
 		},
 	}
 	fs := cmd.Flags()
-	fs.StringVar(&o.key, "key", "", "private key: a cosign.key file, a PEM/PKCS#8 key file, or env://VAR")
-	fs.StringSliceVarP(&o.annotations, "annotations", "a", nil, "extra key=value annotation to sign (repeatable)")
+	fs.StringVar(&o.key, "key", "", "private key: a cosign.key file (password in COSIGN_PASSWORD), a PEM/PKCS#8 key file, or env://VAR")
+	fs.StringSliceVarP(&o.annotations, "annotations", "a", nil, "extra key=value annotation to sign (repeatable; commas separate entries)")
 	fs.BoolVar(&o.ciAnnotations, "ci-annotations", false, "add the CI job's provenance annotations (GitLab CI, GitHub Actions)")
 	fs.BoolVarP(&o.yes, "yes", "y", false, "skip confirmation prompts")
 	fs.BoolVarP(&o.recursive, "recursive", "r", false, "also sign every manifest of a multi-arch index")
-	fs.BoolVar(&o.tlogUpload, "tlog-upload", false, "upload to a transparency log (keyless signing, not yet available for --key)")
+	fs.BoolVar(&o.tlogUpload, "tlog-upload", true, "upload the signature to a transparency log (not available yet: pass --tlog-upload=false)")
 	fs.BoolVar(&o.upload, "upload", true, "push the signature to the registry")
 	fs.StringVar(&o.outputSignature, "output-signature", "", "also write the base64 signature to this file")
 	fs.StringVar(&o.outputPayload, "output-payload", "", "also write the signed payload to this file")
@@ -78,13 +91,22 @@ repository).`,
 	return cmd
 }
 
-// parseAnnotations parses key=value pairs as cosign does: exactly one '='.
+// errAnnotation is wrapped by -a parse errors.
+var errAnnotation = errors.New("unable to parse annotation")
+
+// parseAnnotations parses -a entries as cosign does: each must split on '='
+// into exactly two parts, so a value containing '=' is refused. (The flag
+// is a string slice, so commas have already split entries.)
 func parseAnnotations(list []string) (map[string]string, error) {
 	out := map[string]string{}
 	for _, kv := range list {
 		parts := strings.Split(kv, "=")
-		if len(parts) != 2 || parts[0] == "" {
-			return nil, fmt.Errorf("annotation %q must be key=value with exactly one '='", kv)
+		if len(parts) != 2 {
+			why := "it has no '='; write key=value"
+			if len(parts) > 2 {
+				why = "values cannot contain '=' (cosign refuses them too)"
+			}
+			return nil, fmt.Errorf("%w: %s: %s", errAnnotation, kv, why)
 		}
 		out[parts[0]] = parts[1]
 	}
@@ -92,31 +114,36 @@ func parseAnnotations(list []string) (map[string]string, error) {
 }
 
 func (o *signOptions) run(ctx context.Context, images []string, stderr io.Writer) error {
-	if o.key == "" {
-		return fmt.Errorf("--key is required: keyless signing is not available yet (create a key with 'hallmark generate-key-pair')")
-	}
 	ann, err := parseAnnotations(o.annotations)
 	if err != nil {
 		return err
 	}
-	if o.ciAnnotations {
-		collected, err := provenance.Collect(os.LookupEnv)
-		if err != nil {
-			return fmt.Errorf("--ci-annotations: %w", err)
-		}
-		ann = provenance.Merge(collected, ann)
-	}
-	signer, err := loadSigner(o.key)
+	signer, err := o.newSigner(ctx)
 	if err != nil {
 		return err
 	}
-	ropts := o.reg.remoteOptions(ctx)
+	ropts, err := o.reg.remoteOptions(ctx)
+	if err != nil {
+		return err
+	}
 	for _, img := range images {
 		if err := o.signImage(ctx, img, ann, signer, ropts, stderr); err != nil {
-			return err
+			return fmt.Errorf("signing %s: %w", img, err)
 		}
 	}
 	return nil
+}
+
+// newSigner picks how to sign. Key-based signing is the only mode so far;
+// keyless signing (no --key) and log upload plug in here.
+func (o *signOptions) newSigner(context.Context) (sign.Signer, error) {
+	if o.key == "" {
+		return nil, errors.New("--key is required: keyless signing is not available yet (create a key pair with 'hallmark generate-key-pair')")
+	}
+	if o.tlogUpload {
+		return nil, errors.New("uploading signatures to a transparency log is not available yet: sign with --tlog-upload=false (or COSIGN_TLOG_UPLOAD=false) and verify with --insecure-ignore-tlog, as cosign does for registries without a log")
+	}
+	return loadSigner(o.key)
 }
 
 func loadSigner(keyRef string) (sign.Signer, error) {
@@ -124,9 +151,11 @@ func loadSigner(keyRef string) (sign.Signer, error) {
 	if err != nil {
 		return nil, err
 	}
-	pw, err := readPassword(false)
-	if err != nil {
-		return nil, err
+	var pw []byte
+	if sign.KeyNeedsPassword(pemBytes) {
+		if pw, err = readPassword(false); err != nil {
+			return nil, err
+		}
 	}
 	key, err := sign.LoadPrivateKey(pemBytes, pw)
 	if err != nil {
@@ -135,7 +164,7 @@ func loadSigner(keyRef string) (sign.Signer, error) {
 	return sign.KeySigner{Key: key}, nil
 }
 
-func (o *signOptions) signImage(ctx context.Context, image string, ann map[string]string, signer sign.Signer, ropts []remote.Option, stderr io.Writer) error {
+func (o *signOptions) signImage(ctx context.Context, image string, explicit map[string]string, signer sign.Signer, ropts []remote.Option, stderr io.Writer) error {
 	ref, err := name.ParseReference(image, o.reg.nameOptions()...)
 	if err != nil {
 		return fmt.Errorf("image reference %q: %w", image, err)
@@ -143,37 +172,54 @@ func (o *signOptions) signImage(ctx context.Context, image string, ann map[strin
 	if _, ok := ref.(name.Digest); !ok {
 		fmt.Fprintf(stderr, "WARNING: Image reference %s uses a tag, not a digest, to identify the image to sign.\n"+
 			"    This can lead you to sign a different image than the intended one. Please use a\n"+
-			"    digest (example.com/ubuntu@sha256:abc123...) rather than tag\n    (example.com/ubuntu:latest) for the input to cosign.\n", ref)
+			"    digest (example.com/ubuntu@sha256:abc123...) rather than tag\n"+
+			"    (example.com/ubuntu:latest) for the input to hallmark. The ability to refer to\n"+
+			"    images by tag may be removed in a future release.\n\n", ref)
+	}
+	ann := explicit
+	if o.ciAnnotations {
+		var popts []provenance.Option
+		if t, ok := ref.(name.Tag); ok && os.Getenv("IMAGE_TAG") == "" {
+			popts = append(popts, provenance.WithImageTag(t.TagStr()))
+		}
+		collected, err := provenance.Collect(os.LookupEnv, popts...)
+		if err != nil {
+			return fmt.Errorf("--ci-annotations: %w", err)
+		}
+		ann = provenance.Merge(collected, explicit)
 	}
 	desc, err := remote.Get(ref, ropts...)
 	if err != nil {
 		if oci.IsNotFound(err) {
-			return &exitError{code: exitTagNotFound, err: fmt.Errorf("image %s not found", ref)}
+			return fmt.Errorf("image %s not found in the registry: %w", ref, err)
 		}
 		return fmt.Errorf("resolving %s: %w", ref, err)
 	}
 	digests := []v1.Hash{desc.Digest}
 	if o.recursive && desc.MediaType.IsIndex() {
-		idx, err := desc.ImageIndex()
+		children, err := indexChildren(ref.Context(), desc, ropts)
 		if err != nil {
 			return err
 		}
-		im, err := idx.IndexManifest()
-		if err != nil {
-			return err
-		}
-		for _, m := range im.Manifests {
-			digests = append(digests, m.Digest)
-		}
+		digests = append(digests, children...)
 	}
 	repo := ref.Context()
-	target, err := sign.TargetRepository(repo, os.Getenv("COSIGN_REPOSITORY"), o.reg.nameOptions()...)
+	override := os.Getenv("COSIGN_REPOSITORY")
+	target, err := sign.TargetRepository(repo, override, o.reg.nameOptions()...)
 	if err != nil {
 		return err
+	}
+	shown := target.Name()
+	if override != "" {
+		shown = target.RepositoryStr() // what cosign prints in this case
 	}
 	dockerRef := repo.Name()
 	if o.containerIdentity != "" {
 		dockerRef = o.containerIdentity
+	}
+	aopts := sign.AttachOptions{TagPrefix: o.reg.tagPrefix, DockerMediaTypes: os.Getenv("COSIGN_DOCKER_MEDIA_TYPES") == "1", Remote: ropts}
+	if pk, ok := signer.(interface{ PublicKey() crypto.PublicKey }); ok {
+		aopts.Verifier = pk.PublicKey()
 	}
 	for _, d := range digests {
 		body, err := payload.New(dockerRef, d.String(), ann).Bytes()
@@ -190,12 +236,41 @@ func (o *signOptions) signImage(ctx context.Context, image string, ann map[strin
 		if !o.upload {
 			continue
 		}
-		fmt.Fprintln(stderr, "Pushing signature to:", target.Name())
-		if _, err := sign.Attach(target, d, sig, ropts...); err != nil {
+		fmt.Fprintln(stderr, "Pushing signature to:", shown)
+		if _, err := sign.Attach(target, d, sig, aopts); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// indexChildren lists the manifests of the index desc, depth first (an
+// index inside an index is walked too), as cosign sign --recursive does.
+func indexChildren(repo name.Repository, desc *remote.Descriptor, ropts []remote.Option) ([]v1.Hash, error) {
+	idx, err := desc.ImageIndex()
+	if err != nil {
+		return nil, err
+	}
+	im, err := idx.IndexManifest()
+	if err != nil {
+		return nil, fmt.Errorf("reading index %s: %w", desc.Digest, err)
+	}
+	var out []v1.Hash
+	for _, m := range im.Manifests {
+		out = append(out, m.Digest)
+		if m.MediaType.IsIndex() {
+			child, err := remote.Get(repo.Digest(m.Digest.String()), ropts...)
+			if err != nil {
+				return nil, fmt.Errorf("reading index %s: %w", m.Digest, err)
+			}
+			more, err := indexChildren(repo, child, ropts)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, more...)
+		}
+	}
+	return out, nil
 }
 
 func (o *signOptions) writeOutputs(sig *sign.Signature) error {
@@ -210,13 +285,4 @@ func (o *signOptions) writeOutputs(sig *sign.Signature) error {
 		}
 	}
 	return nil
-}
-
-func sortedKeys(m map[string]string) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }

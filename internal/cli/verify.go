@@ -3,6 +3,7 @@ package cli
 import (
 	"bufio"
 	"context"
+	"crypto"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,7 +13,7 @@ import (
 	"sync"
 
 	"github.com/google/go-containerregistry/pkg/name"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/spf13/cobra"
 
 	"github.com/hallmark-dev/hallmark/internal/config"
@@ -22,15 +23,16 @@ import (
 )
 
 type verifyOptions struct {
-	reg                registryOptions
-	key                string
-	annotations        []string
-	output             string
-	checkClaims        bool
-	recursive          bool
-	maxWorkers         int
-	imagesFrom         string
-	insecureIgnoreTlog bool
+	reg                   registryOptions
+	key                   string
+	annotations           []string
+	output                string
+	checkClaims           bool
+	recursive             bool
+	maxWorkers            int
+	imagesFrom            string
+	insecureIgnoreTlog    bool
+	privateInfrastructure bool
 }
 
 func newVerifyCmd() *cobra.Command {
@@ -38,24 +40,35 @@ func newVerifyCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "verify IMAGE [IMAGE...]",
 		Short: "Verify image signatures and their annotations, as cosign verify does",
-		Long: `Verify the cosign signatures of each IMAGE: the signature over the payload, the
-digest claim, and every -a key=value annotation. At least one signature must pass.
+		Long: `Verify the cosign signatures of each IMAGE: the signature over the exact payload
+bytes, the digest claim, and every -a key=value annotation (the value must be that
+exact string; an empty value does not match a missing key). At least one signature
+of each image must pass every check.
 
-Standard output is what cosign prints (so '| jq .' works the same): for each image
-a blank line, then the JSON array of verified payloads. The check lines go to
-standard error. A failure says which check failed for which signature.
+Standard output is exactly what cosign prints, so '| jq .' works the same: for each
+verified image a blank line, then the JSON array of its verified payloads (with
+-o text: each payload on its own line). The check lines go to standard error. When
+no signature passes, the error says which check failed for which signature, e.g.
+the annotation that differed with both values.
 
-Exit codes as cosign's: 10 no signatures, 11 image not found, 12 no signature
-matched, 1 other errors. Many images can be verified in one call: give several
-arguments or --images-from FILE ('-' for standard input, one reference a line).`,
-		Example: `  hallmark verify --key cosign.pub -a tag=v1 registry.example/group/app:v1 | jq .
-  hallmark verify --key cosign.pub --recursive registry.example/app@sha256:...
-  hallmark verify --key cosign.pub --images-from images.txt --max-workers 32`,
+Exit codes are cosign's: 10 no signatures, 11 image tag not found, 12 no signature
+matched, 1 any other error. With several images, every image is verified, the
+failures are reported on standard error, and the exit code is that of the first
+failing image in input order.
+
+Many images can be verified in one call: give several IMAGE arguments and/or
+--images-from FILE ('-' for standard input; one reference a line, # comments).
+
+Signatures made without a transparency log (--tlog-upload=false) verify only with
+--insecure-ignore-tlog (or --private-infrastructure, the same without the warning).`,
+		Example: `  hallmark verify --key cosign.pub --insecure-ignore-tlog -a tag=v1 registry.example/group/app:v1 | jq .
+  hallmark verify --key cosign.pub --insecure-ignore-tlog --recursive registry.example/app@sha256:...
+  hallmark verify --key cosign.pub --insecure-ignore-tlog --images-from images.txt --max-workers 32`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := config.ApplyEnv(cmd.Flags(), "COSIGN_", lookupEnv, nil); err != nil {
 				return err
 			}
-			images, err := o.collectImages(args)
+			images, err := o.collectImages(args, cmd.InOrStdin())
 			if err != nil {
 				return err
 			}
@@ -63,26 +76,27 @@ arguments or --images-from FILE ('-' for standard input, one reference a line).`
 		},
 	}
 	fs := cmd.Flags()
-	fs.StringVar(&o.key, "key", "", "public key: a PEM file (cosign.pub), or env://VAR")
+	fs.StringVar(&o.key, "key", "", "public key: a PEM file (cosign.pub) or certificate, or env://VAR")
 	fs.StringSliceVarP(&o.annotations, "annotations", "a", nil, "annotation key=value every matching signature must carry (repeatable)")
 	fs.StringVarP(&o.output, "output", "o", "json", "output format: json or text")
 	fs.BoolVar(&o.checkClaims, "check-claims", true, "check the digest claim and annotations in the payload")
 	fs.BoolVarP(&o.recursive, "recursive", "r", false, "also verify every platform manifest of a multi-arch index")
 	fs.IntVar(&o.maxWorkers, "max-workers", 10, "images verified in parallel")
 	fs.StringVar(&o.imagesFrom, "images-from", "", "read image references from this file, one a line ('-' for standard input)")
-	fs.BoolVar(&o.insecureIgnoreTlog, "insecure-ignore-tlog", false, "accepted for cosign compatibility; key-based verification does not use a log yet")
+	fs.BoolVar(&o.insecureIgnoreTlog, "insecure-ignore-tlog", false, "do not require a transparency log entry (for signatures made with --tlog-upload=false)")
+	fs.BoolVar(&o.privateInfrastructure, "private-infrastructure", false, "same as --insecure-ignore-tlog, without the warning")
 	o.reg.bind(fs)
 	return cmd
 }
 
-func (o *verifyOptions) collectImages(args []string) ([]string, error) {
+func (o *verifyOptions) collectImages(args []string, stdin io.Reader) ([]string, error) {
 	images := append([]string(nil), args...)
 	if o.imagesFrom != "" {
-		var r io.Reader = os.Stdin
+		r := stdin
 		if o.imagesFrom != "-" {
 			f, err := os.Open(o.imagesFrom)
 			if err != nil {
-				return nil, err
+				return nil, fmt.Errorf("--images-from: %w", err)
 			}
 			defer f.Close()
 			r = f
@@ -94,25 +108,29 @@ func (o *verifyOptions) collectImages(args []string) ([]string, error) {
 			}
 		}
 		if err := sc.Err(); err != nil {
-			return nil, err
+			return nil, fmt.Errorf("--images-from %s: %w", o.imagesFrom, err)
 		}
 	}
 	if len(images) == 0 {
-		return nil, errors.New("no image to verify: give IMAGE arguments or --images-from")
+		return nil, errors.New("no image to verify: give IMAGE arguments or --images-from FILE")
 	}
 	return images, nil
 }
 
-type verifyOutcome struct {
+// verifyJob is one image to verify (a platform manifest found by
+// --recursive carries its parent's digest-pinned reference).
+type verifyJob struct {
 	ref    name.Reference
+	digest *v1.Hash
+}
+
+type verifyOutcome struct {
+	job    verifyJob
 	result *verify.ImageResult
 	err    error
 }
 
 func (o *verifyOptions) run(ctx context.Context, images []string, stdout, stderr io.Writer) error {
-	if o.key == "" {
-		return errors.New("--key is required: keyless verification is not available yet")
-	}
 	if o.output != "json" && o.output != "text" {
 		return fmt.Errorf("--output %q: use json or text", o.output)
 	}
@@ -120,25 +138,25 @@ func (o *verifyOptions) run(ctx context.Context, images []string, stdout, stderr
 	if err != nil {
 		return err
 	}
-	pemBytes, err := sign.ResolveKeyRef(o.key)
+	pub, err := loadVerifyKey(o.key)
 	if err != nil {
 		return err
 	}
-	pub, err := verify.ParsePublicKey(pemBytes)
-	if err != nil {
-		return fmt.Errorf("--key %s: %w", o.key, err)
+	opts := verify.Options{PublicKey: pub, Annotations: ann, SkipClaims: !o.checkClaims,
+		IgnoreTlog: o.insecureIgnoreTlog || o.privateInfrastructure}
+	if !opts.IgnoreTlog {
+		if opts.TlogKeys, err = tlogKeysFromEnv(); err != nil {
+			return err
+		}
 	}
-	opts := verify.Options{PublicKey: pub, Annotations: ann, SkipClaims: !o.checkClaims}
-	ropts := o.reg.remoteOptions(ctx)
 	var sigRepo *name.Repository
 	if r := os.Getenv("COSIGN_REPOSITORY"); r != "" {
 		repo, err := name.NewRepository(r, o.reg.nameOptions()...)
 		if err != nil {
-			return fmt.Errorf("COSIGN_REPOSITORY %q: %w", r, err)
+			return fmt.Errorf("COSIGN_REPOSITORY %q is not a repository reference: %w", r, err)
 		}
 		sigRepo = &repo
 	}
-
 	refs := make([]name.Reference, 0, len(images))
 	for _, img := range images {
 		ref, err := name.ParseReference(img, o.reg.nameOptions()...)
@@ -147,125 +165,205 @@ func (o *verifyOptions) run(ctx context.Context, images []string, stdout, stderr
 		}
 		refs = append(refs, ref)
 	}
+	if o.insecureIgnoreTlog && !o.privateInfrastructure {
+		fmt.Fprintln(stderr, "WARNING: Skipping tlog verification is an insecure practice that lacks transparency and auditability verification for the signature.")
+	}
+	client := o.reg.verifyClient()
+	jobs := make([]verifyJob, 0, len(refs))
+	for _, ref := range refs {
+		jobs = append(jobs, verifyJob{ref: ref})
+	}
 	if o.recursive {
-		refs, err = expandIndexes(refs, ropts)
-		if err != nil {
+		if jobs, err = expandIndexes(ctx, client, refs); err != nil {
 			return err
 		}
 	}
-	outcomes := make([]verifyOutcome, len(refs))
-	workers := max(1, o.maxWorkers)
-	var wg sync.WaitGroup
+
+	// Verify in parallel, print in input order as results come in.
+	outcomes := make([]verifyOutcome, len(jobs))
+	done := make([]chan struct{}, len(jobs))
+	for i := range done {
+		done[i] = make(chan struct{})
+	}
 	next := make(chan int)
-	for w := 0; w < min(workers, len(refs)); w++ {
+	var wg sync.WaitGroup
+	for range min(max(1, o.maxWorkers), len(jobs)) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for i := range next {
-				res, err := verify.Image(ctx, verify.Target{Image: refs[i], SignatureRepo: sigRepo}, opts, ropts...)
-				outcomes[i] = verifyOutcome{ref: refs[i], result: res, err: err}
+				j := jobs[i]
+				res, err := client.Image(ctx, verify.Target{Image: j.ref, Digest: j.digest, SignatureRepo: sigRepo, TagPrefix: o.reg.tagPrefix}, opts)
+				outcomes[i] = verifyOutcome{job: j, result: res, err: err}
+				close(done[i])
 			}
 		}()
 	}
-	for i := range refs {
-		next <- i
-	}
-	close(next)
-	wg.Wait()
-
+	go func() {
+		for i := range jobs {
+			select {
+			case next <- i:
+			case <-ctx.Done():
+				for k := i; k < len(jobs); k++ {
+					outcomes[k] = verifyOutcome{job: jobs[k], err: ctx.Err()}
+					close(done[k])
+				}
+				close(next)
+				return
+			}
+		}
+		close(next)
+	}()
 	var firstErr error
 	failed := 0
-	for _, oc := range outcomes {
+	bw := bufio.NewWriter(stdout)
+	for i := range jobs {
+		<-done[i]
+		oc := outcomes[i]
 		if oc.err != nil {
 			failed++
 			if firstErr == nil {
 				firstErr = oc.err
 			}
-			if len(outcomes) > 1 {
-				fmt.Fprintf(stderr, "Error: %s: %v\n", oc.ref, oc.err)
+			if len(jobs) > 1 {
+				fmt.Fprintf(stderr, "Error: %s: %v\n", oc.job.ref.Name(), oc.err)
 			}
 			continue
 		}
-		if err := o.print(oc, len(ann) > 0, stdout, stderr); err != nil {
+		if err := o.print(oc, len(ann) > 0, bw, stderr); err != nil {
 			return err
 		}
+	}
+	wg.Wait()
+	if err := bw.Flush(); err != nil {
+		return err
 	}
 	if firstErr == nil {
 		return nil
 	}
-	if len(outcomes) > 1 {
-		firstErr = fmt.Errorf("%d of %d images failed verification; first failure: %w", failed, len(outcomes), firstErr)
+	if len(jobs) > 1 {
+		firstErr = fmt.Errorf("%d of %d images failed verification; the first: %w", failed, len(jobs), firstErr)
 	}
-	switch {
-	case errors.Is(firstErr, verify.ErrNoSignatures):
-		return &exitError{code: exitNoSignatures, err: firstErr}
-	case errors.Is(firstErr, verify.ErrNoMatching):
-		return &exitError{code: exitNoMatching, err: firstErr}
-	case errors.Is(firstErr, errImageNotFound) || oci.IsNotFound(firstErr):
-		return &exitError{code: exitTagNotFound, err: firstErr}
-	}
-	return firstErr
+	return withExitCode(firstErr)
 }
 
-var errImageNotFound = errors.New("image not found")
+// withExitCode attaches cosign's exit code for a verification error.
+func withExitCode(err error) error {
+	switch {
+	case errors.Is(err, verify.ErrNoSignatures):
+		return &exitError{code: exitNoSignatures, err: err}
+	case errors.Is(err, verify.ErrImageNotFound):
+		return &exitError{code: exitTagNotFound, err: err}
+	case errors.Is(err, verify.ErrNoMatching):
+		return &exitError{code: exitNoMatching, err: err}
+	}
+	return err
+}
+
+// loadVerifyKey reads --key: a PEM public key or certificate, from a file
+// or env://VAR.
+func loadVerifyKey(ref string) (crypto.PublicKey, error) {
+	if ref == "" {
+		return nil, errors.New("--key is required: keyless verification is not available yet (give the public key, e.g. --key cosign.pub)")
+	}
+	pemBytes, err := sign.ResolveKeyRef(ref)
+	if err != nil {
+		return nil, fmt.Errorf("--key: %w", err)
+	}
+	pub, err := verify.ParsePublicKey(pemBytes)
+	if err != nil {
+		if sign.KeyNeedsPassword(pemBytes) || strings.Contains(string(pemBytes), "PRIVATE KEY") {
+			return nil, fmt.Errorf("--key %s is a private key: verify with the public key (cosign.pub)", ref)
+		}
+		return nil, fmt.Errorf("--key %s: %w (want a PEM \"PUBLIC KEY\" such as cosign.pub)", ref, err)
+	}
+	return pub, nil
+}
+
+// tlogKeysFromEnv reads SIGSTORE_REKOR_PUBLIC_KEY, cosign's way of naming a
+// private transparency log's key, into the log-ID map bundles are checked
+// against.
+func tlogKeysFromEnv() (map[string]crypto.PublicKey, error) {
+	path := os.Getenv("SIGSTORE_REKOR_PUBLIC_KEY")
+	if path == "" {
+		return nil, nil
+	}
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("SIGSTORE_REKOR_PUBLIC_KEY: %w", err)
+	}
+	out := map[string]crypto.PublicKey{}
+	rest := raw
+	for {
+		pub, id, r, ok := verify.NextLogKey(rest)
+		if !ok {
+			break
+		}
+		out[id], rest = pub, r
+	}
+	return out, nil
+}
 
 // expandIndexes adds the platform manifests of every index among refs.
-func expandIndexes(refs []name.Reference, ropts []remote.Option) ([]name.Reference, error) {
-	var out []name.Reference
+func expandIndexes(ctx context.Context, client *verify.Client, refs []name.Reference) ([]verifyJob, error) {
+	var out []verifyJob
 	for _, ref := range refs {
-		out = append(out, ref)
-		desc, err := remote.Get(ref, ropts...)
+		m, d, err := client.Manifest(ctx, ref)
 		if err != nil {
-			return nil, fmt.Errorf("%w: %s: %v", errImageNotFound, ref, err)
+			return nil, withExitCode(err)
 		}
-		if !desc.MediaType.IsIndex() {
+		out = append(out, verifyJob{ref: ref, digest: &d})
+		if !oci.IsIndex(m.MediaType) {
 			continue
 		}
-		idx, err := desc.ImageIndex()
-		if err != nil {
-			return nil, err
-		}
-		im, err := idx.IndexManifest()
-		if err != nil {
-			return nil, err
-		}
-		for _, m := range im.Manifests {
-			out = append(out, ref.Context().Digest(m.Digest.String()))
+		for _, child := range m.Manifests {
+			h, err := v1.NewHash(child.Digest.String())
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, verifyJob{ref: ref.Context().Digest(h.String()), digest: &h})
 		}
 	}
 	return out, nil
 }
 
-// print writes cosign's verification output for one image.
+// print writes cosign's verification output for one image: the check lines
+// on stderr, the payloads on stdout.
 func (o *verifyOptions) print(oc verifyOutcome, annotations bool, stdout, stderr io.Writer) error {
-	if o.insecureIgnoreTlog {
-		fmt.Fprintln(stderr, "WARNING: Skipping tlog verification is an insecure practice that lacks transparency and auditability verification for the signature.")
-	}
-	fmt.Fprintln(stderr)
-	fmt.Fprintf(stderr, "Verification for %s --\n", oc.ref.Name())
-	fmt.Fprintln(stderr, "The following checks were performed on each of these signatures:")
+	res := oc.result
+	var lines strings.Builder
+	fmt.Fprintf(&lines, "\nVerification for %s --\n", oc.job.ref.Name())
+	lines.WriteString("The following checks were performed on each of these signatures:\n")
 	if o.checkClaims {
 		if annotations {
-			fmt.Fprintln(stderr, "  - The specified annotations were verified.")
+			lines.WriteString("  - The specified annotations were verified.\n")
 		}
-		fmt.Fprintln(stderr, "  - The cosign claims were validated")
+		lines.WriteString("  - The cosign claims were validated\n")
 	}
-	fmt.Fprintln(stderr, "  - The signatures were verified against the specified public key")
+	for _, v := range res.Verified {
+		if v.Bundle != nil {
+			lines.WriteString("  - Existence of the claims in the transparency log was verified offline\n")
+			break
+		}
+	}
+	lines.WriteString("  - The signatures were verified against the specified public key\n")
+	io.WriteString(stderr, lines.String())
 	if o.output == "text" {
-		for _, v := range oc.result.Verified {
-			fmt.Fprintln(stdout, string(v.Layer.Payload))
+		for _, v := range res.Verified {
+			if _, err := fmt.Fprintln(stdout, string(v.Layer.Payload)); err != nil {
+				return err
+			}
 		}
 		return nil
 	}
-	claims := make([]verify.Claims, 0, len(oc.result.Verified))
-	for _, v := range oc.result.Verified {
+	claims := make([]verify.Claims, 0, len(res.Verified))
+	for _, v := range res.Verified {
 		claims = append(claims, v.Claims)
 	}
 	b, err := json.Marshal(claims)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintln(stdout)
-	fmt.Fprintln(stdout, string(b))
-	return nil
+	_, err = fmt.Fprintf(stdout, "\n%s\n", b)
+	return err
 }

@@ -24,19 +24,38 @@ type Server struct {
 	UploadTTL       time.Duration // abandoned uploads are removed after this
 	ShutdownTimeout time.Duration
 	TrustedKeys     []string // PEM public keys whose signatures the index marks verified
+
+	// Access control and transport security (internal/auth).
+	Auth         string // "on" (default) or "off" (open registry; loopback only)
+	TLSCert      string // PEM certificate chain file; with TLSKey, serve HTTPS
+	TLSKey       string // PEM private key file
+	InsecureHTTP bool   // allow plain HTTP on a non-loopback address
+
+	// OIDC: built-in issuer and trusted external issuers (internal/oidc).
+	OIDCBuiltin      bool          // run the built-in CI job token issuer
+	OIDCIssuers      []OIDCIssuer  // trusted external issuers
+	OIDCTokenTTL     time.Duration // default lifetime of minted tokens
+	OIDCMaxTokenTTL  time.Duration // longest lifetime a token may be minted with
+	OIDCKeyRotation  time.Duration // rotate the signing key when older than this; 0 = on request only
+	OIDCJWKSCacheTTL time.Duration // how long external issuers' discovery + JWKS are cached
 }
 
 // Defaults are the embedded defaults: a loopback registry keeping its data
 // in ./hallmark-data.
 func Defaults() Server {
 	return Server{
-		Addr:            "127.0.0.1:5000",
-		DataDir:         "./hallmark-data",
-		LogLevel:        "info",
-		LogFormat:       "json",
-		MaxManifestSize: 8 << 20,
-		UploadTTL:       24 * time.Hour,
-		ShutdownTimeout: 30 * time.Second,
+		Addr:             "127.0.0.1:5000",
+		DataDir:          "./hallmark-data",
+		LogLevel:         "info",
+		LogFormat:        "json",
+		MaxManifestSize:  8 << 20,
+		UploadTTL:        24 * time.Hour,
+		ShutdownTimeout:  30 * time.Second,
+		Auth:             "on",
+		OIDCBuiltin:      true,
+		OIDCTokenTTL:     10 * time.Minute,
+		OIDCMaxTokenTTL:  time.Hour,
+		OIDCJWKSCacheTTL: 10 * time.Minute,
 	}
 }
 
@@ -51,6 +70,16 @@ func (c *Server) BindFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&c.UploadTTL, "upload-ttl", c.UploadTTL, "remove upload sessions idle for longer than this")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "how long to wait for requests to finish on SIGINT/SIGTERM")
 	fs.StringSliceVar(&c.TrustedKeys, "trusted-key", c.TrustedKeys, "PEM public key file whose signatures the signature index marks verified (repeatable)")
+	fs.StringVar(&c.Auth, "auth", c.Auth, "registry access control: on (token auth, users, projects, CI job tokens) or off (anyone may push and pull; refused on a non-loopback address)")
+	fs.StringVar(&c.TLSCert, "tls-cert", c.TLSCert, "PEM certificate (chain) file; with --tls-key the server speaks HTTPS")
+	fs.StringVar(&c.TLSKey, "tls-key", c.TLSKey, "PEM private key file for --tls-cert")
+	fs.BoolVar(&c.InsecureHTTP, "insecure-http", c.InsecureHTTP, "serve plain HTTP on a non-loopback address (only behind a TLS-terminating proxy: credentials and tokens would otherwise cross the network in clear text)")
+	fs.BoolVar(&c.OIDCBuiltin, "oidc-builtin", c.OIDCBuiltin, "run the built-in OIDC issuer for CI jobs (issuer URL = --external-url)")
+	fs.Var(&oidcIssuersValue{p: &c.OIDCIssuers}, "oidc-issuer", "trusted external OIDC issuer, as url=URL[,type=gitlab-pipeline|email|generic][,subject-claim=CLAIM][,ca-cert=PEM-FILE] (repeatable; type defaults to gitlab-pipeline; several in one value or env var: each url= starts a new issuer)")
+	fs.DurationVar(&c.OIDCTokenTTL, "oidc-token-ttl", c.OIDCTokenTTL, "default lifetime of CI job ID tokens minted by the built-in issuer")
+	fs.DurationVar(&c.OIDCMaxTokenTTL, "oidc-max-token-ttl", c.OIDCMaxTokenTTL, "longest lifetime a minted token may ask for; a rotated-out key stays published this long (plus 5m)")
+	fs.DurationVar(&c.OIDCKeyRotation, "oidc-key-rotation", c.OIDCKeyRotation, "rotate the built-in issuer's signing key when it is older than this (e.g. 720h); 0 = only on request (hallmark token rotate-key)")
+	fs.DurationVar(&c.OIDCJWKSCacheTTL, "oidc-jwks-cache-ttl", c.OIDCJWKSCacheTTL, "how long an external issuer's discovery document and JWKS are cached (an unknown kid refetches sooner)")
 }
 
 // Apply fills every flag of fs that was not set on the command line from
@@ -77,6 +106,9 @@ func Apply(fs *pflag.FlagSet, path string, lookup func(string) (string, bool)) e
 		v, ok := file[name]
 		if !ok {
 			return "", false
+		}
+		if list, isList := v.([]any); isList {
+			return yamlList(list), true
 		}
 		return fmt.Sprint(v), true
 	}
@@ -150,5 +182,45 @@ func (c *Server) Validate() error {
 	if c.UploadTTL <= 0 {
 		errs = append(errs, errors.New("upload-ttl must be positive"))
 	}
+	errs = append(errs, c.validateOIDC()...)
+	errs = append(errs, c.validateAccess()...)
 	return errors.Join(errs...)
+}
+
+// validateAccess checks --auth, TLS and the listen address together: an
+// open registry, or credentials in clear text, must not reach the network.
+func (c *Server) validateAccess() []error {
+	var errs []error
+	loopback := IsLoopback(c.Addr)
+	switch c.Auth {
+	case "on":
+	case "off":
+		if !loopback {
+			errs = append(errs, fmt.Errorf("auth=off on %s: an open registry (anyone may push, overwrite and delete) is only allowed on a loopback address such as 127.0.0.1:5000; turn auth on or listen on loopback", c.Addr))
+		}
+	default:
+		errs = append(errs, fmt.Errorf("auth %q: use on or off", c.Auth))
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		errs = append(errs, errors.New("tls-cert and tls-key must be given together"))
+	}
+	if c.TLSCert == "" && !loopback && !c.InsecureHTTP {
+		errs = append(errs, fmt.Errorf("refusing plain HTTP on the non-loopback address %s: passwords, CI job tokens and access tokens would cross the network in clear text; give --tls-cert and --tls-key, or --insecure-http if a TLS-terminating proxy is in front", c.Addr))
+	}
+	return errs
+}
+
+// IsLoopback reports whether the host of the listen address addr is a
+// loopback address (127.0.0.0/8, ::1 or localhost). An empty host (all
+// interfaces) is not.
+func IsLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }

@@ -39,6 +39,7 @@ func (h *Handler) getBlob(w http.ResponseWriter, r *http.Request, rt route) erro
 			http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(m.Payload))
 			return nil
 		}
+		return h.orNameUnknown(ctx, rt.name, err)
 	}
 	if err != nil {
 		return err
@@ -74,6 +75,9 @@ func (h *Handler) deleteBlob(w http.ResponseWriter, r *http.Request, rt route) e
 		return err
 	}
 	if err := h.meta.UnlinkBlob(r.Context(), rt.name, d); err != nil {
+		if errors.Is(err, meta.ErrBlobNotFound) {
+			return h.orNameUnknown(r.Context(), rt.name, err)
+		}
 		return err
 	}
 	h.log.InfoContext(r.Context(), "blob deleted", "repository", rt.name, "digest", d)

@@ -25,7 +25,7 @@ func (h *Handler) getManifest(w http.ResponseWriter, r *http.Request, rt route) 
 	m, err := h.meta.GetManifest(r.Context(), rt.name, rt.ref)
 	if err != nil {
 		if errors.Is(err, meta.ErrManifestNotFound) {
-			return apiErr(http.StatusNotFound, CodeManifestUnknown, "manifest unknown", map[string]string{"reference": rt.ref})
+			return h.orNameUnknown(r.Context(), rt.name, apiErr(http.StatusNotFound, CodeManifestUnknown, "manifest unknown", map[string]string{"reference": rt.ref}))
 		}
 		return err
 	}
@@ -149,6 +149,9 @@ func (h *Handler) deleteManifest(w http.ResponseWriter, r *http.Request, rt rout
 			return err
 		}
 		err = h.meta.DeleteManifest(ctx, rt.name, d)
+		if errors.Is(err, meta.ErrManifestNotFound) {
+			return h.orNameUnknown(ctx, rt.name, err)
+		}
 		if err != nil {
 			return err
 		}
@@ -157,6 +160,9 @@ func (h *Handler) deleteManifest(w http.ResponseWriter, r *http.Request, rt rout
 			return apiErr(http.StatusBadRequest, CodeManifestInvalid, "invalid tag "+strconv.Quote(truncate(rt.ref, 200)), nil)
 		}
 		if err := h.meta.DeleteTag(ctx, rt.name, rt.ref); err != nil {
+			if errors.Is(err, meta.ErrTagNotFound) {
+				return h.orNameUnknown(ctx, rt.name, err)
+			}
 			return err
 		}
 	}

@@ -143,6 +143,16 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 	writeError(w, e)
 }
 
+// orNameUnknown is called when a lookup in repo missed: it returns
+// NAME_UNKNOWN when the repository itself does not exist, else miss. The
+// extra query runs only on this miss path.
+func (h *Handler) orNameUnknown(ctx context.Context, repo string, miss error) error {
+	if _, _, err := h.meta.ListTags(ctx, repo, "", 0); errors.Is(err, meta.ErrRepositoryNotFound) {
+		return apiErr(http.StatusNotFound, CodeNameUnknown, "repository name not known to registry", map[string]string{"name": repo})
+	}
+	return miss
+}
+
 func allow(r *http.Request, methods ...string) error {
 	for _, m := range methods {
 		if r.Method == m {

@@ -2,6 +2,7 @@ package registry
 
 import (
 	"errors"
+	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -206,9 +207,56 @@ func (h *Handler) appendChunk(r *http.Request, up blob.Upload) error {
 			return apiErr(http.StatusBadRequest, CodeSizeInvalid, "Content-Length "+strconv.FormatInt(r.ContentLength, 10)+" does not match Content-Range "+cr, nil)
 		}
 		offset = start
+		if r.ContentLength < 0 {
+			// No Content-Length to hold the body to its range: a body
+			// of another length fails the read, and Append drops the chunk.
+			body := &exactReader{r: r.Body, left: end - start + 1}
+			_, err = up.Append(r.Context(), offset, body)
+			if body.err != nil {
+				return apiErr(http.StatusBadRequest, CodeSizeInvalid, body.err.Error()+" (Content-Range "+cr+"); the chunk was discarded", nil)
+			}
+			return uploadIOError(err)
+		}
 	}
 	_, err := up.Append(r.Context(), offset, r.Body)
 	return uploadIOError(err)
+}
+
+// exactReader reads exactly left bytes from r; a shorter or longer stream
+// makes Read fail (and sets err).
+type exactReader struct {
+	r    io.Reader
+	left int64
+	err  error
+}
+
+func (e *exactReader) Read(p []byte) (int, error) {
+	if e.err != nil {
+		return 0, e.err
+	}
+	if e.left == 0 {
+		// Expect EOF; anything more is too much.
+		var one [1]byte
+		n, err := e.r.Read(one[:])
+		if n > 0 {
+			e.err = errors.New("request body is longer than its Content-Range")
+			return 0, e.err
+		}
+		if err == nil {
+			return 0, nil
+		}
+		return 0, err
+	}
+	if int64(len(p)) > e.left {
+		p = p[:e.left]
+	}
+	n, err := e.r.Read(p)
+	e.left -= int64(n)
+	if err == io.EOF && e.left > 0 {
+		e.err = errors.New("request body is shorter than its Content-Range")
+		return n, e.err
+	}
+	return n, err
 }
 
 func uploadIOError(err error) error {

@@ -16,12 +16,16 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/hallmark-dev/hallmark/internal/auth"
 	blobfs "github.com/hallmark-dev/hallmark/internal/blob/fs"
+	"github.com/hallmark-dev/hallmark/internal/ca"
 	"github.com/hallmark-dev/hallmark/internal/config"
 	"github.com/hallmark-dev/hallmark/internal/index"
 	"github.com/hallmark-dev/hallmark/internal/meta"
 	"github.com/hallmark-dev/hallmark/internal/meta/sqlite"
+	"github.com/hallmark-dev/hallmark/internal/oidc"
 	"github.com/hallmark-dev/hallmark/internal/registry"
+	"github.com/hallmark-dev/hallmark/internal/tlog"
 	"github.com/hallmark-dev/hallmark/internal/web"
 )
 
@@ -34,6 +38,15 @@ type Server struct {
 	blobs   *blobfs.Store
 	meta    meta.Store
 	handler http.Handler
+
+	oidcIssuer   *oidc.Issuer   // built-in OIDC issuer (nil when disabled)
+	oidcVerifier *oidc.Verifier // verifies ID tokens of the trusted issuers
+	ca           *ca.CA         // Fulcio-compatible certificate authority
+
+	auth *auth.Service // registry access control (nil when --auth=off)
+
+	metrics *metrics  // HTTP metrics, for components' route instrumentation
+	tlog    *tlog.Log // Rekor-compatible transparency log
 }
 
 // New opens the listener on cfg.Addr (so a ":0" port is known from here
@@ -48,6 +61,9 @@ func New(ctx context.Context, cfg config.Server, log *slog.Logger) (*Server, err
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return nil, fmt.Errorf("listen on %s: %w", cfg.Addr, err)
+	}
+	if ln, err = listenTLS(cfg, ln); err != nil {
+		return nil, err
 	}
 	s, err := build(ctx, cfg, log, ln)
 	if err != nil {
@@ -68,12 +84,13 @@ func build(ctx context.Context, cfg config.Server, log *slog.Logger, ln net.List
 	}
 	s := &Server{cfg: cfg, log: log, ln: ln, blobs: blobs, meta: store, url: strings.TrimSuffix(cfg.ExternalURL, "/")}
 	if s.url == "" {
-		s.url = "http://" + ln.Addr().String()
+		s.url = scheme(cfg) + "://" + ln.Addr().String()
 	}
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m := newMetrics(reg)
+	s.metrics = m
 
 	var icfg index.Config
 	for _, path := range cfg.TrustedKeys {
@@ -90,7 +107,11 @@ func build(ctx context.Context, cfg config.Server, log *slog.Logger, ln net.List
 	}
 	indexer := index.New(store, blobs, log, icfg)
 
-	rh, err := registry.New(blobs, store, log, registry.Config{MaxManifestSize: cfg.MaxManifestSize, Events: indexer})
+	if err := s.setupAuth(ctx, store); err != nil {
+		store.Close()
+		return nil, fmt.Errorf("auth: %w", err)
+	}
+	rh, err := registry.New(blobs, store, log, registry.Config{MaxManifestSize: cfg.MaxManifestSize, Events: s.registryEvents(indexer)})
 	if err != nil {
 		store.Close()
 		return nil, err
@@ -98,8 +119,9 @@ func build(ctx context.Context, cfg config.Server, log *slog.Logger, ln net.List
 	rh.UploadsInProgress = func(d int) { m.uploads.Add(float64(d)) }
 
 	mux := http.NewServeMux()
-	mux.Handle("/v2/", m.instrument("unknown", rh))
-	mux.Handle("/v2", m.instrument("unknown", rh))
+	mux.Handle("/v2/", m.instrument("unknown", s.protectRegistry(rh)))
+	mux.Handle("/v2", m.instrument("unknown", s.protectRegistry(rh)))
+	s.registerAuth(mux, m)
 	mux.Handle("GET /healthz", m.instrument("healthz", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		w.Write([]byte("ok\n"))
 	})))
@@ -108,6 +130,18 @@ func build(ctx context.Context, cfg config.Server, log *slog.Logger, ln net.List
 	web.NewAPI(store, log).Register(api)
 	mux.Handle("/api/", m.instrument("api", api))
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	if err := s.setupOIDC(ctx, mux); err != nil {
+		store.Close()
+		return nil, fmt.Errorf("oidc: %w", err)
+	}
+	if err := s.setupCA(ctx, mux); err != nil {
+		store.Close()
+		return nil, fmt.Errorf("ca: %w", err)
+	}
+	if err := s.setupTlog(ctx, mux); err != nil {
+		store.Close()
+		return nil, fmt.Errorf("tlog: %w", err)
+	}
 	s.handler = mux
 	return s, nil
 }

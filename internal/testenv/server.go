@@ -27,7 +27,8 @@ type Server struct {
 
 // StartServer runs a real Hallmark server (filesystem blobs, SQLite
 // metadata in a temp data dir) on a random loopback port until the test
-// ends. mod, if not nil, adjusts the configuration before start.
+// ends, with auth off. mod, if not nil, adjusts the configuration before
+// start.
 func StartServer(tb testing.TB, mod func(*config.Server)) *Server {
 	tb.Helper()
 	cfg := config.Defaults()
@@ -35,6 +36,9 @@ func StartServer(tb testing.TB, mod func(*config.Server)) *Server {
 	cfg.DataDir = tb.TempDir()
 	cfg.LogLevel = "warn"
 	cfg.ShutdownTimeout = 5 * time.Second
+	// Most tests exercise the registry, not access control: auth is off
+	// unless mod turns it on (cfg.Auth = "on").
+	cfg.Auth = "off"
 	if mod != nil {
 		mod(&cfg)
 	}

@@ -194,6 +194,13 @@ func LoadPrivateKey(pemBytes []byte, password []byte) (crypto.Signer, error) {
 	return signer, nil
 }
 
+// KeyNeedsPassword reports whether pemBytes holds an encrypted cosign key,
+// so that a password must be asked for before LoadPrivateKey.
+func KeyNeedsPassword(pemBytes []byte) bool {
+	block, err := firstPEMBlock(pemBytes, "private key")
+	return err == nil && (block.Type == SigstorePrivateKeyPEMType || block.Type == CosignPrivateKeyPEMType)
+}
+
 // decryptKey opens cosign's encrypted JSON body and returns the PKCS #8 DER.
 func decryptKey(body, password []byte) ([]byte, error) {
 	var ek encryptedKey

@@ -47,6 +47,10 @@ func (k KeySigner) Sign(_ context.Context, payload []byte) (*Signature, error) {
 	return &Signature{Payload: payload, Signature: sig}, nil
 }
 
+// PublicKey returns the public half of the signing key, used to recognise
+// a signature that is already attached (see AttachOptions.Verifier).
+func (k KeySigner) PublicKey() crypto.PublicKey { return k.Key.Public() }
+
 // SignBytes signs payload with key as cosign does for its key types.
 func SignBytes(key crypto.Signer, payload []byte) ([]byte, error) {
 	if key == nil {

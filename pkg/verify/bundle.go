@@ -9,6 +9,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 )
 
@@ -113,4 +114,27 @@ func firstDER(p []byte) []byte {
 		return der
 	}
 	return nil
+}
+
+// NextLogKey parses the next PEM public key in b (e.g. the contents of
+// SIGSTORE_REKOR_PUBLIC_KEY) and returns it with its log ID, the hex
+// SHA-256 of its PKIX DER, and the rest of b. ok is false when no further
+// public key is found.
+func NextLogKey(b []byte) (pub crypto.PublicKey, logID string, rest []byte, ok bool) {
+	for {
+		var block *pem.Block
+		block, b = pem.Decode(b)
+		if block == nil {
+			return nil, "", nil, false
+		}
+		if block.Type != "PUBLIC KEY" {
+			continue
+		}
+		k, err := x509.ParsePKIXPublicKey(block.Bytes)
+		if err != nil {
+			continue
+		}
+		id := sha256.Sum256(block.Bytes)
+		return k, hex.EncodeToString(id[:]), b, true
+	}
 }

@@ -2,35 +2,33 @@ package verify
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
-	"io"
 	"strings"
 	"sync"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
-	"github.com/hallmark-dev/hallmark/pkg/oci"
 )
 
-// Image-level errors, mapped to cosign's exit codes by the CLI.
+// Image-level errors, mapped to cosign's exit codes by the CLI (10 and 12;
+// ErrImageNotFound is 11).
 var (
 	ErrNoSignatures = errors.New("no signatures found")
 	ErrNoMatching   = errors.New("no matching signatures")
-)
-
-// maxLayers and maxPayload bound what is read from a signature manifest.
-const (
-	maxLayers  = 1000
-	maxPayload = 128 << 20
 )
 
 // ImageResult is the outcome of verifying one image.
 type ImageResult struct {
 	Reference name.Reference
 	Digest    v1.Hash
-	Verified  []*Verified
+	// SignatureTag is where the signatures were read.
+	SignatureTag name.Tag
+	// Verified are the signatures that passed, in layer order.
+	Verified []*Verified
+	// Failed are the errors (*CheckError) of the other signatures.
+	Failed []error
 }
 
 // Target says where an image's signatures live.
@@ -38,117 +36,137 @@ type Target struct {
 	Image name.Reference
 	// SignatureRepo overrides where the .sig tag is read (COSIGN_REPOSITORY).
 	SignatureRepo *name.Repository
+	// TagPrefix is prepended to the signature tag (cosign's
+	// --attachment-tag-prefix).
+	TagPrefix string
+	// Digest, when set, is the already resolved digest of Image.
+	Digest *v1.Hash
+}
+
+// SignatureTag returns the tag cosign stores the signatures of digest d
+// under in repo: "[prefix]<alg>-<hex>.sig".
+func SignatureTag(repo name.Repository, prefix string, d v1.Hash) name.Tag {
+	return repo.Tag(fmt.Sprintf("%s%s-%s.sig", prefix, d.Algorithm, d.Hex))
 }
 
 // Image verifies the cosign signatures of the image at t against opts. It
 // succeeds when at least one signature passes every check; otherwise the
-// error wraps ErrNoSignatures or ErrNoMatching and lists why each
-// signature failed.
-func Image(ctx context.Context, t Target, opts Options, ropts ...remote.Option) (*ImageResult, error) {
-	ropts = append([]remote.Option{remote.WithContext(ctx)}, ropts...)
-	dig, err := Resolve(t.Image, ropts...)
-	if err != nil {
-		return nil, err
+// error wraps ErrNoSignatures (the signature tag is absent or empty),
+// ErrImageNotFound (the image tag does not exist) or ErrNoMatching, and
+// lists, per signature, which check failed and why.
+func (c *Client) Image(ctx context.Context, t Target, opts Options) (*ImageResult, error) {
+	var dig v1.Hash
+	if t.Digest != nil {
+		dig = *t.Digest
+	} else {
+		var err error
+		if dig, err = c.Resolve(ctx, t.Image); err != nil {
+			return nil, err
+		}
 	}
 	repo := t.Image.Context()
 	if t.SignatureRepo != nil {
 		repo = *t.SignatureRepo
 	}
-	tag := repo.Tag(fmt.Sprintf("%s-%s.sig", dig.Algorithm, dig.Hex))
-	layers, err := fetchSignatureLayers(tag, ropts...)
+	tag := SignatureTag(repo, t.TagPrefix, dig)
+	res := &ImageResult{Reference: t.Image, Digest: dig, SignatureTag: tag}
+	sm, err := c.signatureManifest(ctx, tag)
 	if err != nil {
-		return nil, err
+		return res, err
 	}
-	res := &ImageResult{Reference: t.Image, Digest: dig}
-	var errs []string
-	for _, l := range layers {
-		v, err := VerifyLayer(l, dig.String(), opts)
+	if sm == nil {
+		return res, fmt.Errorf("%w for %s: the signature tag %s does not exist (sign the image first; if signatures are stored in another repository, set COSIGN_REPOSITORY as when signing)",
+			ErrNoSignatures, imageName(t.Image, dig), tag)
+	}
+	if len(sm.Layers) == 0 {
+		return res, fmt.Errorf("%w for %s: the signature manifest %s has no layers", ErrNoSignatures, imageName(t.Image, dig), tag)
+	}
+	layers := c.fetchLayers(ctx, tag.Context(), sm)
+	total := len(layers)
+	failed := make([]error, total)
+	for i, l := range layers {
+		if l.err != nil {
+			failed[i] = &CheckError{Check: CheckFormat, Signature: l.Digest, Index: i + 1, Total: total, Reason: l.err.Error()}
+			continue
+		}
+		v, err := VerifyLayer(l.Layer, dig.String(), opts)
 		if err != nil {
-			errs = append(errs, err.Error())
+			var ce *CheckError
+			if errors.As(err, &ce) {
+				ce.Index, ce.Total = i+1, total
+				if ce.Check == CheckSignature && opts.PublicKey != nil {
+					if j := swappedWith(layers, i, opts.PublicKey); j >= 0 {
+						ce.Reason = fmt.Sprintf("the signature annotation is a signature over the payload of layer %d (%s), not over this layer's payload: signatures were swapped between layers", j+1, layers[j].Digest)
+					}
+				}
+			}
+			failed[i] = err
 			continue
 		}
 		res.Verified = append(res.Verified, v)
 	}
+	for _, err := range failed {
+		if err != nil {
+			res.Failed = append(res.Failed, err)
+		}
+	}
 	if len(res.Verified) == 0 {
-		return res, fmt.Errorf("%w for %s:\n  %s", ErrNoMatching, t.Image, strings.Join(errs, "\n  "))
+		lines := make([]string, len(res.Failed))
+		for i, err := range res.Failed {
+			lines[i] = err.Error()
+		}
+		return res, fmt.Errorf("%w for %s: %d signature(s) checked:\n  %s", ErrNoMatching, imageName(t.Image, dig), total, strings.Join(lines, "\n  "))
 	}
 	return res, nil
 }
 
-// Resolve returns the manifest digest ref points at.
-func Resolve(ref name.Reference, ropts ...remote.Option) (v1.Hash, error) {
-	if d, ok := ref.(name.Digest); ok {
-		return v1.NewHash(d.DigestStr())
+func imageName(ref name.Reference, d v1.Hash) string {
+	if _, ok := ref.(name.Digest); ok {
+		return ref.Name()
 	}
-	desc, err := remote.Head(ref, ropts...)
-	if err != nil {
-		if oci.IsNotFound(err) {
-			return v1.Hash{}, fmt.Errorf("image %s not found: %w", ref, err)
-		}
-		return v1.Hash{}, fmt.Errorf("resolving %s: %w", ref, err)
-	}
-	return desc.Digest, nil
+	return ref.Name() + " (" + d.String() + ")"
 }
 
-// fetchSignatureLayers reads every signature layer under the .sig tag.
-func fetchSignatureLayers(tag name.Tag, ropts ...remote.Option) ([]Layer, error) {
-	img, err := remote.Image(tag, ropts...)
-	if err != nil {
-		if oci.IsNotFound(err) {
-			return nil, fmt.Errorf("%w: %s does not exist", ErrNoSignatures, tag)
-		}
-		return nil, fmt.Errorf("reading signatures %s: %w", tag, err)
-	}
-	m, err := img.Manifest()
-	if err != nil {
-		return nil, fmt.Errorf("signature manifest %s: %w", tag, err)
-	}
-	if len(m.Layers) == 0 {
-		return nil, fmt.Errorf("%w: %s has no layers", ErrNoSignatures, tag)
-	}
-	if len(m.Layers) > maxLayers {
-		return nil, fmt.Errorf("signature manifest %s has %d layers; at most %d are read", tag, len(m.Layers), maxLayers)
-	}
-	out := make([]Layer, len(m.Layers))
-	errs := make([]error, len(m.Layers))
+// fetchedLayer is a signature layer or why it could not be read.
+type fetchedLayer struct {
+	Layer
+	err error
+}
+
+// fetchLayers reads every signature layer's payload, a few at a time.
+func (c *Client) fetchLayers(ctx context.Context, repo name.Repository, sm *SignatureManifest) []fetchedLayer {
+	out := make([]fetchedLayer, len(sm.Layers))
 	var wg sync.WaitGroup
-	sem := make(chan struct{}, 8)
-	for i, d := range m.Layers {
-		out[i] = Layer{Digest: d.Digest.String(), Annotations: d.Annotations}
-		if d.Size > maxPayload {
-			errs[i] = fmt.Errorf("signature layer %s is %d bytes; the limit is %d", d.Digest, d.Size, maxPayload)
-			continue
+	sem := make(chan struct{}, 4)
+	for i, d := range sm.Layers {
+		out[i].Layer = Layer{Digest: d.Digest.String(), MediaType: d.MediaType, Annotations: d.Annotations}
+		if len(sm.Layers) == 1 {
+			out[i].Payload, out[i].err = c.blob(ctx, repo, d.Digest.String(), d.Size)
+			break
 		}
 		wg.Add(1)
-		go func(i int, d v1.Descriptor) {
+		go func() {
 			defer wg.Done()
 			sem <- struct{}{}
 			defer func() { <-sem }()
-			out[i].Payload, errs[i] = readLayer(img, d)
-		}(i, d)
+			out[i].Payload, out[i].err = c.blob(ctx, repo, d.Digest.String(), d.Size)
+		}()
 	}
 	wg.Wait()
-	for _, err := range errs {
-		if err != nil {
-			return nil, err
-		}
-	}
-	return out, nil
+	return out
 }
 
-func readLayer(img v1.Image, d v1.Descriptor) ([]byte, error) {
-	l, err := img.LayerByDigest(d.Digest)
-	if err != nil {
-		return nil, err
+// swappedWith returns the index of another layer whose payload layer i's
+// signature verifies over, or -1.
+func swappedWith(layers []fetchedLayer, i int, pub any) int {
+	sig, err := base64.StdEncoding.DecodeString(layers[i].Annotations[AnnotationSignature])
+	if err != nil || len(sig) == 0 {
+		return -1
 	}
-	rc, err := l.Compressed() // verifies the digest while reading
-	if err != nil {
-		return nil, fmt.Errorf("fetching signature payload %s: %w", d.Digest, err)
+	for j, l := range layers {
+		if j != i && l.err == nil && VerifySignature(pub, l.Payload, sig) == nil {
+			return j
+		}
 	}
-	defer rc.Close()
-	b, err := io.ReadAll(io.LimitReader(rc, maxPayload+1))
-	if err != nil {
-		return nil, fmt.Errorf("fetching signature payload %s: %w", d.Digest, err)
-	}
-	return b, nil
+	return -1
 }

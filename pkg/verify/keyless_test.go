@@ -71,7 +71,7 @@ func (p *pki) layer(t *testing.T, payload []byte, logKey *ecdsa.PrivateKey) Laye
 	ch := sha256.Sum256(canon)
 	set, _ := ecdsa.SignASN1(rand.Reader, logKey, ch[:])
 	bundle, _ := json.Marshal(RekorBundle{SignedEntryTimestamp: set, Payload: pl})
-	return Layer{Digest: "sha256:layer", Payload: payload, Annotations: map[string]string{
+	return Layer{Digest: layerDigest(payload), Payload: payload, Annotations: map[string]string{
 		AnnotationSignature: base64.StdEncoding.EncodeToString(sig), AnnotationCertificate: string(p.leafPEM),
 		AnnotationChain: string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: p.root.Raw})), AnnotationBundle: string(bundle)}}
 }

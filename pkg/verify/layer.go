@@ -7,11 +7,13 @@ import (
 	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/x509"
+	"encoding/asn1"
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"math/big"
 	"sort"
 	"strings"
 	"time"
@@ -28,6 +30,7 @@ const (
 // Checks that can fail, named in errors.
 const (
 	CheckFormat      = "signature layer format"
+	CheckIntegrity   = "payload digest"
 	CheckSignature   = "signature"
 	CheckPayload     = "payload"
 	CheckDigestClaim = "digest claim"
@@ -38,14 +41,21 @@ const (
 type CheckError struct {
 	Check     string // one of the Check* constants
 	Signature string // the signature layer digest
-	Reason    string
+	// Index and Total, when set (1-based), place the signature among the
+	// layers of its signature manifest.
+	Index, Total int
+	Reason       string
 }
 
 func (e *CheckError) Error() string {
 	if e.Signature == "" {
-		return e.Check + ": " + e.Reason
+		return e.Check + " check failed: " + e.Reason
 	}
-	return fmt.Sprintf("signature %s: %s check failed: %s", e.Signature, e.Check, e.Reason)
+	where := "signature " + e.Signature
+	if e.Index > 0 && e.Total > 0 {
+		where = fmt.Sprintf("signature %d of %d (layer %s)", e.Index, e.Total, e.Signature)
+	}
+	return fmt.Sprintf("%s: %s check failed: %s", where, e.Check, e.Reason)
 }
 
 // Claims is a simple-signing payload as cosign prints it after verifying:
@@ -75,7 +85,10 @@ type ImageClaim struct {
 // Layer is one signature as stored in a cosign signature manifest: the
 // payload blob and the layer descriptor's annotations.
 type Layer struct {
-	Digest      string // layer digest (for messages)
+	// Digest is the layer descriptor's digest. When set, the payload must
+	// hash to it (the "payload digest" check).
+	Digest      string
+	MediaType   string // layer media type (informational; cosign does not check it)
 	Payload     []byte
 	Annotations map[string]string
 }
@@ -85,8 +98,8 @@ type Options struct {
 	// PublicKey verifies key-based signatures.
 	PublicKey crypto.PublicKey
 	// Annotations must all appear in the payload's optional map with these
-	// exact string values. An empty value also matches a missing key, as in
-	// cosign.
+	// exact string values (cosign verify -a). As in cosign, an empty value
+	// does not match a missing key and non-string values never match.
 	Annotations map[string]string
 	// SkipClaims disables the digest and annotation checks (cosign's
 	// --check-claims=false).
@@ -119,8 +132,19 @@ func VerifyLayer(l Layer, imageDigest string, opts Options) (*Verified, error) {
 		return nil, fail(CheckFormat, "layer has no %s annotation", AnnotationSignature)
 	}
 	sig, err := base64.StdEncoding.DecodeString(b64)
-	if err != nil || len(sig) == 0 {
-		return nil, fail(CheckFormat, "annotation %s is not a base64 signature", AnnotationSignature)
+	switch {
+	case b64 == "":
+		return nil, fail(CheckFormat, "annotation %s is empty (attestation layers carry no signature there; this is not an image signature)", AnnotationSignature)
+	case err != nil:
+		return nil, fail(CheckFormat, "annotation %s is not standard base64 (%v); the signature layer is corrupt", AnnotationSignature, err)
+	}
+	if l.Digest != "" {
+		if ok, got := payloadDigestMatches(l.Digest, l.Payload); !ok {
+			if got == "" {
+				return nil, fail(CheckIntegrity, "layer digest %q is not a sha256 or sha512 digest", l.Digest)
+			}
+			return nil, fail(CheckIntegrity, "the payload (%d bytes) hashes to %s, not to its layer digest: it was altered in the registry's storage or in transit", len(l.Payload), got)
+		}
 	}
 	verified := &Verified{Layer: l}
 	pub := opts.PublicKey
@@ -150,7 +174,15 @@ func VerifyLayer(l Layer, imageDigest string, opts Options) (*Verified, error) {
 		verified.Certificate, pub = cert, cert.PublicKey
 	}
 	if err := VerifySignature(pub, l.Payload, sig); err != nil {
-		return nil, fail(CheckSignature, "%v (wrong key, or payload/signature tampered with)", err)
+		if verified.Certificate != nil {
+			return nil, fail(CheckSignature, "%v: the signature does not match the certificate's key, so the payload or the signature was changed after signing", err)
+		}
+		var km *keyMismatchError
+		if errors.As(err, &km) {
+			return nil, fail(CheckSignature, "%v", err)
+		}
+		fp, _ := Fingerprint(pub)
+		return nil, fail(CheckSignature, "%v: it was made with another key than %s, or the payload was changed after signing", err, fp)
 	}
 	if !opts.IgnoreTlog {
 		raw, ok := l.Annotations[AnnotationBundle]
@@ -234,6 +266,10 @@ func ParseClaims(payload []byte) (*Claims, error) {
 	return &c, nil
 }
 
+// checkAnnotations applies cosign verify -a: every wanted key must be in
+// the payload's optional map with exactly the wanted string value. As in
+// cosign, a non-string JSON value never matches and an empty wanted value
+// does not match a missing key (observed with cosign v2.6.5).
 func checkAnnotations(have map[string]any, want map[string]string) error {
 	keys := make([]string, 0, len(want))
 	for k := range want {
@@ -244,17 +280,14 @@ func checkAnnotations(have map[string]any, want map[string]string) error {
 	for _, k := range keys {
 		w := want[k]
 		v, ok := have[k]
-		switch {
-		case !ok && w == "":
+		switch s, isStr := v.(string); {
 		case !ok:
-			errs = append(errs, fmt.Sprintf("%q is missing (want %q)", k, w))
-		default:
-			s, isStr := v.(string)
-			if !isStr {
-				errs = append(errs, fmt.Sprintf("%q is %v, not the string %q", k, v, w))
-			} else if s != w {
-				errs = append(errs, fmt.Sprintf("%q is %q, want %q", k, s, w))
-			}
+			errs = append(errs, fmt.Sprintf("annotation %q is not in the signed payload (want %q)", k, w))
+		case !isStr:
+			b, _ := json.Marshal(v)
+			errs = append(errs, fmt.Sprintf("annotation %q is the non-string JSON value %s in the signed payload, want the string %q", k, b, w))
+		case s != w:
+			errs = append(errs, fmt.Sprintf("annotation %q is %q in the signed payload, want %q", k, s, w))
 		}
 	}
 	if len(errs) > 0 {
@@ -264,27 +297,69 @@ func checkAnnotations(have map[string]any, want map[string]string) error {
 }
 
 // VerifySignature checks sig over payload with pub: ECDSA (ASN.1) and RSA
-// PKCS#1 v1.5 over SHA-256, or Ed25519 over the payload.
+// PKCS#1 v1.5 over SHA-256, or Ed25519 over the payload. When the
+// signature's shape shows it was made with another kind of key than pub,
+// the error says so.
 func VerifySignature(pub crypto.PublicKey, payload, sig []byte) error {
+	shape := signatureShape(sig)
 	switch k := pub.(type) {
 	case *ecdsa.PublicKey:
 		h := sha256.Sum256(payload)
-		if !ecdsa.VerifyASN1(k, h[:], sig) {
-			return errors.New("ECDSA signature does not verify")
+		if ecdsa.VerifyASN1(k, h[:], sig) {
+			return nil
 		}
+		if shape != "ECDSA" {
+			return &keyMismatchError{fmt.Sprintf("the key is ECDSA %s but the signature is not an ASN.1 ECDSA signature (%d bytes, %s): verify with the key that made it", curveName(k), len(sig), shape)}
+		}
+		return fmt.Errorf("ECDSA signature does not verify with the ECDSA %s key", curveName(k))
 	case *rsa.PublicKey:
 		h := sha256.Sum256(payload)
-		if err := rsa.VerifyPKCS1v15(k, crypto.SHA256, h[:], sig); err != nil {
-			return errors.New("RSA signature does not verify")
+		if rsa.VerifyPKCS1v15(k, crypto.SHA256, h[:], sig) == nil {
+			return nil
 		}
+		if len(sig) != k.Size() {
+			return &keyMismatchError{fmt.Sprintf("the key is RSA %d but the signature is %d bytes (%s), not an RSA-%d signature: verify with the key that made it", k.N.BitLen(), len(sig), shape, k.N.BitLen())}
+		}
+		return fmt.Errorf("RSA signature does not verify with the RSA %d key", k.N.BitLen())
 	case ed25519.PublicKey:
-		if !ed25519.Verify(k, payload, sig) {
-			return errors.New("Ed25519 signature does not verify")
+		if ed25519.Verify(k, payload, sig) {
+			return nil
 		}
+		if len(sig) != ed25519.SignatureSize {
+			return &keyMismatchError{fmt.Sprintf("the key is Ed25519 but the signature is %d bytes (%s), not a 64-byte Ed25519 signature: verify with the key that made it", len(sig), shape)}
+		}
+		return errors.New("Ed25519 signature does not verify with the Ed25519 key")
 	default:
-		return fmt.Errorf("unsupported public key type %T", pub)
+		return fmt.Errorf("unsupported public key type %T (use ECDSA, RSA or Ed25519)", pub)
 	}
-	return nil
+}
+
+// keyMismatchError says that a signature cannot have been made with a key
+// of the given type at all.
+type keyMismatchError struct{ msg string }
+
+func (e *keyMismatchError) Error() string { return e.msg }
+
+// signatureShape guesses what kind of key made sig, for error messages.
+func signatureShape(sig []byte) string {
+	var es struct{ R, S *big.Int }
+	if rest, err := asn1.Unmarshal(sig, &es); err == nil && len(rest) == 0 && es.R != nil && es.S != nil {
+		return "ECDSA"
+	}
+	switch len(sig) {
+	case ed25519.SignatureSize:
+		return "looks like Ed25519"
+	case 256, 384, 512:
+		return fmt.Sprintf("looks like RSA-%d", len(sig)*8)
+	}
+	return "unknown format"
+}
+
+func curveName(k *ecdsa.PublicKey) string {
+	if k.Curve == nil {
+		return "(no curve)"
+	}
+	return k.Curve.Params().Name
 }
 
 // ParsePublicKey parses a PEM "PUBLIC KEY" (PKIX) block, or the public key

@@ -2,11 +2,14 @@ package verify
 
 import (
 	"crypto/ecdsa"
+	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/rsa"
 	"crypto/sha256"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -25,7 +28,27 @@ func signLayer(t *testing.T, key *ecdsa.PrivateKey, payload []byte) Layer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return Layer{Digest: "sha256:layer", Payload: payload, Annotations: map[string]string{AnnotationSignature: base64.StdEncoding.EncodeToString(sig)}}
+	return Layer{Digest: layerDigest(payload), Payload: payload, Annotations: map[string]string{AnnotationSignature: base64.StdEncoding.EncodeToString(sig)}}
+}
+
+func layerDigest(p []byte) string { return fmt.Sprintf("sha256:%x", sha256.Sum256(p)) }
+
+// withPayload returns l carrying payload p; consistent keeps the layer
+// digest in step (a manifest rewritten along with the blob).
+func withPayload(l Layer, p []byte, consistent bool) Layer {
+	l.Payload = p
+	if consistent {
+		l.Digest = layerDigest(p)
+	}
+	return l
+}
+
+func withAnnotations(l Layer, kv ...string) Layer {
+	l.Annotations = map[string]string{}
+	for i := 0; i+1 < len(kv); i += 2 {
+		l.Annotations[kv[i]] = kv[i+1]
+	}
+	return l
 }
 
 func newKey(t *testing.T) *ecdsa.PrivateKey {
@@ -39,48 +62,75 @@ func newKey(t *testing.T) *ecdsa.PrivateKey {
 
 func TestVerifyLayer(t *testing.T) {
 	key, other := newKey(t), newKey(t)
+	rsaKey, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	edPub, edPriv, _ := ed25519.GenerateKey(rand.Reader)
 	good := signLayer(t, key, testPayload(testDigest, `{"tag":"v1","com.gitlab.ci.commit.sha":"abc"}`))
+	goodSig := good.Annotations[AnnotationSignature]
 	otherDigest := signLayer(t, key, testPayload("sha256:"+strings.Repeat("0", 64), `{"tag":"v1"}`))
-	byOther := signLayer(t, other, good.Payload)
-	tampered := good
-	tampered.Payload = []byte(strings.Replace(string(good.Payload), `"v1"`, `"v2"`, 1))
-	swapped := good
-	swapped.Annotations = otherDigest.Annotations
-	noSig := good
-	noSig.Annotations = map[string]string{}
-	garbage := good
-	garbage.Annotations = map[string]string{AnnotationSignature: "%%%not base64"}
-	truncated := good
-	truncated.Annotations = map[string]string{AnnotationSignature: good.Annotations[AnnotationSignature][:20]}
+	tamperedPayload := []byte(strings.Replace(string(good.Payload), `"v1"`, `"v2"`, 1))
+	edSigned := withAnnotations(good, AnnotationSignature, base64.StdEncoding.EncodeToString(ed25519.Sign(edPriv, good.Payload)))
 	notJSON := signLayer(t, key, []byte("not json"))
 	noDigest := signLayer(t, key, []byte(`{"critical":{"type":"cosign container image signature"}}`))
 	nonString := signLayer(t, key, testPayload(testDigest, `{"tag":1}`))
 
+	ecdsaOpts := Options{PublicKey: &key.PublicKey, IgnoreTlog: true}
 	tests := []struct {
 		name      string
 		layer     Layer
+		opts      Options
 		ann       map[string]string
 		wantCheck string
 		wantText  string
 	}{
-		{"valid", good, map[string]string{"tag": "v1", "com.gitlab.ci.commit.sha": "abc"}, "", ""},
-		{"empty annotation matches missing key", good, map[string]string{"absent": ""}, "", ""},
-		{"tampered payload", tampered, nil, CheckSignature, "does not verify"},
-		{"swapped signature", swapped, nil, CheckSignature, "does not verify"},
-		{"signature for another digest", otherDigest, nil, CheckDigestClaim, "not the image"},
-		{"annotation mismatch", good, map[string]string{"tag": "v2"}, CheckAnnotation, `"tag" is "v1", want "v2"`},
-		{"annotation missing", good, map[string]string{"pipeline": "7"}, CheckAnnotation, `"pipeline" is missing`},
-		{"annotation not a string", nonString, map[string]string{"tag": "1"}, CheckAnnotation, "not the string"},
-		{"wrong key", byOther, nil, CheckSignature, "wrong key"},
-		{"no signature annotation", noSig, nil, CheckFormat, "no dev.cosignproject.cosign/signature"},
-		{"garbage signature annotation", garbage, nil, CheckFormat, "not a base64"},
-		{"truncated signature", truncated, nil, CheckSignature, "does not verify"},
-		{"payload not JSON", notJSON, nil, CheckPayload, "not simple-signing JSON"},
-		{"payload without digest", noDigest, nil, CheckPayload, "no critical.image.docker-manifest-digest"},
+		{"valid", good, ecdsaOpts, map[string]string{"tag": "v1", "com.gitlab.ci.commit.sha": "abc"}, "", ""},
+		{"tampered payload in storage", withPayload(good, tamperedPayload, false), ecdsaOpts, nil, CheckIntegrity,
+			"hashes to " + layerDigest(tamperedPayload) + ", not to its layer digest: it was altered in the registry's storage or in transit"},
+		{"tampered payload with rewritten manifest", withPayload(good, tamperedPayload, true), ecdsaOpts, nil, CheckSignature,
+			"ECDSA signature does not verify with the ECDSA P-256 key: it was made with another key than SHA256:"},
+		{"signature for another digest", otherDigest, ecdsaOpts, nil, CheckDigestClaim,
+			`payload is for "sha256:` + strings.Repeat("0", 64) + `", not the image ` + testDigest},
+		{"annotation mismatch", good, ecdsaOpts, map[string]string{"tag": "v2"}, CheckAnnotation,
+			`annotation "tag" is "v1" in the signed payload, want "v2"`},
+		{"annotation missing", good, ecdsaOpts, map[string]string{"pipeline": "7"}, CheckAnnotation,
+			`annotation "pipeline" is not in the signed payload (want "7")`},
+		{"empty value does not match a missing key", good, ecdsaOpts, map[string]string{"absent": ""}, CheckAnnotation,
+			`annotation "absent" is not in the signed payload (want "")`},
+		{"annotation not a string", nonString, ecdsaOpts, map[string]string{"tag": "1"}, CheckAnnotation,
+			`annotation "tag" is the non-string JSON value 1 in the signed payload, want the string "1"`},
+		{"two annotations differ", good, ecdsaOpts, map[string]string{"tag": "v2", "com.gitlab.ci.commit.sha": "def"}, CheckAnnotation,
+			`annotation "com.gitlab.ci.commit.sha" is "abc" in the signed payload, want "def"; annotation "tag" is "v1" in the signed payload, want "v2"`},
+		{"wrong key", signLayer(t, other, good.Payload), ecdsaOpts, nil, CheckSignature,
+			"ECDSA signature does not verify with the ECDSA P-256 key: it was made with another key than SHA256:"},
+		{"RSA key, ECDSA signature", good, Options{PublicKey: &rsaKey.PublicKey, IgnoreTlog: true}, nil, CheckSignature,
+			"the key is RSA 2048 but the signature is " + fmt.Sprint(len(mustB64(goodSig))) + " bytes (ECDSA), not an RSA-2048 signature"},
+		{"Ed25519 key, ECDSA signature", good, Options{PublicKey: edPub, IgnoreTlog: true}, nil, CheckSignature,
+			"the key is Ed25519 but the signature is " + fmt.Sprint(len(mustB64(goodSig))) + " bytes (ECDSA), not a 64-byte Ed25519 signature"},
+		{"ECDSA key, Ed25519 signature", edSigned, ecdsaOpts, nil, CheckSignature,
+			"the key is ECDSA P-256 but the signature is not an ASN.1 ECDSA signature (64 bytes, looks like Ed25519)"},
+		{"no signature annotation", withAnnotations(good), ecdsaOpts, nil, CheckFormat, "layer has no dev.cosignproject.cosign/signature annotation"},
+		{"empty signature annotation", withAnnotations(good, AnnotationSignature, ""), ecdsaOpts, nil, CheckFormat,
+			"annotation dev.cosignproject.cosign/signature is empty"},
+		{"garbage base64", withAnnotations(good, AnnotationSignature, "%%%not base64"), ecdsaOpts, nil, CheckFormat,
+			"annotation dev.cosignproject.cosign/signature is not standard base64 (illegal base64 data at input byte 0)"},
+		{"base64 cut mid-quantum", withAnnotations(good, AnnotationSignature, goodSig[:21]), ecdsaOpts, nil, CheckFormat,
+			"is not standard base64"},
+		{"truncated signature", withAnnotations(good, AnnotationSignature, goodSig[:20]), ecdsaOpts, nil, CheckSignature,
+			"the key is ECDSA P-256 but the signature is not an ASN.1 ECDSA signature (15 bytes, unknown format)"},
+		{"garbage bundle when the log is required", withAnnotations(good, AnnotationSignature, goodSig, AnnotationBundle, "{garbage"),
+			Options{PublicKey: &key.PublicKey}, nil, CheckTlog, "bundle annotation is not valid JSON"},
+		{"payload not JSON", notJSON, ecdsaOpts, nil, CheckPayload, "payload is not simple-signing JSON"},
+		{"payload without digest", noDigest, ecdsaOpts, nil, CheckPayload, "payload has no critical.image.docker-manifest-digest"},
+		{"unsupported layer digest", func() Layer { l := good; l.Digest = "md5:abc"; return l }(), ecdsaOpts, nil, CheckIntegrity,
+			`layer digest "md5:abc" is not a sha256 or sha512 digest`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			v, err := VerifyLayer(tc.layer, testDigest, Options{PublicKey: &key.PublicKey, Annotations: tc.ann, IgnoreTlog: true})
+			opts := tc.opts
+			opts.Annotations = tc.ann
+			v, err := VerifyLayer(tc.layer, testDigest, opts)
 			if tc.wantCheck == "" {
 				if err != nil {
 					t.Fatalf("unexpected error: %v", err)
@@ -94,10 +144,29 @@ func TestVerifyLayer(t *testing.T) {
 			if !errors.As(err, &ce) {
 				t.Fatalf("error %v is not a *CheckError", err)
 			}
-			if ce.Check != tc.wantCheck || !strings.Contains(err.Error(), tc.wantText) || !strings.Contains(err.Error(), "sha256:layer") {
-				t.Fatalf("got check %q, error %q; want check %q containing %q and the layer digest", ce.Check, err, tc.wantCheck, tc.wantText)
+			if ce.Check != tc.wantCheck || !strings.Contains(err.Error(), tc.wantText) || !strings.Contains(err.Error(), tc.layer.Digest) {
+				t.Fatalf("got check %q, error\n  %q\nwant check %q containing\n  %q\nand the layer digest", ce.Check, err, tc.wantCheck, tc.wantText)
 			}
 		})
+	}
+}
+
+func mustB64(s string) []byte {
+	b, err := base64.StdEncoding.DecodeString(s)
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
+
+func TestCheckErrorText(t *testing.T) {
+	e := &CheckError{Check: CheckAnnotation, Signature: "sha256:abc", Index: 2, Total: 3, Reason: "x"}
+	if got, want := e.Error(), "signature 2 of 3 (layer sha256:abc): annotation check failed: x"; got != want {
+		t.Errorf("Error() = %q, want %q", got, want)
+	}
+	e.Index, e.Total = 0, 0
+	if got, want := e.Error(), "signature sha256:abc: annotation check failed: x"; got != want {
+		t.Errorf("Error() = %q, want %q", got, want)
 	}
 }
 
@@ -140,7 +209,7 @@ func FuzzVerifyLayer(f *testing.F) {
 	f.Add(p, base64.StdEncoding.EncodeToString(sig))
 	f.Add([]byte("{}"), "")
 	f.Fuzz(func(t *testing.T, payload []byte, sigB64 string) {
-		l := Layer{Digest: "sha256:x", Payload: payload, Annotations: map[string]string{AnnotationSignature: sigB64}}
+		l := Layer{Digest: layerDigest(payload), Payload: payload, Annotations: map[string]string{AnnotationSignature: sigB64}}
 		v, err := VerifyLayer(l, testDigest, Options{PublicKey: &key.PublicKey, Annotations: map[string]string{"tag": "v1"}, IgnoreTlog: true})
 		if err == nil && (v.Claims.Critical.Image.DockerManifestDigest != testDigest || v.Claims.Optional["tag"] != "v1") {
 			t.Fatal("accepted a layer that does not satisfy the claims")

@@ -13,24 +13,13 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"sync"
 	"time"
 
 	"github.com/opencontainers/go-digest"
-	"golang.org/x/sys/unix"
 
 	"github.com/hallmark-dev/hallmark/internal/blob"
 	_ "github.com/hallmark-dev/hallmark/pkg/oci" // registers sha256/sha512 for go-digest
 )
-
-const (
-	bufSize = 1 << 20
-	// flushEvery starts writeback of written data every this many bytes so
-	// the fsync at the end of a large upload has little left to do.
-	flushEvery = 16 << 20
-)
-
-var bufPool = sync.Pool{New: func() any { b := make([]byte, bufSize); return &b }}
 
 // Store is a blob.Store on a local directory.
 type Store struct {
@@ -183,11 +172,13 @@ func (u uploads) Resume(_ context.Context, id string) (blob.Upload, error) {
 	}
 	var st state
 	if err := json.Unmarshal(raw, &st); err != nil {
-		return nil, fmt.Errorf("upload %s: corrupt state: %w", id, err)
+		// A torn state file: the session cannot be continued safely;
+		// report it as unknown so the client starts a new upload.
+		return nil, fmt.Errorf("%w: upload %s has corrupt state: %v", blob.ErrUploadNotFound, id, err)
 	}
 	alg := digest.Algorithm(st.Algorithm)
 	if !alg.Available() {
-		return nil, fmt.Errorf("upload %s: unknown algorithm %q", id, st.Algorithm)
+		return nil, fmt.Errorf("%w: upload %s has unknown algorithm %q", blob.ErrUploadNotFound, id, st.Algorithm)
 	}
 	f, err := os.OpenFile(filepath.Join(dir, "data"), os.O_RDWR, 0)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -199,7 +190,7 @@ func (u uploads) Resume(_ context.Context, id string) (blob.Upload, error) {
 	up := &upload{store: u.s, id: id, dir: dir, f: f, h: alg.Hash(), st: st}
 	if err := up.h.(encoding.BinaryUnmarshaler).UnmarshalBinary(st.Hash); err != nil {
 		f.Close()
-		return nil, fmt.Errorf("upload %s: corrupt hash state: %w", id, err)
+		return nil, fmt.Errorf("%w: upload %s has corrupt hash state: %v", blob.ErrUploadNotFound, id, err)
 	}
 	// Bytes beyond the recorded size were never acknowledged (a crash in the
 	// middle of a chunk): drop them.
@@ -246,39 +237,8 @@ func (up *upload) Append(_ context.Context, offset int64, r io.Reader) (int64, e
 	if offset != up.st.Size {
 		return 0, blob.ErrRangeMismatch
 	}
-	if _, err := up.f.Seek(offset, io.SeekStart); err != nil {
-		return 0, err
-	}
-	bp := bufPool.Get().(*[]byte)
-	defer bufPool.Put(bp)
-	buf := *bp
-	var n, flushed int64
-	fd := int(up.f.Fd())
-	var rerr error
-	for {
-		k, err := io.ReadFull(r, buf)
-		if k > 0 {
-			if _, werr := up.f.Write(buf[:k]); werr != nil {
-				rerr = werr
-				break
-			}
-			up.h.Write(buf[:k])
-			n += int64(k)
-			if n-flushed >= flushEvery {
-				// Start writeback of what was just written; errors only
-				// mean the final fsync does more work.
-				_ = unix.SyncFileRange(fd, offset+flushed, n-flushed, unix.SYNC_FILE_RANGE_WRITE)
-				flushed = n
-			}
-		}
-		if err == io.EOF || err == io.ErrUnexpectedEOF {
-			break
-		}
-		if err != nil {
-			rerr = err
-			break
-		}
-	}
+	// Read, hash and write overlap; see write.go.
+	n, rerr := appendData(up.f, offset, r, up.h)
 	if rerr == nil {
 		rerr = up.f.Sync()
 	}
@@ -333,7 +293,7 @@ func (up *upload) Commit(ctx context.Context, want digest.Digest) (int64, error)
 		return up.st.Size, os.RemoveAll(up.dir)
 	}
 	parent := filepath.Dir(target)
-	if err := os.MkdirAll(parent, 0o700); err != nil {
+	if err := mkdirDurable(parent); err != nil {
 		return 0, err
 	}
 	if err := os.Rename(filepath.Join(up.dir, "data"), target); err != nil {
@@ -359,6 +319,25 @@ func (up *upload) Close() error {
 	}
 	up.done = true
 	return up.f.Close()
+}
+
+// mkdirDurable creates dir and its missing parents, fsyncing the directory
+// that holds each one it creates, so that the path of a newly committed blob
+// survives a power loss and not only its last directory entry.
+func mkdirDurable(dir string) error {
+	if _, err := os.Stat(dir); err == nil {
+		return nil
+	}
+	parent := filepath.Dir(dir)
+	if parent != dir {
+		if err := mkdirDurable(parent); err != nil {
+			return err
+		}
+	}
+	if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+		return err
+	}
+	return syncDir(parent)
 }
 
 func syncDir(dir string) error {

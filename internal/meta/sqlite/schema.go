@@ -78,4 +78,91 @@ var migrations = []string{
 			PRIMARY KEY (signature_id, key)
 		);
 		CREATE INDEX signature_annotations_kv ON signature_annotations(key, value);`,
+	// auth: users, projects, credentials, audit log (internal/auth).
+	`CREATE TABLE users (
+			id INTEGER PRIMARY KEY,
+			name TEXT NOT NULL UNIQUE,
+			password_hash TEXT NOT NULL,
+			admin BIGINT NOT NULL DEFAULT 0,
+			password_changed_at BIGINT NOT NULL,
+			created_at BIGINT NOT NULL
+		);
+		CREATE TABLE projects (
+			id INTEGER PRIMARY KEY,
+			path TEXT NOT NULL UNIQUE,
+			visibility TEXT NOT NULL,
+			oidc_issuer TEXT NOT NULL DEFAULT '',
+			created_at BIGINT NOT NULL
+		);
+		CREATE TABLE project_members (
+			project_id BIGINT NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+			user_id BIGINT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+			role TEXT NOT NULL,
+			PRIMARY KEY (project_id, user_id)
+		);
+		CREATE INDEX project_members_user ON project_members(user_id);
+		CREATE TABLE personal_access_tokens (
+			id INTEGER PRIMARY KEY,
+			user_id BIGINT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+			name TEXT NOT NULL DEFAULT '',
+			scopes TEXT NOT NULL,
+			token_hash TEXT NOT NULL UNIQUE,
+			expires_at BIGINT NOT NULL,
+			revoked_at BIGINT,
+			last_used_at BIGINT,
+			created_at BIGINT NOT NULL
+		);
+		CREATE INDEX personal_access_tokens_user ON personal_access_tokens(user_id);
+		CREATE TABLE ci_job_tokens (
+			id INTEGER PRIMARY KEY,
+			project_id BIGINT NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+			job_id TEXT NOT NULL,
+			pipeline_id TEXT NOT NULL DEFAULT '',
+			user_name TEXT NOT NULL DEFAULT '',
+			token_hash TEXT NOT NULL UNIQUE,
+			expires_at BIGINT NOT NULL,
+			revoked_at BIGINT,
+			created_at BIGINT NOT NULL
+		);
+		CREATE INDEX ci_job_tokens_expires ON ci_job_tokens(expires_at);
+		CREATE TABLE audit_events (
+			id INTEGER PRIMARY KEY,
+			at BIGINT NOT NULL,
+			action TEXT NOT NULL,
+			actor TEXT NOT NULL DEFAULT '',
+			actor_kind TEXT NOT NULL DEFAULT '',
+			repository TEXT NOT NULL DEFAULT '',
+			reference TEXT NOT NULL DEFAULT '',
+			digest TEXT NOT NULL DEFAULT '',
+			remote_addr TEXT NOT NULL DEFAULT '',
+			detail TEXT NOT NULL DEFAULT ''
+		);
+		CREATE INDEX audit_events_at ON audit_events(at);
+		CREATE INDEX audit_events_action ON audit_events(action, id);
+		CREATE INDEX audit_events_repository ON audit_events(repository, id);
+		CREATE INDEX audit_events_actor ON audit_events(actor, id);`,
+	// transparency log (internal/tlog): the tree head (one row), entries by
+	// index with their unique leaf hash, and every completed Merkle node
+	// keyed by its post-order position, so appends write at the end of the
+	// key space and a proof is a handful of primary-key reads.
+	`CREATE TABLE tlog_tree (
+			id INTEGER PRIMARY KEY,
+			tree_id BIGINT NOT NULL,
+			size BIGINT NOT NULL,
+			root_hash BLOB NOT NULL,
+			compact_range BLOB NOT NULL,
+			checkpoint BLOB NOT NULL,
+			created_at BIGINT NOT NULL,
+			updated_at BIGINT NOT NULL
+		);
+		CREATE TABLE tlog_entries (
+			idx INTEGER PRIMARY KEY,
+			leaf_hash BLOB NOT NULL UNIQUE,
+			body BLOB NOT NULL,
+			integrated_time BIGINT NOT NULL
+		);
+		CREATE TABLE tlog_nodes (
+			id INTEGER PRIMARY KEY,
+			hash BLOB NOT NULL
+		);`,
 }

@@ -1,0 +1,145 @@
+package auth
+
+import (
+	"context"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/hallmark-dev/hallmark/internal/meta"
+)
+
+// Audit actions.
+const (
+	AuditPush         = "push"          // manifest stored
+	AuditSign         = "sign"          // signature manifest stored
+	AuditDelete       = "delete"        // manifest, tag or blob deleted
+	AuditLoginFailed  = "auth.failure"  // bad credentials or refresh token
+	AuditInvalidToken = "auth.invalid"  // forged, tampered or foreign bearer token on /v2/
+	AuditThrottled    = "auth.throttle" // failed-login budget exhausted
+	AuditDenied       = "auth.denied"   // push/delete requested and not granted
+)
+
+type ctxKey int
+
+const (
+	principalKey ctxKey = iota
+	remoteKey
+)
+
+// WithPrincipal returns ctx carrying the request's principal and remote
+// address (set by the /v2/ guard; read by the audit sink).
+func WithPrincipal(ctx context.Context, p Principal, remote string) context.Context {
+	return context.WithValue(context.WithValue(ctx, principalKey, p), remoteKey, remote)
+}
+
+// PrincipalFrom returns the principal stored by WithPrincipal.
+func PrincipalFrom(ctx context.Context) (Principal, bool) {
+	p, ok := ctx.Value(principalKey).(Principal)
+	return p, ok
+}
+
+func remoteFrom(ctx context.Context) string {
+	s, _ := ctx.Value(remoteKey).(string)
+	return s
+}
+
+// Audit records an event; a failure to record is logged, never returned
+// (the request that caused it has already happened).
+func (s *Service) Audit(ctx context.Context, e AuditEvent) {
+	if e.Time.IsZero() {
+		e.Time = s.cfg.Now()
+	}
+	if len(e.Detail) > 1024 {
+		e.Detail = e.Detail[:1024]
+	}
+	// Recording must survive the client going away mid-request.
+	ctx = context.WithoutCancel(ctx)
+	if err := s.store.RecordAudit(ctx, e); err != nil {
+		s.log.ErrorContext(ctx, "recording audit event", "action", e.Action, "repository", e.Repository, "err", err)
+	}
+	if strings.HasPrefix(e.Action, "auth.") {
+		s.log.WarnContext(ctx, "auth event", "action", e.Action, "actor", e.Actor, "remote", e.RemoteAddr, "detail", e.Detail)
+	}
+}
+
+// EventSink returns the registry event sink that audits pushes,
+// signatures and deletes with the principal of the request.
+func (s *Service) EventSink() *AuditSink { return &AuditSink{s: s} }
+
+// AuditSink implements the registry's EventSink.
+type AuditSink struct{ s *Service }
+
+var sigTagRE = regexp.MustCompile(`^(sha256|sha512)-[0-9a-f]+\.sig$`)
+
+// isSignature applies the indexer's rule: a sha256-<hex>.sig tag, or a
+// referrer whose artifact type is a cosign signature or a sigstore bundle.
+func isSignature(m *meta.Manifest, tags []string) bool {
+	for _, t := range tags {
+		if sigTagRE.MatchString(t) {
+			return true
+		}
+	}
+	return m.Subject != "" && (m.ArtifactType == "application/vnd.dev.cosign.artifact.sig.v1+json" ||
+		strings.HasPrefix(m.ArtifactType, "application/vnd.dev.sigstore.bundle"))
+}
+
+func (a *AuditSink) actor(ctx context.Context) (name, kind, remote string) {
+	p, ok := PrincipalFrom(ctx)
+	if !ok {
+		return "", KindAnonymous, remoteFrom(ctx)
+	}
+	return p.Name, p.Kind, remoteFrom(ctx)
+}
+
+// ManifestPushed records a push (or a signature).
+func (a *AuditSink) ManifestPushed(ctx context.Context, m *meta.Manifest, tags []string) {
+	name, kind, remote := a.actor(ctx)
+	action := AuditPush
+	detail := m.MediaType
+	if isSignature(m, tags) {
+		action = AuditSign
+		if m.Subject != "" {
+			detail = "subject " + m.Subject.String()
+		}
+	}
+	a.s.Audit(ctx, AuditEvent{Action: action, Actor: name, ActorKind: kind, Repository: m.Repository,
+		Reference: strings.Join(tags, ","), Digest: m.Digest.String(), RemoteAddr: remote, Detail: detail})
+}
+
+// ManifestDeleted records a manifest or tag deletion.
+func (a *AuditSink) ManifestDeleted(ctx context.Context, repo, reference string) {
+	name, kind, remote := a.actor(ctx)
+	ev := AuditEvent{Action: AuditDelete, Actor: name, ActorKind: kind, Repository: repo, Reference: reference, RemoteAddr: remote, Detail: "manifest"}
+	if strings.Contains(reference, ":") {
+		ev.Digest = reference
+	}
+	a.s.Audit(ctx, ev)
+}
+
+// blobDeleted records a blob deletion (the registry has no event for it;
+// the guard sees the 202).
+func (s *Service) blobDeleted(ctx context.Context, repo, dgst string) {
+	p, _ := PrincipalFrom(ctx)
+	s.Audit(ctx, AuditEvent{Action: AuditDelete, Actor: p.Name, ActorKind: p.Kind, Repository: repo, Reference: dgst,
+		Digest: dgst, RemoteAddr: remoteFrom(ctx), Detail: "blob"})
+}
+
+// AuditEventJSON is an audit event in API responses.
+type AuditEventJSON struct {
+	ID         int64     `json:"id"`
+	Time       time.Time `json:"time"`
+	Action     string    `json:"action"`
+	Actor      string    `json:"actor"`
+	ActorKind  string    `json:"actorKind,omitempty"`
+	Repository string    `json:"repository,omitempty"`
+	Reference  string    `json:"reference,omitempty"`
+	Digest     string    `json:"digest,omitempty"`
+	RemoteAddr string    `json:"remoteAddr,omitempty"`
+	Detail     string    `json:"detail,omitempty"`
+}
+
+func auditJSON(e AuditEvent) AuditEventJSON {
+	return AuditEventJSON{ID: e.ID, Time: e.Time.UTC(), Action: e.Action, Actor: e.Actor, ActorKind: e.ActorKind,
+		Repository: e.Repository, Reference: e.Reference, Digest: e.Digest, RemoteAddr: e.RemoteAddr, Detail: e.Detail}
+}

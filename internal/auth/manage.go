@@ -1,0 +1,203 @@
+package auth
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/hallmark-dev/hallmark/pkg/oci"
+)
+
+// Limits on credentials created through the service.
+const (
+	MaxPATLifetime      = 366 * 24 * time.Hour
+	MaxJobTokenLifetime = 7 * 24 * time.Hour
+	DefaultJobTokenTTL  = time.Hour
+)
+
+var userNameRE = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9._-]{0,63}$`)
+
+// ValidateUserName checks a user name: 1-64 letters, digits, '.', '_', '-'.
+// The CI login name is reserved.
+func ValidateUserName(name string) error {
+	if !userNameRE.MatchString(name) {
+		return fmt.Errorf("user name %q: use 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit", name)
+	}
+	if name == JobTokenUser {
+		return fmt.Errorf("user name %q is reserved for CI job logins", name)
+	}
+	return nil
+}
+
+// Admin manages users, projects and credentials (used by the CLI, the
+// server's bootstrap and the admin API). It needs only the store.
+type Admin struct {
+	Store Store
+	Now   func() time.Time
+}
+
+func (a *Admin) now() time.Time {
+	if a.Now != nil {
+		return a.Now()
+	}
+	return time.Now()
+}
+
+// AddUser creates a user with the given password.
+func (a *Admin) AddUser(ctx context.Context, name, password string, admin bool) (User, error) {
+	if err := ValidateUserName(name); err != nil {
+		return User{}, err
+	}
+	if len(password) < 8 {
+		return User{}, errors.New("password must be at least 8 characters")
+	}
+	h, err := HashPassword(password)
+	if err != nil {
+		return User{}, err
+	}
+	now := a.now()
+	return a.Store.CreateUser(ctx, User{Name: name, PasswordHash: h, Admin: admin, PasswordChangedAt: now, Created: now})
+}
+
+// SetPassword changes a user's password; refresh tokens issued before the
+// change stop working.
+func (a *Admin) SetPassword(ctx context.Context, name, password string) error {
+	if len(password) < 8 {
+		return errors.New("password must be at least 8 characters")
+	}
+	h, err := HashPassword(password)
+	if err != nil {
+		return err
+	}
+	return a.Store.SetPassword(ctx, name, h, a.now())
+}
+
+// GeneratePassword returns a random password (256 bits, URL-safe).
+func GeneratePassword() string { return randomSecret("") }
+
+// EnsureAdmin creates the bootstrap account "admin" when the database has
+// no admin user. Its password is taken from passwordFile if that exists,
+// else generated and written there (0600, atomically; writeFile must
+// refuse to replace an existing file, so replicas starting together agree).
+// created reports whether the account was made now.
+func (a *Admin) EnsureAdmin(ctx context.Context, passwordFile string, writeFile func(path string, data []byte) error) (created bool, err error) {
+	users, err := a.Store.ListUsers(ctx)
+	if err != nil {
+		return false, err
+	}
+	for _, u := range users {
+		if u.Admin {
+			return false, nil
+		}
+	}
+	pw, err := readSecretFile(passwordFile)
+	if errors.Is(err, os.ErrNotExist) {
+		pw = GeneratePassword()
+		if err := writeFile(passwordFile, []byte(pw+"\n")); err != nil {
+			// Another replica may have won the race: use its password.
+			if pw, err = readSecretFile(passwordFile); err != nil {
+				return false, fmt.Errorf("write admin password file: %w", err)
+			}
+		}
+	} else if err != nil {
+		return false, fmt.Errorf("read admin password file: %w", err)
+	}
+	if _, err := a.AddUser(ctx, "admin", pw, true); err != nil {
+		if errors.Is(err, ErrExists) {
+			return false, nil
+		}
+		return false, fmt.Errorf("create admin account: %w", err)
+	}
+	return true, nil
+}
+
+func readSecretFile(path string) (string, error) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return "", err
+	}
+	s := strings.TrimSpace(string(raw))
+	if s == "" {
+		return "", fmt.Errorf("%s is empty", path)
+	}
+	return s, nil
+}
+
+// AddProject creates a project.
+func (a *Admin) AddProject(ctx context.Context, path, visibility, oidcIssuer string) (Project, error) {
+	if err := oci.ValidateName(path); err != nil {
+		return Project{}, fmt.Errorf("project path: %w", err)
+	}
+	switch visibility {
+	case VisibilityPublic, VisibilityPrivate:
+	default:
+		return Project{}, fmt.Errorf("visibility %q: use public (anonymous pull) or private", visibility)
+	}
+	return a.Store.CreateProject(ctx, Project{Path: path, Visibility: visibility, OIDCIssuer: oidcIssuer, Created: a.now()})
+}
+
+// CreatePAT issues a personal access token for user and returns the secret
+// (shown once; only its hash is stored).
+func (a *Admin) CreatePAT(ctx context.Context, user, name string, scopes []string, ttl time.Duration) (string, PAT, error) {
+	sc, err := ParsePATScopes(scopes)
+	if err != nil {
+		return "", PAT{}, err
+	}
+	if ttl <= 0 || ttl > MaxPATLifetime {
+		return "", PAT{}, fmt.Errorf("expiry %s: a personal access token must expire within %s", ttl, MaxPATLifetime)
+	}
+	if _, err := a.Store.GetUser(ctx, user); err != nil {
+		return "", PAT{}, fmt.Errorf("user %q: %w", user, err)
+	}
+	secret := randomSecret(PATPrefix)
+	now := a.now()
+	t, err := a.Store.CreatePAT(ctx, PAT{User: user, Name: name, Scopes: sc, Hash: HashToken(secret), Expires: now.Add(ttl), Created: now})
+	if err != nil {
+		return "", PAT{}, err
+	}
+	return secret, t, nil
+}
+
+// JobTokenRequest asks for a CI job token.
+type JobTokenRequest struct {
+	Project  string
+	JobID    string
+	Pipeline string
+	User     string
+	TTL      time.Duration // default DefaultJobTokenTTL
+	// CreateProject creates the project (private) if it does not exist.
+	CreateProject bool
+}
+
+// CreateJobToken issues a CI job token for a project and returns the
+// secret (only its hash is stored).
+func (a *Admin) CreateJobToken(ctx context.Context, req JobTokenRequest) (string, JobToken, error) {
+	if req.TTL == 0 {
+		req.TTL = DefaultJobTokenTTL
+	}
+	if req.TTL < 0 || req.TTL > MaxJobTokenLifetime {
+		return "", JobToken{}, fmt.Errorf("job token lifetime %s: must be positive and at most %s", req.TTL, MaxJobTokenLifetime)
+	}
+	if req.JobID == "" {
+		return "", JobToken{}, errors.New("job id is required")
+	}
+	if _, err := a.Store.GetProject(ctx, req.Project); errors.Is(err, ErrNotFound) && req.CreateProject {
+		if _, err := a.AddProject(ctx, req.Project, VisibilityPrivate, ""); err != nil && !errors.Is(err, ErrExists) {
+			return "", JobToken{}, err
+		}
+	} else if err != nil {
+		return "", JobToken{}, fmt.Errorf("project %q: %w", req.Project, err)
+	}
+	secret := randomSecret(JobTokenPrefix)
+	now := a.now()
+	t, err := a.Store.CreateJobToken(ctx, JobToken{Project: req.Project, JobID: req.JobID, Pipeline: req.Pipeline, User: req.User,
+		Hash: HashToken(secret), Expires: now.Add(req.TTL), Created: now})
+	if err != nil {
+		return "", JobToken{}, err
+	}
+	return secret, t, nil
+}

@@ -1,0 +1,629 @@
+package auth
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"runtime"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Principal kinds.
+const (
+	KindAnonymous  = "anonymous"
+	KindUser       = "user"
+	KindPAT        = "pat"
+	KindJob        = "job"
+	KindOIDC       = "oidc"
+	KindAdminToken = "admin-token"
+)
+
+// JobTokenUser is the user name CI jobs log in with (GitLab's
+// CI_REGISTRY_USER), the password being $CI_JOB_TOKEN or an OIDC ID token.
+const JobTokenUser = "gitlab-ci-token"
+
+// Secret prefixes make tokens recognisable (to people, secret scanners and
+// the login code, which picks the credential kind from them).
+const (
+	PATPrefix      = "hmpat_"
+	JobTokenPrefix = "hmjob_"
+)
+
+// Errors returned by Authenticate and the token issuance.
+var (
+	// ErrBadCredentials is the only thing a client learns about a failed
+	// login; the reason goes to the audit log.
+	ErrBadCredentials = errors.New("invalid username or password")
+	ErrThrottled      = errors.New("too many failed logins")
+)
+
+// ThrottledError says when the client may try again.
+type ThrottledError struct{ RetryAfter time.Duration }
+
+func (e *ThrottledError) Error() string {
+	return fmt.Sprintf("too many failed logins; retry in %s", e.RetryAfter.Round(time.Second))
+}
+
+// Unwrap makes errors.Is(err, ErrThrottled) work.
+func (e *ThrottledError) Unwrap() error { return ErrThrottled }
+
+// Principal is who a request or token speaks for.
+type Principal struct {
+	Kind    string // Kind* constants
+	Name    string // token subject: user name, ci-job:<project>:<job>, OIDC sub; "" for anonymous
+	User    string // the user a user/PAT principal is, or the user who triggered a job
+	Admin   bool   // user/PAT principals only
+	Project string // job and OIDC principals: the project they act for
+	JobID   string
+	CredID  int64    // PAT or job token id
+	Scopes  []string // PAT scopes
+	// Expires bounds refresh tokens (credential expiry); zero for none.
+	Expires    time.Time
+	OIDCIssuer string
+}
+
+// OIDCIdentity is a verified OIDC ID token as far as login is concerned.
+type OIDCIdentity struct {
+	Issuer      string
+	Subject     string
+	ProjectPath string // GitLab's project_path claim
+	JobID       string
+	User        string
+	Expiry      time.Time
+}
+
+// OIDCVerifier verifies ID tokens presented as login passwords against the
+// trusted issuers (satisfied in internal/server by an adapter over
+// internal/oidc).
+type OIDCVerifier interface {
+	VerifyLogin(ctx context.Context, raw, audience string) (OIDCIdentity, error)
+}
+
+// Config configures the auth service.
+type Config struct {
+	// Issuer is the iss of registry tokens (the server's external URL).
+	Issuer string
+	// Realm is the token endpoint URL put in Bearer challenges.
+	Realm string
+	// Service is the aud of registry tokens; default: host of Issuer.
+	Service string
+	// OIDCAudience is the aud an ID token must carry to be accepted as a
+	// login password; default Issuer (the Hallmark URL).
+	OIDCAudience string
+	// AccessTTL is the lifetime of access tokens (default 5 minutes).
+	AccessTTL time.Duration
+	// RefreshTTL is the longest lifetime of refresh tokens (default 30
+	// days); they never outlive the credential they were issued for.
+	RefreshTTL time.Duration
+	// UserLimit and AddrLimit throttle failed logins per user name and per
+	// remote address (defaults: 10 then 1/min; 30 then 1 per 10 s).
+	UserLimit, AddrLimit RateLimit
+	// AdminToken returns the admin token (or "" if there is none); it
+	// authorises the admin API like an admin user's credentials.
+	AdminToken func() (string, error)
+	// HashConcurrency bounds parallel password hashing (default NumCPU).
+	HashConcurrency int
+	// Now returns the current time (tests); default time.Now.
+	Now func() time.Time
+}
+
+// Service authenticates clients, decides access and issues tokens.
+type Service struct {
+	store   Store
+	signer  *TokenSigner
+	oidc    OIDCVerifier
+	log     *slog.Logger
+	cfg     Config
+	hasher  *hasher
+	users   *limiter
+	addrs   *limiter
+	dummyPW string // hash verified for unknown users, so timing does not reveal them
+}
+
+// New returns the auth service. oidc may be nil (ID-token logins are then
+// refused).
+func New(store Store, signer *TokenSigner, oidc OIDCVerifier, log *slog.Logger, cfg Config) (*Service, error) {
+	if store == nil || signer == nil {
+		return nil, errors.New("auth: store and token signer are required")
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Realm == "" {
+		return nil, errors.New("auth: token realm is required")
+	}
+	if cfg.Service == "" {
+		u, err := url.Parse(cfg.Issuer)
+		if err != nil || u.Host == "" {
+			return nil, fmt.Errorf("auth: cannot derive the service name from issuer %q; set it", cfg.Issuer)
+		}
+		cfg.Service = u.Host
+	}
+	if cfg.Service != signer.Service() {
+		return nil, fmt.Errorf("auth: service %q differs from the token signer's %q", cfg.Service, signer.Service())
+	}
+	if cfg.OIDCAudience == "" {
+		cfg.OIDCAudience = cfg.Issuer
+	}
+	if cfg.AccessTTL <= 0 {
+		cfg.AccessTTL = 5 * time.Minute
+	}
+	if cfg.RefreshTTL <= 0 {
+		cfg.RefreshTTL = 30 * 24 * time.Hour
+	}
+	if cfg.UserLimit.Burst <= 0 || cfg.UserLimit.Every <= 0 {
+		cfg.UserLimit = RateLimit{Burst: 10, Every: time.Minute}
+	}
+	if cfg.AddrLimit.Burst <= 0 || cfg.AddrLimit.Every <= 0 {
+		cfg.AddrLimit = RateLimit{Burst: 30, Every: 10 * time.Second}
+	}
+	if cfg.HashConcurrency <= 0 {
+		cfg.HashConcurrency = runtime.NumCPU()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	dummy, err := HashPassword(randomSecret(""))
+	if err != nil {
+		return nil, err
+	}
+	return &Service{store: store, signer: signer, oidc: oidc, log: log, cfg: cfg, hasher: newHasher(cfg.HashConcurrency),
+		users: newLimiter(cfg.UserLimit), addrs: newLimiter(cfg.AddrLimit), dummyPW: dummy}, nil
+}
+
+// Signer returns the token signer.
+func (s *Service) Signer() *TokenSigner { return s.signer }
+
+func randomSecret(prefix string) string {
+	b := make([]byte, 32)
+	rand.Read(b)
+	return prefix + base64.RawURLEncoding.EncodeToString(b)
+}
+
+// HashToken returns the stored form of a PAT or job token: hex SHA-256. The
+// tokens carry 256 random bits, so a fast hash is enough.
+func HashToken(secret string) string {
+	sum := sha256.Sum256([]byte(secret))
+	return hex.EncodeToString(sum[:])
+}
+
+// looksLikeJWT reports whether s has the shape of a compact JWS.
+func looksLikeJWT(s string) bool {
+	return strings.HasPrefix(s, "eyJ") && strings.Count(s, ".") == 2
+}
+
+// safeName returns a login name fit for the audit log: a name that looks
+// like a secret (people paste tokens into the user field) is redacted.
+func safeName(name string) string {
+	if strings.HasPrefix(name, PATPrefix) || strings.HasPrefix(name, JobTokenPrefix) || looksLikeJWT(name) || len(name) > 128 {
+		return "<redacted>"
+	}
+	return name
+}
+
+// throttled reports whether user or remote address are over their budget.
+func (s *Service) throttled(ctx context.Context, username, remote string) error {
+	now := s.cfg.Now()
+	for _, l := range []struct {
+		lim *limiter
+		key string
+	}{{s.addrs, addrKey(remote)}, {s.users, userKey(username)}} {
+		if l.key == userKey("") {
+			continue
+		}
+		if ok, retry, report := l.lim.check(l.key, now); !ok {
+			if report {
+				s.Audit(ctx, AuditEvent{Action: AuditThrottled, Actor: safeName(username), RemoteAddr: remote,
+					Detail: "failed-login budget of " + strings.SplitN(l.key, ":", 2)[0] + " exhausted"})
+			}
+			return &ThrottledError{RetryAfter: retry}
+		}
+	}
+	return nil
+}
+
+// loginFailed charges a failed login and audits it (reason never contains
+// the secret).
+func (s *Service) loginFailed(ctx context.Context, username, remote, reason string) error {
+	now := s.cfg.Now()
+	s.addrs.fail(addrKey(remote), now)
+	if username != "" {
+		s.users.fail(userKey(username), now)
+	}
+	s.Audit(ctx, AuditEvent{Action: AuditLoginFailed, Actor: safeName(username), RemoteAddr: remote, Detail: reason})
+	return ErrBadCredentials
+}
+
+// Authenticate checks login credentials: a user's password, a personal
+// access token (with its owner's name), a CI job token (user
+// gitlab-ci-token) or an OIDC ID token from a trusted issuer (any user
+// name, conventionally gitlab-ci-token). Failures are throttled per user
+// name and remote address, and audited.
+func (s *Service) Authenticate(ctx context.Context, username, password, remote string) (Principal, error) {
+	if err := s.throttled(ctx, username, remote); err != nil {
+		return Principal{}, err
+	}
+	now := s.cfg.Now()
+	switch {
+	case password == "":
+		return Principal{}, s.loginFailed(ctx, username, remote, "empty password")
+	case strings.HasPrefix(password, PATPrefix):
+		t, err := s.store.PATByHash(ctx, HashToken(password))
+		if errors.Is(err, ErrNotFound) {
+			return Principal{}, s.loginFailed(ctx, username, remote, "unknown personal access token")
+		}
+		if err != nil {
+			return Principal{}, err
+		}
+		if reason := patProblem(t, now); reason != "" {
+			return Principal{}, s.loginFailed(ctx, username, remote, fmt.Sprintf("personal access token %d %s", t.ID, reason))
+		}
+		if t.User != username {
+			return Principal{}, s.loginFailed(ctx, username, remote, fmt.Sprintf("personal access token %d belongs to another user", t.ID))
+		}
+		u, err := s.store.GetUser(ctx, t.User)
+		if errors.Is(err, ErrNotFound) {
+			return Principal{}, s.loginFailed(ctx, username, remote, "owner of the personal access token no longer exists")
+		}
+		if err != nil {
+			return Principal{}, err
+		}
+		return patPrincipal(u, t), nil
+	case strings.HasPrefix(password, JobTokenPrefix):
+		if username != JobTokenUser {
+			return Principal{}, s.loginFailed(ctx, username, remote, "CI job token used with a user name other than "+JobTokenUser)
+		}
+		t, err := s.store.JobTokenByHash(ctx, HashToken(password))
+		if errors.Is(err, ErrNotFound) {
+			return Principal{}, s.loginFailed(ctx, username, remote, "unknown CI job token")
+		}
+		if err != nil {
+			return Principal{}, err
+		}
+		if reason := jobProblem(t, now); reason != "" {
+			return Principal{}, s.loginFailed(ctx, username, remote, fmt.Sprintf("CI job token %d %s", t.ID, reason))
+		}
+		return jobPrincipal(t), nil
+	case looksLikeJWT(password):
+		if s.oidc == nil {
+			return Principal{}, s.loginFailed(ctx, username, remote, "OIDC ID token login, but no OIDC issuer is trusted")
+		}
+		id, err := s.oidc.VerifyLogin(ctx, password, s.cfg.OIDCAudience)
+		if err != nil {
+			return Principal{}, s.loginFailed(ctx, username, remote, "OIDC ID token rejected: "+err.Error())
+		}
+		p, reason, err := s.oidcPrincipal(ctx, id)
+		if err != nil {
+			return Principal{}, err
+		}
+		if reason != "" {
+			return Principal{}, s.loginFailed(ctx, username, remote, reason)
+		}
+		return p, nil
+	}
+	u, err := s.store.GetUser(ctx, username)
+	if errors.Is(err, ErrNotFound) {
+		s.hasher.verify(ctx, s.dummyPW, password) // same cost as a real check
+		return Principal{}, s.loginFailed(ctx, username, remote, "unknown user")
+	}
+	if err != nil {
+		return Principal{}, err
+	}
+	ok, err := s.hasher.verify(ctx, u.PasswordHash, password)
+	if err != nil {
+		return Principal{}, fmt.Errorf("checking password of %s: %w", u.Name, err)
+	}
+	if !ok {
+		return Principal{}, s.loginFailed(ctx, username, remote, "wrong password")
+	}
+	return Principal{Kind: KindUser, Name: u.Name, User: u.Name, Admin: u.Admin}, nil
+}
+
+func patProblem(t PAT, now time.Time) string {
+	switch {
+	case t.Revoked:
+		return "is revoked"
+	case !now.Before(t.Expires):
+		return "expired at " + t.Expires.UTC().Format(time.RFC3339)
+	}
+	return ""
+}
+
+func jobProblem(t JobToken, now time.Time) string {
+	switch {
+	case t.Revoked:
+		return "is revoked"
+	case !now.Before(t.Expires):
+		return "expired at " + t.Expires.UTC().Format(time.RFC3339)
+	}
+	return ""
+}
+
+func patPrincipal(u User, t PAT) Principal {
+	return Principal{Kind: KindPAT, Name: u.Name, User: u.Name, Admin: u.Admin, CredID: t.ID, Scopes: t.Scopes, Expires: t.Expires}
+}
+
+func jobPrincipal(t JobToken) Principal {
+	return Principal{Kind: KindJob, Name: "ci-job:" + t.Project + ":" + t.JobID, User: t.User, Project: t.Project,
+		JobID: t.JobID, CredID: t.ID, Expires: t.Expires}
+}
+
+// oidcPrincipal maps a verified ID token to its project. reason is set (and
+// err nil) when the token is valid but may not log in.
+func (s *Service) oidcPrincipal(ctx context.Context, id OIDCIdentity) (p Principal, reason string, err error) {
+	if id.ProjectPath == "" {
+		return Principal{}, "OIDC ID token from " + id.Issuer + " has no project_path claim", nil
+	}
+	proj, err := s.store.GetProject(ctx, id.ProjectPath)
+	if errors.Is(err, ErrNotFound) {
+		return Principal{}, "OIDC ID token for project " + id.ProjectPath + ", which does not exist here (hallmark project add)", nil
+	}
+	if err != nil {
+		return Principal{}, "", err
+	}
+	if proj.OIDCIssuer != "" && proj.OIDCIssuer != id.Issuer {
+		return Principal{}, "OIDC ID token issuer " + id.Issuer + " is not the one project " + proj.Path + " trusts", nil
+	}
+	return Principal{Kind: KindOIDC, Name: id.Subject, User: id.User, Project: proj.Path, JobID: id.JobID,
+		Expires: id.Expiry, OIDCIssuer: id.Issuer}, "", nil
+}
+
+// Allowed returns the actions p may perform on resource typ:name.
+func (s *Service) Allowed(ctx context.Context, p Principal, typ, name string) ([]string, error) {
+	switch typ {
+	case TypeRegistry:
+		if name == CatalogName && p.Admin && (p.Kind == KindUser || p.Kind == KindPAT) {
+			return []string{ActionAll}, nil
+		}
+		return nil, nil
+	case TypeRepository:
+	default:
+		return nil, nil
+	}
+	if !validRepository(name) {
+		return nil, nil
+	}
+	if p.Admin && p.Kind == KindUser {
+		return []string{ActionDelete, ActionPull, ActionPush}, nil
+	}
+	if p.Admin && p.Kind == KindPAT {
+		return patScopeActions(p.Scopes), nil
+	}
+	proj, err := s.store.FindProject(ctx, name)
+	if errors.Is(err, ErrNotFound) {
+		return nil, nil // repositories outside every project are admin-only
+	}
+	if err != nil {
+		return nil, err
+	}
+	var acts []string
+	if proj.Visibility == VisibilityPublic {
+		acts = []string{ActionPull}
+	}
+	switch p.Kind {
+	case KindUser, KindPAT:
+		role, err := s.store.MemberRole(ctx, proj.ID, p.User)
+		if err != nil && !errors.Is(err, ErrNotFound) {
+			return nil, err
+		}
+		acts = mergeActions(acts, role.Actions())
+		if p.Kind == KindPAT {
+			acts = intersect(TypeRepository, acts, patScopeActions(p.Scopes))
+		}
+	case KindJob, KindOIDC:
+		if proj.Path == p.Project {
+			// A CI job may pull and push in its own project, nothing more.
+			acts = mergeActions(acts, []string{ActionPull, ActionPush})
+		} else if p.User != "" {
+			// ...and pull what the user who triggered it may pull.
+			role, err := s.store.MemberRole(ctx, proj.ID, p.User)
+			if err != nil && !errors.Is(err, ErrNotFound) {
+				return nil, err
+			}
+			if slices.Contains(role.Actions(), ActionPull) {
+				acts = mergeActions(acts, []string{ActionPull})
+			}
+		}
+	}
+	return acts, nil
+}
+
+// patScopeActions maps PAT scopes to actions: push implies pull.
+func patScopeActions(scopes []string) []string {
+	var out []string
+	for _, sc := range scopes {
+		switch sc {
+		case ActionPull:
+			out = mergeActions(out, []string{ActionPull})
+		case ActionPush:
+			out = mergeActions(out, []string{ActionPull, ActionPush})
+		case ActionDelete:
+			out = mergeActions(out, []string{ActionDelete})
+		}
+	}
+	return out
+}
+
+// ParsePATScopes validates PAT scope names.
+func ParsePATScopes(scopes []string) ([]string, error) {
+	var out []string
+	for _, sc := range scopes {
+		for _, s := range strings.Split(sc, ",") {
+			s = strings.TrimSpace(s)
+			switch s {
+			case ActionPull, ActionPush, ActionDelete:
+				out = mergeActions(out, []string{s})
+			case "":
+			default:
+				return nil, fmt.Errorf("scope %q: use pull, push (implies pull) or delete", s)
+			}
+		}
+	}
+	if len(out) == 0 {
+		return nil, errors.New("a personal access token needs at least one scope: pull, push or delete")
+	}
+	return out, nil
+}
+
+// Grant intersects the requested access with what p is allowed: a partial
+// grant is not an error (the client simply gets less), as in distribution.
+// A refused push or delete by an authenticated principal is audited.
+func (s *Service) Grant(ctx context.Context, p Principal, requested []Access, remote string) ([]Access, error) {
+	granted := []Access{}
+	for _, req := range requested {
+		allowed, err := s.Allowed(ctx, p, req.Type, req.Name)
+		if err != nil {
+			return nil, err
+		}
+		g := intersect(req.Type, req.Actions, allowed)
+		if req.Type == TypeRegistry && slices.Contains(allowed, ActionAll) {
+			g = slices.Clone(req.Actions)
+		}
+		if len(g) > 0 {
+			granted = append(granted, Access{Type: req.Type, Name: req.Name, Actions: g})
+		}
+		if p.Kind != KindAnonymous {
+			var refused []string
+			for _, a := range expand(req.Type, req.Actions) {
+				if a != ActionPull && a != ActionAll && !slices.Contains(g, a) {
+					refused = append(refused, a)
+				}
+			}
+			if len(refused) > 0 {
+				s.Audit(ctx, AuditEvent{Action: AuditDenied, Actor: p.Name, ActorKind: p.Kind, Repository: req.Name,
+					RemoteAddr: remote, Detail: "requested " + strings.Join(refused, ",") + " on " + req.Type + ":" + req.Name + "; not granted"})
+			}
+		}
+	}
+	return granted, nil
+}
+
+// TokenResponse is what the token endpoint returns.
+type TokenResponse struct {
+	Token        string    `json:"token"`
+	AccessToken  string    `json:"access_token"`
+	ExpiresIn    int       `json:"expires_in"`
+	IssuedAt     string    `json:"issued_at"`
+	RefreshToken string    `json:"refresh_token,omitempty"`
+	Scope        string    `json:"scope,omitempty"`
+	Granted      []Access  `json:"-"`
+	Expires      time.Time `json:"-"`
+}
+
+// IssueToken grants p the requested access (reduced to what it may do)
+// and signs an access token; with offline it adds a refresh token.
+func (s *Service) IssueToken(ctx context.Context, p Principal, requested []Access, offline bool, remote string) (*TokenResponse, error) {
+	granted, err := s.Grant(ctx, p, requested, remote)
+	if err != nil {
+		return nil, err
+	}
+	now := s.cfg.Now()
+	exp := now.Add(s.cfg.AccessTTL)
+	if !p.Expires.IsZero() && p.Expires.Before(exp) {
+		exp = p.Expires
+	}
+	tok, err := s.signer.sign(useAccess, p, granted, now, exp)
+	if err != nil {
+		return nil, err
+	}
+	resp := &TokenResponse{Token: tok, AccessToken: tok, ExpiresIn: max(int(exp.Sub(now).Seconds()), 1),
+		IssuedAt: now.UTC().Format(time.RFC3339), Granted: granted, Expires: exp}
+	scopes := make([]string, len(granted))
+	for i, g := range granted {
+		scopes[i] = g.String()
+	}
+	resp.Scope = strings.Join(scopes, " ")
+	if offline && p.Kind != KindAnonymous {
+		rexp := now.Add(s.cfg.RefreshTTL)
+		if !p.Expires.IsZero() && p.Expires.Before(rexp) {
+			rexp = p.Expires
+		}
+		if resp.RefreshToken, err = s.signer.sign(useRefresh, p, nil, now, rexp); err != nil {
+			return nil, err
+		}
+	}
+	return resp, nil
+}
+
+// Refresh checks a refresh token and that the credential it was issued for
+// is still valid (user exists and has not changed password since, PAT or
+// job token neither revoked nor expired, OIDC project still exists), and
+// returns the principal with current permissions.
+func (s *Service) Refresh(ctx context.Context, raw, remote string) (Principal, error) {
+	if err := s.throttled(ctx, "", remote); err != nil {
+		return Principal{}, err
+	}
+	now := s.cfg.Now()
+	c, err := s.signer.VerifyRefresh(raw, now)
+	if err != nil {
+		return Principal{}, s.loginFailed(ctx, "", remote, "refresh token rejected: "+err.Error())
+	}
+	p := c.Principal()
+	fail := func(reason string) (Principal, error) {
+		return Principal{}, s.loginFailed(ctx, p.Name, remote, "refresh token: "+reason)
+	}
+	switch p.Kind {
+	case KindUser:
+		u, err := s.store.GetUser(ctx, p.User)
+		if errors.Is(err, ErrNotFound) {
+			return fail("user no longer exists")
+		}
+		if err != nil {
+			return Principal{}, err
+		}
+		if c.IssuedAt.Time().Before(u.PasswordChangedAt.Truncate(time.Second)) {
+			return fail("password changed since it was issued")
+		}
+		return Principal{Kind: KindUser, Name: u.Name, User: u.Name, Admin: u.Admin, Expires: c.Expiry.Time()}, nil
+	case KindPAT:
+		t, err := s.store.GetPAT(ctx, p.CredID)
+		if errors.Is(err, ErrNotFound) {
+			return fail("personal access token no longer exists")
+		}
+		if err != nil {
+			return Principal{}, err
+		}
+		if reason := patProblem(t, now); reason != "" {
+			return fail("personal access token " + reason)
+		}
+		u, err := s.store.GetUser(ctx, t.User)
+		if errors.Is(err, ErrNotFound) {
+			return fail("user no longer exists")
+		}
+		if err != nil {
+			return Principal{}, err
+		}
+		return patPrincipal(u, t), nil
+	case KindJob:
+		t, err := s.store.GetJobToken(ctx, p.CredID)
+		if errors.Is(err, ErrNotFound) {
+			return fail("CI job token no longer exists")
+		}
+		if err != nil {
+			return Principal{}, err
+		}
+		if reason := jobProblem(t, now); reason != "" {
+			return fail("CI job token " + reason)
+		}
+		return jobPrincipal(t), nil
+	case KindOIDC:
+		p2, reason, err := s.oidcPrincipal(ctx, OIDCIdentity{Issuer: p.OIDCIssuer, Subject: p.Name, ProjectPath: p.Project,
+			JobID: p.JobID, User: p.User, Expiry: c.Expiry.Time()})
+		if err != nil {
+			return Principal{}, err
+		}
+		if reason != "" {
+			return fail(reason)
+		}
+		return p2, nil
+	}
+	return fail("unknown principal kind " + p.Kind)
+}

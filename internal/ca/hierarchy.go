@@ -1,0 +1,193 @@
+package ca
+
+import (
+	"bytes"
+	"crypto"
+	"crypto/rand"
+	"crypto/sha1"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/asn1"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"math/big"
+	"os"
+	"time"
+
+	"github.com/hallmark-dev/hallmark/internal/keystore"
+)
+
+// Key and certificate file names in the key directory.
+const (
+	rootKeyName          = "ca-root"
+	intermediateKeyName  = "ca-intermediate"
+	rootCertName         = "ca-root-cert"         // <keys>/ca-root-cert.pem
+	intermediateCertName = "ca-intermediate-cert" // <keys>/ca-intermediate-cert.pem
+	ctLogKeyName         = "ctlog"
+)
+
+// caValidity is the lifetime of a newly created root and intermediate.
+const caValidity = 10 * 365 * 24 * time.Hour
+
+// hierarchy is the CA's root and intermediate with the intermediate's key.
+type hierarchy struct {
+	root, intermediate *x509.Certificate
+	key                crypto.Signer // intermediate's private key
+}
+
+// loadOrCreateHierarchy returns the root and intermediate kept in ks,
+// creating keys and certificates on first start. Existing files are
+// checked (certificate matches key, intermediate chains to root) and never
+// replaced: that would change what every client trusts.
+func loadOrCreateHierarchy(ks *keystore.Dir, org string, now time.Time) (*hierarchy, error) {
+	rootKey, err := ks.LoadOrCreate(rootKeyName, keystore.ECDSAP384)
+	if err != nil {
+		return nil, fmt.Errorf("ca: root key: %w", err)
+	}
+	interKey, err := ks.LoadOrCreate(intermediateKeyName, keystore.ECDSAP384)
+	if err != nil {
+		return nil, fmt.Errorf("ca: intermediate key: %w", err)
+	}
+	root, err := loadOrCreateCert(ks, rootCertName, rootKey, func() (*x509.Certificate, error) {
+		tmpl, err := caTemplate(pkix.Name{Organization: []string{org}, CommonName: org + " root"}, rootKey.Public(), now)
+		if err != nil {
+			return nil, err
+		}
+		return sign(tmpl, tmpl, rootKey.Public(), rootKey)
+	})
+	if err != nil {
+		return nil, err
+	}
+	inter, err := loadOrCreateCert(ks, intermediateCertName, interKey, func() (*x509.Certificate, error) {
+		tmpl, err := caTemplate(pkix.Name{Organization: []string{org}, CommonName: org + " intermediate"}, interKey.Public(), now)
+		if err != nil {
+			return nil, err
+		}
+		tmpl.MaxPathLen, tmpl.MaxPathLenZero = 0, true
+		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageCodeSigning}
+		if tmpl.NotAfter.After(root.NotAfter) {
+			tmpl.NotAfter = root.NotAfter
+		}
+		return sign(tmpl, root, interKey.Public(), rootKey)
+	})
+	if err != nil {
+		return nil, err
+	}
+	if !root.IsCA || !inter.IsCA {
+		return nil, errors.New("ca: stored root or intermediate certificate is not a CA certificate")
+	}
+	if err := inter.CheckSignatureFrom(root); err != nil {
+		return nil, fmt.Errorf("ca: stored intermediate %s is not signed by the stored root %s: %w", ks.Path(intermediateCertName), ks.Path(rootCertName), err)
+	}
+	return &hierarchy{root: root, intermediate: inter, key: interKey}, nil
+}
+
+// loadOrCreateCert reads the certificate file name from ks, or creates it
+// with create and stores it. The certificate's key must be key's.
+func loadOrCreateCert(ks *keystore.Dir, name string, key crypto.Signer, create func() (*x509.Certificate, error)) (*x509.Certificate, error) {
+	path := ks.Path(name)
+	raw, err := os.ReadFile(path)
+	switch {
+	case err == nil:
+	case errors.Is(err, os.ErrNotExist):
+		cert, err := create()
+		if err != nil {
+			return nil, fmt.Errorf("ca: create %s: %w", name, err)
+		}
+		if err := keystore.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Raw})); err != nil {
+			if errors.Is(err, os.ErrExist) {
+				// Another replica sharing the data dir stored one first: use it.
+				return loadOrCreateCert(ks, name, key, func() (*x509.Certificate, error) {
+					return nil, fmt.Errorf("%s vanished after a concurrent create", path)
+				})
+			}
+			return nil, fmt.Errorf("ca: store %s: %w", name, err)
+		}
+		return cert, nil
+	default:
+		return nil, fmt.Errorf("ca: read %s: %w", path, err)
+	}
+	b, _ := pem.Decode(raw)
+	if b == nil || b.Type != "CERTIFICATE" {
+		return nil, fmt.Errorf("ca: %s holds no PEM CERTIFICATE; restore it from a backup (deleting it creates a new CA that clients do not trust)", path)
+	}
+	cert, err := x509.ParseCertificate(b.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("ca: parse %s: %w", path, err)
+	}
+	if !samePublicKey(cert.PublicKey, key.Public()) {
+		return nil, fmt.Errorf("ca: %s does not belong to the key %s; restore the matching pair from a backup", path, ks.Path(nameOfKey(name)))
+	}
+	return cert, nil
+}
+
+func nameOfKey(certName string) string {
+	if certName == rootCertName {
+		return rootKeyName
+	}
+	return intermediateKeyName
+}
+
+func samePublicKey(a, b crypto.PublicKey) bool {
+	ea, err1 := x509.MarshalPKIXPublicKey(a)
+	eb, err2 := x509.MarshalPKIXPublicKey(b)
+	return err1 == nil && err2 == nil && bytes.Equal(ea, eb)
+}
+
+func caTemplate(subject pkix.Name, pub crypto.PublicKey, now time.Time) (*x509.Certificate, error) {
+	serial, err := randomSerial()
+	if err != nil {
+		return nil, err
+	}
+	ski, err := subjectKeyID(pub)
+	if err != nil {
+		return nil, err
+	}
+	return &x509.Certificate{
+		SerialNumber:          serial,
+		Subject:               subject,
+		NotBefore:             now.Add(-time.Minute).UTC(),
+		NotAfter:              now.Add(caValidity).UTC(),
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+		SubjectKeyId:          ski,
+	}, nil
+}
+
+func sign(tmpl, parent *x509.Certificate, pub crypto.PublicKey, key crypto.Signer) (*x509.Certificate, error) {
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, pub, key)
+	if err != nil {
+		return nil, err
+	}
+	return x509.ParseCertificate(der)
+}
+
+// randomSerial returns a random positive serial number of at most 159 bits
+// (RFC 5280: at most 20 octets, positive).
+func randomSerial() (*big.Int, error) {
+	max := new(big.Int).Lsh(big.NewInt(1), 159)
+	n, err := rand.Int(rand.Reader, max)
+	if err != nil {
+		return nil, fmt.Errorf("ca: serial number: %w", err)
+	}
+	return n.Add(n, big.NewInt(1)), nil
+}
+
+// subjectKeyID is RFC 5280 method 1: SHA-1 of the subjectPublicKey bits.
+func subjectKeyID(pub crypto.PublicKey) ([]byte, error) {
+	der, err := x509.MarshalPKIXPublicKey(pub)
+	if err != nil {
+		return nil, fmt.Errorf("ca: marshal public key: %w", err)
+	}
+	var spki struct {
+		Algorithm pkix.AlgorithmIdentifier
+		PublicKey asn1.BitString
+	}
+	if _, err := asn1.Unmarshal(der, &spki); err != nil {
+		return nil, fmt.Errorf("ca: parse public key: %w", err)
+	}
+	sum := sha1.Sum(spki.PublicKey.Bytes)
+	return sum[:], nil
+}

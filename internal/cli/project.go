@@ -1,0 +1,188 @@
+package cli
+
+import (
+	"encoding/json"
+	"fmt"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/hallmark-dev/hallmark/internal/auth"
+)
+
+func newProjectCmd() *cobra.Command {
+	var dd dataDirOption
+	cmd := &cobra.Command{
+		Use:   "project",
+		Short: "Manage projects (repository path prefixes), their visibility, members and CI job tokens",
+		Long: `A project is a repository path prefix: project group/app covers the repositories
+group/app and group/app/<anything> (the longest matching project governs a repository).
+Public projects may be pulled anonymously; private ones only by members. Roles:
+reporter (pull), developer (pull, push), maintainer (pull, push, delete). Repositories
+outside every project are reachable by administrators only. These commands work on the
+server's database in --data-dir directly.`,
+	}
+	dd.bind(cmd.PersistentFlags())
+
+	var visibility, issuer string
+	add := &cobra.Command{
+		Use:   "add PATH",
+		Short: "Create a project",
+		Example: `  hallmark project add group/app --visibility private
+  hallmark project add group/app --oidc-issuer https://gitlab.example.com`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return dd.withAdmin(cmd.Context(), func(a *auth.Admin) error {
+				p, err := a.AddProject(cmd.Context(), args[0], visibility, issuer)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.ErrOrStderr(), "created project %s (%s)\n", p.Path, p.Visibility)
+				return nil
+			})
+		},
+	}
+	add.Flags().StringVar(&visibility, "visibility", auth.VisibilityPrivate, "public (anonymous pull) or private")
+	add.Flags().StringVar(&issuer, "oidc-issuer", "", "accept OIDC ID-token logins for this project only from this issuer URL (default: any trusted issuer)")
+
+	var jsonOut bool
+	list := &cobra.Command{
+		Use:   "list",
+		Short: "List projects",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return dd.withAdmin(cmd.Context(), func(a *auth.Admin) error {
+				ps, err := a.Store.ListProjects(cmd.Context())
+				if err != nil {
+					return err
+				}
+				if jsonOut {
+					type p struct {
+						Path       string `json:"path"`
+						Visibility string `json:"visibility"`
+						OIDCIssuer string `json:"oidcIssuer,omitempty"`
+					}
+					out := []p{}
+					for _, x := range ps {
+						out = append(out, p{x.Path, x.Visibility, x.OIDCIssuer})
+					}
+					return json.NewEncoder(cmd.OutOrStdout()).Encode(out)
+				}
+				tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+				fmt.Fprintln(tw, "PATH\tVISIBILITY\tOIDC ISSUER")
+				for _, x := range ps {
+					fmt.Fprintf(tw, "%s\t%s\t%s\n", x.Path, x.Visibility, x.OIDCIssuer)
+				}
+				return tw.Flush()
+			})
+		},
+	}
+	list.Flags().BoolVar(&jsonOut, "json", false, "print JSON")
+
+	remove := &cobra.Command{
+		Use:     "remove PATH",
+		Aliases: []string{"rm"},
+		Short:   "Delete a project with its memberships and job tokens (images stay, reachable by admins)",
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return dd.withAdmin(cmd.Context(), func(a *auth.Admin) error {
+				if err := a.Store.DeleteProject(cmd.Context(), args[0]); err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.ErrOrStderr(), "deleted project %s\n", args[0])
+				return nil
+			})
+		},
+	}
+
+	var role string
+	grant := &cobra.Command{
+		Use:     "grant PATH USER",
+		Short:   "Give USER a role in the project (or change it)",
+		Example: `  hallmark project grant group/app alice --role developer`,
+		Args:    cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			r, err := auth.ParseRole(role)
+			if err != nil {
+				return err
+			}
+			return dd.withAdmin(cmd.Context(), func(a *auth.Admin) error {
+				if err := a.Store.SetMember(cmd.Context(), args[0], args[1], r); err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.ErrOrStderr(), "%s is %s of %s\n", args[1], r, args[0])
+				return nil
+			})
+		},
+	}
+	grant.Flags().StringVar(&role, "role", string(auth.RoleDeveloper), "reporter (pull), developer (pull, push) or maintainer (pull, push, delete)")
+
+	revoke := &cobra.Command{
+		Use:   "revoke PATH USER",
+		Short: "Remove USER from the project",
+		Args:  cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return dd.withAdmin(cmd.Context(), func(a *auth.Admin) error {
+				if err := a.Store.RemoveMember(cmd.Context(), args[0], args[1]); err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.ErrOrStderr(), "removed %s from %s\n", args[1], args[0])
+				return nil
+			})
+		},
+	}
+
+	members := &cobra.Command{
+		Use:   "members PATH",
+		Short: "List the project's members",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return dd.withAdmin(cmd.Context(), func(a *auth.Admin) error {
+				ms, err := a.Store.ListMembers(cmd.Context(), args[0])
+				if err != nil {
+					return err
+				}
+				tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+				fmt.Fprintln(tw, "USER\tROLE")
+				for _, m := range ms {
+					fmt.Fprintf(tw, "%s\t%s\n", m.User, m.Role)
+				}
+				return tw.Flush()
+			})
+		},
+	}
+
+	var job, pipeline, user, ttl string
+	jobToken := &cobra.Command{
+		Use:   "job-token PATH",
+		Short: "Mint a CI job token for the project (printed once on stdout)",
+		Long: `Mint a CI job token: the job logs in with docker login -u gitlab-ci-token -p TOKEN and
+may pull and push in this project only (plus pull what --user may pull), until the token
+expires. Running servers mint the same tokens at POST /api/v1/ci/job-tokens.`,
+		Example: `  export CI_JOB_TOKEN=$(hallmark project job-token group/app --job 42 --ttl 1h)`,
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			d, err := parseLifetime(ttl)
+			if err != nil {
+				return err
+			}
+			return dd.withAdmin(cmd.Context(), func(a *auth.Admin) error {
+				secret, t, err := a.CreateJobToken(cmd.Context(), auth.JobTokenRequest{Project: args[0], JobID: job, Pipeline: pipeline, User: user, TTL: d})
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.ErrOrStderr(), "CI job token %d for %s job %s, expires %s\n", t.ID, t.Project, t.JobID, t.Expires.UTC().Format(time.RFC3339))
+				fmt.Fprintln(cmd.OutOrStdout(), secret)
+				return nil
+			})
+		},
+	}
+	jobToken.Flags().StringVar(&job, "job", "", "CI job id (required)")
+	jobToken.Flags().StringVar(&pipeline, "pipeline", "", "CI pipeline id")
+	jobToken.Flags().StringVar(&user, "user", "", "user who triggered the job")
+	jobToken.Flags().StringVar(&ttl, "ttl", "1h", "lifetime (at most 7d)")
+
+	cmd.AddCommand(add, list, remove, grant, revoke, members, jobToken)
+	return cmd
+}

@@ -1,0 +1,6 @@
+// Package oidc is Hallmark's OpenID Connect side of keyless signing: a
+// built-in issuer that mints GitLab-compatible CI job ID tokens (discovery
+// document, JWKS, RS256 keys kept in the data dir, rotation), and a Verifier
+// that checks ID tokens from the built-in issuer and from trusted external
+// issuers (GitLab.com, self-managed GitLab, generic OIDC providers).
+package oidc

@@ -1,0 +1,73 @@
+package registry_test
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hallmark-dev/hallmark/internal/testenv"
+)
+
+// TestOCIConformance runs the official OCI distribution-spec conformance
+// suite (installed as the peer "oci-conformance" by scripts/install-peers)
+// against a real Hallmark server, with every optional API and data set
+// the registry supports switched on.
+func TestOCIConformance(t *testing.T) {
+	if testing.Short() {
+		t.Skip("conformance suite skipped with -short")
+	}
+	bin := testenv.Peer(t, "oci-conformance")
+	srv := testenv.StartServer(t, nil)
+	results := t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin)
+	cmd.Dir = t.TempDir() // no oci-conformance.yaml here: environment only
+	cmd.Env = append(os.Environ(),
+		"OCI_REGISTRY="+srv.Addr,
+		"OCI_TLS=disabled",
+		"OCI_VERSION=dev",
+		"OCI_RESULTS_DIR="+results,
+		"OCI_REPO1=conformance/repo1",
+		"OCI_REPO2=conformance/repo2",
+		"OCI_LOG=warn",
+		"OCI_API_PULL=true",
+		"OCI_API_PUSH=true",
+		"OCI_API_BLOBS_DELETE=true",
+		"OCI_API_BLOBS_DIGEST_HEADER=true",
+		"OCI_API_BLOBS_UPLOAD_CANCEL=true",
+		"OCI_API_MANIFESTS_DELETE=true",
+		"OCI_API_MANIFESTS_DIGEST_HEADER=true",
+		"OCI_API_MANIFESTS_TAG_PARAM=true",
+		"OCI_API_TAGS_DELETE=true",
+		"OCI_API_TAGS_LIST=true",
+		"OCI_API_REFERRER=true",
+		"OCI_DATA_SHA512=true",
+		"OCI_DATA_NONDISTRIBUTABLE=true",
+		"OCI_DATA_SUBJECT_MISSING=true",
+	)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := cmd.Run()
+	summary := out.String()
+	if i := strings.Index(summary, "API conformance:"); i >= 0 {
+		t.Logf("conformance summary:\n%s", summary[max(0, strings.LastIndex(summary[:i], "\n\n")):])
+	}
+	if err != nil {
+		var failed []string
+		for _, l := range strings.Split(summary, "\n") {
+			if strings.Contains(l, "failed test") {
+				failed = append(failed, l)
+			}
+		}
+		t.Fatalf("OCI conformance suite failed (%v); results in %s:\n%s", err, filepath.Join(results, "report.html"), strings.Join(failed, "\n"))
+	}
+	if !strings.Contains(summary, "FAIL..........................:          0") {
+		t.Fatalf("conformance suite reported failures:\n%s", summary)
+	}
+}

@@ -1,0 +1,247 @@
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+
+	"github.com/hallmark-dev/hallmark/internal/auth"
+	"github.com/hallmark-dev/hallmark/internal/config"
+	"github.com/hallmark-dev/hallmark/internal/keystore"
+	"github.com/hallmark-dev/hallmark/internal/meta"
+	"github.com/hallmark-dev/hallmark/internal/meta/sqlite"
+	"github.com/hallmark-dev/hallmark/internal/oidc"
+	"github.com/hallmark-dev/hallmark/internal/registry"
+)
+
+// AdminPasswordFile is the name, in the data dir, of the generated password
+// of the bootstrap "admin" account.
+const AdminPasswordFile = "admin-password"
+
+// Auth routes.
+const (
+	TokenPath     = "/auth/token"
+	AuditPath     = "/api/v1/audit"
+	JobTokensPath = "/api/v1/ci/job-tokens"
+)
+
+// authStore is what the auth service needs of the metadata database.
+type authStore interface {
+	auth.Store
+}
+
+// setupAuth builds the auth service when --auth=on: the registry token
+// signing key (data dir keys/registry-token.pem, ES256), the bootstrap
+// admin account, and the service itself. With auth off it does nothing.
+// It must run before the registry handler is built (the audit log hooks
+// its events).
+func (s *Server) setupAuth(ctx context.Context, store authStore) error {
+	if s.cfg.Auth != "on" {
+		s.log.WarnContext(ctx, "auth is OFF: anyone who can reach this address may push, overwrite and delete images", "addr", s.ln.Addr().String())
+		return nil
+	}
+	ks, err := keystore.Open(filepath.Join(s.cfg.DataDir, "keys"))
+	if err != nil {
+		return err
+	}
+	key, err := ks.LoadOrCreate("registry-token", keystore.ECDSAP256)
+	if err != nil {
+		return err
+	}
+	u, err := url.Parse(s.url)
+	if err != nil || u.Host == "" {
+		return fmt.Errorf("auth: external URL %q has no host", s.url)
+	}
+	service := u.Host
+	signer, err := auth.NewTokenSigner(key, s.url+"/auth", service)
+	if err != nil {
+		return err
+	}
+	var verifier auth.OIDCVerifier
+	if s.oidcVerifier != nil {
+		verifier = oidcLogin{s.oidcVerifier}
+	} else {
+		verifier = &lateOIDC{s: s}
+	}
+	adminTokenPath := filepath.Join(s.cfg.DataDir, AdminTokenFile)
+	svc, err := auth.New(store, signer, verifier, s.log, auth.Config{
+		Issuer:       s.url + "/auth",
+		Realm:        s.url + TokenPath,
+		Service:      service,
+		OIDCAudience: s.url,
+		AdminToken:   func() (string, error) { return readAdminToken(adminTokenPath) },
+	})
+	if err != nil {
+		return err
+	}
+	pwFile := filepath.Join(s.cfg.DataDir, AdminPasswordFile)
+	created, err := (&auth.Admin{Store: store}).EnsureAdmin(ctx, pwFile, keystore.WriteFile)
+	if err != nil {
+		return fmt.Errorf("auth: bootstrap admin account: %w", err)
+	}
+	if created {
+		s.log.WarnContext(ctx, "created the admin account; its generated password is in the password file (0600)", "user", "admin", "password_file", pwFile)
+		fmt.Fprintf(os.Stderr, "hallmark: created user \"admin\"; its password is in %s (mode 0600). Log in with:\n  hallmark login -u admin --password-stdin %s < %s\n",
+			pwFile, u.Host, pwFile)
+	}
+	s.auth = svc
+	s.log.InfoContext(ctx, "auth is on", "token_realm", s.url+TokenPath, "service", service)
+	return nil
+}
+
+// Auth returns the auth service (nil when --auth=off), e.g. to mint CI job
+// tokens in process.
+func (s *Server) Auth() *auth.Service { return s.auth }
+
+// registryEvents is the registry's event sink: the indexer, plus the audit
+// log when auth is on.
+func (s *Server) registryEvents(indexer registry.EventSink) registry.EventSink {
+	if s.auth == nil {
+		return indexer
+	}
+	return fanout{indexer, s.auth.EventSink()}
+}
+
+type fanout []registry.EventSink
+
+func (f fanout) ManifestPushed(ctx context.Context, m *meta.Manifest, tags []string) {
+	for _, s := range f {
+		s.ManifestPushed(ctx, m, tags)
+	}
+}
+
+func (f fanout) ManifestDeleted(ctx context.Context, repo, reference string) {
+	for _, s := range f {
+		s.ManifestDeleted(ctx, repo, reference)
+	}
+}
+
+// protectRegistry puts the token check in front of the registry handler.
+func (s *Server) protectRegistry(h http.Handler) http.Handler {
+	if s.auth == nil {
+		return h
+	}
+	return s.auth.Guard(h, parseEndpoint)
+}
+
+func parseEndpoint(path string) (auth.Endpoint, error) {
+	ep, err := registry.ParseEndpoint(path)
+	return auth.Endpoint{Kind: ep.Kind, Repository: ep.Repository}, err
+}
+
+// registerAuth mounts the token endpoint and the admin API.
+func (s *Server) registerAuth(mux *http.ServeMux, m *metrics) {
+	if s.auth == nil {
+		return
+	}
+	mux.Handle(TokenPath, m.instrument("auth_token", s.auth.TokenHandler()))
+	mux.Handle("GET "+AuditPath, m.instrument("audit", s.auth.RequireAdmin(s.auth.AuditHandler())))
+	mux.Handle("POST "+JobTokensPath, m.instrument("job_tokens", s.auth.RequireAdmin(s.auth.JobTokenHandler())))
+}
+
+// readAdminToken reads the admin token written by the OIDC setup (absent
+// when the built-in issuer is off).
+func readAdminToken(path string) (string, error) {
+	raw, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return "", nil
+	}
+	if err != nil {
+		return "", err
+	}
+	tok := strings.TrimSpace(string(raw))
+	if len(tok) < 16 {
+		return "", nil
+	}
+	return tok, nil
+}
+
+// oidcLogin adapts the OIDC verifier to auth.OIDCVerifier. Only CI
+// pipeline tokens (GitLab's claim set: project_path) may log in.
+type oidcLogin struct{ v *oidc.Verifier }
+
+func (o oidcLogin) VerifyLogin(ctx context.Context, raw, audience string) (auth.OIDCIdentity, error) {
+	tok, err := o.v.Verify(ctx, raw, audience)
+	if err != nil {
+		return auth.OIDCIdentity{}, err
+	}
+	if tok.IssuerType != oidc.TypeGitLab {
+		return auth.OIDCIdentity{}, fmt.Errorf("issuer %s is of type %s; only %s issuers map tokens to projects", tok.Issuer, tok.IssuerType, oidc.TypeGitLab)
+	}
+	id := auth.OIDCIdentity{Issuer: tok.Issuer, Subject: tok.Subject, Expiry: tok.Expiry}
+	id.ProjectPath, _ = tok.StringClaim("project_path")
+	id.JobID, _ = tok.StringClaim("job_id")
+	id.User, _ = tok.StringClaim("user_login")
+	return id, nil
+}
+
+// lateOIDC resolves the OIDC verifier on first use: setupAuth runs before
+// setupOIDC (the registry needs the audit sink first), so the verifier may
+// not exist yet when the auth service is built.
+type lateOIDC struct {
+	s    *Server
+	once sync.Once
+	v    auth.OIDCVerifier
+}
+
+var errNoOIDC = errors.New("no OIDC issuer is configured (built-in issuer off and no --oidc-issuer)")
+
+func (l *lateOIDC) VerifyLogin(ctx context.Context, raw, audience string) (auth.OIDCIdentity, error) {
+	l.once.Do(func() {
+		if l.s.oidcVerifier != nil {
+			l.v = oidcLogin{l.s.oidcVerifier}
+		}
+	})
+	if l.v == nil {
+		return auth.OIDCIdentity{}, errNoOIDC
+	}
+	return l.v.VerifyLogin(ctx, raw, audience)
+}
+
+// scheme is the URL scheme the server speaks.
+func scheme(cfg config.Server) string {
+	if cfg.TLSCert != "" {
+		return "https"
+	}
+	return "http"
+}
+
+// listenTLS wraps ln in TLS when --tls-cert/--tls-key are set. The key pair
+// is loaded here so a bad file stops the start with a clear error.
+func listenTLS(cfg config.Server, ln net.Listener) (net.Listener, error) {
+	if cfg.TLSCert == "" {
+		return ln, nil
+	}
+	cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
+	if err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("tls-cert %s / tls-key %s: %w", cfg.TLSCert, cfg.TLSKey, err)
+	}
+	return tls.NewListener(ln, &tls.Config{
+		Certificates: []tls.Certificate{cert},
+		MinVersion:   tls.VersionTLS12,
+		NextProtos:   []string{"http/1.1"},
+	}), nil
+}
+
+// OpenAuthAdmin opens the metadata database in dataDir for the user,
+// project and token management commands. The server may be running at the
+// same time (SQLite in WAL mode allows it). close must be called.
+func OpenAuthAdmin(ctx context.Context, dataDir string) (adm *auth.Admin, close func() error, err error) {
+	if fi, err := os.Stat(dataDir); err != nil || !fi.IsDir() {
+		return nil, nil, fmt.Errorf("data dir %s does not exist: pass the server's --data-dir (env HALLMARK_DATA_DIR) or start the server once", dataDir)
+	}
+	store, err := sqlite.Open(ctx, sqlite.Config{Path: filepath.Join(dataDir, "hallmark.db"), ReadConns: 2})
+	if err != nil {
+		return nil, nil, err
+	}
+	return &auth.Admin{Store: store}, store.Close, nil
+}

@@ -1,0 +1,202 @@
+package server_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hallmark-dev/hallmark/internal/auth"
+	"github.com/hallmark-dev/hallmark/internal/config"
+	"github.com/hallmark-dev/hallmark/internal/server"
+)
+
+// lockedBuffer collects a server's log output.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// authEnv is a running server with auth on.
+type authEnv struct {
+	URL, Host, DataDir string
+	AdminPassword      string
+	Logs               *lockedBuffer
+	srv                *server.Server
+}
+
+// startAuthServer runs a real server with auth on (debug logs captured,
+// so tests can grep them for secrets) on a random loopback port.
+func startAuthServer(t *testing.T, mod func(*config.Server)) *authEnv {
+	t.Helper()
+	cfg := config.Defaults()
+	cfg.Addr = "127.0.0.1:0"
+	cfg.DataDir = t.TempDir()
+	cfg.ShutdownTimeout = 5 * time.Second
+	cfg.Auth = "on"
+	if mod != nil {
+		mod(&cfg)
+	}
+	logs := &lockedBuffer{}
+	var w io.Writer = logs
+	if testing.Verbose() {
+		w = io.MultiWriter(logs, os.Stderr)
+	}
+	log := slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	ctx, cancel := context.WithCancel(context.Background())
+	srv, err := server.New(ctx, cfg, log)
+	if err != nil {
+		cancel()
+		t.Fatalf("start server: %v", err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(ctx, nil) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
+			t.Logf("server stopped with: %v", err)
+		}
+		srv.Close()
+	})
+	pw, err := os.ReadFile(filepath.Join(cfg.DataDir, server.AdminPasswordFile))
+	if err != nil {
+		t.Fatalf("admin password file: %v", err)
+	}
+	u, _ := url.Parse(srv.URL())
+	return &authEnv{URL: srv.URL(), Host: u.Host, DataDir: cfg.DataDir, AdminPassword: strings.TrimSpace(string(pw)), Logs: logs, srv: srv}
+}
+
+// admin opens the server's database as the management CLI does.
+func (e *authEnv) admin(t *testing.T) *auth.Admin {
+	t.Helper()
+	adm, closeFn, err := server.OpenAuthAdmin(context.Background(), e.DataDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { closeFn() })
+	return adm
+}
+
+type tokenReply struct {
+	status  int
+	header  http.Header
+	Token   string `json:"token"`
+	Access  string `json:"access_token"`
+	Refresh string `json:"refresh_token"`
+	Expires int    `json:"expires_in"`
+}
+
+// token asks the token endpoint (GET, Basic when user != "").
+func (e *authEnv) token(t *testing.T, user, pw string, offline bool, scopes ...string) tokenReply {
+	t.Helper()
+	q := url.Values{"service": {e.Host}, "scope": scopes}
+	if offline {
+		q.Set("offline_token", "true")
+	}
+	req, _ := http.NewRequest(http.MethodGet, e.URL+"/auth/token?"+q.Encode(), nil)
+	if user != "" || pw != "" {
+		req.SetBasicAuth(user, pw)
+	}
+	return doToken(t, req)
+}
+
+// oauthToken uses the OAuth2 POST form.
+func (e *authEnv) oauthToken(t *testing.T, form url.Values) tokenReply {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, e.URL+"/auth/token", strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	return doToken(t, req)
+}
+
+func doToken(t *testing.T, req *http.Request) tokenReply {
+	t.Helper()
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var r tokenReply
+	body, _ := io.ReadAll(resp.Body)
+	r.status, r.header = resp.StatusCode, resp.Header
+	if resp.StatusCode == http.StatusOK {
+		if err := json.Unmarshal(body, &r); err != nil {
+			t.Fatalf("token response %s: %v", body, err)
+		}
+		if r.Token == "" || r.Token != r.Access {
+			t.Fatalf("token response without token/access_token: %s", body)
+		}
+	}
+	return r
+}
+
+// grantedAccess decodes the access claim of a token (no verification:
+// the server verifies; the test only reads what was granted).
+func grantedAccess(t *testing.T, tok string) []auth.Access {
+	t.Helper()
+	parts := strings.Split(tok, ".")
+	if len(parts) != 3 {
+		t.Fatalf("not a JWS: %q", tok)
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c struct {
+		Access []auth.Access `json:"access"`
+	}
+	if err := json.Unmarshal(raw, &c); err != nil {
+		t.Fatal(err)
+	}
+	return c.Access
+}
+
+// call makes one registry request with a bearer token ("" for none).
+func call(t *testing.T, method, u, bearer string, body []byte, hdr ...string) (*http.Response, []byte) {
+	t.Helper()
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequest(method, u, rd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bearer != "" {
+		req.Header.Set("Authorization", "Bearer "+bearer)
+	}
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp, b
+}
+
+func newHTTPClient() *http.Client { return &http.Client{Timeout: 10 * time.Second} }

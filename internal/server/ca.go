@@ -1,0 +1,34 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"path/filepath"
+
+	"github.com/hallmark-dev/hallmark/internal/ca"
+	"github.com/hallmark-dev/hallmark/internal/keystore"
+)
+
+// setupCA builds the Fulcio-compatible CA (root, intermediate and CT log
+// keys in <data-dir>/keys, created on first start) on top of the OIDC
+// verifier, and registers Fulcio's v1 and v2 HTTP API. It runs after
+// setupOIDC.
+func (s *Server) setupCA(ctx context.Context, mux *http.ServeMux) error {
+	if s.oidcVerifier == nil {
+		return errors.New("the CA needs the OIDC verifier: setupOIDC must run first")
+	}
+	ks, err := keystore.Open(filepath.Join(s.cfg.DataDir, "keys"))
+	if err != nil {
+		return err
+	}
+	c, err := ca.New(ks, s.oidcVerifier, s.log, ca.Config{})
+	if err != nil {
+		return err
+	}
+	c.Register(mux)
+	s.ca = c
+	root := c.Chain()[len(c.Chain())-1]
+	s.log.InfoContext(ctx, "ca: ready", "root", root.Subject.String(), "root_not_after", root.NotAfter)
+	return nil
+}

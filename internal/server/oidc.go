@@ -1,0 +1,110 @@
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/hallmark-dev/hallmark/internal/keystore"
+	"github.com/hallmark-dev/hallmark/internal/oidc"
+)
+
+// AdminTokenFile is the name, in the data dir, of the admin token that
+// authorises minting OIDC tokens and rotating the issuer key.
+const AdminTokenFile = "admin-token"
+
+// setupOIDC builds the built-in OIDC issuer (unless disabled) and the
+// verifier for trusted issuers, and registers the issuer's routes:
+// discovery, JWKS, and the admin-authorised mint and rotate endpoints.
+func (s *Server) setupOIDC(ctx context.Context, mux *http.ServeMux) error {
+	cfg := s.cfg
+	if cfg.OIDCBuiltin {
+		ks, err := keystore.Open(filepath.Join(cfg.DataDir, "keys"))
+		if err != nil {
+			return err
+		}
+		iss, err := oidc.NewIssuer(s.log, ks, oidc.IssuerConfig{
+			URL:            s.url,
+			DefaultTTL:     cfg.OIDCTokenTTL,
+			MaxTTL:         cfg.OIDCMaxTokenTTL,
+			RotationPeriod: cfg.OIDCKeyRotation,
+		})
+		if err != nil {
+			return err
+		}
+		admin, err := loadOrCreateAdminToken(filepath.Join(cfg.DataDir, AdminTokenFile))
+		if err != nil {
+			return err
+		}
+		h, err := oidc.NewHandler(iss, s.log, admin)
+		if err != nil {
+			return err
+		}
+		wrap := func(_ string, h http.Handler) http.Handler { return h }
+		if s.metrics != nil {
+			wrap = s.metrics.instrument
+		}
+		mux.Handle("GET "+oidc.DiscoveryPath, wrap("oidc_discovery", http.HandlerFunc(h.Discovery)))
+		mux.Handle("GET "+oidc.JWKSPath, wrap("oidc_jwks", http.HandlerFunc(h.JWKS)))
+		mux.Handle("POST "+oidc.MintPath, wrap("oidc_token", http.HandlerFunc(h.Mint)))
+		mux.Handle("POST "+oidc.RotatePath, wrap("oidc_rotate_key", http.HandlerFunc(h.Rotate)))
+		s.oidcIssuer = iss
+	}
+	var trusted []oidc.TrustedIssuer
+	for _, o := range cfg.OIDCIssuers {
+		ti := oidc.TrustedIssuer{URL: o.URL, Type: o.Type, SubjectClaim: o.SubjectClaim}
+		if o.CACert != "" {
+			pem, err := os.ReadFile(o.CACert)
+			if err != nil {
+				return fmt.Errorf("oidc-issuer %s: ca-cert: %w", o.URL, err)
+			}
+			ti.CACerts = pem
+		}
+		trusted = append(trusted, ti)
+	}
+	v, err := oidc.NewVerifier(s.log, s.oidcIssuer, oidc.VerifierConfig{Issuers: trusted, KeySetTTL: cfg.OIDCJWKSCacheTTL})
+	if err != nil {
+		return err
+	}
+	s.oidcVerifier = v
+	for _, i := range v.Issuers() {
+		s.log.InfoContext(ctx, "oidc: trusting issuer", "issuer", i.URL, "type", i.Type, "builtin", i.BuiltIn)
+	}
+	return nil
+}
+
+// loadOrCreateAdminToken reads the admin token at path, generating a
+// random one (0600) on first start.
+func loadOrCreateAdminToken(path string) (string, error) {
+	raw, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		b := make([]byte, 32)
+		if _, err := rand.Read(b); err != nil {
+			return "", fmt.Errorf("admin token: %w", err)
+		}
+		tok := "hmadm_" + base64.RawURLEncoding.EncodeToString(b)
+		if err := keystore.WriteFile(path, []byte(tok+"\n")); err != nil {
+			if !errors.Is(err, os.ErrExist) {
+				return "", fmt.Errorf("admin token: %w", err)
+			}
+			// Another replica created it first: use theirs.
+		} else {
+			return tok, nil
+		}
+		raw, err = os.ReadFile(path)
+	}
+	if err != nil {
+		return "", fmt.Errorf("admin token: %w", err)
+	}
+	tok := strings.TrimSpace(string(raw))
+	if len(tok) < 16 {
+		return "", fmt.Errorf("admin token %s is shorter than 16 characters; delete it to have a new one generated", path)
+	}
+	return tok, nil
+}

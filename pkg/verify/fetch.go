@@ -1,0 +1,307 @@
+package verify
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"strings"
+	"sync"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+	"github.com/opencontainers/go-digest"
+
+	"github.com/hallmark-dev/hallmark/pkg/oci"
+)
+
+// Limits on what is read from a registry while verifying.
+const (
+	// MaxSignatureLayers is the number of layers cosign reads from a
+	// signature manifest; a manifest with more is refused.
+	MaxSignatureLayers = 1000
+	// DefaultMaxPayload is cosign's default COSIGN_MAX_ATTACHMENT_SIZE.
+	DefaultMaxPayload = 128 << 20
+	// maxManifest bounds a signature manifest (1000 keyless layers with
+	// certificates and bundles stay well below it).
+	maxManifest = 16 << 20
+)
+
+// Registry errors. Match them with errors.Is.
+var (
+	// ErrImageNotFound: the image tag or manifest does not exist (cosign's
+	// exit code 11, "image tag not found").
+	ErrImageNotFound = errors.New("image tag not found")
+	// ErrInvalidSignatureManifest: what the signature tag holds is not a
+	// signature manifest cosign could read.
+	ErrInvalidSignatureManifest = errors.New("invalid signature manifest")
+)
+
+// manifestAccept lists the manifest media types a signature tag or an image
+// reference may resolve to.
+var manifestAccept = strings.Join([]string{
+	oci.MediaTypeOCIManifest, oci.MediaTypeDockerManifest, oci.MediaTypeOCIIndex, oci.MediaTypeDockerList,
+}, ", ")
+
+// ClientConfig configures a Client.
+type ClientConfig struct {
+	// Transport is the base HTTP transport (default http.DefaultTransport).
+	Transport http.RoundTripper
+	// Keychain finds registry credentials (default: anonymous).
+	Keychain authn.Keychain
+	// UserAgent is sent with every request.
+	UserAgent string
+	// MaxPayload bounds one signature layer (default DefaultMaxPayload).
+	MaxPayload int64
+}
+
+// Client reads images and signature manifests from OCI registries. It
+// authenticates once per repository (docker config credentials, bearer
+// token or basic auth, as go-containerregistry does) and reuses that
+// transport for every later request, so verifying many images costs only
+// the requests each image needs. A Client is safe for concurrent use.
+type Client struct {
+	cfg   ClientConfig
+	mu    sync.Mutex
+	repos map[string]*repoTransport
+}
+
+type repoTransport struct {
+	once sync.Once
+	rt   http.RoundTripper
+	err  error
+}
+
+// NewClient returns a registry client.
+func NewClient(cfg ClientConfig) *Client {
+	if cfg.Transport == nil {
+		cfg.Transport = http.DefaultTransport
+	}
+	if cfg.Keychain == nil {
+		cfg.Keychain = authn.NewMultiKeychain()
+	}
+	if cfg.MaxPayload <= 0 {
+		cfg.MaxPayload = DefaultMaxPayload
+	}
+	return &Client{cfg: cfg, repos: map[string]*repoTransport{}}
+}
+
+// transport returns the authenticated transport for repo, pinging the
+// registry and fetching a pull token the first time.
+func (c *Client) transport(ctx context.Context, repo name.Repository) (http.RoundTripper, error) {
+	key := repo.Name()
+	c.mu.Lock()
+	rt, ok := c.repos[key]
+	if !ok {
+		rt = &repoTransport{}
+		c.repos[key] = rt
+	}
+	c.mu.Unlock()
+	rt.once.Do(func() {
+		auth, err := authn.Resolve(ctx, c.cfg.Keychain, repo)
+		if err != nil {
+			rt.err = fmt.Errorf("finding credentials for %s: %w", repo, err)
+			return
+		}
+		base := c.cfg.Transport
+		if c.cfg.UserAgent != "" {
+			base = transport.NewUserAgent(base, c.cfg.UserAgent)
+		}
+		rt.rt, rt.err = transport.NewWithContext(ctx, repo.Registry, auth, base, []string{repo.Scope(transport.PullScope)})
+		if rt.err != nil {
+			rt.err = fmt.Errorf("connecting to registry %s: %w", repo.RegistryStr(), rt.err)
+		}
+	})
+	if rt.err != nil {
+		// Do not cache failures (a registry may come up later).
+		c.mu.Lock()
+		if c.repos[key] == rt {
+			delete(c.repos, key)
+		}
+		c.mu.Unlock()
+	}
+	return rt.rt, rt.err
+}
+
+// response is a fetched manifest or blob.
+type response struct {
+	status      int
+	contentType string
+	digest      string // Docker-Content-Digest header
+	body        []byte
+}
+
+// do sends method to /v2/<repo>/<kind>/<ref> and reads at most limit bytes
+// of the body (limit < 0: no body). A 404 is returned as a response, not an
+// error; other non-2xx statuses are errors carrying the registry's message.
+func (c *Client) do(ctx context.Context, method string, repo name.Repository, kind, ref, accept string, limit int64) (*response, error) {
+	rt, err := c.transport(ctx, repo)
+	if err != nil {
+		return nil, err
+	}
+	u := fmt.Sprintf("%s://%s/v2/%s/%s/%s", repo.Registry.Scheme(), repo.RegistryStr(), repo.RepositoryStr(), kind, ref)
+	req, err := http.NewRequestWithContext(ctx, method, u, nil)
+	if err != nil {
+		return nil, err
+	}
+	if accept != "" {
+		req.Header.Set("Accept", accept)
+	}
+	resp, err := (&http.Client{Transport: rt}).Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("%s %s: %w", method, u, err)
+	}
+	defer resp.Body.Close()
+	out := &response{status: resp.StatusCode, digest: resp.Header.Get("Docker-Content-Digest")}
+	if mt, _, err := mime.ParseMediaType(resp.Header.Get("Content-Type")); err == nil {
+		out.contentType = mt
+	}
+	if resp.StatusCode == http.StatusNotFound {
+		return out, nil
+	}
+	if err := transport.CheckError(resp, http.StatusOK); err != nil {
+		return nil, err
+	}
+	if limit >= 0 && method != http.MethodHead {
+		if resp.ContentLength > limit {
+			return nil, fmt.Errorf("%s %s: response is %d bytes; at most %d are read", method, u, resp.ContentLength, limit)
+		}
+		b, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
+		if err != nil {
+			return nil, fmt.Errorf("%s %s: reading response: %w", method, u, err)
+		}
+		if int64(len(b)) > limit {
+			return nil, fmt.Errorf("%s %s: response is larger than the %d bytes read at most", method, u, limit)
+		}
+		out.body = b
+	}
+	return out, nil
+}
+
+// Resolve returns the manifest digest ref points at. A digest reference is
+// returned as is, without asking the registry (as cosign does). A tag that
+// does not exist is an error wrapping ErrImageNotFound.
+func (c *Client) Resolve(ctx context.Context, ref name.Reference) (v1.Hash, error) {
+	if d, ok := ref.(name.Digest); ok {
+		return v1.NewHash(d.DigestStr())
+	}
+	resp, err := c.do(ctx, http.MethodHead, ref.Context(), "manifests", ref.Identifier(), manifestAccept, -1)
+	if err == nil && resp.status != http.StatusNotFound && resp.digest == "" {
+		// Some registries do not send Docker-Content-Digest on HEAD.
+		resp, err = c.do(ctx, http.MethodGet, ref.Context(), "manifests", ref.Identifier(), manifestAccept, maxManifest)
+		if err == nil && resp.status != http.StatusNotFound {
+			resp.digest = digest.FromBytes(resp.body).String()
+		}
+	}
+	if err != nil {
+		return v1.Hash{}, fmt.Errorf("resolving %s: %w", ref, err)
+	}
+	if resp.status == http.StatusNotFound {
+		return v1.Hash{}, fmt.Errorf("%w: %s does not exist in the registry", ErrImageNotFound, ref)
+	}
+	h, err := v1.NewHash(resp.digest)
+	if err != nil {
+		return v1.Hash{}, fmt.Errorf("resolving %s: registry sent an invalid Docker-Content-Digest %q", ref, resp.digest)
+	}
+	return h, nil
+}
+
+// Manifest fetches the manifest ref names and parses it. A missing
+// manifest is an error wrapping ErrImageNotFound.
+func (c *Client) Manifest(ctx context.Context, ref name.Reference) (*oci.Manifest, v1.Hash, error) {
+	resp, err := c.do(ctx, http.MethodGet, ref.Context(), "manifests", ref.Identifier(), manifestAccept, maxManifest)
+	if err != nil {
+		return nil, v1.Hash{}, err
+	}
+	if resp.status == http.StatusNotFound {
+		return nil, v1.Hash{}, fmt.Errorf("%w: %s does not exist in the registry", ErrImageNotFound, ref)
+	}
+	m, err := oci.ParseManifest(resp.contentType, resp.body)
+	if err != nil {
+		return nil, v1.Hash{}, fmt.Errorf("%s: %w", ref, err)
+	}
+	h, _ := v1.NewHash(digest.FromBytes(resp.body).String())
+	return m, h, nil
+}
+
+// signatureManifest fetches the manifest under a signature tag. It returns
+// nil, nil when the tag does not exist.
+func (c *Client) signatureManifest(ctx context.Context, tag name.Tag) (*SignatureManifest, error) {
+	resp, err := c.do(ctx, http.MethodGet, tag.Context(), "manifests", tag.TagStr(), manifestAccept, maxManifest)
+	if err != nil {
+		return nil, fmt.Errorf("reading signatures %s: %w", tag, err)
+	}
+	if resp.status == http.StatusNotFound {
+		return nil, nil
+	}
+	sm, err := ParseSignatureManifest(resp.contentType, resp.body)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", tag, err)
+	}
+	return sm, nil
+}
+
+// blob fetches a signature layer blob of at most size bytes. Its digest is
+// not checked here: VerifyLayer does that and names it as a check.
+func (c *Client) blob(ctx context.Context, repo name.Repository, d string, size int64) ([]byte, error) {
+	if size > c.cfg.MaxPayload {
+		return nil, fmt.Errorf("signature layer %s is %d bytes; at most %d are read (COSIGN_MAX_ATTACHMENT_SIZE)", d, size, c.cfg.MaxPayload)
+	}
+	resp, err := c.do(ctx, http.MethodGet, repo, "blobs", d, "", c.cfg.MaxPayload)
+	if err != nil {
+		return nil, fmt.Errorf("fetching signature payload %s: %w", d, err)
+	}
+	if resp.status == http.StatusNotFound {
+		return nil, fmt.Errorf("fetching signature payload %s: blob not found in %s", d, repo)
+	}
+	return resp.body, nil
+}
+
+// SignatureManifest is a parsed cosign signature manifest: the layer
+// descriptors, one per signature.
+type SignatureManifest struct {
+	MediaType string
+	Layers    []oci.Descriptor
+}
+
+// ParseSignatureManifest parses the manifest stored under a cosign
+// signature tag (contentType may be empty). It accepts OCI and Docker
+// image manifests with at most MaxSignatureLayers layers and any config, as
+// cosign does; an index, a malformed manifest or too many layers is an
+// error wrapping ErrInvalidSignatureManifest that says what is wrong.
+func ParseSignatureManifest(contentType string, body []byte) (*SignatureManifest, error) {
+	m, err := oci.ParseManifest(contentType, body)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidSignatureManifest, err)
+	}
+	if oci.IsIndex(m.MediaType) {
+		return nil, fmt.Errorf("%w: the signature tag holds an image index (%s), not an image manifest with signature layers", ErrInvalidSignatureManifest, m.MediaType)
+	}
+	if len(m.Layers) > MaxSignatureLayers {
+		return nil, fmt.Errorf("%w: %d signature layers; cosign reads at most %d", ErrInvalidSignatureManifest, len(m.Layers), MaxSignatureLayers)
+	}
+	return &SignatureManifest{MediaType: m.MediaType, Layers: m.Layers}, nil
+}
+
+// payloadDigestMatches reports whether payload hashes to the layer digest
+// d, and the digest it does hash to. Unknown algorithms never match.
+func payloadDigestMatches(d string, payload []byte) (bool, string) {
+	alg, _, ok := strings.Cut(d, ":")
+	if !ok {
+		return false, ""
+	}
+	switch alg {
+	case "sha256":
+		got := fmt.Sprintf("sha256:%x", sha256.Sum256(payload))
+		return got == d, got
+	case "sha512":
+		got := digest.SHA512.FromBytes(payload).String()
+		return got == d, got
+	}
+	return false, ""
+}

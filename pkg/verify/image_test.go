@@ -1,0 +1,292 @@
+package verify_test
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/registry"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/static"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/hallmark-dev/hallmark/pkg/payload"
+	"github.com/hallmark-dev/hallmark/pkg/sign"
+	"github.com/hallmark-dev/hallmark/pkg/verify"
+)
+
+// testRegistry is go-containerregistry's registry implementation served
+// over real HTTP on loopback.
+func testRegistry(t *testing.T) string {
+	t.Helper()
+	srv := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
+	t.Cleanup(srv.Close)
+	return strings.TrimPrefix(srv.URL, "http://")
+}
+
+type fixture struct {
+	t    *testing.T
+	host string
+	key  *ecdsa.PrivateKey
+	cli  *verify.Client
+}
+
+func newFixture(t *testing.T) *fixture {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &fixture{t: t, host: testRegistry(t), key: key, cli: verify.NewClient(verify.ClientConfig{})}
+}
+
+func (f *fixture) image(repo string) name.Digest {
+	f.t.Helper()
+	img, _ := random.Image(64, 1)
+	tag, _ := name.NewTag(f.host + "/" + repo + ":v1")
+	if err := remote.Write(tag, img); err != nil {
+		f.t.Fatal(err)
+	}
+	d, _ := img.Digest()
+	return tag.Context().Digest(d.String())
+}
+
+func (f *fixture) payload(img name.Digest, ann map[string]string) []byte {
+	b, err := payload.New(img.Context().Name(), img.DigestStr(), ann).Bytes()
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return b
+}
+
+func (f *fixture) sig(p []byte) string {
+	h := sha256.Sum256(p)
+	s, _ := ecdsa.SignASN1(rand.Reader, f.key, h[:])
+	return base64.StdEncoding.EncodeToString(s)
+}
+
+// pushLayers writes a signature manifest with the given (payload,
+// annotations) layers under img's .sig tag.
+func (f *fixture) pushLayers(img name.Digest, layers ...mutate.Addendum) {
+	f.t.Helper()
+	base := mutate.ConfigMediaType(mutate.MediaType(empty.Image, types.OCIManifestSchema1), types.OCIConfigJSON)
+	sigImg, err := mutate.Append(base, layers...)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	h, _ := v1.NewHash(img.DigestStr())
+	if err := remote.Write(verify.SignatureTag(img.Context(), "", h), sigImg); err != nil {
+		f.t.Fatal(err)
+	}
+}
+
+func layer(p []byte, ann ...string) mutate.Addendum {
+	a := map[string]string{}
+	for i := 0; i+1 < len(ann); i += 2 {
+		a[ann[i]] = ann[i+1]
+	}
+	return mutate.Addendum{Layer: static.NewLayer(p, sign.SimpleSigningMediaType), Annotations: a}
+}
+
+func (f *fixture) verify(ref name.Reference, ann map[string]string) (*verify.ImageResult, error) {
+	return f.cli.Image(context.Background(), verify.Target{Image: ref}, verify.Options{PublicKey: &f.key.PublicKey, IgnoreTlog: true, Annotations: ann})
+}
+
+func TestImage(t *testing.T) {
+	f := newFixture(t)
+
+	t.Run("signed with sign.Attach", func(t *testing.T) {
+		img := f.image("app/attached")
+		for _, v := range []string{"a", "b"} {
+			p := f.payload(img, map[string]string{"n": v})
+			s, _ := sign.KeySigner{Key: f.key}.Sign(context.Background(), p)
+			h, _ := v1.NewHash(img.DigestStr())
+			if _, err := sign.Attach(img.Context(), h, s, sign.AttachOptions{Verifier: &f.key.PublicKey}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		res, err := f.verify(img.Context().Tag("v1"), map[string]string{"n": "b"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(res.Verified) != 1 || len(res.Failed) != 1 || res.Digest.String() != img.DigestStr() {
+			t.Fatalf("got %d verified, %d failed, digest %s", len(res.Verified), len(res.Failed), res.Digest)
+		}
+		if !strings.Contains(res.Failed[0].Error(), `signature 1 of 2 (layer sha256:`) {
+			t.Errorf("failure does not place the signature: %v", res.Failed[0])
+		}
+	})
+
+	t.Run("swapped signatures", func(t *testing.T) {
+		img := f.image("app/swapped")
+		p1, p2 := f.payload(img, map[string]string{"n": "1"}), f.payload(img, map[string]string{"n": "2"})
+		f.pushLayers(img, layer(p1, sign.AnnotationSignature, f.sig(p2)), layer(p2, sign.AnnotationSignature, f.sig(p1)))
+		_, err := f.verify(img, nil)
+		if !errors.Is(err, verify.ErrNoMatching) {
+			t.Fatalf("err = %v", err)
+		}
+		for _, want := range []string{
+			"signature 1 of 2 (layer " + digestOf(p1) + "): signature check failed: the signature annotation is a signature over the payload of layer 2 (" + digestOf(p2) + "), not over this layer's payload: signatures were swapped between layers",
+			"signature 2 of 2 (layer " + digestOf(p2) + "): signature check failed: the signature annotation is a signature over the payload of layer 1",
+		} {
+			if !strings.Contains(err.Error(), want) {
+				t.Errorf("error lacks %q:\n%v", want, err)
+			}
+		}
+	})
+
+	t.Run("no signatures", func(t *testing.T) {
+		img := f.image("app/unsigned")
+		_, err := f.verify(img, nil)
+		if !errors.Is(err, verify.ErrNoSignatures) || !strings.Contains(err.Error(), "the signature tag "+img.Context().Name()+":sha256-") {
+			t.Fatalf("err = %v", err)
+		}
+	})
+
+	t.Run("image tag not found", func(t *testing.T) {
+		ref, _ := name.NewTag(f.host + "/app/none:v9")
+		_, err := f.verify(ref, nil)
+		if !errors.Is(err, verify.ErrImageNotFound) {
+			t.Fatalf("err = %v", err)
+		}
+	})
+
+	t.Run("missing blob", func(t *testing.T) {
+		img := f.image("app/noblob")
+		p := f.payload(img, nil)
+		f.pushLayers(img, layer(p, sign.AnnotationSignature, f.sig(p)))
+		// Re-point the tag at a manifest naming a blob that was never pushed.
+		h, _ := v1.NewHash(img.DigestStr())
+		tag := verify.SignatureTag(img.Context(), "", h)
+		missing := fmt.Sprintf("sha256:%x", sha256.Sum256([]byte("never pushed")))
+		raw := `{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","size":2,"digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"},"layers":[{"mediaType":"` +
+			sign.SimpleSigningMediaType + `","size":12,"digest":"` + missing + `","annotations":{"dev.cosignproject.cosign/signature":"` + f.sig(p) + `"}}]}`
+		putManifest(t, tag, raw)
+		_, err := f.verify(img, nil)
+		if !errors.Is(err, verify.ErrNoMatching) || !strings.Contains(err.Error(), "signature layer format check failed: fetching signature payload "+missing+": blob not found") {
+			t.Fatalf("err = %v", err)
+		}
+	})
+
+	t.Run("index under the signature tag", func(t *testing.T) {
+		img := f.image("app/indexsig")
+		h, _ := v1.NewHash(img.DigestStr())
+		if err := remote.WriteIndex(verify.SignatureTag(img.Context(), "", h), empty.Index); err != nil {
+			t.Fatal(err)
+		}
+		_, err := f.verify(img, nil)
+		if !errors.Is(err, verify.ErrInvalidSignatureManifest) || !strings.Contains(err.Error(), "holds an image index") {
+			t.Fatalf("err = %v", err)
+		}
+	})
+
+	t.Run("tag prefix and signature repository", func(t *testing.T) {
+		img := f.image("app/elsewhere")
+		p := f.payload(img, nil)
+		h, _ := v1.NewHash(img.DigestStr())
+		store, _ := name.NewRepository(f.host + "/sigs/store")
+		s, _ := sign.KeySigner{Key: f.key}.Sign(context.Background(), p)
+		if _, err := sign.Attach(store, h, s, sign.AttachOptions{TagPrefix: "x-"}); err != nil {
+			t.Fatal(err)
+		}
+		res, err := f.cli.Image(context.Background(), verify.Target{Image: img, SignatureRepo: &store, TagPrefix: "x-"}, verify.Options{PublicKey: &f.key.PublicKey, IgnoreTlog: true})
+		if err != nil || res.SignatureTag.String() != store.Name()+":x-sha256-"+h.Hex+".sig" {
+			t.Fatalf("res %+v, err %v", res, err)
+		}
+		if _, err := f.verify(img, nil); !errors.Is(err, verify.ErrNoSignatures) {
+			t.Fatalf("without the override: %v", err)
+		}
+	})
+}
+
+func digestOf(p []byte) string { return fmt.Sprintf("sha256:%x", sha256.Sum256(p)) }
+
+func putManifest(t *testing.T, tag name.Tag, raw string) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPut, "http://"+tag.RegistryStr()+"/v2/"+tag.RepositoryStr()+"/manifests/"+tag.TagStr(), strings.NewReader(raw))
+	req.Header.Set("Content-Type", "application/vnd.oci.image.manifest.v1+json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated {
+		t.Fatalf("PUT manifest: %s", resp.Status)
+	}
+}
+
+func TestParseSignatureManifest(t *testing.T) {
+	d := "sha256:" + strings.Repeat("a", 64)
+	cfg := `"config":{"mediaType":"application/vnd.oci.image.config.v1+json","size":2,"digest":"` + d + `"}`
+	many := make([]string, verify.MaxSignatureLayers+1)
+	for i := range many {
+		many[i] = `{"mediaType":"x","size":1,"digest":"` + d + `"}`
+	}
+	for _, tc := range []struct {
+		name, ct, body, err string
+		layers             int
+	}{
+		{"cosign", "application/vnd.oci.image.manifest.v1+json", `{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json",` + cfg + `,"layers":[{"mediaType":"application/vnd.dev.cosign.simplesigning.v1+json","size":3,"digest":"` + d + `","annotations":{"dev.cosignproject.cosign/signature":"MEU="}}]}`, "", 1},
+		{"docker media types", "", `{"schemaVersion":2,"mediaType":"application/vnd.docker.distribution.manifest.v2+json",` + cfg + `,"layers":[]}`, "", 0},
+		{"empty", "", ``, "body is empty", 0},
+		{"not json", "", `{{`, "not valid JSON", 0},
+		{"index", "", `{"schemaVersion":2,"manifests":[]}`, "holds an image index", 0},
+		{"too many layers", "", `{"schemaVersion":2,` + cfg + `,"layers":[` + strings.Join(many, ",") + `]}`, "1001 signature layers; cosign reads at most 1000", 0},
+		{"bad layer digest", "", `{"schemaVersion":2,` + cfg + `,"layers":[{"mediaType":"x","size":1,"digest":"sha256:zz"}]}`, "layers[0]", 0},
+		{"schema 1", "", `{"schemaVersion":1}`, "schemaVersion is 1", 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sm, err := verify.ParseSignatureManifest(tc.ct, []byte(tc.body))
+			if tc.err != "" {
+				if !errors.Is(err, verify.ErrInvalidSignatureManifest) || !strings.Contains(err.Error(), tc.err) {
+					t.Fatalf("err = %v, want %q", err, tc.err)
+				}
+				return
+			}
+			if err != nil || len(sm.Layers) != tc.layers {
+				t.Fatalf("got %+v, %v", sm, err)
+			}
+		})
+	}
+}
+
+// FuzzParseSignatureManifest: no input crashes the parser, and what it
+// accepts stays within cosign's limits.
+func FuzzParseSignatureManifest(f *testing.F) {
+	d := "sha256:" + strings.Repeat("a", 64)
+	f.Add("application/vnd.oci.image.manifest.v1+json", []byte(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","size":233,"digest":"`+d+`"},"layers":[{"mediaType":"application/vnd.dev.cosign.simplesigning.v1+json","size":263,"digest":"`+d+`","annotations":{"dev.cosignproject.cosign/signature":"MEUCIEQLYweDDIz8hqGL60qj86gXhn50VDYGqLd+SK5mgREsAiEA1nXrPBETnckGM2uUq+stkSZ9D/khwN9eG0mG4qPUOdE="}}]}`))
+	f.Add("", []byte(`{"schemaVersion":2,"manifests":[]}`))
+	f.Add("application/json", []byte(`{}`))
+	f.Fuzz(func(t *testing.T, ct string, body []byte) {
+		sm, err := verify.ParseSignatureManifest(ct, body)
+		if err != nil {
+			if !errors.Is(err, verify.ErrInvalidSignatureManifest) {
+				t.Fatalf("error %v does not wrap ErrInvalidSignatureManifest", err)
+			}
+			return
+		}
+		if len(sm.Layers) > verify.MaxSignatureLayers {
+			t.Fatalf("accepted %d layers", len(sm.Layers))
+		}
+		for _, l := range sm.Layers {
+			if l.Digest.Validate() != nil {
+				t.Fatalf("accepted layer digest %q", l.Digest)
+			}
+		}
+	})
+}
