@@ -151,7 +151,7 @@ func TestOIDCIssuerEndpoints(t *testing.T) {
 	// Rotation: both keys published, both tokens verify.
 	resp, b = postJSON(t, srv.URL+"/api/v1/oidc/rotate-key", "wrong-wrong-wrong-wrong", "")
 	if resp.StatusCode != http.StatusUnauthorized {
-		t.Fatalf("rotate with a wrong token: %s", resp.Status)
+		t.Fatalf("rotate with a wrong token: %s %s", resp.Status, b)
 	}
 	resp, b = postJSON(t, srv.URL+"/api/v1/oidc/rotate-key", admin, "")
 	if resp.StatusCode != http.StatusOK {
