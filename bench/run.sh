@@ -117,6 +117,7 @@ results=$OUT/results-$(date -u +%Y%m%dT%H%M%SZ).md
 set +e
 "$BIN/hallmark-bench" -hallmark "http://127.0.0.1:$HPORT" -hallmark-pid "$HPID" \
   -peer "http://127.0.0.1:$DPORT" -peer-pid "$DPID" -peer-name distribution \
+  -hallmark-bin "$HALLMARK" -cosign "$PEERS/cosign" \
   -data "$OUT/data" -scenario "$scenario" "${quick[@]}" "${strict[@]}" "${extra[@]}" | tee "$results"
 status=${PIPESTATUS[0]}
 set -e

@@ -3,6 +3,7 @@ package cli_test
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"net"
@@ -260,3 +261,15 @@ func (tl *tool) fail(code int, args ...string) result {
 }
 
 func (tl *tool) path(name string) string { return filepath.Join(tl.dir, name) }
+
+// sigTag is the cosign signature tag of a digest reference.
+func sigTag(t *testing.T, ref string) name.Tag {
+	t.Helper()
+	d, err := name.NewDigest(ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d.Context().Tag(strings.Replace(d.DigestStr(), ":", "-", 1) + ".sig")
+}
+
+func digestHex(b []byte) string { return fmt.Sprintf("%x", sha256.Sum256(b)) }

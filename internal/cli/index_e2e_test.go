@@ -144,6 +144,26 @@ func TestSignatureIndex(t *testing.T) {
 		}
 	})
 
+	t.Run("cosign referrers: oci-1-1 mode and sigstore bundles", func(t *testing.T) {
+		img := pushImage(t, srv.Addr, "team/referrers", "v1")
+		cs.okEnv([]string{"COSIGN_EXPERIMENTAL=1"}, "sign", "--key", "trusted.key", "--tlog-upload=false", "--registry-referrers-mode=oci-1-1", "-a", "mode=oci11", img.String())
+		cs.ok("sign", "--key", "other.key", "--tlog-upload=false", "--new-bundle-format", img.String())
+		sigs := imageSignatures(t, base, img)
+		if len(sigs) != 2 {
+			t.Fatalf("indexed %d referrer signatures, want 2: %+v", len(sigs), sigs)
+		}
+		byKind := map[string]apiSignature{}
+		for _, s := range sigs {
+			byKind[s.Kind] = s
+		}
+		if s := byKind["cosign"]; s.Status != "verified" || s.Annotations["mode"] != "oci11" {
+			t.Errorf("oci-1-1 referrer: %+v", s)
+		}
+		if s := byKind["sigstore-bundle"]; s.Status != "unverified" || !strings.Contains(s.StatusDetail, "does not trust") {
+			t.Errorf("bundle referrer by an untrusted key: %+v", s)
+		}
+	})
+
 	t.Run("malformed signature manifests", func(t *testing.T) {
 		img := pushImage(t, srv.Addr, "team/broken", "v1")
 		other := pushImage(t, srv.Addr, "team/broken", "v2")

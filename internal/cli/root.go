@@ -47,6 +47,7 @@ transparency log compatible with the sigstore ecosystem.`,
 	root.AddCommand(newUserCmd())
 	root.AddCommand(newProjectCmd())
 	root.AddCommand(newLoginCmd(), newLogoutCmd())
+	root.AddCommand(newTrustCmd())
 	return root
 }
 

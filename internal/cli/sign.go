@@ -118,10 +118,13 @@ func (o *signOptions) run(ctx context.Context, images []string, stderr io.Writer
 	if err != nil {
 		return err
 	}
-	signer, err := o.newSigner(ctx)
+	load, err := o.newSigner(ctx)
 	if err != nil {
 		return err
 	}
+	// Decrypting a cosign key (scrypt) takes a large part of a signing
+	// run: do it while the image is being resolved.
+	signer := startSigner(load)
 	ropts, err := o.reg.remoteOptions(ctx)
 	if err != nil {
 		return err
@@ -134,19 +137,44 @@ func (o *signOptions) run(ctx context.Context, images []string, stderr io.Writer
 	return nil
 }
 
-// newSigner picks how to sign. Key-based signing is the only mode so far;
-// keyless signing (no --key) and log upload plug in here.
-func (o *signOptions) newSigner(context.Context) (sign.Signer, error) {
+// pendingSigner is a signer being made in the background.
+type pendingSigner struct {
+	done   chan struct{}
+	signer sign.Signer
+	err    error
+}
+
+func startSigner(load func() (sign.Signer, error)) *pendingSigner {
+	p := &pendingSigner{done: make(chan struct{})}
+	go func() {
+		defer close(p.done)
+		p.signer, p.err = load()
+	}()
+	return p
+}
+
+func (p *pendingSigner) get() (sign.Signer, error) {
+	<-p.done
+	return p.signer, p.err
+}
+
+// newSigner picks how to sign and returns the (possibly slow) step that
+// makes the signer; everything that can fail fast or prompts has happened
+// when it returns. Key-based signing is the only mode so far; keyless
+// signing (no --key) and log upload plug in here.
+func (o *signOptions) newSigner(context.Context) (func() (sign.Signer, error), error) {
 	if o.key == "" {
 		return nil, errors.New("--key is required: keyless signing is not available yet (create a key pair with 'hallmark generate-key-pair')")
 	}
 	if o.tlogUpload {
 		return nil, errors.New("uploading signatures to a transparency log is not available yet: sign with --tlog-upload=false (or COSIGN_TLOG_UPLOAD=false) and verify with --insecure-ignore-tlog, as cosign does for registries without a log")
 	}
-	return loadSigner(o.key)
+	return keySigner(o.key)
 }
 
-func loadSigner(keyRef string) (sign.Signer, error) {
+// keySigner reads the key file and its password now and returns the step
+// that decrypts and parses the key.
+func keySigner(keyRef string) (func() (sign.Signer, error), error) {
 	pemBytes, err := sign.ResolveKeyRef(keyRef)
 	if err != nil {
 		return nil, err
@@ -157,14 +185,16 @@ func loadSigner(keyRef string) (sign.Signer, error) {
 			return nil, err
 		}
 	}
-	key, err := sign.LoadPrivateKey(pemBytes, pw)
-	if err != nil {
-		return nil, fmt.Errorf("loading key %s: %w", keyRef, err)
-	}
-	return sign.KeySigner{Key: key}, nil
+	return func() (sign.Signer, error) {
+		key, err := sign.LoadPrivateKey(pemBytes, pw)
+		if err != nil {
+			return nil, fmt.Errorf("loading key %s: %w", keyRef, err)
+		}
+		return sign.KeySigner{Key: key}, nil
+	}, nil
 }
 
-func (o *signOptions) signImage(ctx context.Context, image string, explicit map[string]string, signer sign.Signer, ropts []remote.Option, stderr io.Writer) error {
+func (o *signOptions) signImage(ctx context.Context, image string, explicit map[string]string, pending *pendingSigner, ropts []remote.Option, stderr io.Writer) error {
 	ref, err := name.ParseReference(image, o.reg.nameOptions()...)
 	if err != nil {
 		return fmt.Errorf("image reference %q: %w", image, err)
@@ -216,6 +246,10 @@ func (o *signOptions) signImage(ctx context.Context, image string, explicit map[
 	dockerRef := repo.Name()
 	if o.containerIdentity != "" {
 		dockerRef = o.containerIdentity
+	}
+	signer, err := pending.get()
+	if err != nil {
+		return err
 	}
 	aopts := sign.AttachOptions{TagPrefix: o.reg.tagPrefix, DockerMediaTypes: os.Getenv("COSIGN_DOCKER_MEDIA_TYPES") == "1", Remote: ropts}
 	if pk, ok := signer.(interface{ PublicKey() crypto.PublicKey }); ok {

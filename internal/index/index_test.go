@@ -25,14 +25,14 @@ import (
 )
 
 type env struct {
-	t     *testing.T
+	t     testing.TB
 	blobs *blobfs.Store
 	store *sqlite.Store
 	ix    *index.Indexer
 	key   *ecdsa.PrivateKey
 }
 
-func newEnv(t *testing.T, trusted bool) *env {
+func newEnv(t testing.TB, trusted bool) *env {
 	t.Helper()
 	dir := t.TempDir()
 	blobs, err := blobfs.New(filepath.Join(dir, "blobs"))
@@ -252,6 +252,37 @@ func FuzzSignatureManifest(f *testing.F) {
 			if s.Status == "" || s.Key == "" {
 				t.Fatalf("record without status or key: %+v", s)
 			}
+		}
+	})
+}
+
+// FuzzSignatureLayer feeds arbitrary payloads and layer annotations
+// (signature, certificate, bundle) through the indexer: every layer gives
+// exactly one record with a status, and only a payload signed by the
+// trusted key for this subject is ever "verified".
+func FuzzSignatureLayer(f *testing.F) {
+	e := newEnv(f, true)
+	subject := digest.FromString("fuzz subject")
+	good := e.signedLayer(subject, map[string]string{"tag": "v1"})
+	f.Add(good.payload, good.ann[sign.AnnotationSignature], "", "")
+	f.Add([]byte(`{"critical":{"image":{"docker-manifest-digest":"`+subject.String()+`"}},"optional":{"n":1}}`), "MEUCIQ==", "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n", `{"Payload":{"logIndex":7}}`)
+	f.Add([]byte("\x00"), "%%%", "garbage", "{")
+	f.Fuzz(func(t *testing.T, payload []byte, sig, cert, bundle string) {
+		ann := map[string]string{sign.AnnotationSignature: sig}
+		if cert != "" {
+			ann[sign.AnnotationCertificate] = cert
+		}
+		if bundle != "" {
+			ann[sign.AnnotationBundle] = bundle
+		}
+		s := meta.Signature{Repository: "group/app", Subject: subject}
+		e.ix.SimpleSigningLayer(&s, oci.Descriptor{MediaType: sign.SimpleSigningMediaType, Digest: digest.FromBytes(payload), Size: int64(len(payload)), Annotations: ann}, payload)
+		sigs := []meta.Signature{s}
+		if len(sigs) != 1 || sigs[0].Status == "" || sigs[0].Key == "" {
+			t.Fatalf("want one record with a status and key, got %+v", sigs)
+		}
+		if sigs[0].Status == meta.StatusVerified && !bytes.Equal(payload, good.payload) && !bytes.Contains(payload, []byte(subject.String())) {
+			t.Fatalf("verified a payload that is not for the subject: %q", payload)
 		}
 	})
 }

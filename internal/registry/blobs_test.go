@@ -237,6 +237,13 @@ func TestUploadChunked(t *testing.T) {
 			t.Fatalf("after a refused %d-byte chunk: Range %q, want 0-999", n, st.h.Get("Range"))
 		}
 	}
+	// A range whose length overflows int64, streamed (no Content-Length
+	// to compare with) and with a Content-Length.
+	fresh := e.do(http.MethodPost, "/v2/group/sub/app/blobs/uploads/", nil).h.Get("Location")
+	r = e.doReader(http.MethodPatch, fresh, bytes.NewReader(data[:1000]), -1, "Content-Range", "0-9223372036854775807")
+	wantError(t, "PATCH overflowing Content-Range, streamed", r, http.StatusRequestedRangeNotSatisfiable, registry.CodeBlobUploadInvalid)
+	r = e.do(http.MethodPatch, fresh, data[:1000], "Content-Range", "0-9223372036854775807")
+	wantError(t, "PATCH overflowing Content-Range", r, http.StatusRequestedRangeNotSatisfiable, registry.CodeBlobUploadInvalid)
 	// Garbage Content-Range.
 	r = e.do(http.MethodPatch, loc, data[1000:2000], "Content-Range", "a-b")
 	wantError(t, "PATCH bad Content-Range", r, http.StatusRequestedRangeNotSatisfiable, registry.CodeBlobUploadInvalid)

@@ -574,7 +574,6 @@ func TestInteropRegctl(t *testing.T) {
 	}
 }
 
-
 // canonicalLayout writes idx into a new OCI layout, re-encoding the index
 // itself in the field order and field set of containers/image (descriptors
 // as mediaType, digest, size, platform for OCI; mediaType, size, digest,

@@ -155,3 +155,24 @@ func FuzzRouteRoundTrip(f *testing.F) {
 		}
 	})
 }
+
+// FuzzParseContentRange checks that an accepted Content-Range is a
+// non-empty range whose length does not overflow.
+func FuzzParseContentRange(f *testing.F) {
+	for _, s := range []string{"0-999", "1000-1999", "bytes 0-9/10", "bytes=5-6", "0-0", "5-4", "-1-3", "0-9223372036854775807", "9223372036854775806-9223372036854775807", "a-b", ""} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		start, end, err := parseContentRange(s)
+		if err != nil {
+			e, ok := err.(*Error)
+			if !ok || e.Status != 416 || e.Code != CodeBlobUploadInvalid {
+				t.Fatalf("parseContentRange(%q): %v", s, err)
+			}
+			return
+		}
+		if start < 0 || end < start || end-start+1 <= 0 {
+			t.Fatalf("parseContentRange(%q) = %d, %d", s, start, end)
+		}
+	})
+}

@@ -3,6 +3,7 @@ package registry
 import (
 	"errors"
 	"io"
+	"math"
 	"net/http"
 	"strconv"
 	"strings"
@@ -282,7 +283,9 @@ func parseContentRange(s string) (int64, int64, error) {
 	a, b, ok := strings.Cut(v, "-")
 	start, err1 := strconv.ParseInt(a, 10, 64)
 	end, err2 := strconv.ParseInt(b, 10, 64)
-	if !ok || err1 != nil || err2 != nil || start < 0 || end < start {
+	// end must leave room for end-start+1: a range reaching MaxInt64 would
+	// overflow the chunk length.
+	if !ok || err1 != nil || err2 != nil || start < 0 || end < start || end == math.MaxInt64 {
 		return 0, 0, apiErr(http.StatusRequestedRangeNotSatisfiable, CodeBlobUploadInvalid, "invalid Content-Range "+strconv.Quote(truncate(s, 100))+"; want <start>-<end>", nil)
 	}
 	return start, end, nil

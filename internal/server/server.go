@@ -47,6 +47,7 @@ type Server struct {
 
 	metrics *metrics  // HTTP metrics, for components' route instrumentation
 	tlog    *tlog.Log // Rekor-compatible transparency log
+	trust   *trust    // published trusted root and signing config
 }
 
 // New opens the listener on cfg.Addr (so a ":0" port is known from here
@@ -141,6 +142,10 @@ func build(ctx context.Context, cfg config.Server, log *slog.Logger, ln net.List
 	if err := s.setupTlog(ctx, mux); err != nil {
 		store.Close()
 		return nil, fmt.Errorf("tlog: %w", err)
+	}
+	if err := s.setupTrust(ctx, mux); err != nil {
+		store.Close()
+		return nil, fmt.Errorf("trust: %w", err)
 	}
 	s.handler = mux
 	return s, nil

@@ -10,7 +10,6 @@ import (
 	"crypto/x509"
 	"encoding/binary"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"log/slog"
 	"math"
@@ -152,9 +151,10 @@ func (l *Log) Hostname() string { return l.hostname }
 // Origin is the checkpoint origin line, "<hostname> - <treeID>".
 func (l *Log) Origin() string { return fmt.Sprintf("%s - %d", l.hostname, l.treeID) }
 
-// CreatedAt is when the tree was created: no entry has an earlier
-// integrated time (the trusted root's validFor.start).
-func (l *Log) CreatedAt() time.Time { return l.created }
+// CreatedAt is when the tree was created, rounded down to the second: no
+// entry has an earlier integrated time, so it is the trusted root's
+// validFor.start for this log (clients reject entries integrated before it).
+func (l *Log) CreatedAt() time.Time { return l.created.Truncate(time.Second) }
 
 func (l *Log) checkpointCurrent(head TreeState) bool {
 	if len(head.Checkpoint) == 0 {
@@ -209,11 +209,6 @@ type pending struct {
 // batched into one transaction. An entry already in the log yields a
 // *DuplicateError.
 func (l *Log) Add(ctx context.Context, c *Canonical) (*LogEntry, error) {
-	if e, err := l.store.EntryByLeafHash(ctx, c.LeafHash); err == nil {
-		return nil, &DuplicateError{EntryID: l.EntryID(c.LeafHash), Index: e.Index}
-	} else if !errors.Is(err, ErrNotFound) {
-		return nil, err
-	}
 	p := &pending{leaf: c.LeafHash, body: c.Body, done: make(chan struct{})}
 	l.submit(ctx, p)
 	select {

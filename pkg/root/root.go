@@ -1,6 +1,7 @@
 package root
 
 import (
+	"bytes"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
@@ -20,6 +21,13 @@ const (
 	SigningConfigMediaType = "application/vnd.dev.sigstore.signingconfig.v0.2+json"
 )
 
+// HashSHA256 is the only log hash algorithm sigstore clients accept.
+const HashSHA256 = "SHA2_256"
+
+// ErrInvalid is wrapped by every error about malformed or inconsistent
+// trust material (trusted root or signing config).
+var ErrInvalid = errors.New("invalid sigstore trust material")
+
 // TrustedRoot is sigstore's trusted_root.json (protojson field names).
 type TrustedRoot struct {
 	MediaType              string                 `json:"mediaType"`
@@ -35,6 +43,10 @@ type TransparencyLog struct {
 	HashAlgorithm string    `json:"hashAlgorithm"`
 	PublicKey     PublicKey `json:"publicKey"`
 	LogID         LogID     `json:"logId"`
+	// CheckpointKeyID and Operator are optional (newer protobuf-specs);
+	// Hallmark does not emit them but accepts files that carry them.
+	CheckpointKeyID *LogID `json:"checkpointKeyId,omitempty"`
+	Operator        string `json:"operator,omitempty"`
 }
 
 // PublicKey is a DER SubjectPublicKeyInfo with its details.
@@ -55,12 +67,21 @@ type Validity struct {
 	End   *time.Time `json:"end,omitempty"`
 }
 
+// Contains reports whether t is within the range (End exclusive when set).
+func (v Validity) Contains(t time.Time) bool {
+	if t.Before(v.Start) {
+		return false
+	}
+	return v.End == nil || t.Before(*v.End)
+}
+
 // CertificateAuthority is a CA (or TSA) with its chain, root last.
 type CertificateAuthority struct {
 	Subject   Subject   `json:"subject"`
 	URI       string    `json:"uri"`
 	CertChain CertChain `json:"certChain"`
 	ValidFor  Validity  `json:"validFor"`
+	Operator  string    `json:"operator,omitempty"`
 }
 
 // Subject names a CA.
@@ -103,10 +124,11 @@ func KeyDetails(pub crypto.PublicKey) (string, error) {
 	case ed25519.PublicKey:
 		return "PKIX_ED25519", nil
 	}
-	return "", fmt.Errorf("unsupported log key type %T", pub)
+	return "", fmt.Errorf("unsupported log key type %T (want ECDSA P-256/384/521, RSA 2048/3072/4096 or Ed25519)", pub)
 }
 
-// NewLog describes a log with key pub at baseURL, valid from start.
+// NewLog describes a log with key pub at baseURL, valid from start
+// (truncated to the second, UTC).
 func NewLog(baseURL string, pub crypto.PublicKey, start time.Time) (TransparencyLog, error) {
 	der, err := x509.MarshalPKIXPublicKey(pub)
 	if err != nil {
@@ -117,14 +139,17 @@ func NewLog(baseURL string, pub crypto.PublicKey, start time.Time) (Transparency
 		return TransparencyLog{}, err
 	}
 	id := sha256.Sum256(der)
-	return TransparencyLog{BaseURL: baseURL, HashAlgorithm: "SHA2_256",
-		PublicKey: PublicKey{RawBytes: der, KeyDetails: details, ValidFor: Validity{Start: start.UTC()}},
+	return TransparencyLog{BaseURL: baseURL, HashAlgorithm: HashSHA256,
+		PublicKey: PublicKey{RawBytes: der, KeyDetails: details, ValidFor: Validity{Start: start.UTC().Truncate(time.Second)}},
 		LogID:     LogID{KeyID: id[:]}}, nil
 }
 
-// NewCA describes a CA at uri whose chain is given leaf-most first, root last.
+// NewCA describes a CA at uri whose chain is given leaf-most first, root
+// last, valid from start (truncated to the second, UTC). The subject is
+// the root's.
 func NewCA(uri string, chain []*x509.Certificate, start time.Time) CertificateAuthority {
-	ca := CertificateAuthority{URI: uri, ValidFor: Validity{Start: start.UTC()}}
+	ca := CertificateAuthority{URI: uri, ValidFor: Validity{Start: start.UTC().Truncate(time.Second)},
+		CertChain: CertChain{Certificates: []RawCert{}}}
 	if len(chain) > 0 {
 		r := chain[len(chain)-1]
 		ca.Subject = Subject{CommonName: r.Subject.CommonName}
@@ -138,43 +163,111 @@ func NewCA(uri string, chain []*x509.Certificate, start time.Time) CertificateAu
 	return ca
 }
 
-// Parse parses and validates a trusted_root.json.
+// Parse parses and validates a trusted_root.json with the rules sigstore-go
+// applies: the exact v0.1 media type, SHA2_256 logs whose key parses, whose
+// keyDetails match the key and whose logId is the SHA-256 of the key, a
+// validity start on every log key, and CA chains of parseable certificates.
+// Errors wrap ErrInvalid.
 func Parse(b []byte) (*TrustedRoot, error) {
 	var tr TrustedRoot
-	if err := json.Unmarshal(b, &tr); err != nil {
-		return nil, fmt.Errorf("trusted root is not valid JSON: %w", err)
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&tr); err != nil {
+		return nil, fmt.Errorf("%w: trusted root is not valid trusted_root.json: %v", ErrInvalid, err)
+	}
+	if dec.More() {
+		return nil, fmt.Errorf("%w: trusted root has data after the JSON object", ErrInvalid)
 	}
 	if tr.MediaType != TrustedRootMediaType {
-		return nil, fmt.Errorf("trusted root media type %q is not %q", tr.MediaType, TrustedRootMediaType)
+		return nil, fmt.Errorf("%w: trusted root media type %q is not %q", ErrInvalid, tr.MediaType, TrustedRootMediaType)
 	}
-	for i, l := range append(append([]TransparencyLog{}, tr.Tlogs...), tr.Ctlogs...) {
-		if l.HashAlgorithm != "SHA2_256" {
-			return nil, fmt.Errorf("log %d (%s): hash algorithm %q is not SHA2_256", i, l.BaseURL, l.HashAlgorithm)
+	for i, l := range tr.Tlogs {
+		if err := checkLog(l); err != nil {
+			return nil, fmt.Errorf("%w: tlog %d (%s): %v", ErrInvalid, i, l.BaseURL, err)
 		}
-		pub, err := x509.ParsePKIXPublicKey(l.PublicKey.RawBytes)
-		if err != nil {
-			return nil, fmt.Errorf("log %d (%s): public key: %w", i, l.BaseURL, err)
-		}
-		der, _ := x509.MarshalPKIXPublicKey(pub)
-		if id := sha256.Sum256(der); string(id[:]) != string(l.LogID.KeyID) {
-			return nil, fmt.Errorf("log %d (%s): logId does not match the SHA-256 of its public key", i, l.BaseURL)
+	}
+	for i, l := range tr.Ctlogs {
+		if err := checkLog(l); err != nil {
+			return nil, fmt.Errorf("%w: ctlog %d (%s): %v", ErrInvalid, i, l.BaseURL, err)
 		}
 	}
 	for i, ca := range tr.CertificateAuthorities {
-		if len(ca.CertChain.Certificates) == 0 {
-			return nil, fmt.Errorf("certificate authority %d (%s) has no certificates", i, ca.URI)
+		if err := checkCA(ca); err != nil {
+			return nil, fmt.Errorf("%w: certificate authority %d (%s): %v", ErrInvalid, i, ca.URI, err)
 		}
-		for j, c := range ca.CertChain.Certificates {
-			if _, err := x509.ParseCertificate(c.RawBytes); err != nil {
-				return nil, fmt.Errorf("certificate authority %d (%s), certificate %d: %w", i, ca.URI, j, err)
-			}
+	}
+	for i, ca := range tr.TimestampAuthorities {
+		if err := checkCA(ca); err != nil {
+			return nil, fmt.Errorf("%w: timestamp authority %d (%s): %v", ErrInvalid, i, ca.URI, err)
 		}
+	}
+	if len(tr.CertificateAuthorities) == 0 && len(tr.Tlogs) == 0 {
+		return nil, fmt.Errorf("%w: trusted root has neither certificate authorities nor transparency logs", ErrInvalid)
 	}
 	return &tr, nil
 }
 
-// Marshal encodes the trusted root as JSON.
-func (tr *TrustedRoot) Marshal() ([]byte, error) { return json.MarshalIndent(tr, "", "  ") }
+func checkLog(l TransparencyLog) error {
+	if l.HashAlgorithm != HashSHA256 {
+		return fmt.Errorf("hash algorithm %q is not %s", l.HashAlgorithm, HashSHA256)
+	}
+	if len(l.PublicKey.RawBytes) == 0 {
+		return errors.New("no public key")
+	}
+	pub, err := x509.ParsePKIXPublicKey(l.PublicKey.RawBytes)
+	if err != nil {
+		return fmt.Errorf("public key: %v", err)
+	}
+	details, err := KeyDetails(pub)
+	if err != nil {
+		return err
+	}
+	if l.PublicKey.KeyDetails != details {
+		return fmt.Errorf("keyDetails %q does not describe its %s key", l.PublicKey.KeyDetails, details)
+	}
+	der, err := x509.MarshalPKIXPublicKey(pub)
+	if err != nil {
+		return err
+	}
+	if id := sha256.Sum256(der); !bytes.Equal(id[:], l.LogID.KeyID) {
+		return errors.New("logId.keyId is not the SHA-256 of its public key")
+	}
+	if l.PublicKey.ValidFor.Start.IsZero() {
+		return errors.New("public key has no validFor.start")
+	}
+	if e := l.PublicKey.ValidFor.End; e != nil && !e.After(l.PublicKey.ValidFor.Start) {
+		return errors.New("public key validFor.end is not after its start")
+	}
+	return nil
+}
+
+func checkCA(ca CertificateAuthority) error {
+	if len(ca.CertChain.Certificates) == 0 {
+		return errors.New("no certificates")
+	}
+	for j, c := range ca.CertChain.Certificates {
+		if _, err := x509.ParseCertificate(c.RawBytes); err != nil {
+			return fmt.Errorf("certificate %d: %v", j, err)
+		}
+	}
+	if e := ca.ValidFor.End; e != nil && !e.After(ca.ValidFor.Start) {
+		return errors.New("validFor.end is not after its start")
+	}
+	return nil
+}
+
+// Marshal encodes the trusted root as indented JSON ending in a newline.
+// The encoding is deterministic: the same trusted root always gives the
+// same bytes (and so the same Fingerprint).
+func (tr *TrustedRoot) Marshal() ([]byte, error) { return marshal(tr) }
+
+func marshal(v any) ([]byte, error) {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	return append(b, '\n'), nil
+}
 
 // Material is a trusted root turned into what verification uses.
 type Material struct {
@@ -223,36 +316,4 @@ func (tr *TrustedRoot) Material() (*Material, error) {
 		return nil, errors.New("trusted root has neither certificate authorities nor transparency logs")
 	}
 	return m, nil
-}
-
-// SigningConfig is sigstore's signing_config.v0.2.json.
-type SigningConfig struct {
-	MediaType       string         `json:"mediaType"`
-	CAURLs          []Service      `json:"caUrls"`
-	OIDCURLs        []Service      `json:"oidcUrls"`
-	RekorTlogURLs   []Service      `json:"rekorTlogUrls"`
-	TSAURLs         []Service      `json:"tsaUrls"`
-	RekorTlogConfig *ServiceConfig `json:"rekorTlogConfig,omitempty"`
-	TSAConfig       *ServiceConfig `json:"tsaConfig,omitempty"`
-}
-
-// Service is one endpoint in a signing config.
-type Service struct {
-	URL             string   `json:"url"`
-	MajorAPIVersion int      `json:"majorApiVersion"`
-	ValidFor        Validity `json:"validFor"`
-	Operator        string   `json:"operator"`
-}
-
-// ServiceConfig selects among services.
-type ServiceConfig struct {
-	Selector string `json:"selector"`
-}
-
-// NewSigningConfig describes one server that is CA, OIDC issuer and
-// Rekor v1 log at baseURL.
-func NewSigningConfig(baseURL, operator string, start time.Time) *SigningConfig {
-	svc := []Service{{URL: baseURL, MajorAPIVersion: 1, ValidFor: Validity{Start: start.UTC()}, Operator: operator}}
-	return &SigningConfig{MediaType: SigningConfigMediaType, CAURLs: svc, OIDCURLs: svc, RekorTlogURLs: svc,
-		TSAURLs: []Service{}, RekorTlogConfig: &ServiceConfig{Selector: "ANY"}, TSAConfig: &ServiceConfig{Selector: "ANY"}}
 }

@@ -30,7 +30,7 @@ type pki struct {
 	integrated time.Time
 }
 
-func newPKI(t *testing.T) *pki {
+func newPKI(t testing.TB) *pki {
 	t.Helper()
 	p := &pki{rootKey: newKey(t), logKey: newKey(t), leafKey: newKey(t),
 		identity: "https://hallmark.test/group/app//.gitlab-ci.yml@refs/heads/main", issuer: "https://hallmark.test"}
@@ -59,7 +59,7 @@ func newPKI(t *testing.T) *pki {
 }
 
 // layer signs payload with the leaf key and logs it with logKey.
-func (p *pki) layer(t *testing.T, payload []byte, logKey *ecdsa.PrivateKey) Layer {
+func (p *pki) layer(t testing.TB, payload []byte, logKey *ecdsa.PrivateKey) Layer {
 	t.Helper()
 	h := sha256.Sum256(payload)
 	sig, _ := ecdsa.SignASN1(rand.Reader, p.leafKey, h[:])

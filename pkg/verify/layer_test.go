@@ -1,6 +1,7 @@
 package verify
 
 import (
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/elliptic"
@@ -51,7 +52,7 @@ func withAnnotations(l Layer, kv ...string) Layer {
 	return l
 }
 
-func newKey(t *testing.T) *ecdsa.PrivateKey {
+func newKey(t testing.TB) *ecdsa.PrivateKey {
 	t.Helper()
 	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -213,6 +214,26 @@ func FuzzVerifyLayer(f *testing.F) {
 		v, err := VerifyLayer(l, testDigest, Options{PublicKey: &key.PublicKey, Annotations: map[string]string{"tag": "v1"}, IgnoreTlog: true})
 		if err == nil && (v.Claims.Critical.Image.DockerManifestDigest != testDigest || v.Claims.Optional["tag"] != "v1") {
 			t.Fatal("accepted a layer that does not satisfy the claims")
+		}
+	})
+}
+
+// FuzzRekorBundle: a hostile bundle annotation never crashes the log check
+// and is never accepted without a valid signed entry timestamp.
+func FuzzRekorBundle(f *testing.F) {
+	p := newPKI(f)
+	payload := testPayload(testDigest, `{"tag":"v1"}`)
+	good := p.layer(f, payload, p.logKey)
+	f.Add(good.Annotations[AnnotationBundle])
+	f.Add(`{"SignedEntryTimestamp":"","Payload":{"body":"","integratedTime":0,"logIndex":0,"logID":""}}`)
+	f.Add(`{}`)
+	f.Add(`null`)
+	sig := mustB64(good.Annotations[AnnotationSignature])
+	keys := map[string]crypto.PublicKey{p.logID: &p.logKey.PublicKey}
+	f.Fuzz(func(t *testing.T, raw string) {
+		b, err := checkRekorBundle(raw, keys, payload, sig, p.leafPEM)
+		if err == nil && (b == nil || b.Payload.LogID != p.logID) {
+			t.Fatalf("accepted bundle %q", raw)
 		}
 	})
 }

@@ -39,6 +39,11 @@ type Env struct {
 	Warmup         time.Duration
 	Rounds         int // load rounds per server (alternating), median reported
 	Verbose        bool
+	// Signing scenario (signing.go): the two CLIs compared and its sizes.
+	HallmarkBin, CosignBin string
+	SignReps               int // timed runs of each CLI
+	BatchImages            int // images verified in one call
+	BatchWorkers           int // hallmark verify --max-workers for the batch
 	log            io.Writer
 	data           *dataset
 }
@@ -69,6 +74,7 @@ const (
 	goalNone     goalKind = iota
 	goalRatioMin          // hallmark/peer >= Value (higher is better)
 	goalAbsBelow          // hallmark < Value (lower is better)
+	goalRatioMax          // hallmark/peer <= Value (lower is better)
 )
 
 func (g Goal) String() string {
@@ -77,6 +83,8 @@ func (g Goal) String() string {
 		return fmt.Sprintf(">= %.2gx", g.Value)
 	case goalAbsBelow:
 		return fmt.Sprintf("< %g", g.Value)
+	case goalRatioMax:
+		return fmt.Sprintf("<= %.2gx", g.Value)
 	}
 	return "-"
 }
@@ -105,6 +113,8 @@ func (r Row) Pass() bool {
 		return r.ratio() >= r.Goal.Value
 	case goalAbsBelow:
 		return r.Hallmark > 0 && r.Hallmark < r.Goal.Value
+	case goalRatioMax:
+		return r.Hallmark > 0 && r.Peer > 0 && r.ratio() <= r.Goal.Value
 	}
 	return true
 }
@@ -123,6 +133,8 @@ func scenarios() []Scenario {
 		{Name: "blob", Help: "blob push (monolithic POST+PUT and streamed PATCH) and pull throughput, 64 and 512 MiB", Run: blobScenario},
 		{Name: "manifest", Help: "manifest GET by tag and by digest, req/s at -conns keep-alive connections", Run: manifestScenario},
 		{Name: "rss", Help: "peak RSS of each server while it receives one -rss-size MiB blob", Run: rssScenario},
+		{Name: "signing", Help: "hallmark sign/verify vs cosign sign/verify wall time (key, no log), and one verify call over -batch-images images vs the ECDSA P-256 limit", Run: signingScenario},
+		{Name: "tlog", Help: "transparency log: durable appends/s at -conns clients, and entry + inclusion proof latency at 1,000,000 entries (HALLMARK_BENCH_TLOG_SIZE)", Run: tlogScenario},
 	}
 }
 
@@ -158,6 +170,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.BoolVar(&strict, "strict", false, "exit with status 3 when a target is not met")
 	fs.DurationVar(&wait, "wait", 30*time.Second, "how long to wait for both servers to answer /v2/")
 	fs.BoolVar(&e.Verbose, "v", false, "print every run")
+	fs.StringVar(&e.HallmarkBin, "hallmark-bin", "", "hallmark binary for the signing scenario")
+	fs.StringVar(&e.CosignBin, "cosign", "", "cosign v2 binary for the signing scenario")
+	fs.IntVar(&e.SignReps, "sign-reps", 7, "timed sign and verify runs of each CLI per registry")
+	fs.IntVar(&e.BatchImages, "batch-images", 1000, "signed images verified in one call")
+	fs.IntVar(&e.BatchWorkers, "batch-workers", 32, "hallmark verify --max-workers for the batch")
 	var freePorts int
 	fs.IntVar(&freePorts, "free-ports", 0, "print this many free 127.0.0.1 TCP ports and exit (used by bench/run.sh)")
 	if err := fs.Parse(args); err != nil {

@@ -115,6 +115,10 @@ func (w *fileWriter) close() error {
 // appendData writes everything r yields to f from offset on, adding it to
 // h. It returns the bytes read and written; on error the caller must roll
 // the file and hash back (some of the bytes may have been written).
+//
+// Three goroutines share pipeDepth blocks: the caller reads a block from r,
+// then hands it to a hasher and a writer, which work on it at the same time
+// (both only read it); the last of the two to finish frees the block.
 func appendData(f *os.File, offset int64, r io.Reader, h hash.Hash) (int64, error) {
 	free := make(chan *[]byte, pipeDepth)
 	for range pipeDepth {
@@ -125,33 +129,51 @@ func appendData(f *os.File, offset int64, r io.Reader, h hash.Hash) (int64, erro
 			blockPool.Put(<-free)
 		}
 	}()
-	work := make(chan block, pipeDepth)
-	done := make(chan struct{})
+	type job struct {
+		block
+		refs *atomic.Int32
+	}
+	release := func(j job) {
+		if j.refs.Add(-1) == 0 {
+			free <- j.buf
+		}
+	}
+	toWrite := make(chan job, pipeDepth)
+	toHash := make(chan job, pipeDepth)
+	var wg sync.WaitGroup
 	var failed atomic.Bool
 	var werr error
 	w := &fileWriter{f: f}
-	go func() {
-		defer close(done)
-		for b := range work {
+	wg.Go(func() {
+		for j := range toWrite {
 			if werr == nil {
-				if werr = w.write(b); werr != nil {
+				if werr = w.write(j.block); werr != nil {
 					failed.Store(true)
 				}
 			}
-			free <- b.buf
+			release(j)
 		}
 		if err := w.close(); werr == nil {
 			werr = err
 		}
-	}()
+	})
+	wg.Go(func() {
+		for j := range toHash {
+			h.Write((*j.buf)[:j.n])
+			release(j)
+		}
+	})
 	pos := offset
 	var rerr error
 	for !failed.Load() {
 		buf := <-free
 		k, err := io.ReadFull(r, *buf)
 		if k > 0 {
-			h.Write((*buf)[:k])
-			work <- block{buf: buf, n: k, off: pos}
+			rc := new(atomic.Int32)
+			rc.Store(2)
+			j := job{block: block{buf: buf, n: k, off: pos}, refs: rc}
+			toHash <- j
+			toWrite <- j
 			pos += int64(k)
 		} else {
 			free <- buf
@@ -164,7 +186,8 @@ func appendData(f *os.File, offset int64, r io.Reader, h hash.Hash) (int64, erro
 			break
 		}
 	}
-	close(work)
-	<-done
+	close(toWrite)
+	close(toHash)
+	wg.Wait()
 	return pos - offset, errors.Join(rerr, werr)
 }

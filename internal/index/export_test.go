@@ -1,0 +1,12 @@
+package index
+
+import (
+	"github.com/hallmark-dev/hallmark/internal/meta"
+	"github.com/hallmark-dev/hallmark/pkg/oci"
+)
+
+// SimpleSigningLayer exposes the per-layer parser to the fuzz tests, which
+// would otherwise spend their time storing blobs.
+func (ix *Indexer) SimpleSigningLayer(s *meta.Signature, l oci.Descriptor, payload []byte) {
+	ix.simpleSigning(s, l, payload)
+}

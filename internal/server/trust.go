@@ -1,0 +1,179 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+
+	"github.com/hallmark-dev/hallmark/pkg/root"
+)
+
+// Paths of the trust distribution endpoints.
+const (
+	TrustedRootPath   = "/api/v1/trusted_root.json"
+	SigningConfigPath = "/api/v1/signing_config.json"
+)
+
+// TrustDir is the directory, in the data dir, where the server keeps the
+// trust material it serves (for offline copying and `hallmark trust export
+// --data-dir`).
+const TrustDir = "trust"
+
+// trust is the trust material the server publishes, encoded once.
+type trust struct {
+	trustedRoot   []byte
+	signingConfig []byte
+	fingerprint   string // root.Fingerprint(trustedRoot)
+}
+
+// setupTrust builds trusted_root.json and signing_config.json from the CA,
+// the transparency log and the built-in OIDC issuer, writes them (and
+// cosign v2's legacy PEM files) to <data-dir>/trust, logs the trusted root's
+// fingerprint for `hallmark trust init --fingerprint`, and serves both
+// files. It runs after setupTlog.
+func (s *Server) setupTrust(ctx context.Context, mux *http.ServeMux) error {
+	if s.ca == nil || s.tlog == nil {
+		return errors.New("trust distribution needs the CA and the transparency log: setupCA and setupTlog must run first")
+	}
+	tr, sc, err := s.buildTrust()
+	if err != nil {
+		return err
+	}
+	t := &trust{}
+	if t.trustedRoot, err = tr.Marshal(); err != nil {
+		return err
+	}
+	if t.signingConfig, err = sc.Marshal(); err != nil {
+		return err
+	}
+	t.fingerprint = root.Fingerprint(t.trustedRoot)
+	if err := writeTrustFiles(filepath.Join(s.cfg.DataDir, TrustDir), tr, t); err != nil {
+		return fmt.Errorf("writing the trust files: %w", err)
+	}
+	wrap := func(_ string, h http.Handler) http.Handler { return h }
+	if s.metrics != nil {
+		wrap = s.metrics.instrument
+	}
+	mux.Handle("GET "+TrustedRootPath, wrap("trusted_root", serveStatic(t.trustedRoot, t.fingerprint)))
+	mux.Handle("GET "+SigningConfigPath, wrap("signing_config", serveStatic(t.signingConfig, root.Fingerprint(t.signingConfig))))
+	s.trust = t
+	s.log.InfoContext(ctx, "trust: publishing trusted root", "url", s.url+TrustedRootPath,
+		"sha256", t.fingerprint, "pin", "hallmark trust init --server "+s.url+" --fingerprint "+t.fingerprint)
+	return nil
+}
+
+// buildTrust describes the server's CA, CT log and transparency log as a
+// trusted root, and the server as CA, OIDC issuer and Rekor v1 log in a
+// signing config. Everything in it is persistent (keys, certificates, the
+// log's creation time), so the bytes only change with the external URL.
+func (s *Server) buildTrust() (*root.TrustedRoot, *root.SigningConfig, error) {
+	chain := s.ca.Chain()
+	caRoot := chain[len(chain)-1]
+	caStart := caRoot.NotBefore
+	tl, err := root.NewLog(s.url, s.tlog.PublicKey(), s.tlog.CreatedAt())
+	if err != nil {
+		return nil, nil, fmt.Errorf("transparency log key: %w", err)
+	}
+	if id := s.tlog.LogID(); string(id[:]) != string(tl.LogID.KeyID) {
+		return nil, nil, errors.New("the transparency log's ID is not the SHA-256 of its public key")
+	}
+	// The CT log key is created with the CA, so it is valid from the root's
+	// NotBefore on, like the CA.
+	ct, err := root.NewLog(s.url, s.ca.CTLogPublicKey(), caStart)
+	if err != nil {
+		return nil, nil, fmt.Errorf("CT log key: %w", err)
+	}
+	if id := s.ca.CTLogID(); string(id[:]) != string(ct.LogID.KeyID) {
+		return nil, nil, errors.New("the CT log's ID is not the SHA-256 of its public key")
+	}
+	tr := &root.TrustedRoot{
+		MediaType:              root.TrustedRootMediaType,
+		Tlogs:                  []root.TransparencyLog{tl},
+		CertificateAuthorities: []root.CertificateAuthority{root.NewCA(s.url, chain, caStart)},
+		Ctlogs:                 []root.TransparencyLog{ct},
+	}
+	operator := s.url
+	if u, err := url.Parse(s.url); err == nil && u.Host != "" {
+		operator = u.Host
+	}
+	sc := &root.SigningConfig{
+		MediaType:       root.SigningConfigMediaType,
+		CAURLs:          []root.Service{root.NewService(s.url, operator, caStart)},
+		OIDCURLs:        []root.Service{},
+		RekorTlogURLs:   []root.Service{root.NewService(s.url, operator, s.tlog.CreatedAt())},
+		RekorTlogConfig: &root.ServiceConfig{Selector: root.SelectorAny},
+		TSAURLs:         []root.Service{},
+	}
+	if s.oidcIssuer != nil {
+		sc.OIDCURLs = append(sc.OIDCURLs, root.NewService(s.oidcIssuer.URL(), operator, caStart))
+	}
+	// What we serve must be what clients accept: round-trip it.
+	b, err := tr.Marshal()
+	if err == nil {
+		_, err = root.Parse(b)
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("built an invalid trusted root: %w", err)
+	}
+	if b, err = sc.Marshal(); err == nil {
+		var parsed *root.SigningConfig
+		if parsed, err = root.ParseSigningConfig(b); err == nil {
+			err = parsed.CheckAgainst(tr)
+		}
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("built an invalid signing config: %w", err)
+	}
+	return tr, sc, nil
+}
+
+// writeTrustFiles keeps the served files, and cosign v2's legacy PEM files,
+// in dir (public material: 0644).
+func writeTrustFiles(dir string, tr *root.TrustedRoot, t *trust) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	legacy := tr.Legacy()
+	for name, data := range map[string][]byte{
+		root.TrustedRootFile:   t.trustedRoot,
+		root.SigningConfigFile: t.signingConfig,
+		root.FulcioChainFile:   legacy.FulcioChain,
+		root.RekorKeyFile:      legacy.RekorKey,
+		root.CTLogKeyFile:      legacy.CTLogKey,
+	} {
+		if err := root.WriteFileAtomic(filepath.Join(dir, name), data, 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// serveStatic serves fixed JSON bytes with a strong ETag.
+func serveStatic(body []byte, sum string) http.Handler {
+	etag := `"` + sum + `"`
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h.Set("Content-Type", "application/json")
+		h.Set("ETag", etag)
+		h.Set("Cache-Control", "no-cache")
+		if r.Header.Get("If-None-Match") == etag {
+			w.WriteHeader(http.StatusNotModified)
+			return
+		}
+		h.Set("Content-Length", fmt.Sprint(len(body)))
+		w.Write(body)
+	})
+}
+
+// TrustedRootFingerprint is the SHA-256 (hex) of the served
+// trusted_root.json, the value `hallmark trust init --fingerprint` pins.
+func (s *Server) TrustedRootFingerprint() string {
+	if s.trust == nil {
+		return ""
+	}
+	return s.trust.fingerprint
+}
