@@ -360,7 +360,8 @@ func TestTrustEndpoints(t *testing.T) {
 
 // TestKeylessInteropRealClients is the keyless acceptance test: cosign v2
 // and v3 sign against the server with a built-in issuer token and verify
-// with only its trusted root; sigstore-go verifies the v3 bundle.
+// with only its trusted root (and each other's signatures); sigstore-go
+// verifies the v3 bundle and the v2 signature with the log's proof.
 func TestKeylessInteropRealClients(t *testing.T) {
 	srv := testenv.StartServer(t, nil)
 	trust := klDownloadTrust(t, srv)
@@ -368,8 +369,9 @@ func TestKeylessInteropRealClients(t *testing.T) {
 	// Another Hallmark server: its trusted root must not validate srv's
 	// signatures.
 	foreign := klDownloadTrust(t, testenv.StartServer(t, nil))
-	var legacyImage, bundleImage string // signed by cosign v2 and v3
-	var legacyBundle []byte             // cosign v2's signature + its log entry, as a sigstore bundle
+	var legacyImage, bundleImage string    // signed by cosign v2 and v3
+	var legacyBundle, legacyPayload []byte // cosign v2's signature + its log entry as a sigstore bundle; its payload
+	var legacyDigest v1.Hash               // the image cosign v2 signed
 
 	t.Run("cosign v2 legacy format", func(t *testing.T) {
 		c := newCosignCLI(t, "cosign")
@@ -423,7 +425,7 @@ func TestKeylessInteropRealClients(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		legacyBundle = klLegacyBundle(t, entryRaw, mf.Layers[0].Annotations, payload)
+		legacyBundle, legacyPayload, legacyDigest = klLegacyBundle(t, entryRaw, mf.Layers[0].Annotations, payload), payload, dgst
 
 		args := func(id, issuer, tag string, tr klTrust) []string {
 			return []string{"verify", "--trusted-root", tr.trustedRoot, "--certificate-identity", id,
@@ -513,6 +515,8 @@ func TestKeylessInteropRealClients(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		// The signed payload names the image; the policy checks the
+		// signature is over that payload.
 		var payload struct {
 			Critical struct {
 				Image struct {
@@ -520,27 +524,27 @@ func TestKeylessInteropRealClients(t *testing.T) {
 				} `json:"image"`
 			} `json:"critical"`
 		}
-		var ms struct {
-			MessageSignature struct {
-				MessageDigest struct {
-					Digest []byte `json:"digest"`
-				} `json:"messageDigest"`
-			} `json:"messageSignature"`
+		if err := json.Unmarshal(legacyPayload, &payload); err != nil || payload.Critical.Image.Digest != legacyDigest.String() {
+			t.Fatalf("payload %s does not name %s: %v", legacyPayload, legacyDigest, err)
 		}
-		json.Unmarshal(legacyBundle, &ms)
+		digest := sha256.Sum256(legacyPayload)
 		id, _ := sgverify.NewShortCertificateIdentity(srv.URL, "", identity, "")
-		res, err := v.Verify(&b, sgverify.NewPolicy(sgverify.WithArtifactDigest("sha256", ms.MessageSignature.MessageDigest.Digest), sgverify.WithCertificateIdentity(id)))
+		policy := sgverify.NewPolicy(sgverify.WithArtifactDigest("sha256", digest[:]), sgverify.WithCertificateIdentity(id))
+		res, err := v.Verify(&b, policy)
 		if err != nil {
 			t.Fatalf("sigstore-go rejects the cosign v2 signature with Hallmark's log proof: %v", err)
 		}
 		if res.Signature.Certificate.SubjectAlternativeName != identity {
 			t.Errorf("identity %s", res.Signature.Certificate.SubjectAlternativeName)
 		}
-		_ = payload
+		other := sha256.Sum256(append(append([]byte{}, legacyPayload...), ' '))
+		if _, err := v.Verify(&b, sgverify.NewPolicy(sgverify.WithArtifactDigest("sha256", other[:]), sgverify.WithCertificateIdentity(id))); err == nil {
+			t.Error("sigstore-go accepted the signature for another payload")
+		}
 		// Another server's trusted root does not verify it.
 		otherTR, _ := sgroot.NewTrustedRootFromJSON(foreign.raw)
 		ov, _ := sgverify.NewVerifier(otherTR, sgverify.WithSignedCertificateTimestamps(1), sgverify.WithTransparencyLog(1), sgverify.WithIntegratedTimestamps(1))
-		if _, err := ov.Verify(&b, sgverify.NewPolicy(sgverify.WithArtifactDigest("sha256", ms.MessageSignature.MessageDigest.Digest), sgverify.WithCertificateIdentity(id))); err == nil {
+		if _, err := ov.Verify(&b, policy); err == nil {
 			t.Error("sigstore-go accepted the signature with another server's trusted root")
 		}
 	})
