@@ -277,21 +277,3 @@ func (e *env) blobFile(d digest.Digest) string {
 func (e *env) uploadFiles() []string {
 	return files(e.t, filepath.Join(e.blobDir, "uploads"))
 }
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
-}
-
-func hasPrefixAny(s string, prefixes ...string) bool {
-	for _, p := range prefixes {
-		if strings.HasPrefix(s, p) {
-			return true
-		}
-	}
-	return false
-}

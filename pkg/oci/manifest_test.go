@@ -78,6 +78,38 @@ func TestParseManifestRealExamples(t *testing.T) {
 	}
 }
 
+// TestParseManifestAllExamples parses every testdata manifest (hand-written
+// copies of well-known manifests, and real-*.json captured from crane, oras,
+// regctl and cosign pushes) with its own mediaType as Content-Type.
+func TestParseManifestAllExamples(t *testing.T) {
+	for name, b := range readManifests(t) {
+		var probe struct {
+			MediaType string    `json:"mediaType"`
+			Subject   *struct{} `json:"subject"`
+		}
+		if err := json.Unmarshal(b, &probe); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		m, err := ParseManifest(probe.MediaType, b)
+		if strings.HasSuffix(name, "-rejected.json") {
+			if err == nil {
+				t.Errorf("%s accepted", name)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("%s: %v", name, err)
+			continue
+		}
+		if probe.MediaType != "" && m.MediaType != probe.MediaType {
+			t.Errorf("%s: media type %q", name, m.MediaType)
+		}
+		if (m.Subject != nil) != (probe.Subject != nil) {
+			t.Errorf("%s: subject lost or invented", name)
+		}
+	}
+}
+
 func TestParseManifestMalformed(t *testing.T) {
 	cfg := `{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a","size":2}`
 	tests := []struct {

@@ -124,11 +124,6 @@ func appendData(f *os.File, offset int64, r io.Reader, h hash.Hash) (int64, erro
 	for range pipeDepth {
 		free <- blockPool.Get().(*[]byte)
 	}
-	defer func() {
-		for range pipeDepth {
-			blockPool.Put(<-free)
-		}
-	}()
 	type job struct {
 		block
 		refs *atomic.Int32
@@ -163,6 +158,17 @@ func appendData(f *os.File, offset int64, r io.Reader, h hash.Hash) (int64, erro
 			release(j)
 		}
 	})
+	// stop ends both goroutines once they have drained their queues. It
+	// also runs if r panics, so nothing is left blocked.
+	stopped := false
+	stop := func() {
+		if !stopped {
+			stopped = true
+			close(toWrite)
+			close(toHash)
+		}
+	}
+	defer stop()
 	pos := offset
 	var rerr error
 	for !failed.Load() {
@@ -186,8 +192,10 @@ func appendData(f *os.File, offset int64, r io.Reader, h hash.Hash) (int64, erro
 			break
 		}
 	}
-	close(toWrite)
-	close(toHash)
+	stop()
 	wg.Wait()
+	for range pipeDepth {
+		blockPool.Put(<-free)
+	}
 	return pos - offset, errors.Join(rerr, werr)
 }
