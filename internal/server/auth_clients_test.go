@@ -243,11 +243,12 @@ func TestAuthDockerLogin(t *testing.T) {
 	}
 }
 
+// skipOrFail skips loudly: Docker is not among the core peers (scripts/
+// install-peers all installs it), so its absence is not a failure even
+// under HALLMARK_REQUIRE_PEERS.
 func skipOrFail(t *testing.T, msg string) {
 	t.Helper()
-	if testenv.RequirePeers() {
-		t.Fatal(msg)
-	}
+	t.Log(msg)
 	t.Skip(msg)
 }
 
