@@ -50,19 +50,26 @@ type Handler struct {
 	iss        *Issuer
 	log        *slog.Logger
 	adminToken [32]byte // SHA-256 of the admin token
+	admin      AdminCheck
 }
+
+// AdminCheck authorises an admin request by other means than the admin
+// token (for example an admin user's credentials checked by the registry's
+// auth service). It returns nil when the request may mint and rotate.
+type AdminCheck func(r *http.Request) error
 
 // NewHandler returns the issuer's HTTP handlers. adminToken authorises
 // minting and rotation (Authorization: Bearer <adminToken>); it must not be
-// empty.
-func NewHandler(iss *Issuer, log *slog.Logger, adminToken string) (*Handler, error) {
+// empty. admin, if not nil, is asked when the request does not carry the
+// admin token.
+func NewHandler(iss *Issuer, log *slog.Logger, adminToken string, admin AdminCheck) (*Handler, error) {
 	if adminToken == "" {
 		return nil, errors.New("oidc: empty admin token")
 	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Handler{iss: iss, log: log, adminToken: sha256.Sum256([]byte(adminToken))}, nil
+	return &Handler{iss: iss, log: log, adminToken: sha256.Sum256([]byte(adminToken)), admin: admin}, nil
 }
 
 // Discovery serves GET /.well-known/openid-configuration.
@@ -84,6 +91,18 @@ func (h *Handler) JWKS(w http.ResponseWriter, _ *http.Request) {
 func (h *Handler) authorize(w http.ResponseWriter, r *http.Request) bool {
 	auth := r.Header.Get("Authorization")
 	scheme, tok, ok := strings.Cut(auth, " ")
+	if h.admin != nil && ok && strings.TrimSpace(tok) != "" {
+		sum := sha256.Sum256([]byte(strings.TrimSpace(tok)))
+		if strings.EqualFold(scheme, "Bearer") && subtle.ConstantTimeCompare(sum[:], h.adminToken[:]) == 1 {
+			return true
+		}
+		if err := h.admin(r); err != nil {
+			w.Header().Set("WWW-Authenticate", `Basic realm="hallmark admin"`)
+			writeJSON(w, http.StatusUnauthorized, errorBody{Error: "admin credentials rejected: " + err.Error() + " (use an admin user's credentials or Authorization: Bearer <data-dir>/admin-token)"})
+			return false
+		}
+		return true
+	}
 	if !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(tok) == "" {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="hallmark-admin"`)
 		writeJSON(w, http.StatusUnauthorized, errorBody{Error: "admin token required: send Authorization: Bearer <admin token> (the server writes it to <data-dir>/admin-token)"})

@@ -42,7 +42,14 @@ func (s *Server) setupOIDC(ctx context.Context, mux *http.ServeMux) error {
 		if err != nil {
 			return err
 		}
-		h, err := oidc.NewHandler(iss, s.log, admin)
+		var adminCheck oidc.AdminCheck
+		if s.auth != nil {
+			adminCheck = func(r *http.Request) error {
+				_, err := s.auth.AdminAuthorized(r)
+				return err
+			}
+		}
+		h, err := oidc.NewHandler(iss, s.log, admin, adminCheck)
 		if err != nil {
 			return err
 		}
