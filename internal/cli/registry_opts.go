@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"net/http"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
@@ -21,6 +22,7 @@ type registryOptions struct {
 	username      string
 	password      string
 	tagPrefix     string
+	timeout       time.Duration
 }
 
 func (o *registryOptions) bind(fs *pflag.FlagSet) {
@@ -29,6 +31,15 @@ func (o *registryOptions) bind(fs *pflag.FlagSet) {
 	fs.StringVar(&o.username, "registry-username", "", "registry user name (default: docker's credential store, ~/.docker/config.json)")
 	fs.StringVar(&o.password, "registry-password", "", "registry password or token, with --registry-username")
 	fs.StringVar(&o.tagPrefix, "attachment-tag-prefix", "", "prefix of the signature tag: <prefix>sha256-<digest>.sig")
+	fs.DurationVarP(&o.timeout, "timeout", "t", 3*time.Minute, "give up after this long (0: no limit)")
+}
+
+// withTimeout bounds ctx by --timeout.
+func (o *registryOptions) withTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
+	if o.timeout <= 0 {
+		return context.WithCancel(ctx)
+	}
+	return context.WithTimeout(ctx, o.timeout)
 }
 
 func (o *registryOptions) nameOptions() []name.Option {

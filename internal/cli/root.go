@@ -48,6 +48,7 @@ transparency log compatible with the sigstore ecosystem.`,
 	root.AddCommand(newProjectCmd())
 	root.AddCommand(newLoginCmd(), newLogoutCmd())
 	root.AddCommand(newTrustCmd())
+	root.AddCommand(newCICmd())
 	return root
 }
 

@@ -73,7 +73,9 @@ Keyless signing and transparency-log upload are not available yet: sign with
 			if err := config.ApplyEnv(cmd.Flags(), "COSIGN_", lookupEnv, nil); err != nil {
 				return err
 			}
-			return o.run(cmd.Context(), args, cmd.ErrOrStderr())
+			ctx, cancel := o.reg.withTimeout(cmd.Context())
+			defer cancel()
+			return o.run(ctx, args, cmd.ErrOrStderr())
 		},
 	}
 	fs := cmd.Flags()

@@ -72,7 +72,9 @@ Signatures made without a transparency log (--tlog-upload=false) verify only wit
 			if err != nil {
 				return err
 			}
-			return o.run(cmd.Context(), images, cmd.OutOrStdout(), cmd.ErrOrStderr())
+			ctx, cancel := o.reg.withTimeout(cmd.Context())
+			defer cancel()
+			return o.run(ctx, images, cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
 	}
 	fs := cmd.Flags()
@@ -341,7 +343,7 @@ func (o *verifyOptions) print(oc verifyOutcome, annotations bool, stdout, stderr
 		lines.WriteString("  - The cosign claims were validated\n")
 	}
 	for _, v := range res.Verified {
-		if v.Bundle != nil {
+		if v.TlogVerified {
 			lines.WriteString("  - Existence of the claims in the transparency log was verified offline\n")
 			break
 		}

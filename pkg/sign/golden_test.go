@@ -33,9 +33,9 @@ import (
 // HALLMARK_CAPTURE_GOLDEN=1) signing goldenImage in a registry at
 // goldenRegistry with the key testdata/cosign-v2.6.5.key, three times:
 //
-//	1. -a env=prod -a team=core
-//	2. -a 'html=<a&b>' -a 'unicode=grüße'
-//	3. no annotations
+//  1. -a env=prod -a team=core
+//  2. -a 'html=<a&b>' -a 'unicode=grüße'
+//  3. no annotations
 //
 // and once more, with COSIGN_DOCKER_MEDIA_TYPES=1 and -a env=prod, a second
 // image (goldenImage with another layer). After each step the signature

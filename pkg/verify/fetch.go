@@ -191,8 +191,8 @@ func (c *Client) Resolve(ctx context.Context, ref name.Reference) (v1.Hash, erro
 		return v1.NewHash(d.DigestStr())
 	}
 	resp, err := c.do(ctx, http.MethodHead, ref.Context(), "manifests", ref.Identifier(), manifestAccept, -1)
-	if err == nil && resp.status != http.StatusNotFound && resp.digest == "" {
-		// Some registries do not send Docker-Content-Digest on HEAD.
+	if err != nil || resp.status != http.StatusNotFound && resp.digest == "" {
+		// Some registries refuse HEAD or send no Docker-Content-Digest on it.
 		resp, err = c.do(ctx, http.MethodGet, ref.Context(), "manifests", ref.Identifier(), manifestAccept, maxManifest)
 		if err == nil && resp.status != http.StatusNotFound {
 			resp.digest = digest.FromBytes(resp.body).String()

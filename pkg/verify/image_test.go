@@ -239,7 +239,7 @@ func TestParseSignatureManifest(t *testing.T) {
 	}
 	for _, tc := range []struct {
 		name, ct, body, err string
-		layers             int
+		layers              int
 	}{
 		{"cosign", "application/vnd.oci.image.manifest.v1+json", `{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json",` + cfg + `,"layers":[{"mediaType":"application/vnd.dev.cosign.simplesigning.v1+json","size":3,"digest":"` + d + `","annotations":{"dev.cosignproject.cosign/signature":"MEU="}}]}`, "", 1},
 		{"docker media types", "", `{"schemaVersion":2,"mediaType":"application/vnd.docker.distribution.manifest.v2+json",` + cfg + `,"layers":[]}`, "", 0},

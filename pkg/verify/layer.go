@@ -118,7 +118,10 @@ type Verified struct {
 	Layer       Layer
 	Claims      Claims
 	Certificate *x509.Certificate // keyless signatures
-	Bundle      *RekorBundle      // when the signature was logged
+	Bundle      *RekorBundle      // when the signature was logged (printed as cosign does)
+	// TlogVerified: Bundle was checked against a trusted log key. With
+	// IgnoreTlog a well-formed bundle is kept for output but not checked.
+	TlogVerified bool
 }
 
 // VerifyLayer checks one signature layer of the image with digest
@@ -203,7 +206,12 @@ func VerifyLayer(l Layer, imageDigest string, opts Options) (*Verified, error) {
 				return nil, fail(CheckTlog, "certificate was not valid when the signature was logged at %s (valid %s to %s)", it.UTC(), c.NotBefore.UTC(), c.NotAfter.UTC())
 			}
 		}
-		verified.Bundle = b
+		verified.Bundle, verified.TlogVerified = b, true
+	} else if raw, ok := l.Annotations[AnnotationBundle]; ok {
+		var b RekorBundle
+		if json.Unmarshal([]byte(raw), &b) == nil {
+			verified.Bundle = &b // cosign prints it even when the log is not checked
+		}
 	}
 	c, err := ParseClaims(l.Payload)
 	if err != nil {

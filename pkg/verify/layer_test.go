@@ -9,6 +9,7 @@ import (
 	"crypto/rsa"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -22,7 +23,7 @@ func testPayload(dig string, optional string) []byte {
 		`"},"type":"cosign container image signature"},"optional":` + optional + `}`)
 }
 
-func signLayer(t *testing.T, key *ecdsa.PrivateKey, payload []byte) Layer {
+func signLayer(t testing.TB, key *ecdsa.PrivateKey, payload []byte) Layer {
 	t.Helper()
 	h := sha256.Sum256(payload)
 	sig, err := ecdsa.SignASN1(rand.Reader, key, h[:])
@@ -234,6 +235,52 @@ func FuzzRekorBundle(f *testing.F) {
 		b, err := checkRekorBundle(raw, keys, payload, sig, p.leafPEM)
 		if err == nil && (b == nil || b.Payload.LogID != p.logID) {
 			t.Fatalf("accepted bundle %q", raw)
+		}
+	})
+}
+
+// TestBundleKeptWhenLogIgnored: with IgnoreTlog a bundle annotation is not
+// checked but still printed, as cosign does; a malformed one is dropped.
+func TestBundleKeptWhenLogIgnored(t *testing.T) {
+	key := newKey(t)
+	l := signLayer(t, key, testPayload(testDigest, `null`))
+	l.Annotations[AnnotationBundle] = `{"SignedEntryTimestamp":"AAAA","Payload":{"body":"e30=","integratedTime":1,"logIndex":7,"logID":"ab"}}`
+	v, err := VerifyLayer(l, testDigest, Options{PublicKey: &key.PublicKey, IgnoreTlog: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.TlogVerified || v.Bundle == nil || v.Claims.Optional["Bundle"] == nil {
+		t.Fatalf("bundle %+v verified=%v optional=%v", v.Bundle, v.TlogVerified, v.Claims.Optional)
+	}
+	b, _ := json.Marshal(v.Claims)
+	if !strings.Contains(string(b), `"optional":{"Bundle":{"SignedEntryTimestamp":"AAAA","Payload":{"body":"e30=","integratedTime":1,"logIndex":7,"logID":"ab"}}}`) {
+		t.Errorf("printed %s", b)
+	}
+	l.Annotations[AnnotationBundle] = "{garbage"
+	if v, err = VerifyLayer(l, testDigest, Options{PublicKey: &key.PublicKey, IgnoreTlog: true}); err != nil || v.Bundle != nil {
+		t.Fatalf("malformed bundle with the log ignored: %+v, %v", v, err)
+	}
+}
+
+// BenchmarkVerifyLayer is the per-signature CPU cost of a key-based check
+// (payload digest, ECDSA P-256, claims, annotations), next to the bare
+// ecdsa.VerifyASN1 it is bound by.
+func BenchmarkVerifyLayer(b *testing.B) {
+	key := newKey(b)
+	l := signLayer(b, key, testPayload(testDigest, `{"tag":"v1","com.gitlab.ci.commit.sha":"abc"}`))
+	opts := Options{PublicKey: &key.PublicKey, IgnoreTlog: true, Annotations: map[string]string{"tag": "v1"}}
+	b.Run("VerifyLayer", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := VerifyLayer(l, testDigest, opts); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("ecdsa.VerifyASN1", func(b *testing.B) {
+		h := sha256.Sum256(l.Payload)
+		sig := mustB64(l.Annotations[AnnotationSignature])
+		for b.Loop() {
+			ecdsa.VerifyASN1(&key.PublicKey, h[:], sig)
 		}
 	})
 }

@@ -150,7 +150,9 @@ func (s *signBench) run(ctx context.Context, bin string, args ...string) (time.D
 	return d, nil
 }
 
-func host(t Target) string { return strings.TrimPrefix(strings.TrimPrefix(t.URL, "http://"), "https://") }
+func host(t Target) string {
+	return strings.TrimPrefix(strings.TrimPrefix(t.URL, "http://"), "https://")
+}
 
 // pushImages pushes n small random images (one 256-byte layer) to
 // repo on t, 16 at a time, and returns their digest references.
@@ -232,13 +234,13 @@ func (s *signBench) cliRows(ctx context.Context, t Target, reps int) ([]Row, err
 	on := fmt.Sprintf("on %s registry; peer column = cosign v2.6.5", t.Name)
 	return []Row{
 		{Name: "`sign --key --tlog-upload=false` wall time, " + on, Unit: "ms", Hallmark: median(signT["hallmark"]), Peer: median(signT["cosign"]),
-			Goal: Goal{Kind: goalRatioMax, Value: 0.5},
+			Goal:    Goal{Kind: goalRatioMax, Value: 0.5},
 			Details: []string{"hallmark " + fmtRuns(signT["hallmark"]) + " ms", "cosign " + fmtRuns(signT["cosign"]) + " ms"}},
 		{Name: "`sign` wall time with the same key unencrypted (PKCS#8, hallmark only; cosign needs cosign.key), " + on, Unit: "ms",
 			Hallmark: median(signT["hallmark-plain"]), Peer: median(signT["cosign"]),
 			Details: []string{"hallmark with plain.key " + fmtRuns(signT["hallmark-plain"]) + " ms; the difference to the encrypted key is the scrypt (N=2^16, r=8) derivation both tools pay"}},
 		{Name: "`verify --key --insecure-ignore-tlog` wall time, " + on, Unit: "ms", Hallmark: median(verifyT["hallmark"]), Peer: median(verifyT["cosign"]),
-			Goal: Goal{Kind: goalRatioMax, Value: 0.5},
+			Goal:    Goal{Kind: goalRatioMax, Value: 0.5},
 			Details: []string{"hallmark " + fmtRuns(verifyT["hallmark"]) + " ms", "cosign " + fmtRuns(verifyT["cosign"]) + " ms"}},
 	}, nil
 }
