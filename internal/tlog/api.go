@@ -25,7 +25,9 @@ type APIConfig struct {
 	// BaseURL is the server's external URL (no trailing slash), used for
 	// Location headers.
 	BaseURL string
-	// MaxRequestBytes bounds request bodies (default 1 MiB).
+	// MaxRequestBytes bounds request bodies (default 4 MiB: a dsse entry
+	// carries the whole attestation envelope, e.g. an SBOM; only hashes of
+	// it are stored).
 	MaxRequestBytes int64
 }
 
@@ -41,7 +43,7 @@ type API struct {
 // NewAPI returns the HTTP API of l.
 func NewAPI(l *Log, logger *slog.Logger, cfg APIConfig) (*API, error) {
 	if cfg.MaxRequestBytes <= 0 {
-		cfg.MaxRequestBytes = 1 << 20
+		cfg.MaxRequestBytes = 4 << 20
 	}
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
@@ -363,6 +365,10 @@ func (a *API) failErr(w http.ResponseWriter, r *http.Request, err error) {
 		code = http.StatusBadRequest
 	case errors.Is(err, ErrNotFound):
 		code = http.StatusNotFound
+	case errors.Is(err, ErrBusy):
+		w.Header().Set("Retry-After", "1")
+		a.fail(w, r, http.StatusServiceUnavailable, err.Error())
+		return
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		code = http.StatusServiceUnavailable
 	}

@@ -21,6 +21,8 @@ var (
 	ErrTooLarge = errors.New("too large")
 	// ErrBadRequest: a malformed query (UUID, index, sizes).
 	ErrBadRequest = errors.New("bad request")
+	// ErrBusy: too many submissions are waiting; retry shortly (503).
+	ErrBusy = errors.New("the transparency log is busy; retry shortly")
 )
 
 // DuplicateError is returned by Add when an identical canonical entry is

@@ -31,6 +31,9 @@ type Config struct {
 	// MaxBatch bounds how many queued submissions one transaction appends
 	// (default 512).
 	MaxBatch int
+	// MaxQueue bounds the submissions waiting for a batch; beyond it Add
+	// fails fast with ErrBusy (default 4096).
+	MaxQueue int
 	// Now is the clock for integrated times (default time.Now).
 	Now func() time.Time
 }
@@ -48,6 +51,7 @@ type Log struct {
 	created  time.Time
 	hostname string
 	maxBatch int
+	maxQueue int
 	now      func() time.Time
 	log      *slog.Logger
 	rf       *compact.RangeFactory
@@ -93,6 +97,9 @@ func New(ctx context.Context, store Storage, signer crypto.Signer, logger *slog.
 	if cfg.MaxBatch <= 0 {
 		cfg.MaxBatch = 512
 	}
+	if cfg.MaxQueue <= 0 {
+		cfg.MaxQueue = 4096
+	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
@@ -105,7 +112,7 @@ func New(ctx context.Context, store Storage, signer crypto.Signer, logger *slog.
 	}
 	l := &Log{
 		store: store, signer: signer, pub: pub, logID: id, logIDHex: hex.EncodeToString(id[:]),
-		hostname: cfg.Hostname, maxBatch: cfg.MaxBatch, now: cfg.Now, log: logger,
+		hostname: cfg.Hostname, maxBatch: cfg.MaxBatch, maxQueue: cfg.MaxQueue, now: cfg.Now, log: logger,
 		rf: &compact.RangeFactory{Hash: hasher.HashChildren},
 	}
 	var rnd [8]byte
@@ -210,7 +217,9 @@ type pending struct {
 // *DuplicateError.
 func (l *Log) Add(ctx context.Context, c *Canonical) (*LogEntry, error) {
 	p := &pending{leaf: c.LeafHash, body: c.Body, done: make(chan struct{})}
-	l.submit(ctx, p)
+	if !l.submit(ctx, p) {
+		return nil, fmt.Errorf("%w: %d submissions are already waiting for the log", ErrBusy, l.maxQueue)
+	}
 	select {
 	case <-p.done:
 	case <-ctx.Done():
@@ -228,16 +237,22 @@ func (l *Log) Add(ctx context.Context, c *Canonical) (*LogEntry, error) {
 // submit queues p. If no batch is being written, the caller becomes the
 // writer: it commits batches until its own entry is done, then hands any
 // remaining queue to a new goroutine (group commit, no idle goroutine).
-func (l *Log) submit(ctx context.Context, p *pending) {
+// It returns false, without queueing, when the queue is full.
+func (l *Log) submit(ctx context.Context, p *pending) bool {
 	l.mu.Lock()
+	if len(l.queue) >= l.maxQueue {
+		l.mu.Unlock()
+		return false
+	}
 	l.queue = append(l.queue, p)
 	if l.flushing {
 		l.mu.Unlock()
-		return
+		return true
 	}
 	l.flushing = true
 	l.mu.Unlock()
 	l.flush(context.WithoutCancel(ctx), p)
+	return true
 }
 
 func (l *Log) flush(ctx context.Context, own *pending) {
@@ -259,9 +274,15 @@ func (l *Log) flush(ctx context.Context, own *pending) {
 		copy(batch, l.queue)
 		l.queue = append(l.queue[:0], l.queue[n:]...)
 		l.mu.Unlock()
-		l.integrate(ctx, batch)
+		bctx, cancel := context.WithTimeout(ctx, batchTimeout)
+		l.integrate(bctx, batch)
+		cancel()
 	}
 }
+
+// batchTimeout bounds one sequencing transaction (a stuck database fails
+// the waiting submissions instead of holding them forever).
+const batchTimeout = time.Minute
 
 func isDone(p *pending) bool {
 	select {

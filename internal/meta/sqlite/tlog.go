@@ -13,7 +13,8 @@ import (
 )
 
 // TlogStore is the transparency log's storage (tlog.Storage) in the
-// metadata database: the head row, entries and Merkle nodes (migration 4).
+// metadata database: the head row, entries and Merkle nodes (tables
+// tlog_tree, tlog_entries, tlog_nodes).
 // Sequencing runs on the single writer connection inside BEGIN IMMEDIATE, so
 // it serializes with every other writer of the file, in this process or
 // another.
