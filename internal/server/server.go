@@ -148,6 +148,7 @@ func build(ctx context.Context, cfg config.Server, log *slog.Logger, ln net.List
 		store.Close()
 		return nil, fmt.Errorf("trust: %w", err)
 	}
+	s.setupCI(mux)
 	s.handler = mux
 	return s, nil
 }
