@@ -8,12 +8,14 @@
 #   bash bench/run.sh                       # everything (a few minutes)
 #   bash bench/run.sh --quick               # smoke run: fewer repetitions
 #   bash bench/run.sh --scenario manifest   # only some scenarios (comma list)
-#   bash bench/run.sh --keep                # keep servers' data dirs and logs
+#   bash bench/run.sh --keep                # keep the servers' data dirs too
+#                                           # (config and logs: bench/out/run-*)
 #   bash bench/run.sh -- -v -rounds 5       # extra flags for hallmark-bench
 #   bash bench/run.sh --list                # list scenarios
 # Other options: --strict (exit 3 if a target is missed), --no-build (reuse
 # bench/out/bin), --hallmark BINARY (benchmark another hallmark build).
-# Needs Go (GOTOOLCHAIN=local); scripts/install-peers builds the peer.
+# Needs Go (GOTOOLCHAIN=local); `scripts/install-peers bench` builds the peers
+# (distribution, and cosign for the signing scenarios) on first use.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export GOTOOLCHAIN=local GOFLAGS=${GOFLAGS:--buildvcs=false}
@@ -32,7 +34,7 @@ while [ $# -gt 0 ]; do
     --hallmark) hallmark_bin=$2; shift ;;
     --list) list=1 ;;
     --) shift; extra=("$@"); break ;;
-    -h|--help) sed -n '2,/^# Needs Go/p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,/^# (distribution, and cosign/p' "$0"; exit 0 ;;
     *) echo "run.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -43,12 +45,17 @@ BIN=$OUT/bin
 mkdir -p "$BIN"
 log() { printf 'run.sh: %s\n' "$*" >&2; }
 
+# Builds go to a temporary name and are renamed into place, so a run going
+# on at the same time keeps its binaries.
+build_to() { # OUTPUT PACKAGE
+  go build -trimpath -o "$1.tmp.$$" "$2" && mv -f "$1.tmp.$$" "$1"
+}
 if [ $build = 1 ] || [ ! -x "$BIN/hallmark-bench" ]; then
-  go build -trimpath -o "$BIN/hallmark-bench" ./bench/cmd/hallmark-bench
+  build_to "$BIN/hallmark-bench" ./bench/cmd/hallmark-bench
 fi
 if [ -z "$hallmark_bin" ] && { [ $build = 1 ] || [ ! -x "$BIN/hallmark" ]; }; then
   log "building hallmark"
-  go build -trimpath -o "$BIN/hallmark" ./cmd/hallmark
+  build_to "$BIN/hallmark" ./cmd/hallmark
 fi
 if [ $list = 1 ]; then exec "$BIN/hallmark-bench" -list; fi
 HALLMARK=${hallmark_bin:-$BIN/hallmark}
@@ -59,11 +66,14 @@ REGISTRY=$PEERS/registry
 
 ports=$("$BIN/hallmark-bench" -free-ports 2)
 HPORT=${ports%%$'\n'*} DPORT=${ports##*$'\n'}
-HDATA=$OUT/hallmark-data DDATA=$OUT/distribution-data
-rm -rf "$HDATA" "$DDATA"
+# Everything of this run (data dirs, config, logs) is in its own directory,
+# so runs started at the same time do not disturb each other.
+stamp=$(date -u +%Y%m%dT%H%M%SZ)
+RUN=$OUT/run-$stamp-$$
+HDATA=$RUN/hallmark-data DDATA=$RUN/distribution-data
 mkdir -p "$HDATA" "$DDATA"
 
-cat > "$OUT/distribution.yml" <<EOF
+cat > "$RUN/distribution.yml" <<EOF
 # distribution v3.1.2 as configured for the benchmark: filesystem storage on
 # the same disk as Hallmark's data, delete enabled, in-memory blob descriptor
 # cache (its example config's default), quiet logs, no access log.
@@ -95,6 +105,7 @@ cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
   if [ $keep = 0 ]; then rm -rf "$HDATA" "$DDATA"; fi
+  log "logs and config in $RUN"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -103,17 +114,17 @@ trap 'exit 130' INT TERM
 # service here, and the registry paths are what is compared.
 hargs=(server --addr "127.0.0.1:$HPORT" --data-dir "$HDATA" --log-level warn)
 if "$HALLMARK" server --help 2>/dev/null | grep -q -- '--auth '; then hargs+=(--auth off); fi
-"$HALLMARK" "${hargs[@]}" > "$OUT/hallmark.log" 2>&1 &
+"$HALLMARK" "${hargs[@]}" > "$RUN/hallmark.log" 2>&1 &
 HPID=$!
 pids+=("$HPID")
 # OTEL_*: distribution otherwise exports traces to localhost:4318 every few seconds.
-OTEL_TRACES_EXPORTER=none OTEL_SDK_DISABLED=true "$REGISTRY" serve "$OUT/distribution.yml" > "$OUT/distribution.log" 2>&1 &
+OTEL_TRACES_EXPORTER=none OTEL_SDK_DISABLED=true "$REGISTRY" serve "$RUN/distribution.yml" > "$RUN/distribution.log" 2>&1 &
 DPID=$!
 pids+=("$DPID")
 log "hallmark pid $HPID on 127.0.0.1:$HPORT, distribution $("$REGISTRY" --version 2>/dev/null | awk '{print $NF}') pid $DPID on 127.0.0.1:$DPORT"
 log "uptime: $(uptime)"
 
-results=$OUT/results-$(date -u +%Y%m%dT%H%M%SZ).md
+results=$OUT/results-$stamp-$$.md
 set +e
 "$BIN/hallmark-bench" -hallmark "http://127.0.0.1:$HPORT" -hallmark-pid "$HPID" \
   -peer "http://127.0.0.1:$DPORT" -peer-pid "$DPID" -peer-name distribution \

@@ -19,6 +19,11 @@ func blobScenario(ctx context.Context, e *Env) ([]Row, error) {
 	if err != nil {
 		return nil, err
 	}
+	fp, err := newFastPuller()
+	if err != nil {
+		return nil, err
+	}
+	defer fp.Close()
 	var rows []Row
 	for _, size := range e.Sizes {
 		reps := e.SmallReps
@@ -55,17 +60,20 @@ func blobScenario(ctx context.Context, e *Env) ([]Row, error) {
 			rows = append(rows, throughputRow(e, fmt.Sprintf("push %d MiB %s", size, mode),
 				push[e.Hallmark.Name][mode], push[e.Peer.Name][mode]))
 		}
-		// Pulls. First every blob pushed above is read once, right after
-		// the pushes (whatever the server's write path left in the page
+		// Pulls (timed ones with fastPuller: body spliced to /dev/null;
+		// with -pin, this process on CPU 0 and the servers on the others).
+		// First every blob pushed above is read once, right after the
+		// pushes (whatever the server's write path left in the page
 		// cache); informational. Then each is verified against its
-		// digest (untimed) so a fast wrong answer cannot pass, and pulled
-		// pullRounds more times: serving a blob that is in the page cache,
-		// the case of a hot layer, with the pull target.
+		// digest (untimed, net/http + sha256) so a fast wrong answer
+		// cannot pass, and pulled pullRounds more times: serving a blob
+		// that is in the page cache, the case of a hot layer, with the
+		// pull target.
 		first := map[string][]float64{}
 		pull := map[string][]float64{}
 		pullOnce := func(i int, t Target, into map[string][]float64, what string) error {
 			b := pulls[t.Name][i]
-			dur, err := pullBlob(ctx, t, b.repo, b.digest, size*mib, false)
+			dur, err := fp.pull(ctx, t, b.repo, b.digest, size*mib)
 			if err != nil {
 				return err
 			}
@@ -76,9 +84,11 @@ func blobScenario(ctx context.Context, e *Env) ([]Row, error) {
 			}
 			return nil
 		}
+		pinned := pin(e, e.Hallmark.PID, e.Peer.PID)
 		for i := range reps {
 			for _, t := range e.targets(i) {
 				if err := pullOnce(i, t, first, "first"); err != nil {
+					pinned.unpin()
 					return rows, err
 				}
 			}
@@ -87,6 +97,7 @@ func blobScenario(ctx context.Context, e *Env) ([]Row, error) {
 			for _, t := range []Target{e.Hallmark, e.Peer} {
 				b := pulls[t.Name][i]
 				if _, err := pullBlob(ctx, t, b.repo, b.digest, size*mib, true); err != nil {
+					pinned.unpin()
 					return rows, err
 				}
 			}
@@ -95,11 +106,13 @@ func blobScenario(ctx context.Context, e *Env) ([]Row, error) {
 			for i := range reps {
 				for _, t := range e.targets(i + r) {
 					if err := pullOnce(i, t, pull, "warm"); err != nil {
+						pinned.unpin()
 						return rows, err
 					}
 				}
 			}
 		}
+		pinned.unpin()
 		rows = append(rows, throughputRow(e, fmt.Sprintf("pull %d MiB (page cache)", size), pull[e.Hallmark.Name], pull[e.Peer.Name]))
 		fr := throughputRow(e, fmt.Sprintf("pull %d MiB, first read right after push", size), first[e.Hallmark.Name], first[e.Peer.Name])
 		fr.Goal = Goal{}

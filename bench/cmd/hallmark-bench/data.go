@@ -92,7 +92,7 @@ func loadData(e *Env, sizes []int64) (*dataset, error) {
 }
 
 func writeRandom(path string, size int64) error {
-	tmp := path + ".tmp"
+	tmp := fmt.Sprintf("%s.tmp.%d", path, os.Getpid()) // runs may start together
 	f, err := os.Create(tmp)
 	if err != nil {
 		return err

@@ -39,13 +39,14 @@ type Env struct {
 	Warmup         time.Duration
 	Rounds         int // load rounds per server (alternating), median reported
 	Verbose        bool
+	Pin            bool // pin client and servers apart during pulls (pin.go)
 	// Signing scenario (signing.go): the two CLIs compared and its sizes.
 	HallmarkBin, CosignBin string
 	SignReps               int // timed runs of each CLI
 	BatchImages            int // images verified in one call
 	BatchWorkers           int // hallmark verify --max-workers for the batch
-	log            io.Writer
-	data           *dataset
+	log                    io.Writer
+	data                   *dataset
 }
 
 // Logf prints a progress line on stderr.
@@ -135,6 +136,7 @@ func scenarios() []Scenario {
 		{Name: "rss", Help: "peak RSS of each server while it receives one -rss-size MiB blob", Run: rssScenario},
 		{Name: "signing", Help: "hallmark sign/verify vs cosign sign/verify wall time (key, no log), and one verify call over -batch-images images vs the ECDSA P-256 limit", Run: signingScenario},
 		{Name: "tlog", Help: "transparency log: durable appends/s at -conns clients, and entry + inclusion proof latency at 1,000,000 entries (HALLMARK_BENCH_TLOG_SIZE)", Run: tlogScenario},
+		{Name: "keyless", Help: "keyless hallmark sign/verify vs cosign sign/verify wall time against the same Hallmark server as registry, CA and log (own server, built-in issuer token)", Run: keylessScenario},
 	}
 }
 
@@ -161,7 +163,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&sizes, "sizes", "64,512", "blob sizes in MiB for the blob scenario")
 	fs.IntVar(&e.SmallReps, "reps", 5, "repetitions per blob measurement for blobs < 256 MiB")
 	fs.IntVar(&e.LargeReps, "large-reps", 3, "repetitions per blob measurement for blobs >= 256 MiB")
-	fs.IntVar(&e.PullRounds, "pull-rounds", 3, "timed page-cache pulls of every pushed blob")
+	fs.IntVar(&e.PullRounds, "pull-rounds", 4, "timed page-cache pulls of every pushed blob")
 	fs.Int64Var(&e.RSSSize, "rss-size", 1024, "blob size in MiB for the RSS scenario")
 	fs.IntVar(&e.Conns, "conns", 32, "concurrent keep-alive connections for request-rate scenarios")
 	fs.DurationVar(&e.Duration, "duration", 5*time.Second, "measurement window of one load round")
@@ -170,6 +172,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.BoolVar(&strict, "strict", false, "exit with status 3 when a target is not met")
 	fs.DurationVar(&wait, "wait", 30*time.Second, "how long to wait for both servers to answer /v2/")
 	fs.BoolVar(&e.Verbose, "v", false, "print every run")
+	fs.BoolVar(&e.Pin, "pin", true, "during single-stream pulls, run this process on CPU 0 and the servers on CPUs 1..n-1 (needs >= 2 CPUs)")
 	fs.StringVar(&e.HallmarkBin, "hallmark-bin", "", "hallmark binary for the signing scenario")
 	fs.StringVar(&e.CosignBin, "cosign", "", "cosign v2 binary for the signing scenario")
 	fs.IntVar(&e.SignReps, "sign-reps", 7, "timed sign and verify runs of each CLI per registry")

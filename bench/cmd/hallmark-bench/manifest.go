@@ -190,6 +190,23 @@ func loadConn(ctx context.Context, addr string, req, want []byte, from, to time.
 // *body and returns the status, body length and whether the server closes
 // the connection.
 func readResponse(br *bufio.Reader, body *[]byte) (status, n int, closeConn bool, err error) {
+	status, cl, closeConn, err := readHead(br)
+	if err != nil {
+		return 0, 0, false, err
+	}
+	n = int(cl)
+	if cap(*body) < n {
+		*body = make([]byte, n)
+	}
+	*body = (*body)[:n]
+	_, err = io.ReadFull(br, *body)
+	return status, n, closeConn, err
+}
+
+// readHead reads the status line and headers of an HTTP/1.1 response and
+// returns the status, Content-Length (required) and whether the server
+// closes the connection.
+func readHead(br *bufio.Reader) (status int, n int64, closeConn bool, err error) {
 	line, err := br.ReadSlice('\n')
 	if err != nil {
 		return 0, 0, false, err
@@ -218,7 +235,7 @@ func readResponse(br *bufio.Reader, body *[]byte) (status, n int, closeConn bool
 		v = bytes.TrimSpace(v)
 		switch {
 		case bytes.EqualFold(k, []byte("Content-Length")):
-			if n, err = strconv.Atoi(string(v)); err != nil {
+			if n, err = strconv.ParseInt(string(v), 10, 64); err != nil || n < 0 {
 				return 0, 0, false, fmt.Errorf("bad Content-Length %q", v)
 			}
 		case bytes.EqualFold(k, []byte("Connection")):
@@ -230,10 +247,5 @@ func readResponse(br *bufio.Reader, body *[]byte) (status, n int, closeConn bool
 	if n < 0 {
 		return status, 0, false, errors.New("response without Content-Length")
 	}
-	if cap(*body) < n {
-		*body = make([]byte, n)
-	}
-	*body = (*body)[:n]
-	_, err = io.ReadFull(br, *body)
-	return status, n, closeConn, err
+	return status, n, closeConn, nil
 }

@@ -13,24 +13,27 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// The upload write path. Appending a request body is a three-way pipeline:
-// the calling goroutine reads a block from the network and hashes it, while
-// a writer goroutine writes the previous blocks to the file, so network,
-// hashing and disk overlap. Full blocks at block-aligned offsets are written
-// with O_DIRECT: the data goes from the block buffer to the device without a
-// copy into (and allocation of) page-cache pages, which on the machines we
-// measured was the largest single cost of a large upload. The unaligned tail
-// of a body, and everything when the filesystem refuses O_DIRECT, is written
-// through the page cache. Durability is unchanged: the caller fsyncs the file
-// (which also flushes the device's write cache and the file's metadata)
-// before it acknowledges anything.
+// The upload write path. Appending a request body is a pipeline of three
+// goroutines: the caller reads a block from the network, then a hasher and a
+// writer work on it at the same time, so network, hashing and disk overlap.
+//
+// Full blocks are written with O_DIRECT: the data goes from the block buffer
+// to the device without a copy into (and allocation of) page-cache pages.
+// That was the largest single cost of a large upload on the machines we
+// measured (see BENCHMARKS.md), and a large layer being pushed does not
+// evict the page cache's hot set (the layers being pulled). The price: a
+// blob just pushed is not in the page cache, so its first pull reads from
+// disk. Bodies smaller than one block (configs, signatures, small layers),
+// the tail of larger ones, and everything when the filesystem refuses
+// O_DIRECT, go through the page cache.
+//
+// Durability is unchanged: the caller fsyncs the file, which also persists
+// the file's metadata and flushes the device's write cache, before anything
+// is acknowledged.
 const (
 	directAlign = 4096    // O_DIRECT offset, length and address alignment
 	blockSize   = 1 << 20 // bytes per pipeline block
 	pipeDepth   = 4       // blocks in flight per append
-	// flushEvery starts writeback of page-cache writes every this many
-	// bytes so the fsync at the end of a large upload has little left.
-	flushEvery = 16 << 20
 )
 
 var blockPool = sync.Pool{New: func() any { b := alignedBlock(blockSize); return &b }}
@@ -51,18 +54,17 @@ type block struct {
 	off int64
 }
 
-// fileWriter writes blocks at their offsets, through O_DIRECT when it can.
+// fileWriter writes blocks at their offsets, full ones through O_DIRECT when
+// it can.
 type fileWriter struct {
 	f        *os.File // the upload's data file (buffered I/O)
 	df       *os.File // the same file opened with O_DIRECT; nil until needed
 	noDirect bool     // O_DIRECT unavailable: page cache only
-	pending  int64    // page-cache bytes written since the last writeback start
-	pendOff  int64
 }
 
 func (w *fileWriter) write(b block) error {
 	p, off := (*b.buf)[:b.n], b.off
-	if !w.noDirect && off%directAlign == 0 && len(p) >= directAlign {
+	if b.n == blockSize && off%directAlign == 0 && !w.noDirect {
 		if w.df == nil {
 			df, err := os.OpenFile(w.f.Name(), os.O_WRONLY|unix.O_DIRECT, 0)
 			if err != nil {
@@ -72,37 +74,17 @@ func (w *fileWriter) write(b block) error {
 			}
 		}
 		if w.df != nil {
-			a := len(p) &^ (directAlign - 1)
-			_, err := w.df.WriteAt(p[:a], off)
-			switch {
-			case err == nil:
-				p, off = p[a:], off+int64(a)
-			case errors.Is(err, syscall.EINVAL):
-				// Alignment or filesystem support after all: fall
-				// back to the page cache from here on.
-				w.noDirect = true
-			default:
+			_, err := w.df.WriteAt(p, off)
+			if !errors.Is(err, syscall.EINVAL) {
 				return err
 			}
+			// The filesystem does not support O_DIRECT after all (or not
+			// with this alignment): page cache from here on.
+			w.noDirect = true
 		}
 	}
-	if len(p) == 0 {
-		return nil
-	}
-	if _, err := w.f.WriteAt(p, off); err != nil {
-		return err
-	}
-	if w.pending == 0 {
-		w.pendOff = off
-	}
-	w.pending += int64(len(p))
-	if w.pending >= flushEvery {
-		// Start writeback of what was just written; an error only means
-		// the final fsync does more work.
-		_ = unix.SyncFileRange(int(w.f.Fd()), w.pendOff, w.pending, unix.SYNC_FILE_RANGE_WRITE)
-		w.pending = 0
-	}
-	return nil
+	_, err := w.f.WriteAt(p, off)
+	return err
 }
 
 func (w *fileWriter) close() error {
@@ -116,14 +98,29 @@ func (w *fileWriter) close() error {
 // h. It returns the bytes read and written; on error the caller must roll
 // the file and hash back (some of the bytes may have been written).
 //
-// Three goroutines share pipeDepth blocks: the caller reads a block from r,
-// then hands it to a hasher and a writer, which work on it at the same time
-// (both only read it); the last of the two to finish frees the block.
+// A body that fits in one block is hashed and written inline. A larger one
+// goes through the pipeline: up to pipeDepth blocks, taken from the pool as
+// needed; the caller reads a block from r, then hands it to a hasher and a
+// writer goroutine, which work on it at the same time (both only read it);
+// the last of the two to finish frees the block.
 func appendData(f *os.File, offset int64, r io.Reader, h hash.Hash) (int64, error) {
-	free := make(chan *[]byte, pipeDepth)
-	for range pipeDepth {
-		free <- blockPool.Get().(*[]byte)
+	w := &fileWriter{f: f}
+	first := blockPool.Get().(*[]byte)
+	k, err := io.ReadFull(r, *first)
+	if err != nil { // EOF or short: the whole body is in this block (or r failed)
+		if err == io.EOF || err == io.ErrUnexpectedEOF {
+			err = nil
+		}
+		if k > 0 {
+			h.Write((*first)[:k])
+			err = errors.Join(err, w.write(block{buf: first, n: k, off: offset}), w.close())
+		}
+		blockPool.Put(first)
+		return int64(k), err
 	}
+
+	free := make(chan *[]byte, pipeDepth)
+	allocated := 1
 	type job struct {
 		block
 		refs *atomic.Int32
@@ -138,7 +135,6 @@ func appendData(f *os.File, offset int64, r io.Reader, h hash.Hash) (int64, erro
 	var wg sync.WaitGroup
 	var failed atomic.Bool
 	var werr error
-	w := &fileWriter{f: f}
 	wg.Go(func() {
 		for j := range toWrite {
 			if werr == nil {
@@ -169,17 +165,31 @@ func appendData(f *os.File, offset int64, r io.Reader, h hash.Hash) (int64, erro
 		}
 	}
 	defer stop()
-	pos := offset
+	send := func(buf *[]byte, n int, off int64) {
+		rc := new(atomic.Int32)
+		rc.Store(2)
+		j := job{block: block{buf: buf, n: n, off: off}, refs: rc}
+		toHash <- j
+		toWrite <- j
+	}
+	send(first, k, offset)
+	pos := offset + int64(k)
 	var rerr error
 	for !failed.Load() {
-		buf := <-free
+		var buf *[]byte
+		select {
+		case buf = <-free:
+		default:
+			if allocated < pipeDepth {
+				buf = blockPool.Get().(*[]byte)
+				allocated++
+			} else {
+				buf = <-free
+			}
+		}
 		k, err := io.ReadFull(r, *buf)
 		if k > 0 {
-			rc := new(atomic.Int32)
-			rc.Store(2)
-			j := job{block: block{buf: buf, n: k, off: pos}, refs: rc}
-			toHash <- j
-			toWrite <- j
+			send(buf, k, pos)
 			pos += int64(k)
 		} else {
 			free <- buf
@@ -194,7 +204,7 @@ func appendData(f *os.File, offset int64, r io.Reader, h hash.Hash) (int64, erro
 	}
 	stop()
 	wg.Wait()
-	for range pipeDepth {
+	for range allocated {
 		blockPool.Put(<-free)
 	}
 	return pos - offset, errors.Join(rerr, werr)

@@ -22,7 +22,7 @@ func TestAppendData(t *testing.T) {
 		2*blockSize + directAlign, len(src)}
 	for _, prefix := range []int{0, 100, directAlign, blockSize} {
 		for _, n := range sizes {
-			for _, oneByte := range []bool{false, true} {
+			for _, small := range []bool{false, true} {
 				f, err := os.Create(filepath.Join(t.TempDir(), "data"))
 				if err != nil {
 					t.Fatal(err)
@@ -34,8 +34,8 @@ func TestAppendData(t *testing.T) {
 					t.Fatal(err)
 				}
 				var r io.Reader = bytes.NewReader(src[prefix : prefix+min(n, len(src)-prefix)])
-				if oneByte {
-					r = iotest.OneByteReader(r)
+				if small {
+					r = &smallReader{r: r} // short reads, as from a socket
 				}
 				want := src[:prefix+min(n, len(src)-prefix)]
 				got, err := appendData(f, int64(prefix), r, h)
@@ -77,6 +77,10 @@ func TestAppendDataReadError(t *testing.T) {
 	}
 }
 
+type smallReader struct{ r io.Reader }
+
+func (s *smallReader) Read(b []byte) (int, error) { return s.r.Read(b[:min(len(b), 777)]) }
+
 type panicReader struct{ n int }
 
 func (p *panicReader) Read(b []byte) (int, error) {
@@ -104,8 +108,10 @@ func TestAppendDataPanic(t *testing.T) {
 	appendData(f, 0, &panicReader{n: 3*blockSize + 7}, sha256.New())
 }
 
-// TestAppendDataWriteError: a write failure (read-only file) is returned
-// and stops reading early.
+// TestAppendDataWriteError: a write failure is returned and stops reading
+// early. The file is opened read-only and the offset is unaligned, so every
+// write goes through that descriptor (the O_DIRECT one is only for aligned
+// offsets) and fails.
 func TestAppendDataWriteError(t *testing.T) {
 	p := filepath.Join(t.TempDir(), "data")
 	if err := os.WriteFile(p, nil, 0o600); err != nil {
@@ -117,7 +123,7 @@ func TestAppendDataWriteError(t *testing.T) {
 	}
 	defer f.Close()
 	src := &countingReader{r: bytes.NewReader(make([]byte, 64*blockSize))}
-	if _, err := appendData(f, 0, src, sha256.New()); err == nil {
+	if _, err := appendData(f, 1, src, sha256.New()); err == nil {
 		t.Fatal("write to a read-only file succeeded")
 	}
 	if src.n >= 64*blockSize {
@@ -134,4 +140,45 @@ func (c *countingReader) Read(b []byte) (int, error) {
 	k, err := c.r.Read(b)
 	c.n += k
 	return k, err
+}
+
+// TestWriterUsesDirectIO: a full aligned block goes through the O_DIRECT
+// descriptor (where the filesystem supports it), a short one does not, and
+// both land in the file.
+func TestWriterUsesDirectIO(t *testing.T) {
+	f, err := os.Create(filepath.Join(t.TempDir(), "data"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	full := alignedBlock(blockSize)
+	rand.Read(full)
+	w := &fileWriter{f: f}
+	short := alignedBlock(blockSize)
+	copy(short, "tail")
+	if err := w.write(block{buf: &short, n: 4, off: blockSize}); err != nil {
+		t.Fatal(err)
+	}
+	if w.df != nil {
+		t.Error("a short block opened the O_DIRECT descriptor")
+	}
+	if err := w.write(block{buf: &full, n: blockSize, off: 0}); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.close(); err != nil {
+		t.Fatal(err)
+	}
+	if w.noDirect {
+		t.Skip("the filesystem of t.TempDir() refuses O_DIRECT; the page-cache fallback was used")
+	}
+	if w.df == nil {
+		t.Fatal("a full aligned block did not use O_DIRECT")
+	}
+	got, err := os.ReadFile(f.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, append(append([]byte{}, full...), "tail"...)) {
+		t.Fatal("file content differs")
+	}
 }
