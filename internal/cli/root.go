@@ -49,6 +49,7 @@ transparency log compatible with the sigstore ecosystem.`,
 	root.AddCommand(newLoginCmd(), newLogoutCmd())
 	root.AddCommand(newTrustCmd())
 	root.AddCommand(newCICmd())
+	root.AddCommand(newAttestCmd(), newVerifyAttestationCmd())
 	return root
 }
 

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"sync"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -32,7 +33,18 @@ type signOptions struct {
 	upload            bool
 	outputSignature   string
 	outputPayload     string
+	outputCertificate string
 	containerIdentity string
+
+	blobs *sign.MonolithicBlobs // uploads signature blobs (shared by all images)
+
+	// keyless signing and the transparency log
+	identityToken   string
+	fulcioURL       string
+	rekorURL        string
+	signingConfig   string
+	insecureSkipSCT bool
+	trust           trustOptions
 }
 
 func newSignCmd() *cobra.Command {
@@ -58,15 +70,32 @@ org.opencontainers.image.source, org.opencontainers.image.revision and tag
 (GITHUB_ACTIONS=true) gives the com.github.actions.* counterparts. A missing
 variable is an error naming it, never an empty annotation. Explicit -a wins.
 
-Every flag can also be set as in cosign with COSIGN_<FLAG> (COSIGN_KEY, COSIGN_YES,
-COSIGN_TLOG_UPLOAD, ...). COSIGN_PASSWORD is the key password (else a prompt, else
-standard input), COSIGN_REPOSITORY stores signatures in another repository, and
-COSIGN_DOCKER_MEDIA_TYPES=1 writes Docker instead of OCI media types.
+Without --key the signature is keyless, as cosign's default: an ephemeral ECDSA
+P-256 key, a 10-minute certificate for the identity in an OIDC ID token (from
+--identity-token, a JWT or a file holding one, else SIGSTORE_ID_TOKEN; in GitLab CI an
+id_tokens entry with aud: sigstore) from the certificate authority at --fulcio-url, and
+an entry in the transparency log at --rekor-url. The URLs default to the signing config
+stored by 'hallmark trust init' (or --signing-config FILE). Before anything is attached,
+the certificate must chain to the trusted root's CA and carry an SCT of its CT log, and
+the log entry's signed entry timestamp and inclusion proof must verify with the trusted
+root's log key (--trusted-root FILE, else the stored one). The layer then carries the
+certificate, the chain and the log bundle as annotations, exactly as cosign writes them.
 
-Keyless signing and transparency-log upload are not available yet: sign with
---key and --tlog-upload=false (as cosign does for a registry without a log).`,
-		Example: `  hallmark sign --key cosign.key --tlog-upload=false -a tag=v1 registry.example/group/app:v1
-  COSIGN_PASSWORD=... hallmark sign --key cosign.key --tlog-upload=false --ci-annotations -y "$IMAGE_DIGEST"
+Uploading to a transparency log (the default, also with --key) prints a privacy notice
+and asks for confirmation unless -y (COSIGN_YES=true). --tlog-upload=false signs
+without a log (verify then needs --insecure-ignore-tlog).
+
+Every flag can also be set as in cosign with COSIGN_<FLAG> (COSIGN_KEY, COSIGN_YES,
+COSIGN_TLOG_UPLOAD, COSIGN_FULCIO_URL, COSIGN_REKOR_URL, ...). COSIGN_PASSWORD is the
+key password (else a prompt, else standard input), COSIGN_REPOSITORY stores signatures
+in another repository, and COSIGN_DOCKER_MEDIA_TYPES=1 writes Docker instead of OCI
+media types.`,
+		Example: `  # keyless, in a CI job, with trust from 'hallmark trust init'
+  hallmark sign -y --ci-annotations "$CI_REGISTRY_IMAGE@$IMAGE_DIGEST"
+  hallmark sign -y --identity-token token.jwt --fulcio-url https://hallmark.example --rekor-url https://hallmark.example \\
+      --trusted-root trusted_root.json -a tag=v1 registry.example/group/app:v1
+  # with a key, no transparency log
+  hallmark sign --key cosign.key --tlog-upload=false -a tag=v1 registry.example/group/app:v1
   hallmark sign --key env://COSIGN_PRIVATE_KEY --tlog-upload=false --recursive registry.example/app@sha256:...`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -75,16 +104,23 @@ Keyless signing and transparency-log upload are not available yet: sign with
 			}
 			ctx, cancel := o.reg.withTimeout(cmd.Context())
 			defer cancel()
-			return o.run(ctx, args, cmd.ErrOrStderr())
+			return o.run(ctx, args, cmd.InOrStdin(), cmd.ErrOrStderr())
 		},
 	}
 	fs := cmd.Flags()
-	fs.StringVar(&o.key, "key", "", "private key: a cosign.key file (password in COSIGN_PASSWORD), a PEM/PKCS#8 key file, or env://VAR")
+	fs.StringVar(&o.key, "key", "", "private key: a cosign.key file (password in COSIGN_PASSWORD), a PEM/PKCS#8 key file, or env://VAR (default: keyless)")
+	fs.StringVar(&o.identityToken, "identity-token", "", "OIDC ID token for keyless signing: an RS256 JWT, else a file holding the token (default: $SIGSTORE_ID_TOKEN)")
+	fs.StringVar(&o.fulcioURL, "fulcio-url", "", "certificate authority (Fulcio v1 API) for keyless signing (default: from the signing config)")
+	fs.StringVar(&o.rekorURL, "rekor-url", "", "transparency log (Rekor v1 API) (default: from the signing config)")
+	fs.StringVar(&o.signingConfig, "signing-config", "", "sigstore signing_config.json naming the CA and log (default: the one 'hallmark trust init' stored)")
+	fs.BoolVar(&o.insecureSkipSCT, "insecure-skip-verify", false, "do not require the certificate's SCT from a trusted CT log (insecure)")
+	fs.StringVar(&o.outputCertificate, "output-certificate", "", "also write the signing certificate (PEM) to this file")
+	o.trust.bind(fs)
 	fs.StringSliceVarP(&o.annotations, "annotations", "a", nil, "extra key=value annotation to sign (repeatable; commas separate entries)")
 	fs.BoolVar(&o.ciAnnotations, "ci-annotations", false, "add the CI job's provenance annotations (GitLab CI, GitHub Actions)")
 	fs.BoolVarP(&o.yes, "yes", "y", false, "skip confirmation prompts")
 	fs.BoolVarP(&o.recursive, "recursive", "r", false, "also sign every manifest of a multi-arch index")
-	fs.BoolVar(&o.tlogUpload, "tlog-upload", true, "upload the signature to a transparency log (not available yet: pass --tlog-upload=false)")
+	fs.BoolVar(&o.tlogUpload, "tlog-upload", true, "record the signature in the transparency log")
 	fs.BoolVar(&o.upload, "upload", true, "push the signature to the registry")
 	fs.StringVar(&o.outputSignature, "output-signature", "", "also write the base64 signature to this file")
 	fs.StringVar(&o.outputPayload, "output-payload", "", "also write the signed payload to this file")
@@ -115,12 +151,12 @@ func parseAnnotations(list []string) (map[string]string, error) {
 	return out, nil
 }
 
-func (o *signOptions) run(ctx context.Context, images []string, stderr io.Writer) error {
+func (o *signOptions) run(ctx context.Context, images []string, stdin io.Reader, stderr io.Writer) error {
 	ann, err := parseAnnotations(o.annotations)
 	if err != nil {
 		return err
 	}
-	load, err := o.newSigner(ctx)
+	load, err := o.newSigner(ctx, stdin, stderr)
 	if err != nil {
 		return err
 	}
@@ -131,6 +167,7 @@ func (o *signOptions) run(ctx context.Context, images []string, stderr io.Writer
 	if err != nil {
 		return err
 	}
+	o.blobs = &sign.MonolithicBlobs{Keychain: o.reg.keychain(), Transport: o.reg.transport(), UserAgent: "hallmark/" + Version}
 	for _, img := range images {
 		if err := o.signImage(ctx, img, ann, signer, ropts, stderr); err != nil {
 			return fmt.Errorf("signing %s: %w", img, err)
@@ -162,16 +199,93 @@ func (p *pendingSigner) get() (sign.Signer, error) {
 
 // newSigner picks how to sign and returns the (possibly slow) step that
 // makes the signer; everything that can fail fast or prompts has happened
-// when it returns. Key-based signing is the only mode so far; keyless
-// signing (no --key) and log upload plug in here.
-func (o *signOptions) newSigner(context.Context) (func() (sign.Signer, error), error) {
-	if o.key == "" {
-		return nil, errors.New("--key is required: keyless signing is not available yet (create a key pair with 'hallmark generate-key-pair')")
+// when it returns: the token is read, the services and trust are known
+// and the upload is confirmed. The slow step (decrypting a key, or the
+// ephemeral key and its certificate) runs while images are resolved.
+func (o *signOptions) newSigner(ctx context.Context, stdin io.Reader, stderr io.Writer) (func() (sign.Signer, error), error) {
+	keyless := o.key == ""
+	var token string
+	if keyless {
+		var err error
+		if token, err = resolveIdentityToken(o.identityToken); err != nil {
+			return nil, err
+		}
 	}
+	fulcioURL, rekorURL, err := signingServices(o.fulcioURL, o.rekorURL, o.signingConfig, keyless, o.tlogUpload)
+	if err != nil {
+		return nil, err
+	}
+	var tr *trust
+	if keyless || o.tlogUpload {
+		if tr, err = o.trust.loadStored(true); err != nil {
+			return nil, fmt.Errorf("checking the certificate and log entry needs the trusted root: %w", err)
+		}
+	}
+	client := serviceClient()
+	var log *sign.TransparencyLog
 	if o.tlogUpload {
-		return nil, errors.New("uploading signatures to a transparency log is not available yet: sign with --tlog-upload=false (or COSIGN_TLOG_UPLOAD=false) and verify with --insecure-ignore-tlog, as cosign does for registries without a log")
+		if err := confirmUpload(stderr, stdin, rekorURL, o.yes); err != nil {
+			return nil, err
+		}
+		log = &sign.TransparencyLog{URL: rekorURL, Keys: tr.material.TlogKeys, HTTPClient: client}
 	}
-	return keySigner(o.key)
+	if !keyless {
+		load, err := keySigner(o.key)
+		if err != nil {
+			return nil, err
+		}
+		return func() (sign.Signer, error) {
+			s, err := load()
+			if err != nil {
+				return nil, err
+			}
+			return sign.KeySigner{Key: s.(sign.KeySigner).Key, Log: log}, nil
+		}, nil
+	}
+	fmt.Fprintln(stderr, "Generating ephemeral keys...")
+	fmt.Fprintln(stderr, "Retrieving signed certificate...")
+	cfg := sign.KeylessConfig{CA: &sign.Fulcio{URL: fulcioURL, HTTPClient: client}, Token: token, Trust: tr.material,
+		SkipSCT: o.insecureSkipSCT, Log: log}
+	return func() (sign.Signer, error) {
+		s, err := sign.NewKeylessSigner(ctx, cfg)
+		if err != nil {
+			return nil, err
+		}
+		return &sctReporter{KeylessSigner: s, skip: o.insecureSkipSCT, w: stderr}, nil
+	}, nil
+}
+
+// sctReporter prints cosign's "Successfully verified SCT..." once the
+// certificate check passed (it runs while the first signature is logged).
+type sctReporter struct {
+	*sign.KeylessSigner
+	skip bool
+	w    io.Writer
+	once sync.Once
+}
+
+func (r *sctReporter) report() {
+	if !r.skip {
+		r.once.Do(func() { fmt.Fprintln(r.w, "Successfully verified SCT...") })
+	}
+}
+
+// Sign implements sign.Signer.
+func (r *sctReporter) Sign(ctx context.Context, p []byte) (*sign.Signature, error) {
+	s, err := r.KeylessSigner.Sign(ctx, p)
+	if err == nil {
+		r.report()
+	}
+	return s, err
+}
+
+// SignDSSE implements sign.AttestationSigner.
+func (r *sctReporter) SignDSSE(ctx context.Context, payloadType string, body []byte) (*sign.Signature, error) {
+	s, err := r.KeylessSigner.SignDSSE(ctx, payloadType, body)
+	if err == nil {
+		r.report()
+	}
+	return s, err
 }
 
 // keySigner reads the key file and its password now and returns the step
@@ -220,20 +334,51 @@ func (o *signOptions) signImage(ctx context.Context, image string, explicit map[
 		}
 		ann = provenance.Merge(collected, explicit)
 	}
-	desc, err := remote.Get(ref, ropts...)
-	if err != nil {
-		if oci.IsNotFound(err) {
-			return fmt.Errorf("image %s not found in the registry: %w", ref, err)
+	resolve := func() (*remote.Descriptor, error) {
+		desc, err := remote.Get(ref, ropts...)
+		if err != nil {
+			if oci.IsNotFound(err) {
+				return nil, fmt.Errorf("image %s not found in the registry: %w", ref, err)
+			}
+			return nil, fmt.Errorf("resolving %s: %w", ref, err)
 		}
-		return fmt.Errorf("resolving %s: %w", ref, err)
+		return desc, nil
 	}
-	digests := []v1.Hash{desc.Digest}
-	if o.recursive && desc.MediaType.IsIndex() {
-		children, err := indexChildren(ref.Context(), desc, ropts)
+	// exists is nil, or reports whether the image exists: for a digest
+	// reference (what CI jobs sign) everything that needs the digest starts
+	// at once, and the image must have been found before anything is
+	// logged.
+	var exists chan error
+	var digests []v1.Hash
+	if dref, ok := ref.(name.Digest); ok && !o.recursive {
+		h, err := v1.NewHash(dref.DigestStr())
+		if err != nil {
+			return fmt.Errorf("image reference %q: %w", image, err)
+		}
+		digests = []v1.Hash{h}
+		exists = make(chan error, 1)
+		go func() {
+			err := o.blobs.CheckManifest(ctx, ref.Context(), h)
+			if errors.Is(err, sign.ErrImageNotFound) {
+				err = fmt.Errorf("image %s not found in the registry: %w", ref, err)
+			} else if err != nil {
+				err = fmt.Errorf("resolving %s: %w", ref, err)
+			}
+			exists <- err
+		}()
+	} else {
+		desc, err := resolve()
 		if err != nil {
 			return err
 		}
-		digests = append(digests, children...)
+		digests = []v1.Hash{desc.Digest}
+		if o.recursive && desc.MediaType.IsIndex() {
+			children, err := indexChildren(ref.Context(), desc, ropts)
+			if err != nil {
+				return err
+			}
+			digests = append(digests, children...)
+		}
 	}
 	repo := ref.Context()
 	override := os.Getenv("COSIGN_REPOSITORY")
@@ -249,22 +394,37 @@ func (o *signOptions) signImage(ctx context.Context, image string, explicit map[
 	if o.containerIdentity != "" {
 		dockerRef = o.containerIdentity
 	}
-	signer, err := pending.get()
-	if err != nil {
-		return err
-	}
-	aopts := sign.AttachOptions{TagPrefix: o.reg.tagPrefix, DockerMediaTypes: os.Getenv("COSIGN_DOCKER_MEDIA_TYPES") == "1", Remote: ropts}
-	if pk, ok := signer.(interface{ PublicKey() crypto.PublicKey }); ok {
-		aopts.Verifier = pk.PublicKey()
-	}
+	aopts := sign.AttachOptions{TagPrefix: o.reg.tagPrefix, DockerMediaTypes: os.Getenv("COSIGN_DOCKER_MEDIA_TYPES") == "1", Remote: ropts,
+		Blobs: o.blobs}
 	for _, d := range digests {
 		body, err := payload.New(dockerRef, d.String(), ann).Bytes()
+		if err != nil {
+			return err
+		}
+		// The registry work that needs only the payload (reading the
+		// existing signatures, uploading the payload and config blobs)
+		// runs while the payload is signed and logged.
+		var prepared chan *sign.Attachment
+		if o.upload {
+			prepared = make(chan *sign.Attachment, 1)
+			go func() { prepared <- sign.PrepareAttach(ctx, target, d, body, aopts) }()
+		}
+		if exists != nil {
+			if err := <-exists; err != nil {
+				return err
+			}
+			exists = nil
+		}
+		signer, err := pending.get()
 		if err != nil {
 			return err
 		}
 		sig, err := signer.Sign(ctx, body)
 		if err != nil {
 			return fmt.Errorf("signing %s: %w", d, err)
+		}
+		if sig.Bundle != nil {
+			fmt.Fprintln(stderr, "tlog entry created with index:", sig.LogIndex)
 		}
 		if err := o.writeOutputs(sig); err != nil {
 			return err
@@ -273,7 +433,11 @@ func (o *signOptions) signImage(ctx context.Context, image string, explicit map[
 			continue
 		}
 		fmt.Fprintln(stderr, "Pushing signature to:", shown)
-		if _, err := sign.Attach(target, d, sig, aopts); err != nil {
+		var verifier crypto.PublicKey
+		if ks, ok := signer.(sign.KeySigner); ok {
+			verifier = ks.PublicKey()
+		}
+		if _, err := (<-prepared).Commit(sig, verifier); err != nil {
 			return err
 		}
 	}
@@ -317,6 +481,11 @@ func (o *signOptions) writeOutputs(sig *sign.Signature) error {
 	}
 	if o.outputPayload != "" {
 		if err := os.WriteFile(o.outputPayload, sig.Payload, 0o644); err != nil {
+			return err
+		}
+	}
+	if o.outputCertificate != "" && sig.Certificate != nil {
+		if err := os.WriteFile(o.outputCertificate, sig.Certificate, 0o644); err != nil {
 			return err
 		}
 	}

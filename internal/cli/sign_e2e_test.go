@@ -76,7 +76,7 @@ func TestSignFlagsAndEnv(t *testing.T) {
 		}
 	})
 
-	t.Run("tlog upload is refused until a log exists", func(t *testing.T) {
+	t.Run("tlog upload needs a configured log", func(t *testing.T) {
 		img := pushImage(t, host, "sign/tlog", "v1")
 		r := hm.fail(1, "sign", "--key", "cosign.key", img.String())
 		if !strings.Contains(r.stderr, "--tlog-upload=false") {

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"crypto"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"text/tabwriter"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -33,6 +35,13 @@ type verifyOptions struct {
 	imagesFrom            string
 	insecureIgnoreTlog    bool
 	privateInfrastructure bool
+
+	// keyless
+	identity          verify.Identity
+	trust             trustOptions
+	insecureIgnoreSCT bool
+	offline           bool
+	provenance        bool
 }
 
 func newVerifyCmd() *cobra.Command {
@@ -59,10 +68,37 @@ failing image in input order.
 Many images can be verified in one call: give several IMAGE arguments and/or
 --images-from FILE ('-' for standard input; one reference a line, # comments).
 
+Without --key, signatures are verified keylessly, as cosign does: the certificate in
+the signature must chain to a CA of the trusted root (--trusted-root FILE; else cosign
+v2's SIGSTORE_ROOT_FILE, SIGSTORE_REKOR_PUBLIC_KEY and SIGSTORE_CT_LOG_PUBLIC_KEY_FILE
+for their part; else the trusted root 'hallmark trust init' stored), carry an SCT of
+its CT log (unless --insecure-ignore-sct), and name an identity given by
+--certificate-identity(-regexp) with an issuer given by
+--certificate-oidc-issuer(-regexp) (regexps are unanchored Go regexps, as in cosign).
+Verification is always offline: the transparency-log bundle stored with the signature
+must carry a signed entry timestamp from a log of the trusted root, for exactly this
+signature, and the certificate must have been valid when it was logged. No CA or log
+is contacted.
+
+Sigstore bundles attached as OCI referrers (cosign v3, --new-bundle-format) are
+verified too, after the .sig signatures (cosign v2.6 ignores .sig signatures once a
+bundle exists; Hallmark verifies both and prints both). Their output is what cosign
+prints for bundles: critical.type is the predicate type and optional holds the
+statement's annotations (cosign v3's -a), which -a checks.
+
+--provenance compares each signed annotation with what the signing certificate attests
+(commit SHA with 1.3.6.1.4.1.57264.1.13, ref with .1.14, project and pipeline URL with
+.1.12, job URL and id with .1.21, ...), prints the comparison as a table on standard
+error and fails a signature whose annotation contradicts its certificate. Standard
+output stays cosign's.
+
 Signatures made without a transparency log (--tlog-upload=false) verify only with
 --insecure-ignore-tlog (or --private-infrastructure, the same without the warning).`,
-		Example: `  hallmark verify --key cosign.pub --insecure-ignore-tlog -a tag=v1 registry.example/group/app:v1 | jq .
-  hallmark verify --key cosign.pub --insecure-ignore-tlog --recursive registry.example/app@sha256:...
+		Example: `  hallmark verify --certificate-identity "$CI_PROJECT_URL//.gitlab-ci.yml@refs/heads/main" \\
+      --certificate-oidc-issuer "$CI_SERVER_URL" -a tag=v1 registry.example/group/app:v1 | jq .
+  hallmark verify --trusted-root trusted_root.json --certificate-identity-regexp '^https://gitlab.example/group/' \\
+      --certificate-oidc-issuer https://gitlab.example --provenance registry.example/group/app@sha256:...
+  hallmark verify --key cosign.pub --insecure-ignore-tlog -a tag=v1 registry.example/group/app:v1 | jq .
   hallmark verify --key cosign.pub --insecure-ignore-tlog --images-from images.txt --max-workers 32`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := config.ApplyEnv(cmd.Flags(), "COSIGN_", lookupEnv, nil); err != nil {
@@ -87,6 +123,15 @@ Signatures made without a transparency log (--tlog-upload=false) verify only wit
 	fs.StringVar(&o.imagesFrom, "images-from", "", "read image references from this file, one a line ('-' for standard input)")
 	fs.BoolVar(&o.insecureIgnoreTlog, "insecure-ignore-tlog", false, "do not require a transparency log entry (for signatures made with --tlog-upload=false)")
 	fs.BoolVar(&o.privateInfrastructure, "private-infrastructure", false, "same as --insecure-ignore-tlog, without the warning")
+	fs.StringVar(&o.identity.Subject, "certificate-identity", "", "keyless: the identity (SAN) the certificate must name, e.g. $CI_PROJECT_URL//.gitlab-ci.yml@refs/heads/main")
+	fs.StringVar(&o.identity.SubjectRegexp, "certificate-identity-regexp", "", "keyless: a regular expression (unanchored) the certificate's identity must match")
+	fs.StringVar(&o.identity.Issuer, "certificate-oidc-issuer", "", "keyless: the OIDC issuer the certificate must name, e.g. $CI_SERVER_URL")
+	fs.StringVar(&o.identity.IssuerRegexp, "certificate-oidc-issuer-regexp", "", "keyless: a regular expression (unanchored) the certificate's issuer must match")
+	fs.BoolVar(&o.insecureIgnoreSCT, "insecure-ignore-sct", false, "keyless: do not require an SCT from a CT log of the trusted root (insecure)")
+	fs.BoolVar(&o.offline, "offline", false, "only verify offline (always the case: accepted for cosign compatibility)")
+	fs.String("rekor-url", "", "accepted for cosign compatibility and not used: the log proof is the bundle stored with each signature, checked offline with the trusted root's log key")
+	fs.BoolVar(&o.provenance, "provenance", false, "check every signed annotation against the signing certificate's extensions (table on standard error)")
+	o.trust.bind(fs)
 	o.reg.bind(fs)
 	return cmd
 }
@@ -140,16 +185,9 @@ func (o *verifyOptions) run(ctx context.Context, images []string, stdout, stderr
 	if err != nil {
 		return err
 	}
-	pub, err := loadVerifyKey(o.key)
+	opts, err := o.options(ann)
 	if err != nil {
 		return err
-	}
-	opts := verify.Options{PublicKey: pub, Annotations: ann, SkipClaims: !o.checkClaims,
-		IgnoreTlog: o.insecureIgnoreTlog || o.privateInfrastructure}
-	if !opts.IgnoreTlog {
-		if opts.TlogKeys, err = tlogKeysFromEnv(); err != nil {
-			return err
-		}
 	}
 	var sigRepo *name.Repository
 	if r := os.Getenv("COSIGN_REPOSITORY"); r != "" {
@@ -249,6 +287,44 @@ func (o *verifyOptions) run(ctx context.Context, images []string, stdout, stderr
 	return withExitCode(firstErr)
 }
 
+// options builds the verification options: the key, or the keyless trust
+// and identity, and the trusted log keys.
+func (o *verifyOptions) options(ann map[string]string) (verify.Options, error) {
+	opts := verify.Options{Annotations: ann, SkipClaims: !o.checkClaims,
+		IgnoreTlog: o.insecureIgnoreTlog || o.privateInfrastructure, Provenance: o.provenance}
+	if o.key != "" {
+		pub, err := loadVerifyKey(o.key)
+		if err != nil {
+			return opts, err
+		}
+		opts.PublicKey = pub
+		if !opts.IgnoreTlog {
+			// Log keys: cosign's SIGSTORE_REKOR_PUBLIC_KEY, else the
+			// trusted root when there is one.
+			tr, err := o.trust.loadVerify(false)
+			if err != nil {
+				return opts, err
+			}
+			if tr != nil {
+				opts.TlogKeys = tr.material.TlogKeys
+			}
+		}
+		return opts, nil
+	}
+	if err := o.identity.Validate(); err != nil {
+		return opts, err
+	}
+	tr, err := o.trust.loadVerify(true)
+	if err != nil {
+		return opts, err
+	}
+	m := tr.material
+	opts.Cert = &verify.CertOptions{Roots: m.Roots, Intermediates: m.Intermediates, CTLogKeys: m.CTLogKeys,
+		IgnoreSCT: o.insecureIgnoreSCT, Identities: []verify.Identity{o.identity}}
+	opts.TlogKeys = m.TlogKeys
+	return opts, nil
+}
+
 // withExitCode attaches cosign's exit code for a verification error.
 func withExitCode(err error) error {
 	switch {
@@ -265,9 +341,6 @@ func withExitCode(err error) error {
 // loadVerifyKey reads --key: a PEM public key or certificate, from a file
 // or env://VAR.
 func loadVerifyKey(ref string) (crypto.PublicKey, error) {
-	if ref == "" {
-		return nil, errors.New("--key is required: keyless verification is not available yet (give the public key, e.g. --key cosign.pub)")
-	}
 	pemBytes, err := sign.ResolveKeyRef(ref)
 	if err != nil {
 		return nil, fmt.Errorf("--key: %w", err)
@@ -280,30 +353,6 @@ func loadVerifyKey(ref string) (crypto.PublicKey, error) {
 		return nil, fmt.Errorf("--key %s: %w (want a PEM \"PUBLIC KEY\" such as cosign.pub)", ref, err)
 	}
 	return pub, nil
-}
-
-// tlogKeysFromEnv reads SIGSTORE_REKOR_PUBLIC_KEY, cosign's way of naming a
-// private transparency log's key, into the log-ID map bundles are checked
-// against.
-func tlogKeysFromEnv() (map[string]crypto.PublicKey, error) {
-	path := os.Getenv("SIGSTORE_REKOR_PUBLIC_KEY")
-	if path == "" {
-		return nil, nil
-	}
-	raw, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("SIGSTORE_REKOR_PUBLIC_KEY: %w", err)
-	}
-	out := map[string]crypto.PublicKey{}
-	rest := raw
-	for {
-		pub, id, r, ok := verify.NextLogKey(rest)
-		if !ok {
-			break
-		}
-		out[id], rest = pub, r
-	}
-	return out, nil
 }
 
 // expandIndexes adds the platform manifests of every index among refs.
@@ -330,7 +379,8 @@ func expandIndexes(ctx context.Context, client *verify.Client, refs []name.Refer
 }
 
 // print writes cosign's verification output for one image: the check lines
-// on stderr, the payloads on stdout.
+// on stderr, the payloads on stdout (and, with --provenance, the
+// provenance table on stderr).
 func (o *verifyOptions) print(oc verifyOutcome, annotations bool, stdout, stderr io.Writer) error {
 	res := oc.result
 	var lines strings.Builder
@@ -348,11 +398,21 @@ func (o *verifyOptions) print(oc verifyOutcome, annotations bool, stdout, stderr
 			break
 		}
 	}
-	lines.WriteString("  - The signatures were verified against the specified public key\n")
+	if o.key != "" {
+		lines.WriteString("  - The signatures were verified against the specified public key\n")
+	} else {
+		lines.WriteString("  - The code-signing certificate was verified using trusted certificate authority certificates\n")
+	}
 	io.WriteString(stderr, lines.String())
+	if o.provenance {
+		printProvenance(stderr, oc.job.ref.Name(), res.Verified)
+	}
 	if o.output == "text" {
 		for _, v := range res.Verified {
-			if _, err := fmt.Fprintln(stdout, string(v.Layer.Payload)); err != nil {
+			if c := v.Certificate; c != nil && v.Kind != verify.KindBundle {
+				printCertLines(stderr, c)
+			}
+			if _, err := fmt.Fprintln(stdout, string(v.OutputPayload())); err != nil {
 				return err
 			}
 		}
@@ -368,4 +428,54 @@ func (o *verifyOptions) print(oc verifyOutcome, annotations bool, stdout, stderr
 	}
 	_, err = fmt.Fprintf(stdout, "\n%s\n", b)
 	return err
+}
+
+// printCertLines prints what cosign prints for a certificate in text
+// output: its subject and issuer (and GitHub workflow fields).
+func printCertLines(w io.Writer, c *x509.Certificate) {
+	if sans := verify.SubjectAlternativeNames(c); len(sans) > 0 {
+		fmt.Fprintln(w, "Certificate subject:", sans[0])
+	}
+	if iss, ok := verify.FulcioExtension(c, 1); ok {
+		fmt.Fprintln(w, "Certificate issuer URL:", iss)
+	}
+	for _, f := range []struct {
+		n    int
+		name string
+	}{{2, "GitHub Workflow Trigger"}, {3, "GitHub Workflow SHA"}, {4, "GitHub Workflow Name"}, {5, "GitHub Workflow Repository"}, {6, "GitHub Workflow Ref"}} {
+		if v, ok := verify.FulcioExtension(c, f.n); ok {
+			fmt.Fprintf(w, "%s: %s\n", f.name, v)
+		}
+	}
+}
+
+// printProvenance prints, per verified signature, how its annotations
+// compare with its certificate.
+func printProvenance(w io.Writer, image string, verified []*verify.Verified) {
+	for i, v := range verified {
+		who := "signed with a key: no certificate attests anything"
+		if v.Certificate != nil {
+			if sans := verify.SubjectAlternativeNames(v.Certificate); len(sans) > 0 {
+				who = "certificate " + sans[0]
+			}
+		}
+		fmt.Fprintf(w, "\nProvenance of %s, signature %d of %d (%s):\n", image, i+1, len(verified), who)
+		if len(v.Provenance) == 0 {
+			fmt.Fprintln(w, "  (no annotations)")
+			continue
+		}
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "  ANNOTATION\tSIGNED VALUE\tCERTIFICATE EXTENSION\tATTESTED VALUE\tRESULT")
+		for _, c := range v.Provenance {
+			ext, att := c.Extension, c.Attested
+			if ext == "" {
+				ext = "-"
+			}
+			if att == "" {
+				att = "-"
+			}
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", c.Annotation, c.Value, ext, att, c.Status)
+		}
+		tw.Flush()
+	}
 }

@@ -120,11 +120,18 @@ func (ix *Indexer) bundle(s *meta.Signature, data []byte) {
 			return
 		}
 		s.Signer, s.CertIssuer = certIdentity(cert)
+		s.CertExtensions = certExtensions(cert)
 		if verify.VerifySignature(cert.PublicKey, pae, sig) != nil {
 			setStatus(meta.StatusInvalid, "DSSE signature does not verify with the certificate's key")
 			return
 		}
-		setStatus(meta.StatusUnverified, "signature matches its certificate; no trusted certificate authority is configured")
+		t := ix.keyless.Load()
+		if t == nil {
+			setStatus(meta.StatusUnverified, "signature matches its certificate; no trusted certificate authority is configured")
+			return
+		}
+		_, err = verify.VerifySigstoreBundle(data, verify.BundleCheck{ImageDigest: s.Subject.String()}, t.options(), s.Layer.String())
+		setStatus(keylessStatus(err, s.LogIndex))
 		return
 	}
 	for _, k := range ix.cfg.Keys {

@@ -5,15 +5,19 @@ import (
 	"crypto"
 	"crypto/sha256"
 	"crypto/x509"
+	"encoding/asn1"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"regexp"
 	"strings"
+	"sync/atomic"
+	"unicode/utf8"
 
 	"github.com/opencontainers/go-digest"
 
@@ -38,6 +42,13 @@ type Store interface {
 	RecordSignatures(ctx context.Context, sigs []meta.Signature) (int, error)
 }
 
+// knownKeys is an optional Store ability: which of keys are already
+// recorded in repo. With it, re-pushed signature manifests (cosign appends
+// a layer and pushes the whole manifest again) cost only their new layers.
+type knownKeys interface {
+	KnownSignatureKeys(ctx context.Context, repo string, keys []string) (map[string]bool, error)
+}
+
 // Blobs opens stored blobs.
 type Blobs interface {
 	Open(ctx context.Context, d digest.Digest) (io.ReadSeekCloser, int64, error)
@@ -54,13 +65,29 @@ type Config struct {
 	Keys []TrustedKey
 }
 
+// KeylessTrust is what keyless signatures are verified against: the
+// server's own CA (its chain and CT log key) and transparency log key.
+type KeylessTrust struct {
+	Roots         *x509.CertPool
+	Intermediates *x509.CertPool
+	CTLogKeys     map[string]crypto.PublicKey // hex log ID -> key
+	TlogKeys      map[string]crypto.PublicKey // hex log ID -> key
+}
+
 // Indexer records signatures as manifests are pushed.
 type Indexer struct {
-	store Store
-	blobs Blobs
-	cfg   Config
-	log   *slog.Logger
+	store   Store
+	blobs   Blobs
+	cfg     Config
+	log     *slog.Logger
+	keyless atomic.Pointer[KeylessTrust]
 }
+
+// SetKeylessTrust makes keyless signatures verifiable: a signature whose
+// certificate chains to t's CA (with an SCT of its CT log) and whose log
+// bundle's SET verifies with t's log key is recorded as verified. Until it
+// is called, keyless signatures are recorded as unverified.
+func (ix *Indexer) SetKeylessTrust(t KeylessTrust) { ix.keyless.Store(&t) }
 
 // New returns an indexer.
 func New(store Store, blobs Blobs, log *slog.Logger, cfg Config) *Indexer {
@@ -90,7 +117,17 @@ func (ix *Indexer) ManifestPushed(ctx context.Context, m *meta.Manifest, tags []
 			ix.log.Error("signature indexer panicked; manifest stored but not indexed", "repository", m.Repository, "digest", m.Digest, "panic", fmt.Sprint(r))
 		}
 	}()
-	sigs := ix.Signatures(ctx, m, tags)
+	var known map[string]bool
+	if kk, ok := ix.store.(knownKeys); ok {
+		if keys := layerKeys(m, tags); len(keys) > 0 {
+			var err error
+			if known, err = kk.KnownSignatureKeys(ctx, m.Repository, keys); err != nil {
+				ix.log.Warn("looking up indexed signatures; indexing every layer", "repository", m.Repository, "err", err)
+				known = nil
+			}
+		}
+	}
+	sigs := ix.signatures(ctx, m, tags, known)
 	if len(sigs) == 0 {
 		return
 	}
@@ -124,6 +161,47 @@ func subjectOf(m *meta.Manifest, tags []string) (digest.Digest, bool) {
 // Signatures parses the signatures in m (none if m is not a signature
 // manifest). Every problem becomes an invalid record, never an error.
 func (ix *Indexer) Signatures(ctx context.Context, m *meta.Manifest, tags []string) []meta.Signature {
+	return ix.signatures(ctx, m, tags, nil)
+}
+
+// layerKeys returns the dedupe keys of the signature layers of m (none if
+// m is not a signature manifest), computed from the manifest alone.
+func layerKeys(m *meta.Manifest, tags []string) []string {
+	if _, ok := subjectOf(m, tags); !ok {
+		return nil
+	}
+	pm, err := oci.ParseManifest(m.MediaType, m.Payload)
+	if err != nil || oci.IsIndex(pm.MediaType) {
+		return nil
+	}
+	bundleKind := strings.HasPrefix(m.ArtifactType, bundleTypePrefix)
+	keys := make([]string, 0, len(pm.Layers))
+	for i, l := range pm.Layers {
+		if i >= 1000 {
+			break
+		}
+		keys = append(keys, layerKey(l, bundleKind))
+	}
+	return keys
+}
+
+// layerKey is the dedupe key of one signature layer.
+func layerKey(l oci.Descriptor, bundleKind bool) string {
+	if bundleKind || strings.HasPrefix(l.MediaType, bundleTypePrefix) {
+		return dedupeKey(l.Digest.String())
+	}
+	sigB64, certPEM := l.Annotations[verify.AnnotationSignature], l.Annotations[verify.AnnotationCertificate]
+	if b := l.Annotations[verify.AnnotationBundle]; b != "" {
+		// A re-pushed layer with another log bundle (e.g. a forged SET) is
+		// another record, judged on its own.
+		return dedupeKey(l.Digest.String(), sigB64, certPEM, b)
+	}
+	return dedupeKey(l.Digest.String(), sigB64, certPEM)
+}
+
+// signatures parses the signature layers of m, skipping those whose key
+// is in known (already recorded).
+func (ix *Indexer) signatures(ctx context.Context, m *meta.Manifest, tags []string, known map[string]bool) []meta.Signature {
 	subject, ok := subjectOf(m, tags)
 	if !ok {
 		return nil
@@ -149,6 +227,9 @@ func (ix *Indexer) Signatures(ctx context.Context, m *meta.Manifest, tags []stri
 		if i >= 1000 {
 			out = append(out, invalid("", "manifest:"+m.Digest.String()+":overflow", "more than 1000 signature layers; the rest are ignored"))
 			break
+		}
+		if known[layerKey(l, base.Kind == "sigstore-bundle")] {
+			continue
 		}
 		s := base
 		s.Layer = l.Digest
@@ -200,7 +281,7 @@ func dedupeKey(parts ...string) string {
 func (ix *Indexer) simpleSigning(s *meta.Signature, l oci.Descriptor, payload []byte) {
 	sigB64 := l.Annotations[verify.AnnotationSignature]
 	certPEM := l.Annotations[verify.AnnotationCertificate]
-	s.Key = dedupeKey(l.Digest.String(), sigB64, certPEM)
+	s.Key = layerKey(l, false)
 	s.PayloadType = l.MediaType
 	setStatus := func(status, detail string) { s.Status, s.StatusDetail = status, detail }
 
@@ -236,11 +317,19 @@ func (ix *Indexer) simpleSigning(s *meta.Signature, l oci.Descriptor, payload []
 			return
 		}
 		s.Signer, s.CertIssuer = certIdentity(cert)
+		s.CertExtensions = certExtensions(cert)
 		if err := verify.VerifySignature(cert.PublicKey, payload, sig); err != nil {
 			setStatus(meta.StatusInvalid, "signature does not verify with the certificate's key")
 			return
 		}
-		setStatus(meta.StatusUnverified, "signature matches its certificate; no trusted certificate authority is configured")
+		t := ix.keyless.Load()
+		if t == nil {
+			setStatus(meta.StatusUnverified, "signature matches its certificate; no trusted certificate authority is configured")
+			return
+		}
+		layer := verify.Layer{Digest: l.Digest.String(), MediaType: l.MediaType, Payload: payload, Annotations: l.Annotations}
+		_, err = verify.VerifyLayer(layer, s.Subject.String(), t.options())
+		setStatus(keylessStatus(err, s.LogIndex))
 		return
 	}
 	for _, k := range ix.cfg.Keys {
@@ -273,24 +362,78 @@ func parseCert(p string) (*x509.Certificate, error) {
 	return x509.ParseCertificate(block.Bytes)
 }
 
-// oidIssuer is Fulcio's OIDC issuer extension (raw string, v1).
-var oidIssuer = []int{1, 3, 6, 1, 4, 1, 57264, 1, 1}
-
-// certIdentity returns the first subject alternative name and the OIDC
-// issuer recorded in a Fulcio-style certificate.
+// certIdentity returns the certificate identity (the first subject
+// alternative name, in cosign's order) and the OIDC issuer (.1.1, else
+// .1.8) recorded in a Fulcio certificate.
 func certIdentity(c *x509.Certificate) (subject, issuer string) {
-	switch {
-	case len(c.URIs) > 0:
-		subject = c.URIs[0].String()
-	case len(c.EmailAddresses) > 0:
-		subject = c.EmailAddresses[0]
-	case len(c.DNSNames) > 0:
-		subject = c.DNSNames[0]
+	if sans := verify.SubjectAlternativeNames(c); len(sans) > 0 {
+		subject = sans[0]
 	}
+	return subject, verify.CertIssuer(c)
+}
+
+// fulcioArc is the OID prefix of Fulcio's certificate extensions.
+var fulcioArc = asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 57264, 1}
+
+// maxCertExtensions bounds the extensions recorded per certificate.
+const maxCertExtensions = 64
+
+// certExtensions returns the Fulcio extensions 1.3.6.1.4.1.57264.1.N of c
+// by dotted OID: raw strings for N < 8 (as Fulcio writes them), DER
+// UTF8Strings from .1.8 on. Values that do not decode are skipped.
+func certExtensions(c *x509.Certificate) map[string]string {
+	var out map[string]string
 	for _, e := range c.Extensions {
-		if e.Id.Equal(oidIssuer) {
-			issuer = string(e.Value)
+		if len(e.Id) != len(fulcioArc)+1 || !e.Id[:len(fulcioArc)].Equal(fulcioArc) || len(out) >= maxCertExtensions {
+			continue
 		}
+		n := e.Id[len(fulcioArc)]
+		v, ok := verify.FulcioExtension(c, n)
+		if !ok || !utf8.ValidString(v) || len(v) > 4096 || n == 7 {
+			continue // .1.7 is the otherName SAN type, not an extension
+		}
+		if out == nil {
+			out = map[string]string{}
+		}
+		out[e.Id.String()] = v
 	}
-	return subject, issuer
+	return out
+}
+
+// options verifies keyless signatures against the server's own trust,
+// without selecting an identity and without the claims (checked apart).
+func (t *KeylessTrust) options() verify.Options {
+	return verify.Options{SkipClaims: true, TlogKeys: t.TlogKeys, Cert: &verify.CertOptions{Roots: t.Roots,
+		Intermediates: t.Intermediates, CTLogKeys: t.CTLogKeys, IgnoreSCT: true, AnyIdentity: true}}
+}
+
+// keylessStatus turns the outcome of verifying a keyless signature
+// against the server's own CA and log into a status: verified; invalid when
+// something the server's services vouched for does not hold (a bad SCT or
+// SET, a log entry for another signature, a certificate not valid at the
+// logged time); unverified when the server cannot vouch (another CA,
+// another log, not logged).
+func keylessStatus(err error, logIndex *int64) (string, string) {
+	if err == nil {
+		detail := "certificate issued by this server's CA; "
+		if logIndex != nil {
+			detail += fmt.Sprintf("transparency log entry %d verified (SET)", *logIndex)
+		} else {
+			detail += "transparency log entry verified (SET)"
+		}
+		return meta.StatusVerified, detail
+	}
+	var ce *verify.CheckError
+	if !errors.As(err, &ce) {
+		return meta.StatusInvalid, err.Error()
+	}
+	switch {
+	case ce.Check == verify.CheckCertificate:
+		return meta.StatusUnverified, "certificate is not issued by this server's CA: " + ce.Reason
+	case errors.Is(err, verify.ErrNoBundle):
+		return meta.StatusUnverified, "certificate issued by this server's CA, but the signature carries no transparency log bundle (signed with --tlog-upload=false)"
+	case errors.Is(err, verify.ErrUnknownLog):
+		return meta.StatusUnverified, "logged in a transparency log this server does not know: " + ce.Reason
+	}
+	return meta.StatusInvalid, ce.Check + ": " + ce.Reason
 }

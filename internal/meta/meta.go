@@ -136,7 +136,10 @@ type Signature struct {
 	Status       string
 	StatusDetail string
 	Annotations  map[string]string
-	Created      time.Time
+	// CertExtensions are the Fulcio extensions (1.3.6.1.4.1.57264.1.N,
+	// keyed by dotted OID) of a keyless signature's certificate.
+	CertExtensions map[string]string
+	Created        time.Time
 }
 
 // Signatures is the signature index.
@@ -149,6 +152,12 @@ type Signatures interface {
 	// SearchAnnotation returns signatures carrying annotation key=value,
 	// newest first, at most limit.
 	SearchAnnotation(ctx context.Context, key, value string, limit int) ([]Signature, error)
+	// SearchCertificate returns signatures whose certificate carries
+	// extension oid = value, newest first, at most limit.
+	SearchCertificate(ctx context.Context, oid, value string, limit int) ([]Signature, error)
+	// SearchSigner returns signatures whose signer (certificate identity
+	// or key fingerprint) is signer, newest first, at most limit.
+	SearchSigner(ctx context.Context, signer string, limit int) ([]Signature, error)
 	// TagsOf returns the tags pointing at manifest d in repo.
 	TagsOf(ctx context.Context, repo string, d digest.Digest) ([]string, error)
 }

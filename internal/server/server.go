@@ -129,7 +129,7 @@ func build(ctx context.Context, cfg config.Server, log *slog.Logger, ln net.List
 	})))
 	mux.Handle("GET /readyz", m.instrument("readyz", http.HandlerFunc(s.ready)))
 	api := http.NewServeMux()
-	web.NewAPI(store, log).Register(api)
+	web.NewAPI(store, log, s.webOptions()...).Register(api)
 	mux.Handle("/api/", m.instrument("api", api))
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	if err := s.setupOIDC(ctx, mux); err != nil {
@@ -144,6 +144,7 @@ func build(ctx context.Context, cfg config.Server, log *slog.Logger, ln net.List
 		store.Close()
 		return nil, fmt.Errorf("tlog: %w", err)
 	}
+	s.setupIndexTrust(indexer)
 	if err := s.setupTrust(ctx, mux); err != nil {
 		store.Close()
 		return nil, fmt.Errorf("trust: %w", err)

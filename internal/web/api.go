@@ -14,28 +14,87 @@ import (
 
 	"github.com/hallmark-dev/hallmark/internal/meta"
 	"github.com/hallmark-dev/hallmark/pkg/oci"
+	"github.com/hallmark-dev/hallmark/pkg/verify"
 )
 
 // Store is what the API reads from the metadata database.
 type Store interface {
 	ListSignatures(ctx context.Context, repo string, subject digest.Digest) ([]meta.Signature, error)
 	SearchAnnotation(ctx context.Context, key, value string, limit int) ([]meta.Signature, error)
+	SearchCertificate(ctx context.Context, oid, value string, limit int) ([]meta.Signature, error)
+	SearchSigner(ctx context.Context, signer string, limit int) ([]meta.Signature, error)
 	TagsOf(ctx context.Context, repo string, d digest.Digest) ([]string, error)
 	GetManifest(ctx context.Context, repo, reference string) (*meta.Manifest, error)
 }
+
+// PullCheck reports whether the authenticated caller may pull repo.
+type PullCheck func(ctx context.Context, repo string) (bool, error)
+
+// Authorizer authenticates API requests when registry access control is
+// on. Authorize returns the caller's pull check (anonymous callers get
+// the public projects), ErrUnauthenticated for rejected credentials, or
+// another error (e.g. throttling, wrapped with its HTTP status by
+// StatusOf).
+type Authorizer interface {
+	Authorize(r *http.Request) (PullCheck, error)
+}
+
+// ErrUnauthenticated is returned by an Authorizer for rejected
+// credentials.
+var ErrUnauthenticated = errors.New("authentication failed")
 
 // API serves /api/v1/.
 type API struct {
 	store Store
 	log   *slog.Logger
+	authz Authorizer
 }
 
+// Option configures the API.
+type Option func(*API)
+
+// WithAuthorizer limits every answer to the repositories the caller may
+// pull (registry access control on).
+func WithAuthorizer(a Authorizer) Option { return func(api *API) { api.authz = a } }
+
 // NewAPI returns the JSON API handler.
-func NewAPI(store Store, log *slog.Logger) *API {
+func NewAPI(store Store, log *slog.Logger, opts ...Option) *API {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &API{store: store, log: log}
+	a := &API{store: store, log: log}
+	for _, o := range opts {
+		o(a)
+	}
+	return a
+}
+
+// pullCheck authenticates r; without an authorizer everything is visible.
+// On failure it has answered the request and returns nil.
+func (a *API) pullCheck(w http.ResponseWriter, r *http.Request) PullCheck {
+	if a.authz == nil {
+		return func(context.Context, string) (bool, error) { return true, nil }
+	}
+	check, err := a.authz.Authorize(r)
+	switch {
+	case err == nil:
+		return check
+	case errors.Is(err, ErrUnauthenticated):
+		w.Header().Set("WWW-Authenticate", `Basic realm="hallmark"`)
+		a.fail(w, r, http.StatusUnauthorized, "credentials rejected: use Basic credentials (user and password, personal access token, CI job token) or none for public projects", nil)
+	default:
+		status := http.StatusInternalServerError
+		var se interface{ HTTPStatus() int }
+		if errors.As(err, &se) {
+			status = se.HTTPStatus()
+		}
+		msg := "internal error"
+		if status < 500 {
+			msg = err.Error()
+		}
+		a.fail(w, r, status, msg, err)
+	}
+	return nil
 }
 
 // Register mounts the API on mux.
@@ -59,7 +118,10 @@ type SignatureJSON struct {
 	Status       string            `json:"status"`
 	StatusDetail string            `json:"statusDetail,omitempty"`
 	Annotations  map[string]string `json:"annotations"`
-	Created      time.Time         `json:"created"`
+	// CertExtensions are the keyless certificate's Fulcio extensions by
+	// dotted OID (1.3.6.1.4.1.57264.1.13 = commit SHA, .1.14 = ref, ...).
+	CertExtensions map[string]string `json:"certificateExtensions,omitempty"`
+	Created        time.Time         `json:"created"`
 }
 
 func toJSON(s meta.Signature, tags []string) SignatureJSON {
@@ -70,7 +132,7 @@ func toJSON(s meta.Signature, tags []string) SignatureJSON {
 	return SignatureJSON{Repository: s.Repository, Subject: s.Subject.String(), Tags: tags, Kind: s.Kind,
 		Manifest: s.Manifest.String(), Layer: s.Layer.String(), PayloadType: s.PayloadType, Signer: s.Signer,
 		CertIssuer: s.CertIssuer, LogIndex: s.LogIndex, Status: s.Status, StatusDetail: s.StatusDetail,
-		Annotations: ann, Created: s.Created}
+		Annotations: ann, CertExtensions: s.CertExtensions, Created: s.Created}
 }
 
 type apiError struct {
@@ -105,6 +167,19 @@ func (a *API) imageSignatures(w http.ResponseWriter, r *http.Request) {
 	}
 	if err := oci.ValidateName(repo); err != nil {
 		a.fail(w, r, http.StatusBadRequest, err.Error(), nil)
+		return
+	}
+	may := a.pullCheck(w, r)
+	if may == nil {
+		return
+	}
+	if ok, err := may(r.Context(), repo); err != nil {
+		a.fail(w, r, http.StatusInternalServerError, "internal error", err)
+		return
+	} else if !ok {
+		// As the registry: a repository the caller may not pull does not
+		// exist for it.
+		a.fail(w, r, http.StatusNotFound, "repository "+strconv.Quote(repo)+" not found, or you may not pull it (authenticate with Basic credentials)", nil)
 		return
 	}
 	q := r.URL.Query()
@@ -153,31 +228,101 @@ func (a *API) imageSignatures(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, out)
 }
 
-// search serves GET /api/v1/search?annotation=key=value[&limit=N].
+// maxSearch bounds what one search reads before filtering by access.
+const maxSearch = 1000
+
+// search serves GET /api/v1/search with one of
+//
+//	annotation=<key>=<value>      a signed annotation (e.g. com.gitlab.ci.commit.sha=<sha>)
+//	certificate=<ext>=<value>     a keyless certificate extension, by name (sourceRepositoryDigest,
+//	                              sourceRepositoryRef, runInvocationURI, runnerEnvironment, ...),
+//	                              number (13) or dotted OID (1.3.6.1.4.1.57264.1.13)
+//	identity=<identity>           the signer: certificate identity (SAN) or key fingerprint
+//
+// and an optional limit (1..1000, default 100). Results are newest first
+// and, with access control on, only from repositories the caller may pull.
 func (a *API) search(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	kv := q.Get("annotation")
-	key, value, ok := strings.Cut(kv, "=")
-	if !ok || key == "" {
-		a.fail(w, r, http.StatusBadRequest, "give ?annotation=key=value, e.g. annotation=com.gitlab.ci.commit.sha=<sha>", nil)
-		return
-	}
 	limit := 100
 	if s := q.Get("limit"); s != "" {
 		n, err := strconv.Atoi(s)
-		if err != nil || n <= 0 || n > 1000 {
+		if err != nil || n <= 0 || n > maxSearch {
 			a.fail(w, r, http.StatusBadRequest, "limit must be between 1 and 1000", nil)
 			return
 		}
 		limit = n
 	}
-	sigs, err := a.store.SearchAnnotation(r.Context(), key, value, limit)
+	var (
+		field, query string
+		run          func(n int) ([]meta.Signature, error)
+	)
+	set := 0
+	for _, p := range []string{"annotation", "certificate", "identity"} {
+		if q.Has(p) {
+			set++
+		}
+	}
+	usage := "give one of ?annotation=key=value (e.g. annotation=com.gitlab.ci.commit.sha=<sha>), ?certificate=<extension>=<value> (e.g. certificate=sourceRepositoryDigest=<sha>) or ?identity=<certificate identity or key fingerprint>"
+	if set != 1 {
+		a.fail(w, r, http.StatusBadRequest, usage, nil)
+		return
+	}
+	switch {
+	case q.Has("annotation"):
+		field, query = "annotation", q.Get("annotation")
+		key, value, ok := strings.Cut(query, "=")
+		if !ok || key == "" {
+			a.fail(w, r, http.StatusBadRequest, usage, nil)
+			return
+		}
+		run = func(n int) ([]meta.Signature, error) { return a.store.SearchAnnotation(r.Context(), key, value, n) }
+	case q.Has("certificate"):
+		field, query = "certificate", q.Get("certificate")
+		ext, value, ok := strings.Cut(query, "=")
+		oid, known := verify.ExtensionOID(ext)
+		if !ok || !known {
+			a.fail(w, r, http.StatusBadRequest, "certificate="+strconv.Quote(query)+": want <extension>=<value> with the extension by name (e.g. sourceRepositoryDigest, sourceRepositoryRef, runInvocationURI, runnerEnvironment, buildConfigURI), number (13) or OID (1.3.6.1.4.1.57264.1.13)", nil)
+			return
+		}
+		run = func(n int) ([]meta.Signature, error) { return a.store.SearchCertificate(r.Context(), oid, value, n) }
+	default:
+		field, query = "identity", q.Get("identity")
+		if query == "" {
+			a.fail(w, r, http.StatusBadRequest, usage, nil)
+			return
+		}
+		run = func(n int) ([]meta.Signature, error) { return a.store.SearchSigner(r.Context(), query, n) }
+	}
+	may := a.pullCheck(w, r)
+	if may == nil {
+		return
+	}
+	fetch := limit
+	if a.authz != nil {
+		fetch = maxSearch // filtered below
+	}
+	sigs, err := run(fetch)
 	if err != nil {
 		a.fail(w, r, http.StatusInternalServerError, "internal error", err)
 		return
 	}
-	results := make([]SignatureJSON, 0, len(sigs))
+	allowed := map[string]bool{}
+	results := make([]SignatureJSON, 0, min(len(sigs), limit))
 	for _, s := range sigs {
+		if len(results) == limit {
+			break
+		}
+		ok, seen := allowed[s.Repository]
+		if !seen {
+			if ok, err = may(r.Context(), s.Repository); err != nil {
+				a.fail(w, r, http.StatusInternalServerError, "internal error", err)
+				return
+			}
+			allowed[s.Repository] = ok
+		}
+		if !ok {
+			continue
+		}
 		tags, err := a.store.TagsOf(r.Context(), s.Repository, s.Subject)
 		if err != nil {
 			a.fail(w, r, http.StatusInternalServerError, "internal error", err)
@@ -185,8 +330,6 @@ func (a *API) search(w http.ResponseWriter, r *http.Request) {
 		}
 		results = append(results, toJSON(s, tags))
 	}
-	writeJSON(w, http.StatusOK, struct {
-		Annotation string          `json:"annotation"`
-		Results    []SignatureJSON `json:"results"`
-	}{kv, results})
+	out := map[string]any{field: query, "results": results}
+	writeJSON(w, http.StatusOK, out)
 }

@@ -99,3 +99,100 @@ func TestAPI(t *testing.T) {
 		}
 	}
 }
+
+// pullOnly is an Authorizer for the unit test: Basic user "alice" may pull
+// group/sub/app, anonymous callers nothing, any other credentials fail.
+type pullOnly struct{}
+
+func (pullOnly) Authorize(r *http.Request) (web.PullCheck, error) {
+	user, _, ok := r.BasicAuth()
+	switch {
+	case !ok && r.Header.Get("Authorization") == "":
+		return func(context.Context, string) (bool, error) { return false, nil }, nil
+	case user == "alice":
+		return func(_ context.Context, repo string) (bool, error) { return repo == "group/sub/app", nil }, nil
+	}
+	return nil, web.ErrUnauthenticated
+}
+
+func TestAPICertificateSearchAndAccess(t *testing.T) {
+	ctx := context.Background()
+	store, err := sqlite.Open(ctx, sqlite.Config{Path: filepath.Join(t.TempDir(), "m.db")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	for i, repo := range []string{"group/sub/app", "other/app"} {
+		_, err = store.RecordSignatures(ctx, []meta.Signature{{
+			Repository: repo, Subject: digest.FromString(repo), Manifest: digest.FromString("m" + repo), Layer: digest.FromString("l"),
+			Key: "k" + repo, Kind: "cosign", Signer: "https://ci.example/" + repo + "//.gitlab-ci.yml@refs/heads/main", CertIssuer: "https://ci.example",
+			Status: meta.StatusVerified, Annotations: map[string]string{"n": string(rune('0' + i))},
+			CertExtensions: map[string]string{"1.3.6.1.4.1.57264.1.13": "cafe", "1.3.6.1.4.1.57264.1.11": "self-hosted"},
+		}})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, authz := range []bool{false, true} {
+		mux := http.NewServeMux()
+		var opts []web.Option
+		if authz {
+			opts = append(opts, web.WithAuthorizer(pullOnly{}))
+		}
+		web.NewAPI(store, nil, opts...).Register(mux)
+		srv := httptest.NewServer(mux)
+		get := func(path, user string, want int) []any {
+			t.Helper()
+			req, _ := http.NewRequest(http.MethodGet, srv.URL+path, nil)
+			if user != "" {
+				req.SetBasicAuth(user, "pw")
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			var body map[string]any
+			json.NewDecoder(resp.Body).Decode(&body)
+			if resp.StatusCode != want {
+				t.Fatalf("authz=%v %s as %q: %d, want %d (%v)", authz, path, user, resp.StatusCode, want, body)
+			}
+			r, _ := body["results"].([]any)
+			return r
+		}
+		all, alice := 2, 1
+		if !authz {
+			alice = 2
+		}
+		for _, q := range []string{"certificate=sourceRepositoryDigest=cafe", "certificate=13=cafe", "certificate=1.3.6.1.4.1.57264.1.13=cafe",
+			"certificate=runnerEnvironment=self-hosted"} {
+			if !authz {
+				if n := len(get("/api/v1/search?"+q, "", 200)); n != all {
+					t.Errorf("%s: %d results", q, n)
+				}
+			}
+			if n := len(get("/api/v1/search?"+q, "alice", 200)); n != alice {
+				t.Errorf("authz=%v %s as alice: %d results, want %d", authz, q, n, alice)
+			}
+		}
+		res := get("/api/v1/search?identity=https://ci.example/other/app//.gitlab-ci.yml@refs/heads/main", "", 200)
+		if authz && len(res) != 0 || !authz && len(res) != 1 {
+			t.Errorf("identity search: %v", res)
+		}
+		if !authz {
+			r := res[0].(map[string]any)
+			if r["certificateExtensions"].(map[string]any)["1.3.6.1.4.1.57264.1.13"] != "cafe" || r["certificateIssuer"] != "https://ci.example" {
+				t.Errorf("result: %v", r)
+			}
+		}
+		get("/api/v1/search?certificate=nope=1", "", 400)
+		get("/api/v1/search?annotation=a=b&identity=x", "", 400)
+		if authz {
+			get("/api/v1/search?identity=x", "mallory", 401)
+			get("/api/v1/images/other/app/signatures?digest="+digest.FromString("other/app").String(), "alice", 404)
+			get("/api/v1/images/group/sub/app/signatures?digest="+digest.FromString("group/sub/app").String(), "alice", 200)
+			get("/api/v1/images/group/sub/app/signatures?digest="+digest.FromString("group/sub/app").String(), "", 404)
+		}
+		srv.Close()
+	}
+}

@@ -1,10 +1,14 @@
 package sign
 
 import (
+	"context"
 	"crypto"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"maps"
+	"net/http"
+	"sync"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -79,6 +83,9 @@ type AttachOptions struct {
 	DockerMediaTypes bool
 	// Remote are the registry client options (auth, transport, context).
 	Remote []remote.Option
+	// Blobs, when set, uploads the new payload and config blobs (e.g.
+	// MonolithicBlobs); else go-containerregistry does.
+	Blobs BlobWriter
 }
 
 // AttachResult says what Attach did.
@@ -96,27 +103,198 @@ type AttachResult struct {
 // the payload as an uncompressed layer of media type SimpleSigningMediaType
 // carrying the signature (and certificate, chain, bundle) as annotations.
 func Attach(repo name.Repository, subject v1.Hash, sig *Signature, o AttachOptions) (*AttachResult, error) {
-	tag := repo.Tag(fmt.Sprintf("%s%s-%s.%s", o.TagPrefix, subject.Algorithm, subject.Hex, SignatureTagSuffix))
-	base, err := remote.Image(tag, o.Remote...)
+	return attach(repo, subject, SignatureTagSuffix, SimpleSigningMediaType, sig.Payload, sig.annotations(), nil, o)
+}
+
+// AttestationMediaType is the layer media type of a cosign attestation.
+const AttestationMediaType = "application/vnd.dsse.envelope.v1+json"
+
+// AnnotationPredicateType is the attestation layer's predicate type.
+const AnnotationPredicateType = "predicateType"
+
+// AttachAttestation appends an attestation (sig.Payload is the DSSE
+// envelope) as a new layer of the image under the ".att" tag of subject,
+// laid out as cosign attest does: media type AttestationMediaType, an
+// empty signature annotation, the predicate type, and the certificate,
+// chain and bundle. With replace, earlier attestations of the same
+// predicate type are dropped (cosign attest --replace).
+func AttachAttestation(repo name.Repository, subject v1.Hash, sig *Signature, predicateType string, replace bool, o AttachOptions) (*AttachResult, error) {
+	ann := sig.annotations()
+	ann[AnnotationSignature] = ""
+	ann[AnnotationPredicateType] = predicateType
+	var drop func(v1.Descriptor) bool
+	if replace {
+		drop = func(d v1.Descriptor) bool { return d.Annotations[AnnotationPredicateType] == predicateType }
+	}
+	o.Verifier = nil // randomized signatures and fresh certificates never repeat
+	return attach(repo, subject, AttestationTagSuffix, AttestationMediaType, sig.Payload, ann, drop, o)
+}
+
+func attach(repo name.Repository, subject v1.Hash, suffix, mediaType string, blob []byte, ann map[string]string, drop func(v1.Descriptor) bool, o AttachOptions) (*AttachResult, error) {
+	return prepare(repo, subject, suffix, mediaType, blob, drop, o).commit(ann, o.Verifier)
+}
+
+// Attachment is a signature layer on its way to the registry. Preparing
+// it reads the existing signature image and uploads the new layer's blobs
+// (the payload and the new config), which needs only the payload, so it
+// can run while the payload is being signed and logged; Commit then writes
+// the manifest with the layer's annotations (signature, certificate,
+// chain, bundle) in one request.
+type Attachment struct {
+	tag       name.Tag
+	base      v1.Image
+	m         *v1.Manifest
+	layer     v1.Layer
+	mediaType string
+	blob      []byte
+	config    v1.Hash // the config digest the uploaded config blob has
+	o         AttachOptions
+	ropts     []remote.Option // registry options for the signature image
+	err       error
+}
+
+// PrepareAttach prepares attaching a signature over payload to subject (see
+// Attach); Commit finishes it. Errors are reported by Commit.
+func PrepareAttach(ctx context.Context, repo name.Repository, subject v1.Hash, payload []byte, o AttachOptions) *Attachment {
+	a := &Attachment{tag: repo.Tag(fmt.Sprintf("%s%s-%s.%s", o.TagPrefix, subject.Algorithm, subject.Hex, SignatureTagSuffix)),
+		mediaType: SimpleSigningMediaType, blob: payload, o: o}
+	a.err = a.load(ctx, nil)
+	return a
+}
+
+// Commit writes the signature manifest with sig's layer annotations. With
+// o.Verifier (given to PrepareAttach or here), an identical signature
+// already attached makes it a no-op (cosign's duplicate detection).
+func (a *Attachment) Commit(sig *Signature, verifier crypto.PublicKey) (*AttachResult, error) {
+	if a.err != nil {
+		return nil, a.err
+	}
+	if verifier == nil {
+		verifier = a.o.Verifier
+	}
+	return a.commit(sig.annotations(), verifier)
+}
+
+func prepare(repo name.Repository, subject v1.Hash, suffix, mediaType string, blob []byte, drop func(v1.Descriptor) bool, o AttachOptions) *Attachment {
+	a := &Attachment{tag: repo.Tag(fmt.Sprintf("%s%s-%s.%s", o.TagPrefix, subject.Algorithm, subject.Hex, suffix)),
+		mediaType: mediaType, blob: blob, o: o}
+	a.err = a.load(context.Background(), drop)
+	return a
+}
+
+func (a *Attachment) load(ctx context.Context, drop func(v1.Descriptor) bool) error {
+	tag, o := a.tag, a.o
+	a.layer = static.NewLayer(a.blob, types.MediaType(a.mediaType))
+	// The payload blob is new and needs nothing else: with a BlobWriter
+	// it is uploaded while the existing signatures are read.
+	var payloadDone chan error
+	if o.Blobs != nil {
+		payloadDone = make(chan error, 1)
+		go func() {
+			d, err := a.layer.Digest()
+			if err == nil {
+				err = o.Blobs.WriteBlob(ctx, tag.Context(), d, a.blob)
+			}
+			payloadDone <- err
+		}()
+	}
+	err := a.loadBase(ctx, drop)
+	if payloadDone != nil {
+		if perr := <-payloadDone; perr != nil && err == nil {
+			err = fmt.Errorf("pushing signature to %s: %w", tag, perr)
+		}
+	}
+	return err
+}
+
+// transporter is a BlobWriter that shares its authenticated transport.
+type transporter interface {
+	RepoTransport(ctx context.Context, repo name.Repository) (http.RoundTripper, error)
+}
+
+func (a *Attachment) loadBase(ctx context.Context, drop func(v1.Descriptor) bool) error {
+	tag, o := a.tag, a.o
+	if t, ok := o.Blobs.(transporter); ok {
+		// Read the existing signatures and write the manifest on the
+		// connection the uploads use (one authentication for all).
+		if rt, err := t.RepoTransport(ctx, tag.Context()); err == nil {
+			a.ropts = []remote.Option{remote.WithContext(ctx), remote.WithTransport(rt)}
+		}
+	}
+	if a.ropts == nil {
+		a.ropts = o.Remote
+	}
+	base, err := remote.Image(tag, a.ropts...)
 	if err != nil {
 		if !oci.IsNotFound(err) {
-			return nil, fmt.Errorf("reading existing signatures %s: %w", tag, err)
+			return fmt.Errorf("reading existing signatures %s: %w", tag, err)
 		}
 		base = emptySignatureImage(o.DockerMediaTypes)
 	}
 	m, err := base.Manifest()
 	if err != nil {
-		return nil, fmt.Errorf("reading existing signatures %s: %w (the tag does not hold a signature manifest; delete it or sign into another repository with COSIGN_REPOSITORY)", tag, err)
+		return fmt.Errorf("reading existing signatures %s: %w (the tag does not hold a signature manifest; delete it or sign into another repository with COSIGN_REPOSITORY)", tag, err)
 	}
-	layer := static.NewLayer(sig.Payload, SimpleSigningMediaType)
-	ld, err := layer.Digest()
+	if drop != nil {
+		if base, err = dropLayers(base, m, drop, o.DockerMediaTypes); err != nil {
+			return fmt.Errorf("replacing attestations in %s: %w", tag, err)
+		}
+		if m, err = base.Manifest(); err != nil {
+			return err
+		}
+	}
+	a.base, a.m = base, m
+	// The blobs do not depend on the annotations: upload the payload and
+	// the config the new manifest will reference now.
+	provisional, err := mutate.Append(base, mutate.Addendum{Layer: a.layer})
+	if err != nil {
+		return err
+	}
+	cfg, err := provisional.RawConfigFile()
+	if err != nil {
+		return err
+	}
+	if a.config, err = provisional.ConfigName(); err != nil {
+		return err
+	}
+	cm, err := provisional.Manifest()
+	if err != nil {
+		return err
+	}
+	if o.Blobs != nil {
+		if err := o.Blobs.WriteBlob(ctx, tag.Context(), a.config, cfg); err != nil {
+			return fmt.Errorf("pushing signature to %s: %w", tag, err)
+		}
+		return nil
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, 2)
+	for i, l := range []v1.Layer{a.layer, static.NewLayer(cfg, cm.Config.MediaType)} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = remote.WriteLayer(tag.Context(), l, o.Remote...)
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("pushing signature to %s: %w", tag, err)
+	}
+	return nil
+}
+
+func (a *Attachment) commit(ann map[string]string, verifier crypto.PublicKey) (*AttachResult, error) {
+	if a.err != nil {
+		return nil, a.err
+	}
+	tag, m, base := a.tag, a.m, a.base
+	ld, err := a.layer.Digest()
 	if err != nil {
 		return nil, err
 	}
-	ann := sig.annotations()
-	if o.Verifier != nil {
+	if verifier != nil {
 		for _, l := range m.Layers {
-			if l.Digest == ld && l.MediaType == SimpleSigningMediaType && sameExceptSignature(l.Annotations, ann) && verifiesWith(o.Verifier, sig.Payload, l.Annotations) {
+			if l.Digest == ld && string(l.MediaType) == a.mediaType && sameExceptSignature(l.Annotations, ann) && verifiesWith(verifier, a.blob, l.Annotations) {
 				d, err := base.Digest()
 				if err != nil {
 					return nil, err
@@ -128,11 +306,24 @@ func Attach(repo name.Repository, subject v1.Hash, sig *Signature, o AttachOptio
 	if len(m.Layers) >= MaxSignatureLayers {
 		return nil, fmt.Errorf("%s already holds %d signatures, the most cosign reads; remove old ones (e.g. cosign clean) before signing again", tag, len(m.Layers))
 	}
-	img, err := mutate.Append(base, mutate.Addendum{Layer: layer, Annotations: ann})
+	img, err := mutate.Append(base, mutate.Addendum{Layer: a.layer, Annotations: ann})
 	if err != nil {
 		return nil, err
 	}
-	if err := remote.Write(tag, img, o.Remote...); err != nil {
+	// Every blob is in the repository (the existing layers were read from
+	// it, the new ones uploaded by load): write only the manifest, unless
+	// the config somehow differs from the one uploaded.
+	write := remote.Put
+	if cn, err := img.ConfigName(); err != nil || cn != a.config {
+		write = func(ref name.Reference, t remote.Taggable, opts ...remote.Option) error {
+			return remote.Write(ref, img, opts...)
+		}
+	}
+	ropts := a.ropts
+	if ropts == nil {
+		ropts = a.o.Remote
+	}
+	if err := write(tag, img, ropts...); err != nil {
 		return nil, fmt.Errorf("pushing signature to %s: %w", tag, err)
 	}
 	d, err := img.Digest()
@@ -140,6 +331,24 @@ func Attach(repo name.Repository, subject v1.Hash, sig *Signature, o AttachOptio
 		return nil, err
 	}
 	return &AttachResult{Tag: tag, Digest: d, Layers: len(m.Layers) + 1}, nil
+}
+
+// dropLayers rebuilds the signature image without the layers drop selects.
+func dropLayers(base v1.Image, m *v1.Manifest, drop func(v1.Descriptor) bool, docker bool) (v1.Image, error) {
+	layers, err := base.Layers()
+	if err != nil {
+		return nil, err
+	}
+	img := emptySignatureImage(docker)
+	for i, l := range layers {
+		if drop(m.Layers[i]) {
+			continue
+		}
+		if img, err = mutate.Append(img, mutate.Addendum{Layer: l, Annotations: m.Layers[i].Annotations, MediaType: m.Layers[i].MediaType}); err != nil {
+			return nil, err
+		}
+	}
+	return img, nil
 }
 
 // emptySignatureImage is the base cosign appends the first signature to.

@@ -1,214 +1,207 @@
 package sign
 
 import (
-	"bytes"
 	"context"
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/sha256"
-	"encoding/base64"
-	"encoding/hex"
+	"crypto/x509"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"fmt"
-	"io"
-	"net/http"
-	"strings"
+
+	"github.com/hallmark-dev/hallmark/pkg/payload"
+	"github.com/hallmark-dev/hallmark/pkg/root"
+	"github.com/hallmark-dev/hallmark/pkg/verify"
 )
 
+// KeylessConfig configures NewKeylessSigner.
+type KeylessConfig struct {
+	// CA issues the certificate (Fulcio v1 API).
+	CA *Fulcio
+	// Token is the raw OIDC ID token naming the signer's identity.
+	Token string
+	// Trust holds the CA roots and CT log keys the issued certificate is
+	// checked against (chain for code signing, embedded or detached SCT).
+	Trust *root.Material
+	// SkipSCT skips the SCT check (cosign's --insecure-skip-verify).
+	SkipSCT bool
+	// Log, when set, records every signature; entries are verified (SET,
+	// inclusion proof) before they are returned.
+	Log *TransparencyLog
+}
+
 // KeylessSigner signs with an ephemeral ECDSA P-256 key certified by a
-// Fulcio-compatible CA for the identity in an OIDC token, and records the
-// signature in a Rekor-compatible log, as cosign v2 does by default.
+// Fulcio-compatible CA for the identity in an OIDC token, and records each
+// signature in a Rekor-compatible log, as cosign v2 does by default. One
+// certificate serves every signature of the signer (one sign command).
 type KeylessSigner struct {
-	FulcioURL  string
-	RekorURL   string // empty: do not upload to a log
-	Token      string // raw OIDC ID token
-	HTTPClient *http.Client
+	key  *ecdsa.PrivateKey
+	cert *CertificateChain
+	log  *TransparencyLog
+	// checked is closed when the certificate check (chain, SCT) is done;
+	// checkErr is its outcome. Signatures are returned only after it
+	// passed; it runs while the first signature is being logged.
+	checked  chan struct{}
+	checkErr error
 }
 
-func (k *KeylessSigner) client() *http.Client {
-	if k.HTTPClient != nil {
-		return k.HTTPClient
-	}
-	return http.DefaultClient
-}
-
-// Sign implements Signer.
-func (k *KeylessSigner) Sign(ctx context.Context, payload []byte) (*Signature, error) {
-	if k.Token == "" {
+// NewKeylessSigner generates the ephemeral key and gets its certificate
+// for it, and starts checking the certificate: it must chain to a CA of
+// the trusted root for code signing and carry an SCT of a trusted CT log.
+// No signature is returned before that check passed (Verified).
+func NewKeylessSigner(ctx context.Context, cfg KeylessConfig) (*KeylessSigner, error) {
+	if cfg.Token == "" {
 		return nil, errors.New("keyless signing needs an OIDC identity token (--identity-token or SIGSTORE_ID_TOKEN)")
 	}
-	identity, err := TokenIdentity(k.Token)
-	if err != nil {
-		return nil, err
+	if cfg.CA == nil || cfg.CA.URL == "" {
+		return nil, errors.New("keyless signing needs a certificate authority URL (--fulcio-url, or the signing config from 'hallmark trust init')")
+	}
+	if cfg.Trust == nil {
+		return nil, errors.New("keyless signing needs the trusted root to check the certificate and log entry (--trusted-root, or 'hallmark trust init')")
 	}
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, err
 	}
-	leaf, chain, err := k.certificate(ctx, key, identity)
+	cc, err := cfg.CA.SigningCert(ctx, cfg.Token, key)
 	if err != nil {
 		return nil, err
 	}
-	sig, err := SignBytes(key, payload)
+	k := &KeylessSigner{key: key, cert: cc, log: cfg.Log, checked: make(chan struct{})}
+	go func() {
+		defer close(k.checked)
+		if err := CheckCertificate(cc, cfg.Trust, cfg.SkipSCT); err != nil {
+			k.checkErr = fmt.Errorf("the certificate from %s: %w", cfg.CA.URL, err)
+		}
+	}()
+	return k, nil
+}
+
+// Verified waits for the certificate check and returns its outcome.
+func (k *KeylessSigner) Verified() error {
+	<-k.checked
+	return k.checkErr
+}
+
+// CheckCertificate checks an issued certificate against the trusted root:
+// it chains to one of its CAs for code signing and (unless skipSCT) has a
+// valid embedded SCT, or a valid detached one, from one of its CT logs.
+func CheckCertificate(cc *CertificateChain, trust *root.Material, skipSCT bool) error {
+	opts := verify.CertOptions{Roots: trust.Roots, Intermediates: trust.Intermediates, CTLogKeys: trust.CTLogKeys, IgnoreSCT: true}
+	chain, err := verify.VerifyChain(cc.Leaf, cc.Chain, opts)
+	if err != nil {
+		return err
+	}
+	if skipSCT {
+		return nil
+	}
+	var issuer *x509.Certificate
+	if len(chain) > 1 {
+		issuer = chain[1]
+	}
+	err = verify.VerifyEmbeddedSCT(cc.Leaf, issuer, trust.CTLogKeys)
+	if err != nil && len(cc.DetachedSCT) > 0 {
+		err = verify.VerifyDetachedSCT(cc.DetachedSCT, cc.Leaf, issuer, trust.CTLogKeys)
+	}
+	return err
+}
+
+// Certificate returns the signing certificate.
+func (k *KeylessSigner) Certificate() *x509.Certificate { return k.cert.Leaf }
+
+// PublicKey returns the ephemeral public key.
+func (k *KeylessSigner) PublicKey() crypto.PublicKey { return &k.key.PublicKey }
+
+// Sign implements Signer: the signature over payload with the certificate
+// and chain and, with a log, the verified log entry as cosign's bundle.
+func (k *KeylessSigner) Sign(ctx context.Context, p []byte) (*Signature, error) {
+	sig, err := SignBytes(k.key, p)
 	if err != nil {
 		return nil, err
 	}
-	out := &Signature{Payload: payload, Signature: sig, Certificate: leaf, Chain: chain}
-	if k.RekorURL != "" {
-		if out.Bundle, out.LogIndex, err = k.logEntry(ctx, payload, sig, leaf); err != nil {
+	out := &Signature{Payload: p, Signature: sig, Certificate: k.cert.LeafPEM, Chain: k.cert.ChainPEM}
+	if k.log != nil {
+		entry, err := HashedRekord(p, sig, k.cert.LeafPEM)
+		if err != nil {
 			return nil, err
 		}
+		h := sha256.Sum256(p)
+		if err := out.logged(ctx, k.log, entry, h[:], sig, k.cert.Leaf.Raw); err != nil {
+			return nil, errors.Join(err, k.Verified())
+		}
+	}
+	if err := k.Verified(); err != nil {
+		return nil, err
 	}
 	return out, nil
 }
 
-// TokenIdentity returns the identity a CA checks proof of possession
-// against: the email claim when present (it must be verified), else sub.
-// The token is not verified here; the CA does that.
-func TokenIdentity(raw string) (string, error) {
-	parts := strings.Split(raw, ".")
-	if len(parts) != 3 {
-		return "", errors.New("identity token is not a JWT (want three dot-separated parts)")
-	}
-	b, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(parts[1], "="))
+// SignDSSE implements AttestationSigner.
+func (k *KeylessSigner) SignDSSE(ctx context.Context, payloadType string, body []byte) (*Signature, error) {
+	s, err := signDSSE(ctx, k.key, k.cert.LeafPEM, k.cert.ChainPEM, k.cert.Leaf.Raw, k.log, payloadType, body)
 	if err != nil {
-		return "", fmt.Errorf("identity token payload is not base64url: %w", err)
+		return nil, errors.Join(err, k.Verified())
 	}
-	var c struct {
-		Sub           string `json:"sub"`
-		Email         string `json:"email"`
-		EmailVerified any    `json:"email_verified"`
+	if err := k.Verified(); err != nil {
+		return nil, err
 	}
-	if err := json.Unmarshal(b, &c); err != nil {
-		return "", fmt.Errorf("identity token payload is not JSON: %w", err)
+	return s, nil
+}
+
+// logged uploads entry and records the verified entry on s.
+func (s *Signature) logged(ctx context.Context, log *TransparencyLog, entry, contentSHA256, sig, keyDER []byte) error {
+	e, err := log.Upload(ctx, entry, contentSHA256, sig, keyDER)
+	if err != nil {
+		return err
 	}
-	if c.Email != "" {
-		if v := fmt.Sprint(c.EmailVerified); v != "true" {
-			return "", fmt.Errorf("identity token email %q is not verified by the identity provider", c.Email)
+	b, err := json.Marshal(verify.BundleFromEntry(e))
+	if err != nil {
+		return err
+	}
+	s.Bundle, s.LogIndex, s.Entry = b, e.LogIndex, e
+	return nil
+}
+
+// AttestationSigner signs DSSE envelopes (cosign attest).
+type AttestationSigner interface {
+	// SignDSSE signs body (of payloadType) as a DSSE envelope; the
+	// returned Signature's Payload is the envelope JSON and Signature is
+	// empty (cosign leaves the layer's signature annotation empty).
+	SignDSSE(ctx context.Context, payloadType string, body []byte) (*Signature, error)
+}
+
+// signDSSE makes and (with a log) logs a DSSE envelope.
+func signDSSE(ctx context.Context, key crypto.Signer, certPEM, chainPEM, keyDER []byte, log *TransparencyLog, payloadType string, body []byte) (*Signature, error) {
+	env := payload.NewEnvelope(payloadType, body)
+	pae := payload.PAE(payloadType, body)
+	sig, err := SignBytes(key, pae)
+	if err != nil {
+		return nil, err
+	}
+	env.AddSignature("", sig)
+	envJSON, err := env.Bytes()
+	if err != nil {
+		return nil, err
+	}
+	out := &Signature{Payload: envJSON, Certificate: certPEM, Chain: chainPEM, RawSignature: sig}
+	if log != nil {
+		material := certPEM
+		if material == nil {
+			if material, err = PublicKeyPEM(key.Public()); err != nil {
+				return nil, err
+			}
 		}
-		return c.Email, nil
+		entry, err := DSSEEntry(envJSON, material)
+		if err != nil {
+			return nil, err
+		}
+		h := sha256.Sum256(body)
+		if err := out.logged(ctx, log, entry, h[:], sig, keyDER); err != nil {
+			return nil, err
+		}
 	}
-	if c.Sub == "" {
-		return "", errors.New("identity token has neither an email nor a sub claim")
-	}
-	return c.Sub, nil
-}
-
-// certificate asks the CA (Fulcio v1 API, as cosign v2 does) for a
-// certificate binding key to the token's identity.
-func (k *KeylessSigner) certificate(ctx context.Context, key *ecdsa.PrivateKey, identity string) (leaf, chain []byte, err error) {
-	pubPEM, err := PublicKeyPEM(&key.PublicKey)
-	if err != nil {
-		return nil, nil, err
-	}
-	h := sha256.Sum256([]byte(identity))
-	proof, err := ecdsa.SignASN1(rand.Reader, key, h[:])
-	if err != nil {
-		return nil, nil, err
-	}
-	body, _ := json.Marshal(map[string]any{
-		"publicKey":          map[string]any{"content": pubPEM},
-		"signedEmailAddress": proof,
-	})
-	url := strings.TrimRight(k.FulcioURL, "/") + "/api/v1/signingCert"
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
-	if err != nil {
-		return nil, nil, err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Accept", "application/pem-certificate-chain")
-	req.Header.Set("Authorization", "Bearer "+k.Token)
-	resp, err := k.client().Do(req)
-	if err != nil {
-		return nil, nil, fmt.Errorf("requesting a certificate from %s: %w", url, err)
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if err != nil {
-		return nil, nil, err
-	}
-	if resp.StatusCode != http.StatusCreated {
-		return nil, nil, fmt.Errorf("POST %s returned %s: %q", url, resp.Status, strings.TrimSpace(string(raw)))
-	}
-	block, rest := pem.Decode(raw)
-	if block == nil || block.Type != "CERTIFICATE" {
-		return nil, nil, fmt.Errorf("certificate authority at %s returned no PEM certificate", url)
-	}
-	return pem.EncodeToMemory(block), bytes.TrimLeft(rest, "\n"), nil
-}
-
-// RekorBundle is the cosign "dev.sigstore.cosign/bundle" annotation value.
-type RekorBundle struct {
-	SignedEntryTimestamp []byte       `json:"SignedEntryTimestamp"`
-	Payload              RekorPayload `json:"Payload"`
-}
-
-// RekorPayload is the logged entry a SET covers.
-type RekorPayload struct {
-	Body           string `json:"body"`
-	IntegratedTime int64  `json:"integratedTime"`
-	LogIndex       int64  `json:"logIndex"`
-	LogID          string `json:"logID"`
-}
-
-// HashedRekord builds the proposed hashedrekord v0.0.1 entry for a
-// signature over payload made by the key in certOrKeyPEM.
-func HashedRekord(payload, sig, certOrKeyPEM []byte) ([]byte, error) {
-	h := sha256.Sum256(payload)
-	return json.Marshal(map[string]any{
-		"apiVersion": "0.0.1",
-		"kind":       "hashedrekord",
-		"spec": map[string]any{
-			"data":      map[string]any{"hash": map[string]string{"algorithm": "sha256", "value": hex.EncodeToString(h[:])}},
-			"signature": map[string]any{"content": sig, "publicKey": map[string]any{"content": certOrKeyPEM}},
-		},
-	})
-}
-
-// logEntry uploads a hashedrekord entry and returns cosign's bundle.
-func (k *KeylessSigner) logEntry(ctx context.Context, payload, sig, certPEM []byte) ([]byte, int64, error) {
-	entry, err := HashedRekord(payload, sig, certPEM)
-	if err != nil {
-		return nil, 0, err
-	}
-	url := strings.TrimRight(k.RekorURL, "/") + "/api/v1/log/entries"
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(entry))
-	if err != nil {
-		return nil, 0, err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Accept", "application/json")
-	resp, err := k.client().Do(req)
-	if err != nil {
-		return nil, 0, fmt.Errorf("uploading to the transparency log %s: %w", url, err)
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
-	if err != nil {
-		return nil, 0, err
-	}
-	if resp.StatusCode != http.StatusCreated {
-		return nil, 0, fmt.Errorf("POST %s returned %s: %q", url, resp.Status, strings.TrimSpace(string(raw)))
-	}
-	var entries map[string]struct {
-		Body           string `json:"body"`
-		IntegratedTime int64  `json:"integratedTime"`
-		LogID          string `json:"logID"`
-		LogIndex       int64  `json:"logIndex"`
-		Verification   struct {
-			SignedEntryTimestamp []byte `json:"signedEntryTimestamp"`
-		} `json:"verification"`
-	}
-	if err := json.Unmarshal(raw, &entries); err != nil || len(entries) != 1 {
-		return nil, 0, fmt.Errorf("transparency log %s returned an unexpected response", url)
-	}
-	for _, e := range entries {
-		b, err := json.Marshal(RekorBundle{SignedEntryTimestamp: e.Verification.SignedEntryTimestamp,
-			Payload: RekorPayload{Body: e.Body, IntegratedTime: e.IntegratedTime, LogIndex: e.LogIndex, LogID: e.LogID}})
-		return b, e.LogIndex, err
-	}
-	return nil, 0, errors.New("unreachable")
+	return out, nil
 }

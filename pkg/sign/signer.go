@@ -12,6 +12,8 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+
+	"github.com/hallmark-dev/hallmark/pkg/verify"
 )
 
 // Signature is one signature ready to be attached to an image: the exact
@@ -23,6 +25,11 @@ type Signature struct {
 	Chain       []byte // PEM intermediates..root (keyless), or nil
 	Bundle      []byte // JSON Rekor bundle (when logged), or nil
 	LogIndex    int64  // log index when Bundle is set
+	// Entry is the verified log entry when Bundle is set.
+	Entry *verify.LogEntry
+	// RawSignature is the DSSE signature of an attestation (whose layer
+	// signature annotation stays empty, as cosign writes it).
+	RawSignature []byte
 }
 
 // Signer produces signatures over payloads. Key-based signing is KeySigner;
@@ -33,18 +40,46 @@ type Signer interface {
 
 // KeySigner signs with a private key the way cosign does: ECDSA over the
 // SHA-256 of the payload (ASN.1 signature), RSA PKCS#1 v1.5 over SHA-256,
-// or plain Ed25519.
+// or plain Ed25519. With Log set, every signature is recorded in the
+// transparency log (hashedrekord with the public key) and the verified
+// entry is attached as cosign's bundle.
 type KeySigner struct {
 	Key crypto.Signer
+	Log *TransparencyLog
 }
 
 // Sign implements Signer.
-func (k KeySigner) Sign(_ context.Context, payload []byte) (*Signature, error) {
+func (k KeySigner) Sign(ctx context.Context, payload []byte) (*Signature, error) {
 	sig, err := SignBytes(k.Key, payload)
 	if err != nil {
 		return nil, err
 	}
-	return &Signature{Payload: payload, Signature: sig}, nil
+	out := &Signature{Payload: payload, Signature: sig}
+	if k.Log != nil {
+		pubPEM, err := PublicKeyPEM(k.Key.Public())
+		if err != nil {
+			return nil, err
+		}
+		der, _ := x509.MarshalPKIXPublicKey(k.Key.Public())
+		entry, err := HashedRekord(payload, sig, pubPEM)
+		if err != nil {
+			return nil, err
+		}
+		h := sha256.Sum256(payload)
+		if err := out.logged(ctx, k.Log, entry, h[:], sig, der); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// SignDSSE implements AttestationSigner.
+func (k KeySigner) SignDSSE(ctx context.Context, payloadType string, body []byte) (*Signature, error) {
+	der, err := x509.MarshalPKIXPublicKey(k.Key.Public())
+	if err != nil {
+		return nil, err
+	}
+	return signDSSE(ctx, k.Key, nil, nil, der, k.Log, payloadType, body)
 }
 
 // PublicKey returns the public half of the signing key, used to recognise

@@ -1,9 +1,7 @@
 package verify
 
 import (
-	"bytes"
 	"crypto"
-	"crypto/ecdsa"
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/base64"
@@ -27,93 +25,61 @@ type RekorPayload struct {
 	LogID          string `json:"logID"`
 }
 
-// canonicalSETPayload is RFC 8785 JSON of the SET fields: keys sorted, and
-// base64/hex strings need no escaping, so encoding/json's output is canonical.
-type canonicalSETPayload struct {
-	Body           string `json:"body"`
-	IntegratedTime int64  `json:"integratedTime"`
-	LogID          string `json:"logID"`
-	LogIndex       int64  `json:"logIndex"`
-}
-
-// checkRekorBundle verifies a bundle annotation for a signature: the SET
-// with the log's key, and that the logged hashedrekord entry is this exact
-// signature, by this key or certificate, over this payload.
-func checkRekorBundle(raw string, tlogKeys map[string]crypto.PublicKey, payload, sig, keyOrCertPEM []byte) (*RekorBundle, error) {
+// ParseRekorBundle parses a bundle annotation. Only the shape is checked.
+func ParseRekorBundle(raw string) (*RekorBundle, error) {
 	var b RekorBundle
 	if err := json.Unmarshal([]byte(raw), &b); err != nil {
 		return nil, fmt.Errorf("bundle annotation is not valid JSON: %v", err)
 	}
-	key, ok := tlogKeys[b.Payload.LogID]
-	if !ok {
-		return nil, fmt.Errorf("transparency log %q is not in the trusted root (rekor log public key not found for payload)", b.Payload.LogID)
-	}
-	ek, ok := key.(*ecdsa.PublicKey)
-	if !ok {
-		return nil, fmt.Errorf("transparency log key %T cannot verify a signed entry timestamp (ECDSA required)", key)
-	}
-	canon, err := json.Marshal(canonicalSETPayload{Body: b.Payload.Body, IntegratedTime: b.Payload.IntegratedTime, LogID: b.Payload.LogID, LogIndex: b.Payload.LogIndex})
-	if err != nil {
-		return nil, err
-	}
-	h := sha256.Sum256(canon)
-	if !ecdsa.VerifyASN1(ek, h[:], b.SignedEntryTimestamp) {
-		return nil, fmt.Errorf("signed entry timestamp does not verify with the log key %s", b.Payload.LogID)
-	}
-	body, err := base64.StdEncoding.DecodeString(b.Payload.Body)
-	if err != nil {
-		return nil, fmt.Errorf("logged entry body is not base64")
-	}
-	var e struct {
-		Kind string `json:"kind"`
-		Spec struct {
-			Data struct {
-				Hash struct {
-					Algorithm string `json:"algorithm"`
-					Value     string `json:"value"`
-				} `json:"hash"`
-			} `json:"data"`
-			Signature struct {
-				Content   string `json:"content"`
-				PublicKey struct {
-					Content string `json:"content"`
-				} `json:"publicKey"`
-			} `json:"signature"`
-		} `json:"spec"`
-	}
-	if err := json.Unmarshal(body, &e); err != nil || e.Kind != "hashedrekord" {
-		return nil, fmt.Errorf("logged entry is not a hashedrekord entry")
-	}
-	ph := sha256.Sum256(payload)
-	if e.Spec.Data.Hash.Algorithm != "sha256" || e.Spec.Data.Hash.Value != hex.EncodeToString(ph[:]) {
-		return nil, fmt.Errorf("logged entry is for other content (hash %s:%s)", e.Spec.Data.Hash.Algorithm, e.Spec.Data.Hash.Value)
-	}
-	if e.Spec.Signature.Content != base64.StdEncoding.EncodeToString(sig) {
-		return nil, fmt.Errorf("logged entry holds a different signature")
-	}
-	logged, err := base64.StdEncoding.DecodeString(e.Spec.Signature.PublicKey.Content)
-	if err != nil || !samePublicKeyMaterial(logged, keyOrCertPEM) {
-		return nil, fmt.Errorf("logged entry was made with a different key or certificate")
+	if b.Payload.Body == "" || b.Payload.LogID == "" {
+		return nil, fmt.Errorf("bundle annotation has no logged entry (Payload.body and Payload.logID are required)")
 	}
 	return &b, nil
 }
 
-// samePublicKeyMaterial compares two PEM blobs (certificate or public key)
-// by the DER of their first block.
-func samePublicKeyMaterial(a, b []byte) bool {
-	da, db := firstDER(a), firstDER(b)
-	return da != nil && bytes.Equal(da, db)
+// Entry returns the bundle as a log entry (without inclusion proof).
+func (b *RekorBundle) Entry() (*LogEntry, error) {
+	body, err := base64.StdEncoding.DecodeString(b.Payload.Body)
+	if err != nil {
+		return nil, fmt.Errorf("logged entry body is not base64")
+	}
+	return &LogEntry{Body: body, IntegratedTime: b.Payload.IntegratedTime, LogIndex: b.Payload.LogIndex, LogID: b.Payload.LogID,
+		SET: b.SignedEntryTimestamp}, nil
 }
 
-func firstDER(p []byte) []byte {
-	if c, err := ParseCertificatePEM(p); err == nil {
-		return c.Raw
+// BundleFromEntry is the bundle annotation cosign writes for a log entry.
+func BundleFromEntry(e *LogEntry) *RekorBundle {
+	return &RekorBundle{SignedEntryTimestamp: e.SET, Payload: RekorPayload{Body: base64.StdEncoding.EncodeToString(e.Body),
+		IntegratedTime: e.IntegratedTime, LogIndex: e.LogIndex, LogID: e.LogID}}
+}
+
+// checkRekorBundle verifies a bundle annotation for a simple-signing
+// signature: the SET with the log's key, and that the logged hashedrekord
+// entry is this exact signature, by this key or certificate, over this
+// payload.
+func checkRekorBundle(raw string, tlogKeys map[string]crypto.PublicKey, payload, sig, keyOrCertPEM []byte) (*RekorBundle, error) {
+	h := sha256.Sum256(payload)
+	return checkBundleFor(raw, tlogKeys, loggedSignature{contentSHA256: h[:], sig: sig, keyDER: firstDER(keyOrCertPEM)})
+}
+
+// checkBundleFor verifies a bundle annotation against the signature it
+// must log.
+func checkBundleFor(raw string, tlogKeys map[string]crypto.PublicKey, want loggedSignature) (*RekorBundle, error) {
+	b, err := ParseRekorBundle(raw)
+	if err != nil {
+		return nil, err
 	}
-	if k, err := ParsePublicKey(p); err == nil {
-		der, _ := x509.MarshalPKIXPublicKey(k)
-		return der
+	e, err := b.Entry()
+	if err != nil {
+		return nil, err
 	}
-	return nil
+	if err := VerifySET(e, tlogKeys); err != nil {
+		return nil, err
+	}
+	if err := checkEntryBody(e.Body, want); err != nil {
+		return nil, err
+	}
+	return b, nil
 }
 
 // NextLogKey parses the next PEM public key in b (e.g. the contents of
@@ -136,5 +102,18 @@ func NextLogKey(b []byte) (pub crypto.PublicKey, logID string, rest []byte, ok b
 		}
 		id := sha256.Sum256(block.Bytes)
 		return k, hex.EncodeToString(id[:]), b, true
+	}
+}
+
+// LogKeys parses every PEM public key in b into a map from log ID (hex
+// SHA-256 of the DER key) to key.
+func LogKeys(b []byte) map[string]crypto.PublicKey {
+	out := map[string]crypto.PublicKey{}
+	for {
+		pub, id, rest, ok := NextLogKey(b)
+		if !ok {
+			return out
+		}
+		out[id], b = pub, rest
 	}
 }

@@ -1,6 +1,8 @@
 package verify
 
 import (
+	"bytes"
+	"crypto"
 	"crypto/x509"
 	"encoding/asn1"
 	"encoding/pem"
@@ -13,8 +15,10 @@ import (
 
 // Fulcio certificate extension OIDs used in identity checks.
 var (
-	OIDIssuerV1 = asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 57264, 1, 1} // raw string
-	OIDIssuerV2 = asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 57264, 1, 8} // DER UTF8String
+	OIDIssuerV1  = asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 57264, 1, 1} // raw string
+	OIDIssuerV2  = asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 57264, 1, 8} // DER UTF8String
+	OIDOtherName = asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 57264, 1, 7} // username SAN
+	oidSAN       = asn1.ObjectIdentifier{2, 5, 29, 17}
 )
 
 // CheckCertificate names certificate failures in CheckError.
@@ -22,7 +26,12 @@ const (
 	CheckCertificate = "certificate"
 	CheckIdentity    = "identity"
 	CheckTlog        = "transparency log"
+	CheckSCT         = "certificate transparency (SCT)"
 )
+
+// ErrIdentityMismatch is wrapped when a certificate matches none of the
+// expected identities.
+var ErrIdentityMismatch = errors.New("none of the expected identities matched what was in the certificate")
 
 // Identity is one acceptable certificate identity (cosign's
 // --certificate-identity[-regexp] and --certificate-oidc-issuer[-regexp]).
@@ -34,12 +43,39 @@ type Identity struct {
 	IssuerRegexp  string
 }
 
+// Validate compiles the regexps and checks that a subject and an issuer
+// are given, with cosign's messages.
+func (id Identity) Validate() error {
+	if id.Subject == "" && id.SubjectRegexp == "" {
+		return errors.New("--certificate-identity or --certificate-identity-regexp is required for verification in keyless mode")
+	}
+	if id.Issuer == "" && id.IssuerRegexp == "" {
+		return errors.New("--certificate-oidc-issuer or --certificate-oidc-issuer-regexp is required for verification in keyless mode")
+	}
+	for flag, re := range map[string]string{"--certificate-identity-regexp": id.SubjectRegexp, "--certificate-oidc-issuer-regexp": id.IssuerRegexp} {
+		if re == "" {
+			continue
+		}
+		if _, err := regexp.Compile(re); err != nil {
+			return fmt.Errorf("%s %q is not a valid regular expression: %v", flag, re, err)
+		}
+	}
+	return nil
+}
+
 // CertOptions configure keyless (certificate) verification.
 type CertOptions struct {
 	Roots         *x509.CertPool
 	Intermediates *x509.CertPool
 	// Identities: the certificate must match at least one.
 	Identities []Identity
+	// CTLogKeys map hex CT log IDs to keys: the certificate must carry an
+	// embedded SCT from one of them, unless IgnoreSCT.
+	CTLogKeys map[string]crypto.PublicKey
+	IgnoreSCT bool
+	// AnyIdentity accepts every identity (for an index that records the
+	// identity instead of selecting one); Identities is then ignored.
+	AnyIdentity bool
 }
 
 // ParseCertificatePEM parses the first PEM certificate in b.
@@ -50,6 +86,9 @@ func ParseCertificatePEM(b []byte) (*x509.Certificate, error) {
 	}
 	return x509.ParseCertificate(block.Bytes)
 }
+
+// maxChainCerts bounds the certificates read from a chain annotation.
+const maxChainCerts = 10
 
 // ParseCertificatesPEM parses every PEM certificate in b.
 func ParseCertificatesPEM(b []byte) ([]*x509.Certificate, error) {
@@ -63,6 +102,9 @@ func ParseCertificatesPEM(b []byte) ([]*x509.Certificate, error) {
 		if block.Type != "CERTIFICATE" {
 			return nil, fmt.Errorf("unexpected PEM block %q in certificate chain", block.Type)
 		}
+		if len(out) == maxChainCerts {
+			return nil, fmt.Errorf("certificate chain has more than %d certificates", maxChainCerts)
+		}
 		c, err := x509.ParseCertificate(block.Bytes)
 		if err != nil {
 			return nil, err
@@ -74,22 +116,15 @@ func ParseCertificatesPEM(b []byte) ([]*x509.Certificate, error) {
 // CertIssuer returns the OIDC issuer recorded in a Fulcio certificate
 // (extension .1.1, else .1.8).
 func CertIssuer(c *x509.Certificate) string {
-	var v2 string
-	for _, e := range c.Extensions {
-		switch {
-		case e.Id.Equal(OIDIssuerV1):
-			return string(e.Value)
-		case e.Id.Equal(OIDIssuerV2):
-			var s string
-			if _, err := asn1.UnmarshalWithParams(e.Value, &s, "utf8"); err == nil {
-				v2 = s
-			}
-		}
+	if v, ok := FulcioExtension(c, 1); ok {
+		return v
 	}
-	return v2
+	v, _ := FulcioExtension(c, 8)
+	return v
 }
 
-// SubjectAlternativeNames lists a certificate's SANs in cosign's order.
+// SubjectAlternativeNames lists a certificate's SANs in cosign's order:
+// DNS names, emails, IP addresses, URIs, then Fulcio's username otherName.
 func SubjectAlternativeNames(c *x509.Certificate) []string {
 	var out []string
 	out = append(out, c.DNSNames...)
@@ -100,41 +135,125 @@ func SubjectAlternativeNames(c *x509.Certificate) []string {
 	for _, u := range c.URIs {
 		out = append(out, u.String())
 	}
+	return append(out, otherNames(c)...)
+}
+
+// otherNames returns the UTF-8 values of Fulcio username otherName SANs.
+func otherNames(c *x509.Certificate) []string {
+	var out []string
+	for _, e := range c.Extensions {
+		if !e.Id.Equal(oidSAN) {
+			continue
+		}
+		var seq asn1.RawValue
+		if rest, err := asn1.Unmarshal(e.Value, &seq); err != nil || len(rest) > 0 || !seq.IsCompound {
+			return nil
+		}
+		for b := seq.Bytes; len(b) > 0; {
+			var gn asn1.RawValue
+			var err error
+			if b, err = asn1.Unmarshal(b, &gn); err != nil {
+				return out
+			}
+			if gn.Class != asn1.ClassContextSpecific || gn.Tag != 0 {
+				continue
+			}
+			var other struct {
+				ID    asn1.ObjectIdentifier
+				Value asn1.RawValue `asn1:"explicit,tag:0"`
+			}
+			if _, err := asn1.UnmarshalWithParams(gn.FullBytes, &other, "tag:0"); err != nil || !other.ID.Equal(OIDOtherName) {
+				continue
+			}
+			var s string
+			if _, err := asn1.UnmarshalWithParams(other.Value.Bytes, &s, "utf8"); err == nil {
+				out = append(out, s)
+			}
+		}
+	}
 	return out
 }
 
 // VerifyCertificate checks that leaf chains to opts.Roots (through
-// opts.Intermediates and the given chain) for code signing at the time it
-// was issued, and that it matches one of opts.Identities.
-func VerifyCertificate(leaf *x509.Certificate, chain []*x509.Certificate, opts CertOptions) error {
+// opts.Intermediates and the intermediates of chain) for code signing at
+// the time it was issued, carries an SCT from a trusted CT log (unless
+// opts.IgnoreSCT), and matches one of opts.Identities. It returns the
+// verified chain, leaf first.
+func VerifyCertificate(leaf *x509.Certificate, chain []*x509.Certificate, opts CertOptions) ([]*x509.Certificate, error) {
+	verified, err := VerifyChain(leaf, chain, opts)
+	if err != nil {
+		return nil, err
+	}
+	if opts.AnyIdentity {
+		return verified, nil
+	}
+	if err := MatchIdentity(leaf, opts.Identities); err != nil {
+		return nil, err
+	}
+	return verified, nil
+}
+
+// VerifyChain is VerifyCertificate without the identity check.
+func VerifyChain(leaf *x509.Certificate, chain []*x509.Certificate, opts CertOptions) ([]*x509.Certificate, error) {
 	if opts.Roots == nil {
-		return errors.New("no trusted root certificates: give --trusted-root or run 'hallmark trust init'")
+		return nil, errors.New("no trusted root certificates: give --trusted-root or run 'hallmark trust init'")
 	}
-	inter := x509.NewCertPool()
-	if opts.Intermediates != nil {
-		inter = opts.Intermediates.Clone()
-	}
-	for _, c := range chain {
-		if c.IsCA && !isSelfSigned(c) {
-			inter.AddCert(c)
+	// As cosign: the intermediates are the trusted ones when the trust
+	// material names any, else the chain stored with the signature (its
+	// roots excluded: trust comes from opts.Roots alone).
+	inter := opts.Intermediates
+	if inter == nil {
+		inter = x509.NewCertPool()
+		for _, c := range chain {
+			if c.IsCA && !isSelfSigned(c) {
+				inter.AddCert(c)
+			}
 		}
 	}
-	_, err := leaf.Verify(x509.VerifyOptions{
+	// A critical SAN holding only an otherName (Fulcio's username SAN) is
+	// "unhandled" for Go's verifier; it is handled here (cosign does the
+	// same).
+	if len(leaf.UnhandledCriticalExtensions) > 0 {
+		var rest []asn1.ObjectIdentifier
+		for _, id := range leaf.UnhandledCriticalExtensions {
+			if !id.Equal(oidSAN) {
+				rest = append(rest, id)
+			}
+		}
+		cp := *leaf
+		cp.UnhandledCriticalExtensions = rest
+		leaf = &cp
+	}
+	chains, err := leaf.Verify(x509.VerifyOptions{
 		Roots: opts.Roots, Intermediates: inter,
-		CurrentTime: leaf.NotBefore.Add(time.Second),
+		CurrentTime: leaf.NotBefore,
 		KeyUsages:   []x509.ExtKeyUsage{x509.ExtKeyUsageCodeSigning},
 	})
 	if err != nil {
-		return fmt.Errorf("certificate does not chain to a trusted root: %w", err)
+		return nil, fmt.Errorf("certificate does not chain to a trusted root: %w (verify with the trusted root of the CA that issued it: --trusted-root or 'hallmark trust init')", err)
 	}
-	return MatchIdentity(leaf, opts.Identities)
+	if !opts.IgnoreSCT {
+		var issuer *x509.Certificate
+		if len(chains[0]) > 1 {
+			issuer = chains[0][1]
+		}
+		if err := VerifyEmbeddedSCT(leaf, issuer, opts.CTLogKeys); err != nil {
+			return nil, err
+		}
+	}
+	return chains[0], nil
 }
 
+// isSelfSigned reports whether c names itself as its issuer (a root). It
+// is a cheap structural test, not a signature check: chain certificates
+// only feed the intermediates pool, and trust comes from opts.Roots alone.
 func isSelfSigned(c *x509.Certificate) bool {
-	return c.CheckSignatureFrom(c) == nil
+	return bytes.Equal(c.RawSubject, c.RawIssuer)
 }
 
-// MatchIdentity reports whether c matches one of ids.
+// MatchIdentity reports whether c matches one of ids, as cosign does: the
+// issuer (extension .1.1, else .1.8) equals or matches the issuer, and any
+// SAN equals or matches the subject.
 func MatchIdentity(c *x509.Certificate, ids []Identity) error {
 	if len(ids) == 0 {
 		return errors.New("no certificate identity to check: give --certificate-identity(-regexp) and --certificate-oidc-issuer(-regexp)")
@@ -151,8 +270,7 @@ func MatchIdentity(c *x509.Certificate, ids []Identity) error {
 			}
 		}
 	}
-	return fmt.Errorf("none of the expected identities matched what was in the certificate, got subjects [%s] with issuer %s",
-		strings.Join(sans, ", "), issuer)
+	return fmt.Errorf("%w, got subjects [%s] with issuer %s", ErrIdentityMismatch, strings.Join(sans, ", "), issuer)
 }
 
 func matches(v, exact, re string) bool {
@@ -164,4 +282,16 @@ func matches(v, exact, re string) bool {
 		return err == nil && r.MatchString(v)
 	}
 	return false
+}
+
+// CheckValidity checks that c was valid at t (cosign's CheckExpiry).
+func CheckValidity(c *x509.Certificate, t time.Time) error {
+	f := func(t time.Time) string { return t.UTC().Format(time.RFC3339) }
+	switch {
+	case c.NotAfter.Before(t):
+		return fmt.Errorf("certificate expired before signatures were entered in log: %s is before %s", f(c.NotAfter), f(t))
+	case c.NotBefore.After(t):
+		return fmt.Errorf("certificate was issued after signatures were entered in log: %s is after %s", f(c.NotBefore), f(t))
+	}
+	return nil
 }

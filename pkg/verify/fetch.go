@@ -305,3 +305,101 @@ func payloadDigestMatches(d string, payload []byte) (bool, string) {
 	}
 	return false, ""
 }
+
+// maxBundleReferrers bounds the sigstore bundle referrers read per image.
+const maxBundleReferrers = 100
+
+// maxBundleBlob bounds one sigstore bundle.
+const maxBundleBlob = 4 << 20
+
+// referrerBundle is a sigstore bundle attached to an image as an OCI 1.1
+// referrer, or why it could not be read.
+type referrerBundle struct {
+	Manifest      string // digest of the referrer manifest
+	PredicateType string // from the manifest annotation, if any
+	Raw           []byte
+	err           error
+}
+
+// referrers lists the manifests referring to d in repo: the referrers API
+// when the registry answers it with an image index, else the referrers tag
+// schema's fallback tag "<alg>-<hex>" (as go-containerregistry does).
+func (c *Client) referrers(ctx context.Context, repo name.Repository, d v1.Hash) ([]oci.Descriptor, error) {
+	resp, err := c.do(ctx, http.MethodGet, repo, "referrers", d.String(), oci.MediaTypeOCIIndex, maxManifest)
+	if err == nil && resp.status == http.StatusOK && resp.contentType == oci.MediaTypeOCIIndex {
+		m, err := oci.ParseManifest(resp.contentType, resp.body)
+		if err != nil {
+			return nil, fmt.Errorf("referrers of %s: %w", d, err)
+		}
+		return m.Manifests, nil
+	}
+	// No referrers API (404, 400, or an error status): the fallback tag.
+	resp, err = c.do(ctx, http.MethodGet, repo, "manifests", d.Algorithm+"-"+d.Hex, manifestAccept, maxManifest)
+	if err != nil {
+		return nil, fmt.Errorf("referrers of %s (fallback tag): %w", d, err)
+	}
+	if resp.status == http.StatusNotFound {
+		return nil, nil
+	}
+	m, err := oci.ParseManifest(resp.contentType, resp.body)
+	if err != nil || !oci.IsIndex(m.MediaType) {
+		return nil, nil // the tag is something else; no referrers
+	}
+	return m.Manifests, nil
+}
+
+// bundleReferrers fetches the sigstore bundles attached to d in repo.
+func (c *Client) bundleReferrers(ctx context.Context, repo name.Repository, d v1.Hash) ([]referrerBundle, error) {
+	descs, err := c.referrers(ctx, repo, d)
+	if err != nil {
+		return nil, err
+	}
+	var out []referrerBundle
+	for _, desc := range descs {
+		if !strings.HasPrefix(desc.ArtifactType, BundleMediaTypePrefix) {
+			continue
+		}
+		if len(out) == maxBundleReferrers {
+			break
+		}
+		rb := referrerBundle{Manifest: desc.Digest.String(), PredicateType: desc.Annotations["dev.sigstore.bundle.predicateType"]}
+		rb.Raw, rb.err = c.bundleBlob(ctx, repo, desc.Digest.String())
+		out = append(out, rb)
+	}
+	return out, nil
+}
+
+// bundleBlob reads the bundle layer of a referrer manifest.
+func (c *Client) bundleBlob(ctx context.Context, repo name.Repository, manifest string) ([]byte, error) {
+	resp, err := c.do(ctx, http.MethodGet, repo, "manifests", manifest, oci.MediaTypeOCIManifest, maxManifest)
+	if err != nil {
+		return nil, err
+	}
+	if resp.status == http.StatusNotFound {
+		return nil, fmt.Errorf("referrer manifest %s is listed but not in the registry", manifest)
+	}
+	if digest.FromBytes(resp.body).String() != manifest {
+		return nil, fmt.Errorf("referrer manifest does not match its digest %s", manifest)
+	}
+	m, err := oci.ParseManifest(resp.contentType, resp.body)
+	if err != nil {
+		return nil, err
+	}
+	for _, l := range m.Layers {
+		if !strings.HasPrefix(l.MediaType, BundleMediaTypePrefix) {
+			continue
+		}
+		if l.Size > maxBundleBlob {
+			return nil, fmt.Errorf("bundle %s is %d bytes; at most %d are read", l.Digest, l.Size, maxBundleBlob)
+		}
+		b, err := c.blob(ctx, repo, l.Digest.String(), l.Size)
+		if err != nil {
+			return nil, err
+		}
+		if ok, _ := payloadDigestMatches(l.Digest.String(), b); !ok {
+			return nil, fmt.Errorf("bundle blob does not match its digest %s", l.Digest)
+		}
+		return b, nil
+	}
+	return nil, fmt.Errorf("referrer manifest %s has no sigstore bundle layer", manifest)
+}

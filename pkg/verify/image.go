@@ -5,11 +5,14 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/hallmark-dev/hallmark/pkg/payload"
 )
 
 // Image-level errors, mapped to cosign's exit codes by the CLI (10 and 12;
@@ -41,6 +44,8 @@ type Target struct {
 	TagPrefix string
 	// Digest, when set, is the already resolved digest of Image.
 	Digest *v1.Hash
+	// NoReferrers skips looking for sigstore bundle referrers.
+	NoReferrers bool
 }
 
 // SignatureTag returns the tag cosign stores the signatures of digest d
@@ -49,12 +54,48 @@ func SignatureTag(repo name.Repository, prefix string, d v1.Hash) name.Tag {
 	return repo.Tag(fmt.Sprintf("%s%s-%s.sig", prefix, d.Algorithm, d.Hex))
 }
 
-// Image verifies the cosign signatures of the image at t against opts. It
-// succeeds when at least one signature passes every check; otherwise the
-// error wraps ErrNoSignatures (the signature tag is absent or empty),
-// ErrImageNotFound (the image tag does not exist) or ErrNoMatching, and
-// lists, per signature, which check failed and why.
+// Image verifies the signatures of the image at t against opts: the
+// layers of its cosign ".sig" manifest and the sigstore bundles attached
+// to it as OCI 1.1 referrers (cosign v3 and --new-bundle-format) whose
+// predicate type is cosign's signing one. Unlike cosign v2.6, which
+// ignores every .sig layer as soon as a bundle referrer exists, both are
+// verified: .sig results first, then bundles. It succeeds when at least
+// one signature passes every check; otherwise the error wraps
+// ErrNoSignatures (nothing attached), ErrImageNotFound (the image tag does
+// not exist) or ErrNoMatching, and lists, per signature, which check
+// failed and why.
 func (c *Client) Image(ctx context.Context, t Target, opts Options) (*ImageResult, error) {
+	return c.verifyImage(ctx, t, opts, "sig", payload.CosignSignPredicateType)
+}
+
+// Attestations verifies the attestations of the image at t: the DSSE
+// layers of its ".att" manifest and the sigstore bundle referrers, keeping
+// those whose statement has predicateType (any, when empty). When
+// attestations verify but none has the predicate type, the error says
+// which types were found, as cosign verify-attestation does.
+func (c *Client) Attestations(ctx context.Context, t Target, predicateType string, opts Options) (*ImageResult, error) {
+	res, err := c.verifyImage(ctx, t, opts, "att", "")
+	if err != nil || predicateType == "" {
+		return res, err
+	}
+	var kept []*Verified
+	var found []string
+	for _, v := range res.Verified {
+		if v.Statement != nil && v.Statement.PredicateType == predicateType {
+			kept = append(kept, v)
+		} else if v.Statement != nil && !slices.Contains(found, v.Statement.PredicateType) {
+			found = append(found, v.Statement.PredicateType)
+		}
+	}
+	res.Verified = kept
+	if len(kept) == 0 {
+		return res, fmt.Errorf("%w for %s: none of the attestations matched the predicate type: %s, found: %s",
+			ErrNoMatching, imageName(t.Image, res.Digest), predicateType, strings.Join(found, ","))
+	}
+	return res, nil
+}
+
+func (c *Client) verifyImage(ctx context.Context, t Target, opts Options, suffix, bundlePredicate string) (*ImageResult, error) {
 	var dig v1.Hash
 	if t.Digest != nil {
 		dig = *t.Digest
@@ -68,54 +109,103 @@ func (c *Client) Image(ctx context.Context, t Target, opts Options) (*ImageResul
 	if t.SignatureRepo != nil {
 		repo = *t.SignatureRepo
 	}
-	tag := SignatureTag(repo, t.TagPrefix, dig)
+	tag := repo.Tag(fmt.Sprintf("%s%s-%s.%s", t.TagPrefix, dig.Algorithm, dig.Hex, suffix))
 	res := &ImageResult{Reference: t.Image, Digest: dig, SignatureTag: tag}
+	// The referrers (sigstore bundles) are listed while the signature
+	// manifest is read: one round trip of latency for both.
+	var bundles []referrerBundle
+	var referrerErr error
+	listed := make(chan struct{})
+	if t.NoReferrers {
+		close(listed)
+	} else {
+		go func() {
+			defer close(listed)
+			bundles, referrerErr = c.bundleReferrers(ctx, t.Image.Context(), dig)
+		}()
+	}
 	sm, err := c.signatureManifest(ctx, tag)
+	<-listed
 	if err != nil {
 		return res, err
 	}
-	if sm == nil {
-		return res, fmt.Errorf("%w for %s: the signature tag %s does not exist (sign the image first; if signatures are stored in another repository, set COSIGN_REPOSITORY as when signing)",
-			ErrNoSignatures, imageName(t.Image, dig), tag)
+	if referrerErr != nil && (sm == nil || len(sm.Layers) == 0) {
+		return res, referrerErr
 	}
-	if len(sm.Layers) == 0 {
-		return res, fmt.Errorf("%w for %s: the signature manifest %s has no layers", ErrNoSignatures, imageName(t.Image, dig), tag)
+	if bundlePredicate != "" {
+		bundles = slices.DeleteFunc(bundles, func(b referrerBundle) bool {
+			return b.PredicateType != "" && b.PredicateType != bundlePredicate
+		})
 	}
-	layers := c.fetchLayers(ctx, tag.Context(), sm)
-	total := len(layers)
-	failed := make([]error, total)
+	what := "signature"
+	if suffix == "att" {
+		what = "attestation"
+	}
+	if (sm == nil || len(sm.Layers) == 0) && len(bundles) == 0 {
+		if sm == nil {
+			return res, fmt.Errorf("%w for %s: the %s tag %s does not exist and no sigstore bundle refers to the image (sign the image first; if signatures are stored in another repository, set COSIGN_REPOSITORY as when signing)",
+				ErrNoSignatures, imageName(t.Image, dig), what, tag)
+		}
+		return res, fmt.Errorf("%w for %s: the %s manifest %s has no layers", ErrNoSignatures, imageName(t.Image, dig), what, tag)
+	}
+	var layers []fetchedLayer
+	if sm != nil {
+		layers = c.fetchLayers(ctx, tag.Context(), sm)
+	}
+	total := len(layers) + len(bundles)
+	if referrerErr != nil {
+		res.Failed = append(res.Failed, &CheckError{Check: CheckFormat, Reason: "listing sigstore bundle referrers: " + referrerErr.Error()})
+	}
 	for i, l := range layers {
 		if l.err != nil {
-			failed[i] = &CheckError{Check: CheckFormat, Signature: l.Digest, Index: i + 1, Total: total, Reason: l.err.Error()}
+			res.Failed = append(res.Failed, &CheckError{Check: CheckFormat, Signature: l.Digest, Index: i + 1, Total: total, Reason: l.err.Error()})
 			continue
 		}
-		v, err := VerifyLayer(l.Layer, dig.String(), opts)
+		var v *Verified
+		var err error
+		if suffix == "att" {
+			v, err = VerifyAttestationLayer(l.Layer, dig.String(), "", opts)
+		} else {
+			v, err = VerifyLayer(l.Layer, dig.String(), opts)
+		}
 		if err != nil {
 			var ce *CheckError
 			if errors.As(err, &ce) {
 				ce.Index, ce.Total = i+1, total
-				if ce.Check == CheckSignature && opts.PublicKey != nil {
+				if suffix == "sig" && ce.Check == CheckSignature && opts.PublicKey != nil {
 					if j := swappedWith(layers, i, opts.PublicKey); j >= 0 {
 						ce.Reason = fmt.Sprintf("the signature annotation is a signature over the payload of layer %d (%s), not over this layer's payload: signatures were swapped between layers", j+1, layers[j].Digest)
 					}
 				}
 			}
-			failed[i] = err
+			res.Failed = append(res.Failed, err)
 			continue
 		}
 		res.Verified = append(res.Verified, v)
 	}
-	for _, err := range failed {
-		if err != nil {
-			res.Failed = append(res.Failed, err)
+	for i, b := range bundles {
+		idx := len(layers) + i + 1
+		if b.err != nil {
+			res.Failed = append(res.Failed, &CheckError{Check: CheckFormat, Signature: "bundle " + b.Manifest, Index: idx, Total: total, Reason: b.err.Error()})
+			continue
 		}
+		v, err := VerifySigstoreBundle(b.Raw, BundleCheck{ImageDigest: dig.String(), PredicateType: bundlePredicate, RefName: t.Image.Name()}, opts, "bundle "+b.Manifest)
+		if err != nil {
+			var ce *CheckError
+			if errors.As(err, &ce) {
+				ce.Index, ce.Total = idx, total
+			}
+			res.Failed = append(res.Failed, err)
+			continue
+		}
+		res.Verified = append(res.Verified, v)
 	}
 	if len(res.Verified) == 0 {
 		lines := make([]string, len(res.Failed))
 		for i, err := range res.Failed {
 			lines[i] = err.Error()
 		}
-		return res, fmt.Errorf("%w for %s: %d signature(s) checked:\n  %s", ErrNoMatching, imageName(t.Image, dig), total, strings.Join(lines, "\n  "))
+		return res, fmt.Errorf("%w for %s: %d %s(s) checked:\n  %s", ErrNoMatching, imageName(t.Image, dig), total, what, strings.Join(lines, "\n  "))
 	}
 	return res, nil
 }

@@ -17,6 +17,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/hallmark-dev/hallmark/pkg/payload"
 )
 
 // Layer annotation keys (cosign's).
@@ -29,12 +31,13 @@ const (
 
 // Checks that can fail, named in errors.
 const (
-	CheckFormat      = "signature layer format"
-	CheckIntegrity   = "payload digest"
-	CheckSignature   = "signature"
-	CheckPayload     = "payload"
-	CheckDigestClaim = "digest claim"
-	CheckAnnotation  = "annotation"
+	CheckFormat                = "signature layer format"
+	CheckIntegrity             = "payload digest"
+	CheckSignature             = "signature"
+	CheckPayload               = "payload"
+	CheckDigestClaim           = "digest claim"
+	CheckAnnotation            = "annotation"
+	CheckProvenanceAnnotations = "provenance"
 )
 
 // CheckError says which check failed for which signature and why.
@@ -45,7 +48,13 @@ type CheckError struct {
 	// layers of its signature manifest.
 	Index, Total int
 	Reason       string
+	// Err is the underlying error when there is one (errors.Is works
+	// through CheckError, e.g. for ErrSET, ErrUnknownLog, ErrNoBundle).
+	Err error
 }
+
+// Unwrap returns the underlying error.
+func (e *CheckError) Unwrap() error { return e.Err }
 
 func (e *CheckError) Error() string {
 	if e.Signature == "" {
@@ -111,10 +120,19 @@ type Options struct {
 	// false, every signature must carry a bundle whose SET verifies.
 	TlogKeys   map[string]crypto.PublicKey
 	IgnoreTlog bool
+	// Now is the time a certificate must be valid at when the log is
+	// ignored (zero: the current time).
+	Now time.Time
+	// Provenance compares every signed annotation with what the signing
+	// certificate attests (CheckProvenance); a contradiction fails the
+	// signature.
+	Provenance bool
 }
 
 // Verified is a signature that passed every check.
 type Verified struct {
+	// Kind is KindSimpleSigning, KindBundle or KindAttestation.
+	Kind        string
 	Layer       Layer
 	Claims      Claims
 	Certificate *x509.Certificate // keyless signatures
@@ -122,6 +140,39 @@ type Verified struct {
 	// TlogVerified: Bundle was checked against a trusted log key. With
 	// IgnoreTlog a well-formed bundle is kept for output but not checked.
 	TlogVerified bool
+	// LogEntry is the verified entry of a sigstore bundle.
+	LogEntry *LogEntry
+	// Statement is the in-toto statement of a bundle or attestation.
+	Statement *payload.Statement
+	// EnvelopeJSON is the DSSE envelope of a bundle or attestation (an
+	// attestation's is its layer payload).
+	EnvelopeJSON []byte
+	// Provenance is the annotation check, with Options.Provenance.
+	Provenance []ProvenanceCheck
+}
+
+// checkProvenance runs the provenance check of opts on the signed
+// annotations (before cosign's output additions).
+func (v *Verified) checkProvenance(signed map[string]any, opts Options) error {
+	if !opts.Provenance {
+		return nil
+	}
+	v.Provenance = CheckProvenance(v.Certificate, signed)
+	return ProvenanceError(v.Provenance)
+}
+
+// OutputPayload is what cosign prints for the signature: the payload of a
+// .sig layer, the envelope of an attestation, the synthesized claims of a
+// bundle.
+func (v *Verified) OutputPayload() []byte {
+	switch v.Kind {
+	case KindAttestation:
+		return v.Layer.Payload
+	case KindBundle:
+		b, _ := json.Marshal(v.Claims)
+		return b
+	}
+	return v.Layer.Payload
 }
 
 // VerifyLayer checks one signature layer of the image with digest
@@ -149,35 +200,14 @@ func VerifyLayer(l Layer, imageDigest string, opts Options) (*Verified, error) {
 			return nil, fail(CheckIntegrity, "the payload (%d bytes) hashes to %s, not to its layer digest: it was altered in the registry's storage or in transit", len(l.Payload), got)
 		}
 	}
-	verified := &Verified{Layer: l}
-	pub := opts.PublicKey
-	certPEM := []byte(l.Annotations[AnnotationCertificate])
-	if pub == nil {
-		if opts.Cert == nil {
-			return nil, fail(CheckSignature, "no public key or trusted root to verify with")
-		}
-		if len(certPEM) == 0 {
-			return nil, fail(CheckCertificate, "signature has no certificate (was it signed with a key? then verify with --key)")
-		}
-		cert, err := ParseCertificatePEM(certPEM)
-		if err != nil {
-			return nil, fail(CheckCertificate, "%v", err)
-		}
-		chain, err := ParseCertificatesPEM([]byte(l.Annotations[AnnotationChain]))
-		if err != nil {
-			return nil, fail(CheckCertificate, "chain: %v", err)
-		}
-		if err := VerifyCertificate(cert, chain, *opts.Cert); err != nil {
-			check := CheckCertificate
-			if strings.HasPrefix(err.Error(), "none of the expected identities") {
-				check = CheckIdentity
-			}
-			return nil, fail(check, "%v", err)
-		}
-		verified.Certificate, pub = cert, cert.PublicKey
+	verified := &Verified{Kind: KindSimpleSigning, Layer: l}
+	cert, pub, err := signerOf(l, opts)
+	if err != nil {
+		return nil, err
 	}
+	verified.Certificate = cert
 	if err := VerifySignature(pub, l.Payload, sig); err != nil {
-		if verified.Certificate != nil {
+		if cert != nil {
 			return nil, fail(CheckSignature, "%v: the signature does not match the certificate's key, so the payload or the signature was changed after signing", err)
 		}
 		var km *keyMismatchError
@@ -187,31 +217,9 @@ func VerifyLayer(l Layer, imageDigest string, opts Options) (*Verified, error) {
 		fp, _ := Fingerprint(pub)
 		return nil, fail(CheckSignature, "%v: it was made with another key than %s, or the payload was changed after signing", err, fp)
 	}
-	if !opts.IgnoreTlog {
-		raw, ok := l.Annotations[AnnotationBundle]
-		if !ok {
-			return nil, fail(CheckTlog, "signature has no transparency log bundle (signed with --tlog-upload=false? then verify with --insecure-ignore-tlog)")
-		}
-		material := certPEM
-		if verified.Certificate == nil {
-			material, _ = pemPublicKey(pub)
-		}
-		b, err := checkRekorBundle(raw, opts.TlogKeys, l.Payload, sig, material)
-		if err != nil {
-			return nil, fail(CheckTlog, "%v", err)
-		}
-		if c := verified.Certificate; c != nil {
-			it := time.Unix(b.Payload.IntegratedTime, 0)
-			if it.Before(c.NotBefore) || it.After(c.NotAfter) {
-				return nil, fail(CheckTlog, "certificate was not valid when the signature was logged at %s (valid %s to %s)", it.UTC(), c.NotBefore.UTC(), c.NotAfter.UTC())
-			}
-		}
-		verified.Bundle, verified.TlogVerified = b, true
-	} else if raw, ok := l.Annotations[AnnotationBundle]; ok {
-		var b RekorBundle
-		if json.Unmarshal([]byte(raw), &b) == nil {
-			verified.Bundle = &b // cosign prints it even when the log is not checked
-		}
+	ph := sha256.Sum256(l.Payload)
+	if err := verified.checkTlog(l, opts, loggedSignature{contentSHA256: ph[:], sig: sig}, pub); err != nil {
+		return nil, err
 	}
 	c, err := ParseClaims(l.Payload)
 	if err != nil {
@@ -225,10 +233,105 @@ func VerifyLayer(l Layer, imageDigest string, opts Options) (*Verified, error) {
 			return nil, fail(CheckAnnotation, "%v", err)
 		}
 	}
+	if err := verified.checkProvenance(c.Optional, opts); err != nil {
+		return nil, fail(CheckProvenanceAnnotations, "%v", err)
+	}
 	verified.Claims = *c
 	verified.enrich()
 	return verified, nil
 }
+
+// signerOf returns the key a layer's signature must verify with: the
+// given public key, or the certificate in the layer once it has chained
+// to the trusted roots, carried a trusted SCT and matched an identity.
+func signerOf(l Layer, opts Options) (*x509.Certificate, crypto.PublicKey, error) {
+	fail := func(check, format string, args ...any) error {
+		return &CheckError{Check: check, Signature: l.Digest, Reason: fmt.Sprintf(format, args...)}
+	}
+	if opts.PublicKey != nil {
+		return nil, opts.PublicKey, nil
+	}
+	if opts.Cert == nil {
+		return nil, nil, fail(CheckSignature, "no public key or trusted root to verify with")
+	}
+	certPEM := []byte(l.Annotations[AnnotationCertificate])
+	if len(certPEM) == 0 {
+		return nil, nil, fail(CheckCertificate, "signature has no certificate (was it signed with a key? then verify with --key)")
+	}
+	cert, err := ParseCertificatePEM(certPEM)
+	if err != nil {
+		return nil, nil, fail(CheckCertificate, "%v", err)
+	}
+	chain, err := ParseCertificatesPEM([]byte(l.Annotations[AnnotationChain]))
+	if err != nil {
+		return nil, nil, fail(CheckCertificate, "chain: %v", err)
+	}
+	if _, err := VerifyCertificate(cert, chain, *opts.Cert); err != nil {
+		check := CheckCertificate
+		switch {
+		case errors.Is(err, ErrIdentityMismatch):
+			check = CheckIdentity
+		case errors.Is(err, ErrSCT):
+			check = CheckSCT
+		}
+		return nil, nil, &CheckError{Check: check, Signature: l.Digest, Reason: err.Error(), Err: err}
+	}
+	return cert, cert.PublicKey, nil
+}
+
+// checkTlog verifies the layer's bundle annotation (unless the log is
+// ignored) against the signature it must log, and the certificate's
+// validity at the logged time (or now, without a log).
+func (v *Verified) checkTlog(l Layer, opts Options, want loggedSignature, pub crypto.PublicKey) error {
+	fail := func(check, format string, args ...any) error {
+		return &CheckError{Check: check, Signature: l.Digest, Reason: fmt.Sprintf(format, args...)}
+	}
+	if v.Certificate != nil {
+		want.keyDER = v.Certificate.Raw
+	} else {
+		want.keyDER, _ = x509.MarshalPKIXPublicKey(pub)
+	}
+	if opts.IgnoreTlog {
+		if raw, ok := l.Annotations[AnnotationBundle]; ok {
+			if b, err := ParseRekorBundle(raw); err == nil {
+				v.Bundle = b // cosign prints it even when the log is not checked
+			}
+		}
+		if c := v.Certificate; c != nil {
+			now := opts.Now
+			if now.IsZero() {
+				now = time.Now()
+			}
+			if err := CheckValidity(c, now); err != nil {
+				return fail(CheckCertificate, "expected a signed timestamp to verify an expired certificate (%v); without the transparency log the certificate must be valid now, so verify without --insecure-ignore-tlog", err)
+			}
+		}
+		return nil
+	}
+	raw, ok := l.Annotations[AnnotationBundle]
+	if !ok {
+		return &CheckError{Check: CheckTlog, Signature: l.Digest, Err: ErrNoBundle,
+			Reason: "signature has no transparency log bundle (signed with --tlog-upload=false? then verify with --insecure-ignore-tlog)"}
+	}
+	b, err := checkBundleFor(raw, opts.TlogKeys, want)
+	if err != nil {
+		return &CheckError{Check: CheckTlog, Signature: l.Digest, Reason: err.Error(), Err: err}
+	}
+	if c := v.Certificate; c != nil {
+		if err := CheckValidity(c, time.Unix(b.Payload.IntegratedTime, 0)); err != nil {
+			return &CheckError{Check: CheckTlog, Signature: l.Digest, Reason: err.Error(), Err: fmt.Errorf("%w: %w", ErrCertificateValidity, err)}
+		}
+	}
+	v.Bundle, v.TlogVerified = b, true
+	return nil
+}
+
+// certOutputKeys are the certificate extensions cosign v2 adds to a
+// verified payload's optional map, under their name and their OID.
+var certOutputKeys = []struct {
+	n    int
+	name string
+}{{1, "Issuer"}, {2, "githubWorkflowTrigger"}, {3, "githubWorkflowSha"}, {4, "githubWorkflowName"}, {5, "githubWorkflowRepository"}, {6, "githubWorkflowRef"}}
 
 // enrich adds to the claims' optional map what cosign adds when printing a
 // verified signature: the certificate subject and issuer, and the bundle.
@@ -243,22 +346,19 @@ func (v *Verified) enrich() {
 		if sans := SubjectAlternativeNames(c); len(sans) > 0 {
 			v.Claims.Optional["Subject"] = sans[0]
 		}
-		if iss := CertIssuer(c); iss != "" {
-			v.Claims.Optional["Issuer"] = iss
-			v.Claims.Optional["1.3.6.1.4.1.57264.1.1"] = iss
+		// cosign v2 prints the raw .1.1 issuer and GitHub's .1.2-.1.6.
+		for _, k := range certOutputKeys {
+			if val, ok := FulcioExtension(c, k.n); ok {
+				if k.name != "" {
+					v.Claims.Optional[k.name] = val
+				}
+				v.Claims.Optional[fulcioOID(k.n).String()] = val
+			}
 		}
 	}
 	if v.Bundle != nil {
 		v.Claims.Optional["Bundle"] = v.Bundle
 	}
-}
-
-func pemPublicKey(pub crypto.PublicKey) ([]byte, error) {
-	der, err := x509.MarshalPKIXPublicKey(pub)
-	if err != nil {
-		return nil, err
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), nil
 }
 
 // ParseClaims parses a simple-signing payload leniently, as cosign verify

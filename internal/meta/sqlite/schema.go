@@ -165,4 +165,15 @@ var migrations = []string{
 			id INTEGER PRIMARY KEY,
 			hash BLOB NOT NULL
 		);`,
+	// signature index: the Fulcio certificate extensions of keyless
+	// signatures (key = dotted OID), searchable by value, kept apart from
+	// the signed annotations so a signer cannot pose as its certificate.
+	`CREATE TABLE signature_cert_extensions (
+			signature_id BIGINT NOT NULL REFERENCES signatures(id) ON DELETE CASCADE,
+			oid TEXT NOT NULL,
+			value TEXT NOT NULL,
+			PRIMARY KEY (signature_id, oid)
+		);
+		CREATE INDEX signature_cert_extensions_kv ON signature_cert_extensions(oid, value);
+		CREATE INDEX signatures_signer ON signatures(signer);`,
 }

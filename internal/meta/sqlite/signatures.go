@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"strings"
 	"time"
 
 	"github.com/opencontainers/go-digest"
@@ -45,6 +46,11 @@ func (s *Store) RecordSignatures(ctx context.Context, sigs []meta.Signature) (in
 			added++
 			for k, v := range sg.Annotations {
 				if _, err := tx.ExecContext(ctx, `INSERT INTO signature_annotations(signature_id, key, value) VALUES (?, ?, ?)`, id, k, v); err != nil {
+					return err
+				}
+			}
+			for k, v := range sg.CertExtensions {
+				if _, err := tx.ExecContext(ctx, `INSERT INTO signature_cert_extensions(signature_id, oid, value) VALUES (?, ?, ?)`, id, k, v); err != nil {
 					return err
 				}
 			}
@@ -91,8 +97,84 @@ func (s *Store) querySignatures(ctx context.Context, q string, args ...any) ([]m
 			return nil, err
 		}
 		out[i].Annotations = ann
+		if out[i].CertExtensions, err = s.certExtensions(ctx, out[i].ID); err != nil {
+			return nil, err
+		}
 	}
 	return out, nil
+}
+
+func (s *Store) certExtensions(ctx context.Context, id int64) (map[string]string, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT oid, value FROM signature_cert_extensions WHERE signature_id = ? ORDER BY oid`, id)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var m map[string]string
+	for rows.Next() {
+		var k, v string
+		if err := rows.Scan(&k, &v); err != nil {
+			return nil, err
+		}
+		if m == nil {
+			m = map[string]string{}
+		}
+		m[k] = v
+	}
+	return m, rows.Err()
+}
+
+// SearchCertificate implements meta.Signatures.
+func (s *Store) SearchCertificate(ctx context.Context, oid, value string, limit int) ([]meta.Signature, error) {
+	if limit <= 0 {
+		limit = 100
+	}
+	return s.querySignatures(ctx, `SELECT `+sigColumns+` FROM signature_cert_extensions c
+		JOIN signatures s ON s.id = c.signature_id JOIN repositories r ON r.id = s.repository_id
+		WHERE c.oid = ? AND c.value = ? ORDER BY s.created_at DESC, s.id DESC LIMIT ?`, oid, value, limit)
+}
+
+// KnownSignatureKeys returns which of keys are recorded for repo (the
+// indexer skips re-pushed layers it has already indexed).
+func (s *Store) KnownSignatureKeys(ctx context.Context, repo string, keys []string) (map[string]bool, error) {
+	out := map[string]bool{}
+	for len(keys) > 0 {
+		n := min(len(keys), 500)
+		chunk := keys[:n]
+		keys = keys[n:]
+		args := make([]any, 0, n+1)
+		args = append(args, repo)
+		for _, k := range chunk {
+			args = append(args, k)
+		}
+		rows, err := s.r.QueryContext(ctx, `SELECT s.sig_key FROM signatures s JOIN repositories r ON r.id = s.repository_id
+			WHERE r.name = ? AND s.sig_key IN (?`+strings.Repeat(",?", n-1)+`)`, args...)
+		if err != nil {
+			return nil, err
+		}
+		for rows.Next() {
+			var k string
+			if err := rows.Scan(&k); err != nil {
+				rows.Close()
+				return nil, err
+			}
+			out[k] = true
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// SearchSigner implements meta.Signatures.
+func (s *Store) SearchSigner(ctx context.Context, signer string, limit int) ([]meta.Signature, error) {
+	if limit <= 0 {
+		limit = 100
+	}
+	return s.querySignatures(ctx, `SELECT `+sigColumns+` FROM signatures s JOIN repositories r ON r.id = s.repository_id
+		WHERE s.signer = ? ORDER BY s.created_at DESC, s.id DESC LIMIT ?`, signer, limit)
 }
 
 func (s *Store) annotations(ctx context.Context, id int64) (map[string]string, error) {

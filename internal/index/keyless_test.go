@@ -1,0 +1,180 @@
+package index_test
+
+import (
+	"crypto/x509"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/hallmark-dev/hallmark/internal/index"
+	"github.com/hallmark-dev/hallmark/internal/meta"
+	"github.com/hallmark-dev/hallmark/pkg/oci"
+	"github.com/hallmark-dev/hallmark/pkg/root"
+	"github.com/hallmark-dev/hallmark/pkg/verify"
+)
+
+// realKeyless is cosign v2.6.5's keyless signature against a real
+// Hallmark server, and that server's trust (pkg/verify/testdata/keyless).
+type realKeyless struct {
+	subject digest.Digest
+	layer   oci.Descriptor
+	payload []byte
+	trust   index.KeylessTrust
+}
+
+func loadRealKeyless(t testing.TB) realKeyless {
+	t.Helper()
+	read := func(name string) []byte {
+		b, err := os.ReadFile(filepath.Join("..", "..", "pkg", "verify", "testdata", "keyless", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	var m struct {
+		Layers []oci.Descriptor `json:"layers"`
+	}
+	if err := json.Unmarshal(read("cosign2-signature.manifest.json"), &m); err != nil {
+		t.Fatal(err)
+	}
+	tr, err := root.Parse(read("trusted_root.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mat, _ := tr.Material()
+	return realKeyless{subject: digest.Digest(read("cosign2-signature.subject")), layer: m.Layers[len(m.Layers)-1],
+		payload: read("cosign2-signature.payload.json"),
+		trust:   index.KeylessTrust{Roots: mat.Roots, Intermediates: mat.Intermediates, CTLogKeys: mat.CTLogKeys, TlogKeys: mat.TlogKeys}}
+}
+
+func (r realKeyless) index(ix *index.Indexer, edit func(map[string]string)) meta.Signature {
+	l := r.layer
+	l.Annotations = map[string]string{}
+	for k, v := range r.layer.Annotations {
+		l.Annotations[k] = v
+	}
+	if edit != nil {
+		edit(l.Annotations)
+	}
+	s := meta.Signature{Repository: "grp/app", Subject: r.subject}
+	ix.SimpleSigningLayer(&s, l, r.payload)
+	return s
+}
+
+func TestKeylessIndex(t *testing.T) {
+	r := loadRealKeyless(t)
+	e := newEnv(t, false)
+	// Before the server's trust is set: unverified, identity recorded.
+	s := r.index(e.ix, nil)
+	if s.Status != meta.StatusUnverified || s.Signer != "http://127.0.0.1:5077/grp/app//.gitlab-ci.yml@refs/heads/main" || s.CertIssuer != "http://127.0.0.1:5077" {
+		t.Errorf("without trust: %+v", s)
+	}
+	e.ix.SetKeylessTrust(r.trust)
+	s = r.index(e.ix, nil)
+	if s.Status != meta.StatusVerified || s.LogIndex == nil || *s.LogIndex != 1 || !strings.Contains(s.StatusDetail, "log entry 1 verified") {
+		t.Errorf("with the server's trust: %+v", s)
+	}
+	for oid, want := range map[string]string{"1.3.6.1.4.1.57264.1.13": "714a629c0b401fdce83e847fc9589983fc6f46bc",
+		"1.3.6.1.4.1.57264.1.14": "refs/heads/main", "1.3.6.1.4.1.57264.1.1": "http://127.0.0.1:5077", "1.3.6.1.4.1.57264.1.8": "http://127.0.0.1:5077",
+		"1.3.6.1.4.1.57264.1.21": "http://127.0.0.1:5077/grp/app/-/jobs/302", "1.3.6.1.4.1.57264.1.11": "self-hosted"} {
+		if s.CertExtensions[oid] != want {
+			t.Errorf("extension %s = %q, want %q", oid, s.CertExtensions[oid], want)
+		}
+	}
+	if _, ok := s.CertExtensions["1.3.6.1.4.1.57264.1.7"]; ok {
+		t.Error("the otherName SAN type recorded as an extension")
+	}
+
+	editBundle := func(fn func(b *verify.RekorBundle)) func(map[string]string) {
+		return func(ann map[string]string) {
+			var b verify.RekorBundle
+			json.Unmarshal([]byte(ann[verify.AnnotationBundle]), &b)
+			fn(&b)
+			raw, _ := json.Marshal(b)
+			ann[verify.AnnotationBundle] = string(raw)
+		}
+	}
+	for _, tc := range []struct {
+		name   string
+		edit   func(map[string]string)
+		status string
+		detail string
+	}{
+		{"bad SET", editBundle(func(b *verify.RekorBundle) { b.Payload.IntegratedTime++ }), meta.StatusInvalid, "signed entry timestamp does not verify"},
+		{"SET of another log", editBundle(func(b *verify.RekorBundle) { b.Payload.LogID = strings.Repeat("ab", 32) }), meta.StatusUnverified, "transparency log this server does not know"},
+		{"not logged", func(ann map[string]string) { delete(ann, verify.AnnotationBundle) }, meta.StatusUnverified, "carries no transparency log bundle"},
+		{"signature changed", func(ann map[string]string) {
+			ann[verify.AnnotationSignature] = r.layer.Annotations[verify.AnnotationSignature][:20] + "AAAA" + r.layer.Annotations[verify.AnnotationSignature][24:]
+		}, meta.StatusInvalid, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := r.index(e.ix, tc.edit)
+			if s.Status != tc.status || !strings.Contains(s.StatusDetail, tc.detail) {
+				t.Errorf("got %s (%s), want %s with %q", s.Status, s.StatusDetail, tc.status, tc.detail)
+			}
+		})
+	}
+	t.Run("another CA", func(t *testing.T) {
+		other := newEnv(t, false)
+		tr := r.trust
+		tr.Roots, tr.Intermediates = x509.NewCertPool(), x509.NewCertPool()
+		other.ix.SetKeylessTrust(tr)
+		if s := r.index(other.ix, nil); s.Status != meta.StatusUnverified || !strings.Contains(s.StatusDetail, "not issued by this server's CA") {
+			t.Errorf("another CA: %s (%s)", s.Status, s.StatusDetail)
+		}
+	})
+}
+
+// FuzzKeylessLayer: hostile certificate, chain and bundle annotations on a
+// keyless layer never crash the indexer, and only the real signature is
+// verified.
+func FuzzKeylessLayer(f *testing.F) {
+	r := loadRealKeyless(f)
+	e := newEnv(f, false)
+	e.ix.SetKeylessTrust(r.trust)
+	a := r.layer.Annotations
+	f.Add(a[verify.AnnotationSignature], a[verify.AnnotationCertificate], a[verify.AnnotationChain], a[verify.AnnotationBundle])
+	f.Add("", "", "", "")
+	f.Add(a[verify.AnnotationSignature], a[verify.AnnotationCertificate], "", `{"SignedEntryTimestamp":"AA==","Payload":{"body":"e30=","logID":"00"}}`)
+	f.Fuzz(func(t *testing.T, sig, cert, chain, bundle string) {
+		s := r.index(e.ix, func(ann map[string]string) {
+			ann[verify.AnnotationSignature], ann[verify.AnnotationCertificate], ann[verify.AnnotationChain], ann[verify.AnnotationBundle] = sig, cert, chain, bundle
+		})
+		if s.Status == "" || s.Key == "" {
+			t.Fatalf("no status or key: %+v", s)
+		}
+		if s.Status == meta.StatusVerified && (sig != a[verify.AnnotationSignature] || bundle == "") {
+			t.Fatalf("verified a signature that is not the real one: %+v", s)
+		}
+	})
+}
+
+// BenchmarkKeylessLayer measures what indexing one keyless signature layer
+// costs the server (parse, chain, SCT, SET, signature).
+func BenchmarkKeylessLayer(b *testing.B) {
+	r := loadRealKeyless(b)
+	e := newEnv(b, false)
+	t := r.trust
+	t.Roots, t.Intermediates = t.Roots.Clone(), x509.NewCertPool()
+	for _, c := range leafChain(b, r) {
+		t.Roots.AddCert(c) // as the server does: its whole chain is trusted
+	}
+	e.ix.SetKeylessTrust(t)
+	for b.Loop() {
+		if s := r.index(e.ix, nil); s.Status != meta.StatusVerified {
+			b.Fatal(s.StatusDetail)
+		}
+	}
+}
+
+func leafChain(t testing.TB, r realKeyless) []*x509.Certificate {
+	chain, err := verify.ParseCertificatesPEM([]byte(r.layer.Annotations[verify.AnnotationChain]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return chain
+}

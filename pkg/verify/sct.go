@@ -1,0 +1,107 @@
+package verify
+
+import (
+	"crypto"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	ct "github.com/google/certificate-transparency-go"
+	"github.com/google/certificate-transparency-go/ctutil"
+	cttls "github.com/google/certificate-transparency-go/tls"
+	ctx509 "github.com/google/certificate-transparency-go/x509"
+)
+
+// ErrSCT is wrapped by every signed-certificate-timestamp failure.
+var ErrSCT = errors.New("signed certificate timestamp check failed")
+
+// maxSCTs bounds how many embedded SCTs are tried.
+const maxSCTs = 16
+
+// VerifyEmbeddedSCT checks that leaf carries at least one embedded SCT
+// (RFC 6962 §3.3) signed by one of the CT logs in ctKeys (hex log ID ->
+// key) over the precertificate of leaf issued by issuer. This is what
+// proves the CA published the certificate, as cosign requires unless
+// --insecure-ignore-sct.
+func VerifyEmbeddedSCT(leaf, issuer *x509.Certificate, ctKeys map[string]crypto.PublicKey) error {
+	if issuer == nil {
+		return fmt.Errorf("%w: the issuer of the certificate is unknown", ErrSCT)
+	}
+	cl, err := ctx509.ParseCertificate(leaf.Raw)
+	if cl == nil {
+		return fmt.Errorf("%w: parsing the certificate: %v", ErrSCT, err)
+	}
+	if len(cl.SCTList.SCTList) == 0 {
+		return fmt.Errorf("%w: certificate does not include required embedded SCT and no detached SCT was set (verify with --insecure-ignore-sct if the CA publishes no SCTs)", ErrSCT)
+	}
+	ci, err := ctx509.ParseCertificate(issuer.Raw)
+	if ci == nil {
+		return fmt.Errorf("%w: parsing the issuer certificate: %v", ErrSCT, err)
+	}
+	var reasons []string
+	for i, s := range cl.SCTList.SCTList {
+		if i >= maxSCTs {
+			break
+		}
+		var sct ct.SignedCertificateTimestamp
+		rest, err := cttls.Unmarshal(s.Val, &sct)
+		if err != nil || len(rest) > 0 {
+			reasons = append(reasons, fmt.Sprintf("SCT %d is malformed", i+1))
+			continue
+		}
+		id := hex.EncodeToString(sct.LogID.KeyID[:])
+		key, ok := ctKeys[id]
+		if !ok {
+			reasons = append(reasons, fmt.Sprintf("SCT %d is from CT log %s, which is not in the trusted root", i+1, id))
+			continue
+		}
+		if err := ctutil.VerifySCT(key, []*ctx509.Certificate{cl, ci}, &sct, true); err != nil {
+			reasons = append(reasons, fmt.Sprintf("SCT %d from CT log %s does not verify: %v", i+1, id, err))
+			continue
+		}
+		return nil
+	}
+	return fmt.Errorf("%w: %v", ErrSCT, reasons)
+}
+
+// VerifyDetachedSCT checks a detached SCT (the JSON a Fulcio v1 server
+// returns in its SCT header) for leaf issued by issuer.
+func VerifyDetachedSCT(raw []byte, leaf, issuer *x509.Certificate, ctKeys map[string]crypto.PublicKey) error {
+	var wire struct {
+		Version    int    `json:"sct_version"`
+		ID         []byte `json:"id"`
+		Timestamp  uint64 `json:"timestamp"`
+		Extensions string `json:"extensions"`
+		Signature  []byte `json:"signature"`
+	}
+	if err := json.Unmarshal(raw, &wire); err != nil || len(wire.ID) != 32 {
+		return fmt.Errorf("%w: detached SCT is not SCT JSON", ErrSCT)
+	}
+	var sig ct.DigitallySigned
+	if rest, err := cttls.Unmarshal(wire.Signature, &sig); err != nil || len(rest) > 0 {
+		return fmt.Errorf("%w: detached SCT signature is malformed", ErrSCT)
+	}
+	sct := ct.SignedCertificateTimestamp{SCTVersion: ct.Version(wire.Version), Timestamp: wire.Timestamp, Signature: sig}
+	copy(sct.LogID.KeyID[:], wire.ID)
+	id := hex.EncodeToString(wire.ID)
+	key, ok := ctKeys[id]
+	if !ok {
+		return fmt.Errorf("%w: detached SCT is from CT log %s, which is not in the trusted root", ErrSCT, id)
+	}
+	cl, err := ctx509.ParseCertificate(leaf.Raw)
+	if cl == nil {
+		return fmt.Errorf("%w: parsing the certificate: %v", ErrSCT, err)
+	}
+	chain := []*ctx509.Certificate{cl}
+	if issuer != nil {
+		if ci, _ := ctx509.ParseCertificate(issuer.Raw); ci != nil {
+			chain = append(chain, ci)
+		}
+	}
+	if err := ctutil.VerifySCT(key, chain, &sct, false); err != nil {
+		return fmt.Errorf("%w: detached SCT does not verify: %v", ErrSCT, err)
+	}
+	return nil
+}
