@@ -638,15 +638,24 @@ func (r *pipelineRun) check(t *testing.T, srv *hallmarkProc, negative bool) {
 		} `json:"results"`
 	}
 	q := srv.url + "/api/v1/search?annotation=" + url.QueryEscape("com.gitlab.ci.commit.sha="+r.sha)
+	// The job's project is private: an anonymous search must not reveal it,
+	// an admin's finds it.
+	if status, body := httpGet(t, q, ""); status == http.StatusOK {
+		var anon struct {
+			Results []json.RawMessage `json:"results"`
+		}
+		if err := json.Unmarshal(body, &anon); err != nil || len(anon.Results) != 0 {
+			t.Errorf("anonymous search reveals the private project's signature (or is not JSON: %v):\n%s", err, body)
+		}
+	}
+	pw, err := os.ReadFile(filepath.Join(srv.dataDir, "admin-password"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		res.Results = nil
-		status, body := httpGet(t, q, "")
-		if status == http.StatusUnauthorized || status == http.StatusForbidden {
-			// The search API may require credentials: an admin's.
-			pw, _ := os.ReadFile(filepath.Join(srv.dataDir, "admin-password"))
-			status, body = httpGet(t, q, strings.TrimSpace(string(pw)))
-		}
+		status, body := httpGet(t, q, strings.TrimSpace(string(pw)))
 		if status != http.StatusOK {
 			t.Fatalf("GET %s: HTTP %d %s", q, status, body)
 		}
