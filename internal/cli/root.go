@@ -35,8 +35,11 @@ func NewRoot(stdout, stderr io.Writer) *cobra.Command {
 		Short: "Self-hosted container registry, signing services and cosign-compatible signing client",
 		Long: `Hallmark is one binary that gives a CI pipeline everything needed to sign container
 images with build provenance: an OCI registry whose metadata database knows every
-signature, and (in later releases) an OIDC issuer, a certificate authority and a
-transparency log compatible with the sigstore ecosystem.`,
+signature, an OIDC issuer for CI jobs, a Fulcio-compatible certificate authority and a
+Rekor-compatible transparency log (hallmark server), and a cosign-compatible client
+(hallmark sign, verify, attest) whose signatures real cosign verifies.
+
+Start with "hallmark demo", which runs the whole flow on the embedded defaults.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
