@@ -1,0 +1,318 @@
+package demo
+
+import (
+	"context"
+	"crypto"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"github.com/hallmark-dev/hallmark/pkg/payload"
+	"github.com/hallmark-dev/hallmark/pkg/provenance"
+	"github.com/hallmark-dev/hallmark/pkg/sign"
+	"github.com/hallmark-dev/hallmark/pkg/verify"
+)
+
+// CIRegistryUser is the user name a CI job logs in with its job token.
+const CIRegistryUser = "gitlab-ci-token"
+
+// UserAgent is sent with every request.
+const UserAgent = "hallmark-demo"
+
+// SessionConfig configures a Session.
+type SessionConfig struct {
+	// Trust is the pinned trust material (FetchTrust). Required.
+	Trust *Trust
+	// Key, when set, signs with this key (a transparency log entry is still
+	// made) instead of keylessly; verification then uses its public key.
+	Key crypto.Signer
+	// Transport is the base HTTP transport for the registry, the CA, the
+	// log and the API (default: a clone of http.DefaultTransport).
+	Transport http.RoundTripper
+}
+
+// Session is one CI job talking to the server: it pushes with the job's
+// token, signs with the job's ID token and verifies with the job's
+// identity. It authenticates to the registry once per repository and is
+// safe for concurrent use.
+type Session struct {
+	env      map[string]string
+	cfg      SessionConfig
+	keychain authn.Keychain
+	blobs    *sign.MonolithicBlobs
+	verifier *verify.Client
+	http     *http.Client
+	nameOpts []name.Option
+}
+
+// NewSession starts a session for the CI job whose environment is env.
+func NewSession(env map[string]string, cfg SessionConfig) (*Session, error) {
+	if err := CheckJob(env); err != nil {
+		return nil, err
+	}
+	if cfg.Trust == nil || cfg.Trust.Material == nil {
+		return nil, errors.New("demo: a session needs the pinned trust material (FetchTrust)")
+	}
+	if cfg.Key == nil && env["SIGSTORE_ID_TOKEN"] == "" {
+		return nil, fmt.Errorf("%w: SIGSTORE_ID_TOKEN is empty (is the server's built-in OIDC issuer on?); keyless signing needs it", ErrInvalidJob)
+	}
+	if cfg.Transport == nil {
+		cfg.Transport = NewTransport()
+	}
+	kc := authn.NewMultiKeychain() // anonymous: a server with auth off
+	if tok := env["CI_JOB_TOKEN"]; tok != "" {
+		kc = staticKeychain{authn.FromConfig(authn.AuthConfig{Username: CIRegistryUser, Password: tok})}
+	}
+	s := &Session{env: env, cfg: cfg, keychain: kc,
+		http: &http.Client{Transport: cfg.Transport, Timeout: 2 * time.Minute}}
+	if u, err := url.Parse(env["HALLMARK_URL"]); err == nil && u.Scheme == "http" {
+		s.nameOpts = []name.Option{name.Insecure}
+	}
+	s.blobs = &sign.MonolithicBlobs{Keychain: kc, Transport: cfg.Transport, UserAgent: UserAgent}
+	s.verifier = verify.NewClient(verify.ClientConfig{Transport: cfg.Transport, Keychain: kc, UserAgent: UserAgent})
+	return s, nil
+}
+
+// NewTransport is an HTTP transport for many concurrent sessions.
+func NewTransport() *http.Transport {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxIdleConns = 512
+	tr.MaxIdleConnsPerHost = 256
+	return tr
+}
+
+type staticKeychain struct{ a authn.Authenticator }
+
+func (k staticKeychain) Resolve(authn.Resource) (authn.Authenticator, error) { return k.a, nil }
+
+// Env returns the value of a CI variable of the session's job.
+func (s *Session) Env(k string) string { return s.env[k] }
+
+func (s *Session) lookup(k string) (string, bool) {
+	v, ok := s.env[k]
+	return v, ok
+}
+
+// Identity is the certificate identity the job's keyless signatures carry
+// ("$CI_PROJECT_URL//.gitlab-ci.yml@refs/heads/$CI_COMMIT_REF_NAME").
+func (s *Session) Identity() string { return Identity(s.env) }
+
+// Issuer is the OIDC issuer of the job's ID token ($CI_SERVER_URL).
+func (s *Session) Issuer() string { return s.env["CI_SERVER_URL"] }
+
+// Identity is the certificate identity of a GitLab job's keyless signature.
+func Identity(env map[string]string) string {
+	cfgPath := env["CI_CONFIG_PATH"]
+	if cfgPath == "" {
+		cfgPath = ".gitlab-ci.yml"
+	}
+	ref := "refs/heads/" + env["CI_COMMIT_REF_NAME"]
+	if env["CI_COMMIT_TAG"] != "" {
+		ref = "refs/tags/" + env["CI_COMMIT_TAG"]
+	}
+	return env["CI_PROJECT_URL"] + "//" + cfgPath + "@" + ref
+}
+
+// Tag is the job's image tag ($CI_COMMIT_SHORT_SHA, as the reference
+// pipeline's IMAGE_TAG), with suffix appended ("-" between) when given.
+func (s *Session) Tag(suffix string) string {
+	t := s.env["CI_COMMIT_SHORT_SHA"]
+	if suffix != "" {
+		t += "-" + suffix
+	}
+	return t
+}
+
+func (s *Session) remote(ctx context.Context) []remote.Option {
+	return []remote.Option{remote.WithContext(ctx), remote.WithAuthFromKeychain(s.keychain),
+		remote.WithTransport(s.cfg.Transport), remote.WithUserAgent(UserAgent)}
+}
+
+// Push pushes img as $CI_REGISTRY_IMAGE:tag with the job token and returns
+// its digest reference.
+func (s *Session) Push(ctx context.Context, img v1.Image, tag string) (name.Digest, error) {
+	ref, err := name.NewTag(s.env["CI_REGISTRY_IMAGE"]+":"+tag, s.nameOpts...)
+	if err != nil {
+		return name.Digest{}, fmt.Errorf("image reference: %w", err)
+	}
+	d, err := img.Digest()
+	if err != nil {
+		return name.Digest{}, err
+	}
+	if err := remote.Write(ref, img, s.remote(ctx)...); err != nil {
+		return name.Digest{}, fmt.Errorf("pushing %s: %w", ref, err)
+	}
+	return ref.Context().Digest(d.String()), nil
+}
+
+// Signed is a signature the session attached.
+type Signed struct {
+	Image       name.Digest
+	Tag         string            // the "tag" annotation
+	Annotations map[string]string // the signed annotations
+	Certificate *x509.Certificate // keyless: the signing certificate
+	LogIndex    int64             // the transparency log entry
+	Manifest    v1.Hash           // the signature manifest now under the .sig tag
+}
+
+// Sign signs ref as `hallmark sign -y --ci-annotations` does in the job:
+// the simple-signing payload carries the eleven GitLab provenance
+// annotations (tag = tag), the signature is keyless (an ephemeral key, a
+// certificate for the job's ID token from the CA, checked against the
+// trusted root with its SCT) unless the session has a key, it is recorded
+// in the transparency log (entry checked: SET and inclusion proof) and
+// attached under the image's .sig tag.
+func (s *Session) Sign(ctx context.Context, ref name.Digest, tag string) (*Signed, error) {
+	ann, err := provenance.Collect(s.lookup, provenance.WithImageTag(tag))
+	if err != nil {
+		return nil, fmt.Errorf("provenance annotations: %w", err)
+	}
+	h, err := v1.NewHash(ref.DigestStr())
+	if err != nil {
+		return nil, err
+	}
+	body, err := payload.New(ref.Context().Name(), h.String(), ann).Bytes()
+	if err != nil {
+		return nil, err
+	}
+	opts := sign.AttachOptions{Remote: s.remote(ctx), Blobs: s.blobs}
+	prepared := make(chan *sign.Attachment, 1)
+	go func() { prepared <- sign.PrepareAttach(ctx, ref.Context(), h, body, opts) }()
+	out := &Signed{Image: ref, Tag: tag, Annotations: ann}
+	var sig *sign.Signature
+	var verifier crypto.PublicKey
+	log := &sign.TransparencyLog{URL: s.cfg.Trust.LogURL, Keys: s.cfg.Trust.Material.TlogKeys, HTTPClient: s.http}
+	if s.cfg.Key != nil {
+		ks := sign.KeySigner{Key: s.cfg.Key, Log: log}
+		sig, err = ks.Sign(ctx, body)
+		verifier = ks.PublicKey()
+	} else {
+		var ksg *sign.KeylessSigner
+		ksg, err = sign.NewKeylessSigner(ctx, sign.KeylessConfig{CA: &sign.Fulcio{URL: s.cfg.Trust.CAURL, HTTPClient: s.http},
+			Token: s.env["SIGSTORE_ID_TOKEN"], Trust: s.cfg.Trust.Material, Log: log})
+		if err == nil {
+			out.Certificate = ksg.Certificate()
+			sig, err = ksg.Sign(ctx, body)
+		}
+	}
+	a := <-prepared
+	if err != nil {
+		return nil, fmt.Errorf("signing %s: %w", ref, err)
+	}
+	out.LogIndex = sig.LogIndex
+	res, err := a.Commit(sig, verifier)
+	if err != nil {
+		return nil, fmt.Errorf("attaching the signature of %s: %w", ref, err)
+	}
+	out.Manifest = res.Digest
+	return out, nil
+}
+
+// VerifyOptions are the checks `hallmark verify --certificate-identity
+// IDENTITY --certificate-oidc-issuer ISSUER -a tag=TAG` makes, with trust
+// (or, for key, `--key`).
+func VerifyOptions(trust *Trust, key crypto.PublicKey, identity, issuer, tag string) verify.Options {
+	opts := verify.Options{Annotations: map[string]string{"tag": tag}, TlogKeys: trust.Material.TlogKeys}
+	if key != nil {
+		opts.PublicKey = key
+		return opts
+	}
+	m := trust.Material
+	opts.Cert = &verify.CertOptions{Roots: m.Roots, Intermediates: m.Intermediates, CTLogKeys: m.CTLogKeys,
+		Identities: []verify.Identity{{Subject: identity, Issuer: issuer}}}
+	return opts
+}
+
+// Verify verifies the signatures of ref as the job's verify step does:
+// the job's identity and issuer (or the session's key), the tag
+// annotation, the log entry's SET, offline.
+func (s *Session) Verify(ctx context.Context, ref name.Digest, tag string) (*verify.ImageResult, error) {
+	var pub crypto.PublicKey
+	if s.cfg.Key != nil {
+		pub = s.cfg.Key.Public()
+	}
+	return s.verifier.Image(ctx, verify.Target{Image: ref}, VerifyOptions(s.cfg.Trust, pub, s.Identity(), s.Issuer(), tag))
+}
+
+// VerificationJSON is what `hallmark verify` (and cosign verify) prints on
+// standard output for a verified image: the JSON array of the verified
+// payloads' claims.
+func VerificationJSON(res *verify.ImageResult) ([]byte, error) {
+	claims := make([]verify.Claims, 0, len(res.Verified))
+	for _, v := range res.Verified {
+		claims = append(claims, v.Claims)
+	}
+	return json.Marshal(claims)
+}
+
+// SearchResult is the provenance API's answer (GET /api/v1/search).
+type SearchResult struct {
+	Raw     []byte // the JSON as received
+	Results []struct {
+		Repository  string            `json:"repository"`
+		Subject     string            `json:"subject"`
+		Status      string            `json:"status"`
+		Signer      string            `json:"signer"`
+		Annotations map[string]string `json:"annotations"`
+	} `json:"results"`
+}
+
+// SearchPath is the provenance search endpoint.
+const SearchPath = "/api/v1/search"
+
+// Search queries the provenance index for signatures annotated key=value,
+// authenticated with the job token (a job sees its own project).
+func (s *Session) Search(ctx context.Context, key, value string) (*SearchResult, error) {
+	authz := ""
+	if tok := s.env["CI_JOB_TOKEN"]; tok != "" {
+		r, _ := http.NewRequest(http.MethodGet, "http://x/", nil)
+		r.SetBasicAuth(CIRegistryUser, tok)
+		authz = r.Header.Get("Authorization")
+	}
+	return Search(ctx, s.http, s.env["HALLMARK_URL"], authz, url.Values{"annotation": {key + "=" + value}})
+}
+
+// Search runs a provenance search on the server at base with the given
+// Authorization header value ("" for anonymous).
+func Search(ctx context.Context, client *http.Client, base, authz string, q url.Values) (*SearchResult, error) {
+	u := strings.TrimSuffix(base, "/") + SearchPath + "?" + q.Encode()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, err
+	}
+	if authz != "" {
+		req.Header.Set("Authorization", authz)
+	}
+	req.Header.Set("User-Agent", UserAgent)
+	if client == nil {
+		client = http.DefaultClient
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("provenance search: %w", err)
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return nil, fmt.Errorf("provenance search: reading the answer: %w", err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("provenance search %s: HTTP %d: %s", u, resp.StatusCode, strings.TrimSpace(string(raw)))
+	}
+	out := &SearchResult{Raw: raw}
+	if err := json.Unmarshal(raw, out); err != nil {
+		return nil, fmt.Errorf("provenance search %s: the answer is not the API's JSON: %w", u, err)
+	}
+	return out, nil
+}
