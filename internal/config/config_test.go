@@ -1,0 +1,162 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/spf13/pflag"
+)
+
+// parse binds a fresh Server to a flag set, parses args, then applies env
+// and file as `hallmark server` does.
+func parse(t *testing.T, args []string, env map[string]string, file string) (Server, error) {
+	t.Helper()
+	c := Defaults()
+	fs := pflag.NewFlagSet("server", pflag.ContinueOnError)
+	c.BindFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	path := ""
+	if file != "" {
+		path = filepath.Join(t.TempDir(), "hallmark.yaml")
+		if err := os.WriteFile(path, []byte(file), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	lookup := func(k string) (string, bool) { v, ok := env[k]; return v, ok }
+	err := Apply(fs, path, lookup)
+	return c, err
+}
+
+func TestPrecedenceFlagEnvFileDefault(t *testing.T) {
+	file := "addr: 127.0.0.1:7001\ndata-dir: /from/file\nlog-level: warn\nupload-ttl: 2h\n"
+	env := map[string]string{"HALLMARK_ADDR": "127.0.0.1:7002", "HALLMARK_DATA_DIR": "/from/env"}
+	c, err := parse(t, []string{"--addr", "127.0.0.1:7003"}, env, file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Addr != "127.0.0.1:7003" {
+		t.Errorf("addr = %q: the flag must win over env and file", c.Addr)
+	}
+	if c.DataDir != "/from/env" {
+		t.Errorf("data-dir = %q: env must win over the file", c.DataDir)
+	}
+	if c.LogLevel != "warn" || c.UploadTTL != 2*time.Hour {
+		t.Errorf("log-level %q, upload-ttl %v: the file must win over defaults", c.LogLevel, c.UploadTTL)
+	}
+	if c.LogFormat != "json" || c.ShutdownTimeout != 30*time.Second {
+		t.Errorf("defaults lost: log-format %q, shutdown-timeout %v", c.LogFormat, c.ShutdownTimeout)
+	}
+}
+
+func TestFileListsAndSlices(t *testing.T) {
+	c, err := parse(t, nil, nil, "trusted-key: [a.pub, b.pub]\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(c.TrustedKeys, ",") != "a.pub,b.pub" {
+		t.Fatalf("trusted-key = %q", c.TrustedKeys)
+	}
+	c, err = parse(t, nil, map[string]string{"HALLMARK_TRUSTED_KEY": "x.pub,y.pub"}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(c.TrustedKeys, ",") != "x.pub,y.pub" {
+		t.Fatalf("trusted-key from env = %q", c.TrustedKeys)
+	}
+}
+
+func TestMalformedConfigIsAClearError(t *testing.T) {
+	for _, tc := range []struct {
+		name, file string
+		env        map[string]string
+		want       string
+	}{
+		{"unknown key", "adr: 127.0.0.1:5000\n", nil, `unknown key "adr"`},
+		{"config key in the file", "config: other.yaml\n", nil, `unknown key "config"`},
+		{"not YAML", "addr: [unclosed\n", nil, "not valid YAML"},
+		{"not a mapping", "- a\n- b\n", nil, "not valid YAML"},
+		{"bad duration in file", "upload-ttl: soon\n", nil, "config file key upload-ttl"},
+		{"bad number in env", "", map[string]string{"HALLMARK_MAX_MANIFEST_SIZE": "big"}, "HALLMARK_MAX_MANIFEST_SIZE"},
+		{"bad bool in env", "", map[string]string{"HALLMARK_INSECURE_HTTP": "maybe"}, "HALLMARK_INSECURE_HTTP"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := parse(t, nil, tc.env, tc.file)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v, want it to mention %q", err, tc.want)
+			}
+		})
+	}
+	if _, err := parse(t, nil, nil, ""); err != nil {
+		t.Fatalf("no file, no env: %v", err)
+	}
+	c := Defaults()
+	fs := pflag.NewFlagSet("server", pflag.ContinueOnError)
+	c.BindFlags(fs)
+	if err := Apply(fs, filepath.Join(t.TempDir(), "missing.yaml"), func(string) (string, bool) { return "", false }); err == nil || !strings.Contains(err.Error(), "config file") {
+		t.Fatalf("missing file: %v", err)
+	}
+}
+
+func TestValidateSaysWhatToFix(t *testing.T) {
+	d := Defaults()
+	if err := d.Validate(); err != nil {
+		t.Fatalf("defaults do not validate: %v", err)
+	}
+	for _, tc := range []struct {
+		name string
+		mod  func(*Server)
+		want string
+	}{
+		{"addr", func(c *Server) { c.Addr = "nowhere" }, "addr"},
+		{"data dir", func(c *Server) { c.DataDir = "" }, "data-dir"},
+		{"log level", func(c *Server) { c.LogLevel = "loud" }, "log-level"},
+		{"log format", func(c *Server) { c.LogFormat = "xml" }, "log-format"},
+		{"manifest size", func(c *Server) { c.MaxManifestSize = 1 << 20 }, "4 MiB"},
+		{"upload ttl", func(c *Server) { c.UploadTTL = 0 }, "upload-ttl"},
+		{"external url path", func(c *Server) { c.ExternalURL = "http://h/x" }, "external-url"},
+		{"external url scheme", func(c *Server) { c.ExternalURL = "ftp://h" }, "external-url"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := Defaults()
+			tc.mod(&c)
+			err := c.Validate()
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v, want it to mention %q", err, tc.want)
+			}
+		})
+	}
+}
+
+// FuzzApply feeds arbitrary config files and environment values: Apply
+// must return a value or an error, never panic, and never accept an
+// unknown key.
+func FuzzApply(f *testing.F) {
+	f.Add("addr: 127.0.0.1:5000\ndata-dir: d\n", "")
+	f.Add("trusted-key: [a, b]\noidc-issuer: [{url: https://gitlab.example.com, type: gitlab-pipeline}]\n", "1h")
+	f.Add("oidc-issuer: url=https://a.example,type=email\n", "x")
+	f.Add("{", "")
+	f.Add("upload-ttl: [1, 2]\n", "-1s")
+	f.Fuzz(func(t *testing.T, file, ttl string) {
+		path := filepath.Join(t.TempDir(), "c.yaml")
+		if err := os.WriteFile(path, []byte(file), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		c := Defaults()
+		fs := pflag.NewFlagSet("server", pflag.ContinueOnError)
+		c.BindFlags(fs)
+		env := func(k string) (string, bool) {
+			if k == "HALLMARK_UPLOAD_TTL" && ttl != "" {
+				return ttl, true
+			}
+			return "", false
+		}
+		if err := Apply(fs, path, env); err == nil {
+			_ = c.Validate()
+		}
+	})
+}
