@@ -212,9 +212,7 @@ func (s *Server) Run(ctx context.Context, ready func(addr net.Addr)) error {
 	s.log.Info("shutting down", "timeout", s.cfg.ShutdownTimeout.String())
 	sctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
 	defer cancel()
-	// Connections that never sent a request (clients open spares) would
-	// hold Shutdown for 5 s; nothing is in flight on them, so close them.
-	fresh.closeAll()
+	go fresh.closeSpares(sctx)
 	if err := srv.Shutdown(sctx); err != nil {
 		return fmt.Errorf("graceful shutdown: %w", err)
 	}
@@ -241,19 +239,27 @@ func (s *Server) janitor(ctx context.Context) {
 	}
 }
 
-// freshConns tracks connections that have not yet started a request.
+// freshConns tracks connections that have not yet started a request. At
+// shutdown, http.Server counts such a connection as busy for 5 s (a request
+// may be on its way); clients such as go-containerregistry open spare
+// connections they never use, which would hold every shutdown that long.
 type freshConns struct {
 	mu    sync.Mutex
-	conns map[net.Conn]struct{}
+	conns map[net.Conn]time.Time // when the connection was accepted
 }
 
+// spareAfter is how long a connection may stay without a request before
+// shutdown treats it as a spare: a client that connects to send a request
+// writes it at once.
+const spareAfter = time.Second
+
 func trackFreshConns(srv *http.Server) *freshConns {
-	f := &freshConns{conns: map[net.Conn]struct{}{}}
+	f := &freshConns{conns: map[net.Conn]time.Time{}}
 	prev := srv.ConnState
 	srv.ConnState = func(c net.Conn, st http.ConnState) {
 		f.mu.Lock()
 		if st == http.StateNew {
-			f.conns[c] = struct{}{}
+			f.conns[c] = time.Now()
 		} else {
 			delete(f.conns, c)
 		}
@@ -265,10 +271,25 @@ func trackFreshConns(srv *http.Server) *freshConns {
 	return f
 }
 
-func (f *freshConns) closeAll() {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	for c := range f.conns {
-		c.Close()
+// closeSpares closes, until ctx is done, every connection that has been
+// without a request for spareAfter. Nothing is in flight on them.
+func (f *freshConns) closeSpares(ctx context.Context) {
+	t := time.NewTicker(spareAfter / 4)
+	defer t.Stop()
+	for {
+		now := time.Now()
+		f.mu.Lock()
+		for c, since := range f.conns {
+			if now.Sub(since) >= spareAfter {
+				c.Close()
+				delete(f.conns, c)
+			}
+		}
+		f.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
 	}
 }
