@@ -150,6 +150,7 @@ func build(ctx context.Context, cfg config.Server, log *slog.Logger, ln net.List
 		return nil, fmt.Errorf("trust: %w", err)
 	}
 	s.setupCI(mux)
+	s.setupDownload(mux)
 	s.handler = mux
 	return s, nil
 }
