@@ -159,8 +159,11 @@ func PrincipalFromToken(tok *oidc.Token) (*Principal, error) {
 		if !claimTrue(tok.Claims, "email_verified") {
 			return nil, fmt.Errorf("%w: email %q is not verified (email_verified is not true)", ErrInvalidToken, email)
 		}
-		if _, err := mail.ParseAddress(email); err != nil || !isASCII(email) {
-			return nil, fmt.Errorf("%w: email claim %q is not a valid address", ErrInvalidToken, email)
+		// Exactly one bare address: net/mail also accepts a display name
+		// or a comment, which would put a second, misleading address into
+		// the rfc822Name SAN.
+		if a, err := mail.ParseAddress(email); err != nil || a.Address != email || !isASCII(email) {
+			return nil, fmt.Errorf("%w: email claim %q is not a single bare address (user@host)", ErrInvalidToken, email)
 		}
 		p.Subject.Email = email
 		p.Challenge = email

@@ -64,6 +64,7 @@ type remoteIssuer struct {
 	algs        []jose.SignatureAlgorithm
 	fetched     time.Time // last successful fetch
 	lastAttempt time.Time // last fetch, successful or not
+	lastErr     error     // outcome of the last fetch when it failed
 }
 
 // verify checks the signature of raw with the issuer's cached key set,
@@ -97,27 +98,44 @@ func (r *remoteIssuer) verify(ctx context.Context, raw string, u *unverifiedJWT,
 
 // keySet returns the cached keys, fetching them when there are none, when
 // they are older than the TTL, or (force) when the last fetch is older than
-// the refresh interval. A failed fetch keeps serving the previous keys.
+// the refresh interval. A failed fetch keeps serving the previous keys;
+// with none, its error is returned until the refresh interval has passed.
 func (r *remoteIssuer) keySet(ctx context.Context, cfg VerifierConfig, force bool) ([]verificationKey, []jose.SignatureAlgorithm, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	now := cfg.Now()
 	need := r.keys == nil || now.Sub(r.fetched) >= cfg.KeySetTTL || force
-	if need && r.keys != nil && now.Sub(r.lastAttempt) < cfg.RefreshInterval {
-		need = false // fetched (or failed) moments ago: do not hammer the issuer
+	if need && !r.lastAttempt.IsZero() && now.Sub(r.lastAttempt) < cfg.RefreshInterval {
+		// Fetched (or failed) moments ago: do not hammer the issuer. Any
+		// token naming it triggers a fetch, so without keys this also
+		// bounds what a flood of forged tokens can make us send.
+		switch {
+		case r.keys != nil:
+			need = false
+		case r.lastErr != nil:
+			return nil, nil, r.lastErr
+		}
 	}
 	if need {
+		prevAttempt := r.lastAttempt
 		r.lastAttempt = now
 		fctx, cancel := context.WithTimeout(ctx, cfg.FetchTimeout)
 		keys, algs, err := r.fetch(fctx)
 		cancel()
+		if err != nil && ctx.Err() != nil {
+			// The caller went away: that says nothing about the issuer,
+			// and must not hold the next callers back.
+			r.lastAttempt = prevAttempt
+			return nil, nil, fmt.Errorf("%w: %v", ErrIssuerUnavailable, ctx.Err())
+		}
 		if err != nil {
+			r.lastErr = err
 			if r.keys == nil {
 				return nil, nil, err
 			}
 			r.log.WarnContext(ctx, "oidc: issuer key refresh failed; using the cached keys", "issuer", r.cfg.URL, "age", now.Sub(r.fetched).String(), "err", err)
 		} else {
-			r.keys, r.algs, r.fetched = keys, algs, now
+			r.keys, r.algs, r.fetched, r.lastErr = keys, algs, now, nil
 		}
 	}
 	return r.keys, r.algs, nil

@@ -279,14 +279,22 @@ func VerifySigstoreBundle(raw []byte, check BundleCheck, opts Options, digest st
 	if err := v.checkBundleTlog(sb, opts, want); err != nil {
 		return nil, &CheckError{Check: CheckTlog, Signature: digest, Reason: err.Error(), Err: err}
 	}
+	// The annotations are those of the subject that is this image (a
+	// statement may name several images, each with its own).
 	var ann map[string]any
 	var subj struct {
 		Subject []struct {
-			Annotations map[string]any `json:"annotations"`
+			Digest      map[string]string `json:"digest"`
+			Annotations map[string]any    `json:"annotations"`
 		} `json:"subject"`
 	}
-	if json.Unmarshal(env.Payload, &subj) == nil && len(subj.Subject) > 0 {
-		ann = subj.Subject[0].Annotations
+	if alg, hex, ok := strings.Cut(check.ImageDigest, ":"); ok && json.Unmarshal(env.Payload, &subj) == nil {
+		for _, s := range subj.Subject {
+			if s.Digest[alg] == hex {
+				ann = s.Annotations
+				break
+			}
+		}
 	}
 	v.Claims = Claims{Critical: Critical{Identity: IdentityClaim{DockerReference: check.RefName},
 		Image: ImageClaim{DockerManifestDigest: check.ImageDigest}, Type: st.PredicateType}, Optional: ann}
@@ -322,8 +330,10 @@ func subjectDigests(st payload.Statement) string {
 }
 
 // checkBundleTlog verifies the first log entry of a bundle that binds
-// want: its SET (or, without one, its inclusion proof), its inclusion
-// proof when present, and the certificate's validity at its time.
+// want: its SET (or, for a key-based signature without one, its inclusion
+// proof: a certificate's validity needs the SET-signed time), its
+// inclusion proof when present, and the certificate's validity at its
+// time.
 func (v *Verified) checkBundleTlog(sb *SigstoreBundle, opts Options, want loggedSignature) error {
 	if opts.IgnoreTlog {
 		if c := v.Certificate; c != nil {
@@ -363,6 +373,13 @@ func (v *Verified) checkBundleTlog(sb *SigstoreBundle, opts Options, want logged
 				errs = append(errs, err)
 				continue
 			}
+		}
+		if e.SET == nil && v.Certificate != nil {
+			// Neither the proof nor its checkpoint covers integratedTime:
+			// without a SET the time is the bundle's word, and it cannot
+			// show the certificate was valid when the signature was logged.
+			errs = append(errs, fmt.Errorf("%w: the log entry has an inclusion proof but no signed entry timestamp, so its integrated time is not authenticated and cannot show the certificate was valid when the signature was logged (re-sign with a log that returns a SET)", ErrSET))
+			continue
 		}
 		if c := v.Certificate; c != nil {
 			if err := CheckValidity(c, time.Unix(e.IntegratedTime, 0)); err != nil {
