@@ -104,7 +104,8 @@ type Config struct {
 	// days); they never outlive the credential they were issued for.
 	RefreshTTL time.Duration
 	// UserLimit and AddrLimit throttle failed logins per user name and per
-	// remote address (defaults: 10 then 1/min; 30 then 1 per 10 s).
+	// remote address (defaults: 10 then 1/min; 30 then 1 per 10 s). The CI
+	// login name gitlab-ci-token has no per-user budget (see userLimited).
 	UserLimit, AddrLimit RateLimit
 	// AdminToken returns the admin token (or "" if there is none); it
 	// authorises the admin API like an admin user's credentials.
@@ -209,6 +210,14 @@ func safeName(name string) string {
 	return name
 }
 
+// userLimited reports whether failed logins under username count against
+// a per-user budget. The CI login name is shared by every CI job and its
+// credentials (job tokens, ID tokens) cannot be guessed: a budget for it
+// would only let anyone lock all CI jobs out with a few bogus logins.
+func userLimited(username string) bool {
+	return username != "" && username != JobTokenUser
+}
+
 // throttled reports whether user or remote address are over their budget.
 func (s *Service) throttled(ctx context.Context, username, remote string) error {
 	now := s.cfg.Now()
@@ -216,7 +225,7 @@ func (s *Service) throttled(ctx context.Context, username, remote string) error 
 		lim *limiter
 		key string
 	}{{s.addrs, addrKey(remote)}, {s.users, userKey(username)}} {
-		if l.key == userKey("") {
+		if l.lim == s.users && !userLimited(username) {
 			continue
 		}
 		if ok, retry, report := l.lim.check(l.key, now); !ok {
@@ -235,7 +244,7 @@ func (s *Service) throttled(ctx context.Context, username, remote string) error 
 func (s *Service) loginFailed(ctx context.Context, username, remote, reason string) error {
 	now := s.cfg.Now()
 	s.addrs.fail(addrKey(remote), now)
-	if username != "" {
+	if userLimited(username) {
 		s.users.fail(userKey(username), now)
 	}
 	s.Audit(ctx, AuditEvent{Action: AuditLoginFailed, Actor: safeName(username), RemoteAddr: remote, Detail: reason})
@@ -263,20 +272,17 @@ func (s *Service) Authenticate(ctx context.Context, username, password, remote s
 		if err != nil {
 			return Principal{}, err
 		}
-		if reason := patProblem(t, now); reason != "" {
-			return Principal{}, s.loginFailed(ctx, username, remote, fmt.Sprintf("personal access token %d %s", t.ID, reason))
-		}
 		if t.User != username {
 			return Principal{}, s.loginFailed(ctx, username, remote, fmt.Sprintf("personal access token %d belongs to another user", t.ID))
 		}
-		u, err := s.store.GetUser(ctx, t.User)
-		if errors.Is(err, ErrNotFound) {
-			return Principal{}, s.loginFailed(ctx, username, remote, "owner of the personal access token no longer exists")
-		}
+		p, reason, err := s.patLogin(ctx, t, now)
 		if err != nil {
 			return Principal{}, err
 		}
-		return patPrincipal(u, t), nil
+		if reason != "" {
+			return Principal{}, s.loginFailed(ctx, username, remote, reason)
+		}
+		return p, nil
 	case strings.HasPrefix(password, JobTokenPrefix):
 		if username != JobTokenUser {
 			return Principal{}, s.loginFailed(ctx, username, remote, "CI job token used with a user name other than "+JobTokenUser)
@@ -288,10 +294,11 @@ func (s *Service) Authenticate(ctx context.Context, username, password, remote s
 		if err != nil {
 			return Principal{}, err
 		}
-		if reason := jobProblem(t, now); reason != "" {
-			return Principal{}, s.loginFailed(ctx, username, remote, fmt.Sprintf("CI job token %d %s", t.ID, reason))
+		p, reason := jobLogin(t, now)
+		if reason != "" {
+			return Principal{}, s.loginFailed(ctx, username, remote, reason)
 		}
-		return jobPrincipal(t), nil
+		return p, nil
 	case looksLikeJWT(password):
 		if s.oidc == nil {
 			return Principal{}, s.loginFailed(ctx, username, remote, "OIDC ID token login, but no OIDC issuer is trusted")
@@ -327,24 +334,42 @@ func (s *Service) Authenticate(ctx context.Context, username, password, remote s
 	return Principal{Kind: KindUser, Name: u.Name, User: u.Name, Admin: u.Admin}, nil
 }
 
-func patProblem(t PAT, now time.Time) string {
+// credentialProblem says why a personal access token or CI job token
+// (revoked, expires) cannot be used at now; "" when it can.
+func credentialProblem(revoked bool, expires, now time.Time) string {
 	switch {
-	case t.Revoked:
+	case revoked:
 		return "is revoked"
-	case !now.Before(t.Expires):
-		return "expired at " + t.Expires.UTC().Format(time.RFC3339)
+	case !now.Before(expires):
+		return "expired at " + expires.UTC().Format(time.RFC3339)
 	}
 	return ""
 }
 
-func jobProblem(t JobToken, now time.Time) string {
-	switch {
-	case t.Revoked:
-		return "is revoked"
-	case !now.Before(t.Expires):
-		return "expired at " + t.Expires.UTC().Format(time.RFC3339)
+// patLogin checks that the personal access token t can be used at now and
+// that its owner still exists, and returns the principal it acts as.
+// reason is set (and err nil) when it may not log in.
+func (s *Service) patLogin(ctx context.Context, t PAT, now time.Time) (p Principal, reason string, err error) {
+	if r := credentialProblem(t.Revoked, t.Expires, now); r != "" {
+		return Principal{}, fmt.Sprintf("personal access token %d %s", t.ID, r), nil
 	}
-	return ""
+	u, err := s.store.GetUser(ctx, t.User)
+	if errors.Is(err, ErrNotFound) {
+		return Principal{}, "owner of the personal access token no longer exists", nil
+	}
+	if err != nil {
+		return Principal{}, "", err
+	}
+	return patPrincipal(u, t), "", nil
+}
+
+// jobLogin checks that the CI job token t can be used at now and returns
+// the principal it acts as, or the reason it may not log in.
+func jobLogin(t JobToken, now time.Time) (p Principal, reason string) {
+	if r := credentialProblem(t.Revoked, t.Expires, now); r != "" {
+		return Principal{}, fmt.Sprintf("CI job token %d %s", t.ID, r)
+	}
+	return jobPrincipal(t), ""
 }
 
 func patPrincipal(u User, t PAT) Principal {
@@ -591,17 +616,14 @@ func (s *Service) Refresh(ctx context.Context, raw, remote string) (Principal, e
 		if err != nil {
 			return Principal{}, err
 		}
-		if reason := patProblem(t, now); reason != "" {
-			return fail("personal access token " + reason)
-		}
-		u, err := s.store.GetUser(ctx, t.User)
-		if errors.Is(err, ErrNotFound) {
-			return fail("user no longer exists")
-		}
+		p2, reason, err := s.patLogin(ctx, t, now)
 		if err != nil {
 			return Principal{}, err
 		}
-		return patPrincipal(u, t), nil
+		if reason != "" {
+			return fail(reason)
+		}
+		return p2, nil
 	case KindJob:
 		t, err := s.store.GetJobToken(ctx, p.CredID)
 		if errors.Is(err, ErrNotFound) {
@@ -610,10 +632,11 @@ func (s *Service) Refresh(ctx context.Context, raw, remote string) (Principal, e
 		if err != nil {
 			return Principal{}, err
 		}
-		if reason := jobProblem(t, now); reason != "" {
-			return fail("CI job token " + reason)
+		p2, reason := jobLogin(t, now)
+		if reason != "" {
+			return fail(reason)
 		}
-		return jobPrincipal(t), nil
+		return p2, nil
 	case KindOIDC:
 		p2, reason, err := s.oidcPrincipal(ctx, OIDCIdentity{Issuer: p.OIDCIssuer, Subject: p.Name, ProjectPath: p.Project,
 			JobID: p.JobID, User: p.User, Expiry: c.Expiry.Time()})

@@ -73,17 +73,7 @@ Keyless signing, trust and the transparency log work as for 'hallmark sign'.`,
 	fs.BoolVar(&o.ciProvenance, "ci-provenance", false, "build a SLSA provenance v1 predicate from the CI job's environment (implies --type slsaprovenance1)")
 	fs.BoolVar(&o.replace, "replace", false, "replace earlier attestations of the same predicate type")
 	fs.BoolVar(&o.noUpload, "no-upload", false, "print the signed envelope instead of attaching it")
-	s := &o.s
-	fs.StringVar(&s.key, "key", "", "private key: a cosign.key file (password in COSIGN_PASSWORD), a PEM/PKCS#8 key file, or env://VAR (default: keyless)")
-	fs.StringVar(&s.identityToken, "identity-token", "", "OIDC ID token for keyless signing: an RS256 JWT, else a file holding the token (default: $SIGSTORE_ID_TOKEN)")
-	fs.StringVar(&s.fulcioURL, "fulcio-url", "", "certificate authority (Fulcio v1 API) for keyless signing (default: from the signing config)")
-	fs.StringVar(&s.rekorURL, "rekor-url", "", "transparency log (Rekor v1 API) (default: from the signing config)")
-	fs.StringVar(&s.signingConfig, "signing-config", "", "sigstore signing_config.json naming the CA and log (default: the one 'hallmark trust init' stored)")
-	fs.BoolVar(&s.insecureSkipSCT, "insecure-skip-verify", false, "do not require the certificate's SCT from a trusted CT log (insecure)")
-	fs.BoolVarP(&s.yes, "yes", "y", false, "skip confirmation prompts")
-	fs.BoolVar(&s.tlogUpload, "tlog-upload", true, "record the attestation in the transparency log")
-	s.trust.bind(fs)
-	s.reg.bind(fs)
+	o.s.bind(fs, "attestation")
 	return cmd
 }
 
@@ -224,16 +214,7 @@ output.`,
 	fs.StringVar(&v.key, "key", "", "public key: a PEM file (cosign.pub) or certificate, or env://VAR (default: keyless)")
 	fs.BoolVar(&v.checkClaims, "check-claims", true, "check that the statement is about the image")
 	fs.BoolVar(&v.insecureIgnoreTlog, "insecure-ignore-tlog", false, "do not require a transparency log entry")
-	fs.BoolVar(&v.privateInfrastructure, "private-infrastructure", false, "same as --insecure-ignore-tlog, without the warning")
-	fs.StringVar(&v.identity.Subject, "certificate-identity", "", "keyless: the identity (SAN) the certificate must name")
-	fs.StringVar(&v.identity.SubjectRegexp, "certificate-identity-regexp", "", "keyless: a regular expression (unanchored) the certificate's identity must match")
-	fs.StringVar(&v.identity.Issuer, "certificate-oidc-issuer", "", "keyless: the OIDC issuer the certificate must name")
-	fs.StringVar(&v.identity.IssuerRegexp, "certificate-oidc-issuer-regexp", "", "keyless: a regular expression (unanchored) the certificate's issuer must match")
-	fs.BoolVar(&v.insecureIgnoreSCT, "insecure-ignore-sct", false, "keyless: do not require an SCT from a CT log of the trusted root (insecure)")
-	fs.BoolVar(&v.offline, "offline", false, "only verify offline (always the case)")
-	fs.String("rekor-url", "", "accepted for cosign compatibility and not used: the log proof is the bundle stored with each attestation")
-	v.trust.bind(fs)
-	v.reg.bind(fs)
+	v.bind(fs, "attestation")
 	return cmd
 }
 

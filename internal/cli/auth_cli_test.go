@@ -136,15 +136,7 @@ func newToolsNoCosign(t *testing.T) (*tool, string) {
 	t.Helper()
 	dir := t.TempDir()
 	home := filepath.Join(dir, "home")
-	if err := os.MkdirAll(filepath.Join(home, ".docker"), 0o700); err != nil {
-		t.Fatal(err)
-	}
-	env := []string{
-		"HOME=" + home,
-		"PATH=" + os.Getenv("PATH"),
-		"DOCKER_CONFIG=" + filepath.Join(home, ".docker"),
-		"COSIGN_PASSWORD=auth-test",
-	}
+	env := testenv.ToolEnv(t, home, false, "COSIGN_PASSWORD=auth-test")
 	return &tool{t: t, bin: testenv.HallmarkBinary(t), dir: dir, env: env, name: "hallmark"}, home
 }
 

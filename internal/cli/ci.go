@@ -2,7 +2,7 @@ package cli
 
 import (
 	"bufio"
-	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,6 +14,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/hallmark-dev/hallmark/internal/demo"
 	"github.com/hallmark-dev/hallmark/internal/server"
 )
 
@@ -102,7 +103,7 @@ func (o *ciJobOptions) run(cmd *cobra.Command) error {
 	if o.ttl != 0 {
 		body["ttl"] = o.ttl.String()
 	}
-	vars, err := requestCIJob(cmd, base, authz, body)
+	vars, err := requestCIJob(cmd.Context(), base, authz, body)
 	if err != nil {
 		return err
 	}
@@ -148,68 +149,22 @@ func (o *ciJobOptions) authorization(cmd *cobra.Command) (string, error) {
 }
 
 // requestCIJob posts the job description to the server's CI job endpoint.
-func requestCIJob(cmd *cobra.Command, base, authz string, body map[string]string) (map[string]string, error) {
-	raw, err := json.Marshal(body)
+func requestCIJob(ctx context.Context, base, authz string, body map[string]string) (map[string]string, error) {
+	reply, err := postAdmin(ctx, base, authz,
+		adminEndpoint{server.CIJobPath, "the CI job", "is it a Hallmark server of this version?"}, body)
 	if err != nil {
 		return nil, err
-	}
-	req, err := http.NewRequestWithContext(cmd.Context(), http.MethodPost, base+server.CIJobPath, bytes.NewReader(raw))
-	if err != nil {
-		return nil, err
-	}
-	req.Header.Set("Authorization", authz)
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("User-Agent", "hallmark/"+Version)
-	resp, err := (&http.Client{Timeout: 2 * time.Minute}).Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("contacting the Hallmark server at %s: %w", base, err)
-	}
-	defer resp.Body.Close()
-	reply, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if err != nil {
-		return nil, fmt.Errorf("reading the reply of %s: %w", base, err)
-	}
-	var e struct {
-		Error string `json:"error"`
-	}
-	_ = json.Unmarshal(reply, &e)
-	msg := e.Error
-	if msg == "" {
-		msg = strings.TrimSpace(string(reply))
-	}
-	switch {
-	case resp.StatusCode == http.StatusUnauthorized:
-		return nil, fmt.Errorf("admin credentials rejected by %s: %s", base, msg)
-	case resp.StatusCode == http.StatusForbidden:
-		return nil, fmt.Errorf("%s refused: %s (the user is not an admin)", base, msg)
-	case resp.StatusCode == http.StatusNotFound:
-		return nil, fmt.Errorf("%s has no %s endpoint (HTTP 404): is it a Hallmark server of this version?", base, server.CIJobPath)
-	case resp.StatusCode != http.StatusOK:
-		return nil, fmt.Errorf("%s refused the CI job (HTTP %d): %s", base, resp.StatusCode, msg)
 	}
 	var out server.CIJobResponse
 	if err := json.Unmarshal(reply, &out); err != nil || out.Variables == nil {
 		return nil, fmt.Errorf("the reply of %s is not a CI job environment: %v", base, err)
 	}
 	for k := range out.Variables {
-		if !validEnvName(k) {
+		if !demo.ValidEnvName(k) {
 			return nil, fmt.Errorf("the reply of %s names an invalid variable %q", base, k)
 		}
 	}
 	return out.Variables, nil
-}
-
-// validEnvName reports whether k is a portable shell variable name.
-func validEnvName(k string) bool {
-	if k == "" || ('0' <= k[0] && k[0] <= '9') {
-		return false
-	}
-	for _, r := range k {
-		if !(r == '_' || '0' <= r && r <= '9' || 'A' <= r && r <= 'Z' || 'a' <= r && r <= 'z') {
-			return false
-		}
-	}
-	return true
 }
 
 // formatCIJobEnv renders vars as shell-quoted export lines in the order of

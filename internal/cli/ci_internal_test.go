@@ -5,6 +5,8 @@ import (
 	"maps"
 	"strings"
 	"testing"
+
+	"github.com/hallmark-dev/hallmark/internal/demo"
 )
 
 // unquotePOSIX parses the value part of an export line as a POSIX shell
@@ -63,7 +65,7 @@ func parseExports(t *testing.T, out string) map[string]string {
 			t.Fatalf("line %q is not an export", line)
 		}
 		k, v, ok := strings.Cut(decl, "=")
-		if !ok || !validEnvName(k) {
+		if !ok || !demo.ValidEnvName(k) {
 			t.Fatalf("bad declaration %q", line)
 		}
 		val, err := unquotePOSIX(v)
@@ -119,7 +121,7 @@ func FuzzFormatCIJobEnv(f *testing.F) {
 	f.Fuzz(func(t *testing.T, k1, v1, k2, v2 string) {
 		in := map[string]string{}
 		for k, v := range map[string]string{k1: v1, k2: v2} {
-			if validEnvName(k) {
+			if demo.ValidEnvName(k) {
 				in[k] = v
 			}
 		}

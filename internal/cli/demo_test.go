@@ -13,7 +13,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -34,30 +33,27 @@ var elevenAnnotations = []string{
 // and a dead one for anything else.
 func demoEnv(t *testing.T, dir string, extraPath ...string) []string {
 	t.Helper()
-	home := filepath.Join(dir, "home")
-	if err := os.MkdirAll(filepath.Join(home, ".docker"), 0o700); err != nil {
-		t.Fatal(err)
-	}
 	path := os.Getenv("PATH")
 	for _, p := range extraPath {
 		path = p + string(os.PathListSeparator) + path
 	}
-	return []string{"HOME=" + home, "PATH=" + path, "DOCKER_CONFIG=" + filepath.Join(home, ".docker"),
-		"TUF_ROOT=" + filepath.Join(home, "tuf"), "HTTPS_PROXY=http://127.0.0.1:9", "HTTP_PROXY=http://127.0.0.1:9",
-		"NO_PROXY=127.0.0.1,localhost"}
+	return testenv.ToolEnv(t, filepath.Join(dir, "home"), true, "PATH="+path)
+}
+
+// verifiedClaims is one verified payload as cosign verify prints it.
+type verifiedClaims struct {
+	Critical struct {
+		Image struct {
+			Digest string `json:"docker-manifest-digest"`
+		} `json:"image"`
+	} `json:"critical"`
+	Optional map[string]any `json:"optional"`
 }
 
 // demoOutput is the JSON a demo run printed on stdout.
 type demoOutput struct {
-	verification []struct {
-		Critical struct {
-			Image struct {
-				Digest string `json:"docker-manifest-digest"`
-			} `json:"image"`
-		} `json:"critical"`
-		Optional map[string]any `json:"optional"`
-	}
-	search struct {
+	verification []verifiedClaims
+	search       struct {
 		Annotation string `json:"annotation"`
 		Results    []struct {
 			Repository  string            `json:"repository"`
@@ -153,7 +149,7 @@ func TestDemoOnce(t *testing.T) {
 	}
 	srv := exec.Command("bash", "-c", "exec "+m[1]+" --log-level warn")
 	srv.Dir, srv.Env = dir, env
-	var srvLog syncBuffer
+	var srvLog testenv.SyncBuffer
 	srv.Stdout, srv.Stderr = &srvLog, &srvLog
 	if err := srv.Start(); err != nil {
 		t.Fatal(err)
@@ -235,24 +231,6 @@ func TestDemoPortInUse(t *testing.T) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer safe for a writer and a reader goroutine.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 var demoCmdRE = regexp.MustCompile(`(?m)^  \$ (.+)$`)
 
 // TestDemoFollowUpCommands runs a serving demo, then every command it
@@ -276,7 +254,7 @@ func TestDemoFollowUpCommands(t *testing.T) {
 	env := demoEnv(t, dir, extra...)
 	cmd := exec.Command(bin, "demo", "--addr", "127.0.0.1:0", "--data-dir", data)
 	cmd.Dir, cmd.Env = dir, env
-	var stdout, stderr syncBuffer
+	var stdout, stderr testenv.SyncBuffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -429,14 +407,7 @@ func splitOutputs(s string, n int) []string {
 // (any tag when tag is "").
 func checkVerifyJSON(t *testing.T, c, out, digest, tag string) {
 	t.Helper()
-	var claims []struct {
-		Critical struct {
-			Image struct {
-				Digest string `json:"docker-manifest-digest"`
-			} `json:"image"`
-		} `json:"critical"`
-		Optional map[string]any `json:"optional"`
-	}
+	var claims []verifiedClaims
 	if err := json.NewDecoder(strings.NewReader(out)).Decode(&claims); err != nil {
 		t.Errorf("%s: stdout is not the verification JSON: %v\n%s", c, err, out)
 		return

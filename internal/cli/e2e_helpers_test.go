@@ -181,22 +181,11 @@ func (r result) String() string {
 func newTools(t *testing.T) (hallmark, cosign *tool) {
 	t.Helper()
 	dir := t.TempDir()
-	home := filepath.Join(dir, "home")
-	if err := os.MkdirAll(filepath.Join(home, ".docker"), 0o700); err != nil {
-		t.Fatal(err)
-	}
 	empty := filepath.Join(dir, "no-rekor.pub")
 	if err := os.WriteFile(empty, nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	env := []string{
-		"HOME=" + home,
-		"PATH=" + os.Getenv("PATH"),
-		"DOCKER_CONFIG=" + filepath.Join(home, ".docker"),
-		"TUF_ROOT=" + filepath.Join(home, "tuf"),
-		"SIGSTORE_REKOR_PUBLIC_KEY=" + empty,
-		"COSIGN_PASSWORD=e2e-password",
-	}
+	env := testenv.ToolEnv(t, filepath.Join(dir, "home"), false, "SIGSTORE_REKOR_PUBLIC_KEY="+empty, "COSIGN_PASSWORD=e2e-password")
 	cosignBin := testenv.Peer(t, "cosign")
 	return &tool{t: t, bin: testenv.HallmarkBinary(t), dir: dir, env: env, name: "hallmark"},
 		&tool{t: t, bin: cosignBin, dir: dir, env: env, name: "cosign"}

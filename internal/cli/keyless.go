@@ -206,34 +206,16 @@ func signingServices(fulcioURL, rekorURL, signingConfig string, needCA, needLog 
 	}
 	now := time.Now()
 	if needCA && fulcioURL == "" {
-		if fulcioURL = selectService(sc.CAURLs, now); fulcioURL == "" {
+		if fulcioURL = root.SelectService(sc.CAURLs, now); fulcioURL == "" {
 			return "", "", fmt.Errorf("signing config %s names no certificate authority valid now: pass --fulcio-url", path)
 		}
 	}
 	if needLog && rekorURL == "" {
-		if rekorURL = selectService(sc.RekorTlogURLs, now); rekorURL == "" {
+		if rekorURL = root.SelectService(sc.RekorTlogURLs, now); rekorURL == "" {
 			return "", "", fmt.Errorf("signing config %s names no Rekor v1 transparency log valid now: pass --rekor-url, or --tlog-upload=false", path)
 		}
 	}
 	return fulcioURL, rekorURL, nil
-}
-
-// selectService returns the URL of the v1 service valid at now with the
-// newest start, as sigstore clients select.
-func selectService(svcs []root.Service, now time.Time) string {
-	var best *root.Service
-	for i, s := range svcs {
-		if s.MajorAPIVersion != 1 || !s.ValidFor.Contains(now) {
-			continue
-		}
-		if best == nil || s.ValidFor.Start.After(best.ValidFor.Start) {
-			best = &svcs[i]
-		}
-	}
-	if best == nil {
-		return ""
-	}
-	return best.URL
 }
 
 // privacyStatement is printed before anything is written to a transparency

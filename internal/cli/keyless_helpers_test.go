@@ -55,16 +55,7 @@ func newKeylessEnv(t *testing.T, srv *testenv.Server) *klEnv {
 	t.Helper()
 	dir := t.TempDir()
 	home := filepath.Join(dir, "home")
-	if err := os.MkdirAll(filepath.Join(home, ".docker"), 0o700); err != nil {
-		t.Fatal(err)
-	}
-	env := []string{
-		"HOME=" + home,
-		"PATH=" + os.Getenv("PATH"),
-		"DOCKER_CONFIG=" + filepath.Join(home, ".docker"),
-		"TUF_ROOT=" + filepath.Join(home, "tuf"),
-		"HTTPS_PROXY=http://127.0.0.1:9", "HTTP_PROXY=http://127.0.0.1:9",
-	}
+	env := testenv.ToolEnv(t, home, true)
 	e := &klEnv{t: t, srv: srv, home: home, trustDir: filepath.Join(home, ".hallmark"), legacy: filepath.Join(dir, "trust"),
 		identity: srv.URL + "/" + klProject + "//.gitlab-ci.yml@refs/heads/main"}
 	e.hm = &tool{t: t, bin: testenv.HallmarkBinary(t), dir: dir, env: env, name: "hallmark"}

@@ -6,7 +6,6 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
 	"io"
 	"net/http"
@@ -140,12 +139,7 @@ func TestKeylessLogProofChecks(t *testing.T) {
 // getEntry returns the log entry at index as the Rekor API serves it.
 func getEntry(t *testing.T, base string, index int) map[string]any {
 	t.Helper()
-	resp, err := http.Get(fmt.Sprintf("%s/api/v1/log/entries?logIndex=%d", base, index))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
+	raw := getEntryRaw(t, base, index)
 	var m map[string]map[string]any
 	if err := json.Unmarshal(raw, &m); err != nil || len(m) != 1 {
 		t.Fatalf("entry %d: %v %s", index, err, raw)
@@ -154,6 +148,21 @@ func getEntry(t *testing.T, base string, index int) map[string]any {
 		return e
 	}
 	return nil
+}
+
+// getEntryRaw is the log's answer for the entry at index, {"<uuid>": {...}}.
+func getEntryRaw(t *testing.T, base string, index int) []byte {
+	t.Helper()
+	resp, err := http.Get(fmt.Sprintf("%s/api/v1/log/entries?logIndex=%d", base, index))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("entry %d: %s %s", index, resp.Status, raw)
+	}
+	return raw
 }
 
 // TestKeylessBundleProofChecks: a cosign v3 bundle whose inclusion proof
@@ -405,7 +414,6 @@ func TestKeylessSigstoreGoVerifiesHallmark(t *testing.T) {
 	}
 	var idx int
 	fmt.Sscan(m[1], &idx)
-	entry := getEntry(t, srv.URL, idx)
 	man, _ := remoteManifest(t, sigTagOf(t, img))
 	ann := man.Layers[0].Annotations
 	lr, err := remote.Layer(img.Context().Digest(man.Layers[0].Digest.String()))
@@ -418,36 +426,8 @@ func TestKeylessSigstoreGoVerifiesHallmark(t *testing.T) {
 
 	// The signature and its log entry as a sigstore bundle (v0.3, message
 	// signature over the payload digest).
-	hexToB64 := func(h string) string {
-		b, err := hex.DecodeString(h)
-		if err != nil {
-			t.Fatalf("hex %q: %v", h, err)
-		}
-		return base64.StdEncoding.EncodeToString(b)
-	}
-	blk, _ := pem.Decode([]byte(ann["dev.sigstore.cosign/certificate"]))
-	proof := entry["verification"].(map[string]any)["inclusionProof"].(map[string]any)
-	hashes := []string{}
-	for _, h := range proof["hashes"].([]any) {
-		hashes = append(hashes, hexToB64(h.(string)))
-	}
+	raw := testenv.LegacyBundle(t, getEntryRaw(t, srv.URL, idx), ann, payload)
 	digest := sha256.Sum256(payload)
-	raw, _ := json.Marshal(map[string]any{
-		"mediaType": "application/vnd.dev.sigstore.bundle.v0.3+json",
-		"verificationMaterial": map[string]any{
-			"certificate": map[string]any{"rawBytes": blk.Bytes},
-			"tlogEntries": []any{map[string]any{
-				"logIndex": fmt.Sprint(entry["logIndex"]), "logId": map[string]any{"keyId": hexToB64(entry["logID"].(string))},
-				"kindVersion": map[string]any{"kind": "hashedrekord", "version": "0.0.1"}, "integratedTime": fmt.Sprint(entry["integratedTime"]),
-				"inclusionPromise": map[string]any{"signedEntryTimestamp": entry["verification"].(map[string]any)["signedEntryTimestamp"]},
-				"inclusionProof": map[string]any{"logIndex": fmt.Sprint(proof["logIndex"]), "rootHash": hexToB64(proof["rootHash"].(string)),
-					"treeSize": fmt.Sprint(proof["treeSize"]), "hashes": hashes, "checkpoint": map[string]any{"envelope": proof["checkpoint"]}},
-				"canonicalizedBody": entry["body"],
-			}},
-		},
-		"messageSignature": map[string]any{"messageDigest": map[string]any{"algorithm": "SHA2_256", "digest": digest[:]},
-			"signature": ann["dev.cosignproject.cosign/signature"]},
-	})
 	trRaw, err := os.ReadFile(e.trustedRoot())
 	if err != nil {
 		t.Fatal(err)

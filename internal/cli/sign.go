@@ -14,6 +14,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/hallmark-dev/hallmark/internal/config"
 	"github.com/hallmark-dev/hallmark/pkg/oci"
@@ -108,25 +109,32 @@ media types.`,
 		},
 	}
 	fs := cmd.Flags()
+	o.bind(fs, "signature")
+	fs.StringVar(&o.outputCertificate, "output-certificate", "", "also write the signing certificate (PEM) to this file")
+	fs.StringSliceVarP(&o.annotations, "annotations", "a", nil, "extra key=value annotation to sign (repeatable; commas separate entries)")
+	fs.BoolVar(&o.ciAnnotations, "ci-annotations", false, "add the CI job's provenance annotations (GitLab CI, GitHub Actions)")
+	fs.BoolVarP(&o.recursive, "recursive", "r", false, "also sign every manifest of a multi-arch index")
+	fs.BoolVar(&o.upload, "upload", true, "push the signature to the registry")
+	fs.StringVar(&o.outputSignature, "output-signature", "", "also write the base64 signature to this file")
+	fs.StringVar(&o.outputPayload, "output-payload", "", "also write the signed payload to this file")
+	fs.StringVar(&o.containerIdentity, "sign-container-identity", "", "docker-reference to write in the payload instead of the image's repository")
+	return cmd
+}
+
+// bind binds the flags sign and attest share: the key or keyless signing
+// (ID token, CA, log, signing config, trust), -y, --tlog-upload and the
+// registry flags. what names what is signed ("signature", "attestation").
+func (o *signOptions) bind(fs *pflag.FlagSet, what string) {
 	fs.StringVar(&o.key, "key", "", "private key: a cosign.key file (password in COSIGN_PASSWORD), a PEM/PKCS#8 key file, or env://VAR (default: keyless)")
 	fs.StringVar(&o.identityToken, "identity-token", "", "OIDC ID token for keyless signing: an RS256 JWT, else a file holding the token (default: $SIGSTORE_ID_TOKEN)")
 	fs.StringVar(&o.fulcioURL, "fulcio-url", "", "certificate authority (Fulcio v1 API) for keyless signing (default: from the signing config)")
 	fs.StringVar(&o.rekorURL, "rekor-url", "", "transparency log (Rekor v1 API) (default: from the signing config)")
 	fs.StringVar(&o.signingConfig, "signing-config", "", "sigstore signing_config.json naming the CA and log (default: the one 'hallmark trust init' stored)")
 	fs.BoolVar(&o.insecureSkipSCT, "insecure-skip-verify", false, "do not require the certificate's SCT from a trusted CT log (insecure)")
-	fs.StringVar(&o.outputCertificate, "output-certificate", "", "also write the signing certificate (PEM) to this file")
-	o.trust.bind(fs)
-	fs.StringSliceVarP(&o.annotations, "annotations", "a", nil, "extra key=value annotation to sign (repeatable; commas separate entries)")
-	fs.BoolVar(&o.ciAnnotations, "ci-annotations", false, "add the CI job's provenance annotations (GitLab CI, GitHub Actions)")
 	fs.BoolVarP(&o.yes, "yes", "y", false, "skip confirmation prompts")
-	fs.BoolVarP(&o.recursive, "recursive", "r", false, "also sign every manifest of a multi-arch index")
-	fs.BoolVar(&o.tlogUpload, "tlog-upload", true, "record the signature in the transparency log")
-	fs.BoolVar(&o.upload, "upload", true, "push the signature to the registry")
-	fs.StringVar(&o.outputSignature, "output-signature", "", "also write the base64 signature to this file")
-	fs.StringVar(&o.outputPayload, "output-payload", "", "also write the signed payload to this file")
-	fs.StringVar(&o.containerIdentity, "sign-container-identity", "", "docker-reference to write in the payload instead of the image's repository")
+	fs.BoolVar(&o.tlogUpload, "tlog-upload", true, "record the "+what+" in the transparency log")
+	o.trust.bind(fs)
 	o.reg.bind(fs)
-	return cmd
 }
 
 // errAnnotation is wrapped by -a parse errors.

@@ -1,132 +1,19 @@
 package cli
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"net/http"
-	"net/url"
-	"os"
-	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
-	"github.com/spf13/pflag"
 
 	"github.com/hallmark-dev/hallmark/internal/oidc"
 )
 
-// adminClientOptions locate a Hallmark server and its admin token.
-type adminClientOptions struct {
-	server    string
-	tokenFile string
-	dataDir   string
-}
-
-func (o *adminClientOptions) bind(fs *pflag.FlagSet) {
-	def := "http://127.0.0.1:5000"
-	if v, ok := lookupEnv("HALLMARK_SERVER"); ok && v != "" {
-		def = v
-	}
-	dd := ""
-	if v, ok := lookupEnv("HALLMARK_DATA_DIR"); ok {
-		dd = v
-	}
-	fs.StringVar(&o.server, "server", def, "base URL of the Hallmark server; env HALLMARK_SERVER")
-	fs.StringVar(&o.tokenFile, "admin-token-file", "", "file holding the server's admin token (else env HALLMARK_ADMIN_TOKEN, else <data-dir>/admin-token)")
-	fs.StringVar(&o.dataDir, "data-dir", dd, "the server's data directory, to read <data-dir>/admin-token from (when the server runs on this machine); env HALLMARK_DATA_DIR")
-}
-
-// adminToken finds the admin token: --admin-token-file, env
-// HALLMARK_ADMIN_TOKEN, --data-dir, else ./hallmark-data (the server's
-// default data dir) when it holds one.
-func (o *adminClientOptions) adminToken() (string, error) {
-	read := func(path string) (string, error) {
-		raw, err := os.ReadFile(path)
-		if err != nil {
-			return "", fmt.Errorf("reading the admin token: %w", err)
-		}
-		t := strings.TrimSpace(string(raw))
-		if t == "" {
-			return "", fmt.Errorf("admin token file %s is empty", path)
-		}
-		return t, nil
-	}
-	if o.tokenFile != "" {
-		return read(o.tokenFile)
-	}
-	if v, ok := lookupEnv("HALLMARK_ADMIN_TOKEN"); ok && strings.TrimSpace(v) != "" {
-		return strings.TrimSpace(v), nil
-	}
-	if o.dataDir != "" {
-		return read(filepath.Join(o.dataDir, "admin-token"))
-	}
-	def := filepath.Join("hallmark-data", "admin-token")
-	if _, err := os.Stat(def); err == nil {
-		return read(def)
-	}
-	return "", errors.New("no admin token: pass --admin-token-file FILE, set HALLMARK_ADMIN_TOKEN, or --data-dir DIR of the server (it writes DIR/admin-token on first start)")
-}
-
-// post sends an admin-authorised JSON request and decodes the JSON reply.
-func (o *adminClientOptions) post(cmd *cobra.Command, path string, body, out any) error {
-	tok, err := o.adminToken()
-	if err != nil {
-		return err
-	}
-	base, err := url.Parse(strings.TrimSuffix(o.server, "/"))
-	if err != nil || (base.Scheme != "http" && base.Scheme != "https") || base.Host == "" {
-		return fmt.Errorf("--server %q: want http(s)://host[:port]", o.server)
-	}
-	var rd io.Reader = http.NoBody
-	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			return err
-		}
-		rd = bytes.NewReader(b)
-	}
-	req, err := http.NewRequestWithContext(cmd.Context(), http.MethodPost, base.String()+path, rd)
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Authorization", "Bearer "+tok)
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("User-Agent", "hallmark/"+Version)
-	client := &http.Client{Timeout: 2 * time.Minute}
-	resp, err := client.Do(req)
-	if err != nil {
-		return fmt.Errorf("contacting the Hallmark server at %s: %w", base, err)
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if err != nil {
-		return fmt.Errorf("reading the reply of %s: %w", base, err)
-	}
-	var e struct {
-		Error string `json:"error"`
-	}
-	_ = json.Unmarshal(raw, &e)
-	msg := e.Error
-	if msg == "" {
-		msg = strings.TrimSpace(string(raw))
-	}
-	switch {
-	case resp.StatusCode == http.StatusUnauthorized:
-		return fmt.Errorf("admin token rejected: %s", msg)
-	case resp.StatusCode == http.StatusNotFound:
-		return fmt.Errorf("%s has no %s endpoint (HTTP 404): is it a Hallmark server with the built-in OIDC issuer enabled (--oidc-builtin)?", base, path)
-	case resp.StatusCode != http.StatusOK:
-		return fmt.Errorf("server refused (HTTP %d): %s", resp.StatusCode, msg)
-	}
-	if err := json.Unmarshal(raw, out); err != nil {
-		return fmt.Errorf("server reply is not the expected JSON: %w", err)
-	}
-	return nil
-}
+// oidcNotFound is what a server without the built-in OIDC issuer's admin
+// endpoints raises.
+const oidcNotFound = "is it a Hallmark server with the built-in OIDC issuer enabled (--oidc-builtin)?"
 
 func newTokenCmd() *cobra.Command {
 	cmd := &cobra.Command{
@@ -167,7 +54,7 @@ The request is authorised by the server's admin token, generated on first start 
 				req.TTL = ttl.String()
 			}
 			var resp oidc.MintResponse
-			if err := opts.post(cmd, oidc.MintPath, req, &resp); err != nil {
+			if err := opts.post(cmd.Context(), adminEndpoint{oidc.MintPath, "the token request", oidcNotFound}, req, &resp); err != nil {
 				return err
 			}
 			if resp.Token == "" {
@@ -214,7 +101,7 @@ Prints the new key id (kid). Automatic rotation by age: hallmark server --oidc-k
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var resp oidc.RotateResponse
-			if err := opts.post(cmd, oidc.RotatePath, nil, &resp); err != nil {
+			if err := opts.post(cmd.Context(), adminEndpoint{oidc.RotatePath, "the key rotation", oidcNotFound}, nil, &resp); err != nil {
 				return err
 			}
 			fmt.Fprintln(cmd.OutOrStdout(), resp.KeyID)

@@ -1,12 +1,10 @@
 package cli_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -19,19 +17,7 @@ import (
 // environment) and returns stdout, stderr and the exit code.
 func runHallmark(t *testing.T, env []string, args ...string) (string, string, int) {
 	t.Helper()
-	cmd := exec.Command(testenv.HallmarkBinary(t), args...)
-	cmd.Dir = t.TempDir()
-	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir()}, env...)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatal(err)
-	}
-	return out.String(), errb.String(), code
+	return runHallmarkStdin(t, "", env, args...)
 }
 
 func TestTokenIssueCLI(t *testing.T) {
@@ -84,7 +70,7 @@ func TestTokenIssueCLI(t *testing.T) {
 	bad := filepath.Join(t.TempDir(), "bad-token")
 	os.WriteFile(bad, []byte("hmadm_not-the-right-token\n"), 0o600)
 	out, errOut, code = runHallmark(t, nil, "token", "issue", "--server", srv.URL, "--admin-token-file", bad, "--project", "group/app", "--ref", "main")
-	if code == 0 || out != "" || !strings.Contains(errOut, "admin token rejected") {
+	if code == 0 || out != "" || !strings.Contains(errOut, "admin credentials rejected") {
 		t.Fatalf("wrong admin token: exit %d, stdout %q, stderr %q", code, out, errOut)
 	}
 	// No admin token anywhere.

@@ -121,11 +121,7 @@ func fetchSigningConfig(ctx context.Context, src *trustSource, tr *root.TrustedR
 	if err != nil {
 		return nil, err
 	}
-	sc, err := root.ParseSigningConfig(scRaw)
-	if err == nil {
-		err = sc.CheckAgainst(tr)
-	}
-	if err != nil {
+	if _, err := root.ParseSigningConfigFor(scRaw, tr); err != nil {
 		return nil, fmt.Errorf("signing config from %s: %w", src.describe(), err)
 	}
 	return scRaw, nil

@@ -55,6 +55,16 @@ func readSecretLine(r io.Reader) (string, error) {
 	return line, nil
 }
 
+// newPassword is the password of --password-stdin (fromStdin), else a
+// generated one (generated: the caller prints it, once).
+func newPassword(stdin io.Reader, fromStdin bool) (pw string, generated bool, err error) {
+	if fromStdin {
+		pw, err = readSecretLine(stdin)
+		return pw, false, err
+	}
+	return auth.GeneratePassword(), true, nil
+}
+
 // parseLifetime accepts Go durations and whole days ("30d").
 func parseLifetime(s string) (time.Duration, error) {
 	if d, ok := strings.CutSuffix(s, "d"); ok {
@@ -90,14 +100,9 @@ server may be running.`,
   printf '%s\n' "$PASSWORD" | hallmark user add bob --password-stdin --admin`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			pw, generated := "", false
-			if pwStdin {
-				var err error
-				if pw, err = readSecretLine(cmd.InOrStdin()); err != nil {
-					return err
-				}
-			} else {
-				pw, generated = auth.GeneratePassword(), true
+			pw, generated, err := newPassword(cmd.InOrStdin(), pwStdin)
+			if err != nil {
+				return err
 			}
 			return dd.withAdmin(cmd.Context(), func(a *auth.Admin) error {
 				u, err := a.AddUser(cmd.Context(), args[0], pw, admin)
@@ -172,14 +177,9 @@ server may be running.`,
 		Short: "Set a user's password (from --password-stdin, else generated and printed once)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			pw, generated := "", false
-			if passwdStdin {
-				var err error
-				if pw, err = readSecretLine(cmd.InOrStdin()); err != nil {
-					return err
-				}
-			} else {
-				pw, generated = auth.GeneratePassword(), true
+			pw, generated, err := newPassword(cmd.InOrStdin(), passwdStdin)
+			if err != nil {
+				return err
 			}
 			return dd.withAdmin(cmd.Context(), func(a *auth.Admin) error {
 				if err := a.SetPassword(cmd.Context(), args[0], pw); err != nil {

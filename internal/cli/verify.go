@@ -17,6 +17,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/hallmark-dev/hallmark/internal/config"
 	"github.com/hallmark-dev/hallmark/pkg/oci"
@@ -122,6 +123,16 @@ Signatures made without a transparency log (--tlog-upload=false) verify only wit
 	fs.IntVar(&o.maxWorkers, "max-workers", 10, "images verified in parallel")
 	fs.StringVar(&o.imagesFrom, "images-from", "", "read image references from this file, one a line ('-' for standard input)")
 	fs.BoolVar(&o.insecureIgnoreTlog, "insecure-ignore-tlog", false, "do not require a transparency log entry (for signatures made with --tlog-upload=false)")
+	fs.BoolVar(&o.provenance, "provenance", false, "check every signed annotation against the signing certificate's extensions (table on standard error)")
+	o.bind(fs, "signature")
+	return cmd
+}
+
+// bind binds the flags verify and verify-attestation share: the keyless
+// identity and trust flags, --private-infrastructure, the flags accepted
+// for cosign compatibility, and the registry flags. what names what is
+// verified ("signature", "attestation").
+func (o *verifyOptions) bind(fs *pflag.FlagSet, what string) {
 	fs.BoolVar(&o.privateInfrastructure, "private-infrastructure", false, "same as --insecure-ignore-tlog, without the warning")
 	fs.StringVar(&o.identity.Subject, "certificate-identity", "", "keyless: the identity (SAN) the certificate must name, e.g. $CI_PROJECT_URL//.gitlab-ci.yml@refs/heads/main")
 	fs.StringVar(&o.identity.SubjectRegexp, "certificate-identity-regexp", "", "keyless: a regular expression (unanchored) the certificate's identity must match")
@@ -129,11 +140,9 @@ Signatures made without a transparency log (--tlog-upload=false) verify only wit
 	fs.StringVar(&o.identity.IssuerRegexp, "certificate-oidc-issuer-regexp", "", "keyless: a regular expression (unanchored) the certificate's issuer must match")
 	fs.BoolVar(&o.insecureIgnoreSCT, "insecure-ignore-sct", false, "keyless: do not require an SCT from a CT log of the trusted root (insecure)")
 	fs.BoolVar(&o.offline, "offline", false, "only verify offline (always the case: accepted for cosign compatibility)")
-	fs.String("rekor-url", "", "accepted for cosign compatibility and not used: the log proof is the bundle stored with each signature, checked offline with the trusted root's log key")
-	fs.BoolVar(&o.provenance, "provenance", false, "check every signed annotation against the signing certificate's extensions (table on standard error)")
+	fs.String("rekor-url", "", "accepted for cosign compatibility and not used: the log proof is the bundle stored with each "+what+", checked offline with the trusted root's log key")
 	o.trust.bind(fs)
 	o.reg.bind(fs)
-	return cmd
 }
 
 func (o *verifyOptions) collectImages(args []string, stdin io.Reader) ([]string, error) {

@@ -105,7 +105,7 @@ func DecodeJobResponse(raw []byte) (map[string]string, error) {
 		return nil, fmt.Errorf("%w: no \"variables\" object", ErrInvalidJob)
 	}
 	for k := range out.Variables {
-		if !envName(k) {
+		if !ValidEnvName(k) {
 			return nil, fmt.Errorf("%w: %q is not a variable name", ErrInvalidJob, k)
 		}
 	}
@@ -133,7 +133,9 @@ func CheckJob(env map[string]string) error {
 	return nil
 }
 
-func envName(k string) bool {
+// ValidEnvName reports whether k is a portable shell variable name
+// ([A-Za-z_][A-Za-z0-9_]*), as every name of a CI job environment must be.
+func ValidEnvName(k string) bool {
 	if k == "" || ('0' <= k[0] && k[0] <= '9') {
 		return false
 	}

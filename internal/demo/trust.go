@@ -60,38 +60,17 @@ func FetchTrust(ctx context.Context, client *http.Client, base, fingerprint stri
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrTrust, err)
 	}
-	sc, err := root.ParseSigningConfig(scRaw)
-	if err == nil {
-		err = sc.CheckAgainst(tr)
-	}
+	sc, err := root.ParseSigningConfigFor(scRaw, tr)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s: %v", ErrTrust, base+SigningConfigPath, err)
 	}
 	now := time.Now()
 	t := &Trust{Raw: raw, Fingerprint: root.Fingerprint(raw), Material: m,
-		CAURL: newestService(sc.CAURLs, now), LogURL: newestService(sc.RekorTlogURLs, now)}
+		CAURL: root.SelectService(sc.CAURLs, now), LogURL: root.SelectService(sc.RekorTlogURLs, now)}
 	if t.CAURL == "" || t.LogURL == "" {
 		return nil, fmt.Errorf("%w: the signing config of %s names no certificate authority or Rekor v1 log valid now", ErrTrust, base)
 	}
 	return t, nil
-}
-
-// newestService is the v1 service valid at now with the newest start, as
-// sigstore clients select.
-func newestService(svcs []root.Service, now time.Time) string {
-	var best *root.Service
-	for i, s := range svcs {
-		if s.MajorAPIVersion != 1 || !s.ValidFor.Contains(now) {
-			continue
-		}
-		if best == nil || s.ValidFor.Start.After(best.ValidFor.Start) {
-			best = &svcs[i]
-		}
-	}
-	if best == nil {
-		return ""
-	}
-	return best.URL
 }
 
 func get(ctx context.Context, client *http.Client, u string) ([]byte, error) {

@@ -13,38 +13,20 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/hallmark-dev/hallmark/internal/auth"
 	"github.com/hallmark-dev/hallmark/internal/config"
 	"github.com/hallmark-dev/hallmark/internal/server"
+	"github.com/hallmark-dev/hallmark/internal/testenv"
 )
-
-// lockedBuffer collects a server's log output.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // authEnv is a running server with auth on.
 type authEnv struct {
 	URL, Host, DataDir string
 	AdminPassword      string
-	Logs               *lockedBuffer
+	Logs               *testenv.SyncBuffer // its JSON debug log
 	srv                *server.Server
 }
 
@@ -60,7 +42,7 @@ func startAuthServer(t *testing.T, mod func(*config.Server)) *authEnv {
 	if mod != nil {
 		mod(&cfg)
 	}
-	logs := &lockedBuffer{}
+	logs := &testenv.SyncBuffer{}
 	var w io.Writer = logs
 	if testing.Verbose() {
 		w = io.MultiWriter(logs, os.Stderr)

@@ -66,23 +66,6 @@ func pullRef(ref, user, pw string) error {
 	return err
 }
 
-func mintOIDC(t *testing.T, e *authEnv, body string) string {
-	t.Helper()
-	tok, err := os.ReadFile(filepath.Join(e.DataDir, server.AdminTokenFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp, b := postJSON(t, e.URL+"/api/v1/oidc/token", strings.TrimSpace(string(tok)), body)
-	if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusCreated {
-		t.Fatalf("mint OIDC token: %s %s", resp.Status, b)
-	}
-	var r struct {
-		Token string `json:"token"`
-	}
-	json.Unmarshal(b, &r)
-	return r.Token
-}
-
 func b64seg(v any) string {
 	b, _ := json.Marshal(v)
 	return base64.RawURLEncoding.EncodeToString(b)
@@ -345,9 +328,9 @@ func TestAuthSecurity(t *testing.T) {
 	})
 
 	t.Run("OIDC token login", func(t *testing.T) {
-		good := mintOIDC(t, e, fmt.Sprintf(`{"aud":%q,"project":"group/app","ref":"main","job_id":"555"}`, e.URL))
-		sigstoreAud := mintOIDC(t, e, `{"aud":"sigstore","project":"group/app","ref":"main"}`)
-		unknownProject := mintOIDC(t, e, fmt.Sprintf(`{"aud":%q,"project":"nope/x","ref":"main"}`, e.URL))
+		good := mintIDToken(t, e.URL, e.DataDir, fmt.Sprintf(`{"aud":%q,"project":"group/app","ref":"main","job_id":"555"}`, e.URL))
+		sigstoreAud := mintIDToken(t, e.URL, e.DataDir, `{"aud":"sigstore","project":"group/app","ref":"main"}`)
+		unknownProject := mintIDToken(t, e.URL, e.DataDir, fmt.Sprintf(`{"aud":%q,"project":"nope/x","ref":"main"}`, e.URL))
 		secrets = append(secrets, good, sigstoreAud)
 		tr := e.token(t, auth.JobTokenUser, good, true, "repository:group/app:pull,push", "repository:other/proj:pull,push")
 		if tr.status != http.StatusOK {

@@ -31,37 +31,20 @@ import (
 
 	"github.com/hallmark-dev/hallmark/internal/config"
 	"github.com/hallmark-dev/hallmark/internal/keystore"
-	"github.com/hallmark-dev/hallmark/internal/oidc"
 	"github.com/hallmark-dev/hallmark/internal/testenv"
 )
 
-// caMint mints a built-in issuer token for project grp/app on main.
+// caMint mints a built-in issuer token for project grp/app on main (klMint)
+// and decodes its claims.
 func caMint(t *testing.T, srv *testenv.Server) (token string, claims map[string]any) {
 	t.Helper()
-	admin, err := os.ReadFile(filepath.Join(srv.DataDir, "admin-token"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	body := `{"aud":"sigstore","project":"grp/app","ref":"main","sha":"714a629c0b401fdce83e847fc9589983fc6f46bc","pipeline_id":"574","job_id":"302"}`
-	req, _ := http.NewRequest(http.MethodPost, srv.URL+oidc.MintPath, strings.NewReader(body))
-	req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(admin)))
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
-	var mr oidc.MintResponse
-	if resp.StatusCode != http.StatusOK || json.Unmarshal(raw, &mr) != nil || mr.Token == "" {
-		t.Fatalf("mint: %d %s", resp.StatusCode, raw)
-	}
-	parts := strings.Split(mr.Token, ".")
+	token = klMint(t, srv)
+	parts := strings.Split(token, ".")
 	payload, err := decodeSegment(parts[1])
 	if err != nil || json.Unmarshal(payload, &claims) != nil {
 		t.Fatalf("token payload: %v", err)
 	}
-	return mr.Token, claims
+	return token, claims
 }
 
 func decodeSegment(s string) ([]byte, error) {
@@ -82,20 +65,6 @@ func caPost(t *testing.T, url, token string, body []byte) (int, []byte) {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, b
-}
-
-func caGet(t *testing.T, url string) []byte {
-	t.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("GET %s: %d %s", url, resp.StatusCode, b)
-	}
-	return b
 }
 
 func pemCerts(t *testing.T, b []byte) []*x509.Certificate {
@@ -181,14 +150,14 @@ func TestServerCAKeylessFlow(t *testing.T) {
 		if err := ctutil.VerifySCT(ctPublicKey(t, dataDir), []*ctx509.Certificate{leaf, issuer}, &sct, true); err != nil {
 			t.Fatalf("SCT: %v", err)
 		}
-		bundle = caGet(t, srv.URL+"/api/v2/trustBundle")
-		if !bytes.Contains(caGet(t, srv.URL+"/api/v2/configuration"), []byte(`"issuerUrl":"`+srv.URL+`"`)) {
+		bundle = getOK(t, srv.URL+"/api/v2/trustBundle", nil)
+		if !bytes.Contains(getOK(t, srv.URL+"/api/v2/configuration", nil), []byte(`"issuerUrl":"`+srv.URL+`"`)) {
 			t.Error("configuration does not list the built-in issuer")
 		}
 	})
 	t.Run("after restart", func(t *testing.T) {
 		srv := testenv.StartServer(t, func(c *config.Server) { c.DataDir = dataDir })
-		if got := caGet(t, srv.URL+"/api/v2/trustBundle"); !bytes.Equal(got, bundle) {
+		if got := getOK(t, srv.URL+"/api/v2/trustBundle", nil); !bytes.Equal(got, bundle) {
 			t.Error("trust bundle changed across restart")
 		}
 	})
@@ -219,10 +188,9 @@ func TestCosignKeylessSignVerify(t *testing.T) {
 	ctFile := filepath.Join(dir, "ctlog.pub")
 	os.WriteFile(ctFile, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: ctDER}), 0o600)
 	rootFile := filepath.Join(dir, "fulcio-chain.pem")
-	os.WriteFile(rootFile, caGet(t, srv.URL+"/api/v1/rootCert"), 0o600)
+	os.WriteFile(rootFile, getOK(t, srv.URL+"/api/v1/rootCert", nil), 0o600)
 
-	env := append(os.Environ(), "HOME="+dir, "TUF_ROOT="+filepath.Join(dir, "tuf"),
-		"SIGSTORE_CT_LOG_PUBLIC_KEY_FILE="+ctFile, "SIGSTORE_ROOT_FILE="+rootFile, "COSIGN_EXPERIMENTAL=")
+	env := testenv.ToolEnv(t, dir, false, "SIGSTORE_CT_LOG_PUBLIC_KEY_FILE="+ctFile, "SIGSTORE_ROOT_FILE="+rootFile)
 	run := func(args ...string) (string, error) {
 		cmd := exec.Command(cosign, args...)
 		cmd.Env = env
@@ -283,7 +251,7 @@ func trustFiles(t *testing.T, srv *testenv.Server, dir string, ctKey crypto.Publ
 			Certificates []string `json:"certificates"`
 		} `json:"chains"`
 	}
-	if err := json.Unmarshal(caGet(t, srv.URL+"/api/v2/trustBundle"), &tb); err != nil {
+	if err := json.Unmarshal(getOK(t, srv.URL+"/api/v2/trustBundle", nil), &tb); err != nil {
 		t.Fatal(err)
 	}
 	var certs []map[string]string
@@ -347,7 +315,7 @@ func TestCosign3KeylessSignBlob(t *testing.T) {
 	blob := filepath.Join(dir, "artifact.txt")
 	os.WriteFile(blob, []byte("hello hallmark\n"), 0o600)
 	bundle := filepath.Join(dir, "artifact.sigstore.json")
-	env := append(os.Environ(), "HOME="+dir, "TUF_ROOT="+filepath.Join(dir, "tuf"))
+	env := testenv.ToolEnv(t, dir, false)
 	run := func(args ...string) (string, error) {
 		cmd := exec.Command(cosign, args...)
 		cmd.Env = env

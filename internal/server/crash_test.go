@@ -1,7 +1,6 @@
 package server_test
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/rand"
@@ -14,12 +13,10 @@ import (
 	mrand "math/rand/v2"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -29,80 +26,11 @@ import (
 	"github.com/hallmark-dev/hallmark/internal/testenv"
 )
 
-// proc is a `hallmark server` child process.
-type proc struct {
-	cmd  *exec.Cmd
-	url  string
-	logs *syncBuffer
-	done chan struct{}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-// startServer runs the hallmark binary on a random loopback port over dir
-// and waits until it serves /v2/.
-func startServer(t *testing.T, bin, dir string) *proc {
+// startServer runs the hallmark binary (auth off) on a random loopback
+// port over dir and waits until it listens.
+func startServer(t *testing.T, bin, dir string) *testenv.ServerProcess {
 	t.Helper()
-	cmd := exec.Command(bin, "server", "--addr", "127.0.0.1:0", "--data-dir", dir, "--log-format", "json", "--log-level", "info", "--auth", "off")
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	p := &proc{cmd: cmd, logs: &syncBuffer{}, done: make(chan struct{})}
-	addrc := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		sc.Buffer(make([]byte, 1<<20), 1<<20)
-		for sc.Scan() {
-			line := sc.Bytes()
-			p.logs.Write(append(line, '\n'))
-			var rec struct{ Msg, Addr string }
-			if json.Unmarshal(line, &rec) == nil && rec.Msg == "hallmark server listening" {
-				select {
-				case addrc <- rec.Addr:
-				default:
-				}
-			}
-		}
-		io.Copy(io.Discard, stderr)
-	}()
-	go func() { cmd.Wait(); close(p.done) }()
-	t.Cleanup(func() { p.kill() })
-	select {
-	case addr := <-addrc:
-		p.url = "http://" + addr
-	case <-p.done:
-		t.Fatalf("hallmark server exited before listening:\n%s", p.logs)
-	case <-time.After(60 * time.Second):
-		t.Fatalf("hallmark server did not start:\n%s", p.logs)
-	}
-	return p
-}
-
-// kill sends SIGKILL and waits for the process to be gone.
-func (p *proc) kill() {
-	if p.cmd.Process != nil {
-		p.cmd.Process.Signal(syscall.SIGKILL)
-	}
-	<-p.done
+	return testenv.StartServerProcess(t, bin, dir, nil, "--log-level", "info", "--auth", "off")
 }
 
 var client = &http.Client{Timeout: 5 * time.Minute}
@@ -415,27 +343,27 @@ func TestCrashSafety(t *testing.T) {
 		layers = append(layers, randBytes(100000+i*300000))
 	}
 	for _, repo := range []string{"crash/app", "crash/other"} {
-		pushBlob(t, p.url, repo, cfg, a)
-		pushBlob(t, p.url, repo, layers[0], a)
-		pushBlobChunked(t, p.url, repo, layers[1], a)
-		pushBlobChunked(t, p.url, repo, layers[2], a)
+		pushBlob(t, p.URL, repo, cfg, a)
+		pushBlob(t, p.URL, repo, layers[0], a)
+		pushBlobChunked(t, p.URL, repo, layers[1], a)
+		pushBlobChunked(t, p.URL, repo, layers[2], a)
 		for i := 0; i < 5; i++ {
 			body := imageManifest(cfg, layers, fmt.Sprint("base ", repo, i))
-			if ok, err := pushManifest(t, p.url, repo, body, []string{fmt.Sprint("v", i), "latest"}, a); !ok {
+			if ok, err := pushManifest(t, p.URL, repo, body, []string{fmt.Sprint("v", i), "latest"}, a); !ok {
 				t.Fatal(err)
 			}
 		}
 	}
 	// An acknowledged tag delete must stay deleted.
-	mustDo(t, http.StatusAccepted, http.MethodDelete, p.url+"/v2/crash/app/manifests/v0", nil)
+	mustDo(t, http.StatusAccepted, http.MethodDelete, p.URL+"/v2/crash/app/manifests/v0", nil)
 	a.mu.Lock()
 	delete(a.tags, "crash/app:v0")
 	a.deleted["crash/app:v0"] = true
 	a.mu.Unlock()
 	// A chunked upload whose first chunk is acknowledged, left open.
 	partial := randBytes(3 << 20)
-	res, _ := mustDo(t, http.StatusAccepted, http.MethodPost, p.url+"/v2/crash/app/blobs/uploads/", nil)
-	res, _ = mustDo(t, http.StatusAccepted, http.MethodPatch, p.url+res.Header.Get("Location"), partial[:1<<20], "Content-Range", fmt.Sprintf("0-%d", 1<<20-1))
+	res, _ := mustDo(t, http.StatusAccepted, http.MethodPost, p.URL+"/v2/crash/app/blobs/uploads/", nil)
+	res, _ = mustDo(t, http.StatusAccepted, http.MethodPatch, p.URL+res.Header.Get("Location"), partial[:1<<20], "Content-Range", fmt.Sprintf("0-%d", 1<<20-1))
 	partialLoc := res.Header.Get("Location")
 
 	// Kill 1: in the middle of a 384 MiB monolithic upload (streamed from
@@ -448,18 +376,18 @@ func TestCrashSafety(t *testing.T) {
 	big := newGen(7, bigSize, &sent)
 	big.holdAt, big.hold = bigSize*9/10, stop
 	// Manifests need their blobs in crash/storm first.
-	pushBlob(t, p.url, "crash/storm", cfg, a)
-	pushBlob(t, p.url, "crash/storm", layers[0], a)
+	pushBlob(t, p.URL, "crash/storm", cfg, a)
+	pushBlob(t, p.URL, "crash/storm", layers[0], a)
 	go func() {
-		_, _, err := do(t, http.MethodPost, p.url+"/v2/crash/big/blobs/uploads/?digest="+bigDigest.String(), big, bigSize)
+		_, _, err := do(t, http.MethodPost, p.URL+"/v2/crash/big/blobs/uploads/?digest="+bigDigest.String(), big, bigSize)
 		bigErr <- err
 	}()
 	var stormAcked atomic.Int64
-	wg := manifestStorm(t, p.url, "crash/storm", cfg, layers[:1], a, stop, &stormAcked)
+	wg := manifestStorm(t, p.URL, "crash/storm", cfg, layers[:1], a, stop, &stormAcked)
 	waitFor(t, "the big upload to be a third through and manifests acknowledged", func() bool {
 		return sent.Load() > bigSize/3 && stormAcked.Load() > 10
 	})
-	p.kill()
+	p.Kill()
 	close(stop)
 	wg.Wait()
 	if err := <-bigErr; err == nil {
@@ -469,19 +397,19 @@ func TestCrashSafety(t *testing.T) {
 
 	// Run 2: everything acknowledged is there; the big blob is not.
 	p = startServer(t, bin, dir)
-	verify(t, p.url, a)
+	verify(t, p.URL, a)
 	bigPath := filepath.Join(dir, "blobs", "blobs", "sha256", bigDigest.Encoded()[:2], bigDigest.Encoded())
-	mustDo(t, http.StatusNotFound, http.MethodGet, p.url+"/v2/crash/big/blobs/"+bigDigest.String(), nil)
-	mustDo(t, http.StatusNotFound, http.MethodHead, p.url+"/v2/crash/big/blobs/"+bigDigest.String(), nil)
+	mustDo(t, http.StatusNotFound, http.MethodGet, p.URL+"/v2/crash/big/blobs/"+bigDigest.String(), nil)
+	mustDo(t, http.StatusNotFound, http.MethodHead, p.URL+"/v2/crash/big/blobs/"+bigDigest.String(), nil)
 	if _, err := os.Stat(bigPath); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("interrupted blob is in the blob store: %v", err)
 	}
 	// The acknowledged part of the open chunked upload survived: resume it.
-	res, _ = mustDo(t, http.StatusNoContent, http.MethodGet, p.url+partialLoc, nil)
+	res, _ = mustDo(t, http.StatusNoContent, http.MethodGet, p.URL+partialLoc, nil)
 	if res.Header.Get("Range") != fmt.Sprintf("0-%d", 1<<20-1) {
 		t.Fatalf("open upload after the crash: Range %q", res.Header.Get("Range"))
 	}
-	res, _ = mustDo(t, http.StatusAccepted, http.MethodPatch, p.url+partialLoc, partial[1<<20:2<<20], "Content-Range", fmt.Sprintf("%d-%d", 1<<20, 2<<20-1))
+	res, _ = mustDo(t, http.StatusAccepted, http.MethodPatch, p.URL+partialLoc, partial[1<<20:2<<20], "Content-Range", fmt.Sprintf("%d-%d", 1<<20, 2<<20-1))
 	partialLoc = res.Header.Get("Location")
 
 	// Kill 2: during a burst of manifest pushes (and a streamed PATCH).
@@ -490,41 +418,41 @@ func TestCrashSafety(t *testing.T) {
 	a.mu.Unlock()
 	stop = make(chan struct{})
 	stormAcked.Store(0)
-	pushBlob(t, p.url, "crash/storm2", cfg, a)
-	pushBlob(t, p.url, "crash/storm2", layers[0], a)
-	wg = manifestStorm(t, p.url, "crash/storm2", cfg, layers[:1], a, stop, &stormAcked)
+	pushBlob(t, p.URL, "crash/storm2", cfg, a)
+	pushBlob(t, p.URL, "crash/storm2", layers[0], a)
+	wg = manifestStorm(t, p.URL, "crash/storm2", cfg, layers[:1], a, stop, &stormAcked)
 	var sent2 atomic.Int64
 	stream := newGen(9, 256<<20, &sent2)
 	stream.holdAt, stream.hold = 32<<20, stop
-	go do(t, http.MethodPatch, p.url+partialLoc, stream, -1)
+	go do(t, http.MethodPatch, p.URL+partialLoc, stream, -1)
 	waitFor(t, "manifests acknowledged", func() bool { return stormAcked.Load() > 30 && sent2.Load() > 8<<20 })
-	p.kill()
+	p.Kill()
 	close(stop)
 	wg.Wait()
 	t.Logf("kill 2: %d storm manifests acknowledged, %d in flight", stormAcked.Load(), len(a.maybe))
 
 	// Run 3: verify again, finish the open upload, push new content.
 	p = startServer(t, bin, dir)
-	verify(t, p.url, a)
-	res, _ = mustDo(t, http.StatusNoContent, http.MethodGet, p.url+partialLoc, nil)
+	verify(t, p.URL, a)
+	res, _ = mustDo(t, http.StatusNoContent, http.MethodGet, p.URL+partialLoc, nil)
 	if res.Header.Get("Range") != fmt.Sprintf("0-%d", 2<<20-1) {
 		t.Fatalf("open upload after the second crash: Range %q (the killed streamed PATCH must not count)", res.Header.Get("Range"))
 	}
 	pd := digest.FromBytes(partial)
-	mustDo(t, http.StatusCreated, http.MethodPut, p.url+partialLoc+"?digest="+pd.String(), partial[2<<20:], "Content-Range", fmt.Sprintf("%d-%d", 2<<20, len(partial)-1))
-	_, got := mustDo(t, http.StatusOK, http.MethodGet, p.url+"/v2/crash/app/blobs/"+pd.String(), nil)
+	mustDo(t, http.StatusCreated, http.MethodPut, p.URL+partialLoc+"?digest="+pd.String(), partial[2<<20:], "Content-Range", fmt.Sprintf("%d-%d", 2<<20, len(partial)-1))
+	_, got := mustDo(t, http.StatusOK, http.MethodGet, p.URL+"/v2/crash/app/blobs/"+pd.String(), nil)
 	if !bytes.Equal(got, partial) {
 		t.Fatal("blob resumed across two crashes differs")
 	}
 	after := randBytes(5000)
-	pushBlob(t, p.url, "crash/after", after, a)
-	pushBlob(t, p.url, "crash/after", cfg, a)
-	pushBlob(t, p.url, "crash/after", layers[0], a)
-	if ok, err := pushManifest(t, p.url, "crash/after", imageManifest(cfg, layers[:1], "after"), []string{"latest"}, a); !ok {
+	pushBlob(t, p.URL, "crash/after", after, a)
+	pushBlob(t, p.URL, "crash/after", cfg, a)
+	pushBlob(t, p.URL, "crash/after", layers[0], a)
+	if ok, err := pushManifest(t, p.URL, "crash/after", imageManifest(cfg, layers[:1], "after"), []string{"latest"}, a); !ok {
 		t.Fatalf("push after restart: %v", err)
 	}
-	verify(t, p.url, a)
-	p.kill()
+	verify(t, p.URL, a)
+	p.Kill()
 
 	// The database file is consistent.
 	db, err := sql.Open("sqlite", "file:"+filepath.Join(dir, "hallmark.db")+"?mode=ro")

@@ -21,7 +21,7 @@ func TestDownloadClient(t *testing.T) {
 	}
 	p := startServer(t, testenv.HallmarkBinary(t), t.TempDir())
 	name := "hallmark-" + runtime.GOOS + "-" + runtime.GOARCH
-	res, err := http.Get(p.url + "/download/" + name)
+	res, err := http.Get(p.URL + "/download/" + name)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -45,7 +45,7 @@ func TestDownloadClient(t *testing.T) {
 	if err != nil || !strings.HasPrefix(string(out), "hallmark ") {
 		t.Fatalf("downloaded client: %v %s", err, out)
 	}
-	res, err = http.Get(p.url + "/download/hallmark-plan9-mips")
+	res, err = http.Get(p.URL + "/download/hallmark-plan9-mips")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -26,7 +26,7 @@ func TestGracefulDrainOnSIGTERM(t *testing.T) {
 	p := startServer(t, bin, dir)
 	data := randBytes(4 << 20)
 	d := digest.FromBytes(data)
-	res, _ := mustDo(t, http.StatusAccepted, http.MethodPost, p.url+"/v2/drain/app/blobs/uploads/", nil)
+	res, _ := mustDo(t, http.StatusAccepted, http.MethodPost, p.URL+"/v2/drain/app/blobs/uploads/", nil)
 	loc := res.Header.Get("Location")
 
 	pr, pw := io.Pipe()
@@ -40,7 +40,7 @@ func TestGracefulDrainOnSIGTERM(t *testing.T) {
 		// A connection of its own: an idle keep-alive connection reused
 		// for the PUT could be closed by the shutdown before the server
 		// reads the request (HTTP's usual race, which clients retry).
-		req, err := http.NewRequest(http.MethodPut, p.url+loc+"?digest="+d.String(), pr)
+		req, err := http.NewRequest(http.MethodPut, p.URL+loc+"?digest="+d.String(), pr)
 		if err != nil {
 			done <- result{err: err}
 			return
@@ -59,30 +59,30 @@ func TestGracefulDrainOnSIGTERM(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The request is in flight (its first MiB has been sent): now SIGTERM.
-	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+	if err := p.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the server to start shutting down", func() bool { return strings.Contains(p.logs.String(), "shutting down") })
+	waitFor(t, "the server to start shutting down", func() bool { return strings.Contains(p.Logs.String(), "shutting down") })
 	// New connections are refused while the old request drains.
-	if _, err := (&http.Client{Timeout: 2 * time.Second}).Get(p.url + "/v2/"); err == nil {
+	if _, err := (&http.Client{Timeout: 2 * time.Second}).Get(p.URL + "/v2/"); err == nil {
 		t.Error("a new request was served after SIGTERM")
 	}
 	if _, err := io.Copy(pw, bytes.NewReader(data[1<<20:])); err != nil {
 		r := <-done
-		t.Fatalf("sending the rest of the body: %v; the request ended with status %d, err %v, body %s\nserver log:\n%s", err, r.status, r.err, r.body, p.logs)
+		t.Fatalf("sending the rest of the body: %v; the request ended with status %d, err %v, body %s\nserver log:\n%s", err, r.status, r.err, r.body, p.Logs)
 	}
 	pw.Close()
 	r := <-done
 	if r.err != nil || r.status != http.StatusCreated {
-		t.Fatalf("in-flight upload across SIGTERM: status %d, err %v, body %s\nserver log:\n%s", r.status, r.err, r.body, p.logs)
+		t.Fatalf("in-flight upload across SIGTERM: status %d, err %v, body %s\nserver log:\n%s", r.status, r.err, r.body, p.Logs)
 	}
-	<-p.done
-	if code := p.cmd.ProcessState.ExitCode(); code != 0 {
-		t.Fatalf("exit status %d after SIGTERM\n%s", code, p.logs)
+	<-p.Done()
+	if code := p.ExitCode(); code != 0 {
+		t.Fatalf("exit status %d after SIGTERM\n%s", code, p.Logs)
 	}
 
 	p2 := startServer(t, bin, dir)
-	_, got := mustDo(t, http.StatusOK, http.MethodGet, p2.url+"/v2/drain/app/blobs/"+d.String(), nil)
+	_, got := mustDo(t, http.StatusOK, http.MethodGet, p2.URL+"/v2/drain/app/blobs/"+d.String(), nil)
 	if !bytes.Equal(got, data) {
 		t.Fatal("the blob acknowledged during the drain is not intact after restart")
 	}

@@ -41,7 +41,6 @@ import (
 
 	"github.com/hallmark-dev/hallmark/internal/config"
 	"github.com/hallmark-dev/hallmark/internal/keystore"
-	"github.com/hallmark-dev/hallmark/internal/oidc"
 	"github.com/hallmark-dev/hallmark/internal/server"
 	"github.com/hallmark-dev/hallmark/internal/testenv"
 	"github.com/hallmark-dev/hallmark/pkg/root"
@@ -63,40 +62,8 @@ func klIdentity(srv *testenv.Server) string {
 // klProject on main, as `hallmark token issue` does.
 func klMint(t *testing.T, srv *testenv.Server) string {
 	t.Helper()
-	admin, err := os.ReadFile(filepath.Join(srv.DataDir, server.AdminTokenFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	body := fmt.Sprintf(`{"aud":"sigstore","project":%q,"ref":"main","sha":%q,"pipeline_id":"574","job_id":"302"}`, klProject, klSHA)
-	req, _ := http.NewRequest(http.MethodPost, srv.URL+oidc.MintPath, strings.NewReader(body))
-	req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(admin)))
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
-	var mr oidc.MintResponse
-	if resp.StatusCode != http.StatusOK || json.Unmarshal(raw, &mr) != nil || mr.Token == "" {
-		t.Fatalf("mint: %d %s", resp.StatusCode, raw)
-	}
-	return mr.Token
-}
-
-// klGet fetches url and fails the test unless it answers 200.
-func klGet(t *testing.T, url string) ([]byte, http.Header) {
-	t.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("GET %s: %d %s", url, resp.StatusCode, b)
-	}
-	return b, resp.Header
+	return mintIDToken(t, srv.URL, srv.DataDir,
+		fmt.Sprintf(`{"aud":"sigstore","project":%q,"ref":"main","sha":%q,"pipeline_id":"574","job_id":"302"}`, klProject, klSHA))
 }
 
 // klTrust is the trust material downloaded from a server, pinned against
@@ -110,8 +77,8 @@ type klTrust struct {
 func klDownloadTrust(t *testing.T, srv *testenv.Server) klTrust {
 	t.Helper()
 	dir := t.TempDir()
-	tr, _ := klGet(t, srv.URL+server.TrustedRootPath)
-	sc, _ := klGet(t, srv.URL+server.SigningConfigPath)
+	tr := getOK(t, srv.URL+server.TrustedRootPath, nil)
+	sc := getOK(t, srv.URL+server.SigningConfigPath, nil)
 	local, err := os.ReadFile(filepath.Join(srv.DataDir, server.TrustDir, root.TrustedRootFile))
 	if err != nil {
 		t.Fatal(err)
@@ -152,9 +119,9 @@ func klPush(t *testing.T, srv *testenv.Server, repo, tag string) (string, v1.Has
 	return srv.Addr + "/" + repo + "@" + d.String(), d
 }
 
-// cosignCLI runs a real cosign binary with a private HOME and TUF cache,
-// no SIGSTORE_*/COSIGN_*/TUF_* variables from the caller, and a dead proxy
-// for non-loopback traffic.
+// cosignCLI runs a real cosign binary in testenv.ToolEnv: a private HOME
+// and TUF cache, no SIGSTORE_*/COSIGN_*/TUF_* variables from the caller,
+// and a dead proxy for non-loopback traffic.
 type cosignCLI struct {
 	t   *testing.T
 	bin string
@@ -163,21 +130,7 @@ type cosignCLI struct {
 
 func newCosignCLI(t *testing.T, peer string) *cosignCLI {
 	bin := testenv.Peer(t, peer)
-	home := t.TempDir()
-	var env []string
-	for _, kv := range os.Environ() {
-		k, _, _ := strings.Cut(kv, "=")
-		switch {
-		case strings.HasPrefix(k, "SIGSTORE_"), strings.HasPrefix(k, "COSIGN_"), strings.HasPrefix(k, "TUF_"),
-			k == "HOME", k == "DOCKER_CONFIG", strings.EqualFold(k, "HTTP_PROXY"), strings.EqualFold(k, "HTTPS_PROXY"),
-			strings.EqualFold(k, "NO_PROXY"), strings.EqualFold(k, "ALL_PROXY"):
-			continue
-		}
-		env = append(env, kv)
-	}
-	env = append(env, "HOME="+home, "TUF_ROOT="+filepath.Join(home, "tuf"), "DOCKER_CONFIG="+filepath.Join(home, ".docker"),
-		"HTTPS_PROXY=http://127.0.0.1:9", "HTTP_PROXY=http://127.0.0.1:9")
-	return &cosignCLI{t: t, bin: bin, env: env}
+	return &cosignCLI{t: t, bin: bin, env: testenv.ToolEnv(t, t.TempDir(), true)}
 }
 
 // run runs cosign with args (extra environment first) and returns its
@@ -249,13 +202,13 @@ func klCosign2Sign(t *testing.T, c *cosignCLI, srv *testenv.Server, trust klTrus
 // cacheable by ETag.
 func TestTrustEndpoints(t *testing.T) {
 	srv := testenv.StartServer(t, nil)
-	trRaw, hdr := klGet(t, srv.URL+server.TrustedRootPath)
+	trRaw, hdr := getOKHeader(t, srv.URL+server.TrustedRootPath)
 	tr, err := sgroot.NewTrustedRootFromJSON(trRaw)
 	if err != nil {
 		t.Fatalf("sigstore-go rejects the served trusted root: %v\n%s", err, trRaw)
 	}
 	// The log: keyed by SHA-256 of the key GET /api/v1/log/publicKey serves.
-	pubPEM, _ := klGet(t, srv.URL+"/api/v1/log/publicKey")
+	pubPEM := getOK(t, srv.URL+"/api/v1/log/publicKey", nil)
 	blk, _ := pem.Decode(pubPEM)
 	if blk == nil {
 		t.Fatalf("log public key is not PEM: %s", pubPEM)
@@ -285,7 +238,7 @@ func TestTrustEndpoints(t *testing.T) {
 			Certificates []string `json:"certificates"`
 		} `json:"chains"`
 	}
-	raw, _ := klGet(t, srv.URL+"/api/v2/trustBundle")
+	raw := getOK(t, srv.URL+"/api/v2/trustBundle", nil)
 	if err := json.Unmarshal(raw, &tb); err != nil || len(tb.Chains) != 1 || len(tb.Chains[0].Certificates) != 2 {
 		t.Fatalf("trust bundle: %v %s", err, raw)
 	}
@@ -306,7 +259,7 @@ func TestTrustEndpoints(t *testing.T) {
 
 	// The signing config selects the server as Fulcio (API 1, i.e. the v2
 	// endpoint) and Rekor v1, and names the built-in issuer.
-	scRaw, _ := klGet(t, srv.URL+server.SigningConfigPath)
+	scRaw := getOK(t, srv.URL+server.SigningConfigPath, nil)
 	sc, err := sgroot.NewSigningConfigFromJSON(scRaw)
 	if err != nil {
 		t.Fatalf("sigstore-go rejects the served signing config: %v\n%s", err, scRaw)
@@ -350,7 +303,7 @@ func TestTrustEndpoints(t *testing.T) {
 
 	t.Run("without the built-in issuer", func(t *testing.T) {
 		srv := testenv.StartServer(t, func(c *config.Server) { c.OIDCBuiltin = false })
-		scRaw, _ := klGet(t, srv.URL+server.SigningConfigPath)
+		scRaw := getOK(t, srv.URL+server.SigningConfigPath, nil)
 		sc, err := root.ParseSigningConfig(scRaw)
 		if err != nil || len(sc.OIDCURLs) != 0 || len(sc.CAURLs) != 1 {
 			t.Errorf("signing config without the built-in issuer: %v\n%s", err, scRaw)
@@ -381,7 +334,7 @@ func TestKeylessInteropRealClients(t *testing.T) {
 
 		// The entry is in Hallmark's log and holds the signature cosign
 		// attached to the image.
-		entryRaw, _ := klGet(t, fmt.Sprintf("%s/api/v1/log/entries?logIndex=%d", srv.URL, idx))
+		entryRaw := getOK(t, fmt.Sprintf("%s/api/v1/log/entries?logIndex=%d", srv.URL, idx), nil)
 		var entries map[string]struct {
 			Body     string `json:"body"`
 			LogIndex int64  `json:"logIndex"`
@@ -425,7 +378,7 @@ func TestKeylessInteropRealClients(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		legacyBundle, legacyPayload, legacyDigest = klLegacyBundle(t, entryRaw, mf.Layers[0].Annotations, payload), payload, dgst
+		legacyBundle, legacyPayload, legacyDigest = testenv.LegacyBundle(t, entryRaw, mf.Layers[0].Annotations, payload), payload, dgst
 
 		args := func(id, issuer, tag string, tr klTrust) []string {
 			return []string{"verify", "--trusted-root", tr.trustedRoot, "--certificate-identity", id,
@@ -611,77 +564,6 @@ func TestKeylessInteropRealClients(t *testing.T) {
 	})
 }
 
-// klLegacyBundle builds a sigstore bundle (v0.3, message signature) from a
-// cosign v2 signature layer (its annotations and simple-signing payload)
-// and the log entry Hallmark serves for it, inclusion proof and checkpoint
-// included, so that sigstore-go checks the hashedrekord path, the SET and
-// the proof of a legacy signature.
-func klLegacyBundle(t *testing.T, entryJSON []byte, ann map[string]string, payload []byte) []byte {
-	t.Helper()
-	var entries map[string]struct {
-		Body           string `json:"body"`
-		IntegratedTime int64  `json:"integratedTime"`
-		LogID          string `json:"logID"`
-		LogIndex       int64  `json:"logIndex"`
-		Verification   struct {
-			SignedEntryTimestamp string `json:"signedEntryTimestamp"`
-			InclusionProof       struct {
-				Checkpoint string   `json:"checkpoint"`
-				Hashes     []string `json:"hashes"`
-				LogIndex   int64    `json:"logIndex"`
-				RootHash   string   `json:"rootHash"`
-				TreeSize   int64    `json:"treeSize"`
-			} `json:"inclusionProof"`
-		} `json:"verification"`
-	}
-	if err := json.Unmarshal(entryJSON, &entries); err != nil {
-		t.Fatal(err)
-	}
-	hexToB64 := func(h string) string {
-		b, err := hex.DecodeString(h)
-		if err != nil {
-			t.Fatalf("hex %q: %v", h, err)
-		}
-		return base64.StdEncoding.EncodeToString(b)
-	}
-	blk, _ := pem.Decode([]byte(ann["dev.sigstore.cosign/certificate"]))
-	if blk == nil {
-		t.Fatal("signature layer has no certificate")
-	}
-	digest := sha256.Sum256(payload)
-	for _, e := range entries {
-		p := e.Verification.InclusionProof
-		var hashes []string
-		for _, h := range p.Hashes {
-			hashes = append(hashes, hexToB64(h))
-		}
-		if hashes == nil {
-			hashes = []string{}
-		}
-		b, _ := json.Marshal(map[string]any{
-			"mediaType": "application/vnd.dev.sigstore.bundle.v0.3+json",
-			"verificationMaterial": map[string]any{
-				"certificate": map[string]any{"rawBytes": blk.Bytes},
-				"tlogEntries": []any{map[string]any{
-					"logIndex": strconv.FormatInt(e.LogIndex, 10), "logId": map[string]any{"keyId": hexToB64(e.LogID)},
-					"kindVersion": map[string]any{"kind": "hashedrekord", "version": "0.0.1"}, "integratedTime": strconv.FormatInt(e.IntegratedTime, 10),
-					"inclusionPromise": map[string]any{"signedEntryTimestamp": e.Verification.SignedEntryTimestamp},
-					"inclusionProof": map[string]any{"logIndex": strconv.FormatInt(p.LogIndex, 10), "rootHash": hexToB64(p.RootHash),
-						"treeSize": strconv.FormatInt(p.TreeSize, 10), "hashes": hashes, "checkpoint": map[string]any{"envelope": p.Checkpoint}},
-					"canonicalizedBody": e.Body,
-				}},
-			},
-			"messageSignature": map[string]any{
-				"messageDigest": map[string]any{"algorithm": "SHA2_256", "digest": digest[:]},
-				"signature":     ann["dev.cosignproject.cosign/signature"],
-			},
-		})
-		return b
-	}
-	t.Fatal("no log entry")
-	return nil
-}
-
 // klReferrerBundle returns the sigstore bundle attached to repo@dgst as an
 // OCI 1.1 referrer.
 func klReferrerBundle(t *testing.T, srv *testenv.Server, repo string, dgst v1.Hash) []byte {
@@ -743,7 +625,7 @@ func TestKeylessTrustSurvivesRestart(t *testing.T) {
 		before = klDownloadTrust(t, srv)
 		image, _ = klPush(t, srv, klProject, "v1")
 		klCosign2Sign(t, c, srv, before, image)
-		raw, _ := klGet(t, srv.URL+"/api/v1/log")
+		raw := getOK(t, srv.URL+"/api/v1/log", nil)
 		if err := json.Unmarshal(raw, &head); err != nil || head.TreeSize == 0 {
 			t.Fatalf("log info: %v %s", err, raw)
 		}
@@ -772,14 +654,14 @@ func TestKeylessTrustSurvivesRestart(t *testing.T) {
 			RootHash string `json:"rootHash"`
 			TreeSize uint64 `json:"treeSize"`
 		}
-		raw, _ := klGet(t, srv.URL+"/api/v1/log")
+		raw := getOK(t, srv.URL+"/api/v1/log", nil)
 		if err := json.Unmarshal(raw, &now); err != nil || now.TreeSize != head.TreeSize+1 {
 			t.Fatalf("log info after restart: %v %s", err, raw)
 		}
 		var cp struct {
 			Hashes []string `json:"hashes"`
 		}
-		raw, _ = klGet(t, fmt.Sprintf("%s/api/v1/log/proof?firstSize=%d&lastSize=%d", srv.URL, head.TreeSize, now.TreeSize))
+		raw = getOK(t, fmt.Sprintf("%s/api/v1/log/proof?firstSize=%d&lastSize=%d", srv.URL, head.TreeSize, now.TreeSize), nil)
 		if err := json.Unmarshal(raw, &cp); err != nil {
 			t.Fatalf("consistency proof: %v %s", err, raw)
 		}

@@ -3,7 +3,6 @@ package server_test
 import (
 	"context"
 	"encoding/json"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -39,18 +38,20 @@ func adminToken(t *testing.T, dataDir string) string {
 
 func postJSON(t *testing.T, url, bearer string, body string) (*http.Response, []byte) {
 	t.Helper()
-	req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
-	if bearer != "" {
-		req.Header.Set("Authorization", "Bearer "+bearer)
+	return call(t, http.MethodPost, url, bearer, []byte(body), "Content-Type", "application/json")
+}
+
+// mintIDToken mints an ID token of the built-in issuer of the server at
+// base, authorised by the admin token in its data dir, for the mint
+// request body (JSON: aud, project, ref, ...).
+func mintIDToken(t *testing.T, base, dataDir, body string) string {
+	t.Helper()
+	resp, b := postJSON(t, base+oidc.MintPath, adminToken(t, dataDir), body)
+	var mr oidc.MintResponse
+	if resp.StatusCode != http.StatusOK || json.Unmarshal(b, &mr) != nil || mr.Token == "" {
+		t.Fatalf("mint: %s %s", resp.Status, b)
 	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp, b
+	return mr.Token
 }
 
 func getJSON(t *testing.T, url string, v any) {

@@ -1,7 +1,6 @@
 package server_test
 
 import (
-	"bufio"
 	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -21,7 +20,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -35,7 +33,8 @@ import (
 
 var tlogHTTP = &http.Client{Timeout: 30 * time.Second}
 
-func tlogGet(t *testing.T, url string, v any) []byte {
+// getOKHeader GETs url and fails the test unless it answers 200.
+func getOKHeader(t *testing.T, url string) ([]byte, http.Header) {
 	t.Helper()
 	resp, err := tlogHTTP.Get(url)
 	if err != nil {
@@ -46,6 +45,13 @@ func tlogGet(t *testing.T, url string, v any) []byte {
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("GET %s: %s %s", url, resp.Status, b)
 	}
+	return b, resp.Header
+}
+
+// getOK is getOKHeader's body, also decoded into v (JSON) unless v is nil.
+func getOK(t *testing.T, url string, v any) []byte {
+	t.Helper()
+	b, _ := getOKHeader(t, url)
 	if v != nil {
 		if err := json.Unmarshal(b, v); err != nil {
 			t.Fatalf("GET %s: %v", url, err)
@@ -65,7 +71,7 @@ type tlogInfo struct {
 func tlogHead(t *testing.T, base string, pub *ecdsa.PublicKey) (tlogInfo, []byte) {
 	t.Helper()
 	var info tlogInfo
-	tlogGet(t, base+"/api/v1/log", &info)
+	getOK(t, base+"/api/v1/log", &info)
 	sc, err := tlog.VerifyCheckpoint([]byte(info.SignedTreeHead), pub)
 	if err != nil {
 		t.Fatalf("signed tree head: %v\n%s", err, info.SignedTreeHead)
@@ -79,7 +85,7 @@ func tlogHead(t *testing.T, base string, pub *ecdsa.PublicKey) (tlogInfo, []byte
 
 func tlogPublicKey(t *testing.T, base string) (*ecdsa.PublicKey, []byte) {
 	t.Helper()
-	raw := tlogGet(t, base+"/api/v1/log/publicKey", nil)
+	raw := getOK(t, base+"/api/v1/log/publicKey", nil)
 	b, _ := pem.Decode(raw)
 	if b == nil {
 		t.Fatalf("public key is not PEM: %s", raw)
@@ -130,75 +136,14 @@ func tlogPost(base string, entry []byte) (tlogAck, bool) {
 	return tlogAck{}, false
 }
 
-// tlogProcess is `hallmark server` as a child process.
-type tlogProcess struct {
-	cmd  *exec.Cmd
-	url  string
-	done chan struct{}
-	logs bytes.Buffer
-	mu   sync.Mutex
-}
-
-func startTlogProcess(t *testing.T, bin, dir string) *tlogProcess {
-	t.Helper()
-	cmd := exec.Command(bin, "server", "--addr", "127.0.0.1:0", "--data-dir", dir, "--log-format", "json", "--log-level", "info", "--auth", "off")
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	p := &tlogProcess{cmd: cmd, done: make(chan struct{})}
-	addr := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		sc.Buffer(make([]byte, 1<<20), 1<<20)
-		for sc.Scan() {
-			p.mu.Lock()
-			p.logs.Write(append(sc.Bytes(), '\n'))
-			p.mu.Unlock()
-			var rec struct{ Msg, Addr string }
-			if json.Unmarshal(sc.Bytes(), &rec) == nil && rec.Msg == "hallmark server listening" {
-				select {
-				case addr <- rec.Addr:
-				default:
-				}
-			}
-		}
-	}()
-	go func() { cmd.Wait(); close(p.done) }()
-	t.Cleanup(p.kill)
-	select {
-	case a := <-addr:
-		p.url = "http://" + a
-	case <-p.done:
-		t.Fatalf("hallmark server exited:\n%s", p.output())
-	case <-time.After(60 * time.Second):
-		t.Fatalf("hallmark server did not start:\n%s", p.output())
-	}
-	return p
-}
-
-func (p *tlogProcess) output() string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.logs.String()
-}
-
-func (p *tlogProcess) kill() {
-	p.cmd.Process.Signal(syscall.SIGKILL)
-	<-p.done
-}
-
 // The log survives kill -9 while submissions are in flight: every
 // acknowledged entry is still there at its index, the key is the same, and
 // the head after the restart is provably consistent with one signed before.
 func TestTlogSurvivesKill9(t *testing.T) {
 	bin := testenv.HallmarkBinary(t)
 	dir := t.TempDir()
-	p := startTlogProcess(t, bin, dir)
-	pub, pubPEM := tlogPublicKey(t, p.url)
+	p := startServer(t, bin, dir)
+	pub, pubPEM := tlogPublicKey(t, p.URL)
 
 	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	der, _ := x509.MarshalPKIXPublicKey(k.Public())
@@ -207,13 +152,13 @@ func TestTlogSurvivesKill9(t *testing.T) {
 	var mu sync.Mutex
 	var acked []tlogAck
 	for i := 0; i < 10; i++ {
-		a, ok := tlogPost(p.url, tlogEntry(k, keyPEM, seq.Add(1)))
+		a, ok := tlogPost(p.URL, tlogEntry(k, keyPEM, seq.Add(1)))
 		if !ok {
-			t.Fatalf("append %d failed:\n%s", i, p.output())
+			t.Fatalf("append %d failed:\n%s", i, p.Logs.String())
 		}
 		acked = append(acked, a)
 	}
-	before, beforeRoot := tlogHead(t, p.url, pub)
+	before, beforeRoot := tlogHead(t, p.URL, pub)
 
 	// Submissions in flight from 16 clients; kill -9 once enough are acked.
 	stop := make(chan struct{})
@@ -228,7 +173,7 @@ func TestTlogSurvivesKill9(t *testing.T) {
 					return
 				default:
 				}
-				if a, ok := tlogPost(p.url, tlogEntry(k, keyPEM, seq.Add(1))); ok {
+				if a, ok := tlogPost(p.URL, tlogEntry(k, keyPEM, seq.Add(1))); ok {
 					mu.Lock()
 					acked = append(acked, a)
 					mu.Unlock()
@@ -246,17 +191,17 @@ func TestTlogSurvivesKill9(t *testing.T) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	p.kill()
+	p.Kill()
 	close(stop)
 	wg.Wait()
 	t.Logf("%d entries acknowledged before kill -9 (%d submitted)", len(acked), seq.Load())
 
-	p2 := startTlogProcess(t, bin, dir)
-	pub2, pubPEM2 := tlogPublicKey(t, p2.url)
+	p2 := startServer(t, bin, dir)
+	pub2, pubPEM2 := tlogPublicKey(t, p2.URL)
 	if !bytes.Equal(pubPEM, pubPEM2) {
 		t.Fatal("log key changed across the restart")
 	}
-	after, afterRoot := tlogHead(t, p2.url, pub2)
+	after, afterRoot := tlogHead(t, p2.URL, pub2)
 	if after.TreeID != before.TreeID {
 		t.Fatalf("tree ID changed: %s -> %s", before.TreeID, after.TreeID)
 	}
@@ -273,7 +218,7 @@ func TestTlogSurvivesKill9(t *testing.T) {
 		RootHash string   `json:"rootHash"`
 		Hashes   []string `json:"hashes"`
 	}
-	tlogGet(t, fmt.Sprintf("%s/api/v1/log/proof?firstSize=%d&lastSize=%d", p2.url, before.TreeSize, after.TreeSize), &cp)
+	getOK(t, fmt.Sprintf("%s/api/v1/log/proof?firstSize=%d&lastSize=%d", p2.URL, before.TreeSize, after.TreeSize), &cp)
 	var hs [][]byte
 	for _, h := range cp.Hashes {
 		b, _ := hex.DecodeString(h)
@@ -299,7 +244,7 @@ func TestTlogSurvivesKill9(t *testing.T) {
 				} `json:"inclusionProof"`
 			} `json:"verification"`
 		}
-		tlogGet(t, p2.url+"/api/v1/log/entries/"+a.uuid, &m)
+		getOK(t, p2.URL+"/api/v1/log/entries/"+a.uuid, &m)
 		e, ok := m[a.uuid]
 		if !ok || e.Body != a.body || e.LogIndex != a.index {
 			t.Fatalf("acknowledged entry %s (index %d) lost or changed after kill -9", a.uuid, a.index)
@@ -316,11 +261,11 @@ func TestTlogSurvivesKill9(t *testing.T) {
 	}
 
 	// The log keeps appending after the restart, consistently.
-	if _, ok := tlogPost(p2.url, tlogEntry(k, keyPEM, seq.Add(1))); !ok {
-		t.Fatalf("append after restart failed:\n%s", p2.output())
+	if _, ok := tlogPost(p2.URL, tlogEntry(k, keyPEM, seq.Add(1))); !ok {
+		t.Fatalf("append after restart failed:\n%s", p2.Logs.String())
 	}
-	final, finalRoot := tlogHead(t, p2.url, pub2)
-	tlogGet(t, fmt.Sprintf("%s/api/v1/log/proof?firstSize=%d&lastSize=%d", p2.url, after.TreeSize, final.TreeSize), &cp)
+	final, finalRoot := tlogHead(t, p2.URL, pub2)
+	getOK(t, fmt.Sprintf("%s/api/v1/log/proof?firstSize=%d&lastSize=%d", p2.URL, after.TreeSize, final.TreeSize), &cp)
 	hs = hs[:0]
 	for _, h := range cp.Hashes {
 		b, _ := hex.DecodeString(h)
@@ -338,12 +283,11 @@ func TestTlogCosignSignBlob(t *testing.T) {
 	cosign := testenv.Peer(t, "cosign")
 	srv := testenv.StartServer(t, func(c *config.Server) { c.Auth = "off" })
 	dir := t.TempDir()
-	os.WriteFile(filepath.Join(dir, "rekor.pub"), tlogGet(t, srv.URL+"/api/v1/log/publicKey", nil), 0o600)
+	os.WriteFile(filepath.Join(dir, "rekor.pub"), getOK(t, srv.URL+"/api/v1/log/publicKey", nil), 0o600)
 	blob := filepath.Join(dir, "artifact.txt")
 	os.WriteFile(blob, []byte("built by CI job 42\n"), 0o600)
 	os.WriteFile(filepath.Join(dir, "predicate.json"), []byte(`{"buildType":"https://example.com/ci","builder":{"id":"hallmark-test"}}`), 0o600)
-	env := append(os.Environ(), "HOME="+dir, "TUF_ROOT="+filepath.Join(dir, "tuf"), "COSIGN_PASSWORD=",
-		"SIGSTORE_REKOR_PUBLIC_KEY="+filepath.Join(dir, "rekor.pub"), "COSIGN_EXPERIMENTAL=")
+	env := testenv.ToolEnv(t, dir, false, "COSIGN_PASSWORD=", "SIGSTORE_REKOR_PUBLIC_KEY="+filepath.Join(dir, "rekor.pub"))
 	run := func(args ...string) (string, error) {
 		cmd := exec.Command(cosign, args...)
 		cmd.Dir, cmd.Env = dir, env
@@ -388,7 +332,7 @@ func TestTlogCosignSignBlob(t *testing.T) {
 	var kinds []string
 	for i := 0; i < 2; i++ {
 		var m map[string]struct{ Body string }
-		tlogGet(t, fmt.Sprintf("%s/api/v1/log/entries?logIndex=%d", srv.URL, i), &m)
+		getOK(t, fmt.Sprintf("%s/api/v1/log/entries?logIndex=%d", srv.URL, i), &m)
 		for _, e := range m {
 			body, _ := base64.StdEncoding.DecodeString(e.Body)
 			var k struct{ Kind string }

@@ -162,3 +162,36 @@ func (sc *SigningConfig) CheckAgainst(tr *TrustedRoot) error {
 	}
 	return nil
 }
+
+// ParseSigningConfigFor parses a signing config fetched next to the
+// (pinned) trusted root tr, as ParseSigningConfig, and accepts it only if
+// it names services of tr (CheckAgainst).
+func ParseSigningConfigFor(b []byte, tr *TrustedRoot) (*SigningConfig, error) {
+	sc, err := ParseSigningConfig(b)
+	if err != nil {
+		return nil, err
+	}
+	if err := sc.CheckAgainst(tr); err != nil {
+		return nil, err
+	}
+	return sc, nil
+}
+
+// SelectService returns the URL of the service of API version 1 valid at
+// now with the newest start, as sigstore clients select one (Fulcio, Rekor
+// v1); "" when there is none.
+func SelectService(svcs []Service, now time.Time) string {
+	var best *Service
+	for i, s := range svcs {
+		if s.MajorAPIVersion != 1 || !s.ValidFor.Contains(now) {
+			continue
+		}
+		if best == nil || s.ValidFor.Start.After(best.ValidFor.Start) {
+			best = &svcs[i]
+		}
+	}
+	if best == nil {
+		return ""
+	}
+	return best.URL
+}

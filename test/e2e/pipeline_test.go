@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bufio"
 	"bytes"
 	"crypto/rand"
 	"crypto/sha256"
@@ -20,7 +19,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -101,7 +99,7 @@ func TestReferencePipeline(t *testing.T) {
 	}
 	// The server never logged a secret it handed out or was given.
 	for _, s := range srv.secrets() {
-		if strings.Contains(srv.logs.String(), s) {
+		if strings.Contains(srv.Logs.String(), s) {
 			t.Errorf("a token handed to the pipeline appears in the server log")
 		}
 	}
@@ -167,12 +165,12 @@ func requireHallmarkKeyless(t *testing.T, bin string) {
 	}
 }
 
-// hallmarkProc is a `hallmark server` child process.
+// hallmarkProc is a `hallmark server` child process and the secrets
+// handed out to the pipeline, which its log must never show.
 type hallmarkProc struct {
-	url, addr, dataDir string
-	logs               *syncBuffer
-	mu                 sync.Mutex
-	handedOut          []string
+	*testenv.ServerProcess
+	mu        sync.Mutex
+	handedOut []string
 }
 
 func (p *hallmarkProc) secrets() []string {
@@ -181,78 +179,12 @@ func (p *hallmarkProc) secrets() []string {
 	return slices.Clone(p.handedOut)
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // startHallmark runs `hallmark server` with its defaults (auth on) on a
 // random loopback port and a temp data dir, debug logs captured.
 func startHallmark(t *testing.T, bin string) *hallmarkProc {
 	t.Helper()
-	dir := t.TempDir()
-	cmd := exec.Command(bin, "server", "--addr", "127.0.0.1:0", "--data-dir", dir, "--log-format", "json", "--log-level", "debug")
-	cmd.Env = append(os.Environ(), "HOME="+t.TempDir())
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	p := &hallmarkProc{dataDir: dir, logs: &syncBuffer{}}
-	done := make(chan struct{})
-	addrc := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		sc.Buffer(make([]byte, 1<<20), 1<<20)
-		for sc.Scan() {
-			line := sc.Bytes()
-			p.logs.Write(append(line, '\n'))
-			var rec struct{ Msg, Addr string }
-			if json.Unmarshal(line, &rec) == nil && rec.Msg == "hallmark server listening" {
-				select {
-				case addrc <- rec.Addr:
-				default:
-				}
-			}
-		}
-		io.Copy(io.Discard, stderr)
-	}()
-	go func() { cmd.Wait(); close(done) }()
-	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-done:
-		case <-time.After(15 * time.Second):
-			cmd.Process.Kill()
-			<-done
-		}
-		if t.Failed() {
-			t.Logf("hallmark server log:\n%s", p.logs)
-		}
-	})
-	select {
-	case p.addr = <-addrc:
-		p.url = "http://" + p.addr
-	case <-done:
-		t.Fatalf("hallmark server exited before listening:\n%s", p.logs)
-	case <-time.After(60 * time.Second):
-		t.Fatalf("hallmark server did not start:\n%s", p.logs)
-	}
-	return p
+	env := append(os.Environ(), "HOME="+t.TempDir())
+	return &hallmarkProc{ServerProcess: testenv.StartServerProcess(t, bin, t.TempDir(), env, "--log-level", "debug")}
 }
 
 // pipelineJob is one job of the pipeline file, template applied.
@@ -419,13 +351,8 @@ func newPipelineRun(t *testing.T, srv *hallmarkProc, dockerHost string, tools ma
 	// COSIGN_* or TUF_* settings from the caller, and no route to the
 	// network other than loopback (a dead proxy), so trust can only come
 	// from what the pipeline pins.
-	r.env = []string{
-		"PATH=" + r.bin + string(os.PathListSeparator) + os.Getenv("PATH"),
-		"HOME=" + r.home, "DOCKER_CONFIG=" + filepath.Join(r.home, ".docker"), "DOCKER_HOST=" + dockerHost,
-		"TUF_ROOT=" + filepath.Join(r.home, "tuf"), "LANG=C.UTF-8",
-		"HTTPS_PROXY=http://127.0.0.1:9", "HTTP_PROXY=http://127.0.0.1:9", "https_proxy=http://127.0.0.1:9", "http_proxy=http://127.0.0.1:9",
-		"NO_PROXY=127.0.0.1,localhost", "no_proxy=127.0.0.1,localhost",
-	}
+	r.env = testenv.ToolEnv(t, r.home, true, "PATH="+r.bin+string(os.PathListSeparator)+os.Getenv("PATH"),
+		"DOCKER_HOST="+dockerHost, "LANG=C.UTF-8")
 	return r
 }
 
@@ -442,13 +369,13 @@ func (r *pipelineRun) script(t *testing.T, job pipelineJob) string {
 	b.WriteString("set -eo pipefail\n")
 	fmt.Fprintf(&b, "cd %s\n", shq(r.dir))
 	fmt.Fprintf(&b, "eval \"$(hallmark ci job --server %s --data-dir %s --project %s --ref main --sha %s --pipeline %s --job %s --user %s --user-name %s)\"\n",
-		shq(r.srv.url), shq(r.srv.dataDir), shq(r.project), r.sha, r.pipeline, r.jobID, shq(r.user), shq(r.userName))
+		shq(r.srv.URL), shq(r.srv.DataDir), shq(r.project), r.sha, r.pipeline, r.jobID, shq(r.user), shq(r.userName))
 	if r.oidcLogin {
 		// What GitLab's `id_tokens: HALLMARK_ID_TOKEN: aud: $HALLMARK_URL`
 		// gives the job on a real instance.
 		fmt.Fprintf(&b, "export HALLMARK_ID_TOKEN=\"$(hallmark token issue --server \"$CI_SERVER_URL\" --data-dir %s --aud \"$HALLMARK_URL\" "+
 			"--project \"$CI_PROJECT_PATH\" --ref \"$CI_COMMIT_REF_NAME\" --sha \"$CI_COMMIT_SHA\" --pipeline \"$CI_PIPELINE_ID\" --job \"$CI_JOB_ID\" --user \"$GITLAB_USER_LOGIN\")\"\n",
-			shq(r.srv.dataDir))
+			shq(r.srv.DataDir))
 	}
 	for _, kv := range job.vars {
 		if !simpleVarValue.MatchString(kv[1]) {
@@ -529,7 +456,7 @@ func (r *pipelineRun) stepOutput(t *testing.T, marker string) []byte {
 // want is what the eleven annotations must be: built from the job this
 // run asked for, independently of the variables `hallmark ci job` printed.
 func (r *pipelineRun) want() map[string]string {
-	projectURL := r.srv.url + "/" + r.project
+	projectURL := r.srv.URL + "/" + r.project
 	return map[string]string{
 		"com.gitlab.ci.user.name":           r.userName,
 		"com.gitlab.ci.pipeline.id":         r.pipeline,
@@ -570,25 +497,25 @@ func annotationSets(v any) []map[string]any {
 // another identity.
 func (r *pipelineRun) check(t *testing.T, srv *hallmarkProc, negative bool) {
 	want := r.want()
-	identity := srv.url + "/" + r.project + "//.gitlab-ci.yml@refs/heads/main"
+	identity := srv.URL + "/" + r.project + "//.gitlab-ci.yml@refs/heads/main"
 
 	// The environment `hallmark ci job` printed is the job asked for, and
 	// the pinned fingerprint is the data dir's (the out-of-band copy).
-	trRaw, err := os.ReadFile(filepath.Join(srv.dataDir, "trust", "trusted_root.json"))
+	trRaw, err := os.ReadFile(filepath.Join(srv.DataDir, "trust", "trusted_root.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	sum := sha256.Sum256(trRaw)
 	for k, w := range map[string]string{"CI_PROJECT_PATH": r.project, "CI_COMMIT_SHA": r.sha, "CI_PIPELINE_ID": r.pipeline, "CI_JOB_ID": r.jobID,
-		"GITLAB_USER_NAME": r.userName, "CI_SERVER_URL": srv.url, "CI_REGISTRY": srv.addr, "IMAGE_TAG": r.sha[:8],
-		"IMAGE_URI": srv.addr + "/" + r.project + ":" + r.sha[:8], "HALLMARK_TRUST_FINGERPRINT": hex.EncodeToString(sum[:])} {
+		"GITLAB_USER_NAME": r.userName, "CI_SERVER_URL": srv.URL, "CI_REGISTRY": srv.Addr, "IMAGE_TAG": r.sha[:8],
+		"IMAGE_URI": srv.Addr + "/" + r.project + ":" + r.sha[:8], "HALLMARK_TRUST_FINGERPRINT": hex.EncodeToString(sum[:])} {
 		if r.vars[k] != w {
 			t.Errorf("job variable %s = %q, want %q", k, r.vars[k], w)
 		}
 	}
 	digest := r.vars["IMAGE_DIGEST"]
-	if !regexp.MustCompile(`^` + regexp.QuoteMeta(srv.addr+"/"+r.project) + `@sha256:[0-9a-f]{64}$`).MatchString(digest) {
-		t.Fatalf("IMAGE_DIGEST %q is not %s/%s@sha256:...", digest, srv.addr, r.project)
+	if !regexp.MustCompile(`^` + regexp.QuoteMeta(srv.Addr+"/"+r.project) + `@sha256:[0-9a-f]{64}$`).MatchString(digest) {
+		t.Fatalf("IMAGE_DIGEST %q is not %s/%s@sha256:...", digest, srv.Addr, r.project)
 	}
 	_, subject, _ := strings.Cut(digest, "@")
 
@@ -611,8 +538,8 @@ func (r *pipelineRun) check(t *testing.T, srv *hallmarkProc, negative bool) {
 	}
 	if negative {
 		// cosign v2's output names the certificate's subject and issuer.
-		if s := sets[0]; s["Subject"] != identity || s["Issuer"] != srv.url {
-			t.Errorf("verify output: Subject %v Issuer %v, want %s %s", s["Subject"], s["Issuer"], identity, srv.url)
+		if s := sets[0]; s["Subject"] != identity || s["Issuer"] != srv.URL {
+			t.Errorf("verify output: Subject %v Issuer %v, want %s %s", s["Subject"], s["Issuer"], identity, srv.URL)
 		}
 		// The same verify with another branch's identity finds no signature.
 		cmd := exec.Command(filepath.Join(r.bin, "cosign"), "verify", "--annotations", "tag="+r.vars["IMAGE_TAG"],
@@ -637,7 +564,7 @@ func (r *pipelineRun) check(t *testing.T, srv *hallmarkProc, negative bool) {
 			Annotations map[string]string `json:"annotations"`
 		} `json:"results"`
 	}
-	q := srv.url + "/api/v1/search?annotation=" + url.QueryEscape("com.gitlab.ci.commit.sha="+r.sha)
+	q := srv.URL + "/api/v1/search?annotation=" + url.QueryEscape("com.gitlab.ci.commit.sha="+r.sha)
 	// The job's project is private: an anonymous search must not reveal it,
 	// an admin's finds it.
 	if status, body := httpGet(t, q, ""); status == http.StatusOK {
@@ -648,7 +575,7 @@ func (r *pipelineRun) check(t *testing.T, srv *hallmarkProc, negative bool) {
 			t.Errorf("anonymous search reveals the private project's signature (or is not JSON: %v):\n%s", err, body)
 		}
 	}
-	pw, err := os.ReadFile(filepath.Join(srv.dataDir, "admin-password"))
+	pw, err := os.ReadFile(filepath.Join(srv.DataDir, "admin-password"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -679,8 +606,8 @@ func (r *pipelineRun) check(t *testing.T, srv *hallmarkProc, negative bool) {
 			t.Errorf("search result: annotation %s = %q, want %q", k, got.Annotations[k], w)
 		}
 	}
-	if got.Signer != identity || got.CertIssuer != srv.url {
-		t.Errorf("search result: signer %q issuer %q, want %q %q", got.Signer, got.CertIssuer, identity, srv.url)
+	if got.Signer != identity || got.CertIssuer != srv.URL {
+		t.Errorf("search result: signer %q issuer %q, want %q %q", got.Signer, got.CertIssuer, identity, srv.URL)
 	}
 	if got.Status == "invalid" {
 		t.Errorf("search result: the server's index says the signature is invalid")

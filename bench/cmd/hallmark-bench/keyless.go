@@ -1,14 +1,9 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"errors"
 	"fmt"
-	"net"
-	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"time"
@@ -30,15 +25,8 @@ import (
 // (auth off, temp data dir) so that it can mint tokens with the data dir's
 // admin token; the peer column is cosign.
 func keylessScenario(ctx context.Context, e *Env) ([]Row, error) {
-	if e.HallmarkBin == "" || e.CosignBin == "" {
-		return nil, errors.New("needs -hallmark-bin and -cosign (bench/run.sh passes them)")
-	}
-	for _, p := range []*string{&e.HallmarkBin, &e.CosignBin} {
-		abs, err := filepath.Abs(*p)
-		if err != nil {
-			return nil, err
-		}
-		*p = abs
+	if err := e.needCLIs(true); err != nil {
+		return nil, err
 	}
 	dir, err := os.MkdirTemp("", "hallmark-bench-keyless-")
 	if err != nil {
@@ -72,64 +60,28 @@ type keylessBench struct {
 	identity string
 }
 
-// startServer runs `hallmark server` on a free loopback port with its own
-// data dir until stop is called.
+// startServer runs `hallmark server` (auth off) on a free loopback port
+// with its own data dir until stop is called.
 func (k *keylessBench) startServer(ctx context.Context) (stop func(), err error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	p, err := startServerProcess(ctx, k.e.HallmarkBin, filepath.Join(k.dir, "hallmark-data"), "--auth", "off", "--log-level", "warn")
 	if err != nil {
 		return nil, err
 	}
-	addr := ln.Addr().String()
-	ln.Close()
-	data := filepath.Join(k.dir, "hallmark-data")
-	cmd := exec.Command(k.e.HallmarkBin, "server", "--addr", addr, "--data-dir", data, "--auth", "off", "--log-level", "warn")
-	var logs bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
-	stop = func() {
-		cmd.Process.Signal(os.Interrupt)
-		done := make(chan struct{})
-		go func() { cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			cmd.Process.Kill()
-			<-done
-		}
-	}
-	k.url = "http://" + addr
-	k.target = Target{Name: "hallmark-keyless", URL: k.url, PID: cmd.Process.Pid}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		resp, err := http.Get(k.url + "/api/v1/trusted_root.json")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				break
-			}
-		}
-		if time.Now().After(deadline) || ctx.Err() != nil {
-			stop()
-			return nil, fmt.Errorf("the bench's Hallmark server did not start on %s: %s", addr, tail(logs.String(), 2000))
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	return stop, nil
+	k.url = p.url
+	k.target = Target{Name: "hallmark-keyless", URL: k.url, PID: p.pid}
+	return p.stop, nil
 }
 
 // setup exports the trust, mints one ID token for the whole run and warms
 // both binaries.
 func (k *keylessBench) setup(ctx context.Context) error {
-	home := filepath.Join(k.dir, "home")
-	if err := os.MkdirAll(filepath.Join(home, ".docker"), 0o700); err != nil {
-		return err
-	}
 	// No SIGSTORE_* variable; a dead proxy keeps cosign off the public TUF
 	// repository (loopback is never proxied).
-	k.env = []string{"HOME=" + home, "PATH=" + os.Getenv("PATH"), "DOCKER_CONFIG=" + filepath.Join(home, ".docker"),
-		"TUF_ROOT=" + filepath.Join(home, "tuf"), "HTTPS_PROXY=http://127.0.0.1:9", "HTTP_PROXY=http://127.0.0.1:9"}
+	env, err := cliEnv(k.dir, "HTTPS_PROXY=http://127.0.0.1:9", "HTTP_PROXY=http://127.0.0.1:9")
+	if err != nil {
+		return err
+	}
+	k.env = env
 	data := filepath.Join(k.dir, "hallmark-data")
 	if _, _, err := k.run(ctx, k.e.HallmarkBin, "trust", "export", "--data-dir", data, "--out-dir", filepath.Join(k.dir, "trust")); err != nil {
 		return err
@@ -147,17 +99,8 @@ func (k *keylessBench) setup(ctx context.Context) error {
 
 // run runs a tool and returns its wall time and stdout.
 func (k *keylessBench) run(ctx context.Context, bin string, args ...string) (time.Duration, string, error) {
-	cmd := exec.CommandContext(ctx, bin, args...)
-	cmd.Dir, cmd.Env = k.dir, k.env
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	start := time.Now()
-	err := cmd.Run()
-	d := time.Since(start)
-	if err != nil {
-		return d, "", fmt.Errorf("%s %s: %v\n%s", filepath.Base(bin), strings.Join(args, " "), err, tail(stderr.String(), 2000))
-	}
-	return d, stdout.String(), nil
+	d, out, err := runCLI(ctx, k.dir, k.env, bin, args...)
+	return d, string(out), err
 }
 
 func (k *keylessBench) signArgs(run int, img string) []string {

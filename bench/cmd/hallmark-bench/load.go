@@ -1,14 +1,10 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"net"
-	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -45,11 +41,7 @@ import (
 // clients / clients), i.e. the rate if every client only did that phase.
 // Latencies are per image, nearest-rank percentiles.
 func loadScenario(ctx context.Context, e *Env) ([]Row, error) {
-	if e.HallmarkBin == "" {
-		return nil, errors.New("needs -hallmark-bin (bench/run.sh passes it)")
-	}
-	bin, err := filepath.Abs(e.HallmarkBin)
-	if err != nil {
+	if err := e.needCLIs(false); err != nil {
 		return nil, err
 	}
 	clients, per := envInt("HALLMARK_BENCH_LOAD_CLIENTS", 50), envInt("HALLMARK_BENCH_LOAD_IMAGES", 10)
@@ -62,7 +54,7 @@ func loadScenario(ctx context.Context, e *Env) ([]Row, error) {
 		return nil, err
 	}
 	defer os.RemoveAll(dir)
-	srv, err := startAuthServer(ctx, bin, dir)
+	srv, err := startAuthServer(ctx, e.HallmarkBin, dir)
 	if err != nil {
 		return nil, err
 	}
@@ -102,46 +94,12 @@ type loadServer struct {
 // free loopback port with a data dir in dir, and pins its trust the way an
 // operator would: the fingerprint is read from the data dir, out of band.
 func startAuthServer(ctx context.Context, bin, dir string) (*loadServer, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	s := &loadServer{data: filepath.Join(dir, "hallmark-data")}
+	p, err := startServerProcess(ctx, bin, s.data, "--auth", "on", "--log-level", "warn")
 	if err != nil {
 		return nil, err
 	}
-	addr := ln.Addr().String()
-	ln.Close()
-	s := &loadServer{url: "http://" + addr, data: filepath.Join(dir, "hallmark-data")}
-	cmd := exec.Command(bin, "server", "--addr", addr, "--data-dir", s.data, "--auth", "on", "--log-level", "warn")
-	var logs bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
-	s.pid = cmd.Process.Pid
-	s.stop = func() {
-		cmd.Process.Signal(os.Interrupt)
-		done := make(chan struct{})
-		go func() { cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(15 * time.Second):
-			cmd.Process.Kill()
-			<-done
-		}
-	}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		resp, err := http.Get(s.url + demo.TrustedRootPath)
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				break
-			}
-		}
-		if time.Now().After(deadline) || ctx.Err() != nil {
-			s.stop()
-			return nil, fmt.Errorf("the load scenario's Hallmark server did not start on %s: %s", addr, tail(logs.String(), 2000))
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	s.url, s.pid, s.stop = p.url, p.pid, p.stop
 	read := func(name string) (string, error) {
 		b, err := os.ReadFile(filepath.Join(s.data, name))
 		return strings.TrimSpace(string(b)), err

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -26,8 +27,10 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/transparency-dev/merkle/proof"
 	"github.com/transparency-dev/merkle/rfc6962"
+
+	"github.com/hallmark-dev/hallmark/pkg/sign"
+	"github.com/hallmark-dev/hallmark/pkg/verify"
 )
 
 // tlogScenario measures Hallmark's transparency log (Rekor v1 API). The
@@ -387,73 +390,32 @@ func tlogProofLatency(ctx context.Context, base string, size uint64, n int) ([]t
 	return lat, keep, nil
 }
 
-// tlogVerifyEntry checks a Rekor LogEntry response as cosign would: SET,
-// inclusion proof, checkpoint signature and root.
+// tlogVerifyEntry checks a Rekor LogEntry response as a client does
+// (pkg/sign parses it, pkg/verify checks it): the entry ID is the leaf
+// hash, and the SET, inclusion proof and checkpoint verify with the log key.
 func tlogVerifyEntry(raw []byte, key *ecdsa.PublicKey) error {
-	var m map[string]struct {
-		Body           string `json:"body"`
-		IntegratedTime int64  `json:"integratedTime"`
-		LogID          string `json:"logID"`
-		LogIndex       int64  `json:"logIndex"`
-		Verification   struct {
-			InclusionProof struct {
-				Checkpoint string   `json:"checkpoint"`
-				Hashes     []string `json:"hashes"`
-				LogIndex   int64    `json:"logIndex"`
-				RootHash   string   `json:"rootHash"`
-				TreeSize   int64    `json:"treeSize"`
-			} `json:"inclusionProof"`
-			SignedEntryTimestamp string `json:"signedEntryTimestamp"`
-		} `json:"verification"`
-	}
-	if err := json.Unmarshal(raw, &m); err != nil || len(m) != 1 {
+	var ids map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &ids); err != nil || len(ids) != 1 {
 		return fmt.Errorf("not a one-entry LogEntry: %v", err)
 	}
-	for id, e := range m {
-		body, err := base64.StdEncoding.DecodeString(e.Body)
-		if err != nil {
-			return err
-		}
-		leaf := rfc6962.DefaultHasher.HashLeaf(body)
+	e, err := sign.ParseLogEntryResponse(raw)
+	if err != nil {
+		return err
+	}
+	leaf := rfc6962.DefaultHasher.HashLeaf(e.Body)
+	for id := range ids {
 		if !strings.HasSuffix(id, hex.EncodeToString(leaf)) {
 			return fmt.Errorf("entry ID %s is not the leaf hash", id)
 		}
-		set, _ := base64.StdEncoding.DecodeString(e.Verification.SignedEntryTimestamp)
-		payload := fmt.Sprintf(`{"body":%q,"integratedTime":%d,"logID":%q,"logIndex":%d}`, e.Body, e.IntegratedTime, e.LogID, e.LogIndex)
-		d := sha256.Sum256([]byte(payload))
-		if !ecdsa.VerifyASN1(key, d[:], set) {
-			return errors.New("SET does not verify")
-		}
-		p := e.Verification.InclusionProof
-		var hs [][]byte
-		for _, h := range p.Hashes {
-			b, err := hex.DecodeString(h)
-			if err != nil {
-				return err
-			}
-			hs = append(hs, b)
-		}
-		root, _ := hex.DecodeString(p.RootHash)
-		if err := proof.VerifyInclusion(rfc6962.DefaultHasher, uint64(p.LogIndex), uint64(p.TreeSize), leaf, hs, root); err != nil {
-			return err
-		}
-		text, sigs, ok := strings.Cut(p.Checkpoint, "\n\n")
-		lines := strings.Split(text, "\n")
-		if !ok || len(lines) < 3 || lines[1] != strconv.FormatInt(p.TreeSize, 10) || lines[2] != base64.StdEncoding.EncodeToString(root) {
-			return errors.New("checkpoint does not match the proof")
-		}
-		f := strings.Fields(sigs)
-		if len(f) != 3 {
-			return errors.New("checkpoint must carry exactly one signature line")
-		}
-		sig, err := base64.StdEncoding.DecodeString(f[2])
-		if err != nil || len(sig) < 5 {
-			return errors.New("checkpoint signature is not base64")
-		}
-		cd := sha256.Sum256([]byte(text + "\n"))
-		if !ecdsa.VerifyASN1(key, cd[:], sig[4:]) {
-			return errors.New("checkpoint signature does not verify")
-		}
 	}
-	return nil
+	der, err := x509.MarshalPKIXPublicKey(key)
+	if err != nil {
+		return err
+	}
+	id := sha256.Sum256(der)
+	keys := map[string]crypto.PublicKey{hex.EncodeToString(id[:]): key}
+	if err := verify.VerifySET(e, keys); err != nil {
+		return err
+	}
+	return verify.VerifyInclusion(e, keys)
 }
