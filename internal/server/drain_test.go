@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"io"
 	"net/http"
+	"os"
+	"path"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -58,7 +61,15 @@ func TestGracefulDrainOnSIGTERM(t *testing.T) {
 	if _, err := pw.Write(data[:1<<20]); err != nil {
 		t.Fatal(err)
 	}
-	// The request is in flight (its first MiB has been sent): now SIGTERM.
+	// SIGTERM only once the server is handling the request, i.e. has written
+	// the first MiB to the upload's data file (before that, the connection
+	// may still wait in the listener's backlog, and closing the listener
+	// resets it: that is not a request in flight).
+	file := filepath.Join(dir, "blobs", "uploads", path.Base(loc), "data")
+	waitFor(t, "the server to receive the first MiB", func() bool {
+		fi, err := os.Stat(file)
+		return err == nil && fi.Size() >= 1<<20
+	})
 	if err := p.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
