@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"regexp"
 	"strings"
@@ -138,6 +139,19 @@ func (a *Admin) AddProject(ctx context.Context, path, visibility, oidcIssuer str
 		return Project{}, fmt.Errorf("visibility %q: use public (anonymous pull) or private", visibility)
 	}
 	return a.Store.CreateProject(ctx, Project{Path: path, Visibility: visibility, OIDCIssuer: oidcIssuer, Created: a.now()})
+}
+
+// SetProjectIssuer pins project path to the OIDC issuer URL: only that
+// issuer's ID tokens may then log in to it. "" unpins it (then only the
+// built-in issuer's tokens may).
+func (a *Admin) SetProjectIssuer(ctx context.Context, path, issuer string) error {
+	if issuer != "" {
+		u, err := url.Parse(issuer)
+		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			return fmt.Errorf("issuer %q: want the issuer URL, e.g. https://gitlab.example.com", issuer)
+		}
+	}
+	return a.Store.SetProjectIssuer(ctx, path, issuer)
 }
 
 // CreatePAT issues a personal access token for user and returns the secret

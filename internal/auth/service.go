@@ -98,6 +98,11 @@ type Config struct {
 	// OIDCAudience is the aud an ID token must carry to be accepted as a
 	// login password; default Issuer (the Hallmark URL).
 	OIDCAudience string
+	// BuiltinIssuer is the URL of the server's own OIDC issuer ("" when it
+	// is off). Its ID tokens may log in to any project; another trusted
+	// issuer's only to a project pinned to it (Project.OIDCIssuer), so that
+	// the owner of the same project path on another GitLab cannot push here.
+	BuiltinIssuer string
 	// AccessTTL is the lifetime of access tokens (default 5 minutes).
 	AccessTTL time.Duration
 	// RefreshTTL is the longest lifetime of refresh tokens (default 30
@@ -394,8 +399,12 @@ func (s *Service) oidcPrincipal(ctx context.Context, id OIDCIdentity) (p Princip
 	if err != nil {
 		return Principal{}, "", err
 	}
-	if proj.OIDCIssuer != "" && proj.OIDCIssuer != id.Issuer {
+	switch {
+	case proj.OIDCIssuer != "" && proj.OIDCIssuer != id.Issuer:
 		return Principal{}, "OIDC ID token issuer " + id.Issuer + " is not the one project " + proj.Path + " trusts", nil
+	case proj.OIDCIssuer == "" && (s.cfg.BuiltinIssuer == "" || id.Issuer != s.cfg.BuiltinIssuer):
+		return Principal{}, "project " + proj.Path + " is not pinned to OIDC issuer " + id.Issuer +
+			"; pin it to accept that issuer's ID tokens (hallmark project set-issuer " + proj.Path + " " + id.Issuer + ")", nil
 	}
 	return Principal{Kind: KindOIDC, Name: id.Subject, User: id.User, Project: proj.Path, JobID: id.JobID,
 		Expires: id.Expiry, OIDCIssuer: id.Issuer}, "", nil

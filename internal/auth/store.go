@@ -152,6 +152,8 @@ type Projects interface {
 	GetProject(ctx context.Context, path string) (Project, error)
 	ListProjects(ctx context.Context) ([]Project, error)
 	DeleteProject(ctx context.Context, path string) error
+	// SetProjectIssuer pins project path to the OIDC issuer URL ("" unpins).
+	SetProjectIssuer(ctx context.Context, path, issuer string) error
 	SetMember(ctx context.Context, project, user string, role Role) error
 	RemoveMember(ctx context.Context, project, user string) error
 	// MemberRole returns user's role in project, or ErrNotFound.

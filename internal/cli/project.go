@@ -44,7 +44,36 @@ server's database in --data-dir directly.`,
 		},
 	}
 	add.Flags().StringVar(&visibility, "visibility", auth.VisibilityPrivate, "public (anonymous pull) or private")
-	add.Flags().StringVar(&issuer, "oidc-issuer", "", "accept OIDC ID-token logins for this project only from this issuer URL (default: any trusted issuer)")
+	add.Flags().StringVar(&issuer, "oidc-issuer", "", "accept OIDC ID-token logins for this project from this trusted issuer URL (default: only from the built-in issuer)")
+
+	setIssuer := &cobra.Command{
+		Use:   "set-issuer PATH [ISSUER-URL]",
+		Short: "Pin a project to the OIDC issuer whose ID tokens may log in to it (no URL: unpin)",
+		Long: `Pin a project to a trusted OIDC issuer (one given to the server with --oidc-issuer): CI jobs of
+that issuer whose ID token names the project (project_path claim) may then log in and push.
+An unpinned project accepts ID-token logins only from the server's built-in issuer, so the
+owner of the same project path on another GitLab cannot push to it.`,
+		Example: `  hallmark project set-issuer group/app https://gitlab.example.com
+  hallmark project set-issuer group/app          # unpin: built-in issuer only`,
+		Args: cobra.RangeArgs(1, 2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			iss := ""
+			if len(args) == 2 {
+				iss = args[1]
+			}
+			return dd.withAdmin(cmd.Context(), func(a *auth.Admin) error {
+				if err := a.SetProjectIssuer(cmd.Context(), args[0], iss); err != nil {
+					return err
+				}
+				if iss == "" {
+					fmt.Fprintf(cmd.ErrOrStderr(), "project %s accepts ID-token logins from the built-in issuer only\n", args[0])
+				} else {
+					fmt.Fprintf(cmd.ErrOrStderr(), "project %s accepts ID-token logins from %s\n", args[0], iss)
+				}
+				return nil
+			})
+		},
+	}
 
 	var jsonOut bool
 	list := &cobra.Command{
@@ -183,6 +212,6 @@ expires. Running servers mint the same tokens at POST /api/v1/ci/job-tokens.`,
 	jobToken.Flags().StringVar(&user, "user", "", "user who triggered the job")
 	jobToken.Flags().StringVar(&ttl, "ttl", "1h", "lifetime (at most 7d)")
 
-	cmd.AddCommand(add, list, remove, grant, revoke, members, jobToken)
+	cmd.AddCommand(add, list, remove, setIssuer, grant, revoke, members, jobToken)
 	return cmd
 }

@@ -71,13 +71,18 @@ func (s *Server) setupAuth(ctx context.Context, store authStore) error {
 	} else {
 		verifier = &lateOIDC{s: s}
 	}
+	builtinIssuer := ""
+	if s.cfg.OIDCBuiltin {
+		builtinIssuer = s.url
+	}
 	adminTokenPath := filepath.Join(s.cfg.DataDir, AdminTokenFile)
 	svc, err := auth.New(store, signer, verifier, s.log, auth.Config{
-		Issuer:       s.url + "/auth",
-		Realm:        s.url + TokenPath,
-		Service:      service,
-		OIDCAudience: s.url,
-		AdminToken:   func() (string, error) { return readAdminToken(adminTokenPath) },
+		Issuer:        s.url + "/auth",
+		Realm:         s.url + TokenPath,
+		Service:       service,
+		OIDCAudience:  s.url,
+		BuiltinIssuer: builtinIssuer,
+		AdminToken:    func() (string, error) { return readAdminToken(adminTokenPath) },
 	})
 	if err != nil {
 		return err

@@ -22,8 +22,10 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/hallmark-dev/hallmark/internal/auth"
+	"github.com/hallmark-dev/hallmark/internal/config"
 	"github.com/hallmark-dev/hallmark/internal/keystore"
 	"github.com/hallmark-dev/hallmark/internal/server"
+	"github.com/hallmark-dev/hallmark/internal/testenv"
 )
 
 // pushRandom pushes a small random image with basic credentials (empty
@@ -501,5 +503,56 @@ func TestAuthBruteForce(t *testing.T) {
 	evs, _ := adm.Store.QueryAudit(ctx, auth.AuditQuery{Action: auth.AuditThrottled})
 	if len(evs) == 0 {
 		t.Fatal("throttling not audited")
+	}
+}
+
+// An external issuer's ID tokens log in only to projects pinned to it; an
+// unpinned project takes the built-in issuer's tokens only, so the owner of
+// the same project path on another GitLab cannot push here.
+func TestOIDCLoginNeedsAProjectPinnedToTheIssuer(t *testing.T) {
+	gitlab := testenv.StartServer(t, nil) // another issuer, trusted by e
+	e := startAuthServer(t, func(c *config.Server) {
+		c.OIDCIssuers = []config.OIDCIssuer{{URL: gitlab.URL, Type: "gitlab-pipeline"}}
+	})
+	ctx := context.Background()
+	adm := e.admin(t)
+	for _, p := range []string{"group/app", "group/pinned"} {
+		if _, err := adm.AddProject(ctx, p, auth.VisibilityPrivate, ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := adm.SetProjectIssuer(ctx, "group/pinned", gitlab.URL); err != nil {
+		t.Fatal(err)
+	}
+	if err := adm.SetProjectIssuer(ctx, "group/app", "not a url"); err == nil {
+		t.Fatal("pinned to a non-URL")
+	}
+	external := func(project string) string {
+		return mintIDToken(t, gitlab.URL, gitlab.DataDir, fmt.Sprintf(`{"aud":%q,"project":%q,"ref":"main"}`, e.URL, project))
+	}
+	scope := func(p string) string { return "repository:" + p + ":pull,push" }
+	if tr := e.token(t, auth.JobTokenUser, external("group/app"), false, scope("group/app")); tr.status != http.StatusUnauthorized {
+		t.Fatalf("external issuer's token for an unpinned project: %d, want 401", tr.status)
+	}
+	tr := e.token(t, auth.JobTokenUser, external("group/pinned"), false, scope("group/pinned"))
+	if tr.status != http.StatusOK {
+		t.Fatalf("external issuer's token for the project pinned to it: %d", tr.status)
+	}
+	if g := grantedAccess(t, tr.Token); len(g) != 1 || g[0].Name != "group/pinned" || strings.Join(g[0].Actions, ",") != "pull,push" {
+		t.Fatalf("grant = %+v, want pull,push on group/pinned", g)
+	}
+	builtin := mintIDToken(t, e.URL, e.DataDir, fmt.Sprintf(`{"aud":%q,"project":"group/app","ref":"main"}`, e.URL))
+	if tr := e.token(t, auth.JobTokenUser, builtin, false, scope("group/app")); tr.status != http.StatusOK {
+		t.Fatalf("built-in issuer's token for an unpinned project: %d", tr.status)
+	}
+	builtinPinned := mintIDToken(t, e.URL, e.DataDir, fmt.Sprintf(`{"aud":%q,"project":"group/pinned","ref":"main"}`, e.URL))
+	if tr := e.token(t, auth.JobTokenUser, builtinPinned, false, scope("group/pinned")); tr.status != http.StatusUnauthorized {
+		t.Fatalf("built-in issuer's token for a project pinned to another issuer: %d, want 401", tr.status)
+	}
+	if err := adm.SetProjectIssuer(ctx, "group/pinned", ""); err != nil {
+		t.Fatal(err)
+	}
+	if tr := e.token(t, auth.JobTokenUser, external("group/pinned"), false, scope("group/pinned")); tr.status != http.StatusUnauthorized {
+		t.Fatalf("external token after unpinning: %d, want 401", tr.status)
 	}
 }

@@ -60,6 +60,9 @@ func New(ctx context.Context, cfg config.Server, log *slog.Logger) (*Server, err
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data dir: %w", err)
 	}
+	if err := privateDir(cfg.DataDir, log); err != nil {
+		return nil, err
+	}
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return nil, fmt.Errorf("listen on %s: %w", cfg.Addr, err)
@@ -293,4 +296,20 @@ func (f *freshConns) closeSpares(ctx context.Context) {
 		case <-t.C:
 		}
 	}
+}
+
+// privateDir makes the data dir accessible to its owner only: it holds the
+// database (password hashes, tokens' hashes, the audit log) and keys.
+func privateDir(dir string, log *slog.Logger) error {
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return fmt.Errorf("data dir: %w", err)
+	}
+	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
+		if err := os.Chmod(dir, perm&0o700); err != nil {
+			return fmt.Errorf("data dir %s is accessible to other users (mode %04o) and cannot be made private: %w", dir, perm, err)
+		}
+		log.Warn("data dir was accessible to other users; made it private to its owner", "dir", dir, "old_mode", fmt.Sprintf("%04o", perm), "new_mode", fmt.Sprintf("%04o", perm&0o700))
+	}
+	return nil
 }

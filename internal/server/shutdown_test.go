@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"testing"
 	"time"
 
@@ -39,5 +40,28 @@ func TestShutdownClosesUnusedConnections(t *testing.T) {
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatalf("shutdown with an unused client connection open: %v", err)
+	}
+}
+
+// The data dir holds password hashes and keys: a group- or world-readable
+// one is made private at start.
+func TestDataDirIsMadePrivate(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cfg := config.Defaults()
+	cfg.Addr, cfg.DataDir, cfg.Auth = "127.0.0.1:0", dir, "off"
+	srv, err := server.New(context.Background(), cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Close()
+	fi, err := os.Stat(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o700 {
+		t.Fatalf("data dir mode %04o, want 0700", fi.Mode().Perm())
 	}
 }

@@ -185,6 +185,12 @@ func (s *Store) DeleteProject(ctx context.Context, path string) error {
 	return affected(res, err, "project "+path)
 }
 
+// SetProjectIssuer implements auth.Projects.
+func (s *Store) SetProjectIssuer(ctx context.Context, path, issuer string) error {
+	res, err := s.w.ExecContext(ctx, `UPDATE projects SET oidc_issuer = ? WHERE path = ?`, issuer, path)
+	return affected(res, err, "project "+path)
+}
+
 // SetMember implements auth.Projects (insert or change the role).
 func (s *Store) SetMember(ctx context.Context, project, user string, role auth.Role) error {
 	return s.tx(ctx, func(tx *sql.Tx) error {
