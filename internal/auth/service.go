@@ -406,7 +406,14 @@ func (s *Service) oidcPrincipal(ctx context.Context, id OIDCIdentity) (p Princip
 		return Principal{}, "project " + proj.Path + " is not pinned to OIDC issuer " + id.Issuer +
 			"; pin it to accept that issuer's ID tokens (hallmark project set-issuer " + proj.Path + " " + id.Issuer + ")", nil
 	}
-	return Principal{Kind: KindOIDC, Name: id.Subject, User: id.User, Project: proj.Path, JobID: id.JobID,
+	// The triggering user's own pull rights come along only for the built-in
+	// issuer: another issuer's user_login names a user of its directory,
+	// not necessarily the Hallmark user of that name.
+	user := id.User
+	if id.Issuer != s.cfg.BuiltinIssuer {
+		user = ""
+	}
+	return Principal{Kind: KindOIDC, Name: id.Subject, User: user, Project: proj.Path, JobID: id.JobID,
 		Expires: id.Expiry, OIDCIssuer: id.Issuer}, "", nil
 }
 

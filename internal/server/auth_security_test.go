@@ -541,6 +541,22 @@ func TestOIDCLoginNeedsAProjectPinnedToTheIssuer(t *testing.T) {
 	if g := grantedAccess(t, tr.Token); len(g) != 1 || g[0].Name != "group/pinned" || strings.Join(g[0].Actions, ",") != "pull,push" {
 		t.Fatalf("grant = %+v, want pull,push on group/pinned", g)
 	}
+	// A user "alice" here may pull group/app; alice of the other GitLab
+	// does not get that through an ID token of group/pinned.
+	if _, err := adm.AddUser(ctx, "alice", "alice-password-123", false); err != nil {
+		t.Fatal(err)
+	}
+	if err := adm.Store.SetMember(ctx, "group/app", "alice", auth.RoleReporter); err != nil {
+		t.Fatal(err)
+	}
+	asAlice := mintIDToken(t, gitlab.URL, gitlab.DataDir, fmt.Sprintf(`{"aud":%q,"project":"group/pinned","ref":"main","user":"alice"}`, e.URL))
+	tr = e.token(t, auth.JobTokenUser, asAlice, false, "repository:group/app:pull")
+	if tr.status != http.StatusOK {
+		t.Fatalf("external token naming user alice: %d", tr.status)
+	}
+	if g := grantedAccess(t, tr.Token); len(g) != 0 {
+		t.Fatalf("an external issuer's user_login got the local user's rights: %+v", g)
+	}
 	builtin := mintIDToken(t, e.URL, e.DataDir, fmt.Sprintf(`{"aud":%q,"project":"group/app","ref":"main"}`, e.URL))
 	if tr := e.token(t, auth.JobTokenUser, builtin, false, scope("group/app")); tr.status != http.StatusOK {
 		t.Fatalf("built-in issuer's token for an unpinned project: %d", tr.status)
