@@ -2,7 +2,6 @@ package cli
 
 import (
 	"bufio"
-	"crypto"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -97,8 +96,7 @@ func (o *trustOptions) loadVerify(required bool) (*trust, error) {
 		return t, nil
 	}
 	if t == nil {
-		t = &trust{material: &root.Material{Roots: x509.NewCertPool(), Intermediates: x509.NewCertPool(),
-			TlogKeys: map[string]crypto.PublicKey{}, CTLogKeys: map[string]crypto.PublicKey{}}}
+		t = &trust{material: &root.Material{TlogKeys: map[string]root.LogKey{}, CTLogKeys: map[string]root.LogKey{}}}
 	}
 	var parts []string
 	if p, ok := env[envRootFile]; ok {
@@ -106,7 +104,8 @@ func (o *trustOptions) loadVerify(required bool) (*trust, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", envRootFile, err)
 		}
-		t.material.Roots, t.material.Intermediates = roots, inters
+		// PEM certificates carry no validity window: trusted at any time.
+		t.material.CAs = []root.CA{{Roots: roots, Intermediates: inters}}
 		parts = append(parts, envRootFile+"="+p)
 	}
 	if p, ok := env[envRekorKey]; ok {

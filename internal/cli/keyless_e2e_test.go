@@ -8,6 +8,7 @@ package cli_test
 
 import (
 	"context"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -18,6 +19,9 @@ import (
 	"testing"
 	"time"
 
+	ct "github.com/google/certificate-transparency-go"
+	cttls "github.com/google/certificate-transparency-go/tls"
+	ctx509 "github.com/google/certificate-transparency-go/x509"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
@@ -248,6 +252,86 @@ func TestKeylessNegative(t *testing.T) {
 		// The same with --insecure-ignore-sct passes.
 		e.hm.ok(append(e.verifyArgs("--trusted-root", mixed, "--insecure-ignore-sct"), img.String())...)
 	})
+	t.Run("trust outside its validFor", func(t *testing.T) {
+		// The trusted root edited so that the log key, the CT log key or
+		// the CA was retired before the signature was logged (its SCT
+		// issued), or became trusted only after: hallmark refuses it and
+		// names the key or CA and its window; the window ending exactly
+		// then still trusts (ends inclusive, as sigstore-go).
+		man, err := remoteManifest(t, sigTagOf(t, img))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ann := man.Layers[0].Annotations
+		b, err := verify.ParseRekorBundle(ann[verify.AnnotationBundle])
+		if err != nil {
+			t.Fatal(err)
+		}
+		at := time.Unix(b.Payload.IntegratedTime, 0)
+		leaf, err := verify.ParseCertificatePEM([]byte(ann[verify.AnnotationCertificate]))
+		if err != nil {
+			t.Fatal(err)
+		}
+		sct := embeddedSCTTime(t, leaf)
+		f := func(t time.Time) string { return t.UTC().Format(time.RFC3339) }
+		fn := func(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
+		for _, tc := range []struct {
+			name, field string
+			start, end  time.Time
+			wants       []string
+		}{
+			{"log key retired", "tlogs", at.Add(-time.Hour), at.Add(-time.Second), []string{"transparency log check failed",
+				"transparency log key " + b.Payload.LogID + " is trusted from " + f(at.Add(-time.Hour)) + " until " + f(at.Add(-time.Second)) + "; the entry (index",
+				") was integrated at " + f(at)}},
+			{"log key not yet active", "tlogs", at.Add(time.Second), time.Time{}, []string{"transparency log check failed",
+				"is trusted from " + f(at.Add(time.Second)) + " on; the entry"}},
+			{"CT log key retired", "ctlogs", sct.Add(-time.Hour), sct.Add(-time.Millisecond), []string{"certificate transparency (SCT) check failed",
+				"is trusted from " + fn(sct.Add(-time.Hour)) + " until " + fn(sct.Add(-time.Millisecond)) + "; the SCT was issued at " + fn(sct)}},
+			{"CA retired", "certificateAuthorities", at.Add(-time.Hour), at.Add(-time.Second), []string{"certificate check failed",
+				"certificate authority " + srv.URL + " is trusted from " + f(at.Add(-time.Hour)) + " until " + f(at.Add(-time.Second)) + "; the signature was logged at " + f(at)}},
+			{"log key retired when the entry was integrated", "tlogs", at.Add(-time.Hour), at, nil},
+			{"CT log key retired when the SCT was issued", "ctlogs", sct.Add(-time.Hour), sct, nil},
+			{"CA retired when the signature was logged", "certificateAuthorities", at.Add(-time.Hour), at, nil},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				edited := retireTrust(t, e.trustedRoot(), tc.field, tc.start, tc.end)
+				args := append(e.verifyArgs("--trusted-root", edited), img.String())
+				if tc.wants == nil {
+					e.hm.ok(args...)
+				} else {
+					check(t, e.hm.run(args...), 12, tc.wants...)
+				}
+				// cosign v2 and v3 (sigstore-go underneath), given the same
+				// edited trusted root, agree.
+				for _, cs := range []*tool{e.cs, e.cs3} {
+					if cs == nil {
+						continue
+					}
+					if r := cs.run(args...); (r.code == 0) != (tc.wants == nil) {
+						t.Errorf("%s disagrees: %s", cs.name, r)
+					}
+				}
+			})
+		}
+		// hallmark sign checks its certificate and log entry against the
+		// windows too: it refuses to attach a signature whose CA or log key
+		// is retired now.
+		now := time.Now().Truncate(time.Second)
+		for _, tc := range []struct{ name, field, want string }{
+			{"sign with a retired CA", "certificateAuthorities", "; the certificate is used at "},
+			{"sign with a retired log key", "tlogs", ") was integrated at "},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				edited := retireTrust(t, e.trustedRoot(), tc.field, now.Add(-2*time.Hour), now.Add(-time.Hour))
+				fresh := pushImage(t, srv.Addr, klProject, "retired")
+				check(t, e.hm.run("sign", "-y", "--trusted-root", edited, "--identity-token", tokFile, fresh.String()), 1,
+					"is trusted from "+f(now.Add(-2*time.Hour))+" until "+f(now.Add(-time.Hour)), tc.want)
+				if m, _ := remoteManifest(t, sigTagOf(t, fresh)); len(m.Layers) > 0 {
+					t.Error("a signature was attached")
+				}
+			})
+		}
+	})
 	t.Run("provenance contradiction", func(t *testing.T) {
 		forged := pushImage(t, srv.Addr, klProject, "forged")
 		e.hm.ok("sign", "-y", "--identity-token", tokFile, "-a", "com.gitlab.ci.commit.sha=0000000000000000000000000000000000000000",
@@ -355,7 +439,7 @@ func TestKeylessNegative(t *testing.T) {
 		}
 		m, _ := tr.Material()
 		opts := verify.Options{IgnoreTlog: true, Now: time.Now().Add(time.Hour),
-			Cert: &verify.CertOptions{Roots: m.Roots, Intermediates: m.Intermediates, CTLogKeys: m.CTLogKeys,
+			Cert: &verify.CertOptions{CAs: m.CAs, CTLogKeys: m.CTLogKeys,
 				Identities: []verify.Identity{{Subject: e.identity, Issuer: srv.URL}}}}
 		_, err = verify.NewClient(verify.ClientConfig{}).Image(context.Background(), verify.Target{Image: nolog}, opts)
 		if err == nil || !strings.Contains(err.Error(), "expected a signed timestamp to verify an expired certificate") {
@@ -413,6 +497,50 @@ func mixTrust(t *testing.T, base, other, field string) string {
 		t.Fatal(err)
 	}
 	return path
+}
+
+// retireTrust writes a copy of the trusted root base whose first entry of
+// field ("tlogs", "ctlogs" or "certificateAuthorities") is valid from
+// start until end (no end when zero).
+func retireTrust(t *testing.T, base, field string, start, end time.Time) string {
+	t.Helper()
+	raw, err := os.ReadFile(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tr map[string]any
+	if err := json.Unmarshal(raw, &tr); err != nil {
+		t.Fatal(err)
+	}
+	entry := tr[field].([]any)[0].(map[string]any)
+	if field != "certificateAuthorities" {
+		entry = entry["publicKey"].(map[string]any)
+	}
+	v := map[string]any{"start": start.UTC().Format(time.RFC3339Nano)}
+	if !end.IsZero() {
+		v["end"] = end.UTC().Format(time.RFC3339Nano)
+	}
+	entry["validFor"] = v
+	out, _ := json.MarshalIndent(tr, "", "  ")
+	path := filepath.Join(t.TempDir(), "edited_trusted_root.json")
+	if err := os.WriteFile(path, out, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// embeddedSCTTime is the timestamp of the first SCT embedded in c.
+func embeddedSCTTime(t *testing.T, c *x509.Certificate) time.Time {
+	t.Helper()
+	cc, err := ctx509.ParseCertificate(c.Raw)
+	if cc == nil || len(cc.SCTList.SCTList) == 0 {
+		t.Fatalf("no embedded SCT: %v", err)
+	}
+	var sct ct.SignedCertificateTimestamp
+	if _, err := cttls.Unmarshal(cc.SCTList.SCTList[0].Val, &sct); err != nil {
+		t.Fatal(err)
+	}
+	return ct.TimestampToTime(sct.Timestamp)
 }
 
 func remoteManifest(t *testing.T, tag name.Tag) (*v1.Manifest, error) {

@@ -328,7 +328,7 @@ func (o *verifyOptions) options(ann map[string]string) (verify.Options, error) {
 		return opts, err
 	}
 	m := tr.material
-	opts.Cert = &verify.CertOptions{Roots: m.Roots, Intermediates: m.Intermediates, CTLogKeys: m.CTLogKeys,
+	opts.Cert = &verify.CertOptions{CAs: m.CAs, CTLogKeys: m.CTLogKeys,
 		IgnoreSCT: o.insecureIgnoreSCT, Identities: []verify.Identity{o.identity}}
 	opts.TlogKeys = m.TlogKeys
 	return opts, nil

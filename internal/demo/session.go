@@ -229,7 +229,7 @@ func VerifyOptions(trust *Trust, key crypto.PublicKey, identity, issuer, tag str
 		return opts
 	}
 	m := trust.Material
-	opts.Cert = &verify.CertOptions{Roots: m.Roots, Intermediates: m.Intermediates, CTLogKeys: m.CTLogKeys,
+	opts.Cert = &verify.CertOptions{CAs: m.CAs, CTLogKeys: m.CTLogKeys,
 		Identities: []verify.Identity{{Subject: identity, Issuer: issuer}}}
 	return opts
 }

@@ -23,6 +23,7 @@ import (
 
 	"github.com/hallmark-dev/hallmark/internal/meta"
 	"github.com/hallmark-dev/hallmark/pkg/oci"
+	"github.com/hallmark-dev/hallmark/pkg/root"
 	"github.com/hallmark-dev/hallmark/pkg/verify"
 )
 
@@ -66,12 +67,12 @@ type Config struct {
 }
 
 // KeylessTrust is what keyless signatures are verified against: the
-// server's own CA (its chain and CT log key) and transparency log key.
+// server's own CA (its chain and CT log key) and transparency log key,
+// each trusted within its window.
 type KeylessTrust struct {
-	Roots         *x509.CertPool
-	Intermediates *x509.CertPool
-	CTLogKeys     map[string]crypto.PublicKey // hex log ID -> key
-	TlogKeys      map[string]crypto.PublicKey // hex log ID -> key
+	CAs       []root.CA
+	CTLogKeys map[string]root.LogKey // hex log ID -> key
+	TlogKeys  map[string]root.LogKey // hex log ID -> key
 }
 
 // Indexer records signatures as manifests are pushed.
@@ -403,8 +404,8 @@ func certExtensions(c *x509.Certificate) map[string]string {
 // options verifies keyless signatures against the server's own trust,
 // without selecting an identity and without the claims (checked apart).
 func (t *KeylessTrust) options() verify.Options {
-	return verify.Options{SkipClaims: true, TlogKeys: t.TlogKeys, Cert: &verify.CertOptions{Roots: t.Roots,
-		Intermediates: t.Intermediates, CTLogKeys: t.CTLogKeys, IgnoreSCT: true, AnyIdentity: true}}
+	return verify.Options{SkipClaims: true, TlogKeys: t.TlogKeys, Cert: &verify.CertOptions{CAs: t.CAs,
+		CTLogKeys: t.CTLogKeys, IgnoreSCT: true, AnyIdentity: true}}
 }
 
 // keylessStatus turns the outcome of verifying a keyless signature

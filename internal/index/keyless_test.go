@@ -48,7 +48,7 @@ func loadRealKeyless(t testing.TB) realKeyless {
 	mat, _ := tr.Material()
 	return realKeyless{subject: digest.Digest(read("cosign2-signature.subject")), layer: m.Layers[len(m.Layers)-1],
 		payload: read("cosign2-signature.payload.json"),
-		trust:   index.KeylessTrust{Roots: mat.Roots, Intermediates: mat.Intermediates, CTLogKeys: mat.CTLogKeys, TlogKeys: mat.TlogKeys}}
+		trust:   index.KeylessTrust{CAs: mat.CAs, CTLogKeys: mat.CTLogKeys, TlogKeys: mat.TlogKeys}}
 }
 
 func (r realKeyless) index(ix *index.Indexer, edit func(map[string]string)) meta.Signature {
@@ -121,7 +121,7 @@ func TestKeylessIndex(t *testing.T) {
 	t.Run("another CA", func(t *testing.T) {
 		other := newEnv(t, false)
 		tr := r.trust
-		tr.Roots, tr.Intermediates = x509.NewCertPool(), x509.NewCertPool()
+		tr.CAs = []root.CA{{Roots: x509.NewCertPool(), Intermediates: x509.NewCertPool()}}
 		other.ix.SetKeylessTrust(tr)
 		if s := r.index(other.ix, nil); s.Status != meta.StatusUnverified || !strings.Contains(s.StatusDetail, "not issued by this server's CA") {
 			t.Errorf("another CA: %s (%s)", s.Status, s.StatusDetail)
@@ -159,10 +159,11 @@ func BenchmarkKeylessLayer(b *testing.B) {
 	r := loadRealKeyless(b)
 	e := newEnv(b, false)
 	t := r.trust
-	t.Roots, t.Intermediates = t.Roots.Clone(), x509.NewCertPool()
+	ca := root.CA{Roots: t.CAs[0].Roots.Clone(), Intermediates: x509.NewCertPool()}
 	for _, c := range leafChain(b, r) {
-		t.Roots.AddCert(c) // as the server does: its whole chain is trusted
+		ca.Roots.AddCert(c) // as the server does: its whole chain is trusted
 	}
+	t.CAs = []root.CA{ca}
 	e.ix.SetKeylessTrust(t)
 	for b.Loop() {
 		if s := r.index(e.ix, nil); s.Status != meta.StatusVerified {

@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"crypto"
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/hex"
@@ -15,6 +14,7 @@ import (
 	"github.com/hallmark-dev/hallmark/internal/auth"
 	"github.com/hallmark-dev/hallmark/internal/index"
 	"github.com/hallmark-dev/hallmark/internal/web"
+	"github.com/hallmark-dev/hallmark/pkg/root"
 )
 
 // setupIndexTrust gives the signature indexer the server's own keyless
@@ -25,19 +25,21 @@ func (s *Server) setupIndexTrust(ix *index.Indexer) {
 	if s.ca == nil || s.tlog == nil {
 		return
 	}
-	t := index.KeylessTrust{Roots: x509.NewCertPool(), Intermediates: x509.NewCertPool(),
-		CTLogKeys: map[string]crypto.PublicKey{}, TlogKeys: map[string]crypto.PublicKey{}}
 	// The server's own chain is trusted as a whole: its intermediate is an
 	// anchor too, so indexing a signature verifies one certificate
-	// signature (the leaf's), not two, on the manifest push path.
+	// signature (the leaf's), not two, on the manifest push path. Its own
+	// keys and CA are trusted at any time (open windows): it has no
+	// retired ones.
+	ca := root.CA{URI: s.url, Roots: x509.NewCertPool(), Intermediates: x509.NewCertPool()}
 	for _, c := range s.ca.Chain() {
-		t.Roots.AddCert(c)
+		ca.Roots.AddCert(c)
 	}
+	t := index.KeylessTrust{CAs: []root.CA{ca}, CTLogKeys: map[string]root.LogKey{}, TlogKeys: map[string]root.LogKey{}}
 	ctID := s.ca.CTLogID()
-	t.CTLogKeys[hex.EncodeToString(ctID[:])] = s.ca.CTLogPublicKey()
+	t.CTLogKeys[hex.EncodeToString(ctID[:])] = root.LogKey{Key: s.ca.CTLogPublicKey()}
 	if der, err := x509.MarshalPKIXPublicKey(s.tlog.PublicKey()); err == nil {
 		id := sha256.Sum256(der)
-		t.TlogKeys[hex.EncodeToString(id[:])] = s.tlog.PublicKey()
+		t.TlogKeys[hex.EncodeToString(id[:])] = root.LogKey{Key: s.tlog.PublicKey()}
 	}
 	ix.SetKeylessTrust(t)
 }

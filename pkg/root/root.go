@@ -269,40 +269,109 @@ func marshal(v any) ([]byte, error) {
 	return append(b, '\n'), nil
 }
 
-// Material is a trusted root turned into what verification uses.
-type Material struct {
-	Roots         *x509.CertPool
-	Intermediates *x509.CertPool
-	// TlogKeys and CTLogKeys map hex log IDs to keys.
-	TlogKeys  map[string]crypto.PublicKey
-	CTLogKeys map[string]crypto.PublicKey
+// Window is when a trusted root trusts a key or a certificate authority,
+// as sigstore-go applies validFor during verification: both ends are
+// inclusive, and a zero Start or End leaves that side open. Keys and CAs
+// from cosign's legacy PEM inputs (SIGSTORE_ROOT_FILE,
+// SIGSTORE_REKOR_PUBLIC_KEY, SIGSTORE_CT_LOG_PUBLIC_KEY_FILE) have the zero
+// Window: they are trusted at any time.
+type Window struct {
+	Start time.Time
+	End   time.Time
 }
 
-// Material returns the pools and keys of tr.
+// Window returns v as a verification window.
+func (v Validity) Window() Window {
+	w := Window{Start: v.Start}
+	if v.End != nil {
+		w.End = *v.End
+	}
+	return w
+}
+
+// Covers reports whether t lies inside the window (ends included, as
+// sigstore-go's ValidAtTime).
+func (w Window) Covers(t time.Time) bool {
+	if !w.Start.IsZero() && t.Before(w.Start) {
+		return false
+	}
+	return w.End.IsZero() || !t.After(w.End)
+}
+
+// String says when the window trusts, for error messages: "from A until
+// B", "from A on", "until B" or "at any time" (RFC 3339, UTC, with the
+// fraction of a second when there is one).
+func (w Window) String() string {
+	f := func(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
+	switch {
+	case w.Start.IsZero() && w.End.IsZero():
+		return "at any time"
+	case w.End.IsZero():
+		return "from " + f(w.Start) + " on"
+	case w.Start.IsZero():
+		return "until " + f(w.End)
+	}
+	return "from " + f(w.Start) + " until " + f(w.End)
+}
+
+// LogKey is a transparency log or CT log key and when it is trusted: a
+// transparency log key for entries integrated in ValidFor, a CT log key for
+// SCTs timestamped in ValidFor.
+type LogKey struct {
+	Key      crypto.PublicKey
+	ValidFor Window
+}
+
+// CA is one certificate authority of a trusted root: a leaf certificate is
+// trusted through it when it chains to Roots (through Intermediates) and
+// the signature's observer time (the integrated time of its verified log
+// entry, else the verification time) lies in ValidFor.
+type CA struct {
+	// URI names the CA in messages (the trusted root's uri; empty for
+	// SIGSTORE_ROOT_FILE).
+	URI   string
+	Roots *x509.CertPool
+	// Intermediates are the CA's trusted intermediates. When nil, the
+	// intermediates stored with the signature are used instead (as cosign
+	// does without trusted intermediates).
+	Intermediates *x509.CertPool
+	ValidFor      Window
+}
+
+// Material is a trusted root turned into what verification uses.
+type Material struct {
+	CAs []CA
+	// TlogKeys and CTLogKeys map hex log IDs to keys.
+	TlogKeys  map[string]LogKey
+	CTLogKeys map[string]LogKey
+}
+
+// Material returns the CAs and log keys of tr, each with its validFor.
 func (tr *TrustedRoot) Material() (*Material, error) {
-	m := &Material{Roots: x509.NewCertPool(), Intermediates: x509.NewCertPool(),
-		TlogKeys: map[string]crypto.PublicKey{}, CTLogKeys: map[string]crypto.PublicKey{}}
+	m := &Material{TlogKeys: map[string]LogKey{}, CTLogKeys: map[string]LogKey{}}
 	for _, ca := range tr.CertificateAuthorities {
+		c := CA{URI: ca.URI, Roots: x509.NewCertPool(), Intermediates: x509.NewCertPool(), ValidFor: ca.ValidFor.Window()}
 		n := len(ca.CertChain.Certificates)
 		for j, rc := range ca.CertChain.Certificates {
-			c, err := x509.ParseCertificate(rc.RawBytes)
+			cert, err := x509.ParseCertificate(rc.RawBytes)
 			if err != nil {
 				return nil, err
 			}
 			if j == n-1 {
-				m.Roots.AddCert(c)
+				c.Roots.AddCert(cert)
 			} else {
-				m.Intermediates.AddCert(c)
+				c.Intermediates.AddCert(cert)
 			}
 		}
+		m.CAs = append(m.CAs, c)
 	}
-	add := func(dst map[string]crypto.PublicKey, logs []TransparencyLog) error {
+	add := func(dst map[string]LogKey, logs []TransparencyLog) error {
 		for _, l := range logs {
 			pub, err := x509.ParsePKIXPublicKey(l.PublicKey.RawBytes)
 			if err != nil {
 				return err
 			}
-			dst[fmt.Sprintf("%x", l.LogID.KeyID)] = pub
+			dst[fmt.Sprintf("%x", l.LogID.KeyID)] = LogKey{Key: pub, ValidFor: l.PublicKey.ValidFor.Window()}
 		}
 		return nil
 	}

@@ -120,10 +120,10 @@ func TestTrustedRootAcceptedBySigstoreGo(t *testing.T) {
 		t.Errorf("re-encoding changed the bytes:\n%s\n%s", f.trustedRaw, again)
 	}
 	m, err := back.Material()
-	if err != nil || m.TlogKeys[logID(f.tlogKey)] == nil || m.CTLogKeys[logID(f.ctKey)] == nil {
+	if err != nil || m.TlogKeys[logID(f.tlogKey)].Key == nil || m.CTLogKeys[logID(f.ctKey)].Key == nil || len(m.CAs) != 1 {
 		t.Fatalf("material: %v", err)
 	}
-	if _, err := f.chain[0].Verify(x509.VerifyOptions{Roots: m.Roots}); err != nil {
+	if _, err := f.chain[0].Verify(x509.VerifyOptions{Roots: m.CAs[0].Roots}); err != nil {
 		t.Errorf("intermediate does not verify against the material's roots: %v", err)
 	}
 }

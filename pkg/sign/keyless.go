@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/hallmark-dev/hallmark/pkg/payload"
 	"github.com/hallmark-dev/hallmark/pkg/root"
@@ -87,20 +88,25 @@ func (k *KeylessSigner) Verified() error {
 }
 
 // CheckCertificate checks an issued certificate against the trusted root:
-// it chains to one of its CAs for code signing and (unless skipSCT) has a
-// valid embedded SCT, or a valid detached one, from one of its CT logs.
+// it chains to one of its CAs for code signing, a CA trusted now (the
+// signature about to be made will be logged about now), and (unless
+// skipSCT) has a valid embedded SCT, or a valid detached one, from one of
+// its CT logs, issued while that log's key is trusted.
 func CheckCertificate(cc *CertificateChain, trust *root.Material, skipSCT bool) error {
-	opts := verify.CertOptions{Roots: trust.Roots, Intermediates: trust.Intermediates, CTLogKeys: trust.CTLogKeys, IgnoreSCT: true}
+	opts := verify.CertOptions{CAs: trust.CAs, CTLogKeys: trust.CTLogKeys, IgnoreSCT: true}
 	chain, err := verify.VerifyChain(cc.Leaf, cc.Chain, opts)
 	if err != nil {
+		return err
+	}
+	if err := chain.TrustedAt(time.Now(), "the certificate is used"); err != nil {
 		return err
 	}
 	if skipSCT {
 		return nil
 	}
 	var issuer *x509.Certificate
-	if len(chain) > 1 {
-		issuer = chain[1]
+	if len(chain.Certificates) > 1 {
+		issuer = chain.Certificates[1]
 	}
 	err = verify.VerifyEmbeddedSCT(cc.Leaf, issuer, trust.CTLogKeys)
 	if err != nil && len(cc.DetachedSCT) > 0 {

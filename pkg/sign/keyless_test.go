@@ -181,11 +181,11 @@ func TestFulcioClient(t *testing.T) {
 	}
 	// The chain checks against a trusted root: the test CA is not one of
 	// a real root's, so keyless signing refuses it.
-	m := &root.Material{Roots: x509.NewCertPool()}
+	m := &root.Material{CAs: []root.CA{{Roots: x509.NewCertPool()}}}
 	if err := sign.CheckCertificate(cc, m, true); err == nil || !strings.Contains(err.Error(), "does not chain") {
 		t.Errorf("untrusted CA: %v", err)
 	}
-	m.Roots.AddCert(ca.cert)
+	m.CAs[0].Roots.AddCert(ca.cert)
 	if err := sign.CheckCertificate(cc, m, true); err != nil {
 		t.Errorf("trusted CA: %v", err)
 	}

@@ -3,7 +3,6 @@ package sign
 import (
 	"bytes"
 	"context"
-	"crypto"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
@@ -14,6 +13,7 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/hallmark-dev/hallmark/pkg/root"
 	"github.com/hallmark-dev/hallmark/pkg/verify"
 )
 
@@ -24,9 +24,10 @@ import (
 // a checkpoint the log signed.
 type TransparencyLog struct {
 	URL string
-	// Keys are the trusted log keys (hex log ID -> key), e.g. the tlogs of
-	// the trusted root.
-	Keys       map[string]crypto.PublicKey
+	// Keys are the trusted log keys (hex log ID -> key and the window of
+	// integrated times it is trusted for), e.g. the tlogs of the trusted
+	// root.
+	Keys       map[string]root.LogKey
 	HTTPClient *http.Client
 }
 

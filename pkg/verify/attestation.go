@@ -38,11 +38,10 @@ func VerifyAttestationLayer(l Layer, imageDigest, predicateType string, opts Opt
 		return nil, fail(CheckFormat, "%v", err)
 	}
 	v := &Verified{Kind: KindAttestation, Layer: l, EnvelopeJSON: l.Payload}
-	cert, pub, err := signerOf(l, opts)
+	cert, pub, err := v.signerOf(l, opts)
 	if err != nil {
 		return nil, err
 	}
-	v.Certificate = cert
 	pae := payload.PAE(env.PayloadType, body)
 	var sig []byte
 	for _, s := range env.Signatures {

@@ -9,6 +9,8 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
+
+	"github.com/hallmark-dev/hallmark/pkg/root"
 )
 
 // RekorBundle is cosign's "dev.sigstore.cosign/bundle" layer annotation.
@@ -57,14 +59,14 @@ func BundleFromEntry(e *LogEntry) *RekorBundle {
 // signature: the SET with the log's key, and that the logged hashedrekord
 // entry is this exact signature, by this key or certificate, over this
 // payload.
-func checkRekorBundle(raw string, tlogKeys map[string]crypto.PublicKey, payload, sig, keyOrCertPEM []byte) (*RekorBundle, error) {
+func checkRekorBundle(raw string, tlogKeys map[string]root.LogKey, payload, sig, keyOrCertPEM []byte) (*RekorBundle, error) {
 	h := sha256.Sum256(payload)
 	return checkBundleFor(raw, tlogKeys, loggedSignature{contentSHA256: h[:], sig: sig, keyDER: firstDER(keyOrCertPEM)})
 }
 
 // checkBundleFor verifies a bundle annotation against the signature it
 // must log.
-func checkBundleFor(raw string, tlogKeys map[string]crypto.PublicKey, want loggedSignature) (*RekorBundle, error) {
+func checkBundleFor(raw string, tlogKeys map[string]root.LogKey, want loggedSignature) (*RekorBundle, error) {
 	b, err := ParseRekorBundle(raw)
 	if err != nil {
 		return nil, err
@@ -106,14 +108,16 @@ func NextLogKey(b []byte) (pub crypto.PublicKey, logID string, rest []byte, ok b
 }
 
 // LogKeys parses every PEM public key in b into a map from log ID (hex
-// SHA-256 of the DER key) to key.
-func LogKeys(b []byte) map[string]crypto.PublicKey {
-	out := map[string]crypto.PublicKey{}
+// SHA-256 of the DER key) to key. PEM keys (cosign's legacy
+// SIGSTORE_REKOR_PUBLIC_KEY and SIGSTORE_CT_LOG_PUBLIC_KEY_FILE) carry no
+// validity window: they are trusted at any time.
+func LogKeys(b []byte) map[string]root.LogKey {
+	out := map[string]root.LogKey{}
 	for {
 		pub, id, rest, ok := NextLogKey(b)
 		if !ok {
 			return out
 		}
-		out[id], b = pub, rest
+		out[id], b = root.LogKey{Key: pub}, rest
 	}
 }

@@ -2,7 +2,6 @@ package verify
 
 import (
 	"bytes"
-	"crypto"
 	"crypto/x509"
 	"encoding/asn1"
 	"encoding/pem"
@@ -11,6 +10,8 @@ import (
 	"regexp"
 	"strings"
 	"time"
+
+	"github.com/hallmark-dev/hallmark/pkg/root"
 )
 
 // Fulcio certificate extension OIDs used in identity checks.
@@ -65,13 +66,16 @@ func (id Identity) Validate() error {
 
 // CertOptions configure keyless (certificate) verification.
 type CertOptions struct {
-	Roots         *x509.CertPool
-	Intermediates *x509.CertPool
+	// CAs are the trusted certificate authorities: the certificate must
+	// chain to one of them, and (checked with the log entry) one it chains
+	// to must be trusted at the signature's observer time.
+	CAs []root.CA
 	// Identities: the certificate must match at least one.
 	Identities []Identity
 	// CTLogKeys map hex CT log IDs to keys: the certificate must carry an
-	// embedded SCT from one of them, unless IgnoreSCT.
-	CTLogKeys map[string]crypto.PublicKey
+	// embedded SCT from one of them, timestamped while that key is
+	// trusted, unless IgnoreSCT.
+	CTLogKeys map[string]root.LogKey
 	IgnoreSCT bool
 	// AnyIdentity accepts every identity (for an index that records the
 	// identity instead of selecting one); Identities is then ignored.
@@ -174,12 +178,13 @@ func otherNames(c *x509.Certificate) []string {
 	return out
 }
 
-// VerifyCertificate checks that leaf chains to opts.Roots (through
-// opts.Intermediates and the intermediates of chain) for code signing at
-// the time it was issued, carries an SCT from a trusted CT log (unless
-// opts.IgnoreSCT), and matches one of opts.Identities. It returns the
-// verified chain, leaf first.
-func VerifyCertificate(leaf *x509.Certificate, chain []*x509.Certificate, opts CertOptions) ([]*x509.Certificate, error) {
+// VerifyCertificate checks that leaf chains to one of opts.CAs (through
+// its intermediates, or the intermediates of chain for a CA without any)
+// for code signing at the time it was issued, carries an SCT from a
+// trusted CT log (unless opts.IgnoreSCT), and matches one of
+// opts.Identities. The caller must then check the CAs' validity windows at
+// the signature's observer time with Chain.TrustedAt.
+func VerifyCertificate(leaf *x509.Certificate, chain []*x509.Certificate, opts CertOptions) (*Chain, error) {
 	verified, err := VerifyChain(leaf, chain, opts)
 	if err != nil {
 		return nil, err
@@ -193,22 +198,41 @@ func VerifyCertificate(leaf *x509.Certificate, chain []*x509.Certificate, opts C
 	return verified, nil
 }
 
-// VerifyChain is VerifyCertificate without the identity check.
-func VerifyChain(leaf *x509.Certificate, chain []*x509.Certificate, opts CertOptions) ([]*x509.Certificate, error) {
-	if opts.Roots == nil {
-		return nil, errors.New("no trusted root certificates: give --trusted-root or run 'hallmark trust init'")
-	}
-	// As cosign: the intermediates are the trusted ones when the trust
-	// material names any, else the chain stored with the signature (its
-	// roots excluded: trust comes from opts.Roots alone).
-	inter := opts.Intermediates
-	if inter == nil {
-		inter = x509.NewCertPool()
-		for _, c := range chain {
-			if c.IsCA && !isSelfSigned(c) {
-				inter.AddCert(c)
-			}
+// Chain is a certificate chain verified to trusted CAs.
+type Chain struct {
+	// Certificates is the chain, leaf first, through the first CA it
+	// verified with.
+	Certificates []*x509.Certificate
+	// CAs are all the trusted CAs the leaf chains to (several when CAs
+	// share a root, e.g. after an intermediate was rotated).
+	CAs []root.CA
+}
+
+// TrustedAt checks that one of the CAs the chain verified through is
+// trusted at t, the signature's observer time, as sigstore-go checks a
+// certificate authority's validFor: the integrated time of the verified
+// log entry, else the verification time. event says what happened at t,
+// for the error ("the signature was logged").
+func (c *Chain) TrustedAt(t time.Time, event string) error {
+	var reasons []string
+	for _, ca := range c.CAs {
+		if ca.ValidFor.Covers(t) {
+			return nil
 		}
+		name := ca.URI
+		if name == "" && len(c.Certificates) > 0 {
+			name = "of root " + c.Certificates[len(c.Certificates)-1].Subject.String()
+		}
+		reasons = append(reasons, fmt.Sprintf("certificate authority %s is trusted %s", name, ca.ValidFor))
+	}
+	return fmt.Errorf("%w: %s; %s at %s (use the trusted root of the CA that was trusted then)", ErrOutsideValidFor,
+		strings.Join(reasons, "; "), event, t.UTC().Format(time.RFC3339))
+}
+
+// VerifyChain is VerifyCertificate without the identity check.
+func VerifyChain(leaf *x509.Certificate, chain []*x509.Certificate, opts CertOptions) (*Chain, error) {
+	if len(opts.CAs) == 0 {
+		return nil, errors.New("no trusted root certificates: give --trusted-root or run 'hallmark trust init'")
 	}
 	// A critical SAN holding only an otherName (Fulcio's username SAN) is
 	// "unhandled" for Go's verifier; it is handled here (cosign does the
@@ -224,29 +248,65 @@ func VerifyChain(leaf *x509.Certificate, chain []*x509.Certificate, opts CertOpt
 		cp.UnhandledCriticalExtensions = rest
 		leaf = &cp
 	}
-	chains, err := leaf.Verify(x509.VerifyOptions{
-		Roots: opts.Roots, Intermediates: inter,
-		CurrentTime: leaf.NotBefore,
-		KeyUsages:   []x509.ExtKeyUsage{x509.ExtKeyUsageCodeSigning},
-	})
-	if err != nil {
-		return nil, fmt.Errorf("certificate does not chain to a trusted root: %w (verify with the trusted root of the CA that issued it: --trusted-root or 'hallmark trust init')", err)
+	// As cosign: a CA's intermediates are its trusted ones when it names
+	// any, else the chain stored with the signature (its roots excluded:
+	// trust comes from the CA's roots alone).
+	var stored *x509.CertPool
+	verified := &Chain{}
+	var firstErr error
+	for _, ca := range opts.CAs {
+		if ca.Roots == nil {
+			continue
+		}
+		inter := ca.Intermediates
+		if inter == nil {
+			if stored == nil {
+				stored = x509.NewCertPool()
+				for _, c := range chain {
+					if c.IsCA && !isSelfSigned(c) {
+						stored.AddCert(c)
+					}
+				}
+			}
+			inter = stored
+		}
+		chains, err := leaf.Verify(x509.VerifyOptions{
+			Roots: ca.Roots, Intermediates: inter,
+			CurrentTime: leaf.NotBefore,
+			KeyUsages:   []x509.ExtKeyUsage{x509.ExtKeyUsageCodeSigning},
+		})
+		if err != nil {
+			if firstErr == nil {
+				firstErr = err
+			}
+			continue
+		}
+		if verified.Certificates == nil {
+			verified.Certificates = chains[0]
+		}
+		verified.CAs = append(verified.CAs, ca)
+	}
+	if verified.Certificates == nil {
+		if firstErr == nil {
+			firstErr = errors.New("the trusted root names no root certificate")
+		}
+		return nil, fmt.Errorf("certificate does not chain to a trusted root: %w (verify with the trusted root of the CA that issued it: --trusted-root or 'hallmark trust init')", firstErr)
 	}
 	if !opts.IgnoreSCT {
 		var issuer *x509.Certificate
-		if len(chains[0]) > 1 {
-			issuer = chains[0][1]
+		if len(verified.Certificates) > 1 {
+			issuer = verified.Certificates[1]
 		}
 		if err := VerifyEmbeddedSCT(leaf, issuer, opts.CTLogKeys); err != nil {
 			return nil, err
 		}
 	}
-	return chains[0], nil
+	return verified, nil
 }
 
 // isSelfSigned reports whether c names itself as its issuer (a root). It
 // is a cheap structural test, not a signature check: chain certificates
-// only feed the intermediates pool, and trust comes from opts.Roots alone.
+// only feed the intermediates pool, and trust comes from the CAs' roots.
 func isSelfSigned(c *x509.Certificate) bool {
 	return bytes.Equal(c.RawSubject, c.RawIssuer)
 }

@@ -5,7 +5,6 @@ package verify_test
 
 import (
 	"bytes"
-	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -57,8 +56,7 @@ func realOptions(t testing.TB, ids ...verify.Identity) verify.Options {
 	if ids == nil {
 		ids = []verify.Identity{{Subject: realIdentity, Issuer: realServer}}
 	}
-	return verify.Options{TlogKeys: m.TlogKeys, Cert: &verify.CertOptions{Roots: m.Roots, Intermediates: m.Intermediates,
-		CTLogKeys: m.CTLogKeys, Identities: ids}}
+	return verify.Options{TlogKeys: m.TlogKeys, Cert: &verify.CertOptions{CAs: m.CAs, CTLogKeys: m.CTLogKeys, Identities: ids}}
 }
 
 // realLayer is cosign v2's keyless signature layer.
@@ -119,7 +117,7 @@ func TestRealCosignV2KeylessSignature(t *testing.T) {
 	})
 	t.Run("untrusted CA", func(t *testing.T) {
 		o := realOptions(t)
-		o.Cert.Roots, o.Cert.Intermediates = x509.NewCertPool(), nil
+		o.Cert.CAs = []root.CA{{Roots: x509.NewCertPool()}}
 		_, err := verify.VerifyLayer(l, subject, o)
 		checkErr(t, err, verify.CheckCertificate, "does not chain to a trusted root")
 	})
@@ -137,7 +135,7 @@ func TestRealCosignV2KeylessSignature(t *testing.T) {
 		o := realOptions(t)
 		k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 		for id := range o.TlogKeys {
-			o.TlogKeys = map[string]crypto.PublicKey{id: &k.PublicKey}
+			o.TlogKeys = map[string]root.LogKey{id: {Key: &k.PublicKey}}
 		}
 		_, err := verify.VerifyLayer(l, subject, o)
 		checkErr(t, err, verify.CheckTlog, "signed entry timestamp does not verify")
@@ -387,7 +385,7 @@ func FuzzCheckpoint(f *testing.F) {
 	f.Add([]byte("origin\n1\nAAAA\n\n\u2014 origin AAAA\n"))
 	var key *ecdsa.PublicKey
 	for _, k := range realMaterial(f).TlogKeys {
-		key = k.(*ecdsa.PublicKey)
+		key = k.Key.(*ecdsa.PublicKey)
 	}
 	other, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	f.Fuzz(func(t *testing.T, note []byte) {

@@ -1,7 +1,6 @@
 package verify
 
 import (
-	"crypto"
 	"crypto/ecdsa"
 	"crypto/rand"
 	"crypto/sha256"
@@ -16,6 +15,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/hallmark-dev/hallmark/pkg/root"
 )
 
 type pki struct {
@@ -79,7 +80,8 @@ func (p *pki) layer(t testing.TB, payload []byte, logKey *ecdsa.PrivateKey) Laye
 func (p *pki) opts(ids ...Identity) Options {
 	roots := x509.NewCertPool()
 	roots.AddCert(p.root)
-	return Options{Cert: &CertOptions{Roots: roots, Identities: ids, IgnoreSCT: true}, TlogKeys: map[string]crypto.PublicKey{p.logID: &p.logKey.PublicKey}}
+	return Options{Cert: &CertOptions{CAs: []root.CA{{Roots: roots}}, Identities: ids, IgnoreSCT: true},
+		TlogKeys: map[string]root.LogKey{p.logID: {Key: &p.logKey.PublicKey}}}
 }
 
 func TestKeyless(t *testing.T) {

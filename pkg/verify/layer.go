@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/hallmark-dev/hallmark/pkg/payload"
+	"github.com/hallmark-dev/hallmark/pkg/root"
 )
 
 // Layer annotation keys (cosign's).
@@ -117,11 +118,12 @@ type Options struct {
 	// layer must chain to the trusted roots and match an identity.
 	Cert *CertOptions
 	// TlogKeys maps hex log IDs to transparency log keys. With IgnoreTlog
-	// false, every signature must carry a bundle whose SET verifies.
-	TlogKeys   map[string]crypto.PublicKey
+	// false, every signature must carry a bundle whose SET verifies with a
+	// key trusted at the entry's integrated time.
+	TlogKeys   map[string]root.LogKey
 	IgnoreTlog bool
-	// Now is the time a certificate must be valid at when the log is
-	// ignored (zero: the current time).
+	// Now is the time a certificate (and its CA) must be valid at when the
+	// log is ignored (zero: the current time).
 	Now time.Time
 	// Provenance compares every signed annotation with what the signing
 	// certificate attests (CheckProvenance); a contradiction fails the
@@ -149,6 +151,30 @@ type Verified struct {
 	EnvelopeJSON []byte
 	// Provenance is the annotation check, with Options.Provenance.
 	Provenance []ProvenanceCheck
+	// chain is the verified certificate chain of a keyless signature,
+	// whose CAs must be trusted at the observer time (checkCAWindow).
+	chain *Chain
+}
+
+// now is opts.Now, else the current time.
+func (opts Options) now() time.Time {
+	if opts.Now.IsZero() {
+		return time.Now()
+	}
+	return opts.Now
+}
+
+// checkCAWindow checks that a CA the certificate chains to was trusted at
+// the signature's observer time, as sigstore-go does: the integrated time
+// of the verified log entry (logged), else, without the log, now.
+func (v *Verified) checkCAWindow(opts Options, integrated int64, logged bool) error {
+	if v.chain == nil {
+		return nil
+	}
+	if logged {
+		return v.chain.TrustedAt(time.Unix(integrated, 0), "the signature was logged")
+	}
+	return v.chain.TrustedAt(opts.now(), "without a transparency log the signature is checked at the verification time,")
 }
 
 // checkProvenance runs the provenance check of opts on the signed
@@ -201,11 +227,10 @@ func VerifyLayer(l Layer, imageDigest string, opts Options) (*Verified, error) {
 		}
 	}
 	verified := &Verified{Kind: KindSimpleSigning, Layer: l}
-	cert, pub, err := signerOf(l, opts)
+	cert, pub, err := verified.signerOf(l, opts)
 	if err != nil {
 		return nil, err
 	}
-	verified.Certificate = cert
 	if err := VerifySignature(pub, l.Payload, sig); err != nil {
 		if cert != nil {
 			return nil, fail(CheckSignature, "%v: the signature does not match the certificate's key, so the payload or the signature was changed after signing", err)
@@ -243,8 +268,9 @@ func VerifyLayer(l Layer, imageDigest string, opts Options) (*Verified, error) {
 
 // signerOf returns the key a layer's signature must verify with: the
 // given public key, or the certificate in the layer once it has chained
-// to the trusted roots, carried a trusted SCT and matched an identity.
-func signerOf(l Layer, opts Options) (*x509.Certificate, crypto.PublicKey, error) {
+// to the trusted CAs, carried a trusted SCT and matched an identity (then
+// v.Certificate and v.chain are set).
+func (v *Verified) signerOf(l Layer, opts Options) (*x509.Certificate, crypto.PublicKey, error) {
 	fail := func(check, format string, args ...any) error {
 		return &CheckError{Check: check, Signature: l.Digest, Reason: fmt.Sprintf(format, args...)}
 	}
@@ -266,7 +292,8 @@ func signerOf(l Layer, opts Options) (*x509.Certificate, crypto.PublicKey, error
 	if err != nil {
 		return nil, nil, fail(CheckCertificate, "chain: %v", err)
 	}
-	if _, err := VerifyCertificate(cert, chain, *opts.Cert); err != nil {
+	verified, err := VerifyCertificate(cert, chain, *opts.Cert)
+	if err != nil {
 		check := CheckCertificate
 		switch {
 		case errors.Is(err, ErrIdentityMismatch):
@@ -276,12 +303,14 @@ func signerOf(l Layer, opts Options) (*x509.Certificate, crypto.PublicKey, error
 		}
 		return nil, nil, &CheckError{Check: check, Signature: l.Digest, Reason: err.Error(), Err: err}
 	}
+	v.Certificate, v.chain = cert, verified
 	return cert, cert.PublicKey, nil
 }
 
 // checkTlog verifies the layer's bundle annotation (unless the log is
 // ignored) against the signature it must log, and the certificate's
-// validity at the logged time (or now, without a log).
+// validity and its CA's validFor at the logged time (or now, without a
+// log).
 func (v *Verified) checkTlog(l Layer, opts Options, want loggedSignature, pub crypto.PublicKey) error {
 	fail := func(check, format string, args ...any) error {
 		return &CheckError{Check: check, Signature: l.Digest, Reason: fmt.Sprintf(format, args...)}
@@ -298,13 +327,12 @@ func (v *Verified) checkTlog(l Layer, opts Options, want loggedSignature, pub cr
 			}
 		}
 		if c := v.Certificate; c != nil {
-			now := opts.Now
-			if now.IsZero() {
-				now = time.Now()
-			}
-			if err := CheckValidity(c, now); err != nil {
+			if err := CheckValidity(c, opts.now()); err != nil {
 				return fail(CheckCertificate, "expected a signed timestamp to verify an expired certificate (%v); without the transparency log the certificate must be valid now, so verify without --insecure-ignore-tlog", err)
 			}
+		}
+		if err := v.checkCAWindow(opts, 0, false); err != nil {
+			return &CheckError{Check: CheckCertificate, Signature: l.Digest, Reason: err.Error(), Err: err}
 		}
 		return nil
 	}
@@ -321,6 +349,9 @@ func (v *Verified) checkTlog(l Layer, opts Options, want loggedSignature, pub cr
 		if err := CheckValidity(c, time.Unix(b.Payload.IntegratedTime, 0)); err != nil {
 			return &CheckError{Check: CheckTlog, Signature: l.Digest, Reason: err.Error(), Err: fmt.Errorf("%w: %w", ErrCertificateValidity, err)}
 		}
+	}
+	if err := v.checkCAWindow(opts, b.Payload.IntegratedTime, true); err != nil {
+		return &CheckError{Check: CheckCertificate, Signature: l.Digest, Reason: err.Error(), Err: err}
 	}
 	v.Bundle, v.TlogVerified = b, true
 	return nil

@@ -1,7 +1,6 @@
 package verify
 
 import (
-	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/elliptic"
@@ -14,6 +13,8 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+
+	"github.com/hallmark-dev/hallmark/pkg/root"
 )
 
 const testDigest = "sha256:71b2d9e2a34d6f8a3ab6fb5bc5f7fe14a2e1b7a3a0a6a91b9f3b1b5f4b7d140f"
@@ -230,7 +231,7 @@ func FuzzRekorBundle(f *testing.F) {
 	f.Add(`{}`)
 	f.Add(`null`)
 	sig := mustB64(good.Annotations[AnnotationSignature])
-	keys := map[string]crypto.PublicKey{p.logID: &p.logKey.PublicKey}
+	keys := map[string]root.LogKey{p.logID: {Key: &p.logKey.PublicKey}}
 	f.Fuzz(func(t *testing.T, raw string) {
 		b, err := checkRekorBundle(raw, keys, payload, sig, p.leafPEM)
 		if err == nil && (b == nil || b.Payload.LogID != p.logID) {

@@ -1,17 +1,19 @@
 package verify
 
 import (
-	"crypto"
 	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 
 	ct "github.com/google/certificate-transparency-go"
 	"github.com/google/certificate-transparency-go/ctutil"
 	cttls "github.com/google/certificate-transparency-go/tls"
 	ctx509 "github.com/google/certificate-transparency-go/x509"
+
+	"github.com/hallmark-dev/hallmark/pkg/root"
 )
 
 // ErrSCT is wrapped by every signed-certificate-timestamp failure.
@@ -22,10 +24,11 @@ const maxSCTs = 16
 
 // VerifyEmbeddedSCT checks that leaf carries at least one embedded SCT
 // (RFC 6962 §3.3) signed by one of the CT logs in ctKeys (hex log ID ->
-// key) over the precertificate of leaf issued by issuer. This is what
-// proves the CA published the certificate, as cosign requires unless
+// key), timestamped while that log's key is trusted, over the
+// precertificate of leaf issued by issuer. This is what proves the CA
+// published the certificate, as cosign requires unless
 // --insecure-ignore-sct.
-func VerifyEmbeddedSCT(leaf, issuer *x509.Certificate, ctKeys map[string]crypto.PublicKey) error {
+func VerifyEmbeddedSCT(leaf, issuer *x509.Certificate, ctKeys map[string]root.LogKey) error {
 	if issuer == nil {
 		return fmt.Errorf("%w: the issuer of the certificate is unknown", ErrSCT)
 	}
@@ -41,6 +44,7 @@ func VerifyEmbeddedSCT(leaf, issuer *x509.Certificate, ctKeys map[string]crypto.
 		return fmt.Errorf("%w: parsing the issuer certificate: %v", ErrSCT, err)
 	}
 	var reasons []string
+	outside := false
 	for i, s := range cl.SCTList.SCTList {
 		if i >= maxSCTs {
 			break
@@ -57,18 +61,35 @@ func VerifyEmbeddedSCT(leaf, issuer *x509.Certificate, ctKeys map[string]crypto.
 			reasons = append(reasons, fmt.Sprintf("SCT %d is from CT log %s, which is not in the trusted root", i+1, id))
 			continue
 		}
-		if err := ctutil.VerifySCT(key, []*ctx509.Certificate{cl, ci}, &sct, true); err != nil {
+		if err := sctInWindow(&sct, id, key); err != nil {
+			reasons = append(reasons, fmt.Sprintf("SCT %d: %v", i+1, err))
+			outside = true
+			continue
+		}
+		if err := ctutil.VerifySCT(key.Key, []*ctx509.Certificate{cl, ci}, &sct, true); err != nil {
 			reasons = append(reasons, fmt.Sprintf("SCT %d from CT log %s does not verify: %v", i+1, id, err))
 			continue
 		}
 		return nil
 	}
+	if outside {
+		return fmt.Errorf("%w: %v (%w)", ErrSCT, reasons, ErrOutsideValidFor)
+	}
 	return fmt.Errorf("%w: %v", ErrSCT, reasons)
+}
+
+// sctInWindow checks that the CT log key with log ID id was trusted when
+// it issued sct (sigstore-go skips SCTs outside their log key's validFor).
+func sctInWindow(sct *ct.SignedCertificateTimestamp, id string, key root.LogKey) error {
+	if t := ct.TimestampToTime(sct.Timestamp); !key.ValidFor.Covers(t) {
+		return fmt.Errorf("CT log key %s is trusted %s; the SCT was issued at %s", id, key.ValidFor, t.UTC().Format(time.RFC3339Nano))
+	}
+	return nil
 }
 
 // VerifyDetachedSCT checks a detached SCT (the JSON a Fulcio v1 server
 // returns in its SCT header) for leaf issued by issuer.
-func VerifyDetachedSCT(raw []byte, leaf, issuer *x509.Certificate, ctKeys map[string]crypto.PublicKey) error {
+func VerifyDetachedSCT(raw []byte, leaf, issuer *x509.Certificate, ctKeys map[string]root.LogKey) error {
 	var wire struct {
 		Version    int    `json:"sct_version"`
 		ID         []byte `json:"id"`
@@ -90,6 +111,9 @@ func VerifyDetachedSCT(raw []byte, leaf, issuer *x509.Certificate, ctKeys map[st
 	if !ok {
 		return fmt.Errorf("%w: detached SCT is from CT log %s, which is not in the trusted root", ErrSCT, id)
 	}
+	if err := sctInWindow(&sct, id, key); err != nil {
+		return fmt.Errorf("%w: detached SCT: %v (%w)", ErrSCT, err, ErrOutsideValidFor)
+	}
 	cl, err := ctx509.ParseCertificate(leaf.Raw)
 	if cl == nil {
 		return fmt.Errorf("%w: parsing the certificate: %v", ErrSCT, err)
@@ -100,7 +124,7 @@ func VerifyDetachedSCT(raw []byte, leaf, issuer *x509.Certificate, ctKeys map[st
 			chain = append(chain, ci)
 		}
 	}
-	if err := ctutil.VerifySCT(key, chain, &sct, false); err != nil {
+	if err := ctutil.VerifySCT(key.Key, chain, &sct, false); err != nil {
 		return fmt.Errorf("%w: detached SCT does not verify: %v", ErrSCT, err)
 	}
 	return nil

@@ -236,7 +236,8 @@ func VerifySigstoreBundle(raw []byte, check BundleCheck, opts Options, digest st
 	case leaf == nil:
 		return nil, fail(CheckCertificate, "bundle has no certificate (was it signed with a key? then verify with --key)")
 	default:
-		if _, err := VerifyCertificate(leaf, chain, *opts.Cert); err != nil {
+		verified, err := VerifyCertificate(leaf, chain, *opts.Cert)
+		if err != nil {
 			c := CheckCertificate
 			switch {
 			case errors.Is(err, ErrIdentityMismatch):
@@ -246,7 +247,7 @@ func VerifySigstoreBundle(raw []byte, check BundleCheck, opts Options, digest st
 			}
 			return nil, &CheckError{Check: c, Signature: digest, Reason: err.Error(), Err: err}
 		}
-		v.Certificate, pub = leaf, leaf.PublicKey
+		v.Certificate, v.chain, pub = leaf, verified, leaf.PublicKey
 	}
 	pae := payload.PAE(env.PayloadType, env.Payload)
 	var sig []byte
@@ -278,6 +279,13 @@ func VerifySigstoreBundle(raw []byte, check BundleCheck, opts Options, digest st
 	}
 	if err := v.checkBundleTlog(sb, opts, want); err != nil {
 		return nil, &CheckError{Check: CheckTlog, Signature: digest, Reason: err.Error(), Err: err}
+	}
+	var integrated int64
+	if v.LogEntry != nil {
+		integrated = v.LogEntry.IntegratedTime
+	}
+	if err := v.checkCAWindow(opts, integrated, v.TlogVerified); err != nil {
+		return nil, &CheckError{Check: CheckCertificate, Signature: digest, Reason: err.Error(), Err: err}
 	}
 	// The annotations are those of the subject that is this image (a
 	// statement may name several images, each with its own).
@@ -337,11 +345,7 @@ func subjectDigests(st payload.Statement) string {
 func (v *Verified) checkBundleTlog(sb *SigstoreBundle, opts Options, want loggedSignature) error {
 	if opts.IgnoreTlog {
 		if c := v.Certificate; c != nil {
-			now := opts.Now
-			if now.IsZero() {
-				now = time.Now()
-			}
-			if err := CheckValidity(c, now); err != nil {
+			if err := CheckValidity(c, opts.now()); err != nil {
 				return fmt.Errorf("expected a signed timestamp to verify an expired certificate (%v)", err)
 			}
 		}

@@ -2,7 +2,6 @@ package verify
 
 import (
 	"bytes"
-	"crypto"
 	"crypto/ecdsa"
 	"crypto/sha256"
 	"crypto/x509"
@@ -13,9 +12,12 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/transparency-dev/merkle/proof"
 	"github.com/transparency-dev/merkle/rfc6962"
+
+	"github.com/hallmark-dev/hallmark/pkg/root"
 )
 
 // Transparency-log errors. Match them with errors.Is; the messages around
@@ -35,6 +37,10 @@ var (
 	// ErrCertificateValidity: the certificate was not valid when the
 	// signature was logged.
 	ErrCertificateValidity = errors.New("certificate not valid at the logged time")
+	// ErrOutsideValidFor: a key or certificate authority of the trusted
+	// root vouched for something outside its validFor window (a retired
+	// or not yet active log key, CT log key or CA).
+	ErrOutsideValidFor = errors.New("trusted root key or certificate authority used outside its validFor window")
 )
 
 // LogEntry is one transparency-log entry as Rekor v1 returns it and as
@@ -67,25 +73,32 @@ type canonicalSETPayload struct {
 	LogIndex       int64  `json:"logIndex"`
 }
 
-// logKey returns the ECDSA key of the log that e names.
-func logKey(logID string, keys map[string]crypto.PublicKey) (*ecdsa.PublicKey, error) {
-	key, ok := keys[strings.ToLower(logID)]
+// logKey returns the ECDSA key of the log that e names, once it is known
+// to be trusted at the entry's integrated time (sigstore-go: "rekor log
+// public key not valid at payload integrated time").
+func logKey(e *LogEntry, keys map[string]root.LogKey) (*ecdsa.PublicKey, error) {
+	key, ok := keys[strings.ToLower(e.LogID)]
 	if !ok {
-		return nil, fmt.Errorf("%w: transparency log %q is not in the trusted root (verify with the trusted root of the server that logged it)", ErrUnknownLog, logID)
+		return nil, fmt.Errorf("%w: transparency log %q is not in the trusted root (verify with the trusted root of the server that logged it)", ErrUnknownLog, e.LogID)
 	}
-	ek, ok := key.(*ecdsa.PublicKey)
+	if t := time.Unix(e.IntegratedTime, 0); !key.ValidFor.Covers(t) {
+		return nil, fmt.Errorf("%w: transparency log key %s is trusted %s; the entry (index %d) was integrated at %s (use a trusted root whose key for that log was valid then)",
+			ErrOutsideValidFor, strings.ToLower(e.LogID), key.ValidFor, e.LogIndex, t.UTC().Format(time.RFC3339))
+	}
+	ek, ok := key.Key.(*ecdsa.PublicKey)
 	if !ok {
-		return nil, fmt.Errorf("transparency log key %T cannot verify a signed entry timestamp (ECDSA required)", key)
+		return nil, fmt.Errorf("transparency log key %T cannot verify a signed entry timestamp (ECDSA required)", key.Key)
 	}
 	return ek, nil
 }
 
 // VerifySET checks the entry's signed entry timestamp with the key of the
-// log it names: an ECDSA signature over the canonical JSON of body,
-// integratedTime, logID and logIndex. It proves the log promised to include
-// exactly this entry at this index and time.
-func VerifySET(e *LogEntry, keys map[string]crypto.PublicKey) error {
-	key, err := logKey(e.LogID, keys)
+// log it names, which must be trusted at the entry's integrated time: an
+// ECDSA signature over the canonical JSON of body, integratedTime, logID
+// and logIndex. It proves the log promised to include exactly this entry
+// at this index and time.
+func VerifySET(e *LogEntry, keys map[string]root.LogKey) error {
+	key, err := logKey(e, keys)
 	if err != nil {
 		return err
 	}
@@ -107,13 +120,14 @@ func VerifySET(e *LogEntry, keys map[string]crypto.PublicKey) error {
 // VerifyInclusion checks the entry's inclusion proof: the RFC 6962 leaf
 // hash of the body, through the proof hashes, gives the root hash, and that
 // root hash and tree size are the ones of a checkpoint signed by the log's
-// key.
-func VerifyInclusion(e *LogEntry, keys map[string]crypto.PublicKey) error {
+// key. That key must be trusted at the entry's integrated time (which only
+// a SET authenticates; sigstore-go checks the window on the SET alone).
+func VerifyInclusion(e *LogEntry, keys map[string]root.LogKey) error {
 	p := e.Proof
 	if p == nil {
 		return fmt.Errorf("%w: the entry carries no inclusion proof", ErrInclusionProof)
 	}
-	key, err := logKey(e.LogID, keys)
+	key, err := logKey(e, keys)
 	if err != nil {
 		return err
 	}
@@ -294,9 +308,10 @@ func firstDER(p []byte) []byte {
 // VerifyLoggedSignature checks a log entry the way a signer does before
 // attaching it: the entry logs exactly this signature (over content with
 // SHA-256 contentSHA256, by the key or certificate with DER keyDER), its
-// SET verifies with the trusted log key, and, when requireProof, its
-// inclusion proof verifies against a checkpoint signed by that key.
-func VerifyLoggedSignature(e *LogEntry, keys map[string]crypto.PublicKey, contentSHA256, sig, keyDER []byte, requireProof bool) error {
+// SET verifies with the log key trusted at its integrated time, and, when
+// requireProof, its inclusion proof verifies against a checkpoint signed
+// by that key.
+func VerifyLoggedSignature(e *LogEntry, keys map[string]root.LogKey, contentSHA256, sig, keyDER []byte, requireProof bool) error {
 	if err := checkEntryBody(e.Body, loggedSignature{contentSHA256: contentSHA256, sig: sig, keyDER: keyDER}); err != nil {
 		return err
 	}

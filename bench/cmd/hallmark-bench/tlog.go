@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -29,6 +28,7 @@ import (
 
 	"github.com/transparency-dev/merkle/rfc6962"
 
+	"github.com/hallmark-dev/hallmark/pkg/root"
 	"github.com/hallmark-dev/hallmark/pkg/sign"
 	"github.com/hallmark-dev/hallmark/pkg/verify"
 )
@@ -413,7 +413,7 @@ func tlogVerifyEntry(raw []byte, key *ecdsa.PublicKey) error {
 		return err
 	}
 	id := sha256.Sum256(der)
-	keys := map[string]crypto.PublicKey{hex.EncodeToString(id[:]): key}
+	keys := map[string]root.LogKey{hex.EncodeToString(id[:]): {Key: key}}
 	if err := verify.VerifySET(e, keys); err != nil {
 		return err
 	}
