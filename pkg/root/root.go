@@ -67,12 +67,12 @@ type Validity struct {
 	End   *time.Time `json:"end,omitempty"`
 }
 
-// Contains reports whether t is within the range (End exclusive when set).
+// Contains reports whether t is within the range (both ends inclusive).
 func (v Validity) Contains(t time.Time) bool {
 	if t.Before(v.Start) {
 		return false
 	}
-	return v.End == nil || t.Before(*v.End)
+	return v.End == nil || !t.After(*v.End) // inclusive, as sigstore-go's ValidAtTime
 }
 
 // CertificateAuthority is a CA (or TSA) with its chain, root last.

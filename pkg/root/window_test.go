@@ -121,3 +121,17 @@ func TestMaterialKeepsValidFor(t *testing.T) {
 		t.Errorf("the public trusted root has a retired CT log key and CA; only %d windows with an end were kept", ended)
 	}
 }
+
+func TestValidityContainsIsInclusive(t *testing.T) {
+	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	end := start.Add(time.Hour)
+	v := Validity{Start: start, End: &end}
+	for _, tc := range []struct {
+		t    time.Time
+		want bool
+	}{{start.Add(-time.Nanosecond), false}, {start, true}, {end, true}, {end.Add(time.Nanosecond), false}} {
+		if got := v.Contains(tc.t); got != tc.want {
+			t.Errorf("Contains(%v) = %v, want %v", tc.t, got, tc.want)
+		}
+	}
+}
