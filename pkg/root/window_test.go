@@ -125,7 +125,7 @@ func TestMaterialKeepsValidFor(t *testing.T) {
 func TestValidityContainsIsInclusive(t *testing.T) {
 	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	end := start.Add(time.Hour)
-	v := Validity{Start: start, End: &end}
+	v := root.Validity{Start: start, End: &end}
 	for _, tc := range []struct {
 		t    time.Time
 		want bool
