@@ -70,7 +70,8 @@ func (s *Service) EventSink() *AuditSink { return &AuditSink{s: s} }
 // AuditSink implements the registry's EventSink.
 type AuditSink struct{ s *Service }
 
-var sigTagRE = regexp.MustCompile(`^(sha256|sha512)-[0-9a-f]+\.sig$`)
+// sigTagRE is internal/index's signature tag pattern (a digest's full hex).
+var sigTagRE = regexp.MustCompile(`^(sha256|sha512)-([0-9a-f]{64}|[0-9a-f]{128})\.sig$`)
 
 // isSignature applies the indexer's rule: a sha256-<hex>.sig tag, or a
 // referrer whose artifact type is a cosign signature or a sigstore bundle.

@@ -13,8 +13,8 @@ import (
 	"time"
 )
 
-// Endpoint kinds of /v2/ requests (the same names internal/registry
-// reports; the server maps its parser onto EndpointParser).
+// Endpoint kinds of /v2/ requests, as internal/registry.ParseEndpoint
+// reports them (the guard's EndpointParser).
 const (
 	EndpointBase      = "base"
 	EndpointCatalog   = "catalog"
@@ -368,7 +368,6 @@ func (s *Service) TokenHandler() http.Handler {
 		}
 		switch {
 		case errors.Is(err, ErrThrottled):
-			w.Header().Set("Content-Type", "application/json")
 			tooMany(w, r, err)
 			return
 		case errors.Is(err, ErrBadCredentials):
@@ -552,8 +551,7 @@ func (s *Service) JobTokenHandler() http.Handler {
 			}
 			ttl = d
 		}
-		adm := &Admin{Store: s.store, Now: s.cfg.Now}
-		secret, t, err := adm.CreateJobToken(r.Context(), JobTokenRequest{Project: req.Project, JobID: req.JobID,
+		secret, t, err := s.IssueJobToken(r.Context(), JobTokenRequest{Project: req.Project, JobID: req.JobID,
 			Pipeline: req.Pipeline, User: req.User, TTL: ttl, CreateProject: true})
 		if err != nil {
 			writeJSONError(w, http.StatusBadRequest, err.Error())
@@ -566,8 +564,9 @@ func (s *Service) JobTokenHandler() http.Handler {
 	})
 }
 
-// IssueJobToken mints a CI job token in process (for `hallmark demo` and
-// `hallmark ci job`); a missing project is created private.
+// IssueJobToken mints a CI job token in process (for `hallmark demo`,
+// `hallmark ci job` and JobTokenHandler); with req.CreateProject a missing
+// project is created private.
 func (s *Service) IssueJobToken(ctx context.Context, req JobTokenRequest) (string, JobToken, error) {
 	adm := &Admin{Store: s.store, Now: s.cfg.Now}
 	return adm.CreateJobToken(ctx, req)

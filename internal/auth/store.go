@@ -68,7 +68,7 @@ type Project struct {
 	Path       string
 	Visibility string
 	// OIDCIssuer, when set, is the only issuer whose ID tokens may log in
-	// for this project; empty means any trusted issuer.
+	// for this project; empty means only the built-in issuer's.
 	OIDCIssuer string
 	Created    time.Time
 }

@@ -94,11 +94,6 @@ func NewTokenSigner(key crypto.Signer, issuer, service string) (*TokenSigner, er
 // Service is the token audience (the registry's service name).
 func (s *TokenSigner) Service() string { return s.service }
 
-// PublicJWK returns the verification key (for publishing as a JWKS).
-func (s *TokenSigner) PublicJWK() jose.JSONWebKey {
-	return jose.JSONWebKey{Key: s.pub, KeyID: s.kid, Algorithm: string(jose.ES256), Use: "sig"}
-}
-
 func randomID() string {
 	b := make([]byte, 16)
 	rand.Read(b)

@@ -25,13 +25,6 @@ type TokenVerifier interface {
 // LeafValidity is the lifetime of an issued certificate, as Fulcio's.
 const LeafValidity = 10 * time.Minute
 
-// Issuer describes a trusted OIDC issuer for GET /api/v2/configuration.
-type Issuer struct {
-	URL            string // issuer URL (token iss)
-	Type           string // oidc.TypeGitLab, TypeEmail, TypeGeneric
-	ChallengeClaim string // claim the proof of possession signs (sub or email)
-}
-
 // Config configures the CA.
 type Config struct {
 	// Audience the token must carry; default "sigstore".
@@ -39,8 +32,6 @@ type Config struct {
 	// Organization names the root and intermediate; default "Hallmark".
 	// Only used when the hierarchy is first created.
 	Organization string
-	// Issuers are listed by GET /api/v2/configuration.
-	Issuers []Issuer
 	// Now is the clock; default time.Now.
 	Now func() time.Time
 }

@@ -57,6 +57,7 @@ var fulcioMessages = []struct {
 	{ErrInsecureKey, codeInvalidArgument, http.StatusBadRequest, "The public key supplied in the request is insecure"},
 	{ErrInvalidCSR, codeInvalidArgument, http.StatusBadRequest, "The certificate signing request could not be parsed"},
 	{ErrInvalidSignature, codeInvalidArgument, http.StatusBadRequest, "The signature supplied in the request could not be verified"},
+	{errUnavailable, codeUnavailable, http.StatusServiceUnavailable, "The identity token could not be checked right now; retry later"},
 }
 
 // errorBody is grpc-gateway's JSON error shape, which Fulcio clients parse.
@@ -78,10 +79,6 @@ func writeError(w http.ResponseWriter, err error) {
 			body.Message = fmt.Sprintf("%s: %v", m.msg, err)
 			break
 		}
-	}
-	if status == http.StatusInternalServerError && errors.Is(err, errUnavailable) {
-		body.Code, status = codeUnavailable, http.StatusServiceUnavailable
-		body.Message = fmt.Sprintf("The identity token could not be checked right now; retry later: %v", err)
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)

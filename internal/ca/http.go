@@ -80,7 +80,7 @@ func isClassified(err error) bool {
 			return true
 		}
 	}
-	return errors.Is(err, errUnavailable)
+	return false
 }
 
 // pemCert is a certificate as Fulcio returns it: PEM, whitespace-trimmed.
@@ -194,31 +194,19 @@ type issuerLister interface {
 	Issuers() []oidc.IssuerInfo
 }
 
-// issuers returns Config.Issuers, else what the verifier lists.
-func (c *CA) issuers() []Issuer {
-	if len(c.cfg.Issuers) > 0 {
-		return c.cfg.Issuers
-	}
-	l, ok := c.verifier.(issuerLister)
-	if !ok {
-		return nil
-	}
-	var out []Issuer
-	for _, i := range l.Issuers() {
-		claim := "sub"
-		if i.Type == oidc.TypeEmail {
-			claim = "email"
-		}
-		out = append(out, Issuer{URL: i.URL, Type: i.Type, ChallengeClaim: claim})
-	}
-	return out
-}
-
-// serveConfiguration lists the trusted OIDC issuers as Fulcio does.
+// serveConfiguration lists the verifier's trusted OIDC issuers as Fulcio
+// does, with the claim the proof of possession signs (sub, or email for an
+// email issuer).
 func (c *CA) serveConfiguration(w http.ResponseWriter, _ *http.Request) {
 	list := []oidcIssuerJSON{}
-	for _, i := range c.issuers() {
-		list = append(list, oidcIssuerJSON{IssuerURL: i.URL, Audience: c.cfg.Audience, ChallengeClaim: i.ChallengeClaim, IssuerType: i.Type})
+	if l, ok := c.verifier.(issuerLister); ok {
+		for _, i := range l.Issuers() {
+			claim := "sub"
+			if i.Type == oidc.TypeEmail {
+				claim = "email"
+			}
+			list = append(list, oidcIssuerJSON{IssuerURL: i.URL, Audience: c.cfg.Audience, ChallengeClaim: claim, IssuerType: i.Type})
+		}
 	}
 	writeJSON(w, map[string]any{"issuers": list})
 }

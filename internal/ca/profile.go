@@ -4,12 +4,9 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/asn1"
-	"encoding/json"
 	"fmt"
-	"math"
 	"net/mail"
 	"net/url"
-	"strconv"
 	"strings"
 
 	"github.com/hallmark-dev/hallmark/internal/oidc"
@@ -152,7 +149,7 @@ func PrincipalFromToken(tok *oidc.Token) (*Principal, error) {
 		}
 		p.Challenge = tok.Subject // Fulcio: the principal's name is sub for CI issuers
 	case oidc.TypeEmail:
-		email, _ := claimString(tok.Claims, "email")
+		email, _ := tok.StringClaim("email")
 		if email == "" {
 			return nil, fmt.Errorf("%w: the token has no email claim, which an email issuer's certificate needs", ErrInvalidToken)
 		}
@@ -198,10 +195,9 @@ func genericSubject(id string) Subject {
 // ci-provider templates). URLs are built from the token's issuer, not a
 // hard-coded gitlab.com: for gitlab.com the result is identical to Fulcio's.
 func gitlabPrincipal(tok *oidc.Token, p *Principal) error {
-	c := tok.Claims
 	var missing []string
 	get := func(name string) string {
-		v, ok := claimString(c, name)
+		v, ok := tok.StringClaim(name)
 		if !ok || v == "" {
 			missing = append(missing, name)
 		}
@@ -248,9 +244,9 @@ func gitlabPrincipal(tok *oidc.Token, p *Principal) error {
 		return fmt.Errorf("%w: ci_config_ref_uri %q is not a host/path URI", ErrInvalidToken, configRef)
 	}
 	instance := strings.TrimSuffix(tok.Issuer, "/")
-	configSHA, _ := claimString(c, "ci_config_sha")
-	visibility, _ := claimString(c, "project_visibility")
-	environment, _ := claimString(c, "environment")
+	configSHA, _ := tok.StringClaim("ci_config_sha")
+	visibility, _ := tok.StringClaim("project_visibility")
+	environment, _ := tok.StringClaim("environment")
 	p.Subject = Subject{URI: san}
 	e := &p.Extensions
 	e.BuildSignerURI = san.String()
@@ -269,34 +265,6 @@ func gitlabPrincipal(tok *oidc.Token, p *Principal) error {
 	e.SourceRepositoryVisibilityAtSigning = visibility
 	e.DeploymentEnvironment = environment
 	return nil
-}
-
-// claimString renders a claim as Fulcio's templates do: strings as they
-// are, whole numbers without a decimal point, booleans as true/false.
-// A missing or null claim reports false.
-func claimString(claims map[string]any, name string) (string, bool) {
-	v, ok := claims[name]
-	if !ok || v == nil {
-		return "", false
-	}
-	switch x := v.(type) {
-	case string:
-		return x, true
-	case bool:
-		return strconv.FormatBool(x), true
-	case float64:
-		if x == math.Trunc(x) && math.Abs(x) < 1e15 {
-			return strconv.FormatInt(int64(x), 10), true
-		}
-		return strconv.FormatFloat(x, 'f', -1, 64), true
-	case json.Number:
-		return x.String(), true
-	case int:
-		return strconv.Itoa(x), true
-	case int64:
-		return strconv.FormatInt(x, 10), true
-	}
-	return "", false
 }
 
 // claimTrue reports whether a boolean claim is true (or the string "true",

@@ -128,27 +128,37 @@ var (
 // tags) and sub project_path:<project>:ref_type:<type>:ref:<ref>, exactly
 // as GitLab builds them.
 func (i *Issuer) Mint(ctx context.Context, job JobClaims) (string, error) {
+	tok, _, _, err := i.mint(ctx, job)
+	return tok, err
+}
+
+// mint is Mint that also returns the token's expiry and the kid of the key
+// that signed it.
+func (i *Issuer) mint(ctx context.Context, job JobClaims) (tok string, exp time.Time, kid string, err error) {
 	now := i.cfg.Now()
 	c, err := i.claims(job, now)
 	if err != nil {
-		return "", err
+		return "", time.Time{}, "", err
 	}
 	i.maybeRotate(ctx, now)
 	payload, err := json.Marshal(c)
 	if err != nil {
-		return "", fmt.Errorf("oidc: encode claims: %w", err)
+		return "", time.Time{}, "", fmt.Errorf("oidc: encode claims: %w", err)
 	}
 	k := i.current()
 	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.RS256, Key: jose.JSONWebKey{Key: k.priv, KeyID: k.kid}},
 		(&jose.SignerOptions{}).WithType("JWT"))
 	if err != nil {
-		return "", fmt.Errorf("oidc: signer: %w", err)
+		return "", time.Time{}, "", fmt.Errorf("oidc: signer: %w", err)
 	}
 	obj, err := signer.Sign(payload)
 	if err != nil {
-		return "", fmt.Errorf("oidc: sign token: %w", err)
+		return "", time.Time{}, "", fmt.Errorf("oidc: sign token: %w", err)
 	}
-	return obj.CompactSerialize()
+	if tok, err = obj.CompactSerialize(); err != nil {
+		return "", time.Time{}, "", err
+	}
+	return tok, time.Unix(c.Exp, 0).UTC(), k.kid, nil
 }
 
 // claims validates job, applies the defaults and builds the payload.
@@ -387,5 +397,3 @@ func uuid4() (string, error) {
 }
 
 func b64(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }
-
-func b64dec(s string) ([]byte, error) { return base64.RawURLEncoding.DecodeString(s) }

@@ -154,7 +154,7 @@ func (h *Handler) Mint(w http.ResponseWriter, r *http.Request) {
 		}
 		job.TTL = d
 	}
-	tok, err := h.iss.Mint(r.Context(), job)
+	tok, exp, kid, err := h.iss.mint(r.Context(), job)
 	if err != nil {
 		if errors.Is(err, ErrInvalidClaims) {
 			writeJSON(w, http.StatusBadRequest, errorBody{Error: err.Error()})
@@ -164,7 +164,6 @@ func (h *Handler) Mint(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusInternalServerError, errorBody{Error: "minting the token failed; see the server log"})
 		return
 	}
-	exp, kid := tokenExpiry(tok)
 	h.log.InfoContext(r.Context(), "oidc: minted CI job token", "project", job.ProjectPath, "ref", job.Ref, "aud", job.Audience, "kid", kid)
 	writeJSON(w, http.StatusOK, MintResponse{Token: tok, ExpiresAt: exp, KeyID: kid})
 }
@@ -193,22 +192,6 @@ func parseTTL(s string) (time.Duration, error) {
 		return 0, fmt.Errorf("ttl %q: want a positive duration such as 10m or a number of seconds", s)
 	}
 	return d, nil
-}
-
-// tokenExpiry reads exp and kid of a token this issuer just minted.
-func tokenExpiry(tok string) (time.Time, string) {
-	u, err := parseUnverified(tok, 1<<20)
-	if err != nil {
-		return time.Time{}, ""
-	}
-	parts := strings.Split(tok, ".")
-	var p struct {
-		Exp int64 `json:"exp"`
-	}
-	if b, err := b64dec(parts[1]); err == nil {
-		_ = json.Unmarshal(b, &p)
-	}
-	return time.Unix(p.Exp, 0).UTC(), u.header.Kid
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

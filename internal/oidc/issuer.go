@@ -348,6 +348,3 @@ func (i *Issuer) Discovery() []byte {
 	b, _ := json.Marshal(doc)
 	return b
 }
-
-// TTL limits of the issuer.
-func (i *Issuer) TTL() (def, max time.Duration) { return i.cfg.DefaultTTL, i.cfg.MaxTTL }

@@ -3,6 +3,7 @@ package oidc
 import (
 	"context"
 	"crypto"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"os"
@@ -29,7 +30,7 @@ func TestMintGitLabClaimSet(t *testing.T) {
 	tok := mint(t, iss, j)
 
 	hdr := strings.Split(tok, ".")[0]
-	hb, _ := b64dec(hdr)
+	hb, _ := base64.RawURLEncoding.DecodeString(hdr)
 	var h map[string]string
 	if err := json.Unmarshal(hb, &h); err != nil {
 		t.Fatal(err)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -362,10 +361,4 @@ func claimTrue(v any) bool {
 		return b == "true"
 	}
 	return false
-}
-
-// IsClientError reports whether err means the token itself is unacceptable
-// (as opposed to ErrIssuerUnavailable, a temporary server-side problem).
-func IsClientError(err error) bool {
-	return err != nil && !errors.Is(err, ErrIssuerUnavailable)
 }

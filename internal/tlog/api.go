@@ -229,10 +229,6 @@ func (a *API) retrieve(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx := r.Context()
 	for _, id := range q.EntryUUIDs {
-		if _, err := a.l.ParseEntryID(id); err != nil && !errors.Is(err, ErrNotFound) {
-			a.failErr(w, r, err)
-			return
-		}
 		if !add(a.l.EntryByUUID(ctx, id)) {
 			return
 		}

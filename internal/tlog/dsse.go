@@ -7,7 +7,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"sort"
-	"strconv"
+
+	"github.com/hallmark-dev/hallmark/pkg/payload"
 )
 
 // Bounds on one dsse entry: each (signature, verifier) pair may cost a
@@ -90,7 +91,7 @@ func canonicalDSSE(raw json.RawMessage) ([]byte, error) {
 	if len(env.Signatures) > maxDSSESignatures {
 		return nil, fmt.Errorf("%w: dsse: %d envelope signatures; at most %d are accepted", ErrTooLarge, len(env.Signatures), maxDSSESignatures)
 	}
-	payload, err := dsseB64("dsse: envelope payload", env.Payload)
+	body, err := dsseB64("dsse: envelope payload", env.Payload)
 	if err != nil {
 		return nil, err
 	}
@@ -100,7 +101,7 @@ func canonicalDSSE(raw json.RawMessage) ([]byte, error) {
 			return nil, err
 		}
 	}
-	pae := dssePAE(env.PayloadType, payload)
+	pae := payload.PAE(env.PayloadType, body)
 
 	// As Rekor: verifiers are tried in order until every signature is
 	// verified; each verifier tried must verify at least one signature.
@@ -144,7 +145,7 @@ func canonicalDSSE(raw json.RawMessage) ([]byte, error) {
 	var b dsseBody
 	b.APIVersion, b.Kind = APIVersion, KindDSSE
 	eh := sha256.Sum256([]byte(*pc.Envelope))
-	ph := sha256.Sum256(payload)
+	ph := sha256.Sum256(body)
 	b.Spec.EnvelopeHash = hashValue{"sha256", hex.EncodeToString(eh[:])}
 	b.Spec.PayloadHash = hashValue{"sha256", hex.EncodeToString(ph[:])}
 	for sig, v := range bySig {
@@ -165,17 +166,4 @@ func dsseB64(field, s string) ([]byte, error) {
 		return nil, invalidf("%s is not base64", field)
 	}
 	return b, nil
-}
-
-// dssePAE is the DSSE v1 pre-authentication encoding.
-func dssePAE(payloadType string, payload []byte) []byte {
-	out := make([]byte, 0, 32+len(payloadType)+len(payload))
-	out = append(out, "DSSEv1 "...)
-	out = strconv.AppendInt(out, int64(len(payloadType)), 10)
-	out = append(out, ' ')
-	out = append(out, payloadType...)
-	out = append(out, ' ')
-	out = strconv.AppendInt(out, int64(len(payload)), 10)
-	out = append(out, ' ')
-	return append(out, payload...)
 }

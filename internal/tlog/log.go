@@ -484,7 +484,7 @@ func (l *Log) withProof(ctx context.Context, e *Entry) (*LogEntry, error) {
 	return l.finish(*e, InclusionProof{LogIndex: e.Index, TreeSize: head.Size, RootHash: head.Root, Hashes: hs, Checkpoint: head.Checkpoint})
 }
 
-// InclusionProof returns the audit path of leaf index in the tree of size
+// inclusion returns the audit path of leaf index in the tree of size
 // leaves, read from storage (O(log size) node reads).
 func (l *Log) inclusion(ctx context.Context, index, size uint64) ([][]byte, error) {
 	nodes, err := proof.Inclusion(index, size)

@@ -67,13 +67,9 @@ type Validity struct {
 	End   *time.Time `json:"end,omitempty"`
 }
 
-// Contains reports whether t is within the range (both ends inclusive).
-func (v Validity) Contains(t time.Time) bool {
-	if t.Before(v.Start) {
-		return false
-	}
-	return v.End == nil || !t.After(*v.End) // inclusive, as sigstore-go's ValidAtTime
-}
+// Contains reports whether t is within the range (both ends inclusive, as
+// sigstore-go's ValidAtTime).
+func (v Validity) Contains(t time.Time) bool { return v.Window().Covers(t) }
 
 // CertificateAuthority is a CA (or TSA) with its chain, root last.
 type CertificateAuthority struct {
