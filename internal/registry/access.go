@@ -1,50 +1,35 @@
 package registry
 
-// Endpoint kinds reported by ParseEndpoint.
-const (
-	EndpointUnknown   = ""
-	EndpointBase      = "base"
-	EndpointCatalog   = "catalog"
-	EndpointTags      = "tags"
-	EndpointManifests = "manifests"
-	EndpointBlobs     = "blobs"
-	EndpointUploads   = "uploads" // upload start and upload sessions
-	EndpointReferrers = "referrers"
-)
+import "github.com/hallmark-dev/hallmark/internal/auth"
 
-// Endpoint is what a /v2/ request path addresses, as the handler itself
-// routes it, so that access control in front of the handler decides on
-// exactly the repository the handler will serve.
-type Endpoint struct {
-	Kind       string // one of the Endpoint* constants
-	Repository string // empty for base, catalog and unknown paths
-	Reference  string // tag, digest or upload session id, when the path has one
-}
-
-// ParseEndpoint parses a /v2/ URL path. It returns an error when the path
-// names a repository endpoint with an invalid repository name; the handler
-// answers such requests with NAME_INVALID.
-func ParseEndpoint(path string) (Endpoint, error) {
+// ParseEndpoint parses a /v2/ URL path as the handler itself routes it, so
+// that access control in front of the handler (auth.Service.Guard) decides
+// on exactly the repository the handler will serve. The kind is one of the
+// auth.Endpoint* constants, "" for a path that is no endpoint; the
+// repository is empty for base, catalog and unknown paths. It returns an
+// error when the path names a repository endpoint with an invalid
+// repository name; the handler answers such requests with NAME_INVALID.
+func ParseEndpoint(path string) (auth.Endpoint, error) {
 	rt, perr := parseRoute(path)
 	var kind string
 	switch rt.kind {
 	case routeBase:
-		kind = EndpointBase
+		kind = auth.EndpointBase
 	case routeCatalog:
-		kind = EndpointCatalog
+		kind = auth.EndpointCatalog
 	case routeTags:
-		kind = EndpointTags
+		kind = auth.EndpointTags
 	case routeManifest:
-		kind = EndpointManifests
+		kind = auth.EndpointManifests
 	case routeBlob:
-		kind = EndpointBlobs
+		kind = auth.EndpointBlobs
 	case routeUploadStart, routeUpload:
-		kind = EndpointUploads
+		kind = auth.EndpointUploads
 	case routeReferrers:
-		kind = EndpointReferrers
+		kind = auth.EndpointReferrers
 	}
-	ep := Endpoint{Kind: kind, Repository: rt.name, Reference: rt.ref}
-	if perr != nil {
+	ep := auth.Endpoint{Kind: kind, Repository: rt.name}
+	if perr != nil { // not a nil *Error in a non-nil error
 		return ep, perr
 	}
 	return ep, nil

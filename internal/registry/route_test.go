@@ -4,6 +4,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/hallmark-dev/hallmark/internal/auth"
 	"github.com/hallmark-dev/hallmark/pkg/oci"
 )
 
@@ -60,6 +61,35 @@ func TestParseRoute(t *testing.T) {
 		}
 		if err != nil && err.Code != CodeNameInvalid {
 			t.Errorf("parseRoute(%q) code %s", tc.path, err.Code)
+		}
+	}
+}
+
+// TestParseEndpoint: the access-control view of a path names the endpoint
+// and repository the handler routes it to; a valid path has a nil error
+// (not a nil *Error).
+func TestParseEndpoint(t *testing.T) {
+	d := "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"
+	tests := []struct {
+		path    string
+		want    auth.Endpoint
+		invalid bool
+	}{
+		{"/v2/", auth.Endpoint{Kind: auth.EndpointBase}, false},
+		{"/v2/_catalog", auth.Endpoint{Kind: auth.EndpointCatalog}, false},
+		{"/v2/g/app/tags/list", auth.Endpoint{Kind: auth.EndpointTags, Repository: "g/app"}, false},
+		{"/v2/g/app/manifests/v1", auth.Endpoint{Kind: auth.EndpointManifests, Repository: "g/app"}, false},
+		{"/v2/g/app/blobs/" + d, auth.Endpoint{Kind: auth.EndpointBlobs, Repository: "g/app"}, false},
+		{"/v2/g/app/blobs/uploads/", auth.Endpoint{Kind: auth.EndpointUploads, Repository: "g/app"}, false},
+		{"/v2/g/app/blobs/uploads/abc", auth.Endpoint{Kind: auth.EndpointUploads, Repository: "g/app"}, false},
+		{"/v2/g/app/referrers/" + d, auth.Endpoint{Kind: auth.EndpointReferrers, Repository: "g/app"}, false},
+		{"/v2/g/app", auth.Endpoint{}, false},
+		{"/v2/G/app/manifests/v1", auth.Endpoint{Kind: auth.EndpointManifests, Repository: "G/app"}, true},
+	}
+	for _, tc := range tests {
+		got, err := ParseEndpoint(tc.path)
+		if got != tc.want || (err != nil) != tc.invalid {
+			t.Errorf("ParseEndpoint(%q) = %+v, %v; want %+v, invalid=%v", tc.path, got, err, tc.want, tc.invalid)
 		}
 	}
 }

@@ -33,26 +33,17 @@ const (
 	JobTokensPath = "/api/v1/ci/job-tokens"
 )
 
-// authStore is what the auth service needs of the metadata database.
-type authStore interface {
-	auth.Store
-}
-
 // setupAuth builds the auth service when --auth=on: the registry token
 // signing key (data dir keys/registry-token.pem, ES256), the bootstrap
 // admin account, and the service itself. With auth off it does nothing.
 // It must run before the registry handler is built (the audit log hooks
 // its events).
-func (s *Server) setupAuth(ctx context.Context, store authStore) error {
+func (s *Server) setupAuth(ctx context.Context, store auth.Store) error {
 	if s.cfg.Auth != "on" {
 		s.log.WarnContext(ctx, "auth is OFF: anyone who can reach this address may push, overwrite and delete images", "addr", s.ln.Addr().String())
 		return nil
 	}
-	ks, err := keystore.Open(filepath.Join(s.cfg.DataDir, "keys"))
-	if err != nil {
-		return err
-	}
-	key, err := ks.LoadOrCreate("registry-token", keystore.ECDSAP256)
+	key, err := s.keys.LoadOrCreate("registry-token", keystore.ECDSAP256)
 	if err != nil {
 		return err
 	}
@@ -134,12 +125,7 @@ func (s *Server) protectRegistry(h http.Handler) http.Handler {
 	if s.auth == nil {
 		return h
 	}
-	return s.auth.Guard(h, parseEndpoint)
-}
-
-func parseEndpoint(path string) (auth.Endpoint, error) {
-	ep, err := registry.ParseEndpoint(path)
-	return auth.Endpoint{Kind: ep.Kind, Repository: ep.Repository}, err
+	return s.auth.Guard(h, registry.ParseEndpoint)
 }
 
 // registerAuth mounts the token endpoint and the admin API.

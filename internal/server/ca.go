@@ -4,10 +4,8 @@ import (
 	"context"
 	"errors"
 	"net/http"
-	"path/filepath"
 
 	"github.com/hallmark-dev/hallmark/internal/ca"
-	"github.com/hallmark-dev/hallmark/internal/keystore"
 )
 
 // setupCA builds the Fulcio-compatible CA (root, intermediate and CT log
@@ -18,15 +16,13 @@ func (s *Server) setupCA(ctx context.Context, mux *http.ServeMux) error {
 	if s.oidcVerifier == nil {
 		return errors.New("the CA needs the OIDC verifier: setupOIDC must run first")
 	}
-	ks, err := keystore.Open(filepath.Join(s.cfg.DataDir, "keys"))
+	c, err := ca.New(s.keys, s.oidcVerifier, s.log, ca.Config{})
 	if err != nil {
 		return err
 	}
-	c, err := ca.New(ks, s.oidcVerifier, s.log, ca.Config{})
-	if err != nil {
-		return err
+	for _, r := range c.Routes() {
+		mux.Handle(r.Pattern, s.metrics.instrument(r.Label, r.Handler))
 	}
-	c.Register(mux)
 	s.ca = c
 	root := c.Chain()[len(c.Chain())-1]
 	s.log.InfoContext(ctx, "ca: ready", "root", root.Subject.String(), "root_not_after", root.NotAfter)

@@ -12,7 +12,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
-	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -53,17 +52,7 @@ func decodeSegment(s string) ([]byte, error) {
 
 func caPost(t *testing.T, url, token string, body []byte) (int, []byte) {
 	t.Helper()
-	req, _ := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
-	req.Header.Set("Content-Type", "application/json")
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
+	resp, b := call(t, http.MethodPost, url, token, body, "Content-Type", "application/json")
 	return resp.StatusCode, b
 }
 
@@ -122,6 +111,10 @@ func TestServerCAKeylessFlow(t *testing.T) {
 		chain := pemCerts(t, resp)
 		if len(chain) != 3 {
 			t.Fatalf("%d certificates", len(chain))
+		}
+		// The CA's endpoints are counted in /metrics like every other route.
+		if _, m := call(t, http.MethodGet, srv.URL+"/metrics", "", nil); !strings.Contains(string(m), `hallmark_http_requests_total{code="201",method="POST",route="fulcio_v1_signing_cert"} 1`) {
+			t.Error("the v1 signingCert request is not in /metrics")
 		}
 		roots, inters := x509.NewCertPool(), x509.NewCertPool()
 		roots.AddCert(chain[2])

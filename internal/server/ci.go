@@ -104,10 +104,7 @@ func (s *Server) setupCI(mux *http.ServeMux) {
 	} else {
 		h = s.requireAdminToken(h)
 	}
-	if s.metrics != nil {
-		h = s.metrics.instrument("ci_job", h)
-	}
-	mux.Handle("POST "+CIJobPath, h)
+	mux.Handle("POST "+CIJobPath, s.metrics.instrument("ci_job", h))
 }
 
 // requireAdminToken authorises admin requests with the data dir's admin

@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"crypto/sha256"
 	"crypto/x509"
 	"encoding/hex"
 	"errors"
@@ -37,10 +36,8 @@ func (s *Server) setupIndexTrust(ix *index.Indexer) {
 	t := index.KeylessTrust{CAs: []root.CA{ca}, CTLogKeys: map[string]root.LogKey{}, TlogKeys: map[string]root.LogKey{}}
 	ctID := s.ca.CTLogID()
 	t.CTLogKeys[hex.EncodeToString(ctID[:])] = root.LogKey{Key: s.ca.CTLogPublicKey()}
-	if der, err := x509.MarshalPKIXPublicKey(s.tlog.PublicKey()); err == nil {
-		id := sha256.Sum256(der)
-		t.TlogKeys[hex.EncodeToString(id[:])] = root.LogKey{Key: s.tlog.PublicKey()}
-	}
+	tlogID := s.tlog.LogID()
+	t.TlogKeys[hex.EncodeToString(tlogID[:])] = root.LogKey{Key: s.tlog.PublicKey()}
 	ix.SetKeylessTrust(t)
 }
 

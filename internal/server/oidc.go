@@ -25,11 +25,7 @@ const AdminTokenFile = "admin-token"
 func (s *Server) setupOIDC(ctx context.Context, mux *http.ServeMux) error {
 	cfg := s.cfg
 	if cfg.OIDCBuiltin {
-		ks, err := keystore.Open(filepath.Join(cfg.DataDir, "keys"))
-		if err != nil {
-			return err
-		}
-		iss, err := oidc.NewIssuer(s.log, ks, oidc.IssuerConfig{
+		iss, err := oidc.NewIssuer(s.log, s.keys, oidc.IssuerConfig{
 			URL:            s.url,
 			DefaultTTL:     cfg.OIDCTokenTTL,
 			MaxTTL:         cfg.OIDCMaxTokenTTL,
@@ -53,10 +49,7 @@ func (s *Server) setupOIDC(ctx context.Context, mux *http.ServeMux) error {
 		if err != nil {
 			return err
 		}
-		wrap := func(_ string, h http.Handler) http.Handler { return h }
-		if s.metrics != nil {
-			wrap = s.metrics.instrument
-		}
+		wrap := s.metrics.instrument
 		mux.Handle("GET "+oidc.DiscoveryPath, wrap("oidc_discovery", http.HandlerFunc(h.Discovery)))
 		mux.Handle("GET "+oidc.JWKSPath, wrap("oidc_jwks", http.HandlerFunc(h.JWKS)))
 		mux.Handle("POST "+oidc.MintPath, wrap("oidc_token", http.HandlerFunc(h.Mint)))

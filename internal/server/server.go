@@ -22,6 +22,7 @@ import (
 	"github.com/hallmark-dev/hallmark/internal/ca"
 	"github.com/hallmark-dev/hallmark/internal/config"
 	"github.com/hallmark-dev/hallmark/internal/index"
+	"github.com/hallmark-dev/hallmark/internal/keystore"
 	"github.com/hallmark-dev/hallmark/internal/meta"
 	"github.com/hallmark-dev/hallmark/internal/meta/sqlite"
 	"github.com/hallmark-dev/hallmark/internal/oidc"
@@ -38,6 +39,7 @@ type Server struct {
 	url     string // external base URL, no trailing slash
 	blobs   *blobfs.Store
 	meta    meta.Store
+	keys    *keystore.Dir // <data-dir>/keys: the token, OIDC, CA and log keys
 	handler http.Handler
 
 	oidcIssuer   *oidc.Issuer   // built-in OIDC issuer (nil when disabled)
@@ -83,11 +85,15 @@ func build(ctx context.Context, cfg config.Server, log *slog.Logger, ln net.List
 	if err != nil {
 		return nil, err
 	}
+	keys, err := keystore.Open(filepath.Join(cfg.DataDir, "keys"))
+	if err != nil {
+		return nil, err
+	}
 	store, err := sqlite.Open(ctx, sqlite.Config{Path: filepath.Join(cfg.DataDir, "hallmark.db")})
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, log: log, ln: ln, blobs: blobs, meta: store, url: strings.TrimSuffix(cfg.ExternalURL, "/")}
+	s := &Server{cfg: cfg, log: log, ln: ln, blobs: blobs, meta: store, keys: keys, url: strings.TrimSuffix(cfg.ExternalURL, "/")}
 	if s.url == "" {
 		s.url = scheme(cfg) + "://" + ln.Addr().String()
 	}
@@ -124,8 +130,9 @@ func build(ctx context.Context, cfg config.Server, log *slog.Logger, ln net.List
 	rh.UploadsInProgress = func(d int) { m.uploads.Add(float64(d)) }
 
 	mux := http.NewServeMux()
-	mux.Handle("/v2/", m.instrument("unknown", s.protectRegistry(rh)))
-	mux.Handle("/v2", m.instrument("unknown", s.protectRegistry(rh)))
+	v2 := m.instrument("unknown", s.protectRegistry(rh))
+	mux.Handle("/v2/", v2)
+	mux.Handle("/v2", v2)
 	s.registerAuth(mux, m)
 	mux.Handle("GET /healthz", m.instrument("healthz", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		w.Write([]byte("ok\n"))

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"path/filepath"
 
 	"github.com/hallmark-dev/hallmark/internal/keystore"
 	"github.com/hallmark-dev/hallmark/internal/meta/sqlite"
@@ -24,11 +23,7 @@ func (s *Server) setupTlog(ctx context.Context, mux *http.ServeMux) error {
 	if err != nil {
 		return err
 	}
-	ks, err := keystore.Open(filepath.Join(s.cfg.DataDir, "keys"))
-	if err != nil {
-		return err
-	}
-	key, err := ks.LoadOrCreate("rekor", keystore.ECDSAP256)
+	key, err := s.keys.LoadOrCreate("rekor", keystore.ECDSAP256)
 	if err != nil {
 		return fmt.Errorf("log key: %w", err)
 	}
@@ -44,11 +39,7 @@ func (s *Server) setupTlog(ctx context.Context, mux *http.ServeMux) error {
 	if err != nil {
 		return err
 	}
-	var wrap func(string, http.Handler) http.Handler
-	if s.metrics != nil {
-		wrap = s.metrics.instrument
-	}
-	api.Register(mux, wrap)
+	api.Register(mux, s.metrics.instrument)
 	s.tlog = l
 	return nil
 }

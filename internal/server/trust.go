@@ -39,27 +39,15 @@ func (s *Server) setupTrust(ctx context.Context, mux *http.ServeMux) error {
 	if s.ca == nil || s.tlog == nil {
 		return errors.New("trust distribution needs the CA and the transparency log: setupCA and setupTlog must run first")
 	}
-	tr, sc, err := s.buildTrust()
+	tr, t, err := s.buildTrust()
 	if err != nil {
 		return err
 	}
-	t := &trust{}
-	if t.trustedRoot, err = tr.Marshal(); err != nil {
-		return err
-	}
-	if t.signingConfig, err = sc.Marshal(); err != nil {
-		return err
-	}
-	t.fingerprint = root.Fingerprint(t.trustedRoot)
 	if err := writeTrustFiles(filepath.Join(s.cfg.DataDir, TrustDir), tr, t); err != nil {
 		return fmt.Errorf("writing the trust files: %w", err)
 	}
-	wrap := func(_ string, h http.Handler) http.Handler { return h }
-	if s.metrics != nil {
-		wrap = s.metrics.instrument
-	}
-	mux.Handle("GET "+TrustedRootPath, wrap("trusted_root", serveStatic(t.trustedRoot, t.fingerprint)))
-	mux.Handle("GET "+SigningConfigPath, wrap("signing_config", serveStatic(t.signingConfig, root.Fingerprint(t.signingConfig))))
+	mux.Handle("GET "+TrustedRootPath, s.metrics.instrument("trusted_root", serveStatic(t.trustedRoot, t.fingerprint)))
+	mux.Handle("GET "+SigningConfigPath, s.metrics.instrument("signing_config", serveStatic(t.signingConfig, root.Fingerprint(t.signingConfig))))
 	s.trust = t
 	s.log.InfoContext(ctx, "trust: publishing trusted root", "url", s.url+TrustedRootPath,
 		"sha256", t.fingerprint, "pin", "hallmark trust init --server "+s.url+" --fingerprint "+t.fingerprint)
@@ -68,9 +56,10 @@ func (s *Server) setupTrust(ctx context.Context, mux *http.ServeMux) error {
 
 // buildTrust describes the server's CA, CT log and transparency log as a
 // trusted root, and the server as CA, OIDC issuer and Rekor v1 log in a
-// signing config. Everything in it is persistent (keys, certificates, the
-// log's creation time), so the bytes only change with the external URL.
-func (s *Server) buildTrust() (*root.TrustedRoot, *root.SigningConfig, error) {
+// signing config, and encodes both. Everything in them is persistent (keys,
+// certificates, the log's creation time), so the bytes only change with the
+// external URL.
+func (s *Server) buildTrust() (*root.TrustedRoot, *trust, error) {
 	chain := s.ca.Chain()
 	caRoot := chain[len(chain)-1]
 	caStart := caRoot.NotBefore
@@ -112,23 +101,24 @@ func (s *Server) buildTrust() (*root.TrustedRoot, *root.SigningConfig, error) {
 		sc.OIDCURLs = append(sc.OIDCURLs, root.NewService(s.oidcIssuer.URL(), operator, caStart))
 	}
 	// What we serve must be what clients accept: round-trip it.
-	b, err := tr.Marshal()
-	if err == nil {
-		_, err = root.Parse(b)
+	t := &trust{}
+	if t.trustedRoot, err = tr.Marshal(); err == nil {
+		_, err = root.Parse(t.trustedRoot)
 	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("built an invalid trusted root: %w", err)
 	}
-	if b, err = sc.Marshal(); err == nil {
+	if t.signingConfig, err = sc.Marshal(); err == nil {
 		var parsed *root.SigningConfig
-		if parsed, err = root.ParseSigningConfig(b); err == nil {
+		if parsed, err = root.ParseSigningConfig(t.signingConfig); err == nil {
 			err = parsed.CheckAgainst(tr)
 		}
 	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("built an invalid signing config: %w", err)
 	}
-	return tr, sc, nil
+	t.fingerprint = root.Fingerprint(t.trustedRoot)
+	return tr, t, nil
 }
 
 // writeTrustFiles keeps the served files, and cosign v2's legacy PEM files,

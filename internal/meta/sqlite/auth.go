@@ -51,7 +51,7 @@ func boolInt(b bool) int {
 
 const userCols = `id, name, password_hash, admin, password_changed_at, created_at`
 
-func scanUser(row interface{ Scan(...any) error }) (auth.User, error) {
+func scanUser(row rowScanner) (auth.User, error) {
 	var u auth.User
 	var admin int
 	var changed, created int64
@@ -124,7 +124,7 @@ func (s *Store) CreateProject(ctx context.Context, p auth.Project) (auth.Project
 
 const projectCols = `id, path, visibility, oidc_issuer, created_at`
 
-func scanProject(row interface{ Scan(...any) error }) (auth.Project, error) {
+func scanProject(row rowScanner) (auth.Project, error) {
 	var p auth.Project
 	var created int64
 	if err := row.Scan(&p.ID, &p.Path, &p.Visibility, &p.OIDCIssuer, &created); err != nil {
@@ -149,7 +149,7 @@ func (s *Store) FindProject(ctx context.Context, repo string) (auth.Project, err
 	if len(cands) == 0 {
 		return auth.Project{}, fmt.Errorf("project for %q: %w", repo, auth.ErrNotFound)
 	}
-	q := `SELECT ` + projectCols + ` FROM projects WHERE path IN (?` + strings.Repeat(",?", len(cands)-1) + `) ORDER BY length(path) DESC LIMIT 1`
+	q := `SELECT ` + projectCols + ` FROM projects WHERE path IN (` + placeholders(len(cands), 1) + `) ORDER BY length(path) DESC LIMIT 1`
 	p, err := scanProject(s.r.QueryRowContext(ctx, q, cands...))
 	return p, notFound(err, "project for "+repo)
 }
@@ -254,7 +254,7 @@ func (s *Store) CreatePAT(ctx context.Context, t auth.PAT) (auth.PAT, error) {
 
 const patCols = `t.id, u.name, t.name, t.scopes, t.token_hash, t.expires_at, t.revoked_at, t.created_at, t.last_used_at`
 
-func scanPAT(row interface{ Scan(...any) error }) (auth.PAT, error) {
+func scanPAT(row rowScanner) (auth.PAT, error) {
 	var t auth.PAT
 	var scopes string
 	var exp, created int64
@@ -316,7 +316,7 @@ func (s *Store) CreateJobToken(ctx context.Context, t auth.JobToken) (auth.JobTo
 
 const jobCols = `t.id, p.path, t.job_id, t.pipeline_id, t.user_name, t.token_hash, t.expires_at, t.revoked_at, t.created_at`
 
-func scanJob(row interface{ Scan(...any) error }) (auth.JobToken, error) {
+func scanJob(row rowScanner) (auth.JobToken, error) {
 	var t auth.JobToken
 	var exp, created int64
 	var revoked sql.NullInt64

@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"errors"
-	"strings"
 	"time"
 
 	"github.com/opencontainers/go-digest"
@@ -92,36 +91,15 @@ func (s *Store) querySignatures(ctx context.Context, q string, args ...any) ([]m
 		return nil, err
 	}
 	for i := range out {
-		ann, err := s.annotations(ctx, out[i].ID)
-		if err != nil {
+		id := out[i].ID
+		if out[i].Annotations, err = s.stringMap(ctx, `SELECT key, value FROM signature_annotations WHERE signature_id = ? ORDER BY key`, id); err != nil {
 			return nil, err
 		}
-		out[i].Annotations = ann
-		if out[i].CertExtensions, err = s.certExtensions(ctx, out[i].ID); err != nil {
+		if out[i].CertExtensions, err = s.stringMap(ctx, `SELECT oid, value FROM signature_cert_extensions WHERE signature_id = ? ORDER BY oid`, id); err != nil {
 			return nil, err
 		}
 	}
 	return out, nil
-}
-
-func (s *Store) certExtensions(ctx context.Context, id int64) (map[string]string, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT oid, value FROM signature_cert_extensions WHERE signature_id = ? ORDER BY oid`, id)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var m map[string]string
-	for rows.Next() {
-		var k, v string
-		if err := rows.Scan(&k, &v); err != nil {
-			return nil, err
-		}
-		if m == nil {
-			m = map[string]string{}
-		}
-		m[k] = v
-	}
-	return m, rows.Err()
 }
 
 // SearchCertificate implements meta.Signatures.
@@ -148,7 +126,7 @@ func (s *Store) KnownSignatureKeys(ctx context.Context, repo string, keys []stri
 			args = append(args, k)
 		}
 		rows, err := s.r.QueryContext(ctx, `SELECT s.sig_key FROM signatures s JOIN repositories r ON r.id = s.repository_id
-			WHERE r.name = ? AND s.sig_key IN (?`+strings.Repeat(",?", n-1)+`)`, args...)
+			WHERE r.name = ? AND s.sig_key IN (`+placeholders(n, 1)+`)`, args...)
 		if err != nil {
 			return nil, err
 		}
@@ -177,8 +155,9 @@ func (s *Store) SearchSigner(ctx context.Context, signer string, limit int) ([]m
 		WHERE s.signer = ? ORDER BY s.created_at DESC, s.id DESC LIMIT ?`, signer, limit)
 }
 
-func (s *Store) annotations(ctx context.Context, id int64) (map[string]string, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT key, value FROM signature_annotations WHERE signature_id = ? ORDER BY key`, id)
+// stringMap reads the (key, value) rows query q returns for signature id.
+func (s *Store) stringMap(ctx context.Context, q string, id int64) (map[string]string, error) {
+	rows, err := s.r.QueryContext(ctx, q, id)
 	if err != nil {
 		return nil, err
 	}

@@ -21,21 +21,28 @@ import (
 type TlogStore struct {
 	s                     *Store
 	head, byHash, byIndex *sql.Stmt
-	entryRows, nodeRows   int // rows per multi-row INSERT
 }
+
+// Rows per multi-row INSERT.
+const (
+	entryRows = 200
+	nodeRows  = 400
+)
+
+const headQuery = `SELECT tree_id, size, root_hash, compact_range, checkpoint, created_at FROM tlog_tree WHERE id = 1`
 
 var _ tlog.Storage = (*TlogStore)(nil)
 
 // TransparencyLog returns the log storage of this database.
 func (s *Store) TransparencyLog(ctx context.Context) (*TlogStore, error) {
-	t := &TlogStore{s: s, entryRows: 200, nodeRows: 400}
+	t := &TlogStore{s: s}
 	var err error
 	prep := func(dst **sql.Stmt, q string) {
 		if err == nil {
 			*dst, err = s.r.PrepareContext(ctx, q)
 		}
 	}
-	prep(&t.head, `SELECT tree_id, size, root_hash, compact_range, checkpoint, created_at FROM tlog_tree WHERE id = 1`)
+	prep(&t.head, headQuery)
 	prep(&t.byHash, `SELECT idx, leaf_hash, body, integrated_time FROM tlog_entries WHERE leaf_hash = ?`)
 	prep(&t.byIndex, `SELECT idx, leaf_hash, body, integrated_time FROM tlog_entries WHERE idx = ?`)
 	if err != nil {
@@ -78,7 +85,7 @@ func (t *TlogStore) Init(ctx context.Context, treeID int64, now time.Time) (tlog
 			return err
 		}
 		var err error
-		st, err = scanHead(tx.QueryRowContext(ctx, `SELECT tree_id, size, root_hash, compact_range, checkpoint, created_at FROM tlog_tree WHERE id = 1`))
+		st, err = scanHead(tx.QueryRowContext(ctx, headQuery))
 		return err
 	})
 	if err != nil {
@@ -91,7 +98,7 @@ func (t *TlogStore) Init(ctx context.Context, treeID int64, now time.Time) (tlog
 // with the WAL fsync (synchronous=FULL) before it returns.
 func (t *TlogStore) Sequence(ctx context.Context, leafHashes [][32]byte, fn tlog.SequenceFunc) error {
 	return t.s.tx(ctx, func(tx *sql.Tx) error {
-		cur, err := scanHead(tx.QueryRowContext(ctx, `SELECT tree_id, size, root_hash, compact_range, checkpoint, created_at FROM tlog_tree WHERE id = 1`))
+		cur, err := scanHead(tx.QueryRowContext(ctx, headQuery))
 		if err != nil {
 			return err
 		}
@@ -159,7 +166,7 @@ func (t *TlogStore) existing(ctx context.Context, tx *sql.Tx, leafHashes [][32]b
 				out[[32]byte(h)] = uint64(idx)
 			}
 		}
-		if err := rows.Close(); err != nil {
+		if err := errors.Join(rows.Err(), rows.Close()); err != nil {
 			return nil, err
 		}
 	}
@@ -177,8 +184,8 @@ func placeholders(n, w int) string {
 }
 
 func (t *TlogStore) insertEntries(ctx context.Context, tx *sql.Tx, es []tlog.Entry) error {
-	for start := 0; start < len(es); start += t.entryRows {
-		part := es[start:min(start+t.entryRows, len(es))]
+	for start := 0; start < len(es); start += entryRows {
+		part := es[start:min(start+entryRows, len(es))]
 		args := make([]any, 0, 4*len(part))
 		for i := range part {
 			e := &part[i]
@@ -192,8 +199,8 @@ func (t *TlogStore) insertEntries(ctx context.Context, tx *sql.Tx, es []tlog.Ent
 }
 
 func (t *TlogStore) insertNodes(ctx context.Context, tx *sql.Tx, ns []tlog.Node) error {
-	for start := 0; start < len(ns); start += t.nodeRows {
-		part := ns[start:min(start+t.nodeRows, len(ns))]
+	for start := 0; start < len(ns); start += nodeRows {
+		part := ns[start:min(start+nodeRows, len(ns))]
 		args := make([]any, 0, 2*len(part))
 		for i := range part {
 			n := &part[i]
