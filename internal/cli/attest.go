@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"sync"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -231,15 +230,10 @@ func (o *verifyAttestationOptions) run(ctx context.Context, images []string, std
 		fmt.Fprintln(stderr, "WARNING: Skipping tlog verification is an insecure practice that lacks transparency and auditability verification for the signature.")
 	}
 	client := o.v.reg.verifyClient()
-	var sigRepo *name.Repository
-	if r := os.Getenv("COSIGN_REPOSITORY"); r != "" {
-		repo, err := name.NewRepository(r, o.v.reg.nameOptions()...)
-		if err != nil {
-			return fmt.Errorf("COSIGN_REPOSITORY %q is not a repository reference: %w", r, err)
-		}
-		sigRepo = &repo
+	sigRepo, err := o.v.reg.signatureRepo()
+	if err != nil {
+		return err
 	}
-	var mu sync.Mutex
 	for _, img := range images {
 		ref, err := name.ParseReference(img, o.v.reg.nameOptions()...)
 		if err != nil {
@@ -249,7 +243,6 @@ func (o *verifyAttestationOptions) run(ctx context.Context, images []string, std
 		if err != nil {
 			return withExitCode(err)
 		}
-		mu.Lock()
 		fmt.Fprintf(stderr, "\nVerification for %s --\n", ref.Name())
 		fmt.Fprintln(stderr, "The following checks were performed on each of these signatures:")
 		if o.v.checkClaims {
@@ -271,11 +264,9 @@ func (o *verifyAttestationOptions) run(ctx context.Context, images []string, std
 				printCertLines(stderr, v.Certificate)
 			}
 			if _, err := fmt.Fprintln(stdout, string(v.EnvelopeJSON)); err != nil {
-				mu.Unlock()
 				return err
 			}
 		}
-		mu.Unlock()
 	}
 	return nil
 }

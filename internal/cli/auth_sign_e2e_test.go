@@ -22,7 +22,7 @@ func TestSignWithRegistryAuth(t *testing.T) {
 	srv := testenv.StartServer(t, func(c *config.Server) { c.Auth = "on" })
 	pw, err := os.ReadFile(filepath.Join(srv.DataDir, "admin-password"))
 	if err != nil {
-		t.Skipf("no generated admin password to log in with: %v", err)
+		t.Fatalf("no generated admin password to log in with: %v", err)
 	}
 	hm, cs := newTools(t)
 	hm.ok("generate-key-pair")

@@ -62,7 +62,7 @@ func newKeylessEnv(t *testing.T, srv *testenv.Server) *klEnv {
 	e.cs = &tool{t: t, bin: testenv.Peer(t, "cosign"), dir: dir, env: env, name: "cosign"}
 	if p := testenv.LookPeer("cosign3"); p != "" {
 		e.cs3 = &tool{t: t, bin: p, dir: dir, env: env, name: "cosign3"}
-	} else if os.Getenv("HALLMARK_REQUIRE_PEERS") == "1" {
+	} else if testenv.RequirePeers() {
 		testenv.Peer(t, "cosign3")
 	}
 	local, err := os.ReadFile(filepath.Join(srv.DataDir, server.TrustDir, root.TrustedRootFile))

@@ -1,10 +1,8 @@
 package cli
 
 import (
-	"crypto/tls"
 	"errors"
 	"fmt"
-	"net/http"
 	"os"
 	"strings"
 
@@ -12,7 +10,6 @@ import (
 	"github.com/docker/cli/cli/config/types"
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
@@ -76,19 +73,12 @@ gitlab-ci-token) or a CI OIDC ID token.`,
 				}
 				password = string(pw)
 			}
-			var nopts []name.Option
-			if insecure || plain {
-				nopts = append(nopts, name.Insecure)
-			}
-			reg, err := name.NewRegistry(host, nopts...)
+			ro := registryOptions{allowInsecure: insecure, allowHTTP: plain}
+			reg, err := name.NewRegistry(host, ro.nameOptions()...)
 			if err != nil {
 				return fmt.Errorf("registry %q: %w", host, err)
 			}
-			tr := remote.DefaultTransport.(*http.Transport).Clone()
-			if insecure {
-				tr.TLSClientConfig = &tls.Config{InsecureSkipVerify: true} //nolint:gosec // explicitly requested
-			}
-			if _, err := transport.NewWithContext(cmd.Context(), reg, &authn.Basic{Username: username, Password: password}, tr, nil); err != nil {
+			if _, err := transport.NewWithContext(cmd.Context(), reg, &authn.Basic{Username: username, Password: password}, ro.transport(), nil); err != nil {
 				return fmt.Errorf("login to %s failed: %w", host, err)
 			}
 			cf, err := dockerconfig.Load(dockerconfig.Dir())

@@ -3,7 +3,9 @@ package cli
 import (
 	"context"
 	"crypto/tls"
+	"fmt"
 	"net/http"
+	"os"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
@@ -40,6 +42,20 @@ func (o *registryOptions) withTimeout(ctx context.Context) (context.Context, con
 		return context.WithCancel(ctx)
 	}
 	return context.WithTimeout(ctx, o.timeout)
+}
+
+// signatureRepo is the repository COSIGN_REPOSITORY names, where the
+// signatures are read, or nil when it is unset (the image's own).
+func (o *registryOptions) signatureRepo() (*name.Repository, error) {
+	r := os.Getenv("COSIGN_REPOSITORY")
+	if r == "" {
+		return nil, nil
+	}
+	repo, err := name.NewRepository(r, o.nameOptions()...)
+	if err != nil {
+		return nil, fmt.Errorf("COSIGN_REPOSITORY %q is not a repository reference: %w", r, err)
+	}
+	return &repo, nil
 }
 
 func (o *registryOptions) nameOptions() []name.Option {

@@ -238,17 +238,7 @@ func (o *signOptions) newSigner(ctx context.Context, stdin io.Reader, stderr io.
 		log = &sign.TransparencyLog{URL: rekorURL, Keys: tr.material.TlogKeys, HTTPClient: client}
 	}
 	if !keyless {
-		load, err := keySigner(o.key)
-		if err != nil {
-			return nil, err
-		}
-		return func() (sign.Signer, error) {
-			s, err := load()
-			if err != nil {
-				return nil, err
-			}
-			return sign.KeySigner{Key: s.(sign.KeySigner).Key, Log: log}, nil
-		}, nil
+		return keySigner(o.key, log)
 	}
 	fmt.Fprintln(stderr, "Generating ephemeral keys...")
 	fmt.Fprintln(stderr, "Retrieving signed certificate...")
@@ -297,8 +287,9 @@ func (r *sctReporter) SignDSSE(ctx context.Context, payloadType string, body []b
 }
 
 // keySigner reads the key file and its password now and returns the step
-// that decrypts and parses the key.
-func keySigner(keyRef string) (func() (sign.Signer, error), error) {
+// that decrypts and parses the key into a signer logging to log (nil: no
+// log).
+func keySigner(keyRef string, log *sign.TransparencyLog) (func() (sign.Signer, error), error) {
 	pemBytes, err := sign.ResolveKeyRef(keyRef)
 	if err != nil {
 		return nil, err
@@ -314,7 +305,7 @@ func keySigner(keyRef string) (func() (sign.Signer, error), error) {
 		if err != nil {
 			return nil, fmt.Errorf("loading key %s: %w", keyRef, err)
 		}
-		return sign.KeySigner{Key: key}, nil
+		return sign.KeySigner{Key: key, Log: log}, nil
 	}, nil
 }
 

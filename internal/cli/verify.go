@@ -198,13 +198,9 @@ func (o *verifyOptions) run(ctx context.Context, images []string, stdout, stderr
 	if err != nil {
 		return err
 	}
-	var sigRepo *name.Repository
-	if r := os.Getenv("COSIGN_REPOSITORY"); r != "" {
-		repo, err := name.NewRepository(r, o.reg.nameOptions()...)
-		if err != nil {
-			return fmt.Errorf("COSIGN_REPOSITORY %q is not a repository reference: %w", r, err)
-		}
-		sigRepo = &repo
+	sigRepo, err := o.reg.signatureRepo()
+	if err != nil {
+		return err
 	}
 	refs := make([]name.Reference, 0, len(images))
 	for _, img := range images {

@@ -31,7 +31,6 @@ import (
 const (
 	ArtifactTypeCosignSig = "application/vnd.dev.cosign.artifact.sig.v1+json"
 	bundleTypePrefix      = "application/vnd.dev.sigstore.bundle"
-	simpleSigningType     = "application/vnd.dev.cosign.simplesigning.v1+json"
 	// maxSignatureBlob bounds what is read of one signature layer.
 	maxSignatureBlob = 4 << 20
 )
@@ -118,17 +117,18 @@ func (ix *Indexer) ManifestPushed(ctx context.Context, m *meta.Manifest, tags []
 			ix.log.Error("signature indexer panicked; manifest stored but not indexed", "repository", m.Repository, "digest", m.Digest, "panic", fmt.Sprint(r))
 		}
 	}()
-	var known map[string]bool
+	var recorded func(keys []string) map[string]bool
 	if kk, ok := ix.store.(knownKeys); ok {
-		if keys := layerKeys(m, tags); len(keys) > 0 {
-			var err error
-			if known, err = kk.KnownSignatureKeys(ctx, m.Repository, keys); err != nil {
+		recorded = func(keys []string) map[string]bool {
+			known, err := kk.KnownSignatureKeys(ctx, m.Repository, keys)
+			if err != nil {
 				ix.log.Warn("looking up indexed signatures; indexing every layer", "repository", m.Repository, "err", err)
-				known = nil
+				return nil
 			}
+			return known
 		}
 	}
-	sigs := ix.signatures(ctx, m, tags, known)
+	sigs := ix.signatures(ctx, m, tags, recorded)
 	if len(sigs) == 0 {
 		return
 	}
@@ -165,27 +165,6 @@ func (ix *Indexer) Signatures(ctx context.Context, m *meta.Manifest, tags []stri
 	return ix.signatures(ctx, m, tags, nil)
 }
 
-// layerKeys returns the dedupe keys of the signature layers of m (none if
-// m is not a signature manifest), computed from the manifest alone.
-func layerKeys(m *meta.Manifest, tags []string) []string {
-	if _, ok := subjectOf(m, tags); !ok {
-		return nil
-	}
-	pm, err := oci.ParseManifest(m.MediaType, m.Payload)
-	if err != nil || oci.IsIndex(pm.MediaType) {
-		return nil
-	}
-	bundleKind := strings.HasPrefix(m.ArtifactType, bundleTypePrefix)
-	keys := make([]string, 0, len(pm.Layers))
-	for i, l := range pm.Layers {
-		if i >= 1000 {
-			break
-		}
-		keys = append(keys, layerKey(l, bundleKind))
-	}
-	return keys
-}
-
 // layerKey is the dedupe key of one signature layer.
 func layerKey(l oci.Descriptor, bundleKind bool) string {
 	if bundleKind || strings.HasPrefix(l.MediaType, bundleTypePrefix) {
@@ -200,9 +179,10 @@ func layerKey(l oci.Descriptor, bundleKind bool) string {
 	return dedupeKey(l.Digest.String(), sigB64, certPEM)
 }
 
-// signatures parses the signature layers of m, skipping those whose key
-// is in known (already recorded).
-func (ix *Indexer) signatures(ctx context.Context, m *meta.Manifest, tags []string, known map[string]bool) []meta.Signature {
+// signatures parses the signature layers of m. With recorded, the layers
+// whose dedupe keys it reports as already recorded are skipped (it is
+// asked once, with the keys of every layer read).
+func (ix *Indexer) signatures(ctx context.Context, m *meta.Manifest, tags []string, recorded func(keys []string) map[string]bool) []meta.Signature {
 	subject, ok := subjectOf(m, tags)
 	if !ok {
 		return nil
@@ -223,13 +203,21 @@ func (ix *Indexer) signatures(ctx context.Context, m *meta.Manifest, tags []stri
 	if oci.IsIndex(pm.MediaType) || len(pm.Layers) == 0 {
 		return []meta.Signature{invalid("", "manifest:"+m.Digest.String(), "signature manifest has no signature layers")}
 	}
+	var keys []string
+	var known map[string]bool
+	if recorded != nil {
+		for _, l := range pm.Layers[:min(len(pm.Layers), 1000)] {
+			keys = append(keys, layerKey(l, base.Kind == "sigstore-bundle"))
+		}
+		known = recorded(keys)
+	}
 	var out []meta.Signature
 	for i, l := range pm.Layers {
 		if i >= 1000 {
 			out = append(out, invalid("", "manifest:"+m.Digest.String()+":overflow", "more than 1000 signature layers; the rest are ignored"))
 			break
 		}
-		if known[layerKey(l, base.Kind == "sigstore-bundle")] {
+		if known != nil && known[keys[i]] {
 			continue
 		}
 		s := base

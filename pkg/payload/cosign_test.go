@@ -3,40 +3,18 @@ package payload
 import (
 	"bytes"
 	"context"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"testing"
 	"time"
-)
 
-// cosignBinary returns the pinned cosign v2.6 peer binary
-// (${HALLMARK_PEERS:-~/.cache/hallmark-peers/bin}/cosign, installed by
-// scripts/install-peers). Without it the test is skipped, loudly, unless
-// HALLMARK_REQUIRE_PEERS=1 makes that a failure.
-func cosignBinary(t *testing.T) string {
-	t.Helper()
-	dir := os.Getenv("HALLMARK_PEERS")
-	if dir == "" {
-		home, _ := os.UserHomeDir()
-		dir = filepath.Join(home, ".cache", "hallmark-peers", "bin")
-	}
-	bin := filepath.Join(dir, "cosign")
-	if fi, err := os.Stat(bin); err != nil || fi.IsDir() {
-		msg := "INTEROP NOT TESTED: cosign peer binary not found at " + bin + "; run scripts/install-peers (or set HALLMARK_PEERS)"
-		if os.Getenv("HALLMARK_REQUIRE_PEERS") == "1" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
-	return bin
-}
+	"github.com/hallmark-dev/hallmark/pkg/internal/peertest"
+)
 
 // TestBytesMatchesLiveCosign regenerates every golden payload with the real
 // cosign binary (`cosign generate`, offline for digest references) and
 // compares it with Bytes, so the testdata cannot drift from cosign.
 func TestBytesMatchesLiveCosign(t *testing.T) {
-	bin := cosignBinary(t)
+	bin := peertest.Peer(t, "cosign")
 	for _, tc := range goldenCases {
 		t.Run(tc.file, func(t *testing.T) {
 			ref := tc.ref

@@ -7,10 +7,10 @@ import (
 	"time"
 )
 
-// SLSA provenance v1 (https://slsa.dev/spec/v1.0/provenance) predicate
-// type and the build types Hallmark writes.
+// The build types of the SLSA provenance v1
+// (https://slsa.dev/spec/v1.0/provenance) predicates Hallmark writes; the
+// predicate type is payload.PredicateSLSA1.
 const (
-	SLSAPredicateTypeV1 = "https://slsa.dev/provenance/v1"
 	// GitLabBuildType is GitLab's published buildType for a CI/CD job
 	// (docs.gitlab.com/ci/pipeline_security/slsa/provenance_v1).
 	GitLabBuildType = "https://docs.gitlab.com/ci/pipeline_security/slsa/provenance_v1"

@@ -19,16 +19,18 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/hallmark-dev/hallmark/pkg/oci"
+	"github.com/hallmark-dev/hallmark/pkg/payload"
 	"github.com/hallmark-dev/hallmark/pkg/verify"
 )
 
-// Media types and annotation keys of cosign's signature layout.
+// Media types and annotation keys of cosign's signature layout (the ones
+// pkg/payload and pkg/verify define).
 const (
-	SimpleSigningMediaType = "application/vnd.dev.cosign.simplesigning.v1+json"
-	AnnotationSignature    = "dev.cosignproject.cosign/signature"
-	AnnotationCertificate  = "dev.sigstore.cosign/certificate"
-	AnnotationChain        = "dev.sigstore.cosign/chain"
-	AnnotationBundle       = "dev.sigstore.cosign/bundle"
+	SimpleSigningMediaType = payload.SimpleSigningMediaType
+	AnnotationSignature    = verify.AnnotationSignature
+	AnnotationCertificate  = verify.AnnotationCertificate
+	AnnotationChain        = verify.AnnotationChain
+	AnnotationBundle       = verify.AnnotationBundle
 	SignatureTagSuffix     = "sig"
 	AttestationTagSuffix   = "att"
 )
@@ -107,10 +109,10 @@ func Attach(repo name.Repository, subject v1.Hash, sig *Signature, o AttachOptio
 }
 
 // AttestationMediaType is the layer media type of a cosign attestation.
-const AttestationMediaType = "application/vnd.dsse.envelope.v1+json"
+const AttestationMediaType = payload.DSSEMediaType
 
 // AnnotationPredicateType is the attestation layer's predicate type.
-const AnnotationPredicateType = "predicateType"
+const AnnotationPredicateType = verify.AnnotationPredicateType
 
 // AttachAttestation appends an attestation (sig.Payload is the DSSE
 // envelope) as a new layer of the image under the ".att" tag of subject,
@@ -131,7 +133,7 @@ func AttachAttestation(repo name.Repository, subject v1.Hash, sig *Signature, pr
 }
 
 func attach(repo name.Repository, subject v1.Hash, suffix, mediaType string, blob []byte, ann map[string]string, drop func(v1.Descriptor) bool, o AttachOptions) (*AttachResult, error) {
-	return prepare(repo, subject, suffix, mediaType, blob, drop, o).commit(ann, o.Verifier)
+	return prepare(context.Background(), repo, subject, suffix, mediaType, blob, drop, o).commit(ann, o.Verifier)
 }
 
 // Attachment is a signature layer on its way to the registry. Preparing
@@ -156,29 +158,23 @@ type Attachment struct {
 // PrepareAttach prepares attaching a signature over payload to subject (see
 // Attach); Commit finishes it. Errors are reported by Commit.
 func PrepareAttach(ctx context.Context, repo name.Repository, subject v1.Hash, payload []byte, o AttachOptions) *Attachment {
-	a := &Attachment{tag: repo.Tag(fmt.Sprintf("%s%s-%s.%s", o.TagPrefix, subject.Algorithm, subject.Hex, SignatureTagSuffix)),
-		mediaType: SimpleSigningMediaType, blob: payload, o: o}
-	a.err = a.load(ctx, nil)
-	return a
+	return prepare(ctx, repo, subject, SignatureTagSuffix, SimpleSigningMediaType, payload, nil, o)
 }
 
 // Commit writes the signature manifest with sig's layer annotations. With
 // o.Verifier (given to PrepareAttach or here), an identical signature
 // already attached makes it a no-op (cosign's duplicate detection).
 func (a *Attachment) Commit(sig *Signature, verifier crypto.PublicKey) (*AttachResult, error) {
-	if a.err != nil {
-		return nil, a.err
-	}
 	if verifier == nil {
 		verifier = a.o.Verifier
 	}
 	return a.commit(sig.annotations(), verifier)
 }
 
-func prepare(repo name.Repository, subject v1.Hash, suffix, mediaType string, blob []byte, drop func(v1.Descriptor) bool, o AttachOptions) *Attachment {
+func prepare(ctx context.Context, repo name.Repository, subject v1.Hash, suffix, mediaType string, blob []byte, drop func(v1.Descriptor) bool, o AttachOptions) *Attachment {
 	a := &Attachment{tag: repo.Tag(fmt.Sprintf("%s%s-%s.%s", o.TagPrefix, subject.Algorithm, subject.Hex, suffix)),
 		mediaType: mediaType, blob: blob, o: o}
-	a.err = a.load(context.Background(), drop)
+	a.err = a.load(ctx, drop)
 	return a
 }
 
@@ -319,11 +315,7 @@ func (a *Attachment) commit(ann map[string]string, verifier crypto.PublicKey) (*
 			return remote.Write(ref, img, opts...)
 		}
 	}
-	ropts := a.ropts
-	if ropts == nil {
-		ropts = a.o.Remote
-	}
-	if err := write(tag, img, ropts...); err != nil {
+	if err := write(tag, img, a.ropts...); err != nil {
 		return nil, fmt.Errorf("pushing signature to %s: %w", tag, err)
 	}
 	d, err := img.Digest()

@@ -24,6 +24,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/static"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
+	"github.com/hallmark-dev/hallmark/pkg/internal/peertest"
 	"github.com/hallmark-dev/hallmark/pkg/payload"
 	"github.com/hallmark-dev/hallmark/pkg/verify"
 )
@@ -140,7 +141,7 @@ func TestCaptureCosignGolden(t *testing.T) {
 	if os.Getenv("HALLMARK_CAPTURE_GOLDEN") != "1" {
 		t.Skip("writes testdata/cosign-layout from real cosign; run with HALLMARK_CAPTURE_GOLDEN=1")
 	}
-	bin := cosignBinary(t)
+	bin := peertest.Peer(t, "cosign")
 	host := serveRegistry(t, goldenRegistry)
 	dir := t.TempDir()
 	if err := os.WriteFile(filepath.Join(dir, "cosign.key"), readTestdata(t, "cosign-v2.6.5.key"), 0o600); err != nil {
@@ -280,7 +281,7 @@ func goldenPayloads(t *testing.T, step string) [][]byte {
 // up): cosign and Hallmark sign the same image in two repositories of the
 // same registry; everything but the signatures must be equal.
 func TestLiveLayoutMatchesCosign(t *testing.T) {
-	bin := cosignBinary(t)
+	bin := peertest.Peer(t, "cosign")
 	host := serveRegistry(t, "127.0.0.1:0")
 	dir := t.TempDir()
 	os.WriteFile(filepath.Join(dir, "cosign.key"), readTestdata(t, "cosign-v2.6.5.key"), 0o600)

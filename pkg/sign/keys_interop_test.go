@@ -11,29 +11,9 @@ import (
 	"strings"
 	"testing"
 	"time"
-)
 
-// cosignBinary returns the pinned cosign v2.6 peer binary
-// (${HALLMARK_PEERS:-~/.cache/hallmark-peers/bin}/cosign, installed by
-// scripts/install-peers). Without it the test is skipped, loudly, unless
-// HALLMARK_REQUIRE_PEERS=1 makes that a failure.
-func cosignBinary(t *testing.T) string {
-	t.Helper()
-	dir := os.Getenv("HALLMARK_PEERS")
-	if dir == "" {
-		home, _ := os.UserHomeDir()
-		dir = filepath.Join(home, ".cache", "hallmark-peers", "bin")
-	}
-	bin := filepath.Join(dir, "cosign")
-	if fi, err := os.Stat(bin); err != nil || fi.IsDir() {
-		msg := "INTEROP NOT TESTED: cosign peer binary not found at " + bin + "; run scripts/install-peers (or set HALLMARK_PEERS)"
-		if os.Getenv("HALLMARK_REQUIRE_PEERS") == "1" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
-	return bin
-}
+	"github.com/hallmark-dev/hallmark/pkg/internal/peertest"
+)
 
 // runCosign runs cosign in dir with COSIGN_PASSWORD=password and an
 // isolated HOME, and returns its stdout.
@@ -55,7 +35,7 @@ func runCosign(t *testing.T, bin, dir, password string, args ...string) []byte {
 // TestInteropCosignKeyLoads: a key pair from `cosign generate-key-pair`
 // loads with our loaders, for a normal and an empty password.
 func TestInteropCosignKeyLoads(t *testing.T) {
-	bin := cosignBinary(t)
+	bin := peertest.Peer(t, "cosign")
 	for _, password := range []string{"interop-pw", ""} {
 		t.Run("password="+password, func(t *testing.T) {
 			dir := t.TempDir()
@@ -93,7 +73,7 @@ func TestInteropCosignKeyLoads(t *testing.T) {
 // (the signature verifies with our public key), prints the same public
 // key PEM we wrote, and verifies a signature we made.
 func TestInteropOurKeyWithCosign(t *testing.T) {
-	bin := cosignBinary(t)
+	bin := peertest.Peer(t, "cosign")
 	const password = "ours-pw"
 	privPEM, pubPEM, err := GenerateKeyPair([]byte(password))
 	if err != nil {

@@ -55,15 +55,6 @@ func BundleFromEntry(e *LogEntry) *RekorBundle {
 		IntegratedTime: e.IntegratedTime, LogIndex: e.LogIndex, LogID: e.LogID}}
 }
 
-// checkRekorBundle verifies a bundle annotation for a simple-signing
-// signature: the SET with the log's key, and that the logged hashedrekord
-// entry is this exact signature, by this key or certificate, over this
-// payload.
-func checkRekorBundle(raw string, tlogKeys map[string]root.LogKey, payload, sig, keyOrCertPEM []byte) (*RekorBundle, error) {
-	h := sha256.Sum256(payload)
-	return checkBundleFor(raw, tlogKeys, loggedSignature{contentSHA256: h[:], sig: sig, keyDER: firstDER(keyOrCertPEM)})
-}
-
 // checkBundleFor verifies a bundle annotation against the signature it
 // must log.
 func checkBundleFor(raw string, tlogKeys map[string]root.LogKey, want loggedSignature) (*RekorBundle, error) {

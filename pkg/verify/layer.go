@@ -294,17 +294,23 @@ func (v *Verified) signerOf(l Layer, opts Options) (*x509.Certificate, crypto.Pu
 	}
 	verified, err := VerifyCertificate(cert, chain, *opts.Cert)
 	if err != nil {
-		check := CheckCertificate
-		switch {
-		case errors.Is(err, ErrIdentityMismatch):
-			check = CheckIdentity
-		case errors.Is(err, ErrSCT):
-			check = CheckSCT
-		}
-		return nil, nil, &CheckError{Check: check, Signature: l.Digest, Reason: err.Error(), Err: err}
+		return nil, nil, certificateError(l.Digest, err)
 	}
 	v.Certificate, v.chain = cert, verified
 	return cert, cert.PublicKey, nil
+}
+
+// certificateError names the check a VerifyCertificate error failed:
+// identity, SCT, else the certificate (chain).
+func certificateError(sig string, err error) *CheckError {
+	check := CheckCertificate
+	switch {
+	case errors.Is(err, ErrIdentityMismatch):
+		check = CheckIdentity
+	case errors.Is(err, ErrSCT):
+		check = CheckSCT
+	}
+	return &CheckError{Check: check, Signature: sig, Reason: err.Error(), Err: err}
 }
 
 // checkTlog verifies the layer's bundle annotation (unless the log is

@@ -232,8 +232,10 @@ func FuzzRekorBundle(f *testing.F) {
 	f.Add(`null`)
 	sig := mustB64(good.Annotations[AnnotationSignature])
 	keys := map[string]root.LogKey{p.logID: {Key: &p.logKey.PublicKey}}
+	h := sha256.Sum256(payload)
+	want := loggedSignature{contentSHA256: h[:], sig: sig, keyDER: firstDER(p.leafPEM)}
 	f.Fuzz(func(t *testing.T, raw string) {
-		b, err := checkRekorBundle(raw, keys, payload, sig, p.leafPEM)
+		b, err := checkBundleFor(raw, keys, want)
 		if err == nil && (b == nil || b.Payload.LogID != p.logID) {
 			t.Fatalf("accepted bundle %q", raw)
 		}

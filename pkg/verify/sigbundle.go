@@ -238,14 +238,7 @@ func VerifySigstoreBundle(raw []byte, check BundleCheck, opts Options, digest st
 	default:
 		verified, err := VerifyCertificate(leaf, chain, *opts.Cert)
 		if err != nil {
-			c := CheckCertificate
-			switch {
-			case errors.Is(err, ErrIdentityMismatch):
-				c = CheckIdentity
-			case errors.Is(err, ErrSCT):
-				c = CheckSCT
-			}
-			return nil, &CheckError{Check: c, Signature: digest, Reason: err.Error(), Err: err}
+			return nil, certificateError(digest, err)
 		}
 		v.Certificate, v.chain, pub = leaf, verified, leaf.PublicKey
 	}

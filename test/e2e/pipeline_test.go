@@ -88,8 +88,6 @@ func TestReferencePipeline(t *testing.T) {
 			tl := maps.Clone(tools)
 			if vt.cosignPeer != "" {
 				tl["cosign"] = testenv.Peer(t, vt.cosignPeer)
-			} else {
-				requireHallmarkKeyless(t, tools["hallmark"])
 			}
 			run := newPipelineRun(t, srv, dockerHost, tl, vt.project)
 			run.oidcLogin = vt.oidcLogin
@@ -153,16 +151,6 @@ func lookTool(t *testing.T, name string) string {
 		t.Skip(msg)
 	}
 	return p
-}
-
-// requireHallmarkKeyless skips the hallmark variant while `hallmark sign`
-// has no keyless mode (no ID token / CA flags in its help).
-func requireHallmarkKeyless(t *testing.T, bin string) {
-	t.Helper()
-	out, _ := exec.Command(bin, "sign", "--help").CombinedOutput()
-	if !strings.Contains(string(out), "--identity-token") && !strings.Contains(string(out), "--fulcio-url") {
-		t.Skip("hallmark keyless client not available yet: `hallmark sign --help` lists neither --identity-token nor --fulcio-url")
-	}
 }
 
 // hallmarkProc is a `hallmark server` child process and the secrets
