@@ -191,18 +191,7 @@ func TestAuthDockerLogin(t *testing.T) {
 	if testing.Short() {
 		t.Skip("docker engine test skipped in -short mode")
 	}
-	if _, err := exec.LookPath("docker"); err != nil {
-		skipOrFail(t, "DOCKER NOT INSTALLED, DOCKER LOGIN NOT TESTED: install docker.io (bash scripts/install-peers all)")
-	}
-	root, err := testenv.ModuleRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := exec.Command("bash", filepath.Join(root, "scripts", "start-dockerd")).Output()
-	if err != nil {
-		skipOrFail(t, "NO DOCKER ENGINE COULD START, DOCKER LOGIN NOT TESTED: scripts/start-dockerd: "+err.Error())
-	}
-	host := strings.TrimPrefix(strings.TrimSpace(string(out)), "export DOCKER_HOST=")
+	host := testenv.DockerHost(t, "DOCKER LOGIN")
 	t.Setenv("DOCKER_HOST", host)
 
 	e, _, job := authFixture(t, nil)
@@ -241,15 +230,6 @@ func TestAuthDockerLogin(t *testing.T) {
 	if out := bad.mustFail(t, docker, "login", "-u", auth.JobTokenUser, "-p", "hmjob_wrong", reg); !strings.Contains(strings.ToLower(out), "unauthorized") && !strings.Contains(out, "401") {
 		t.Fatalf("docker login with a wrong token: %s", out)
 	}
-}
-
-// skipOrFail skips loudly: Docker is not among the core peers (scripts/
-// install-peers all installs it), so its absence is not a failure even
-// under HALLMARK_REQUIRE_PEERS.
-func skipOrFail(t *testing.T, msg string) {
-	t.Helper()
-	t.Log(msg)
-	t.Skip(msg)
 }
 
 // TestAuthTLS: --tls-cert/--tls-key serve HTTPS; crane logs in and pushes

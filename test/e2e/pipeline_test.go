@@ -53,7 +53,7 @@ func TestReferencePipeline(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end pipeline test skipped in -short mode")
 	}
-	dockerHost := startDocker(t)
+	dockerHost := testenv.DockerHost(t, "THE REFERENCE PIPELINE END TO END")
 	root, err := testenv.ModuleRoot()
 	if err != nil {
 		t.Fatal(err)
@@ -103,40 +103,6 @@ func TestReferencePipeline(t *testing.T) {
 	}
 }
 
-// startDocker returns DOCKER_HOST of an answering Docker engine, started
-// with scripts/start-dockerd when none answers. Without one the test is
-// skipped loudly, or fails under HALLMARK_REQUIRE_DOCKER=1 (scripts/test
-// sets it where an engine can run).
-func startDocker(t *testing.T) string {
-	t.Helper()
-	unavailable := func(msg string) {
-		msg = "NO DOCKER ENGINE, THE REFERENCE PIPELINE WAS NOT RUN END TO END: " + msg
-		if os.Getenv("HALLMARK_REQUIRE_DOCKER") == "1" {
-			t.Fatal(msg + " (HALLMARK_REQUIRE_DOCKER=1)")
-		}
-		t.Skip(msg)
-	}
-	if _, err := exec.LookPath("docker"); err != nil {
-		unavailable("docker is not installed (bash scripts/install-peers all installs docker.io)")
-	}
-	root, err := testenv.ModuleRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var stderr bytes.Buffer
-	cmd := exec.Command("bash", filepath.Join(root, "scripts", "start-dockerd"))
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		unavailable("scripts/start-dockerd: " + err.Error() + ": " + strings.TrimSpace(stderr.String()))
-	}
-	host, ok := strings.CutPrefix(strings.TrimSpace(string(out)), "export DOCKER_HOST=")
-	if !ok || host == "" {
-		unavailable("scripts/start-dockerd printed no DOCKER_HOST: " + string(out))
-	}
-	return host
-}
-
 // lookTool finds a tool the pipeline's lines use; a missing one skips the
 // test loudly, or fails it under HALLMARK_REQUIRE_PEERS=1 or
 // HALLMARK_REQUIRE_DOCKER=1.
@@ -145,7 +111,7 @@ func lookTool(t *testing.T, name string) string {
 	p, err := exec.LookPath(name)
 	if err != nil {
 		msg := "TOOL NOT INSTALLED, THE REFERENCE PIPELINE WAS NOT RUN: " + name + " (bash scripts/install-peers all installs it)"
-		if testenv.RequirePeers() || os.Getenv("HALLMARK_REQUIRE_DOCKER") == "1" {
+		if testenv.RequirePeers() || testenv.RequireDocker() {
 			t.Fatal(msg)
 		}
 		t.Skip(msg)
