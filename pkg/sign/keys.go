@@ -17,8 +17,8 @@ import (
 	"os"
 	"strings"
 
+	"github.com/hallmark-dev/hallmark/pkg/internal/scrypt"
 	"golang.org/x/crypto/nacl/secretbox"
-	"golang.org/x/crypto/scrypt"
 )
 
 // PEM block types of the key files cosign reads and writes.
