@@ -10,16 +10,17 @@
 // code that keeps as much of the state as it can in registers.
 //
 // There are 15 usable general registers for 16 state words and one
-// temporary. The words x2, x7, x8 and x13 (the "c" operand of every
-// quarter-round in both the column and the row round) share two registers,
-// C1 and C2: two of them live in stack slots while the quarter-rounds that
-// use the other two run, and they swap halfway through each round.
+// temporary. The words x2 and x7 live in stack slots and are used through
+// memory operands: stores to and loads from the same stack slot are renamed
+// like registers on current cores (no store-to-load latency), so that costs
+// an instruction here and there, not time. The round is written step by
+// step across all four quarter-rounds so that they run side by side.
 //
 // Frame (hardware SP offsets):
-//   0 x2, 4 x7, 8 x8, 12 x13      state words not in registers
+//   0 x2, 4 x7                    state words not in registers
 //   16..79                        the Salsa20 input, for the feed-forward
 //   80 in pointer, 88 out pointer, 96 block-pair counter (BLOCKMIX)
-//   104.. the callers' loop state (144 the v block BLOCKMIXV reads)
+//   104.. the callers' loop state
 
 #define W0 AX
 #define W1 BX
@@ -37,31 +38,33 @@
 #define C2 R15
 #define T BP
 
-// STEP: b ^= (a + d) <<< k
+#define M2 0(SP)
+#define M7 4(SP)
+
+// STEP: b ^= (a + d) <<< k, for a and d in registers.
 #define STEP(a, d, b, k) \
 	LEAL (a)(d*1), T; \
 	ROLL $k, T; \
 	XORL T, b
 
+// STEPM: b ^= (m + d) <<< k, for m in memory.
+#define STEPM(m, d, b, k) \
+	MOVL m, T; \
+	ADDL d, T; \
+	ROLL $k, T; \
+	XORL T, b
+
+// DOUBLEROUND: a column round and a row round, each as four steps of the
+// four quarter-rounds.
 #define DOUBLEROUND \
-	STEP(W0, W12, W4, 7); STEP(W5, W1, W9, 7); \
-	STEP(W4, W0, C1, 9); STEP(W9, W5, C2, 9); \
-	STEP(C1, W4, W12, 13); STEP(C2, W9, W1, 13); \
-	STEP(W12, C1, W0, 18); STEP(W1, C2, W5, 18); \
-	MOVL C1, 8(SP); MOVL C2, 12(SP); MOVL 0(SP), C1; MOVL 4(SP), C2; \
-	STEP(W10, W6, W14, 7); STEP(W15, W11, W3, 7); \
-	STEP(W14, W10, C1, 9); STEP(W3, W15, C2, 9); \
-	STEP(C1, W14, W6, 13); STEP(C2, W3, W11, 13); \
-	STEP(W6, C1, W10, 18); STEP(W11, C2, W15, 18); \
-	STEP(W0, W3, W1, 7); STEP(W5, W4, W6, 7); \
-	STEP(W1, W0, C1, 9); STEP(W6, W5, C2, 9); \
-	STEP(C1, W1, W3, 13); STEP(C2, W6, W4, 13); \
-	STEP(W3, C1, W0, 18); STEP(W4, C2, W5, 18); \
-	MOVL C1, 0(SP); MOVL C2, 4(SP); MOVL 8(SP), C1; MOVL 12(SP), C2; \
-	STEP(W10, W9, W11, 7); STEP(W15, W14, W12, 7); \
-	STEP(W11, W10, C1, 9); STEP(W12, W15, C2, 9); \
-	STEP(C1, W11, W9, 13); STEP(C2, W12, W14, 13); \
-	STEP(W9, C1, W10, 18); STEP(W14, C2, W15, 18)
+	STEP(W0, W12, W4, 7); STEP(W5, W1, W9, 7); STEP(W10, W6, W14, 7); STEP(W15, W11, W3, 7); \
+	STEP(W4, W0, C1, 9); STEP(W9, W5, C2, 9); STEP(W14, W10, M2, 9); STEP(W3, W15, M7, 9); \
+	STEP(C1, W4, W12, 13); STEP(C2, W9, W1, 13); STEPM(M2, W14, W6, 13); STEPM(M7, W3, W11, 13); \
+	STEP(W12, C1, W0, 18); STEP(W1, C2, W5, 18); STEPM(M2, W6, W10, 18); STEPM(M7, W11, W15, 18); \
+	STEP(W0, W3, W1, 7); STEP(W5, W4, W6, 7); STEP(W10, W9, W11, 7); STEP(W15, W14, W12, 7); \
+	STEP(W1, W0, M2, 9); STEP(W6, W5, M7, 9); STEP(W11, W10, C1, 9); STEP(W12, W15, C2, 9); \
+	STEPM(M2, W1, W3, 13); STEPM(M7, W6, W4, 13); STEP(C1, W11, W9, 13); STEP(C2, W12, W14, 13); \
+	STEPM(M2, W3, W0, 18); STEPM(M7, W4, W5, 18); STEP(W9, C1, W10, 18); STEP(W14, C2, W15, 18)
 
 // XORIN: state ^= the 64-byte block at off(ptr), for ptr loaded from the
 // frame slot at slot(SP). x2 and x7 are combined in the frame slots through
@@ -125,31 +128,6 @@ pair: \
 	DECQ 96(SP); \
 	JNZ pair
 
-// BLOCKMIXV: out = BlockMix(in xor v) for v = 144(SP), which it advances
-// too.
-#define BLOCKMIXV(pair) \
-	LOADLAST(80); \
-	MOVQ 144(SP), T; \
-	XORL 960(T), W0; XORL 964(T), W1; XORL 972(T), W3; XORL 976(T), W4; \
-	XORL 980(T), W5; XORL 984(T), W6; XORL 992(T), C1; XORL 996(T), W9; \
-	XORL 1000(T), W10; XORL 1004(T), W11; XORL 1008(T), W12; XORL 1012(T), C2; \
-	XORL 1016(T), W14; XORL 1020(T), W15; \
-	MOVSS 968(T), X0; MOVSS 0(SP), X1; PXOR X0, X1; MOVSS X1, 0(SP); \
-	MOVSS 988(T), X2; MOVSS 4(SP), X3; PXOR X2, X3; MOVSS X3, 4(SP); \
-	MOVQ $8, 96(SP); \
-pair: \
-	XORIN(80, 0); \
-	XORIN(144, 0); \
-	SALSA(0); \
-	XORIN(80, 64); \
-	XORIN(144, 64); \
-	SALSA(512); \
-	ADDQ $128, 80(SP); \
-	ADDQ $128, 144(SP); \
-	ADDQ $64, 88(SP); \
-	DECQ 96(SP); \
-	JNZ pair
-
 // func fillScalar(v *uint32, k uintptr, last *uint32)
 //
 // For i in 0..k-1: BlockMix(v[i]) -> v[i+1], except that the last result
@@ -180,7 +158,7 @@ fillout:
 
 // func mixScalar(x, y, v *uint32, mask, k uintptr)
 //
-// k times (k even): y = BlockMix(x xor v[x[240] & mask]); swap x and y.
+// k times (k even): x ^= v[x[240] & mask]; y = BlockMix(x); swap x and y.
 TEXT ·mixScalar(SB), NOSPLIT, $160-40
 	MOVQ x+0(FP), AX
 	MOVQ AX, 104(SP)
@@ -199,7 +177,10 @@ mixloop:
 	ANDQ 128(SP), AX
 	SHLQ $10, AX
 	ADDQ 120(SP), AX
-	MOVQ AX, 144(SP)
+
+	// v[j] is almost always a cache (and TLB) miss, and nothing can be done
+	// until it arrives: ask for all of its lines at once, the last one
+	// (which BlockMix reads first) leading.
 	PREFETCHT0 960(AX)
 	PREFETCHT0 0(AX)
 	PREFETCHT0 64(AX)
@@ -216,12 +197,38 @@ mixloop:
 	PREFETCHT0 768(AX)
 	PREFETCHT0 832(AX)
 	PREFETCHT0 896(AX)
+	// x ^= v[j], then y = BlockMix(x).
+	MOVQ $16, CX
+	MOVQ SI, DX
+
+mixxor:
+	MOVOU 0(DX), X0
+	MOVOU 16(DX), X1
+	MOVOU 32(DX), X2
+	MOVOU 48(DX), X3
+	MOVOU 0(AX), X4
+	MOVOU 16(AX), X5
+	MOVOU 32(AX), X6
+	MOVOU 48(AX), X7
+	PXOR  X4, X0
+	PXOR  X5, X1
+	PXOR  X6, X2
+	PXOR  X7, X3
+	MOVOU X0, 0(DX)
+	MOVOU X1, 16(DX)
+	MOVOU X2, 32(DX)
+	MOVOU X3, 48(DX)
+	ADDQ  $64, DX
+	ADDQ  $64, AX
+	DECQ  CX
+	JNZ   mixxor
+
 	MOVQ SI, 80(SP)
 	MOVQ 112(SP), BX
 	MOVQ BX, 88(SP)
 	MOVQ BX, 104(SP)
 	MOVQ SI, 112(SP)
-	BLOCKMIXV(mixpair)
+	BLOCKMIX(mixpair)
 	DECQ 136(SP)
 	JNZ  mixloop
 	RET

@@ -1,0 +1,69 @@
+//go:build !purego
+
+package scrypt
+
+import (
+	"bytes"
+	"testing"
+
+	xscrypt "golang.org/x/crypto/scrypt"
+)
+
+// When huge pages are slow to come by, the rest of the scratch memory is
+// mapped with small pages; the derivation must not notice.
+func TestSmallPageFallback(t *testing.T) {
+	saved := slowHugeStep
+	slowHugeStep = 0
+	defer func() { slowHugeStep = saved }()
+	got, err := Key([]byte("pw"), []byte("salt"), 1<<15, 8, 1, 32)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _ := xscrypt.Key([]byte("pw"), []byte("salt"), 1<<15, 8, 1, 32)
+	if !bytes.Equal(got, want) {
+		t.Fatalf("got %x, want %x", got, want)
+	}
+}
+
+// The two loops of ROMix on their own, on memory that is already mapped:
+// the first is compute-bound, the second adds a memory round trip per
+// block. go test -bench 'Fill|Mix' ./pkg/internal/scrypt
+func BenchmarkFill(b *testing.B) {
+	n := 1 << 16
+	v, release, err := allocate(n * blockWords * 4)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer release()
+	var x [blockWords]uint32
+	for i := range blockWords {
+		v[i] = uint32(i)*2654435761 + 12345
+	}
+	for b.Loop() {
+		fill(v, n, &x)
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(n*16), "ns/salsa20")
+}
+
+func BenchmarkMix(b *testing.B) {
+	n := 1 << 16
+	v, release, err := allocate(n * blockWords * 4)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer release()
+	var x, y [blockWords]uint32
+	for i := range blockWords {
+		v[i] = uint32(i)*2654435761 + 12345
+	}
+	fill(v, n, &x)
+	seed := x
+	i := uint32(0)
+	for b.Loop() {
+		x = seed
+		x[0] ^= i
+		i++
+		mix(&x, &y, v, n)
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(n), "ns/blockmix")
+}
