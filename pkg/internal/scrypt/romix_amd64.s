@@ -41,9 +41,12 @@
 #define M2 0(SP)
 #define M7 4(SP)
 
-// STEP: b ^= (a + d) <<< k, for a and d in registers.
+// STEP: b ^= (a + d) <<< k, for a and d in registers. (MOV+ADD rather
+// than LEA: the register move is free at rename, and the two-operand LEA
+// competes for fewer execution ports; on Zen 5 it makes a round 7% slower.)
 #define STEP(a, d, b, k) \
-	LEAL (a)(d*1), T; \
+	MOVL a, T; \
+	ADDL d, T; \
 	ROLL $k, T; \
 	XORL T, b
 
@@ -67,16 +70,16 @@
 	STEPM(M2, W3, W0, 18); STEPM(M7, W4, W5, 18); STEP(W9, C1, W10, 18); STEP(W14, C2, W15, 18)
 
 // XORIN: state ^= the 64-byte block at off(ptr), for ptr loaded from the
-// frame slot at slot(SP). x2 and x7 are combined in the frame slots through
-// vector registers, the temporary being busy with the pointer.
+// frame slot at slot(SP). x2 and x7 stay with general registers and 32-bit
+// accesses, which the renaming of stack slots covers.
 #define XORIN(slot, off) \
 	MOVQ slot(SP), T; \
 	XORL (off+0)(T), W0; XORL (off+4)(T), W1; XORL (off+12)(T), W3; XORL (off+16)(T), W4; \
 	XORL (off+20)(T), W5; XORL (off+24)(T), W6; XORL (off+32)(T), C1; XORL (off+36)(T), W9; \
 	XORL (off+40)(T), W10; XORL (off+44)(T), W11; XORL (off+48)(T), W12; XORL (off+52)(T), C2; \
 	XORL (off+56)(T), W14; XORL (off+60)(T), W15; \
-	MOVSS (off+8)(T), X0; MOVSS 0(SP), X1; PXOR X0, X1; MOVSS X1, 0(SP); \
-	MOVSS (off+28)(T), X2; MOVSS 4(SP), X3; PXOR X2, X3; MOVSS X3, 4(SP)
+	MOVL (off+8)(T), T; XORL T, 0(SP); \
+	MOVQ slot(SP), T; MOVL (off+28)(T), T; XORL T, 4(SP)
 
 // SALSA: state = Salsa20/8(state), written to out+outoff (and it stays the
 // state for the next block).
