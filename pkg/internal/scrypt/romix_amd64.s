@@ -20,7 +20,7 @@
 //   0 x2, 4 x7                    state words not in registers
 //   16..79                        the Salsa20 input, for the feed-forward
 //   80 in pointer, 88 out pointer, 96 block-pair counter (BLOCKMIX)
-//   104.. the callers' loop state
+//   104.. the callers' loop state (144: the block of v BLOCKMIXV reads)
 
 #define W0 AX
 #define W1 BX
@@ -131,6 +131,41 @@ pair: \
 	DECQ 96(SP); \
 	JNZ pair
 
+// XORV: x ^= v for the 64-byte blocks at off(80(SP)) and off(144(SP)), in
+// vector registers, off the Salsa20 dependency chain.
+#define XORV(off) \
+	MOVQ 144(SP), T; \
+	MOVOU (off+0)(T), X4; MOVOU (off+16)(T), X5; MOVOU (off+32)(T), X6; MOVOU (off+48)(T), X7; \
+	MOVQ 80(SP), T; \
+	MOVOU (off+0)(T), X0; MOVOU (off+16)(T), X1; MOVOU (off+32)(T), X2; MOVOU (off+48)(T), X3; \
+	PXOR X4, X0; PXOR X5, X1; PXOR X6, X2; PXOR X7, X3; \
+	MOVOU X0, (off+0)(T); MOVOU X1, (off+16)(T); MOVOU X2, (off+32)(T); MOVOU X3, (off+48)(T)
+
+// BLOCKMIXV: BLOCKMIX of in xor v, for v = 144(SP), which it advances too.
+// v is fresh from memory, and its 16 cache lines arrive one after another:
+// each block is combined just ahead of the Salsa20 core that reads it, so
+// that the first core starts as soon as the two lines it needs are in.
+#define BLOCKMIXV(pair, last) \
+	XORV(960); \
+	XORV(0); \
+	LOADLAST(80); \
+	MOVQ $8, 96(SP); \
+pair: \
+	CMPQ 96(SP), $1; \
+	JEQ last; \
+	XORV(64); \
+	XORV(128); \
+last: \
+	XORIN(80, 0); \
+	SALSA(0); \
+	XORIN(80, 64); \
+	SALSA(512); \
+	ADDQ $128, 80(SP); \
+	ADDQ $128, 144(SP); \
+	ADDQ $64, 88(SP); \
+	DECQ 96(SP); \
+	JNZ pair
+
 // func fillScalar(v *uint32, k uintptr, last *uint32)
 //
 // For i in 0..k-1: BlockMix(v[i]) -> v[i+1], except that the last result
@@ -200,38 +235,13 @@ mixloop:
 	PREFETCHT0 768(AX)
 	PREFETCHT0 832(AX)
 	PREFETCHT0 896(AX)
-	// x ^= v[j], then y = BlockMix(x).
-	MOVQ $16, CX
-	MOVQ SI, DX
-
-mixxor:
-	MOVOU 0(DX), X0
-	MOVOU 16(DX), X1
-	MOVOU 32(DX), X2
-	MOVOU 48(DX), X3
-	MOVOU 0(AX), X4
-	MOVOU 16(AX), X5
-	MOVOU 32(AX), X6
-	MOVOU 48(AX), X7
-	PXOR  X4, X0
-	PXOR  X5, X1
-	PXOR  X6, X2
-	PXOR  X7, X3
-	MOVOU X0, 0(DX)
-	MOVOU X1, 16(DX)
-	MOVOU X2, 32(DX)
-	MOVOU X3, 48(DX)
-	ADDQ  $64, DX
-	ADDQ  $64, AX
-	DECQ  CX
-	JNZ   mixxor
-
+	MOVQ AX, 144(SP)
 	MOVQ SI, 80(SP)
 	MOVQ 112(SP), BX
 	MOVQ BX, 88(SP)
 	MOVQ BX, 104(SP)
 	MOVQ SI, 112(SP)
-	BLOCKMIX(mixpair)
+	BLOCKMIXV(mixpair, mixlast)
 	DECQ 136(SP)
 	JNZ  mixloop
 	RET
