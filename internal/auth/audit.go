@@ -4,6 +4,7 @@ import (
 	"context"
 	"regexp"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/hallmark-dev/hallmark/internal/meta"
@@ -70,14 +71,18 @@ func (s *Service) EventSink() *AuditSink { return &AuditSink{s: s} }
 // AuditSink implements the registry's EventSink.
 type AuditSink struct{ s *Service }
 
-// sigTagRE is internal/index's signature tag pattern (a digest's full hex).
-var sigTagRE = regexp.MustCompile(`^(sha256|sha512)-([0-9a-f]{64}|[0-9a-f]{128})\.sig$`)
+// sigTagRE is internal/index's signature tag pattern (a digest's full hex),
+// compiled on first use, not at package init: every hallmark process (a CLI
+// run too) would otherwise pay for it at start-up.
+var sigTagRE = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`^(sha256|sha512)-([0-9a-f]{64}|[0-9a-f]{128})\.sig$`)
+})
 
 // isSignature applies the indexer's rule: a sha256-<hex>.sig tag, or a
 // referrer whose artifact type is a cosign signature or a sigstore bundle.
 func isSignature(m *meta.Manifest, tags []string) bool {
 	for _, t := range tags {
-		if sigTagRE.MatchString(t) {
+		if sigTagRE().MatchString(t) {
 			return true
 		}
 	}

@@ -8,6 +8,7 @@ import (
 	"os"
 	"regexp"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/hallmark-dev/hallmark/pkg/oci"
@@ -20,12 +21,14 @@ const (
 	DefaultJobTokenTTL  = time.Hour
 )
 
-var userNameRE = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9._-]{0,63}$`)
+// Patterns are compiled on first use, not at package init: every hallmark
+// process (a CLI run too) would otherwise pay for them at start-up.
+var userNameRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9._-]{0,63}$`) })
 
 // ValidateUserName checks a user name: 1-64 letters, digits, '.', '_', '-'.
 // The CI login name is reserved.
 func ValidateUserName(name string) error {
-	if !userNameRE.MatchString(name) {
+	if !userNameRE().MatchString(name) {
 		return fmt.Errorf("user name %q: use 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit", name)
 	}
 	if name == JobTokenUser {

@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"regexp"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"unicode/utf8"
 
@@ -35,7 +36,11 @@ const (
 	maxSignatureBlob = 4 << 20
 )
 
-var sigTagRE = regexp.MustCompile(`^(sha256|sha512)-([0-9a-f]{64}|[0-9a-f]{128})\.sig$`)
+// Patterns are compiled on first use, not at package init: every hallmark
+// process (a CLI run too) would otherwise pay for them at start-up.
+var sigTagRE = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`^(sha256|sha512)-([0-9a-f]{64}|[0-9a-f]{128})\.sig$`)
+})
 
 // Store is what the indexer needs of the metadata database.
 type Store interface {
@@ -149,7 +154,7 @@ func (ix *Indexer) ManifestDeleted(context.Context, string, string) {}
 // subjectOf says whether m is a signature manifest and for which image.
 func subjectOf(m *meta.Manifest, tags []string) (digest.Digest, bool) {
 	for _, t := range tags {
-		if g := sigTagRE.FindStringSubmatch(t); g != nil {
+		if g := sigTagRE().FindStringSubmatch(t); g != nil {
 			return digest.Digest(g[1] + ":" + g[2]), true
 		}
 	}

@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
@@ -111,11 +112,13 @@ type gitlabClaims struct {
 // notBeforeSkew is how far before iat a token becomes valid (GitLab: 5 s).
 const notBeforeSkew = 5 * time.Second
 
+// Patterns are compiled on first use, not at package init: every hallmark
+// process (a CLI run too) would otherwise pay for them at start-up.
 var (
-	pathSegmentRE = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]*$`)
-	digitsRE      = regexp.MustCompile(`^[1-9][0-9]{0,18}$`)
-	hexSHARE      = regexp.MustCompile(`^([0-9a-f]{40}|[0-9a-f]{64})$`)
-	wordRE        = regexp.MustCompile(`^[a-z][a-z0-9_]{0,63}$`)
+	pathSegmentRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]*$`) })
+	digitsRE      = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[1-9][0-9]{0,18}$`) })
+	hexSHARE      = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^([0-9a-f]{40}|[0-9a-f]{64})$`) })
+	wordRE        = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[a-z][a-z0-9_]{0,63}$`) })
 )
 
 // Mint signs a CI job ID token for job. Defaults: ref_type branch,
@@ -207,13 +210,13 @@ func (i *Issuer) claims(job JobClaims, now time.Time) (*gitlabClaims, error) {
 	sha := strings.ToLower(job.SHA)
 	if sha == "" {
 		sha = strings.Repeat("0", 40)
-	} else if !hexSHARE.MatchString(sha) {
+	} else if !hexSHARE().MatchString(sha) {
 		return nil, bad("sha %q: want a 40 (or 64) character hex commit id", job.SHA)
 	}
 	configSHA := strings.ToLower(job.CIConfigSHA)
 	if configSHA == "" {
 		configSHA = sha
-	} else if !hexSHARE.MatchString(configSHA) {
+	} else if !hexSHARE().MatchString(configSHA) {
 		return nil, bad("ci_config_sha %q: want a 40 (or 64) character hex commit id", job.CIConfigSHA)
 	}
 	configPath := job.CIConfigPath
@@ -244,16 +247,16 @@ func (i *Issuer) claims(job JobClaims, now time.Time) (*gitlabClaims, error) {
 	}
 	ids["project_id"], ids["namespace_id"], ids["pipeline_id"], ids["job_id"], ids["user_id"] = &projectID, &nsID, &pipelineID, &jobID, &userID
 	for name, v := range ids {
-		if !digitsRE.MatchString(*v) {
+		if !digitsRE().MatchString(*v) {
 			return nil, bad("%s %q: want a positive decimal number", name, *v)
 		}
 	}
 	source := orDefault(job.PipelineSource, "push")
-	if !wordRE.MatchString(source) {
+	if !wordRE().MatchString(source) {
 		return nil, bad("pipeline_source %q: want a word such as push, web, schedule, merge_request_event", source)
 	}
 	login := orDefault(job.UserLogin, "hallmark")
-	if !pathSegmentRE.MatchString(login) || len(login) > 255 {
+	if !pathSegmentRE().MatchString(login) || len(login) > 255 {
 		return nil, bad("user %q: not a valid user name", login)
 	}
 	if len(job.UserEmail) > 255 || strings.ContainsAny(job.UserEmail, " \t\r\n") || (job.UserEmail != "" && !strings.Contains(job.UserEmail, "@")) {
@@ -348,7 +351,7 @@ func validatePath(p string, min int) error {
 		return fmt.Errorf("want at least %d path segments", min)
 	}
 	for _, s := range segs {
-		if !pathSegmentRE.MatchString(s) || strings.HasSuffix(s, ".") || strings.Contains(s, "..") {
+		if !pathSegmentRE().MatchString(s) || strings.HasSuffix(s, ".") || strings.Contains(s, "..") {
 			return fmt.Errorf("segment %q: use letters, digits, '_', '-' and '.'", s)
 		}
 	}

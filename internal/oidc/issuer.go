@@ -32,7 +32,11 @@ const JWKSPath = "/oauth/discovery/keys"
 // DiscoveryPath is the OIDC discovery document path.
 const DiscoveryPath = "/.well-known/openid-configuration"
 
-var keyFileRE = regexp.MustCompile(`^` + regexp.QuoteMeta(KeyNamePrefix) + `([1-9][0-9]{0,8})\.pem$`)
+// Patterns are compiled on first use, not at package init: every hallmark
+// process (a CLI run too) would otherwise pay for them at start-up.
+var keyFileRE = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`^` + regexp.QuoteMeta(KeyNamePrefix) + `([1-9][0-9]{0,8})\.pem$`)
+})
 
 // IssuerConfig configures the built-in issuer. Zero values select the
 // defaults.
@@ -146,7 +150,7 @@ func (i *Issuer) scan() error {
 	}
 	keys := slices.Clone(i.keys)
 	for _, e := range entries {
-		m := keyFileRE.FindStringSubmatch(e.Name())
+		m := keyFileRE().FindStringSubmatch(e.Name())
 		if m == nil {
 			continue
 		}

@@ -75,7 +75,7 @@ func TestMintGitLabClaimSet(t *testing.T) {
 	}
 	for _, k := range []string{"project_id", "namespace_id", "job_project_id", "job_namespace_id"} {
 		s, ok := p[k].(string)
-		if !ok || !digitsRE.MatchString(s) {
+		if !ok || !digitsRE().MatchString(s) {
 			t.Errorf("claim %s = %#v, want a decimal string", k, p[k])
 		}
 	}

@@ -17,6 +17,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/hallmark-dev/hallmark/internal/auth"
@@ -89,11 +90,13 @@ type CIJobResponse struct {
 	Variables map[string]string `json:"variables"`
 }
 
+// Patterns are compiled on first use, not at package init: every hallmark
+// process (a CLI run too) would otherwise pay for them at start-up.
 var (
-	ciDigitsRE = regexp.MustCompile(`^[1-9][0-9]{0,18}$`)
-	ciSHARE    = regexp.MustCompile(`^([0-9a-f]{40}|[0-9a-f]{64})$`)
-	ciUserRE   = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]{0,254}$`)
-	ciSlugRE   = regexp.MustCompile(`[^a-z0-9]+`)
+	ciDigitsRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[1-9][0-9]{0,18}$`) })
+	ciSHARE    = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^([0-9a-f]{40}|[0-9a-f]{64})$`) })
+	ciUserRE   = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]{0,254}$`) })
+	ciSlugRE   = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`[^a-z0-9]+`) })
 )
 
 // setupCI registers the CI job environment endpoint (admin only).
@@ -227,7 +230,7 @@ func (s *Server) CIJob(ctx context.Context, req CIJobRequest) (map[string]string
 			return nil, fmt.Errorf("ci: random commit: %w", err)
 		}
 		sha = hex.EncodeToString(b)
-	} else if !ciSHARE.MatchString(sha) {
+	} else if !ciSHARE().MatchString(sha) {
 		return nil, bad("sha %q: want a 40 (or 64) character hex commit id", req.SHA)
 	}
 	now := time.Now()
@@ -235,7 +238,7 @@ func (s *Server) CIJob(ctx context.Context, req CIJobRequest) (map[string]string
 	if pipeline == "" {
 		pipeline = strconv.FormatInt(now.UnixMilli(), 10)
 	}
-	if !ciDigitsRE.MatchString(pipeline) {
+	if !ciDigitsRE().MatchString(pipeline) {
 		return nil, bad("pipeline id %q: want a positive decimal number", pipeline)
 	}
 	job := req.Job
@@ -246,14 +249,14 @@ func (s *Server) CIJob(ctx context.Context, req CIJobRequest) (map[string]string
 		}
 		job = strconv.FormatInt(n, 10)
 	}
-	if !ciDigitsRE.MatchString(job) {
+	if !ciDigitsRE().MatchString(job) {
 		return nil, bad("job id %q: want a positive decimal number", job)
 	}
 	user := req.User
 	if user == "" {
 		user = "hallmark"
 	}
-	if !ciUserRE.MatchString(user) {
+	if !ciUserRE().MatchString(user) {
 		return nil, bad("user %q: not a valid user name (letters, digits, '_', '-', '.')", user)
 	}
 	userName := req.UserName
@@ -363,7 +366,7 @@ func (s *Server) CIJob(ctx context.Context, req CIJobRequest) (map[string]string
 // other than a-z and 0-9 replaced by "-", no leading or trailing "-", at
 // most max characters (0: no limit).
 func ciSlug(s string, max int) string {
-	out := ciSlugRE.ReplaceAllString(strings.ToLower(s), "-")
+	out := ciSlugRE().ReplaceAllString(strings.ToLower(s), "-")
 	if max > 0 && len(out) > max {
 		out = out[:max]
 	}
