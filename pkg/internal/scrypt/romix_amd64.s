@@ -81,29 +81,41 @@
 	MOVL (off+8)(T), T; XORL T, 0(SP); \
 	MOVQ slot(SP), T; MOVL (off+28)(T), T; XORL T, 4(SP)
 
-// SALSA: state = Salsa20/8(state), written to out+outoff (and it stays the
-// state for the next block).
-#define SALSA(outoff) \
+// SALSA: state = Salsa20/8(state); it stays the state for the next block.
+// The input is kept at 16(SP) for the feed-forward. Meanwhile the previous
+// core's result, which is that input xor the block at in+inoff, is written
+// to out+prevoff from vector registers, off the dependency chain (fewer
+// stores at the core boundary than writing each word from its register).
+#define SALSA(prevoff, inoff) \
 	MOVL 0(SP), T; MOVL T, 24(SP); \
 	MOVL 4(SP), T; MOVL T, 44(SP); \
 	MOVL W0, 16(SP); MOVL W1, 20(SP); MOVL W3, 28(SP); MOVL W4, 32(SP); \
 	MOVL W5, 36(SP); MOVL W6, 40(SP); MOVL C1, 48(SP); MOVL W9, 52(SP); \
 	MOVL W10, 56(SP); MOVL W11, 60(SP); MOVL W12, 64(SP); MOVL C2, 68(SP); \
 	MOVL W14, 72(SP); MOVL W15, 76(SP); \
+	MOVQ 80(SP), T; \
+	MOVOU (inoff+0)(T), X4; MOVOU (inoff+16)(T), X5; MOVOU (inoff+32)(T), X6; MOVOU (inoff+48)(T), X7; \
+	MOVOU 16(SP), X0; MOVOU 32(SP), X1; MOVOU 48(SP), X2; MOVOU 64(SP), X3; \
+	PXOR X4, X0; PXOR X5, X1; PXOR X6, X2; PXOR X7, X3; \
+	MOVQ 88(SP), T; \
+	MOVOU X0, (prevoff+0)(T); MOVOU X1, (prevoff+16)(T); MOVOU X2, (prevoff+32)(T); MOVOU X3, (prevoff+48)(T); \
 	DOUBLEROUND; DOUBLEROUND; DOUBLEROUND; DOUBLEROUND; \
 	ADDL 16(SP), W0; ADDL 20(SP), W1; ADDL 28(SP), W3; ADDL 32(SP), W4; \
 	ADDL 36(SP), W5; ADDL 40(SP), W6; ADDL 48(SP), C1; ADDL 52(SP), W9; \
 	ADDL 56(SP), W10; ADDL 60(SP), W11; ADDL 64(SP), W12; ADDL 68(SP), C2; \
 	ADDL 72(SP), W14; ADDL 76(SP), W15; \
 	MOVL 0(SP), T; ADDL 24(SP), T; MOVL T, 0(SP); \
-	MOVL 4(SP), T; ADDL 44(SP), T; MOVL T, 4(SP); \
+	MOVL 4(SP), T; ADDL 44(SP), T; MOVL T, 4(SP)
+
+// STORE: the state to out+off.
+#define STORE(off) \
 	MOVQ 88(SP), T; \
-	MOVL W0, (outoff+0)(T); MOVL W1, (outoff+4)(T); MOVL W3, (outoff+12)(T); MOVL W4, (outoff+16)(T); \
-	MOVL W5, (outoff+20)(T); MOVL W6, (outoff+24)(T); MOVL C1, (outoff+32)(T); MOVL W9, (outoff+36)(T); \
-	MOVL W10, (outoff+40)(T); MOVL W11, (outoff+44)(T); MOVL W12, (outoff+48)(T); MOVL C2, (outoff+52)(T); \
-	MOVL W14, (outoff+56)(T); MOVL W15, (outoff+60)(T); \
-	MOVSS 0(SP), X0; MOVSS X0, (outoff+8)(T); \
-	MOVSS 4(SP), X1; MOVSS X1, (outoff+28)(T)
+	MOVL W0, (off+0)(T); MOVL W1, (off+4)(T); MOVL W3, (off+12)(T); MOVL W4, (off+16)(T); \
+	MOVL W5, (off+20)(T); MOVL W6, (off+24)(T); MOVL C1, (off+32)(T); MOVL W9, (off+36)(T); \
+	MOVL W10, (off+40)(T); MOVL W11, (off+44)(T); MOVL W12, (off+48)(T); MOVL C2, (off+52)(T); \
+	MOVL W14, (off+56)(T); MOVL W15, (off+60)(T); \
+	MOVSS 0(SP), X0; MOVSS X0, (off+8)(T); \
+	MOVSS 4(SP), X1; MOVSS X1, (off+28)(T)
 
 // LOADLAST: state = the last 64-byte block at slot(SP).
 #define LOADLAST(slot) \
@@ -117,19 +129,23 @@
 
 // BLOCKMIX: out = BlockMix(in) for in = 80(SP), out = 88(SP), which it
 // advances. Even-numbered results go to the first half of out, odd ones to
-// the second, as scrypt's BlockMix orders them.
+// the second, as scrypt's BlockMix orders them: core 2p writes the result
+// of core 2p-1 to out+448 (for p = 0 that is a stand-in, overwritten by
+// core 15 later), core 2p+1 that of core 2p to out+0, and the last result
+// is stored from registers after the loop.
 #define BLOCKMIX(pair) \
 	LOADLAST(80); \
 	MOVQ $8, 96(SP); \
 pair: \
 	XORIN(80, 0); \
-	SALSA(0); \
+	SALSA(448, 0); \
 	XORIN(80, 64); \
-	SALSA(512); \
+	SALSA(0, 64); \
 	ADDQ $128, 80(SP); \
 	ADDQ $64, 88(SP); \
 	DECQ 96(SP); \
-	JNZ pair
+	JNZ pair; \
+	STORE(448)
 
 // XORV: x ^= v for the 64-byte blocks at off(80(SP)) and off(144(SP)), in
 // vector registers, off the Salsa20 dependency chain.
@@ -157,14 +173,15 @@ pair: \
 	XORV(128); \
 last: \
 	XORIN(80, 0); \
-	SALSA(0); \
+	SALSA(448, 0); \
 	XORIN(80, 64); \
-	SALSA(512); \
+	SALSA(0, 64); \
 	ADDQ $128, 80(SP); \
 	ADDQ $128, 144(SP); \
 	ADDQ $64, 88(SP); \
 	DECQ 96(SP); \
-	JNZ pair
+	JNZ pair; \
+	STORE(448)
 
 // func fillScalar(v *uint32, k uintptr, last *uint32)
 //
