@@ -16,6 +16,13 @@
 // an instruction here and there, not time. The round is written step by
 // step across all four quarter-rounds so that they run side by side.
 //
+// Registers: W<k> holds word x<k>, C1 and C2 hold x8 and x13 (the "c"
+// operands of the quarter-rounds that are not in memory), T is the step
+// temporary and, between Salsa20 cores, the pointer register. BP is used as
+// T: the frame is not empty, so the assembler saves and restores it around
+// the body; R14 and R15 are free in ABI0 code (the wrapper that calls it
+// from Go restores g in R14).
+//
 // Frame (hardware SP offsets):
 //   0 x2, 4 x7                    state words not in registers
 //   16..79                        the Salsa20 input, for the feed-forward
