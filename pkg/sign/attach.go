@@ -39,12 +39,6 @@ const (
 // refuses to grow a signature manifest beyond it.
 const MaxSignatureLayers = verify.MaxSignatureLayers
 
-// SignatureTag returns the tag cosign stores signatures of digest under in
-// repo: "<alg>-<hex>.<suffix>".
-func SignatureTag(repo name.Repository, digest v1.Hash, suffix string) name.Tag {
-	return repo.Tag(fmt.Sprintf("%s-%s.%s", digest.Algorithm, digest.Hex, suffix))
-}
-
 // TargetRepository is where signatures of an image in repo are stored:
 // repo itself, or the COSIGN_REPOSITORY override when set.
 func TargetRepository(repo name.Repository, override string, opts ...name.Option) (name.Repository, error) {
@@ -172,7 +166,7 @@ func (a *Attachment) Commit(sig *Signature, verifier crypto.PublicKey) (*AttachR
 }
 
 func prepare(ctx context.Context, repo name.Repository, subject v1.Hash, suffix, mediaType string, blob []byte, drop func(v1.Descriptor) bool, o AttachOptions) *Attachment {
-	a := &Attachment{tag: repo.Tag(fmt.Sprintf("%s%s-%s.%s", o.TagPrefix, subject.Algorithm, subject.Hex, suffix)),
+	a := &Attachment{tag: verify.AttachmentTag(repo, o.TagPrefix, subject, suffix),
 		mediaType: mediaType, blob: blob, o: o}
 	a.err = a.load(ctx, drop)
 	return a

@@ -110,7 +110,7 @@ func pushGoldenImage(t *testing.T, host string, docker bool) name.Digest {
 func sigArtifacts(t *testing.T, img name.Digest) (manifest, config, lastPayload []byte) {
 	t.Helper()
 	h, _ := v1.NewHash(img.DigestStr())
-	tag := SignatureTag(img.Context(), h, SignatureTagSuffix)
+	tag := verify.SignatureTag(img.Context(), "", h)
 	desc, err := remote.Get(tag)
 	if err != nil {
 		t.Fatal(err)

@@ -51,7 +51,14 @@ type Target struct {
 // SignatureTag returns the tag cosign stores the signatures of digest d
 // under in repo: "[prefix]<alg>-<hex>.sig".
 func SignatureTag(repo name.Repository, prefix string, d v1.Hash) name.Tag {
-	return repo.Tag(fmt.Sprintf("%s%s-%s.sig", prefix, d.Algorithm, d.Hex))
+	return AttachmentTag(repo, prefix, d, "sig")
+}
+
+// AttachmentTag returns the tag cosign stores an attachment of digest d
+// under in repo: "[prefix]<alg>-<hex>.<suffix>", suffix "sig" for
+// signatures and "att" for attestations.
+func AttachmentTag(repo name.Repository, prefix string, d v1.Hash, suffix string) name.Tag {
+	return repo.Tag(fmt.Sprintf("%s%s-%s.%s", prefix, d.Algorithm, d.Hex, suffix))
 }
 
 // Image verifies the signatures of the image at t against opts: the
@@ -109,7 +116,7 @@ func (c *Client) verifyImage(ctx context.Context, t Target, opts Options, suffix
 	if t.SignatureRepo != nil {
 		repo = *t.SignatureRepo
 	}
-	tag := repo.Tag(fmt.Sprintf("%s%s-%s.%s", t.TagPrefix, dig.Algorithm, dig.Hex, suffix))
+	tag := AttachmentTag(repo, t.TagPrefix, dig, suffix)
 	res := &ImageResult{Reference: t.Image, Digest: dig, SignatureTag: tag}
 	// The referrers (sigstore bundles) are listed while the signature
 	// manifest is read: one round trip of latency for both.
