@@ -15,6 +15,8 @@ import (
 	"github.com/transparency-dev/merkle/rfc6962"
 
 	"github.com/hallmark-dev/hallmark/internal/tlog"
+	"github.com/hallmark-dev/hallmark/pkg/root"
+	"github.com/hallmark-dev/hallmark/pkg/verify"
 )
 
 // mth is the RFC 6962 Merkle tree hash of leaf hashes, written out from the
@@ -42,7 +44,10 @@ func checkEntry(t *testing.T, l *tlog.Log, e *tlog.LogEntry) *tlog.SignedCheckpo
 	t.Helper()
 	pub := l.PublicKey().(*ecdsa.PublicKey)
 	id := l.LogID()
-	if err := tlog.VerifySET(pub, e.SET, e.Body, e.IntegratedTime, hex.EncodeToString(id[:]), int64(e.Index)); err != nil {
+	// The SET is checked with the client's own verifier, as cosign would.
+	logID := hex.EncodeToString(id[:])
+	ve := &verify.LogEntry{Body: e.Body, IntegratedTime: e.IntegratedTime, LogIndex: int64(e.Index), LogID: logID, SET: e.SET}
+	if err := verify.VerifySET(ve, map[string]root.LogKey{logID: {Key: pub}}); err != nil {
 		t.Fatalf("entry %d: %v", e.Index, err)
 	}
 	if e.LeafHash != tlog.LeafHash(e.Body) {

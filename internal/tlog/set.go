@@ -2,11 +2,9 @@ package tlog
 
 import (
 	"crypto"
-	"crypto/ecdsa"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
-	"errors"
 	"fmt"
 )
 
@@ -41,17 +39,4 @@ func (l *Log) signSET(e Entry) ([]byte, error) {
 		return nil, fmt.Errorf("tlog: sign SET: %w", err)
 	}
 	return sig, nil
-}
-
-// VerifySET checks a signed entry timestamp as cosign and sigstore-go do.
-func VerifySET(pub *ecdsa.PublicKey, set, body []byte, integratedTime int64, logID string, logIndex int64) error {
-	payload, err := SETPayload(body, integratedTime, logID, logIndex)
-	if err != nil {
-		return err
-	}
-	d := sha256.Sum256(payload)
-	if !ecdsa.VerifyASN1(pub, d[:], set) {
-		return errors.New("signed entry timestamp does not verify with the log key")
-	}
-	return nil
 }
