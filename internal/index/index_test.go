@@ -151,6 +151,12 @@ func TestIndexAndSearchByCommit(t *testing.T) {
 	if len(sigs) != 2 {
 		t.Fatalf("after re-sign got %d signatures, want 2", len(sigs))
 	}
+	// Each signature comes back with its own annotations (they are read for
+	// all of them at once).
+	if len(sigs[0].Annotations) != 11 || len(sigs[1].Annotations) != 2 || sigs[1].Annotations["tag"] != "v1" ||
+		sigs[0].CertExtensions == nil || len(sigs[0].CertExtensions) != 0 {
+		t.Fatalf("annotations after re-sign: %v / %v (extensions %v)", sigs[0].Annotations, sigs[1].Annotations, sigs[0].CertExtensions)
+	}
 	found, _ = e.store.SearchAnnotation(ctx, "com.gitlab.ci.commit.sha", sha, 10)
 	if len(found) != 2 {
 		t.Fatalf("search after re-sign = %d results, want 2", len(found))

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/opencontainers/go-digest"
@@ -90,13 +91,25 @@ func (s *Store) querySignatures(ctx context.Context, q string, args ...any) ([]m
 	if err := rows.Err(); err != nil {
 		return nil, err
 	}
+	ids := make([]int64, len(out))
 	for i := range out {
-		id := out[i].ID
-		if out[i].Annotations, err = s.stringMap(ctx, `SELECT key, value FROM signature_annotations WHERE signature_id = ? ORDER BY key`, id); err != nil {
-			return nil, err
+		ids[i] = out[i].ID
+	}
+	ann, err := s.stringMaps(ctx, `SELECT signature_id, key, value FROM signature_annotations WHERE signature_id IN (%s)`, ids)
+	if err != nil {
+		return nil, err
+	}
+	ext, err := s.stringMaps(ctx, `SELECT signature_id, oid, value FROM signature_cert_extensions WHERE signature_id IN (%s)`, ids)
+	if err != nil {
+		return nil, err
+	}
+	for i := range out {
+		out[i].Annotations, out[i].CertExtensions = ann[out[i].ID], ext[out[i].ID]
+		if out[i].Annotations == nil {
+			out[i].Annotations = map[string]string{}
 		}
-		if out[i].CertExtensions, err = s.stringMap(ctx, `SELECT oid, value FROM signature_cert_extensions WHERE signature_id = ? ORDER BY oid`, id); err != nil {
-			return nil, err
+		if out[i].CertExtensions == nil {
+			out[i].CertExtensions = map[string]string{}
 		}
 	}
 	return out, nil
@@ -155,22 +168,43 @@ func (s *Store) SearchSigner(ctx context.Context, signer string, limit int) ([]m
 		WHERE s.signer = ? ORDER BY s.created_at DESC, s.id DESC LIMIT ?`, signer, limit)
 }
 
-// stringMap reads the (key, value) rows query q returns for signature id.
-func (s *Store) stringMap(ctx context.Context, q string, id int64) (map[string]string, error) {
-	rows, err := s.r.QueryContext(ctx, q, id)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	m := map[string]string{}
-	for rows.Next() {
-		var k, v string
-		if err := rows.Scan(&k, &v); err != nil {
+// idsPerQuery bounds the ids of one IN list (SQLite allows 32,766
+// parameters; a page of signatures is far smaller).
+const idsPerQuery = 500
+
+// stringMaps runs q (with %s for the placeholders of an IN list of ids,
+// selecting id, key, value) for ids and returns the key/value map of each
+// id: one query per idsPerQuery ids instead of one per signature.
+func (s *Store) stringMaps(ctx context.Context, q string, ids []int64) (map[int64]map[string]string, error) {
+	out := map[int64]map[string]string{}
+	for start := 0; start < len(ids); start += idsPerQuery {
+		part := ids[start:min(start+idsPerQuery, len(ids))]
+		args := make([]any, len(part))
+		for i, id := range part {
+			args[i] = id
+		}
+		rows, err := s.r.QueryContext(ctx, fmt.Sprintf(q, placeholders(len(part), 1)), args...)
+		if err != nil {
 			return nil, err
 		}
-		m[k] = v
+		for rows.Next() {
+			var id int64
+			var k, v string
+			if err := rows.Scan(&id, &k, &v); err != nil {
+				rows.Close()
+				return nil, err
+			}
+			if out[id] == nil {
+				out[id] = map[string]string{}
+			}
+			out[id][k] = v
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, err
+		}
 	}
-	return m, rows.Err()
+	return out, nil
 }
 
 // ListSignatures implements meta.Signatures.
