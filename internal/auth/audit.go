@@ -2,9 +2,7 @@ package auth
 
 import (
 	"context"
-	"regexp"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/hallmark-dev/hallmark/internal/meta"
@@ -71,25 +69,6 @@ func (s *Service) EventSink() *AuditSink { return &AuditSink{s: s} }
 // AuditSink implements the registry's EventSink.
 type AuditSink struct{ s *Service }
 
-// sigTagRE is internal/index's signature tag pattern (a digest's full hex),
-// compiled on first use, not at package init: every hallmark process (a CLI
-// run too) would otherwise pay for it at start-up.
-var sigTagRE = sync.OnceValue(func() *regexp.Regexp {
-	return regexp.MustCompile(`^(sha256|sha512)-([0-9a-f]{64}|[0-9a-f]{128})\.sig$`)
-})
-
-// isSignature applies the indexer's rule: a sha256-<hex>.sig tag, or a
-// referrer whose artifact type is a cosign signature or a sigstore bundle.
-func isSignature(m *meta.Manifest, tags []string) bool {
-	for _, t := range tags {
-		if sigTagRE().MatchString(t) {
-			return true
-		}
-	}
-	return m.Subject != "" && (m.ArtifactType == "application/vnd.dev.cosign.artifact.sig.v1+json" ||
-		strings.HasPrefix(m.ArtifactType, "application/vnd.dev.sigstore.bundle"))
-}
-
 func (a *AuditSink) actor(ctx context.Context) (name, kind, remote string) {
 	p, ok := PrincipalFrom(ctx)
 	if !ok {
@@ -103,7 +82,7 @@ func (a *AuditSink) ManifestPushed(ctx context.Context, m *meta.Manifest, tags [
 	name, kind, remote := a.actor(ctx)
 	action := AuditPush
 	detail := m.MediaType
-	if isSignature(m, tags) {
+	if _, ok := m.SignatureSubject(tags); ok {
 		action = AuditSign
 		if m.Subject != "" {
 			detail = "subject " + m.Subject.String()

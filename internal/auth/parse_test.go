@@ -6,10 +6,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/opencontainers/go-digest"
-
-	"github.com/hallmark-dev/hallmark/internal/meta"
 )
 
 func TestParseScopes(t *testing.T) {
@@ -287,31 +283,4 @@ func FuzzVerifyPasswordHash(f *testing.F) {
 		}
 		VerifyPassword(encoded, pw)
 	})
-}
-
-// TestIsSignature: the audit log calls a push "sign" exactly when the
-// indexer treats the manifest as a signature (internal/index subjectOf).
-func TestIsSignature(t *testing.T) {
-	hex64 := strings.Repeat("ab", 32)
-	subj := digest.Digest("sha256:" + hex64)
-	for _, tc := range []struct {
-		name string
-		m    meta.Manifest
-		tags []string
-		want bool
-	}{
-		{"cosign sha256 tag", meta.Manifest{}, []string{"sha256-" + hex64 + ".sig"}, true},
-		{"cosign sha512 tag", meta.Manifest{}, []string{"v1", "sha512-" + hex64 + hex64 + ".sig"}, true},
-		{"short digest in tag", meta.Manifest{}, []string{"sha256-abc.sig"}, false},
-		{"uppercase hex", meta.Manifest{}, []string{"sha256-" + strings.ToUpper(hex64) + ".sig"}, false},
-		{"attestation tag", meta.Manifest{}, []string{"sha256-" + hex64 + ".att"}, false},
-		{"cosign referrer", meta.Manifest{Subject: subj, ArtifactType: "application/vnd.dev.cosign.artifact.sig.v1+json"}, nil, true},
-		{"bundle referrer", meta.Manifest{Subject: subj, ArtifactType: "application/vnd.dev.sigstore.bundle.v0.3+json"}, nil, true},
-		{"bundle type without subject", meta.Manifest{ArtifactType: "application/vnd.dev.sigstore.bundle.v0.3+json"}, nil, false},
-		{"other referrer", meta.Manifest{Subject: subj, ArtifactType: "application/spdx+json"}, nil, false},
-	} {
-		if got := isSignature(&tc.m, tc.tags); got != tc.want {
-			t.Errorf("%s: isSignature = %v, want %v", tc.name, got, tc.want)
-		}
-	}
 }

@@ -14,9 +14,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"regexp"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"unicode/utf8"
 
@@ -28,19 +26,8 @@ import (
 	"github.com/hallmark-dev/hallmark/pkg/verify"
 )
 
-// Artifact types that mark a referrer as a signature.
-const (
-	ArtifactTypeCosignSig = "application/vnd.dev.cosign.artifact.sig.v1+json"
-	bundleTypePrefix      = "application/vnd.dev.sigstore.bundle"
-	// maxSignatureBlob bounds what is read of one signature layer.
-	maxSignatureBlob = 4 << 20
-)
-
-// Patterns are compiled on first use, not at package init: every hallmark
-// process (a CLI run too) would otherwise pay for them at start-up.
-var sigTagRE = sync.OnceValue(func() *regexp.Regexp {
-	return regexp.MustCompile(`^(sha256|sha512)-([0-9a-f]{64}|[0-9a-f]{128})\.sig$`)
-})
+// maxSignatureBlob bounds what is read of one signature layer.
+const maxSignatureBlob = 4 << 20
 
 // Store is what the indexer needs of the metadata database.
 type Store interface {
@@ -151,19 +138,6 @@ func (ix *Indexer) ManifestPushed(ctx context.Context, m *meta.Manifest, tags []
 // index as history of what was signed.
 func (ix *Indexer) ManifestDeleted(context.Context, string, string) {}
 
-// subjectOf says whether m is a signature manifest and for which image.
-func subjectOf(m *meta.Manifest, tags []string) (digest.Digest, bool) {
-	for _, t := range tags {
-		if g := sigTagRE().FindStringSubmatch(t); g != nil {
-			return digest.Digest(g[1] + ":" + g[2]), true
-		}
-	}
-	if m.Subject != "" && (m.ArtifactType == ArtifactTypeCosignSig || strings.HasPrefix(m.ArtifactType, bundleTypePrefix)) {
-		return m.Subject, true
-	}
-	return "", false
-}
-
 // Signatures parses the signatures in m (none if m is not a signature
 // manifest). Every problem becomes an invalid record, never an error.
 func (ix *Indexer) Signatures(ctx context.Context, m *meta.Manifest, tags []string) []meta.Signature {
@@ -172,7 +146,7 @@ func (ix *Indexer) Signatures(ctx context.Context, m *meta.Manifest, tags []stri
 
 // layerKey is the dedupe key of one signature layer.
 func layerKey(l oci.Descriptor, bundleKind bool) string {
-	if bundleKind || strings.HasPrefix(l.MediaType, bundleTypePrefix) {
+	if bundleKind || strings.HasPrefix(l.MediaType, meta.BundleTypePrefix) {
 		return dedupeKey(l.Digest.String())
 	}
 	sigB64, certPEM := l.Annotations[verify.AnnotationSignature], l.Annotations[verify.AnnotationCertificate]
@@ -188,12 +162,12 @@ func layerKey(l oci.Descriptor, bundleKind bool) string {
 // whose dedupe keys it reports as already recorded are skipped (it is
 // asked once, with the keys of every layer read).
 func (ix *Indexer) signatures(ctx context.Context, m *meta.Manifest, tags []string, recorded func(keys []string) map[string]bool) []meta.Signature {
-	subject, ok := subjectOf(m, tags)
+	subject, ok := m.SignatureSubject(tags)
 	if !ok {
 		return nil
 	}
 	base := meta.Signature{Repository: m.Repository, Subject: subject, Manifest: m.Digest, Kind: "cosign"}
-	if strings.HasPrefix(m.ArtifactType, bundleTypePrefix) {
+	if strings.HasPrefix(m.ArtifactType, meta.BundleTypePrefix) {
 		base.Kind = "sigstore-bundle"
 	}
 	invalid := func(layer digest.Digest, key, detail string) meta.Signature {
@@ -232,7 +206,7 @@ func (ix *Indexer) signatures(ctx context.Context, m *meta.Manifest, tags []stri
 			out = append(out, invalid(l.Digest, "layer:"+l.Digest.String()+":"+m.Digest.String(), err.Error()))
 			continue
 		}
-		if base.Kind == "sigstore-bundle" || strings.HasPrefix(l.MediaType, bundleTypePrefix) {
+		if base.Kind == "sigstore-bundle" || strings.HasPrefix(l.MediaType, meta.BundleTypePrefix) {
 			s.Kind = "sigstore-bundle"
 			ix.bundle(&s, data)
 		} else {

@@ -1,0 +1,38 @@
+package meta_test
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/hallmark-dev/hallmark/internal/meta"
+)
+
+// The audit log calls a push "sign" exactly when the indexer treats the
+// manifest as a signature: both ask SignatureSubject.
+func TestSignatureSubject(t *testing.T) {
+	hex64 := strings.Repeat("ab", 32)
+	subj := digest.Digest("sha256:" + hex64)
+	for _, tc := range []struct {
+		name string
+		m    meta.Manifest
+		tags []string
+		want digest.Digest // "" when not a signature
+	}{
+		{"cosign sha256 tag", meta.Manifest{}, []string{"sha256-" + hex64 + ".sig"}, subj},
+		{"cosign sha512 tag", meta.Manifest{}, []string{"v1", "sha512-" + hex64 + hex64 + ".sig"}, digest.Digest("sha512:" + hex64 + hex64)},
+		{"short digest in tag", meta.Manifest{}, []string{"sha256-abc.sig"}, ""},
+		{"uppercase hex", meta.Manifest{}, []string{"sha256-" + strings.ToUpper(hex64) + ".sig"}, ""},
+		{"attestation tag", meta.Manifest{}, []string{"sha256-" + hex64 + ".att"}, ""},
+		{"cosign referrer", meta.Manifest{Subject: subj, ArtifactType: "application/vnd.dev.cosign.artifact.sig.v1+json"}, nil, subj},
+		{"bundle referrer", meta.Manifest{Subject: subj, ArtifactType: "application/vnd.dev.sigstore.bundle.v0.3+json"}, nil, subj},
+		{"bundle type without subject", meta.Manifest{ArtifactType: "application/vnd.dev.sigstore.bundle.v0.3+json"}, nil, ""},
+		{"other referrer", meta.Manifest{Subject: subj, ArtifactType: "application/spdx+json"}, nil, ""},
+	} {
+		got, ok := tc.m.SignatureSubject(tc.tags)
+		if ok != (tc.want != "") || got != tc.want {
+			t.Errorf("%s: SignatureSubject = %q, %v; want %q", tc.name, got, ok, tc.want)
+		}
+	}
+}
