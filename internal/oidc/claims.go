@@ -121,6 +121,21 @@ var (
 	wordRE        = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[a-z][a-z0-9_]{0,63}$`) })
 )
 
+// ValidCommitSHA reports whether sha is a lower-case 40 or 64 character hex
+// commit id, as the commit claims require.
+func ValidCommitSHA(sha string) bool { return hexSHARE().MatchString(sha) }
+
+// ValidNumericID reports whether id is a positive decimal number of at most
+// 19 digits, as the id claims (pipeline, job, project, ...) require.
+func ValidNumericID(id string) bool { return digitsRE().MatchString(id) }
+
+// ValidUserLogin reports whether login is a GitLab user name the user_login
+// claim accepts: letters, digits, '_', '-', '.', not starting with '-' or
+// '.', at most 255 characters.
+func ValidUserLogin(login string) bool {
+	return pathSegmentRE().MatchString(login) && len(login) <= 255
+}
+
 // Mint signs a CI job ID token for job. Defaults: ref_type branch,
 // namespace = project path without its last segment, project_id and
 // namespace_id stable numbers derived from the paths, pipeline_id and
@@ -210,13 +225,13 @@ func (i *Issuer) claims(job JobClaims, now time.Time) (*gitlabClaims, error) {
 	sha := strings.ToLower(job.SHA)
 	if sha == "" {
 		sha = strings.Repeat("0", 40)
-	} else if !hexSHARE().MatchString(sha) {
+	} else if !ValidCommitSHA(sha) {
 		return nil, bad("sha %q: want a 40 (or 64) character hex commit id", job.SHA)
 	}
 	configSHA := strings.ToLower(job.CIConfigSHA)
 	if configSHA == "" {
 		configSHA = sha
-	} else if !hexSHARE().MatchString(configSHA) {
+	} else if !ValidCommitSHA(configSHA) {
 		return nil, bad("ci_config_sha %q: want a 40 (or 64) character hex commit id", job.CIConfigSHA)
 	}
 	configPath := job.CIConfigPath
@@ -247,7 +262,7 @@ func (i *Issuer) claims(job JobClaims, now time.Time) (*gitlabClaims, error) {
 	}
 	ids["project_id"], ids["namespace_id"], ids["pipeline_id"], ids["job_id"], ids["user_id"] = &projectID, &nsID, &pipelineID, &jobID, &userID
 	for name, v := range ids {
-		if !digitsRE().MatchString(*v) {
+		if !ValidNumericID(*v) {
 			return nil, bad("%s %q: want a positive decimal number", name, *v)
 		}
 	}
@@ -256,7 +271,7 @@ func (i *Issuer) claims(job JobClaims, now time.Time) (*gitlabClaims, error) {
 		return nil, bad("pipeline_source %q: want a word such as push, web, schedule, merge_request_event", source)
 	}
 	login := orDefault(job.UserLogin, "hallmark")
-	if !pathSegmentRE().MatchString(login) || len(login) > 255 {
+	if !ValidUserLogin(login) {
 		return nil, bad("user %q: not a valid user name", login)
 	}
 	if len(job.UserEmail) > 255 || strings.ContainsAny(job.UserEmail, " \t\r\n") || (job.UserEmail != "" && !strings.Contains(job.UserEmail, "@")) {

@@ -90,14 +90,9 @@ type CIJobResponse struct {
 	Variables map[string]string `json:"variables"`
 }
 
-// Patterns are compiled on first use, not at package init: every hallmark
-// process (a CLI run too) would otherwise pay for them at start-up.
-var (
-	ciDigitsRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[1-9][0-9]{0,18}$`) })
-	ciSHARE    = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^([0-9a-f]{40}|[0-9a-f]{64})$`) })
-	ciUserRE   = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]{0,254}$`) })
-	ciSlugRE   = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`[^a-z0-9]+`) })
-)
+// ciSlugRE is compiled on first use, not at package init: every hallmark
+// process (a CLI run too) would otherwise pay for it at start-up.
+var ciSlugRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`[^a-z0-9]+`) })
 
 // setupCI registers the CI job environment endpoint (admin only).
 func (s *Server) setupCI(mux *http.ServeMux) {
@@ -230,7 +225,7 @@ func (s *Server) CIJob(ctx context.Context, req CIJobRequest) (map[string]string
 			return nil, fmt.Errorf("ci: random commit: %w", err)
 		}
 		sha = hex.EncodeToString(b)
-	} else if !ciSHARE().MatchString(sha) {
+	} else if !oidc.ValidCommitSHA(sha) {
 		return nil, bad("sha %q: want a 40 (or 64) character hex commit id", req.SHA)
 	}
 	now := time.Now()
@@ -238,7 +233,7 @@ func (s *Server) CIJob(ctx context.Context, req CIJobRequest) (map[string]string
 	if pipeline == "" {
 		pipeline = strconv.FormatInt(now.UnixMilli(), 10)
 	}
-	if !ciDigitsRE().MatchString(pipeline) {
+	if !oidc.ValidNumericID(pipeline) {
 		return nil, bad("pipeline id %q: want a positive decimal number", pipeline)
 	}
 	job := req.Job
@@ -249,14 +244,14 @@ func (s *Server) CIJob(ctx context.Context, req CIJobRequest) (map[string]string
 		}
 		job = strconv.FormatInt(n, 10)
 	}
-	if !ciDigitsRE().MatchString(job) {
+	if !oidc.ValidNumericID(job) {
 		return nil, bad("job id %q: want a positive decimal number", job)
 	}
 	user := req.User
 	if user == "" {
 		user = "hallmark"
 	}
-	if !ciUserRE().MatchString(user) {
+	if !oidc.ValidUserLogin(user) {
 		return nil, bad("user %q: not a valid user name (letters, digits, '_', '-', '.')", user)
 	}
 	userName := req.UserName
