@@ -1,485 +1,113 @@
 package sqlite_test
 
 import (
+	"compress/gzip"
 	"context"
 	"database/sql"
-	"errors"
-	"fmt"
+	"io"
+	"os"
 	"path/filepath"
-	"slices"
-	"sync"
 	"testing"
-	"time"
 
 	"github.com/opencontainers/go-digest"
 
-	"github.com/hallmark-dev/hallmark/internal/meta"
+	"github.com/hallmark-dev/hallmark/internal/meta/metatest"
 	"github.com/hallmark-dev/hallmark/internal/meta/sqlite"
+	"github.com/hallmark-dev/hallmark/internal/meta/sqlstore"
 )
 
 var ctx = context.Background()
 
-func open(t *testing.T, path string) *sqlite.Store {
-	t.Helper()
-	s, err := sqlite.Open(ctx, sqlite.Config{Path: path})
+// file is one SQLite database file.
+type file struct{ path string }
+
+func (f file) Open(ctx context.Context) (*sqlstore.Store, error) {
+	return sqlite.Open(ctx, sqlite.Config{Path: f.path})
+}
+
+func (f file) Raw(t *testing.T) *sql.DB {
+	if err := os.MkdirAll(filepath.Dir(f.path), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	db, err := sql.Open("sqlite", "file:"+f.path+"?_pragma=busy_timeout(10000)&_pragma=foreign_keys(1)")
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { s.Close() })
-	return s
+	t.Cleanup(func() { db.Close() })
+	return db
 }
 
-func newStore(t *testing.T) (*sqlite.Store, string) {
-	t.Helper()
-	p := filepath.Join(t.TempDir(), "sub", "hallmark.db")
-	return open(t, p), p
-}
+func (f file) Dialect() *sqlstore.Dialect { return sqlite.Dialect() }
 
-// manifest returns an image manifest in repo referencing the given blobs
-// (linked first unless link is false).
-func manifest(t *testing.T, s *sqlite.Store, repo, seed string, link bool, subject digest.Digest) *meta.Manifest {
-	t.Helper()
-	cfg, layer := digest.FromString(seed+"cfg"), digest.FromString(seed+"layer")
-	if link {
-		for _, d := range []digest.Digest{cfg, layer} {
-			if err := s.LinkBlob(ctx, repo, d, 10); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	payload := []byte(`{"schemaVersion":2,"seed":"` + seed + `"}`)
-	return &meta.Manifest{
-		Repository:   repo,
-		Digest:       digest.FromBytes(payload),
-		MediaType:    "application/vnd.oci.image.manifest.v1+json",
-		ArtifactType: "application/vnd.oci.image.config.v1+json",
-		Payload:      payload,
-		Subject:      subject,
-		References:   []meta.Reference{{Digest: cfg, Kind: meta.RefBlob}, {Digest: layer, Kind: meta.RefBlob}},
+func backend() metatest.Backend {
+	return metatest.Backend{
+		NewDB: func(t *testing.T) metatest.DB { return file{filepath.Join(t.TempDir(), "sub", "hallmark.db")} },
+		FailTagInsert: `CREATE TRIGGER boom BEFORE INSERT ON tags WHEN NEW.name = 'boom'
+			BEGIN SELECT RAISE(ABORT, 'injected failure'); END`,
 	}
 }
 
-func TestOpenMigrateReopen(t *testing.T) {
-	s, path := newStore(t)
-	m := manifest(t, s, "app", "a", true, "")
-	if err := s.PutManifest(ctx, m, []string{"v1"}); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Ping(ctx); err != nil {
-		t.Fatal(err)
-	}
-	s.Close()
-	// Reopening applies no migration twice and keeps the data.
-	s2 := open(t, path)
-	got, err := s2.GetManifest(ctx, "app", "v1")
-	if err != nil || string(got.Payload) != string(m.Payload) {
-		t.Fatalf("after reopen: %v", err)
-	}
-	s2.Close()
-	// A database from a newer binary is refused.
-	db, err := sql.Open("sqlite", "file:"+path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := db.Exec(`INSERT INTO schema_migrations(version, applied_at) VALUES (999, 0)`); err != nil {
-		t.Fatal(err)
-	}
-	db.Close()
-	if s3, err := sqlite.Open(ctx, sqlite.Config{Path: path}); err == nil {
-		s3.Close()
-		t.Fatal("opened a database with a newer schema")
-	}
+// TestContract runs the store contract suite on SQLite.
+func TestContract(t *testing.T) { metatest.Run(t, backend()) }
+
+func TestOpenRefusesEmptyPath(t *testing.T) {
 	if _, err := sqlite.Open(ctx, sqlite.Config{}); err == nil {
 		t.Fatal("opened with an empty path")
 	}
 }
 
-func TestBlobs(t *testing.T) {
-	s, _ := newStore(t)
-	d := digest.FromString("blob")
-	if _, err := s.BlobSize(ctx, "app", d); !errors.Is(err, meta.ErrBlobNotFound) {
-		t.Fatalf("BlobSize before link: %v", err)
-	}
-	if err := s.LinkBlob(ctx, "app", d, 42); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.LinkBlob(ctx, "app", d, 42); err != nil { // idempotent
-		t.Fatal(err)
-	}
-	if n, err := s.BlobSize(ctx, "app", d); err != nil || n != 42 {
-		t.Fatalf("BlobSize = %d, %v", n, err)
-	}
-	if _, err := s.BlobSize(ctx, "other", d); !errors.Is(err, meta.ErrBlobNotFound) {
-		t.Fatalf("BlobSize in other repo: %v", err)
-	}
-	if err := s.LinkBlob(ctx, "other", d, 42); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.UnlinkBlob(ctx, "app", d); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.BlobSize(ctx, "app", d); !errors.Is(err, meta.ErrBlobNotFound) {
-		t.Fatalf("BlobSize after unlink: %v", err)
-	}
-	if n, err := s.BlobSize(ctx, "other", d); err != nil || n != 42 {
-		t.Fatalf("other repo lost its link: %d, %v", n, err)
-	}
-	for _, repo := range []string{"app", "nope"} {
-		if err := s.UnlinkBlob(ctx, repo, d); !errors.Is(err, meta.ErrBlobNotFound) {
-			t.Errorf("UnlinkBlob(%s) again: %v", repo, err)
-		}
-	}
-}
-
-func TestManifestsAndTags(t *testing.T) {
-	s, _ := newStore(t)
-	m1 := manifest(t, s, "group/app", "one", true, "")
-	m1.Annotations = map[string]string{"a": "b"}
-	m1.Created = time.Unix(1700000000, 123)
-	if err := s.PutManifest(ctx, m1, []string{"v1", "latest"}); err != nil {
-		t.Fatal(err)
-	}
-	for _, ref := range []string{"v1", "latest", m1.Digest.String()} {
-		got, err := s.GetManifest(ctx, "group/app", ref)
-		if err != nil {
-			t.Fatalf("GetManifest(%s): %v", ref, err)
-		}
-		if got.Digest != m1.Digest || string(got.Payload) != string(m1.Payload) || got.MediaType != m1.MediaType ||
-			got.ArtifactType != m1.ArtifactType || got.Repository != "group/app" || !got.Created.Equal(m1.Created) {
-			t.Errorf("GetManifest(%s) = %+v", ref, got)
-		}
-	}
-	for _, ref := range []string{"v2", digest.FromString("x").String(), "sha256:bad"} {
-		if _, err := s.GetManifest(ctx, "group/app", ref); !errors.Is(err, meta.ErrManifestNotFound) {
-			t.Errorf("GetManifest(%s): %v", ref, err)
-		}
-	}
-	if _, err := s.GetManifest(ctx, "other", "v1"); !errors.Is(err, meta.ErrManifestNotFound) {
-		t.Errorf("GetManifest in other repo: %v", err)
-	}
-	tags, err := s.TagsOf(ctx, "group/app", m1.Digest)
-	if err != nil || !slices.Equal(tags, []string{"latest", "v1"}) {
-		t.Errorf("TagsOf = %v, %v", tags, err)
-	}
-
-	// Tag move.
-	m2 := manifest(t, s, "group/app", "two", true, "")
-	if err := s.PutManifest(ctx, m2, []string{"latest"}); err != nil {
-		t.Fatal(err)
-	}
-	if got, _ := s.GetManifest(ctx, "group/app", "latest"); got.Digest != m2.Digest {
-		t.Fatalf("latest -> %s after move, want %s", got.Digest, m2.Digest)
-	}
-	if tags, _ := s.TagsOf(ctx, "group/app", m1.Digest); !slices.Equal(tags, []string{"v1"}) {
-		t.Errorf("m1 tags after move: %v", tags)
-	}
-	// Re-putting the same manifest is idempotent.
-	if err := s.PutManifest(ctx, m1, nil); err != nil {
-		t.Fatal(err)
-	}
-
-	// Delete tag.
-	if err := s.DeleteTag(ctx, "group/app", "v1"); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.GetManifest(ctx, "group/app", "v1"); !errors.Is(err, meta.ErrManifestNotFound) {
-		t.Errorf("deleted tag: %v", err)
-	}
-	if _, err := s.GetManifest(ctx, "group/app", m1.Digest.String()); err != nil {
-		t.Errorf("manifest gone with its tag: %v", err)
-	}
-	if err := s.DeleteTag(ctx, "group/app", "v1"); !errors.Is(err, meta.ErrTagNotFound) {
-		t.Errorf("DeleteTag again: %v", err)
-	}
-	// Delete manifest: its tags go with it.
-	if err := s.PutManifest(ctx, m1, []string{"t1", "t2"}); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.DeleteManifest(ctx, "group/app", m1.Digest); err != nil {
-		t.Fatal(err)
-	}
-	for _, ref := range []string{"t1", "t2", m1.Digest.String()} {
-		if _, err := s.GetManifest(ctx, "group/app", ref); !errors.Is(err, meta.ErrManifestNotFound) {
-			t.Errorf("after DeleteManifest, %s: %v", ref, err)
-		}
-	}
-	if tags, _, _ := s.ListTags(ctx, "group/app", "", 100); !slices.Equal(tags, []string{"latest"}) {
-		t.Errorf("tags after delete: %v", tags)
-	}
-	if err := s.DeleteManifest(ctx, "group/app", m1.Digest); !errors.Is(err, meta.ErrManifestNotFound) {
-		t.Errorf("DeleteManifest again: %v", err)
-	}
-}
-
-func TestMissingReferences(t *testing.T) {
-	s, _ := newStore(t)
-	m := manifest(t, s, "app", "x", false, "")
-	err := s.PutManifest(ctx, m, []string{"v1"})
-	var mr *meta.MissingReferenceError
-	if !errors.As(err, &mr) || mr.Kind != meta.RefBlob || mr.Digest != m.References[0].Digest {
-		t.Fatalf("PutManifest with missing blobs: %v", err)
-	}
-	// Nothing of it was stored, not even the repository.
-	if repos, _, _ := s.ListRepositories(ctx, "", 10); len(repos) != 0 {
-		t.Errorf("repositories after failed put: %v", repos)
-	}
-	// Blobs of another repository do not count.
-	for _, r := range m.References {
-		s.LinkBlob(ctx, "other", r.Digest, 1)
-	}
-	if err := s.PutManifest(ctx, m, nil); !errors.As(err, &mr) {
-		t.Fatalf("PutManifest with blobs in another repo: %v", err)
-	}
-	// Index children must be manifests of the repository.
-	child := manifest(t, s, "app", "child", true, "")
-	idx := &meta.Manifest{Repository: "app", Digest: digest.FromString("idx"), MediaType: "application/vnd.oci.image.index.v1+json",
-		Payload: []byte("idx"), References: []meta.Reference{{Digest: child.Digest, Kind: meta.RefManifest}}}
-	if err := s.PutManifest(ctx, idx, nil); !errors.As(err, &mr) || mr.Kind != meta.RefManifest {
-		t.Fatalf("index with missing child: %v", err)
-	}
-	if err := s.PutManifest(ctx, child, nil); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.PutManifest(ctx, idx, []string{"multi"}); err != nil {
-		t.Fatalf("index after its child: %v", err)
-	}
-}
-
-func TestReferrers(t *testing.T) {
-	s, _ := newStore(t)
-	subject := digest.FromString("subject")
-	base := time.Unix(1700000000, 0)
-	var want []digest.Digest
-	for i, at := range []string{"application/a", "application/b", "application/a"} {
-		m := manifest(t, s, "app", fmt.Sprint("ref", i), true, subject)
-		m.ArtifactType = at
-		m.Annotations = map[string]string{"i": fmt.Sprint(i), "org.example": "x"}
-		m.Created = base.Add(time.Duration(i) * time.Second)
-		if err := s.PutManifest(ctx, m, nil); err != nil {
-			t.Fatal(err)
-		}
-		want = append(want, m.Digest)
-	}
-	other := manifest(t, s, "other", "ref-other", true, subject)
-	s.PutManifest(ctx, other, nil)
-	plain := manifest(t, s, "app", "plain", true, "")
-	s.PutManifest(ctx, plain, nil)
-
-	list, err := s.Referrers(ctx, "app", subject, "")
+// TestUpgradeFromSchema5 opens a database written by the last release
+// before versioned migrations moved to meta/sqlstore (commit f217a33:
+// schema_migrations at version 5, one manifest, signature, user and log
+// entry): it opens without applying anything again and keeps the data.
+func TestUpgradeFromSchema5(t *testing.T) {
+	gz, err := os.Open("testdata/schema5-f217a33.db.gz")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(list) != 3 {
-		t.Fatalf("%d referrers, want 3: %+v", len(list), list)
-	}
-	for i, d := range list {
-		if d.Digest != want[i] {
-			t.Errorf("referrer %d = %s, want %s (oldest first)", i, d.Digest, want[i])
-		}
-		if d.Annotations["i"] != fmt.Sprint(i) || d.Size == 0 || d.MediaType == "" {
-			t.Errorf("referrer %d: %+v", i, d)
-		}
-	}
-	list, _ = s.Referrers(ctx, "app", subject, "application/a")
-	if len(list) != 2 || list[0].Digest != want[0] || list[1].Digest != want[2] {
-		t.Errorf("filtered: %+v", list)
-	}
-	if list, err := s.Referrers(ctx, "app", digest.FromString("none"), ""); err != nil || len(list) != 0 {
-		t.Errorf("unknown subject: %v, %v", list, err)
-	}
-	if list, err := s.Referrers(ctx, "nope", subject, ""); err != nil || len(list) != 0 {
-		t.Errorf("unknown repo: %v, %v", list, err)
-	}
-	// Deleting a referrer drops it.
-	s.DeleteManifest(ctx, "app", want[1])
-	if list, _ := s.Referrers(ctx, "app", subject, ""); len(list) != 2 {
-		t.Errorf("after delete: %d", len(list))
-	}
-	// sha512 subject.
-	sub512 := digest.SHA512.FromString("subject")
-	m := manifest(t, s, "app", "r512", true, sub512)
-	s.PutManifest(ctx, m, nil)
-	if list, _ := s.Referrers(ctx, "app", sub512, ""); len(list) != 1 {
-		t.Errorf("sha512 subject: %d", len(list))
-	}
-}
-
-func TestSHA512Manifest(t *testing.T) {
-	s, _ := newStore(t)
-	m := manifest(t, s, "app", "x", true, "")
-	m.Digest = digest.SHA512.FromBytes(m.Payload)
-	if err := s.PutManifest(ctx, m, []string{"v"}); err != nil {
-		t.Fatal(err)
-	}
-	got, err := s.GetManifest(ctx, "app", m.Digest.String())
-	if err != nil || got.Digest != m.Digest {
-		t.Fatalf("GetManifest by sha512 digest: %v", err)
-	}
-	if err := s.DeleteManifest(ctx, "app", m.Digest); err != nil {
-		t.Fatal(err)
-	}
-}
-
-func TestListing(t *testing.T) {
-	s, _ := newStore(t)
-	if _, _, err := s.ListTags(ctx, "app", "", 10); !errors.Is(err, meta.ErrRepositoryNotFound) {
-		t.Fatalf("ListTags unknown repo: %v", err)
-	}
-	if _, _, err := s.ListTags(ctx, "app", "", 0); !errors.Is(err, meta.ErrRepositoryNotFound) {
-		t.Fatalf("ListTags unknown repo n=0: %v", err)
-	}
-	m := manifest(t, s, "app", "x", true, "")
-	tags := []string{"b", "a", "C", "a1", "_z", "10", "9"}
-	if err := s.PutManifest(ctx, m, tags); err != nil {
-		t.Fatal(err)
-	}
-	sorted := slices.Clone(tags)
-	slices.Sort(sorted)
-	all, more, err := s.ListTags(ctx, "app", "", 100)
-	if err != nil || more || !slices.Equal(all, sorted) {
-		t.Fatalf("ListTags = %v, %v, %v; want %v", all, more, err, sorted)
-	}
-	for n := 1; n <= len(tags)+1; n++ {
-		var got []string
-		last := ""
-		for {
-			page, more, err := s.ListTags(ctx, "app", last, n)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if len(page) > n || (more && len(page) != n) {
-				t.Fatalf("n=%d: page %v more=%v", n, page, more)
-			}
-			got = append(got, page...)
-			if !more {
-				break
-			}
-			last = page[len(page)-1]
-		}
-		if !slices.Equal(got, sorted) {
-			t.Errorf("n=%d: %v", n, got)
-		}
-	}
-	if page, more, _ := s.ListTags(ctx, "app", sorted[len(sorted)-1], 5); len(page) != 0 || more {
-		t.Errorf("after last: %v %v", page, more)
-	}
-	if page, _, _ := s.ListTags(ctx, "app", "a0", 2); !slices.Equal(page, []string{"a1", "b"}) {
-		t.Errorf("last not a tag: %v", page)
-	}
-	// Repositories, created by blob links as well as by manifests.
-	for _, r := range []string{"z", "b/c", "a/b/c", "b"} {
-		s.LinkBlob(ctx, r, digest.FromString(r), 1)
-	}
-	wantRepos := []string{"a/b/c", "app", "b", "b/c", "z"}
-	var got []string
-	last := ""
-	for {
-		page, more, err := s.ListRepositories(ctx, last, 2)
-		if err != nil {
-			t.Fatal(err)
-		}
-		got = append(got, page...)
-		if !more {
-			break
-		}
-		last = page[len(page)-1]
-	}
-	if !slices.Equal(got, wantRepos) {
-		t.Errorf("repositories %v, want %v", got, wantRepos)
-	}
-}
-
-// TestPutManifestIsAtomic injects a failure in the middle of PutManifest
-// (a trigger that aborts on one tag) and checks that nothing of the
-// transaction is visible: not the manifest, not the other tags, not a tag
-// move.
-func TestPutManifestIsAtomic(t *testing.T) {
-	s, path := newStore(t)
-	old := manifest(t, s, "app", "old", true, "")
-	if err := s.PutManifest(ctx, old, []string{"latest"}); err != nil {
-		t.Fatal(err)
-	}
-	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(10000)")
+	defer gz.Close()
+	zr, err := gzip.NewReader(gz)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer db.Close()
-	if _, err := db.Exec(`CREATE TRIGGER boom BEFORE INSERT ON tags WHEN NEW.name = 'boom'
-		BEGIN SELECT RAISE(ABORT, 'injected failure'); END`); err != nil {
+	path := filepath.Join(t.TempDir(), "hallmark.db")
+	out, err := os.Create(path)
+	if err != nil {
 		t.Fatal(err)
 	}
-	m := manifest(t, s, "app", "new", true, "")
-	err = s.PutManifest(ctx, m, []string{"latest", "v2", "boom"})
-	if err == nil {
-		t.Fatal("PutManifest succeeded despite the injected failure")
-	}
-	if got, err := s.GetManifest(ctx, "app", "latest"); err != nil || got.Digest != old.Digest {
-		t.Errorf("latest moved by a failed transaction: %v %v", got, err)
-	}
-	for _, ref := range []string{"v2", m.Digest.String()} {
-		if _, err := s.GetManifest(ctx, "app", ref); !errors.Is(err, meta.ErrManifestNotFound) {
-			t.Errorf("%s visible after a failed transaction: %v", ref, err)
-		}
-	}
-	// The store still works.
-	if err := s.PutManifest(ctx, m, []string{"latest", "v2"}); err != nil {
+	if _, err := io.Copy(out, zr); err != nil {
 		t.Fatal(err)
 	}
-	if got, _ := s.GetManifest(ctx, "app", "latest"); got.Digest != m.Digest {
-		t.Errorf("latest -> %s", got.Digest)
+	out.Close()
+	s, err := sqlite.Open(ctx, sqlite.Config{Path: path})
+	if err != nil {
+		t.Fatalf("open a schema-5 database: %v", err)
 	}
-}
-
-// TestConcurrentTagMoves moves one tag between manifests from many
-// goroutines while others read it: every read sees a complete manifest and
-// the final state is one of the writes.
-func TestConcurrentTagMoves(t *testing.T) {
-	s, _ := newStore(t)
-	var ms []*meta.Manifest
-	for i := 0; i < 4; i++ {
-		m := manifest(t, s, "app", fmt.Sprint("m", i), true, "")
-		if err := s.PutManifest(ctx, m, nil); err != nil {
-			t.Fatal(err)
-		}
-		ms = append(ms, m)
+	defer s.Close()
+	m, err := s.GetManifest(ctx, "group/app", "v1")
+	if err != nil || len(m.Payload) == 0 {
+		t.Fatalf("manifest of the old database: %v", err)
 	}
-	byDigest := map[digest.Digest]*meta.Manifest{}
-	for _, m := range ms {
-		byDigest[m.Digest] = m
+	sigs, err := s.ListSignatures(ctx, "group/app", m.Digest)
+	if err != nil || len(sigs) != 1 || sigs[0].Annotations["git_sha"] != "abc" || sigs[0].CertExtensions["1.3.6.1.4.1.57264.1.8"] != "https://issuer" {
+		t.Fatalf("signatures of the old database: %+v, %v", sigs, err)
 	}
-	s.PutManifest(ctx, ms[0], []string{"latest"})
-	var wg sync.WaitGroup
-	errs := make(chan error, 200)
-	for w := 0; w < 4; w++ {
-		wg.Add(2)
-		go func() {
-			defer wg.Done()
-			for i := 0; i < 25; i++ {
-				if err := s.PutManifest(ctx, ms[(w+i)%4], []string{"latest"}); err != nil {
-					errs <- err
-				}
-			}
-		}()
-		go func() {
-			defer wg.Done()
-			for i := 0; i < 25; i++ {
-				got, err := s.GetManifest(ctx, "app", "latest")
-				if err != nil {
-					errs <- err
-					continue
-				}
-				if want := byDigest[got.Digest]; want == nil || string(want.Payload) != string(got.Payload) {
-					errs <- fmt.Errorf("read an inconsistent manifest %s", got.Digest)
-				}
-			}
-		}()
+	if u, err := s.GetUser(ctx, "alice"); err != nil || u.PasswordHash != "x" {
+		t.Fatalf("user of the old database: %+v, %v", u, err)
 	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Error(err)
+	ts, err := s.TransparencyLog(ctx)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if tags, _, _ := s.ListTags(ctx, "app", "", 10); !slices.Equal(tags, []string{"latest"}) {
-		t.Errorf("tags %v", tags)
+	head, err := ts.Head(ctx)
+	if err != nil || head.Size != 1 || head.TreeID != 77 {
+		t.Fatalf("log head of the old database: %+v, %v", head, err)
+	}
+	if pending, err := sqlstore.Pending(ctx, file{path}.Raw(t), sqlite.Dialect()); err != nil || len(pending) != 0 {
+		t.Fatalf("pending after open: %d, %v", len(pending), err)
+	}
+	// It takes new writes with the new code.
+	if err := s.LinkBlob(ctx, "group/app", digest.FromString("new"), 1); err != nil {
+		t.Fatal(err)
 	}
 }
