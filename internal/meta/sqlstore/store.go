@@ -19,11 +19,11 @@ import (
 // Store is a meta.Store, auth.Store and tlog storage over database/sql,
 // for any Dialect.
 type Store struct {
-	d    *Dialect
-	w    conn // writes: SQLite's single writer connection, PostgreSQL's pool
-	r    conn // reads: a pool (the same *sql.DB as w on PostgreSQL)
-	wdb  *sql.DB
-	dbs  []*sql.DB
+	d   *Dialect
+	w   conn // writes: SQLite's single writer connection, PostgreSQL's pool
+	r   conn // reads: a pool (the same *sql.DB as w on PostgreSQL)
+	wdb *sql.DB
+	dbs []*sql.DB
 
 	getByTag, getByDigest, blobSize stmt
 }
