@@ -18,6 +18,7 @@ type Server struct {
 	Addr            string        // listen address
 	ExternalURL     string        // base URL clients use to reach the server; default http://<addr>
 	DataDir         string        // blobs, database and keys
+	DatabaseURL     string        // postgres://... for the metadata database; empty: SQLite in DataDir
 	LogLevel        string        // debug, info, warn, error
 	LogFormat       string        // json or text
 	MaxManifestSize int64         // bytes
@@ -64,6 +65,7 @@ func (c *Server) BindFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.Addr, "addr", c.Addr, "listen address (host:port)")
 	fs.StringVar(&c.ExternalURL, "external-url", c.ExternalURL, "base URL clients reach this server at (issuer URL of the built-in OIDC issuer, URLs in the trusted root); default http://<addr>")
 	fs.StringVar(&c.DataDir, "data-dir", c.DataDir, "directory for blobs, the metadata database and keys")
+	fs.StringVar(&c.DatabaseURL, "database-url", c.DatabaseURL, "PostgreSQL metadata database (and transparency log) shared by replicas, postgres://user:password@host:port/db?sslmode=verify-full; empty: SQLite in --data-dir")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "log level: debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "log format: json or text")
 	fs.Int64Var(&c.MaxManifestSize, "max-manifest-size", c.MaxManifestSize, "largest manifest accepted, in bytes (at least 4194304)")
@@ -166,6 +168,9 @@ func (c *Server) Validate() error {
 	if c.DataDir == "" {
 		errs = append(errs, errors.New("data-dir is empty"))
 	}
+	if err := ValidateDatabaseURL(c.DatabaseURL); err != nil {
+		errs = append(errs, err)
+	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":
 	default:
@@ -223,4 +228,33 @@ func IsLoopback(addr string) bool {
 	}
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
+}
+
+const databaseURLHelp = "want postgres://user:password@host:port/database (or empty for SQLite in --data-dir)"
+
+// ValidateDatabaseURL checks --database-url: empty (SQLite in the data
+// dir) or a postgres:// / postgresql:// URL. The error never repeats the
+// URL, which may hold a password.
+func ValidateDatabaseURL(s string) error {
+	if s == "" {
+		return nil
+	}
+	u, err := url.Parse(s)
+	if err != nil {
+		return errors.New("database-url is not a valid URL: " + databaseURLHelp)
+	}
+	if u.Scheme != "postgres" && u.Scheme != "postgresql" {
+		return fmt.Errorf("database-url: scheme %q is not supported: %s", truncate(u.Scheme, 20), databaseURLHelp)
+	}
+	if u.Opaque != "" {
+		return errors.New("database-url: missing // after the scheme: " + databaseURLHelp)
+	}
+	return nil
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n] + "..."
+	}
+	return s
 }

@@ -34,6 +34,7 @@ const (
 	CodePaginationInvalid   Code = "PAGINATION_NUMBER_INVALID"
 	CodeRangeInvalid        Code = "RANGE_INVALID"
 	CodeUnknown             Code = "UNKNOWN"
+	CodeUnavailable         Code = "UNAVAILABLE" // distribution's code for 503
 )
 
 // Error is an API error: an OCI code, a message, an optional detail and the
@@ -69,6 +70,7 @@ var errorTable = []struct {
 	{is(blob.ErrRangeMismatch), http.StatusRequestedRangeNotSatisfiable, CodeBlobUploadInvalid, ""},
 	{as[*blob.DigestMismatchError], http.StatusBadRequest, CodeDigestInvalid, ""},
 	{is(oci.ErrInvalidManifest), http.StatusBadRequest, CodeManifestInvalid, ""},
+	{is(meta.ErrUnavailable), http.StatusServiceUnavailable, CodeUnavailable, meta.ErrUnavailable.Error()},
 }
 
 func is(target error) func(error) bool { return func(err error) bool { return errors.Is(err, target) } }

@@ -132,8 +132,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 	e, internal := toAPIError(err)
-	if internal {
+	if internal || e.Status == http.StatusServiceUnavailable {
 		h.log.ErrorContext(r.Context(), "request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+	}
+	if e.Status == http.StatusServiceUnavailable {
+		w.Header().Set("Retry-After", "1")
 	}
 	if r.Method == http.MethodHead {
 		w.Header().Set("Content-Type", "application/json")
