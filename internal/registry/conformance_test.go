@@ -10,19 +10,28 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hallmark-dev/hallmark/internal/config"
 	"github.com/hallmark-dev/hallmark/internal/testenv"
 )
 
 // TestOCIConformance runs the official OCI distribution-spec conformance
 // suite (installed as the peer "oci-conformance" by scripts/install-peers)
 // against a real Hallmark server, with every optional API and data set
-// the registry supports switched on.
+// the registry supports switched on, on each metadata database.
 func TestOCIConformance(t *testing.T) {
 	if testing.Short() {
 		t.Skip("conformance suite skipped with -short")
 	}
+	t.Run("sqlite", func(t *testing.T) { conformance(t, nil) })
+	t.Run("postgres", func(t *testing.T) {
+		url := testenv.Postgres(t)
+		conformance(t, func(c *config.Server) { c.DatabaseURL = url })
+	})
+}
+
+func conformance(t *testing.T, mod func(*config.Server)) {
 	bin := testenv.Peer(t, "oci-conformance")
-	srv := testenv.StartServer(t, nil)
+	srv := testenv.StartServer(t, mod)
 	results := t.TempDir()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
