@@ -55,6 +55,7 @@ func Run(t *testing.T, b Backend) {
 		{"ProjectsAndMembers", testProjectsAndMembers},
 		{"Tokens", testTokens},
 		{"Audit", testAudit},
+		{"UntrustedText", testUntrustedText},
 		{"TlogStorage", testTlogStorage},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

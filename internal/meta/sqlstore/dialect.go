@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/hallmark-dev/hallmark/internal/meta"
 )
@@ -98,18 +99,40 @@ type conn struct {
 	d  *Dialect
 }
 
+// textArgs replaces, in the string arguments, invalid UTF-8 and NUL bytes
+// by U+FFFD: PostgreSQL's TEXT refuses both (a failed login's user name
+// would otherwise be lost from the audit log, a lookup would fail instead
+// of finding nothing), and SQLite gets the same so both backends store the
+// same text. Binary data travels as []byte and is untouched.
+func textArgs(args []any) []any {
+	for i, a := range args {
+		s, ok := a.(string)
+		if !ok || (utf8.ValidString(s) && strings.IndexByte(s, 0) < 0) {
+			continue
+		}
+		out := append([]any(nil), args...)
+		for j := i; j < len(out); j++ {
+			if s, ok := out[j].(string); ok {
+				out[j] = strings.ReplaceAll(strings.ToValidUTF8(s, "\uFFFD"), "\x00", "\uFFFD")
+			}
+		}
+		return out
+	}
+	return args
+}
+
 func (c conn) exec(ctx context.Context, q string, args ...any) (sql.Result, error) {
-	res, err := c.db.ExecContext(ctx, c.d.rebind(q), args...)
+	res, err := c.db.ExecContext(ctx, c.d.rebind(q), textArgs(args)...)
 	return res, c.d.wrap(err)
 }
 
 func (c conn) query(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
-	rows, err := c.db.QueryContext(ctx, c.d.rebind(q), args...)
+	rows, err := c.db.QueryContext(ctx, c.d.rebind(q), textArgs(args)...)
 	return rows, c.d.wrap(err)
 }
 
 func (c conn) queryRow(ctx context.Context, q string, args ...any) row {
-	return row{c.db.QueryRowContext(ctx, c.d.rebind(q), args...), c.d}
+	return row{c.db.QueryRowContext(ctx, c.d.rebind(q), textArgs(args)...), c.d}
 }
 
 func (c conn) prepare(ctx context.Context, q string) (stmt, error) {
@@ -132,5 +155,5 @@ type stmt struct {
 }
 
 func (s stmt) queryRow(ctx context.Context, args ...any) row {
-	return row{s.st.QueryRowContext(ctx, args...), s.d}
+	return row{s.st.QueryRowContext(ctx, textArgs(args)...), s.d}
 }
