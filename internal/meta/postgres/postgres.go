@@ -123,15 +123,5 @@ func Open(ctx context.Context, cfg Config) (*sqlstore.Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	d := Dialect()
-	if _, err := sqlstore.Migrate(ctx, db, d); err != nil {
-		db.Close()
-		return nil, err
-	}
-	s, err := sqlstore.New(ctx, d, db, db)
-	if err != nil {
-		db.Close()
-		return nil, err
-	}
-	return s, nil
+	return sqlstore.Open(ctx, Dialect(), db, db)
 }

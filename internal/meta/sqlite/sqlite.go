@@ -76,11 +76,6 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	d := Dialect()
-	if _, err := sqlstore.Migrate(ctx, w, d); err != nil {
-		w.Close()
-		return nil, err
-	}
 	rq := url.Values{}
 	for _, p := range []string{"busy_timeout(10000)", "foreign_keys(1)", "query_only(1)"} {
 		rq.Add("_pragma", p)
@@ -92,11 +87,5 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	}
 	r.SetMaxOpenConns(cfg.ReadConns)
 	r.SetMaxIdleConns(cfg.ReadConns)
-	s, err := sqlstore.New(ctx, d, w, r)
-	if err != nil {
-		w.Close()
-		r.Close()
-		return nil, err
-	}
-	return s, nil
+	return sqlstore.Open(ctx, Dialect(), w, r)
 }

@@ -30,10 +30,26 @@ type Store struct {
 
 var _ meta.Store = (*Store)(nil)
 
-// New returns the store over w (writes) and r (reads; may be w) of dialect
-// d, whose schema must be up to date (Migrate). It prepares the hot read
-// statements. Close closes w and r.
-func New(ctx context.Context, d *Dialect, w, r *sql.DB) (*Store, error) {
+// Open applies the pending migrations to w and returns the store over w
+// (writes) and r (reads; may be w) of dialect d, with the hot read
+// statements prepared. The store owns w and r: Close closes them, and so
+// does a failing Open.
+func Open(ctx context.Context, d *Dialect, w, r *sql.DB) (*Store, error) {
+	s, err := open(ctx, d, w, r)
+	if err != nil {
+		w.Close()
+		if r != w {
+			r.Close()
+		}
+		return nil, err
+	}
+	return s, nil
+}
+
+func open(ctx context.Context, d *Dialect, w, r *sql.DB) (*Store, error) {
+	if _, err := Migrate(ctx, w, d); err != nil {
+		return nil, err
+	}
 	s := &Store{d: d, w: conn{w, d}, r: conn{r, d}, wdb: w, dbs: []*sql.DB{w}}
 	if r != w {
 		s.dbs = append(s.dbs, r)
