@@ -51,6 +51,7 @@ func Run(t *testing.T, b Backend) {
 		{"PutManifestIsAtomic", testPutManifestIsAtomic},
 		{"ConcurrentTagMoves", testConcurrentTagMoves},
 		{"Signatures", testSignatures},
+		{"ConcurrentSignatureBatches", testConcurrentSignatureBatches},
 		{"Users", testUsers},
 		{"ProjectsAndMembers", testProjectsAndMembers},
 		{"Tokens", testTokens},

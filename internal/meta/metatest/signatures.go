@@ -2,6 +2,7 @@ package metatest
 
 import (
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -107,5 +108,47 @@ func testSignatures(t *testing.T, b Backend) {
 	}
 	if tags, err := s.TagsOf(ctx, "app", digest.FromString("none")); err != nil || len(tags) != 0 {
 		t.Errorf("TagsOf an unknown manifest = %v, %v", tags, err)
+	}
+}
+
+// testConcurrentSignatureBatches records batches spanning two repositories
+// in opposite orders from two writers: on PostgreSQL they lock the
+// repositories' rows in opposite orders and may deadlock; the store runs
+// such a transaction again, so every call succeeds and nothing is lost.
+func testConcurrentSignatureBatches(t *testing.T, b Backend) {
+	s, _ := newStore(t, b)
+	const rounds = 30
+	var wg sync.WaitGroup
+	errs := make(chan error, 2*rounds)
+	for w := 0; w < 2; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			repos := []string{"r1", "r2"}
+			if w == 1 {
+				repos = []string{"r2", "r1"}
+			}
+			for i := 0; i < rounds; i++ {
+				var batch []meta.Signature
+				for _, repo := range repos {
+					batch = append(batch, meta.Signature{Repository: repo, Subject: digest.FromString("img"), Manifest: digest.FromString("m"),
+						Layer: digest.FromString("l"), Key: fmt.Sprintf("w%d-%d", w, i), Kind: "cosign", Status: meta.StatusVerified,
+						Annotations: map[string]string{"i": fmt.Sprint(i)}})
+				}
+				if n, err := s.RecordSignatures(ctx, batch); err != nil || n != 2 {
+					errs <- fmt.Errorf("writer %d round %d: %d new, %v", w, i, n, err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	for _, repo := range []string{"r1", "r2"} {
+		if list, err := s.ListSignatures(ctx, repo, digest.FromString("img")); err != nil || len(list) != 2*rounds {
+			t.Errorf("%s holds %d signatures, want %d (%v)", repo, len(list), 2*rounds, err)
+		}
 	}
 }
