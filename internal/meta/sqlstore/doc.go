@@ -18,5 +18,6 @@
 // the dialect's migration lock (PostgreSQL advisory lock, SQLite write
 // lock), so several replicas may start at once. A new table is one entry
 // appended to the list, written once with the type tokens; both dialects
-// run it, and the contract suite runs against both.
+// run it, and the contract suite runs against both. Only where the SQL must
+// differ does an entry carry a dialect's own text (Migration.ByDialect).
 package sqlstore

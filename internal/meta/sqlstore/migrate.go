@@ -13,6 +13,9 @@ type Migration struct {
 	Version int
 	Name    string
 	SQL     string // portable SQL with {{...}} type tokens
+	// ByDialect, only where the SQL must differ, holds the text a dialect
+	// (by Dialect.Name) runs instead of SQL; tokens expand in it too.
+	ByDialect map[string]string
 }
 
 // Migrations returns every migration this binary knows, oldest first.
@@ -23,8 +26,12 @@ var tokenRE = regexp.MustCompile(`\{\{[a-z]+\}\}`)
 // Expand returns m's SQL as dialect d runs it. Every token must be known
 // to d, so a migration cannot silently differ between dialects.
 func (d *Dialect) Expand(m Migration) (string, error) {
+	q := m.SQL
+	if v, ok := m.ByDialect[d.Name]; ok {
+		q = v
+	}
 	var missing []string
-	out := tokenRE.ReplaceAllStringFunc(m.SQL, func(tok string) string {
+	out := tokenRE.ReplaceAllStringFunc(q, func(tok string) string {
 		v, ok := d.Types[tok[2:len(tok)-2]]
 		if !ok {
 			missing = append(missing, tok)
