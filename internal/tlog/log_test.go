@@ -7,7 +7,9 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -425,6 +427,25 @@ func testReplicas(t *testing.T, backend string) {
 			}
 			if err := proof.VerifyConsistency(rfc6962.DefaultHasher, size, total, hs, r[:], root[:]); err != nil {
 				t.Fatalf("checkpoint at size %d is not consistent with the final tree: %v", size, err)
+			}
+		}
+	}
+	// Between consecutive checkpoints too: each replica proves size i to
+	// size j and computes the root of size j the other replica signed.
+	sizes := slices.Sorted(maps.Keys(seen))
+	for k := 1; k < len(sizes); k++ {
+		i, j := sizes[k-1], sizes[k]
+		for _, l := range logs {
+			root, hs, err := l.Consistency(ctx, i, j)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ri, rj := seen[i], seen[j]
+			if root != rj {
+				t.Fatalf("root of size %d: %x, signed %x", j, root, rj)
+			}
+			if err := proof.VerifyConsistency(rfc6962.DefaultHasher, i, j, hs, ri[:], rj[:]); err != nil {
+				t.Fatalf("checkpoints at sizes %d and %d are not consistent: %v", i, j, err)
 			}
 		}
 	}
