@@ -15,6 +15,10 @@ var (
 	ErrNotFound       = errors.New("blob not found")
 	ErrUploadNotFound = errors.New("upload session not found")
 	ErrRangeMismatch  = errors.New("chunk does not start where the upload ends")
+	// ErrUnavailable wraps failures to reach the storage backend (network
+	// errors, 5xx answers, throttling): the request may succeed if retried
+	// later, and nothing was changed.
+	ErrUnavailable = errors.New("blob storage is unavailable")
 )
 
 // DigestMismatchError is returned by Commit when the uploaded bytes do not
@@ -37,6 +41,13 @@ type Store interface {
 	Open(ctx context.Context, d digest.Digest) (io.ReadSeekCloser, int64, error)
 	// Uploads gives access to resumable upload sessions.
 	Uploads() Uploads
+}
+
+// Redirector is an optional ability of a Store: a blob GET may be answered
+// with a redirect to a URL that serves the blob directly (a presigned S3
+// URL). An empty URL means the caller serves the blob itself.
+type Redirector interface {
+	RedirectURL(ctx context.Context, d digest.Digest) (string, error)
 }
 
 // Uploads creates and resumes upload sessions. Session state lives in the

@@ -237,7 +237,7 @@ func (s *Server) janitor(ctx context.Context) {
 	t := time.NewTicker(time.Hour)
 	defer t.Stop()
 	for {
-		if n, err := s.blobs.PurgeUploads(s.cfg.UploadTTL); err != nil {
+		if n, err := s.blobs.PurgeUploads(ctx, s.cfg.UploadTTL); err != nil {
 			s.log.Warn("purging abandoned uploads", "err", err)
 		} else if n > 0 {
 			s.log.Info("purged abandoned uploads", "count", n)

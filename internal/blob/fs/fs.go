@@ -86,9 +86,20 @@ func (s *Store) Open(_ context.Context, d digest.Digest) (io.ReadSeekCloser, int
 // Uploads implements blob.Store.
 func (s *Store) Uploads() blob.Uploads { return uploads{s} }
 
+// Ping checks that the store's directories are there (for readiness
+// probes).
+func (s *Store) Ping(context.Context) error {
+	for _, d := range []string{"blobs", "uploads"} {
+		if _, err := os.Stat(filepath.Join(s.root, d)); err != nil {
+			return fmt.Errorf("%w: %v", blob.ErrUnavailable, err)
+		}
+	}
+	return nil
+}
+
 // PurgeUploads removes upload sessions not touched for longer than age and
 // returns how many it removed.
-func (s *Store) PurgeUploads(age time.Duration) (int, error) {
+func (s *Store) PurgeUploads(_ context.Context, age time.Duration) (int, error) {
 	dir := filepath.Join(s.root, "uploads")
 	entries, err := os.ReadDir(dir)
 	if err != nil {
