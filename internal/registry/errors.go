@@ -33,6 +33,7 @@ const (
 	CodeTooManyRequests     Code = "TOOMANYREQUESTS"
 	CodePaginationInvalid   Code = "PAGINATION_NUMBER_INVALID"
 	CodeRangeInvalid        Code = "RANGE_INVALID"
+	CodeUnavailable         Code = "UNAVAILABLE"
 	CodeUnknown             Code = "UNKNOWN"
 )
 
@@ -69,6 +70,7 @@ var errorTable = []struct {
 	{is(blob.ErrRangeMismatch), http.StatusRequestedRangeNotSatisfiable, CodeBlobUploadInvalid, ""},
 	{as[*blob.DigestMismatchError], http.StatusBadRequest, CodeDigestInvalid, ""},
 	{is(oci.ErrInvalidManifest), http.StatusBadRequest, CodeManifestInvalid, ""},
+	{is(blob.ErrUnavailable), http.StatusServiceUnavailable, CodeUnavailable, "blob storage is unavailable; retry later"},
 }
 
 func is(target error) func(error) bool { return func(err error) bool { return errors.Is(err, target) } }

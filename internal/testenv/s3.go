@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -150,4 +151,13 @@ func (s *S3) Stop() {
 // ObjectPath is the backend file of object key.
 func (s *S3) ObjectPath(key string) string {
 	return filepath.Join(s.Dir, s.Bucket, filepath.FromSlash(key))
+}
+
+// SetEnv sets Env in the test process (for a server running in it), for
+// the rest of the test.
+func (s *S3) SetEnv(t *testing.T) {
+	for _, kv := range s.Env() {
+		k, v, _ := strings.Cut(kv, "=")
+		t.Setenv(k, v)
+	}
 }
