@@ -21,6 +21,26 @@ var (
 	ErrUnavailable = errors.New("blob storage is unavailable")
 )
 
+// ErrTruncated is returned by Append when the chunk's reader failed with
+// io.ErrUnexpectedEOF (a request body that ended before its declared
+// length): the chunk is dropped, not stored as a shorter one.
+var ErrTruncated = errors.New("chunk ended before its declared length")
+
+// Chunk wraps the reader of a chunk for a driver that reads it with
+// io.ReadFull, which cannot tell a source's io.ErrUnexpectedEOF from its
+// own short read: the source's becomes ErrTruncated.
+func Chunk(r io.Reader) io.Reader { return chunkReader{r} }
+
+type chunkReader struct{ r io.Reader }
+
+func (c chunkReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	if err == io.ErrUnexpectedEOF {
+		err = ErrTruncated
+	}
+	return n, err
+}
+
 // DigestMismatchError is returned by Commit when the uploaded bytes do not
 // hash to the digest the client claimed. The upload is discarded.
 type DigestMismatchError struct {

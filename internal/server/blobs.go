@@ -54,7 +54,7 @@ func openBlobs(ctx context.Context, cfg config.Server, log *slog.Logger) (blobSt
 	case errors.Is(err, blob.ErrUnavailable) || errors.Is(err, context.DeadlineExceeded):
 		log.Warn("blob store does not answer yet; the server is not ready until it does", "store", s.String(), "err", err)
 	default:
-		return nil, fmt.Errorf("blob store %s: %w (check the bucket name, endpoint and credentials)", s, err)
+		return nil, fmt.Errorf("%w (check the bucket name, endpoint and credentials)", err)
 	}
 	return s, nil
 }

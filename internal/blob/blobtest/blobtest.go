@@ -389,6 +389,15 @@ func testInterruptedAppend(t *testing.T, b *Backend) {
 			t.Fatalf("size after failed chunk %d, want %d", up.Size(), mib)
 		}
 	}
+	// A request body that ends before its declared length (the client's
+	// connection broke) reads as io.ErrUnexpectedEOF: the chunk did not
+	// arrive as sent, and is dropped like any other failed chunk.
+	for _, cut := range []int{mib / 2, 7 * mib} {
+		_, err := up.Append(ctx, mib, &failingReader{data: data[mib : mib+cut], err: io.ErrUnexpectedEOF})
+		if err == nil || up.Size() != mib {
+			t.Fatalf("Append of a body truncated after %d bytes: %v, size %d (want an error and size %d)", cut, err, up.Size(), mib)
+		}
+	}
 	for _, off := range []int64{0, mib - 1, mib + 1, 1 << 30} {
 		if _, err := up.Append(ctx, off, bytes.NewReader([]byte("x"))); !errors.Is(err, blob.ErrRangeMismatch) {
 			t.Errorf("Append at %d: %v, want ErrRangeMismatch", off, err)

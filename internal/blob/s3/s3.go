@@ -17,6 +17,7 @@ import (
 	s3api "github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/smithy-go"
+	"github.com/aws/smithy-go/logging"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
 	"github.com/opencontainers/go-digest"
 
@@ -42,6 +43,9 @@ type Store struct {
 	client  *s3api.Client
 	presign *s3api.PresignClient
 	bufs    sync.Pool // *[]byte of cfg.PartSize
+	// copyPart is the most one copy request copies (S3: 5 GiB); a
+	// segment larger than that is copied in several ranges.
+	copyPart int64
 }
 
 var (
@@ -65,7 +69,9 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	opts := []func(*awsconfig.LoadOptions) error{}
+	// The SDK's own warnings (e.g. about the instance metadata service
+	// while looking for credentials) would bypass the server's log.
+	opts := []func(*awsconfig.LoadOptions) error{awsconfig.WithLogger(logging.Nop{})}
 	if cfg.Region != "" {
 		opts = append(opts, awsconfig.WithRegion(cfg.Region))
 	}
@@ -92,7 +98,7 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 		o.RequestChecksumCalculation = aws.RequestChecksumCalculationWhenRequired
 		o.ResponseChecksumValidation = aws.ResponseChecksumValidationWhenRequired
 	})
-	s := &Store{cfg: cfg, client: client, presign: s3api.NewPresignClient(client)}
+	s := &Store{cfg: cfg, client: client, presign: s3api.NewPresignClient(client), copyPart: maxPartSize}
 	size := cfg.PartSize
 	s.bufs.New = func() any { b := make([]byte, size); return &b }
 	return s, nil

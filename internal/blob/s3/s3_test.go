@@ -1,9 +1,15 @@
 package s3_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"io/fs"
+	"maps"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,7 +20,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	s3api "github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/opencontainers/go-digest"
 
+	"github.com/hallmark-dev/hallmark/internal/blob"
 	"github.com/hallmark-dev/hallmark/internal/blob/blobtest"
 	blobs3 "github.com/hallmark-dev/hallmark/internal/blob/s3"
 	"github.com/hallmark-dev/hallmark/internal/testenv"
@@ -95,6 +103,166 @@ func TestContract(t *testing.T) {
 			Age:     b.age,
 			Stop:    srv.Stop,
 			Start:   srv.Start,
+		}
+	})
+}
+
+func putObject(t *testing.T, srv *testenv.S3, key string, body []byte) {
+	t.Helper()
+	if _, err := srv.Client().PutObject(ctx, &s3api.PutObjectInput{Bucket: &srv.Bucket, Key: &key, Body: bytes.NewReader(body)}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestS3Specific covers what the contract cannot say for every driver:
+// damaged session state, multipart uploads left by a crash, presigned
+// redirects, copies of segments above the per-request copy limit.
+func TestS3Specific(t *testing.T) {
+	srv := testenv.StartS3(t)
+	t.Run("CorruptState", func(t *testing.T) {
+		b := newBackend(t, srv)
+		s := b.store()
+		up, err := s.Uploads().New(ctx, "app", digest.SHA256)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := up.Append(ctx, 0, bytes.NewReader([]byte("abc"))); err != nil {
+			t.Fatal(err)
+		}
+		key := b.prefix + "/uploads/" + up.ID() + "/state.json"
+		raw, err := srv.Client().GetObject(ctx, &s3api.GetObjectInput{Bucket: &srv.Bucket, Key: &key})
+		if err != nil {
+			t.Fatal(err)
+		}
+		good, _ := io.ReadAll(raw.Body)
+		raw.Body.Close()
+		var st map[string]any
+		if err := json.Unmarshal(good, &st); err != nil {
+			t.Fatal(err)
+		}
+		edit := func(k string, v any) []byte {
+			m := maps.Clone(st)
+			m[k] = v
+			out, _ := json.Marshal(m)
+			return out
+		}
+		for name, body := range map[string][]byte{
+			"empty":            nil,
+			"torn":             good[:len(good)/2],
+			"md5":              edit("algorithm", "md5"),
+			"bad hash":         edit("hash", "AAAA"),
+			"segment path":     edit("segments", []any{map[string]any{"name": "../../blobs/x", "size": 3}}),
+			"sizes":            edit("size", 4),
+			"negative":         edit("segments", []any{map[string]any{"name": "seg-0123456789abcdef", "size": -3}}),
+			"order":            edit("segments", []any{map[string]any{"name": "seg-0123456789abcdef", "size": 1}, map[string]any{"name": "seg-0123456789abcdee", "size": 2}}),
+			"huge tail":        edit("segments", []any{map[string]any{"name": "seg-0123456789abcdef", "size": 3 << 20}, map[string]any{"name": "seg-0123456789abcdee", "size": 3 << 20}}),
+			"oversized object": append(good, bytes.Repeat([]byte(" "), 5<<20)...),
+		} {
+			putObject(t, srv, key, body)
+			if _, err := s.Uploads().Resume(ctx, up.ID()); !errors.Is(err, blob.ErrUploadNotFound) {
+				t.Errorf("Resume with %s state: %v, want ErrUploadNotFound", name, err)
+			}
+		}
+	})
+	t.Run("PurgeCrashedChunk", func(t *testing.T) {
+		// A server died in the middle of a large chunk: a multipart
+		// upload of a segment stays open in S3.
+		b := newBackend(t, srv)
+		s := b.store()
+		up, err := s.Uploads().New(ctx, "app", digest.SHA256)
+		if err != nil {
+			t.Fatal(err)
+		}
+		key := b.prefix + "/uploads/" + up.ID() + "/seg-0123456789abcdef"
+		mpu, err := srv.Client().CreateMultipartUpload(ctx, &s3api.CreateMultipartUploadInput{Bucket: &srv.Bucket, Key: &key})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := srv.Client().UploadPart(ctx, &s3api.UploadPartInput{Bucket: &srv.Bucket, Key: &key, UploadId: mpu.UploadId,
+			PartNumber: aws.Int32(1), Body: bytes.NewReader(blobtest.RandBytes(5 << 20))}); err != nil {
+			t.Fatal(err)
+		}
+		open := func() int {
+			out, err := srv.Client().ListMultipartUploads(ctx, &s3api.ListMultipartUploadsInput{Bucket: &srv.Bucket, Prefix: aws.String(b.prefix + "/")})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return len(out.Uploads)
+		}
+		if n, err := s.PurgeUploads(ctx, 24*time.Hour); err != nil || n != 0 || open() != 1 {
+			t.Fatalf("purge of a fresh session: %d, %v; %d multipart uploads open", n, err, open())
+		}
+		later := b.store(func(c *blobs3.Config) { c.Now = func() time.Time { return time.Now().Add(48 * time.Hour) } })
+		if n, err := later.PurgeUploads(ctx, 24*time.Hour); err != nil || n != 1 {
+			t.Fatalf("purge two days later: %d, %v", n, err)
+		}
+		if n := open(); n != 0 {
+			t.Errorf("%d multipart uploads still open", n)
+		}
+		if objs := b.objects(); len(objs) != 0 {
+			t.Errorf("objects left: %v", objs)
+		}
+	})
+	t.Run("Redirect", func(t *testing.T) {
+		b := newBackend(t, srv)
+		data := blobtest.RandBytes(1000)
+		d := digest.FromBytes(data)
+		up, _ := b.store().Uploads().New(ctx, "app", digest.SHA256)
+		up.Append(ctx, 0, bytes.NewReader(data))
+		if _, err := up.Commit(ctx, d); err != nil {
+			t.Fatal(err)
+		}
+		if u, err := b.store().RedirectURL(ctx, d); u != "" || err != nil {
+			t.Errorf("RedirectURL without redirects: %q, %v", u, err)
+		}
+		s := b.store(func(c *blobs3.Config) { c.Redirect = time.Minute })
+		u, err := s.RedirectURL(ctx, d)
+		if err != nil || !strings.Contains(u, "X-Amz-Expires=60") || strings.Contains(u, srv.SecretKey) {
+			t.Fatalf("RedirectURL: %q, %v", u, err)
+		}
+		res, err := http.Get(u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		if res.StatusCode != 200 || !bytes.Equal(body, data) {
+			t.Errorf("GET presigned URL: %d, bytes equal %v", res.StatusCode, bytes.Equal(body, data))
+		}
+		if _, err := s.RedirectURL(ctx, "sha256:../x"); !errors.Is(err, blob.ErrNotFound) {
+			t.Errorf("RedirectURL of an invalid digest: %v", err)
+		}
+	})
+	t.Run("MultipartCopy", func(t *testing.T) {
+		// Segments above the copy limit are copied in ranges; 10 MiB
+		// stands in for S3's 5 GiB.
+		b := newBackend(t, srv)
+		for _, sizes := range [][]int{{64 << 20}, {12 << 20, 23<<20 + 1, 3}, {25 << 20, 1}} {
+			s := b.store()
+			blobs3.SetCopyPartSize(s, 10<<20)
+			total := 0
+			for _, n := range sizes {
+				total += n
+			}
+			data := blobtest.RandBytes(total)
+			d := digest.FromBytes(data)
+			up, err := s.Uploads().New(ctx, "app", digest.SHA256)
+			if err != nil {
+				t.Fatal(err)
+			}
+			off := 0
+			for _, n := range sizes {
+				if _, err := up.Append(ctx, int64(off), bytes.NewReader(data[off:off+n])); err != nil {
+					t.Fatal(err)
+				}
+				off += n
+			}
+			if _, err := up.Commit(ctx, d); err != nil {
+				t.Fatalf("sizes %v: %v", sizes, err)
+			}
+			if !bytes.Equal(blobtest.ReadBlob(t, s, d), data) {
+				t.Fatalf("sizes %v: content differs", sizes)
+			}
 		}
 	})
 }

@@ -84,12 +84,13 @@ func totalSize(segs []segment) int64 {
 	return n
 }
 
-// commitParts is how many parts Commit's multipart copy of segs needs.
-func commitParts(segs []segment) int {
+// commitParts is how many parts Commit's multipart copy of segs needs when
+// one copy request copies at most copyPart bytes.
+func commitParts(segs []segment, copyPart int64) int {
 	t := tailStart(segs)
 	n := 0
 	for _, sg := range segs[:t] {
-		n += int((sg.Size + maxPartSize - 1) / maxPartSize)
+		n += int((sg.Size + copyPart - 1) / copyPart)
 	}
 	if t < len(segs) {
 		n++
@@ -276,7 +277,7 @@ func (up *upload) append(ctx context.Context, r io.Reader) (int64, error) {
 	bp := up.s.bufs.Get().(*[]byte)
 	defer up.s.bufs.Put(bp)
 	buf := *bp
-	hr := io.TeeReader(r, up.h)
+	hr := io.TeeReader(blob.Chunk(r), up.h)
 	// Read the chunk after room for the tail, up to where tail and chunk
 	// make a minimum-size part.
 	n, err := io.ReadFull(hr, buf[tailSize:minPartSize])
@@ -357,7 +358,7 @@ func (up *upload) appendBig(ctx context.Context, buf []byte, t int, tailSize int
 // saved, the new segment is removed and the old state stays.
 func (up *upload) commitState(ctx context.Context, next state, replaced []segment, name string) error {
 	err := error(nil)
-	if n := commitParts(next.Segments); n > maxParts {
+	if n := commitParts(next.Segments, up.s.copyPart); n > maxParts {
 		err = fmt.Errorf("upload %s would need %d parts, more than S3's %d; send larger chunks", up.id, n, maxParts)
 	} else {
 		err = up.save(ctx, next)
@@ -522,7 +523,7 @@ func (s *Store) copySource(key string) *string {
 func (up *upload) assemble(ctx context.Context, key string) error {
 	s, segs := up.s, up.st.Segments
 	switch {
-	case len(segs) == 1 && segs[0].Size <= maxPartSize:
+	case len(segs) == 1 && segs[0].Size <= s.copyPart:
 		_, err := s.client.CopyObject(ctx, &s3api.CopyObjectInput{Bucket: &s.cfg.Bucket, Key: &key, CopySource: s.copySource(s.uploadKey(up.id, segs[0].Name))})
 		return s.wrap(err, "copy upload to blob")
 	case up.st.Size < minPartSize:
@@ -540,14 +541,14 @@ func (up *upload) assemble(ctx context.Context, key string) error {
 		return s.wrap(err, "start multipart copy")
 	}
 	t := tailStart(segs)
-	parts := make([]types.CompletedPart, commitParts(segs))
+	parts := make([]types.CompletedPart, commitParts(segs, s.copyPart))
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(copiesInFlight)
 	num := int32(0)
 	for _, sg := range segs[:t] {
-		// Equal ranges of at most maxPartSize (each at least 2.5 GiB when
-		// there are several).
-		n := (sg.Size + maxPartSize - 1) / maxPartSize
+		// Equal ranges of at most copyPart bytes (each at least half of
+		// that when there are several).
+		n := (sg.Size + s.copyPart - 1) / s.copyPart
 		src := s.copySource(s.uploadKey(up.id, sg.Name))
 		for i := range n {
 			from, to := sg.Size*i/n, sg.Size*(i+1)/n-1
