@@ -31,6 +31,7 @@ const (
 	maxPartSize     = 5 << 30 // also the most one CopyObject or UploadPartCopy copies
 	maxParts        = 10000
 	defaultPartSize = 8 << 20
+	defaultBuffers  = 64 // part buffers in use at once: 512 MiB at the default part size
 	// partsInFlight is how many parts of one chunk are uploaded at once.
 	partsInFlight = 3
 	// copiesInFlight is how many UploadPartCopy requests a commit runs at once.
@@ -42,7 +43,7 @@ type Store struct {
 	cfg     Config
 	client  *s3api.Client
 	presign *s3api.PresignClient
-	bufs    sync.Pool // *[]byte of cfg.PartSize
+	bufs    *buffers
 	// copyPart is the most one copy request copies (S3: 5 GiB); a
 	// segment larger than that is copied in several ranges.
 	copyPart int64
@@ -99,9 +100,49 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 		o.ResponseChecksumValidation = aws.ResponseChecksumValidationWhenRequired
 	})
 	s := &Store{cfg: cfg, client: client, presign: s3api.NewPresignClient(client), copyPart: maxPartSize}
-	size := cfg.PartSize
-	s.bufs.New = func() any { b := make([]byte, size); return &b }
+	if cfg.Buffers <= 0 {
+		cfg.Buffers = defaultBuffers
+	}
+	s.bufs = newBuffers(cfg.PartSize, cfg.Buffers)
 	return s, nil
+}
+
+// buffers hands out part buffers, at most n at a time: the memory that
+// uploads in flight may hold is bounded, however many clients push at once.
+type buffers struct {
+	sem  chan struct{}
+	pool sync.Pool
+}
+
+func newBuffers(size int64, n int) *buffers {
+	b := &buffers{sem: make(chan struct{}, n)}
+	b.pool.New = func() any { p := make([]byte, size); return &p }
+	return b
+}
+
+// get waits for a buffer (or ctx).
+func (b *buffers) get(ctx context.Context) (*[]byte, error) {
+	select {
+	case b.sem <- struct{}{}:
+		return b.pool.Get().(*[]byte), nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// tryGet returns a buffer if one is free now.
+func (b *buffers) tryGet() (*[]byte, bool) {
+	select {
+	case b.sem <- struct{}{}:
+		return b.pool.Get().(*[]byte), true
+	default:
+		return nil, false
+	}
+}
+
+func (b *buffers) put(p *[]byte) {
+	b.pool.Put(p)
+	<-b.sem
 }
 
 // String describes the store (no credentials).

@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -232,6 +233,41 @@ func TestS3Specific(t *testing.T) {
 		if _, err := s.RedirectURL(ctx, "sha256:../x"); !errors.Is(err, blob.ErrNotFound) {
 			t.Errorf("RedirectURL of an invalid digest: %v", err)
 		}
+	})
+	t.Run("OneBuffer", func(t *testing.T) {
+		// All requests share one part buffer: they wait for each other,
+		// none deadlocks, and large chunks go up with the one they have.
+		b := newBackend(t, srv)
+		s := b.store(func(c *blobs3.Config) { c.Buffers = 1 })
+		var wg sync.WaitGroup
+		for i := range 4 {
+			wg.Go(func() {
+				data := blobtest.RandBytes(20<<20 + i)
+				d := digest.FromBytes(data)
+				up, err := s.Uploads().New(ctx, "app", digest.SHA256)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				// A small chunk, then the rest in one (multipart) chunk.
+				if _, err := up.Append(ctx, 0, bytes.NewReader(data[:1000])); err != nil {
+					t.Error(err)
+					return
+				}
+				if _, err := up.Append(ctx, 1000, bytes.NewReader(data[1000:])); err != nil {
+					t.Error(err)
+					return
+				}
+				if _, err := up.Commit(ctx, d); err != nil {
+					t.Error(err)
+					return
+				}
+				if !bytes.Equal(blobtest.ReadBlob(t, s, d), data) {
+					t.Error("content differs")
+				}
+			})
+		}
+		wg.Wait()
 	})
 	t.Run("MultipartCopy", func(t *testing.T) {
 		// Segments above the copy limit are copied in ranges; 10 MiB

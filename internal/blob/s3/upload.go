@@ -274,8 +274,11 @@ func (up *upload) append(ctx context.Context, r io.Reader) (int64, error) {
 	segs := up.st.Segments
 	t := tailStart(segs)
 	tailSize := totalSize(segs[t:])
-	bp := up.s.bufs.Get().(*[]byte)
-	defer up.s.bufs.Put(bp)
+	bp, err := up.s.bufs.get(ctx)
+	if err != nil {
+		return 0, err
+	}
+	defer up.s.bufs.put(bp)
 	buf := *bp
 	hr := io.TeeReader(blob.Chunk(r), up.h)
 	// Read the chunk after room for the tail, up to where tail and chunk
@@ -288,7 +291,7 @@ func (up *upload) append(ctx context.Context, r io.Reader) (int64, error) {
 		}
 		return int64(n), up.appendSmall(ctx, buf, t, tailSize, int64(n))
 	case nil:
-		return up.appendBig(ctx, buf, t, tailSize, hr)
+		return up.appendBig(ctx, bp, t, tailSize, hr)
 	default:
 		return 0, err
 	}
@@ -320,8 +323,8 @@ func (up *upload) appendSmall(ctx context.Context, buf []byte, t int, tailSize, 
 
 // appendBig stores the tail and the rest of the chunk (buf[tailSize:
 // minPartSize] already read, then hr) as one big segment.
-func (up *upload) appendBig(ctx context.Context, buf []byte, t int, tailSize int64, hr io.Reader) (int64, error) {
-	segs := up.st.Segments
+func (up *upload) appendBig(ctx context.Context, bp *[]byte, t int, tailSize int64, hr io.Reader) (int64, error) {
+	segs, buf := up.st.Segments, *bp
 	if err := up.readSegments(ctx, segs[t:], buf[:tailSize]); err != nil {
 		return 0, err
 	}
@@ -338,7 +341,7 @@ func (up *upload) appendBig(ctx context.Context, buf []byte, t int, tailSize int
 		}
 		size = filled
 	case nil:
-		if size, err = up.s.putMultipart(ctx, key, buf, hr); err != nil {
+		if size, err = up.s.putMultipart(ctx, key, bp, hr); err != nil {
 			return 0, err
 		}
 	default:
@@ -371,9 +374,12 @@ func (up *upload) commitState(ctx context.Context, next state, replaced []segmen
 	return nil
 }
 
-// putMultipart uploads first (a full part) and then all of r as a multipart
-// upload to key, a few parts at a time, and returns the object's size.
-func (s *Store) putMultipart(ctx context.Context, key string, first []byte, r io.Reader) (int64, error) {
+// putMultipart uploads *first (a full part) and then all of r as a
+// multipart upload to key, up to partsInFlight parts at a time, and returns
+// the object's size. first stays the caller's; the other buffers come from
+// the store's pool (without waiting: when none is free, the upload goes on
+// with the buffers it has) and are returned before it returns.
+func (s *Store) putMultipart(ctx context.Context, key string, first *[]byte, r io.Reader) (int64, error) {
 	mpu, err := s.client.CreateMultipartUpload(ctx, &s3api.CreateMultipartUploadInput{Bucket: &s.cfg.Bucket, Key: &key})
 	if err != nil {
 		return 0, s.wrap(err, "start multipart upload")
@@ -382,13 +388,15 @@ func (s *Store) putMultipart(ctx context.Context, key string, first []byte, r io
 		mu    sync.Mutex
 		parts []types.CompletedPart
 	)
+	free := make(chan *[]byte, partsInFlight+1) // this upload's buffers between parts
+	held := 1                                   // buffers this upload has (first included)
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(partsInFlight)
-	upload := func(num int32, data []byte, release func()) {
+	upload := func(num int32, bp *[]byte, n int) {
 		g.Go(func() error {
-			defer release()
+			defer func() { free <- bp }()
 			out, err := s.client.UploadPart(gctx, &s3api.UploadPartInput{Bucket: &s.cfg.Bucket, Key: &key, UploadId: mpu.UploadId,
-				PartNumber: aws.Int32(num), Body: bytes.NewReader(data), ContentLength: aws.Int64(int64(len(data)))})
+				PartNumber: aws.Int32(num), Body: bytes.NewReader((*bp)[:n]), ContentLength: aws.Int64(int64(n))})
 			if err != nil {
 				return s.wrap(err, "upload part")
 			}
@@ -398,22 +406,39 @@ func (s *Store) putMultipart(ctx context.Context, key string, first []byte, r io
 			return nil
 		})
 	}
-	size := int64(len(first))
-	upload(1, first, func() {})
+	size := int64(len(*first))
+	upload(1, first, len(*first))
 	var rerr error
 	for num := int32(2); gctx.Err() == nil; num++ {
-		bp := s.bufs.Get().(*[]byte)
-		n, err := io.ReadFull(r, *bp)
-		if n > 0 && num > maxParts {
-			s.bufs.Put(bp)
-			rerr = fmt.Errorf("chunk is larger than %d parts of %d bytes; send it in smaller chunks", maxParts, s.cfg.PartSize)
+		var bp *[]byte
+		select {
+		case bp = <-free:
+		default:
+			if held <= partsInFlight {
+				if b, ok := s.bufs.tryGet(); ok {
+					bp, held = b, held+1
+				}
+			}
+			if bp == nil {
+				select {
+				case bp = <-free:
+				case <-gctx.Done():
+				}
+			}
+		}
+		if bp == nil {
 			break
 		}
-		if n > 0 {
+		n, err := io.ReadFull(r, *bp)
+		if n > 0 && num > maxParts {
+			err = fmt.Errorf("chunk is larger than %d parts of %d bytes; send it in smaller chunks", maxParts, s.cfg.PartSize)
+		} else if n > 0 {
 			size += int64(n)
-			upload(num, (*bp)[:n], func() { s.bufs.Put(bp) })
-		} else {
-			s.bufs.Put(bp)
+			upload(num, bp, n)
+			bp = nil
+		}
+		if bp != nil {
+			free <- bp
 		}
 		if err == io.EOF || err == io.ErrUnexpectedEOF {
 			break
@@ -424,6 +449,11 @@ func (s *Store) putMultipart(ctx context.Context, key string, first []byte, r io
 		}
 	}
 	err = errors.Join(rerr, g.Wait())
+	for range held {
+		if bp := <-free; bp != first {
+			s.bufs.put(bp)
+		}
+	}
 	if err == nil {
 		err = ctx.Err()
 	}
@@ -528,8 +558,11 @@ func (up *upload) assemble(ctx context.Context, key string) error {
 		return s.wrap(err, "copy upload to blob")
 	case up.st.Size < minPartSize:
 		// No segment or a few small ones: one PUT of at most 5 MiB.
-		bp := s.bufs.Get().(*[]byte)
-		defer s.bufs.Put(bp)
+		bp, err := s.bufs.get(ctx)
+		if err != nil {
+			return err
+		}
+		defer s.bufs.put(bp)
 		data := (*bp)[:up.st.Size]
 		if err := up.readSegments(ctx, segs, data); err != nil {
 			return err
@@ -571,8 +604,11 @@ func (up *upload) assemble(ctx context.Context, key string) error {
 		num++
 		pn := num
 		g.Go(func() error {
-			bp := s.bufs.Get().(*[]byte)
-			defer s.bufs.Put(bp)
+			bp, err := s.bufs.get(gctx)
+			if err != nil {
+				return err
+			}
+			defer s.bufs.put(bp)
 			data := (*bp)[:totalSize(segs[t:])]
 			if err := up.readSegments(gctx, segs[t:], data); err != nil {
 				return err

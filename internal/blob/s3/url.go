@@ -30,6 +30,10 @@ type Config struct {
 	// (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE, shared files,
 	// web identity, instance roles).
 	Credentials aws.CredentialsProvider
+	// Buffers is how many part buffers (PartSize bytes each) uploads may
+	// hold at once, across all requests (default 64); a request waits for
+	// one when all are taken.
+	Buffers int
 	// MaxAttempts is how often a failing request is tried (default 3).
 	MaxAttempts int
 	// Now is the clock used to age uploads (default time.Now).
