@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"time"
 
@@ -50,6 +51,30 @@ type DigestMismatchError struct {
 
 func (e *DigestMismatchError) Error() string {
 	return fmt.Sprintf("uploaded content (%d bytes) has digest %s, not %s", e.Size, e.Got, e.Want)
+}
+
+// Verify checks an upload of size bytes against want at Commit: h is the
+// session's running hash, of algorithm alg; reread writes the content
+// again, for a digest of another algorithm. It returns a
+// *DigestMismatchError when the content is not want.
+func Verify(want digest.Digest, alg digest.Algorithm, h hash.Hash, size int64, reread func(io.Writer) error) error {
+	if err := want.Validate(); err != nil {
+		return err
+	}
+	var got digest.Digest
+	if want.Algorithm() == alg {
+		got = digest.NewDigest(alg, h)
+	} else {
+		h2 := want.Algorithm().Hash()
+		if err := reread(h2); err != nil {
+			return err
+		}
+		got = digest.NewDigest(want.Algorithm(), h2)
+	}
+	if got != want {
+		return &DigestMismatchError{Want: want, Got: got, Size: size}
+	}
+	return nil
 }
 
 // Store is a content-addressed blob store.

@@ -42,89 +42,102 @@ func untimed(b *testing.B, f func()) {
 	b.StartTimer()
 }
 
-// BenchUpload measures a store's write path for one blob of size bytes:
-// New, one Append of the whole blob (as a monolithic or docker-style
-// upload), Commit. remove deletes a committed blob (untimed), so a long
-// -benchtime does not fill the disk.
-func BenchUpload(b *testing.B, s blob.Store, remove func(digest.Digest), size int64) {
-	ctx := b.Context()
-	b.SetBytes(size)
-	for i := 0; b.Loop(); i++ {
-		var mk func() io.Reader
-		var d digest.Digest
-		untimed(b, func() { mk, d = BenchBlob(size, i) })
-		up, err := s.Uploads().New(ctx, "bench/repo", digest.SHA256)
-		if err != nil {
-			b.Fatal(err)
-		}
-		if _, err := up.Append(ctx, 0, mk()); err != nil {
-			b.Fatal(err)
-		}
-		if _, err := up.Commit(ctx, d); err != nil {
-			b.Fatal(err)
-		}
-		untimed(b, func() { remove(d) })
-	}
-}
+// BenchStore returns a new, empty store for a benchmark and a function
+// that deletes a committed blob from it (so a long -benchtime does not
+// fill the disk).
+type BenchStore func(b *testing.B) (blob.Store, func(digest.Digest))
 
-// BenchUploadChunked appends a blob of size bytes in chunks, each in its
-// own Resume/Append/Close, as a chunked PATCH upload does.
-func BenchUploadChunked(b *testing.B, s blob.Store, remove func(digest.Digest), size, chunk int) {
+// benchPut stores the blob r yields under d.
+func benchPut(b *testing.B, s blob.Store, r io.Reader, d digest.Digest) {
 	ctx := b.Context()
-	b.SetBytes(int64(size))
-	for i := 0; b.Loop(); i++ {
-		var full []byte
-		var d digest.Digest
-		untimed(b, func() {
-			var mk func() io.Reader
-			mk, d = BenchBlob(int64(size), i)
-			full, _ = io.ReadAll(mk())
-		})
-		up, err := s.Uploads().New(ctx, "bench/repo", digest.SHA256)
-		if err != nil {
-			b.Fatal(err)
-		}
-		id := up.ID()
-		up.Close()
-		for off := 0; off < size; off += chunk {
-			up, err := s.Uploads().Resume(ctx, id)
-			if err != nil {
-				b.Fatal(err)
-			}
-			end := min(off+chunk, size)
-			if _, err := up.Append(ctx, int64(off), bytes.NewReader(full[off:end])); err != nil {
-				b.Fatal(err)
-			}
-			if end == size {
-				if _, err := up.Commit(ctx, d); err != nil {
-					b.Fatal(err)
-				}
-			} else if err := up.Close(); err != nil {
-				b.Fatal(err)
-			}
-		}
-		untimed(b, func() { remove(d) })
-	}
-}
-
-// BenchRead measures Open and a full read of a stored blob of size bytes.
-func BenchRead(b *testing.B, s blob.Store, size int64) {
-	ctx := b.Context()
-	mk, d := BenchBlob(size, -1)
 	up, err := s.Uploads().New(ctx, "bench/repo", digest.SHA256)
 	if err != nil {
 		b.Fatal(err)
 	}
-	if _, err := up.Append(ctx, 0, mk()); err != nil {
+	if _, err := up.Append(ctx, 0, r); err != nil {
 		b.Fatal(err)
 	}
 	if _, err := up.Commit(ctx, d); err != nil {
 		b.Fatal(err)
 	}
+}
+
+// BenchUpload measures a store's write path for blobs of 1, 64 and 512
+// MiB: New, one Append of the whole blob (as a monolithic or docker-style
+// upload), Commit.
+func BenchUpload(b *testing.B, newStore BenchStore) {
+	for _, size := range []int64{1 << 20, 64 << 20, 512 << 20} {
+		b.Run(fmt.Sprintf("%dMiB", size>>20), func(b *testing.B) {
+			s, remove := newStore(b)
+			b.SetBytes(size)
+			for i := 0; b.Loop(); i++ {
+				var mk func() io.Reader
+				var d digest.Digest
+				untimed(b, func() { mk, d = BenchBlob(size, i) })
+				benchPut(b, s, mk(), d)
+				untimed(b, func() { remove(d) })
+			}
+		})
+	}
+}
+
+// BenchUploadChunked appends a 64 MiB blob in chunks of each of the given
+// sizes, each chunk in its own Resume/Append/Close, as a chunked PATCH
+// upload does.
+func BenchUploadChunked(b *testing.B, newStore BenchStore, chunks ...int) {
+	const size = 64 << 20
+	for _, chunk := range chunks {
+		b.Run(fmt.Sprintf("%dMiB", chunk>>20), func(b *testing.B) {
+			s, remove := newStore(b)
+			ctx := b.Context()
+			b.SetBytes(size)
+			for i := 0; b.Loop(); i++ {
+				var full []byte
+				var d digest.Digest
+				untimed(b, func() {
+					mk, dd := BenchBlob(size, i)
+					full, _ = io.ReadAll(mk())
+					d = dd
+				})
+				up, err := s.Uploads().New(ctx, "bench/repo", digest.SHA256)
+				if err != nil {
+					b.Fatal(err)
+				}
+				id := up.ID()
+				up.Close()
+				for off := 0; off < size; off += chunk {
+					up, err := s.Uploads().Resume(ctx, id)
+					if err != nil {
+						b.Fatal(err)
+					}
+					end := min(off+chunk, size)
+					if _, err := up.Append(ctx, int64(off), bytes.NewReader(full[off:end])); err != nil {
+						b.Fatal(err)
+					}
+					if end == size {
+						if _, err := up.Commit(ctx, d); err != nil {
+							b.Fatal(err)
+						}
+					} else if err := up.Close(); err != nil {
+						b.Fatal(err)
+					}
+				}
+				untimed(b, func() { remove(d) })
+			}
+		})
+	}
+}
+
+// BenchRead measures Open and a full read of a stored 64 MiB blob.
+func BenchRead(b *testing.B, newStore BenchStore) {
+	const size = 64 << 20
+	s, _ := newStore(b)
+	mk, d := BenchBlob(size, -1)
+	benchPut(b, s, mk(), d)
 	buf := make([]byte, 1<<20)
 	b.SetBytes(size)
 	for b.Loop() {
-		f, n, err := s.Open(ctx, d)
+		f, n, err := s.Open(b.Context(), d)
 		if err != nil {
 			b.Fatal(err)
 		}

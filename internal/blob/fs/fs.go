@@ -271,25 +271,19 @@ func (up *upload) Append(_ context.Context, offset int64, r io.Reader) (int64, e
 }
 
 func (up *upload) Commit(ctx context.Context, want digest.Digest) (int64, error) {
-	if err := want.Validate(); err != nil {
-		return 0, err
-	}
-	var got digest.Digest
-	if want.Algorithm() == digest.Algorithm(up.st.Algorithm) {
-		got = digest.NewDigest(want.Algorithm(), up.h)
-	} else {
+	err := blob.Verify(want, digest.Algorithm(up.st.Algorithm), up.h, up.st.Size, func(w io.Writer) error {
 		if _, err := up.f.Seek(0, io.SeekStart); err != nil {
-			return 0, err
+			return err
 		}
-		h := want.Algorithm().Hash()
-		if _, err := io.Copy(h, io.LimitReader(up.f, up.st.Size)); err != nil {
-			return 0, err
-		}
-		got = digest.NewDigest(want.Algorithm(), h)
-	}
-	if got != want {
-		err := &blob.DigestMismatchError{Want: want, Got: got, Size: up.st.Size}
+		_, err := io.Copy(w, io.LimitReader(up.f, up.st.Size))
+		return err
+	})
+	var dm *blob.DigestMismatchError
+	if errors.As(err, &dm) {
 		return 0, errors.Join(err, up.Cancel(ctx))
+	}
+	if err != nil {
+		return 0, err
 	}
 	target, err := up.store.blobPath(want)
 	if err != nil {

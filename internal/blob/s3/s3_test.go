@@ -165,6 +165,33 @@ func TestS3Specific(t *testing.T) {
 			}
 		}
 	})
+	t.Run("DamagedSegment", func(t *testing.T) {
+		// A segment object that is not what the state says (someone
+		// wrote into the bucket): the session is refused, not committed.
+		b := newBackend(t, srv)
+		s := b.store()
+		up, err := s.Uploads().New(ctx, "app", digest.SHA256)
+		if err != nil {
+			t.Fatal(err)
+		}
+		data := blobtest.RandBytes(3000)
+		if _, err := up.Append(ctx, 0, bytes.NewReader(data)); err != nil {
+			t.Fatal(err)
+		}
+		var seg string
+		for _, o := range b.objects() {
+			if strings.Contains(o, "/seg-") {
+				seg = o
+			}
+		}
+		putObject(t, srv, b.prefix+"/"+seg, blobtest.RandBytes(4000))
+		if _, err := up.Append(ctx, 3000, bytes.NewReader(data)); !errors.Is(err, blob.ErrUploadNotFound) {
+			t.Errorf("Append after the segment was replaced: %v", err)
+		}
+		if _, err := up.Commit(ctx, digest.SHA512.FromBytes(data)); !errors.Is(err, blob.ErrUploadNotFound) {
+			t.Errorf("Commit (re-reading) after the segment was replaced: %v", err)
+		}
+	})
 	t.Run("PurgeCrashedChunk", func(t *testing.T) {
 		// A server died in the middle of a large chunk: a multipart
 		// upload of a segment stays open in S3.

@@ -223,23 +223,18 @@ func (s *Store) put(ctx context.Context, key string, data []byte) error {
 
 // readSegments reads segs, in order, into dst (exactly their total size).
 func (up *upload) readSegments(ctx context.Context, segs []segment, dst []byte) error {
-	for _, sg := range segs {
-		k := up.s.uploadKey(up.id, sg.Name)
-		out, err := up.s.client.GetObject(ctx, &s3api.GetObjectInput{Bucket: &up.s.cfg.Bucket, Key: &k})
-		if isNotFound(err) {
-			return fmt.Errorf("%w: upload %s lost its segment %s (a concurrent request on the same upload?); start the upload again", blob.ErrUploadNotFound, up.id, sg.Name)
-		}
-		if err != nil {
-			return up.s.wrap(err, "read upload segment")
-		}
-		_, err = io.ReadFull(out.Body, dst[:sg.Size])
-		out.Body.Close()
-		if err != nil {
-			return fmt.Errorf("%w: read upload segment %s: %v", blob.ErrUnavailable, sg.Name, err)
-		}
-		dst = dst[sg.Size:]
+	return up.copySegments(ctx, segs, &sliceWriter{b: dst})
+}
+
+// sliceWriter fills b and refuses to write past its end.
+type sliceWriter struct{ b []byte }
+
+func (w *sliceWriter) Write(p []byte) (int, error) {
+	if len(p) > len(w.b) {
+		return 0, io.ErrShortBuffer
 	}
-	return nil
+	w.b = w.b[copy(w.b, p):]
+	return len(p), nil
 }
 
 // deleteSegments removes segments no state refers to any more. Failures
@@ -482,22 +477,15 @@ func (up *upload) Commit(ctx context.Context, want digest.Digest) (int64, error)
 	if up.done {
 		return 0, errors.New("upload session is closed")
 	}
-	if err := want.Validate(); err != nil {
-		return 0, err
-	}
-	var got digest.Digest
-	if want.Algorithm() == digest.Algorithm(up.st.Algorithm) {
-		got = digest.NewDigest(want.Algorithm(), up.h)
-	} else {
-		h := want.Algorithm().Hash()
-		if err := up.copySegments(ctx, h); err != nil {
-			return 0, err
-		}
-		got = digest.NewDigest(want.Algorithm(), h)
-	}
-	if got != want {
-		err := &blob.DigestMismatchError{Want: want, Got: got, Size: up.st.Size}
+	err := blob.Verify(want, digest.Algorithm(up.st.Algorithm), up.h, up.st.Size, func(w io.Writer) error {
+		return up.copySegments(ctx, up.st.Segments, w)
+	})
+	var dm *blob.DigestMismatchError
+	if errors.As(err, &dm) {
 		return 0, errors.Join(err, up.Cancel(ctx))
+	}
+	if err != nil {
+		return 0, err
 	}
 	key, err := up.s.blobKey(want)
 	if err != nil {
@@ -521,21 +509,21 @@ func (up *upload) Commit(ctx context.Context, want digest.Digest) (int64, error)
 	return up.st.Size, nil
 }
 
-// copySegments writes the session's bytes to w.
-func (up *upload) copySegments(ctx context.Context, w io.Writer) error {
-	for _, sg := range up.st.Segments {
+// copySegments writes the content of segs, in order, to w.
+func (up *upload) copySegments(ctx context.Context, segs []segment, w io.Writer) error {
+	for _, sg := range segs {
 		k := up.s.uploadKey(up.id, sg.Name)
 		out, err := up.s.client.GetObject(ctx, &s3api.GetObjectInput{Bucket: &up.s.cfg.Bucket, Key: &k})
 		if isNotFound(err) {
-			return fmt.Errorf("%w: upload %s lost its segment %s; start the upload again", blob.ErrUploadNotFound, up.id, sg.Name)
+			return fmt.Errorf("%w: upload %s lost its segment %s (a concurrent request on the same upload?); start the upload again", blob.ErrUploadNotFound, up.id, sg.Name)
 		}
 		if err != nil {
 			return up.s.wrap(err, "read upload segment")
 		}
 		n, err := io.Copy(w, out.Body)
 		out.Body.Close()
-		if err == nil && n != sg.Size {
-			err = fmt.Errorf("segment %s has %d bytes, want %d", sg.Name, n, sg.Size)
+		if errors.Is(err, io.ErrShortBuffer) || err == nil && n != sg.Size {
+			return fmt.Errorf("%w: upload %s: segment %s is not the %d bytes its state says; start the upload again", blob.ErrUploadNotFound, up.id, sg.Name, sg.Size)
 		}
 		if err != nil {
 			return fmt.Errorf("%w: read upload segment: %v", blob.ErrUnavailable, err)
