@@ -55,9 +55,10 @@ func (e *DigestMismatchError) Error() string {
 
 // Verify checks an upload of size bytes against want at Commit: h is the
 // session's running hash, of algorithm alg; reread writes the content
-// again, for a digest of another algorithm. It returns a
-// *DigestMismatchError when the content is not want.
-func Verify(want digest.Digest, alg digest.Algorithm, h hash.Hash, size int64, reread func(io.Writer) error) error {
+// again, for a digest of another algorithm. When the content is not want
+// it calls discard (the session's Cancel) and returns a
+// *DigestMismatchError (joined with discard's error).
+func Verify(want digest.Digest, alg digest.Algorithm, h hash.Hash, size int64, reread func(io.Writer) error, discard func() error) error {
 	if err := want.Validate(); err != nil {
 		return err
 	}
@@ -72,7 +73,7 @@ func Verify(want digest.Digest, alg digest.Algorithm, h hash.Hash, size int64, r
 		got = digest.NewDigest(want.Algorithm(), h2)
 	}
 	if got != want {
-		return &DigestMismatchError{Want: want, Got: got, Size: size}
+		return errors.Join(&DigestMismatchError{Want: want, Got: got, Size: size}, discard())
 	}
 	return nil
 }

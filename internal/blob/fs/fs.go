@@ -277,11 +277,7 @@ func (up *upload) Commit(ctx context.Context, want digest.Digest) (int64, error)
 		}
 		_, err := io.Copy(w, io.LimitReader(up.f, up.st.Size))
 		return err
-	})
-	var dm *blob.DigestMismatchError
-	if errors.As(err, &dm) {
-		return 0, errors.Join(err, up.Cancel(ctx))
-	}
+	}, func() error { return up.Cancel(ctx) })
 	if err != nil {
 		return 0, err
 	}

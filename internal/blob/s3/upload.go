@@ -479,11 +479,7 @@ func (up *upload) Commit(ctx context.Context, want digest.Digest) (int64, error)
 	}
 	err := blob.Verify(want, digest.Algorithm(up.st.Algorithm), up.h, up.st.Size, func(w io.Writer) error {
 		return up.copySegments(ctx, up.st.Segments, w)
-	})
-	var dm *blob.DigestMismatchError
-	if errors.As(err, &dm) {
-		return 0, errors.Join(err, up.Cancel(ctx))
-	}
+	}, func() error { return up.Cancel(ctx) })
 	if err != nil {
 		return 0, err
 	}
