@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"maps"
 	"net/http"
+	"slices"
 	"os"
 	"path/filepath"
 	"strings"
@@ -162,6 +163,62 @@ func TestS3Specific(t *testing.T) {
 			putObject(t, srv, key, body)
 			if _, err := s.Uploads().Resume(ctx, up.ID()); !errors.Is(err, blob.ErrUploadNotFound) {
 				t.Errorf("Resume with %s state: %v, want ErrUploadNotFound", name, err)
+			}
+		}
+	})
+	t.Run("RacingReplicas", func(t *testing.T) {
+		// Two servers append different chunks to one session at the same
+		// offset (a misbehaving client, or a retry racing the original).
+		// Whichever state is saved last wins; the session then commits
+		// exactly the bytes its hash state has seen, or is reported lost.
+		// It never stores one content under another's digest.
+		b := newBackend(t, srv)
+		prefix := blobtest.RandBytes(6<<20 + 1000) // a big segment and a small tail
+		for round, sizes := range [][2]int{{1000, 2000}, {3000, 6 << 20}, {7 << 20, 6 << 20}} {
+			up, err := b.store().Uploads().New(ctx, "app", digest.SHA256)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := up.Append(ctx, 0, bytes.NewReader(prefix[:6<<20])); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := up.Append(ctx, 6<<20, bytes.NewReader(prefix[6<<20:])); err != nil {
+				t.Fatal(err)
+			}
+			chunks := [2][]byte{blobtest.RandBytes(sizes[0]), blobtest.RandBytes(sizes[1])}
+			var wg sync.WaitGroup
+			for _, c := range chunks {
+				wg.Go(func() {
+					if u, err := b.store().Uploads().Resume(ctx, up.ID()); err == nil {
+						u.Append(ctx, int64(len(prefix)), bytes.NewReader(c))
+					}
+				})
+			}
+			wg.Wait()
+			u, err := b.store().Uploads().Resume(ctx, up.ID())
+			if err != nil {
+				t.Fatal(err)
+			}
+			var want []byte
+			for _, c := range chunks {
+				if u.Size() == int64(len(prefix)+len(c)) {
+					want = append(slices.Clone(prefix), c...)
+				}
+			}
+			if want == nil {
+				t.Fatalf("round %d: size %d after the race matches neither chunk", round, u.Size())
+			}
+			d := digest.FromBytes(want)
+			_, err = u.Commit(ctx, d)
+			if errors.Is(err, blob.ErrUploadNotFound) {
+				t.Logf("round %d: the session lost a segment to the other request: %v", round, err)
+				continue
+			}
+			if err != nil {
+				t.Fatalf("round %d: Commit: %v", round, err)
+			}
+			if !bytes.Equal(blobtest.ReadBlob(t, b.store(), d), want) {
+				t.Fatalf("round %d: the blob's content is not what its digest says", round)
 			}
 		}
 	})

@@ -92,7 +92,8 @@ func ParseURL(raw string) (Config, error) {
 		case "endpoint":
 			e, err := url.Parse(v)
 			if err != nil || (e.Scheme != "http" && e.Scheme != "https") || e.Host == "" || e.User != nil || e.RawQuery != "" || e.Fragment != "" {
-				return c, fmt.Errorf("blob url: endpoint %q: want http(s)://host[:port] without credentials", truncate(v))
+				// Not echoed: it may hold credentials.
+				return c, errors.New("blob url: endpoint: want http(s)://host[:port], without credentials, query or fragment")
 			}
 			c.Endpoint = strings.TrimSuffix(v, "/")
 		case "region":
