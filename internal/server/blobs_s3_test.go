@@ -7,14 +7,10 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"net/http/httptest"
-	"net/http/httputil"
-	"net/url"
 	"os"
 	"os/exec"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -195,31 +191,6 @@ func TestS3StartErrors(t *testing.T) {
 	}
 }
 
-// countingProxy is a reverse proxy to the S3 server that counts the
-// requests it forwards and the bytes they upload.
-type countingProxy struct {
-	*httptest.Server
-	requests, upBytes atomic.Int64
-}
-
-func newCountingProxy(t *testing.T, target string) *countingProxy {
-	u, err := url.Parse(target)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cp := &countingProxy{}
-	rp := httputil.NewSingleHostReverseProxy(u) // keeps the Host header the client signed
-	cp.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		cp.requests.Add(1)
-		if r.ContentLength > 0 {
-			cp.upBytes.Add(r.ContentLength)
-		}
-		rp.ServeHTTP(w, r)
-	}))
-	t.Cleanup(cp.Close)
-	return cp
-}
-
 // TestS3PatchFloodBounded: a client sends one upload as a flood of 1 KiB
 // PATCHes. What the server sends to S3 per PATCH stays bounded (small
 // chunks are merged like a binary counter, not rewritten as one growing
@@ -228,9 +199,9 @@ func newCountingProxy(t *testing.T, target string) *countingProxy {
 func TestS3PatchFloodBounded(t *testing.T) {
 	s3 := testenv.StartS3(t)
 	s3.SetEnv(t)
-	proxy := newCountingProxy(t, s3.Endpoint)
+	endpoint, traffic := s3.CountingProxy(t)
 	srv := testenv.StartServer(t, func(c *config.Server) {
-		c.BlobURL = fmt.Sprintf("s3://%s/flood?endpoint=%s&region=%s&path-style=true", s3.Bucket, proxy.URL, s3.Region)
+		c.BlobURL = fmt.Sprintf("s3://%s/flood?endpoint=%s&region=%s&path-style=true", s3.Bucket, endpoint, s3.Region)
 	})
 	res, _, err := do(t, http.MethodPost, srv.URL+"/v2/app/blobs/uploads/", nil, 0)
 	if err != nil || res.StatusCode != 202 {
@@ -243,7 +214,7 @@ func TestS3PatchFloodBounded(t *testing.T) {
 	for i := range data {
 		data[i] = byte(i*31 + i/chunk)
 	}
-	reqs0, bytes0 := proxy.requests.Load(), proxy.upBytes.Load()
+	reqs0, bytes0 := traffic.Requests.Load(), traffic.Sent.Load()
 	maxSegments := 0
 	for i := range n {
 		from, to := i*chunk, (i+1)*chunk
@@ -253,7 +224,7 @@ func TestS3PatchFloodBounded(t *testing.T) {
 		}
 		maxSegments = max(maxSegments, len(s3Keys(t, s3, "flood/uploads/"+id+"/"))-1)
 	}
-	reqs, up := proxy.requests.Load()-reqs0, proxy.upBytes.Load()-bytes0
+	reqs, up := traffic.Requests.Load()-reqs0, traffic.Sent.Load()-bytes0
 	t.Logf("%d PATCHes of %d bytes: %d S3 requests, %d bytes uploaded to S3, at most %d segments", n, chunk, reqs, up, maxSegments)
 	// Rewriting the whole tail on every PATCH would upload n*n/2 KiB
 	// (32 MiB) here.

@@ -4,10 +4,17 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -159,5 +166,67 @@ func (s *S3) SetEnv(t *testing.T) {
 	for _, kv := range s.Env() {
 		k, v, _ := strings.Cut(kv, "=")
 		t.Setenv(k, v)
+	}
+}
+
+// S3Traffic counts what went through a proxy of CountingProxy.
+type S3Traffic struct {
+	Requests atomic.Int64
+	Sent     atomic.Int64 // request body bytes (uploads)
+	Received atomic.Int64 // response body bytes (downloads)
+
+	mu     sync.Mutex
+	ranges []string
+}
+
+// Ranges returns the Range headers of the GETs so far ("" for none).
+func (t *S3Traffic) Ranges() []string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return slices.Clone(t.ranges)
+}
+
+// CountingProxy starts a reverse proxy to the server on another loopback
+// port and returns its endpoint URL (use it in a blob URL instead of
+// Endpoint) and its traffic counters. Requests keep the Host header the
+// client signed, so signatures stay valid.
+func (s *S3) CountingProxy(tb testing.TB) (string, *S3Traffic) {
+	tb.Helper()
+	u, err := url.Parse(s.Endpoint)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tr := &S3Traffic{}
+	rp := httputil.NewSingleHostReverseProxy(u)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		tr.Requests.Add(1)
+		if r.ContentLength > 0 {
+			tr.Sent.Add(r.ContentLength)
+		}
+		if r.Method == http.MethodGet {
+			tr.mu.Lock()
+			tr.ranges = append(tr.ranges, r.Header.Get("Range"))
+			tr.mu.Unlock()
+		}
+		rp.ServeHTTP(countingWriter{w, &tr.Received}, r)
+	}))
+	tb.Cleanup(srv.Close)
+	return srv.URL, tr
+}
+
+type countingWriter struct {
+	http.ResponseWriter
+	n *atomic.Int64
+}
+
+func (c countingWriter) Write(p []byte) (int, error) {
+	n, err := c.ResponseWriter.Write(p)
+	c.n.Add(int64(n))
+	return n, err
+}
+
+func (c countingWriter) Flush() {
+	if f, ok := c.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
 	}
 }

@@ -213,10 +213,12 @@ func (s *Store) RedirectURL(ctx context.Context, d digest.Digest) (string, error
 	return req.URL, nil
 }
 
-// reader is an io.ReadSeekCloser over one object. It keeps one open GET
-// (from the current offset to the end) and replaces it when a Seek moves
-// elsewhere. ctx is the request context of Open: the reader lives only as
-// long as the request that opened it.
+// reader is an io.ReadSeekCloser over one object. A read from the start
+// fetches the whole object in one GET (a pull). After a Seek elsewhere (a
+// Range request) it fetches a window from there, 1 MiB first and twice as
+// much each time the reader goes on past it, so a short range costs little
+// and a long one few requests. ctx is the request context of Open: the
+// reader lives only as long as the request that opened it.
 type reader struct {
 	s         *Store
 	ctx       context.Context
@@ -224,7 +226,11 @@ type reader struct {
 	size, pos int64
 	body      io.ReadCloser
 	bodyPos   int64 // offset of the next byte body yields
+	bodyEnd   int64 // offset after the last byte body yields
+	window    int64
 }
+
+const firstWindow = 1 << 20
 
 func (r *reader) Read(p []byte) (int, error) {
 	if r.pos >= r.size {
@@ -235,7 +241,15 @@ func (r *reader) Read(p []byte) (int, error) {
 		r.body = nil
 	}
 	if r.body == nil {
-		rng := "bytes=" + strconv.FormatInt(r.pos, 10) + "-"
+		if r.pos != r.bodyEnd {
+			r.window = 0 // a seek, not the continuation of the last window
+		}
+		end := r.size
+		if r.pos > 0 {
+			r.window = max(firstWindow, 2*r.window)
+			end = min(r.size, r.pos+r.window)
+		}
+		rng := "bytes=" + strconv.FormatInt(r.pos, 10) + "-" + strconv.FormatInt(end-1, 10)
 		out, err := r.s.client.GetObject(r.ctx, &s3api.GetObjectInput{Bucket: &r.s.cfg.Bucket, Key: &r.key, Range: &rng})
 		if isNotFound(err) {
 			return 0, blob.ErrNotFound
@@ -243,20 +257,26 @@ func (r *reader) Read(p []byte) (int, error) {
 		if err != nil {
 			return 0, r.s.wrap(err, "read blob")
 		}
-		r.body, r.bodyPos = out.Body, r.pos
+		r.body, r.bodyPos, r.bodyEnd = out.Body, r.pos, end
 	}
 	n, err := r.body.Read(p)
 	r.pos += int64(n)
 	r.bodyPos = r.pos
 	switch {
-	case err == io.EOF && r.pos < r.size:
+	case err == io.EOF && r.pos < r.bodyEnd:
 		err = fmt.Errorf("%w: blob read ended at byte %d of %d", blob.ErrUnavailable, r.pos, r.size)
 	case err == io.EOF:
+		// This window is done; the next Read fetches the next one.
+		r.body.Close()
+		r.body = nil
+		if r.pos < r.size || n > 0 {
+			err = nil
+		}
+		if n == 0 && err == nil {
+			return r.Read(p)
+		}
 	case err != nil && r.ctx.Err() == nil:
 		err = fmt.Errorf("%w: read blob: %v", blob.ErrUnavailable, err)
-	}
-	if err == io.EOF && n > 0 {
-		err = nil
 	}
 	return n, err
 }

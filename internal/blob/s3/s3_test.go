@@ -10,9 +10,9 @@ import (
 	"io/fs"
 	"maps"
 	"net/http"
-	"slices"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -220,6 +220,53 @@ func TestS3Specific(t *testing.T) {
 			if !bytes.Equal(blobtest.ReadBlob(t, b.store(), d), want) {
 				t.Fatalf("round %d: the blob's content is not what its digest says", round)
 			}
+		}
+	})
+	t.Run("RangedReads", func(t *testing.T) {
+		// A pull is one GET; a short range downloads about its size, not
+		// the rest of the blob; a long read from an offset takes a few
+		// growing windows.
+		b := newBackend(t, srv)
+		endpoint, traffic := srv.CountingProxy(t)
+		s := b.store(func(c *blobs3.Config) { c.Endpoint = endpoint })
+		data := blobtest.RandBytes(40 << 20)
+		d := digest.FromBytes(data)
+		up, _ := s.Uploads().New(ctx, "app", digest.SHA256)
+		up.Append(ctx, 0, bytes.NewReader(data))
+		if _, err := up.Commit(ctx, d); err != nil {
+			t.Fatal(err)
+		}
+		read := func(off, n int64) (requests, received int64) {
+			r0, b0 := traffic.Requests.Load(), traffic.Received.Load()
+			rc, _, err := s.Open(ctx, d)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := rc.Seek(off, io.SeekStart); err != nil {
+				t.Fatal(err)
+			}
+			got := make([]byte, n)
+			if _, err := io.ReadFull(rc, got); err != nil {
+				t.Fatalf("read %d at %d: %v", n, off, err)
+			}
+			rc.Close()
+			if !bytes.Equal(got, data[off:off+n]) {
+				t.Fatalf("read %d at %d: bytes differ", n, off)
+			}
+			return traffic.Requests.Load() - r0, traffic.Received.Load() - b0
+		}
+		if reqs, _ := read(0, int64(len(data))); reqs != 2 {
+			t.Errorf("full read: %d requests, want 2 (HEAD, GET)", reqs)
+		}
+		n0 := len(traffic.Ranges())
+		if _, got := read(20<<20, 10); got > 2<<20 {
+			t.Errorf("10-byte range: %d bytes downloaded", got)
+		}
+		if rs := traffic.Ranges()[n0:]; len(rs) != 1 || rs[0] != fmt.Sprintf("bytes=%d-%d", 20<<20, 21<<20-1) {
+			t.Errorf("10-byte range read asked S3 for %q, want one 1 MiB window", rs)
+		}
+		if reqs, got := read(1, int64(len(data))-1); reqs > 8 || got > int64(len(data))+(1<<20) {
+			t.Errorf("read from byte 1 to the end: %d requests, %d bytes", reqs, got)
 		}
 	})
 	t.Run("DamagedSegment", func(t *testing.T) {
