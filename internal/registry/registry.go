@@ -5,7 +5,6 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
-	"sync"
 
 	"github.com/hallmark-dev/hallmark/internal/blob"
 	"github.com/hallmark-dev/hallmark/internal/meta"
@@ -38,7 +37,7 @@ type Handler struct {
 	log   *slog.Logger
 
 	// uploadLocks serialises requests on one upload session in this process.
-	uploadLocks sync.Map // id -> *sync.Mutex
+	uploadLocks keyedLocks
 	// UploadsInProgress, if set, is called with +1/-1 as sessions start and end.
 	UploadsInProgress func(delta int)
 }

@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"sync"
 
 	"github.com/opencontainers/go-digest"
 
@@ -102,13 +101,6 @@ func (h *Handler) uploadsDelta(d int) {
 	}
 }
 
-func (h *Handler) lockUpload(id string) func() {
-	v, _ := h.uploadLocks.LoadOrStore(id, &sync.Mutex{})
-	mu := v.(*sync.Mutex)
-	mu.Lock()
-	return func() { mu.Unlock() }
-}
-
 // upload serves GET (status), PATCH (append), PUT (finish) and DELETE
 // (cancel) on an upload session.
 func (h *Handler) upload(w http.ResponseWriter, r *http.Request, rt route) error {
@@ -118,7 +110,12 @@ func (h *Handler) upload(w http.ResponseWriter, r *http.Request, rt route) error
 		return methodNotAllowed(r)
 	}
 	ctx := r.Context()
-	unlock := h.lockUpload(rt.ref)
+	// An id no driver hands out is unknown: answered before anything
+	// (a lock, a lookup) is spent on it.
+	if !blob.ValidUploadID(rt.ref) {
+		return blob.ErrUploadNotFound
+	}
+	unlock := h.uploadLocks.lock(rt.ref)
 	defer unlock()
 	up, err := h.blobs.Uploads().Resume(ctx, rt.ref)
 	if err != nil {
@@ -137,7 +134,6 @@ func (h *Handler) upload(w http.ResponseWriter, r *http.Request, rt route) error
 		if err := up.Cancel(ctx); err != nil {
 			return err
 		}
-		h.uploadLocks.Delete(rt.ref)
 		h.uploadsDelta(-1)
 		w.Header().Set("Content-Length", "0")
 		w.WriteHeader(http.StatusNoContent)
@@ -294,7 +290,6 @@ func parseContentRange(s string) (int64, int64, error) {
 func (h *Handler) finishUpload(w http.ResponseWriter, r *http.Request, rt route, up blob.Upload, want digest.Digest) error {
 	ctx := r.Context()
 	size, err := up.Commit(ctx, want)
-	h.uploadLocks.Delete(up.ID())
 	h.uploadsDelta(-1)
 	if err != nil {
 		return err

@@ -80,7 +80,7 @@ func TestCommit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if up.Repository() != "app" || up.Size() != 0 || up.Started().IsZero() || len(up.ID()) != 32 {
+	if up.Repository() != "app" || up.Size() != 0 || up.Started().IsZero() || len(up.ID()) != 32 || !blob.ValidUploadID(up.ID()) {
 		t.Fatalf("new upload: repo %q size %d started %v id %q", up.Repository(), up.Size(), up.Started(), up.ID())
 	}
 	for off := 0; off < len(data); off += 1 << 20 {
