@@ -264,6 +264,9 @@ func uploadIOError(err error) error {
 	if errors.As(err, &mbe) {
 		return apiErr(http.StatusRequestEntityTooLarge, CodeSizeInvalid, err.Error(), nil)
 	}
+	if errors.Is(err, io.ErrUnexpectedEOF) {
+		return apiErr(http.StatusBadRequest, CodeBlobUploadInvalid, "the request body ended before its Content-Length; the chunk was discarded: send it again", nil)
+	}
 	return err
 }
 

@@ -224,6 +224,33 @@ func TestInterruptedAppendRollsBack(t *testing.T) {
 	}
 }
 
+// TestTruncatedChunkDropped: an HTTP body that ends before its
+// Content-Length reads io.ErrUnexpectedEOF; the chunk is dropped, whether
+// it broke off inside the first block or later (issue 9, defect 7).
+func TestTruncatedChunkDropped(t *testing.T) {
+	for _, n := range []int{50, 5 << 19} {
+		s, _ := newStore(t)
+		data := randBytes(t, 3<<20)
+		up, _ := s.Uploads().New(ctx, "app", digest.SHA256)
+		if _, err := up.Append(ctx, 0, bytes.NewReader(data[:10])); err != nil {
+			t.Fatal(err)
+		}
+		_, err := up.Append(ctx, 10, &failingReader{data: data[10 : 10+n], err: io.ErrUnexpectedEOF})
+		if !errors.Is(err, io.ErrUnexpectedEOF) {
+			t.Fatalf("%d bytes then ErrUnexpectedEOF: Append = %v, want it to fail with ErrUnexpectedEOF", n, err)
+		}
+		if up.Size() != 10 {
+			t.Fatalf("%d bytes then ErrUnexpectedEOF: size %d, want 10 (the chunk dropped)", n, up.Size())
+		}
+		if _, err := up.Append(ctx, 10, bytes.NewReader(data[10:])); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := up.Commit(ctx, digest.FromBytes(data)); err != nil {
+			t.Fatalf("Commit after the chunk was sent again: %v", err)
+		}
+	}
+}
+
 func TestInterruptedUploadInvisibleAndResumable(t *testing.T) {
 	dir := t.TempDir()
 	s, err := blobfs.New(dir)
