@@ -28,6 +28,18 @@ func (e *MissingReferenceError) Error() string {
 	return fmt.Sprintf("manifest references %s %s, which is not in the repository; push it first", e.Kind, e.Digest)
 }
 
+// SizeMismatchError is returned by PutManifest when a reference's declared
+// size is not the size of the content the repository has under its digest.
+type SizeMismatchError struct {
+	Digest         digest.Digest
+	Kind           RefKind
+	Declared, Have int64
+}
+
+func (e *SizeMismatchError) Error() string {
+	return fmt.Sprintf("manifest says %s %s has %d bytes, but it has %d; fix the descriptor's size", e.Kind, e.Digest, e.Declared, e.Have)
+}
+
 // RefKind says what a manifest reference points at.
 type RefKind string
 
@@ -38,10 +50,12 @@ const (
 )
 
 // Reference is one descriptor of a manifest that must exist in the
-// repository: a config or layer blob, or an index child manifest.
+// repository, with the size it declares: a config or layer blob, or an
+// index child manifest.
 type Reference struct {
 	Digest digest.Digest
 	Kind   RefKind
+	Size   int64
 }
 
 // Manifest is a stored manifest with its exact bytes.
@@ -80,7 +94,8 @@ type Blobs interface {
 // Manifests stores manifests and tags.
 type Manifests interface {
 	// PutManifest stores m and points tags at it in one transaction. It
-	// fails with *MissingReferenceError when a reference is absent.
+	// fails with *MissingReferenceError when a reference is absent and
+	// with *SizeMismatchError when one has another size.
 	PutManifest(ctx context.Context, m *Manifest, tags []string) error
 	// GetManifest looks a manifest up by tag or digest ("sha256:...").
 	GetManifest(ctx context.Context, repo, reference string) (*Manifest, error)

@@ -65,6 +65,7 @@ var errorTable = []struct {
 	{is(blob.ErrNotFound), http.StatusNotFound, CodeBlobUnknown, "blob unknown to registry"},
 	{is(meta.ErrRepositoryNotFound), http.StatusNotFound, CodeNameUnknown, "repository name not known to registry"},
 	{as[*meta.MissingReferenceError], http.StatusBadRequest, CodeManifestBlobUnknown, ""},
+	{as[*meta.SizeMismatchError], http.StatusBadRequest, CodeManifestInvalid, ""},
 	{is(blob.ErrUploadNotFound), http.StatusNotFound, CodeBlobUploadUnknown, "blob upload unknown to registry"},
 	{is(blob.ErrRangeMismatch), http.StatusRequestedRangeNotSatisfiable, CodeBlobUploadInvalid, ""},
 	{as[*blob.DigestMismatchError], http.StatusBadRequest, CodeDigestInvalid, ""},

@@ -127,16 +127,16 @@ func references(m *oci.Manifest) []meta.Reference {
 	var refs []meta.Reference
 	if oci.IsIndex(m.MediaType) {
 		for _, d := range m.Manifests {
-			refs = append(refs, meta.Reference{Digest: d.Digest, Kind: meta.RefManifest})
+			refs = append(refs, meta.Reference{Digest: d.Digest, Kind: meta.RefManifest, Size: d.Size})
 		}
 		return refs
 	}
-	refs = append(refs, meta.Reference{Digest: m.Config.Digest, Kind: meta.RefBlob})
+	refs = append(refs, meta.Reference{Digest: m.Config.Digest, Kind: meta.RefBlob, Size: m.Config.Size})
 	for _, l := range m.Layers {
 		if oci.IsNonDistributable(l.MediaType) || len(l.URLs) > 0 {
 			continue
 		}
-		refs = append(refs, meta.Reference{Digest: l.Digest, Kind: meta.RefBlob})
+		refs = append(refs, meta.Reference{Digest: l.Digest, Kind: meta.RefBlob, Size: l.Size})
 	}
 	return refs
 }

@@ -175,6 +175,13 @@ func TestManifestErrors(t *testing.T) {
 			"schemaVersion": 2, "mediaType": oci.MediaTypeOCIIndex,
 			"manifests": []oci.Descriptor{desc(oci.MediaTypeOCIManifest, []byte("{}"))},
 		}), 400, registry.CodeManifestBlobUnknown},
+		{"config size wrong", "t", oci.MediaTypeOCIManifest, mutate(func(m map[string]any) {
+			m["config"].(map[string]any)["size"] = 999999
+		}), 400, registry.CodeManifestInvalid},
+		{"layer size wrong", "t", oci.MediaTypeOCIManifest, mutate(func(m map[string]any) {
+			l := m["layers"].([]any)[0].(map[string]any)
+			l["size"] = l["size"].(float64) - 1
+		}), 400, registry.CodeManifestInvalid},
 		{"invalid JSON", "t", oci.MediaTypeOCIManifest, []byte(`{"schemaVersion":2,`), 400, registry.CodeManifestInvalid},
 		{"not an object", "t", oci.MediaTypeOCIManifest, []byte(`[1,2]`), 400, registry.CodeManifestInvalid},
 		{"empty body", "t", oci.MediaTypeOCIManifest, []byte{}, 400, registry.CodeManifestInvalid},

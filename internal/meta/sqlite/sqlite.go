@@ -262,16 +262,19 @@ func (s *Store) PutManifest(ctx context.Context, m *meta.Manifest, tags []string
 			return err
 		}
 		for _, ref := range m.References {
-			q := `SELECT 1 FROM repository_blobs WHERE repository_id = ? AND digest = ?`
+			q := `SELECT b.size FROM repository_blobs rb JOIN blobs b ON b.digest = rb.digest WHERE rb.repository_id = ? AND rb.digest = ?`
 			if ref.Kind == meta.RefManifest {
-				q = `SELECT 1 FROM manifests WHERE repository_id = ? AND digest = ?`
+				q = `SELECT size FROM manifests WHERE repository_id = ? AND digest = ?`
 			}
-			var one int
-			if err := tx.QueryRowContext(ctx, q, rid, ref.Digest.String()).Scan(&one); err != nil {
+			var size int64
+			if err := tx.QueryRowContext(ctx, q, rid, ref.Digest.String()).Scan(&size); err != nil {
 				if errors.Is(err, sql.ErrNoRows) {
 					return &meta.MissingReferenceError{Digest: ref.Digest, Kind: ref.Kind}
 				}
 				return err
+			}
+			if size != ref.Size {
+				return &meta.SizeMismatchError{Digest: ref.Digest, Kind: ref.Kind, Declared: ref.Size, Have: size}
 			}
 		}
 		var mid int64

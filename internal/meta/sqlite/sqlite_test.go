@@ -56,7 +56,7 @@ func manifest(t *testing.T, s *sqlite.Store, repo, seed string, link bool, subje
 		ArtifactType: "application/vnd.oci.image.config.v1+json",
 		Payload:      payload,
 		Subject:      subject,
-		References:   []meta.Reference{{Digest: cfg, Kind: meta.RefBlob}, {Digest: layer, Kind: meta.RefBlob}},
+		References:   []meta.Reference{{Digest: cfg, Kind: meta.RefBlob, Size: 10}, {Digest: layer, Kind: meta.RefBlob, Size: 10}},
 	}
 }
 
@@ -226,7 +226,7 @@ func TestMissingReferences(t *testing.T) {
 	}
 	// Blobs of another repository do not count.
 	for _, r := range m.References {
-		s.LinkBlob(ctx, "other", r.Digest, 1)
+		s.LinkBlob(ctx, "other", r.Digest, 10)
 	}
 	if err := s.PutManifest(ctx, m, nil); !errors.As(err, &mr) {
 		t.Fatalf("PutManifest with blobs in another repo: %v", err)
@@ -234,7 +234,7 @@ func TestMissingReferences(t *testing.T) {
 	// Index children must be manifests of the repository.
 	child := manifest(t, s, "app", "child", true, "")
 	idx := &meta.Manifest{Repository: "app", Digest: digest.FromString("idx"), MediaType: "application/vnd.oci.image.index.v1+json",
-		Payload: []byte("idx"), References: []meta.Reference{{Digest: child.Digest, Kind: meta.RefManifest}}}
+		Payload: []byte("idx"), References: []meta.Reference{{Digest: child.Digest, Kind: meta.RefManifest, Size: int64(len(child.Payload))}}}
 	if err := s.PutManifest(ctx, idx, nil); !errors.As(err, &mr) || mr.Kind != meta.RefManifest {
 		t.Fatalf("index with missing child: %v", err)
 	}
@@ -243,6 +243,37 @@ func TestMissingReferences(t *testing.T) {
 	}
 	if err := s.PutManifest(ctx, idx, []string{"multi"}); err != nil {
 		t.Fatalf("index after its child: %v", err)
+	}
+}
+
+// TestReferenceSizes: a reference must declare the size of the content it
+// names, blob or child manifest (issue 9, defect 10).
+func TestReferenceSizes(t *testing.T) {
+	s, _ := newStore(t)
+	child := manifest(t, s, "app", "child", true, "")
+	if err := s.PutManifest(ctx, child, nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		ref  meta.Reference
+		have int64
+	}{
+		{"blob larger", meta.Reference{Digest: child.References[0].Digest, Kind: meta.RefBlob, Size: 999999}, 10},
+		{"blob smaller", meta.Reference{Digest: child.References[0].Digest, Kind: meta.RefBlob, Size: 9}, 10},
+		{"blob empty", meta.Reference{Digest: child.References[1].Digest, Kind: meta.RefBlob, Size: 0}, 10},
+		{"child manifest", meta.Reference{Digest: child.Digest, Kind: meta.RefManifest, Size: int64(len(child.Payload)) + 1}, int64(len(child.Payload))},
+	} {
+		m := &meta.Manifest{Repository: "app", Digest: digest.FromString(tc.name), MediaType: "application/vnd.oci.image.index.v1+json",
+			Payload: []byte(tc.name), References: []meta.Reference{tc.ref}}
+		err := s.PutManifest(ctx, m, []string{"bad"})
+		var sm *meta.SizeMismatchError
+		if !errors.As(err, &sm) || sm.Digest != tc.ref.Digest || sm.Kind != tc.ref.Kind || sm.Declared != tc.ref.Size || sm.Have != tc.have {
+			t.Errorf("%s: PutManifest = %v, want a *SizeMismatchError declaring %d, having %d", tc.name, err, tc.ref.Size, tc.have)
+		}
+		if _, err := s.GetManifest(ctx, "app", "bad"); !errors.Is(err, meta.ErrManifestNotFound) {
+			t.Errorf("%s: the manifest was stored anyway: %v", tc.name, err)
+		}
 	}
 }
 
