@@ -3,7 +3,9 @@ package registry
 import (
 	"encoding/json"
 	"errors"
+	"io"
 	"net/http"
+	"os"
 	"strconv"
 
 	"github.com/hallmark-dev/hallmark/internal/blob"
@@ -77,6 +79,23 @@ func is(target error) func(error) bool { return func(err error) bool { return er
 func as[T error](err error) bool {
 	var t T
 	return errors.As(err, &t)
+}
+
+// bodyReadError turns a failure to read the request body into the
+// client's error (code says what the body was): too large, cut short of its
+// Content-Length, or too slow (the server's progress deadline). Anything
+// else is returned as it is. Nothing of such a body is kept.
+func bodyReadError(err error, code Code) error {
+	var mbe *http.MaxBytesError
+	switch {
+	case errors.As(err, &mbe):
+		return apiErr(http.StatusRequestEntityTooLarge, CodeSizeInvalid, err.Error(), nil)
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return apiErr(http.StatusBadRequest, code, "the request body ended before its Content-Length and was discarded; send it again", nil)
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return apiErr(http.StatusRequestTimeout, code, "the request body arrived too slowly and was discarded; send it again at a steady pace", nil)
+	}
+	return err
 }
 
 // toAPIError maps err through errorTable; unknown errors become 500s whose

@@ -54,7 +54,7 @@ func (h *Handler) putManifest(w http.ResponseWriter, r *http.Request, rt route) 
 	}
 	body, err := io.ReadAll(io.LimitReader(r.Body, max+1))
 	if err != nil {
-		return err
+		return bodyReadError(err, CodeManifestInvalid)
 	}
 	if int64(len(body)) > max {
 		return apiErr(http.StatusRequestEntityTooLarge, CodeSizeInvalid, "manifest exceeds the limit of "+strconv.FormatInt(max, 10)+" bytes", nil)

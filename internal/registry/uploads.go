@@ -260,14 +260,7 @@ func uploadIOError(err error) error {
 	if err == nil || errors.Is(err, blob.ErrRangeMismatch) {
 		return err
 	}
-	var mbe *http.MaxBytesError
-	if errors.As(err, &mbe) {
-		return apiErr(http.StatusRequestEntityTooLarge, CodeSizeInvalid, err.Error(), nil)
-	}
-	if errors.Is(err, io.ErrUnexpectedEOF) {
-		return apiErr(http.StatusBadRequest, CodeBlobUploadInvalid, "the request body ended before its Content-Length; the chunk was discarded: send it again", nil)
-	}
-	return err
+	return bodyReadError(err, CodeBlobUploadInvalid)
 }
 
 // parseContentRange accepts "start-end" (the OCI form) and tolerates the
