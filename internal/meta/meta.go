@@ -17,6 +17,26 @@ var (
 	ErrBlobNotFound       = errors.New("blob not linked to repository")
 )
 
+// RepositoryNotFoundError is what a lookup or delete in a repository
+// returns when the repository itself does not exist. errors.Is matches it
+// with ErrRepositoryNotFound and with the miss the call returns otherwise
+// (Miss: ErrManifestNotFound, ErrTagNotFound or ErrBlobNotFound), so a
+// caller asking only whether the item was there needs not tell the two
+// apart, and the registry answers NAME_UNKNOWN without asking again.
+type RepositoryNotFoundError struct {
+	Repository string
+	Miss       error
+}
+
+func (e *RepositoryNotFoundError) Error() string {
+	return fmt.Sprintf("repository %q not found", e.Repository)
+}
+
+// Is matches ErrRepositoryNotFound and e.Miss.
+func (e *RepositoryNotFoundError) Is(target error) bool {
+	return target == ErrRepositoryNotFound || target == e.Miss
+}
+
 // MissingReferenceError is returned by PutManifest when the manifest refers
 // to a blob or child manifest that the repository does not have.
 type MissingReferenceError struct {
@@ -85,9 +105,11 @@ type Blobs interface {
 	// LinkBlob makes blob d (already in the blob store) part of repo,
 	// creating the repository if needed.
 	LinkBlob(ctx context.Context, repo string, d digest.Digest, size int64) error
-	// BlobSize returns the size of d if repo has it, else ErrBlobNotFound.
+	// BlobSize returns the size of d if repo has it, else ErrBlobNotFound
+	// (a *RepositoryNotFoundError when repo does not exist).
 	BlobSize(ctx context.Context, repo string, d digest.Digest) (int64, error)
-	// UnlinkBlob removes d from repo, or returns ErrBlobNotFound.
+	// UnlinkBlob removes d from repo, or returns ErrBlobNotFound (a
+	// *RepositoryNotFoundError when repo does not exist).
 	UnlinkBlob(ctx context.Context, repo string, d digest.Digest) error
 }
 
@@ -97,11 +119,15 @@ type Manifests interface {
 	// fails with *MissingReferenceError when a reference is absent and
 	// with *SizeMismatchError when one has another size.
 	PutManifest(ctx context.Context, m *Manifest, tags []string) error
-	// GetManifest looks a manifest up by tag or digest ("sha256:...").
+	// GetManifest looks a manifest up by tag or digest ("sha256:..."), or
+	// returns ErrManifestNotFound (a *RepositoryNotFoundError when repo
+	// does not exist).
 	GetManifest(ctx context.Context, repo, reference string) (*Manifest, error)
-	// DeleteManifest deletes the manifest with digest d and every tag on it.
+	// DeleteManifest deletes the manifest with digest d and every tag on
+	// it, or returns ErrManifestNotFound (as GetManifest).
 	DeleteManifest(ctx context.Context, repo string, d digest.Digest) error
-	// DeleteTag removes one tag; the manifest stays.
+	// DeleteTag removes one tag; the manifest stays. ErrTagNotFound (a
+	// *RepositoryNotFoundError when repo does not exist) if there is none.
 	DeleteTag(ctx context.Context, repo, tag string) error
 	// Referrers lists the manifests in repo whose subject is d, optionally
 	// only those with the given artifact type.

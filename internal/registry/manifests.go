@@ -19,13 +19,13 @@ func (h *Handler) getManifest(w http.ResponseWriter, r *http.Request, rt route) 
 		if _, err := parseDigestParam(rt.ref); err != nil {
 			return err
 		}
-	} else if !oci.ValidTag(rt.ref) {
-		return apiErr(http.StatusBadRequest, CodeManifestInvalid, "invalid tag "+strconv.Quote(truncate(rt.ref, 200)), nil)
+	} else if err := checkTag(rt.ref); err != nil {
+		return err
 	}
 	m, err := h.meta.GetManifest(r.Context(), rt.name, rt.ref)
 	if err != nil {
-		if errors.Is(err, meta.ErrManifestNotFound) {
-			return h.orNameUnknown(r.Context(), rt.name, apiErr(http.StatusNotFound, CodeManifestUnknown, "manifest unknown", map[string]string{"reference": rt.ref}))
+		if errors.Is(err, meta.ErrManifestNotFound) && !errors.Is(err, meta.ErrRepositoryNotFound) {
+			return apiErr(http.StatusNotFound, oci.CodeManifestUnknown, "manifest unknown", map[string]string{"reference": rt.ref})
 		}
 		return err
 	}
@@ -48,40 +48,13 @@ func (h *Handler) getManifest(w http.ResponseWriter, r *http.Request, rt route) 
 
 func (h *Handler) putManifest(w http.ResponseWriter, r *http.Request, rt route) error {
 	ctx := r.Context()
-	max := h.cfg.MaxManifestSize
-	if r.ContentLength > max {
-		return apiErr(http.StatusRequestEntityTooLarge, CodeSizeInvalid, "manifest is "+strconv.FormatInt(r.ContentLength, 10)+" bytes; the limit is "+strconv.FormatInt(max, 10), nil)
-	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, max+1))
+	body, err := h.readManifest(r)
 	if err != nil {
-		return bodyReadError(err, CodeManifestInvalid)
+		return err
 	}
-	if int64(len(body)) > max {
-		return apiErr(http.StatusRequestEntityTooLarge, CodeSizeInvalid, "manifest exceeds the limit of "+strconv.FormatInt(max, 10)+" bytes", nil)
-	}
-	var tags []string
-	var dgst digest.Digest
-	if oci.IsDigestReference(rt.ref) {
-		want, err := parseDigestParam(rt.ref)
-		if err != nil {
-			return err
-		}
-		dgst = want.Algorithm().FromBytes(body)
-		if dgst != want {
-			return apiErr(http.StatusBadRequest, CodeDigestInvalid, "manifest content has digest "+dgst.String()+", not "+want.String(), nil)
-		}
-	} else {
-		if !oci.ValidTag(rt.ref) {
-			return apiErr(http.StatusBadRequest, CodeManifestInvalid, "invalid tag "+strconv.Quote(truncate(rt.ref, 200)), nil)
-		}
-		dgst = digest.Canonical.FromBytes(body)
-		tags = append(tags, rt.ref)
-	}
-	for _, t := range r.URL.Query()["tag"] {
-		if !oci.ValidTag(t) {
-			return apiErr(http.StatusBadRequest, CodeManifestInvalid, "invalid tag "+strconv.Quote(truncate(t, 200)), nil)
-		}
-		tags = append(tags, t)
+	dgst, tags, err := manifestTarget(r, rt, body)
+	if err != nil {
+		return err
 	}
 	pm, err := oci.ParseManifest(r.Header.Get("Content-Type"), body)
 	if err != nil {
@@ -120,6 +93,61 @@ func (h *Handler) putManifest(w http.ResponseWriter, r *http.Request, rt route) 
 	return nil
 }
 
+// readManifest reads a manifest body of at most MaxManifestSize bytes.
+func (h *Handler) readManifest(r *http.Request) ([]byte, error) {
+	max := h.cfg.MaxManifestSize
+	if r.ContentLength > max {
+		return nil, apiErr(http.StatusRequestEntityTooLarge, oci.CodeSizeInvalid, "manifest is "+strconv.FormatInt(r.ContentLength, 10)+" bytes; the limit is "+strconv.FormatInt(max, 10), nil)
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, max+1))
+	if err != nil {
+		return nil, bodyReadError(err, oci.CodeManifestInvalid)
+	}
+	if int64(len(body)) > max {
+		return nil, apiErr(http.StatusRequestEntityTooLarge, oci.CodeSizeInvalid, "manifest exceeds the limit of "+strconv.FormatInt(max, 10)+" bytes", nil)
+	}
+	return body, nil
+}
+
+// manifestTarget returns the digest a pushed manifest is stored under and
+// the tags to point at it: the reference of the URL (a digest the body
+// must have, or a tag) and the tag query parameters (OCI 1.1).
+func manifestTarget(r *http.Request, rt route, body []byte) (digest.Digest, []string, error) {
+	var tags []string
+	var dgst digest.Digest
+	if oci.IsDigestReference(rt.ref) {
+		want, err := parseDigestParam(rt.ref)
+		if err != nil {
+			return "", nil, err
+		}
+		dgst = want.Algorithm().FromBytes(body)
+		if dgst != want {
+			return "", nil, apiErr(http.StatusBadRequest, oci.CodeDigestInvalid, "manifest content has digest "+dgst.String()+", not "+want.String(), nil)
+		}
+	} else {
+		if err := checkTag(rt.ref); err != nil {
+			return "", nil, err
+		}
+		dgst = digest.Canonical.FromBytes(body)
+		tags = append(tags, rt.ref)
+	}
+	for _, t := range r.URL.Query()["tag"] {
+		if err := checkTag(t); err != nil {
+			return "", nil, err
+		}
+		tags = append(tags, t)
+	}
+	return dgst, tags, nil
+}
+
+// checkTag fails with MANIFEST_INVALID unless t is a valid tag.
+func checkTag(t string) error {
+	if !oci.ValidTag(t) {
+		return apiErr(http.StatusBadRequest, oci.CodeManifestInvalid, "invalid tag "+strconv.Quote(truncate(t, 200)), nil)
+	}
+	return nil
+}
+
 // references lists what must already be in the repository for m to be
 // accepted. The subject is deliberately absent: a referrer may be pushed
 // before its subject.
@@ -148,21 +176,14 @@ func (h *Handler) deleteManifest(w http.ResponseWriter, r *http.Request, rt rout
 		if err != nil {
 			return err
 		}
-		err = h.meta.DeleteManifest(ctx, rt.name, d)
-		if errors.Is(err, meta.ErrManifestNotFound) {
-			return h.orNameUnknown(ctx, rt.name, err)
-		}
-		if err != nil {
+		if err := h.meta.DeleteManifest(ctx, rt.name, d); err != nil {
 			return err
 		}
 	} else {
-		if !oci.ValidTag(rt.ref) {
-			return apiErr(http.StatusBadRequest, CodeManifestInvalid, "invalid tag "+strconv.Quote(truncate(rt.ref, 200)), nil)
+		if err := checkTag(rt.ref); err != nil {
+			return err
 		}
 		if err := h.meta.DeleteTag(ctx, rt.name, rt.ref); err != nil {
-			if errors.Is(err, meta.ErrTagNotFound) {
-				return h.orNameUnknown(ctx, rt.name, err)
-			}
 			return err
 		}
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/hallmark-dev/hallmark/internal/blob"
+	"github.com/hallmark-dev/hallmark/pkg/oci"
 )
 
 func uploadLocation(name, id string) string { return "/v2/" + name + "/blobs/uploads/" + id }
@@ -50,7 +51,7 @@ func (h *Handler) startUpload(w http.ResponseWriter, r *http.Request, rt route) 
 	if a := q.Get("digest-algorithm"); a != "" {
 		alg = digest.Algorithm(a)
 		if alg != digest.SHA256 && alg != digest.SHA512 {
-			return apiErr(http.StatusBadRequest, CodeDigestInvalid, "digest-algorithm "+strconv.Quote(a)+" is not supported; use sha256 or sha512", nil)
+			return apiErr(http.StatusBadRequest, oci.CodeDigestInvalid, "digest-algorithm "+strconv.Quote(a)+" is not supported; use sha256 or sha512", nil)
 		}
 	}
 	var want digest.Digest
@@ -102,7 +103,7 @@ func (h *Handler) uploadsDelta(d int) {
 }
 
 // upload serves GET (status), PATCH (append), PUT (finish) and DELETE
-// (cancel) on an upload session.
+// (cancel) on an upload session, one request per session at a time.
 func (h *Handler) upload(w http.ResponseWriter, r *http.Request, rt route) error {
 	switch r.Method {
 	case http.MethodGet, http.MethodPatch, http.MethodPut, http.MethodDelete:
@@ -139,45 +140,55 @@ func (h *Handler) upload(w http.ResponseWriter, r *http.Request, rt route) error
 		w.WriteHeader(http.StatusNoContent)
 		return nil
 	case http.MethodPatch:
-		err := h.appendChunk(r, up)
-		if cerr := up.Close(); err == nil {
-			err = cerr
-		}
-		if err != nil {
+		return h.patchUpload(w, r, rt, up)
+	}
+	return h.putUpload(w, r, rt, up)
+}
+
+// patchUpload appends the request body to up (PATCH).
+func (h *Handler) patchUpload(w http.ResponseWriter, r *http.Request, rt route, up blob.Upload) error {
+	err := h.appendChunk(r, up)
+	if cerr := up.Close(); err == nil {
+		err = cerr
+	}
+	if errors.Is(err, blob.ErrRangeMismatch) {
+		writeRangeError(w, r, rt.name, up)
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	writeUploadStatus(w, rt.name, up, http.StatusAccepted)
+	return nil
+}
+
+// putUpload appends the request body, if any, and finishes up with the
+// digest the query names (PUT).
+func (h *Handler) putUpload(w http.ResponseWriter, r *http.Request, rt route, up blob.Upload) error {
+	ds := r.URL.Query().Get("digest")
+	if ds == "" {
+		up.Close()
+		return apiErr(http.StatusBadRequest, oci.CodeDigestInvalid, "the digest query parameter is required to finish an upload", nil)
+	}
+	want, err := parseDigestParam(ds)
+	if err != nil {
+		up.Close()
+		return err
+	}
+	if hasBody(r) {
+		if err := h.appendChunk(r, up); err != nil {
+			up.Close()
 			if errors.Is(err, blob.ErrRangeMismatch) {
-				writeRangeError(w, rt.name, up)
+				writeRangeError(w, r, rt.name, up)
 				return nil
 			}
 			return err
 		}
-		writeUploadStatus(w, rt.name, up, http.StatusAccepted)
-		return nil
-	default: // PUT
-		ds := r.URL.Query().Get("digest")
-		if ds == "" {
-			up.Close()
-			return apiErr(http.StatusBadRequest, CodeDigestInvalid, "the digest query parameter is required to finish an upload", nil)
-		}
-		want, err := parseDigestParam(ds)
-		if err != nil {
-			up.Close()
-			return err
-		}
-		if hasBody(r) {
-			if err := h.appendChunk(r, up); err != nil {
-				up.Close()
-				if errors.Is(err, blob.ErrRangeMismatch) {
-					writeRangeError(w, rt.name, up)
-					return nil
-				}
-				return err
-			}
-		}
-		return h.finishUpload(w, r, rt, up, want)
 	}
+	return h.finishUpload(w, r, rt, up, want)
 }
 
-func writeRangeError(w http.ResponseWriter, name string, up blob.Upload) {
+func writeRangeError(w http.ResponseWriter, r *http.Request, name string, up blob.Upload) {
 	hd := w.Header()
 	hd.Set("Location", uploadLocation(name, up.ID()))
 	end := up.Size() - 1
@@ -185,7 +196,7 @@ func writeRangeError(w http.ResponseWriter, name string, up blob.Upload) {
 		end = 0
 	}
 	hd.Set("Range", "0-"+strconv.FormatInt(end, 10))
-	writeError(w, apiErr(http.StatusRequestedRangeNotSatisfiable, CodeBlobUploadInvalid,
+	writeError(w, r, apiErr(http.StatusRequestedRangeNotSatisfiable, oci.CodeBlobUploadInvalid,
 		"chunk does not start where the upload ends (at byte "+strconv.FormatInt(up.Size(), 10)+"); send the next chunk from there", nil))
 }
 
@@ -201,7 +212,7 @@ func (h *Handler) appendChunk(r *http.Request, up blob.Upload) error {
 			return blob.ErrRangeMismatch
 		}
 		if r.ContentLength >= 0 && r.ContentLength != end-start+1 {
-			return apiErr(http.StatusBadRequest, CodeSizeInvalid, "Content-Length "+strconv.FormatInt(r.ContentLength, 10)+" does not match Content-Range "+cr, nil)
+			return apiErr(http.StatusBadRequest, oci.CodeSizeInvalid, "Content-Length "+strconv.FormatInt(r.ContentLength, 10)+" does not match Content-Range "+cr, nil)
 		}
 		offset = start
 		if r.ContentLength < 0 {
@@ -210,7 +221,7 @@ func (h *Handler) appendChunk(r *http.Request, up blob.Upload) error {
 			body := &exactReader{r: r.Body, left: end - start + 1}
 			_, err = up.Append(r.Context(), offset, body)
 			if body.err != nil {
-				return apiErr(http.StatusBadRequest, CodeSizeInvalid, body.err.Error()+" (Content-Range "+cr+"); the chunk was discarded", nil)
+				return apiErr(http.StatusBadRequest, oci.CodeSizeInvalid, body.err.Error()+" (Content-Range "+cr+"); the chunk was discarded", nil)
 			}
 			return uploadIOError(err)
 		}
@@ -260,7 +271,7 @@ func uploadIOError(err error) error {
 	if err == nil || errors.Is(err, blob.ErrRangeMismatch) {
 		return err
 	}
-	return bodyReadError(err, CodeBlobUploadInvalid)
+	return bodyReadError(err, oci.CodeBlobUploadInvalid)
 }
 
 // parseContentRange accepts "start-end" (the OCI form) and tolerates the
@@ -278,7 +289,7 @@ func parseContentRange(s string) (int64, int64, error) {
 	// end must leave room for end-start+1: a range reaching MaxInt64 would
 	// overflow the chunk length.
 	if !ok || err1 != nil || err2 != nil || start < 0 || end < start || end == math.MaxInt64 {
-		return 0, 0, apiErr(http.StatusRequestedRangeNotSatisfiable, CodeBlobUploadInvalid, "invalid Content-Range "+strconv.Quote(truncate(s, 100))+"; want <start>-<end>", nil)
+		return 0, 0, apiErr(http.StatusRequestedRangeNotSatisfiable, oci.CodeBlobUploadInvalid, "invalid Content-Range "+strconv.Quote(truncate(s, 100))+"; want <start>-<end>", nil)
 	}
 	return start, end, nil
 }

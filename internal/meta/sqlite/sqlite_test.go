@@ -547,3 +547,45 @@ func TestDatabaseFilesPrivate(t *testing.T) {
 		}
 	}
 }
+
+// TestRepositoryNotFound: a lookup or delete in a repository that does not
+// exist says so (and is still the miss), one in a repository that exists
+// is only the miss. The registry answers NAME_UNKNOWN from this alone.
+func TestRepositoryNotFound(t *testing.T) {
+	s, _ := newStore(t)
+	m := manifest(t, s, "app", "x", true, "")
+	if err := s.PutManifest(ctx, m, []string{"v1"}); err != nil {
+		t.Fatal(err)
+	}
+	d := digest.FromString("absent")
+	calls := []struct {
+		name string
+		miss error
+		call func(repo string) error
+	}{
+		{"GetManifest by tag", meta.ErrManifestNotFound, func(repo string) error { _, err := s.GetManifest(ctx, repo, "nope"); return err }},
+		{"GetManifest by digest", meta.ErrManifestNotFound, func(repo string) error { _, err := s.GetManifest(ctx, repo, d.String()); return err }},
+		{"BlobSize", meta.ErrBlobNotFound, func(repo string) error { _, err := s.BlobSize(ctx, repo, d); return err }},
+		{"UnlinkBlob", meta.ErrBlobNotFound, func(repo string) error { return s.UnlinkBlob(ctx, repo, d) }},
+		{"DeleteManifest", meta.ErrManifestNotFound, func(repo string) error { return s.DeleteManifest(ctx, repo, d) }},
+		{"DeleteTag", meta.ErrTagNotFound, func(repo string) error { return s.DeleteTag(ctx, repo, "nope") }},
+	}
+	for _, c := range calls {
+		err := c.call("no/such/repo")
+		var rn *meta.RepositoryNotFoundError
+		if !errors.Is(err, meta.ErrRepositoryNotFound) || !errors.Is(err, c.miss) || !errors.As(err, &rn) || rn.Repository != "no/such/repo" {
+			t.Errorf("%s in an unknown repository: %v; want a *RepositoryNotFoundError that is also %v", c.name, err, c.miss)
+		}
+		err = c.call("app")
+		if !errors.Is(err, c.miss) || errors.Is(err, meta.ErrRepositoryNotFound) {
+			t.Errorf("%s in a known repository: %v; want only %v", c.name, err, c.miss)
+		}
+	}
+	// Hits still hit.
+	if got, err := s.GetManifest(ctx, "app", "v1"); err != nil || got.Digest != m.Digest || string(got.Payload) != string(m.Payload) {
+		t.Errorf("GetManifest v1: %v %v", got, err)
+	}
+	if size, err := s.BlobSize(ctx, "app", m.References[0].Digest); err != nil || size != 10 {
+		t.Errorf("BlobSize: %d %v", size, err)
+	}
+}
