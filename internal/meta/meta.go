@@ -15,7 +15,21 @@ var (
 	ErrManifestNotFound   = errors.New("manifest not found")
 	ErrTagNotFound        = errors.New("tag not found")
 	ErrBlobNotFound       = errors.New("blob not linked to repository")
+	// ErrPreconditionFailed: a TagCondition of PutManifest does not hold;
+	// nothing was stored.
+	ErrPreconditionFailed = errors.New("tag precondition failed")
 )
+
+// TagCondition makes PutManifest conditional on where Tag points when its
+// transaction runs (HTTP If-Match / If-None-Match on a manifest PUT by
+// tag): Holds gets the digest the tag points at, "" when there is no such
+// tag, and the put fails with ErrPreconditionFailed unless it returns true.
+// It is how concurrent writers of one tag (signers appending to a ".sig"
+// tag) avoid overwriting each other.
+type TagCondition struct {
+	Tag   string
+	Holds func(current digest.Digest) bool
+}
 
 // RepositoryNotFoundError is what a lookup or delete in a repository
 // returns when the repository itself does not exist. errors.Is matches it
@@ -115,10 +129,11 @@ type Blobs interface {
 
 // Manifests stores manifests and tags.
 type Manifests interface {
-	// PutManifest stores m and points tags at it in one transaction. It
-	// fails with *MissingReferenceError when a reference is absent and
-	// with *SizeMismatchError when one has another size.
-	PutManifest(ctx context.Context, m *Manifest, tags []string) error
+	// PutManifest stores m and points tags at it in one transaction, if
+	// every condition holds (else ErrPreconditionFailed). It fails with
+	// *MissingReferenceError when a reference is absent and with
+	// *SizeMismatchError when one has another size.
+	PutManifest(ctx context.Context, m *Manifest, tags []string, conds ...TagCondition) error
 	// GetManifest looks a manifest up by tag or digest ("sha256:..."), or
 	// returns ErrManifestNotFound (a *RepositoryNotFoundError when repo
 	// does not exist).

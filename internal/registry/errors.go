@@ -43,6 +43,7 @@ var errorTable = []struct {
 	{is(blob.ErrNotFound), http.StatusNotFound, oci.CodeBlobUnknown, "blob unknown to registry", nil},
 	{as[*meta.MissingReferenceError], http.StatusBadRequest, oci.CodeManifestBlobUnknown, "", missingDetail},
 	{as[*meta.SizeMismatchError], http.StatusBadRequest, oci.CodeManifestInvalid, "", nil},
+	{is(meta.ErrPreconditionFailed), http.StatusPreconditionFailed, oci.CodeDenied, "", nil},
 	{is(blob.ErrUploadNotFound), http.StatusNotFound, oci.CodeBlobUploadUnknown, "blob upload unknown to registry", nil},
 	{is(blob.ErrRangeMismatch), http.StatusRequestedRangeNotSatisfiable, oci.CodeBlobUploadInvalid, "", nil},
 	{as[*blob.DigestMismatchError], http.StatusBadRequest, oci.CodeDigestInvalid, "", nil},

@@ -72,7 +72,7 @@ func (h *Handler) putManifest(w http.ResponseWriter, r *http.Request, rt route) 
 	if pm.Subject != nil {
 		m.Subject = pm.Subject.Digest
 	}
-	if err := h.meta.PutManifest(ctx, m, tags); err != nil {
+	if err := h.meta.PutManifest(ctx, m, tags, tagConditions(r, rt)...); err != nil {
 		return err
 	}
 	h.log.InfoContext(ctx, "manifest pushed", "repository", rt.name, "digest", dgst, "tags", tags, "media_type", pm.MediaType)
@@ -138,6 +138,60 @@ func manifestTarget(r *http.Request, rt route, body []byte) (digest.Digest, []st
 		tags = append(tags, t)
 	}
 	return dgst, tags, nil
+}
+
+// tagConditions turns If-Match and If-None-Match on a PUT by tag into the
+// condition the store checks in its transaction (RFC 9110 13.1.1, 13.1.2;
+// a manifest's entity tag is its quoted digest, as GET sends it): "*"
+// stands for any manifest, a list for those digests. A client that read
+// the tag at digest D and writes it with If-Match: "D" overwrites nobody
+// else's write; one that found no tag sends If-None-Match: *. A PUT by
+// digest has no conditions: its content is its name.
+func tagConditions(r *http.Request, rt route) []meta.TagCondition {
+	im, hasIM := entityTags(r.Header.Values("If-Match"))
+	inm, hasINM := entityTags(r.Header.Values("If-None-Match"))
+	if oci.IsDigestReference(rt.ref) || !hasIM && !hasINM {
+		return nil
+	}
+	holds := func(cur digest.Digest) bool {
+		if hasIM && (cur == "" || !im.matches(cur)) {
+			return false
+		}
+		return !hasINM || cur == "" || !inm.matches(cur)
+	}
+	return []meta.TagCondition{{Tag: rt.ref, Holds: holds}}
+}
+
+// etagList is the value of an If-Match or If-None-Match header.
+type etagList struct {
+	any  bool            // "*"
+	tags map[string]bool // unquoted entity tags
+}
+
+func (l etagList) matches(d digest.Digest) bool { return l.any || l.tags[d.String()] }
+
+// entityTags parses the header values (comma-separated entity tags, or
+// "*"); ok is false when the header is absent. Weak tags (W/"...") never
+// match: the conditions here compare strongly.
+func entityTags(values []string) (l etagList, ok bool) {
+	for _, v := range values {
+		for _, t := range strings.Split(v, ",") {
+			t = strings.TrimSpace(t)
+			switch {
+			case t == "":
+				continue
+			case t == "*":
+				l.any = true
+			case len(t) >= 2 && t[0] == '"' && t[len(t)-1] == '"':
+				if l.tags == nil {
+					l.tags = map[string]bool{}
+				}
+				l.tags[t[1:len(t)-1]] = true
+			}
+			ok = true
+		}
+	}
+	return l, ok
 }
 
 // checkTag fails with MANIFEST_INVALID unless t is a valid tag.

@@ -408,3 +408,56 @@ func TestSHA512Manifests(t *testing.T) {
 	wantStatus(t, "DELETE sha512", e.do(http.MethodDelete, "/v2/app/manifests/"+d.String(), nil), http.StatusAccepted)
 	wantError(t, "GET deleted sha512", e.do(http.MethodGet, "/v2/app/manifests/"+d.String(), nil), http.StatusNotFound, oci.CodeManifestUnknown)
 }
+
+// TestConditionalTagPut: If-Match / If-None-Match on a PUT by tag are
+// checked against where the tag points, so two writers of one tag (signers
+// appending to ".sig") cannot overwrite each other unseen.
+func TestConditionalTagPut(t *testing.T) {
+	e := newEnv(t, registry.Config{})
+	one := e.image("app", oci.MediaTypeOCIManifest, nil)
+	two := e.image("app", oci.MediaTypeOCIManifest, nil)
+	three := e.image("app", oci.MediaTypeOCIManifest, nil)
+	etag := func(b []byte) string { return `"` + digest.FromBytes(b).String() + `"` }
+	put := func(body []byte, hdr ...string) resp {
+		return e.do(http.MethodPut, "/v2/app/manifests/sig", body, append([]string{"Content-Type", oci.MediaTypeOCIManifest}, hdr...)...)
+	}
+	steps := []struct {
+		name   string
+		body   []byte
+		hdr    []string
+		status int
+		at     []byte // where the tag points afterwards
+	}{
+		{"If-Match on a missing tag", one, []string{"If-Match", "*"}, 412, nil},
+		{"If-None-Match: * creates", one, []string{"If-None-Match", "*"}, 201, one},
+		{"If-None-Match: * when it exists", two, []string{"If-None-Match", "*"}, 412, one},
+		{"If-Match the version read", two, []string{"If-Match", etag(one)}, 201, two},
+		{"If-Match a stale version", three, []string{"If-Match", etag(one)}, 412, two},
+		{"If-Match one of a list", three, []string{"If-Match", etag(one) + ", " + etag(two)}, 201, three},
+		{"If-Match a weak tag", one, []string{"If-Match", "W/" + etag(three)}, 412, three},
+		{"If-None-Match the current version", one, []string{"If-None-Match", etag(three)}, 412, three},
+		{"If-None-Match another version", one, []string{"If-None-Match", etag(two)}, 201, one},
+		{"unconditional", two, nil, 201, two},
+	}
+	for _, st := range steps {
+		r := put(st.body, st.hdr...)
+		if st.status == 412 {
+			wantError(t, st.name, r, http.StatusPreconditionFailed, oci.CodeDenied)
+		} else {
+			wantStatus(t, st.name, r, st.status)
+		}
+		g := e.do(http.MethodGet, "/v2/app/manifests/sig", nil, "Accept", oci.MediaTypeOCIManifest)
+		if st.at == nil {
+			if g.code != http.StatusNotFound {
+				t.Fatalf("%s: tag exists (%d)", st.name, g.code)
+			}
+			continue
+		}
+		if g.code != http.StatusOK || !bytes.Equal(g.body, st.at) || g.h.Get("ETag") != etag(st.at) {
+			t.Fatalf("%s: tag at %s (ETag %s), want %s", st.name, digest.FromBytes(g.body), g.h.Get("ETag"), etag(st.at))
+		}
+	}
+	// A PUT by digest ignores them: its content is its name.
+	wantStatus(t, "by digest", e.do(http.MethodPut, "/v2/app/manifests/"+digest.FromBytes(three).String(), three,
+		"Content-Type", oci.MediaTypeOCIManifest, "If-Match", `"sha256:nothing"`), http.StatusCreated)
+}

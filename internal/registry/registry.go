@@ -51,7 +51,7 @@ type blobLinks interface {
 
 // manifestStore keeps manifests, tags and the subject of each referrer.
 type manifestStore interface {
-	PutManifest(ctx context.Context, m *meta.Manifest, tags []string) error
+	PutManifest(ctx context.Context, m *meta.Manifest, tags []string, conds ...meta.TagCondition) error
 	GetManifest(ctx context.Context, repo, reference string) (*meta.Manifest, error)
 	DeleteManifest(ctx context.Context, repo string, d digest.Digest) error
 	DeleteTag(ctx context.Context, repo, tag string) error

@@ -264,7 +264,7 @@ func (s *Store) UnlinkBlob(ctx context.Context, repo string, d digest.Digest) er
 }
 
 // PutManifest implements meta.Manifests.
-func (s *Store) PutManifest(ctx context.Context, m *meta.Manifest, tags []string) error {
+func (s *Store) PutManifest(ctx context.Context, m *meta.Manifest, tags []string, conds ...meta.TagCondition) error {
 	now := time.Now()
 	if !m.Created.IsZero() {
 		now = m.Created
@@ -280,6 +280,9 @@ func (s *Store) PutManifest(ctx context.Context, m *meta.Manifest, tags []string
 	return s.tx(ctx, func(tx *sql.Tx) error {
 		rid, err := ensureRepo(ctx, tx, m.Repository, now.UnixNano())
 		if err != nil {
+			return err
+		}
+		if err := checkTagConditions(ctx, tx, rid, conds); err != nil {
 			return err
 		}
 		for _, ref := range m.References {
@@ -321,6 +324,27 @@ func (s *Store) PutManifest(ctx context.Context, m *meta.Manifest, tags []string
 		}
 		return nil
 	})
+}
+
+// checkTagConditions fails with meta.ErrPreconditionFailed unless every
+// condition holds for where its tag points now. The transaction holds the
+// database's write lock, so nothing moves the tag before it commits.
+func checkTagConditions(ctx context.Context, tx *sql.Tx, rid int64, conds []meta.TagCondition) error {
+	for _, c := range conds {
+		var cur string
+		err := tx.QueryRowContext(ctx, `SELECT m.digest FROM tags t JOIN manifests m ON m.id = t.manifest_id
+			WHERE t.repository_id = ? AND t.name = ?`, rid, c.Tag).Scan(&cur)
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return err
+		}
+		if !c.Holds(digest.Digest(cur)) {
+			if cur == "" {
+				return fmt.Errorf("%w: tag %s does not exist", meta.ErrPreconditionFailed, c.Tag)
+			}
+			return fmt.Errorf("%w: tag %s points at %s", meta.ErrPreconditionFailed, c.Tag, cur)
+		}
+	}
+	return nil
 }
 
 // GetManifest implements meta.Manifests.

@@ -589,3 +589,43 @@ func TestRepositoryNotFound(t *testing.T) {
 		t.Errorf("BlobSize: %d %v", size, err)
 	}
 }
+
+// TestTagConditions: PutManifest with a TagCondition stores only if the
+// tag is where the condition wants it, checked in the same transaction.
+func TestTagConditions(t *testing.T) {
+	s, _ := newStore(t)
+	m1 := manifest(t, s, "app", "one", true, "")
+	m2 := manifest(t, s, "app", "two", true, "")
+	at := func(d digest.Digest) func(digest.Digest) bool { return func(cur digest.Digest) bool { return cur == d } }
+	steps := []struct {
+		name string
+		m    *meta.Manifest
+		cond func(digest.Digest) bool
+		ok   bool
+		want digest.Digest // where v1 points afterwards
+	}{
+		{"create while absent", m1, at(""), true, m1.Digest},
+		{"create again while present", m2, at(""), false, m1.Digest},
+		{"replace the wrong version", m2, at(m2.Digest), false, m1.Digest},
+		{"replace the version read", m2, at(m1.Digest), true, m2.Digest},
+		{"replace a stale version", m1, at(m1.Digest), false, m2.Digest},
+	}
+	for _, st := range steps {
+		err := s.PutManifest(ctx, st.m, []string{"v1"}, meta.TagCondition{Tag: "v1", Holds: st.cond})
+		if st.ok && err != nil || !st.ok && !errors.Is(err, meta.ErrPreconditionFailed) {
+			t.Fatalf("%s: PutManifest = %v, want ok=%v", st.name, err, st.ok)
+		}
+		got, err := s.GetManifest(ctx, "app", "v1")
+		if err != nil || got.Digest != st.want {
+			t.Fatalf("%s: v1 is at %v (%v), want %s", st.name, got, err, st.want)
+		}
+	}
+	// A failed condition stores nothing, not even the manifest by digest.
+	m3 := manifest(t, s, "app", "three", true, "")
+	if err := s.PutManifest(ctx, m3, []string{"v1"}, meta.TagCondition{Tag: "v1", Holds: at("")}); !errors.Is(err, meta.ErrPreconditionFailed) {
+		t.Fatal(err)
+	}
+	if _, err := s.GetManifest(ctx, "app", m3.Digest.String()); !errors.Is(err, meta.ErrManifestNotFound) {
+		t.Fatalf("manifest of a failed conditional put is stored: %v", err)
+	}
+}
