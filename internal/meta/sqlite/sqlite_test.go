@@ -596,7 +596,9 @@ func TestTagConditions(t *testing.T) {
 	s, _ := newStore(t)
 	m1 := manifest(t, s, "app", "one", true, "")
 	m2 := manifest(t, s, "app", "two", true, "")
-	at := func(d digest.Digest) func(digest.Digest) bool { return func(cur digest.Digest) bool { return cur == d } }
+	at := func(d digest.Digest) func(digest.Digest) bool {
+		return func(cur digest.Digest) bool { return cur == d }
+	}
 	steps := []struct {
 		name string
 		m    *meta.Manifest
