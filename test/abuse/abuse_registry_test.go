@@ -2,7 +2,6 @@ package abuse
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -27,6 +26,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/hallmark-dev/hallmark/internal/auth"
+	"github.com/hallmark-dev/hallmark/internal/testenv"
 	"github.com/hallmark-dev/hallmark/pkg/oci"
 	"github.com/hallmark-dev/hallmark/pkg/payload"
 	"github.com/hallmark-dev/hallmark/pkg/sign"
@@ -66,27 +66,18 @@ type regResp struct {
 // reads the whole answer.
 func (e *env) regDo(t *testing.T, method, path, bearer string, body []byte, hdr ...string) regResp {
 	t.Helper()
-	var rd io.Reader
-	if body != nil {
-		rd = bytes.NewReader(body)
-	}
-	req, err := http.NewRequest(method, e.URL+path, rd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if bearer != "" {
-		req.Header.Set("Authorization", "Bearer "+bearer)
-	}
-	for i := 0; i+1 < len(hdr); i += 2 {
-		req.Header.Set(hdr[i], hdr[i+1])
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
+	resp, b := testenv.Call(t, method, e.URL+path, bearer, body, hdr...)
 	return regResp{resp.StatusCode, resp.Header, b}
+}
+
+// regStartUpload starts an upload session in repo and returns its Location.
+func (e *env) regStartUpload(t *testing.T, repo, bearer string) string {
+	t.Helper()
+	r := e.regDo(t, http.MethodPost, "/v2/"+repo+"/blobs/uploads/", bearer, nil)
+	if r.code != http.StatusAccepted {
+		t.Fatalf("start upload: %d %s", r.code, r.body)
+	}
+	return r.header.Get("Location")
 }
 
 // regErrorCode returns the first OCI error code of an error body.
@@ -166,12 +157,8 @@ func TestUploadIDFloodKeepsHeapBounded(t *testing.T) {
 func TestTruncatedChunkIsDropped(t *testing.T) {
 	e := start(t, nil)
 	tok := e.regToken(t, "admin", e.AdminPassword, "repository:trunc/app:push,pull")
-	r := e.regDo(t, http.MethodPost, "/v2/trunc/app/blobs/uploads/", tok, nil)
-	if r.code != http.StatusAccepted {
-		t.Fatalf("start upload: %d %s", r.code, r.body)
-	}
-	loc := r.header.Get("Location")
-	r = e.regDo(t, http.MethodPatch, loc, tok, []byte("0123456789"), "Content-Type", "application/octet-stream", "Content-Range", "0-9")
+	loc := e.regStartUpload(t, "trunc/app", tok)
+	r := e.regDo(t, http.MethodPatch, loc, tok, []byte("0123456789"), "Content-Type", "application/octet-stream", "Content-Range", "0-9")
 	if r.code != http.StatusAccepted || r.header.Get("Range") != "0-9" {
 		t.Fatalf("first chunk: %d Range %q %s", r.code, r.header.Get("Range"), r.body)
 	}

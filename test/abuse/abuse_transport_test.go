@@ -26,11 +26,7 @@ const slowBodyTimeout = time.Second
 func TestSlowBodyIsCutOff(t *testing.T) {
 	e := start(t, func(c *config.Server) { c.BodyReadTimeout = slowBodyTimeout })
 	tok := e.regToken(t, "admin", e.AdminPassword, "repository:slow/app:push,pull")
-	r := e.regDo(t, http.MethodPost, "/v2/slow/app/blobs/uploads/", tok, nil)
-	if r.code != http.StatusAccepted {
-		t.Fatalf("start upload: %d %s", r.code, r.body)
-	}
-	upload := r.header.Get("Location")
+	upload := e.regStartUpload(t, "slow/app", tok)
 	for _, tc := range []struct{ name, method, path, auth string }{
 		{"log entry, anonymous", http.MethodPost, "/api/v1/log/entries", ""},
 		{"certificate request, anonymous", http.MethodPost, "/api/v2/signingCert", ""},
@@ -102,14 +98,11 @@ func (p *pacedReader) Read(b []byte) (int, error) {
 func TestSteadyUploadOutlastsBodyTimeout(t *testing.T) {
 	e := start(t, func(c *config.Server) { c.BodyReadTimeout = slowBodyTimeout })
 	tok := e.regToken(t, "admin", e.AdminPassword, "repository:steady/app:push,pull")
-	r := e.regDo(t, http.MethodPost, "/v2/steady/app/blobs/uploads/", tok, nil)
-	if r.code != http.StatusAccepted {
-		t.Fatalf("start upload: %d %s", r.code, r.body)
-	}
+	upload := e.regStartUpload(t, "steady/app", tok)
 	data := bytes.Repeat([]byte("steady-upload-"), 80_000) // ~1.1 MB
 	const pieces = 8
 	body := &pacedReader{data: data, piece: len(data)/pieces + 1, pause: 3 * slowBodyTimeout / pieces}
-	req, _ := http.NewRequest(http.MethodPatch, e.URL+r.header.Get("Location"), body)
+	req, _ := http.NewRequest(http.MethodPatch, e.URL+upload, body)
 	req.ContentLength = -1 // streamed (chunked), as docker sends a layer
 	req.Header.Set("Authorization", "Bearer "+tok)
 	req.Header.Set("Content-Type", "application/octet-stream")
