@@ -23,6 +23,9 @@ type Server struct {
 	MaxManifestSize int64         // bytes
 	UploadTTL       time.Duration // abandoned uploads are removed after this
 	ShutdownTimeout time.Duration
+	// BodyReadTimeout cuts off a request body that delivers less than
+	// reqbody.MinProgress bytes (and does not end) within this long.
+	BodyReadTimeout time.Duration
 	TrustedKeys     []string // PEM public keys whose signatures the index marks verified
 
 	// Access control and transport security (internal/auth).
@@ -51,6 +54,7 @@ func Defaults() Server {
 		MaxManifestSize:  8 << 20,
 		UploadTTL:        24 * time.Hour,
 		ShutdownTimeout:  30 * time.Second,
+		BodyReadTimeout:  30 * time.Second,
 		Auth:             "on",
 		OIDCBuiltin:      true,
 		OIDCTokenTTL:     10 * time.Minute,
@@ -69,6 +73,7 @@ func (c *Server) BindFlags(fs *pflag.FlagSet) {
 	fs.Int64Var(&c.MaxManifestSize, "max-manifest-size", c.MaxManifestSize, "largest manifest accepted, in bytes (at least 4194304)")
 	fs.DurationVar(&c.UploadTTL, "upload-ttl", c.UploadTTL, "remove upload sessions idle for longer than this")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "how long to wait for requests to finish on SIGINT/SIGTERM")
+	fs.DurationVar(&c.BodyReadTimeout, "body-read-timeout", c.BodyReadTimeout, "cut off a request body that sends less than 64 KiB (and does not end) within this long; a large upload may take any time as long as it keeps coming")
 	fs.StringSliceVar(&c.TrustedKeys, "trusted-key", c.TrustedKeys, "PEM public key file whose signatures the signature index marks verified (repeatable)")
 	fs.StringVar(&c.Auth, "auth", c.Auth, "registry access control: on (token auth, users, projects, CI job tokens) or off (anyone may push and pull; refused on a non-loopback address)")
 	fs.StringVar(&c.TLSCert, "tls-cert", c.TLSCert, "PEM certificate (chain) file; with --tls-key the server speaks HTTPS")
@@ -181,6 +186,9 @@ func (c *Server) Validate() error {
 	}
 	if c.UploadTTL <= 0 {
 		errs = append(errs, errors.New("upload-ttl must be positive"))
+	}
+	if c.BodyReadTimeout <= 0 {
+		errs = append(errs, errors.New("body-read-timeout must be positive (e.g. 30s): without it a client sending a byte at a time holds a connection and its buffered body forever"))
 	}
 	errs = append(errs, c.validateOIDC()...)
 	errs = append(errs, c.validateAccess()...)

@@ -118,6 +118,7 @@ func TestValidateSaysWhatToFix(t *testing.T) {
 		{"log format", func(c *Server) { c.LogFormat = "xml" }, "log-format"},
 		{"manifest size", func(c *Server) { c.MaxManifestSize = 1 << 20 }, "4 MiB"},
 		{"upload ttl", func(c *Server) { c.UploadTTL = 0 }, "upload-ttl"},
+		{"body read timeout", func(c *Server) { c.BodyReadTimeout = 0 }, "body-read-timeout"},
 		{"external url path", func(c *Server) { c.ExternalURL = "http://h/x" }, "external-url"},
 		{"external url scheme", func(c *Server) { c.ExternalURL = "ftp://h" }, "external-url"},
 	} {

@@ -27,6 +27,7 @@ import (
 	"github.com/hallmark-dev/hallmark/internal/meta/sqlite"
 	"github.com/hallmark-dev/hallmark/internal/oidc"
 	"github.com/hallmark-dev/hallmark/internal/registry"
+	"github.com/hallmark-dev/hallmark/internal/reqbody"
 	"github.com/hallmark-dev/hallmark/internal/tlog"
 	"github.com/hallmark-dev/hallmark/internal/web"
 )
@@ -161,7 +162,7 @@ func build(ctx context.Context, cfg config.Server, log *slog.Logger, ln net.List
 	}
 	s.setupCI(mux)
 	s.setupDownload(mux)
-	s.handler = mux
+	s.handler = reqbody.Handler(mux, cfg.BodyReadTimeout)
 	return s, nil
 }
 
