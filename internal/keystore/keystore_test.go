@@ -1,9 +1,9 @@
 package keystore
 
 import (
-	"errors"
 	"crypto/ecdsa"
 	"crypto/ed25519"
+	"errors"
 	"os"
 	"reflect"
 	"testing"
