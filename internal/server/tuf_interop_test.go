@@ -11,6 +11,8 @@ package server_test
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"net/http"
 	"os"
@@ -95,7 +97,7 @@ func tufSignVerify(t *testing.T, c *cosignCLI, srv *testenv.Server, repo string)
 		}
 	}
 	out := c.mustRun(nil, "verify", "--certificate-identity", klIdentity(srv), "--certificate-oidc-issuer", srv.URL, "-a", "tag=v1", image)
-	if !strings.Contains(out, `"Subject":"`+klIdentity(srv)+`"`) {
+	if !strings.Contains(out, "verified using trusted certificate authority certificates") || !strings.Contains(out, `"tag":"v1"`) {
 		t.Errorf("cosign verify output:\n%s", out)
 	}
 }
@@ -117,6 +119,22 @@ func TestTUFRealClients(t *testing.T) {
 			}
 		})
 	}
+	t.Run("root from the server pinned by checksum", func(t *testing.T) {
+		raw, err := os.ReadFile(tufRootFile(t, srv))
+		if err != nil {
+			t.Fatal(err)
+		}
+		sum := sha256.Sum256(raw)
+		mirror := srv.URL + server.TUFPath
+		for _, peer := range []string{"cosign", "cosign3"} {
+			c := newCosignCLI(t, peer)
+			c.viaTUF = true
+			if out, err := c.run(nil, "initialize", "--mirror", mirror, "--root", mirror+"/root.json", "--root-checksum", strings.Repeat("0", 64)); err == nil {
+				t.Errorf("%s initialize accepted root.json with the wrong checksum:\n%s", peer, out)
+			}
+			c.mustRun(nil, "initialize", "--mirror", mirror, "--root", mirror+"/root.json", "--root-checksum", hex.EncodeToString(sum[:]))
+		}
+	})
 	t.Run("root of another server", func(t *testing.T) {
 		other := testenv.StartServer(t, nil)
 		for _, peer := range []string{"cosign", "cosign3"} {
