@@ -100,3 +100,41 @@ func TestTUFCommands(t *testing.T) {
 		t.Errorf("status of a dir without a repository: %s", r)
 	}
 }
+
+// TestCARotateCommand: `hallmark ca rotate` creates the next CA generation,
+// refuses another before a server took it into use, and the restarted
+// server publishes the changed trusted root as a new TUF target.
+func TestCARotateCommand(t *testing.T) {
+	bin := testenv.HallmarkBinary(t)
+	dataDir := t.TempDir()
+	srv := testenv.StartServerProcess(t, bin, dataDir, nil, "--auth", "off")
+	dir := t.TempDir()
+	hm := &tool{t: t, bin: bin, dir: dir, env: testenv.ToolEnv(t, filepath.Join(dir, "home"), true), name: "hallmark"}
+	dd := "--data-dir=" + dataDir
+	var before tuf.Status
+	if err := json.Unmarshal([]byte(hm.ok("tuf", "status", dd, "--json").stdout), &before); err != nil {
+		t.Fatal(err)
+	}
+	srv.Stop()
+
+	r := hm.ok("ca", "rotate", dd)
+	if strings.TrimSpace(r.stdout) != "2" || !strings.Contains(r.stderr, "Hallmark root 2") || !strings.Contains(r.stderr, "restart") {
+		t.Fatalf("ca rotate: %s", r)
+	}
+	if r := hm.fail(1, "ca", "rotate", dd); !strings.Contains(r.stderr, "restart the server") {
+		t.Errorf("second rotation before a restart: %s", r)
+	}
+	if r := hm.fail(1, "ca", "rotate", "--data-dir", t.TempDir()); !strings.Contains(r.stderr, "--data-dir") {
+		t.Errorf("rotation without a data dir: %s", r)
+	}
+
+	testenv.StartServerProcess(t, bin, dataDir, nil, "--auth", "off")
+	var after tuf.Status
+	if err := json.Unmarshal([]byte(hm.ok("tuf", "status", dd, "--json").stdout), &after); err != nil {
+		t.Fatal(err)
+	}
+	if after.Targets[tuf.TrustedRootTarget] == before.Targets[tuf.TrustedRootTarget] || after.Roles[1].Version != before.Roles[1].Version+1 {
+		t.Errorf("the rotated CA's trusted root was not published: %+v -> %+v", before, after)
+	}
+	hm.ok("ca", "rotate", dd) // taken into use: the next rotation may come
+}

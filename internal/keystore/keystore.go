@@ -26,6 +26,9 @@ func Open(path string) (*Dir, error) {
 	return &Dir{path: path}, nil
 }
 
+// Dir is the directory's path (for files kept beside the keys).
+func (d *Dir) Dir() string { return d.path }
+
 // Path returns the file path of the key called name.
 func (d *Dir) Path(name string) string { return filepath.Join(d.path, name+".pem") }
 

@@ -21,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	sgroot "github.com/sigstore/sigstore-go/pkg/root"
 	sgtuf "github.com/sigstore/sigstore-go/pkg/tuf"
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 
@@ -87,15 +88,7 @@ func (c *cosignCLI) trustedRootVersion(mirror string) int64 {
 func tufSignVerify(t *testing.T, c *cosignCLI, srv *testenv.Server, repo string) {
 	t.Helper()
 	image, _ := klPush(t, srv, repo, "v1")
-	token := klMint(t, srv)
-	if strings.HasSuffix(c.bin, "cosign3") {
-		c.mustRun([]string{"SIGSTORE_ID_TOKEN=" + token}, "sign", "-y", "-a", "tag=v1", image)
-	} else {
-		out := c.mustRun(nil, "sign", "-y", "--fulcio-url", srv.URL, "--rekor-url", srv.URL, "--identity-token", token, "-a", "tag=v1", image)
-		if !strings.Contains(out, "Successfully verified SCT") {
-			t.Errorf("cosign sign did not verify the SCT with the TUF trusted root:\n%s", out)
-		}
-	}
+	tufSign(t, c, srv, image)
 	out := c.mustRun(nil, "verify", "--certificate-identity", klIdentity(srv), "--certificate-oidc-issuer", srv.URL, "-a", "tag=v1", image)
 	if !strings.Contains(out, "verified using trusted certificate authority certificates") || !strings.Contains(out, `"tag":"v1"`) {
 		t.Errorf("cosign verify output:\n%s", out)
@@ -298,5 +291,75 @@ func TestTUFEndpoint(t *testing.T) {
 	}
 	if _, err := server.OpenTUF(t.TempDir(), nil); err == nil || !strings.Contains(err.Error(), "--data-dir") {
 		t.Errorf("opening the repository of an empty dir: %v", err)
+	}
+}
+
+// TestTUFClientsFollowCARotation: after `hallmark ca rotate` and a restart,
+// the server issues from the new CA and publishes a trusted root listing
+// both (the old one valid until the restart) as a new TUF target. Clients
+// initialized before sign and verify with the new CA, which a client
+// holding the old trusted root refuses, and signatures made before the
+// rotation still verify.
+func TestTUFClientsFollowCARotation(t *testing.T) {
+	srv, stop := testenv.StartStoppableServer(t, nil)
+	peers := []string{"cosign", "cosign3"}
+	clients := map[string]*cosignCLI{}
+	before := map[string]string{} // peer -> image signed before the rotation
+	for _, peer := range peers {
+		clients[peer] = newTUFCosign(t, peer, srv)
+		before[peer], _ = klPush(t, srv, "ca/"+peer, "v1")
+		tufSign(t, clients[peer], srv, before[peer])
+	}
+	oldTrust := klDownloadTrust(t, srv)
+	stop()
+	n, root2, err := server.RotateCA(srv.DataDir, time.Now())
+	if err != nil || n != 2 {
+		t.Fatalf("rotate CA: %d %v", n, err)
+	}
+	srv2 := testenv.StartServer(t, func(c *config.Server) { c.DataDir, c.Addr = srv.DataDir, srv.Addr })
+	tr, err := sgroot.NewTrustedRootFromJSON(getOK(t, srv2.URL+server.TrustedRootPath, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cas := tr.FulcioCertificateAuthorities()
+	if len(cas) != 2 {
+		t.Fatalf("trusted root lists %d CAs after a rotation, want 2", len(cas))
+	}
+	first, second := cas[0].(*sgroot.FulcioCertificateAuthority), cas[1].(*sgroot.FulcioCertificateAuthority)
+	if first.ValidityPeriodEnd.IsZero() || !second.ValidityPeriodEnd.IsZero() || !second.Root.Equal(root2) {
+		t.Fatalf("CA windows: old until %v, new until %v; new root is the rotated one: %v", first.ValidityPeriodEnd, second.ValidityPeriodEnd, second.Root.Equal(root2))
+	}
+	for _, peer := range peers {
+		c := clients[peer]
+		image, _ := klPush(t, srv2, "ca/"+peer, "v2")
+		tufSign(t, c, srv2, image)
+		for _, img := range []string{image, before[peer]} {
+			c.mustRun(nil, "verify", "--certificate-identity", klIdentity(srv2), "--certificate-oidc-issuer", srv2.URL, "-a", "tag=v1", img)
+		}
+		// The old trusted root does not know the new CA.
+		stale := newCosignCLI(t, peer)
+		out, err := stale.run(nil, "verify", "--trusted-root", oldTrust.trustedRoot, "--certificate-identity", klIdentity(srv2),
+			"--certificate-oidc-issuer", srv2.URL, image)
+		if err == nil {
+			t.Errorf("%s verified a signature of the new CA with the old trusted root:\n%s", peer, out)
+		} else {
+			t.Logf("%s with the old trusted root: %s", peer, out)
+		}
+	}
+}
+
+// tufSign signs image with c, trust and services from the TUF repository
+// (cosign v2: the service URLs, its legacy signing takes no signing
+// config).
+func tufSign(t *testing.T, c *cosignCLI, srv *testenv.Server, image string) {
+	t.Helper()
+	token := klMint(t, srv)
+	if strings.HasSuffix(c.bin, "cosign3") {
+		c.mustRun([]string{"SIGSTORE_ID_TOKEN=" + token}, "sign", "-y", "-a", "tag=v1", image)
+		return
+	}
+	out := c.mustRun(nil, "sign", "-y", "--fulcio-url", srv.URL, "--rekor-url", srv.URL, "--identity-token", token, "-a", "tag=v1", image)
+	if !strings.Contains(out, "Successfully verified SCT") {
+		t.Errorf("cosign sign did not verify the SCT with the TUF trusted root:\n%s", out)
 	}
 }
