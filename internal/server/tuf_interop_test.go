@@ -21,6 +21,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 	sgroot "github.com/sigstore/sigstore-go/pkg/root"
 	sgtuf "github.com/sigstore/sigstore-go/pkg/tuf"
 	"github.com/theupdateframework/go-tuf/v2/metadata"
@@ -331,8 +334,39 @@ func TestTUFClientsFollowCARotation(t *testing.T) {
 	}
 	for _, peer := range peers {
 		c := clients[peer]
-		image, _ := klPush(t, srv2, "ca/"+peer, "v2")
+		image, dgst := klPush(t, srv2, "ca/"+peer, "v2")
 		tufSign(t, c, srv2, image)
+		// The server's index trusts the new generation too.
+		var sigs struct {
+			Signatures []struct {
+				Status, StatusDetail string
+			} `json:"signatures"`
+		}
+		getJSON(t, srv2.URL+"/api/v1/images/ca/"+peer+"/signatures?digest="+dgst.String(), &sigs)
+		if len(sigs.Signatures) != 1 || sigs.Signatures[0].Status != "verified" {
+			t.Errorf("index of the new CA's signature: %+v", sigs.Signatures)
+		}
+		if peer == "cosign" {
+			// A signature of the old generation pushed after the rotation
+			// (copied with its image) is verified under the old CA's window.
+			ref, _ := name.ParseReference(before[peer])
+			d, _ := v1.NewHash(ref.Identifier())
+			for _, src := range []string{before[peer], srv.Addr + "/ca/" + peer + ":sha256-" + d.Hex + ".sig"} {
+				from, _ := name.ParseReference(src)
+				img, err := remote.Image(from)
+				if err != nil {
+					t.Fatal(err)
+				}
+				to, _ := name.ParseReference(strings.Replace(src, "/ca/"+peer, "/ca/copied", 1))
+				if err := remote.Write(to, img); err != nil {
+					t.Fatal(err)
+				}
+			}
+			getJSON(t, srv2.URL+"/api/v1/images/ca/copied/signatures?digest="+d.String(), &sigs)
+			if len(sigs.Signatures) != 1 || sigs.Signatures[0].Status != "verified" {
+				t.Errorf("index of the old CA's signature pushed after the rotation: %+v", sigs.Signatures)
+			}
+		}
 		for _, img := range []string{image, before[peer]} {
 			c.mustRun(nil, "verify", "--certificate-identity", klIdentity(srv2), "--certificate-oidc-issuer", srv2.URL, "-a", "tag=v1", img)
 		}
