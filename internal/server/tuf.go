@@ -24,9 +24,9 @@ const TUFDir = "tuf"
 
 // setupTUF publishes the trusted root and signing config as the targets of
 // the server's TUF repository (creating the repository and its keys on
-// first start; a changed trusted root becomes a new targets version) and
-// serves it under TUFPath. Run keeps its metadata fresh. It runs after
-// setupTrust.
+// first start; a changed trusted root becomes a new targets version; what
+// expired while the server was down is renewed) and serves it under
+// TUFPath. Run keeps its metadata fresh. It runs after setupTrust.
 func (s *Server) setupTUF(ctx context.Context, mux *http.ServeMux) error {
 	if s.trust == nil {
 		return errors.New("the TUF repository publishes the trust material: setupTrust must run first")
@@ -41,10 +41,6 @@ func (s *Server) setupTUF(ctx context.Context, mux *http.ServeMux) error {
 	})
 	if err != nil {
 		return fmt.Errorf("publishing the trust material: %w", err)
-	}
-	// Renew what expired while the server was down before serving it.
-	if _, err := repo.Renew(ctx); err != nil {
-		return err
 	}
 	root, err := repo.Root(ctx)
 	if err != nil {

@@ -412,15 +412,20 @@ func (r *Repository) newRoot(ctx context.Context, st *state, mutate func(*metada
 	return nil
 }
 
+// newKey creates and stores a key for role and returns its public part.
+func (r *Repository) newKey(ctx context.Context, role string) (*metadata.Key, error) {
+	k, err := r.keys.Generate(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("tuf: creating a %s key: %w", role, err)
+	}
+	return metadata.KeyFromPublicKey(k.Public())
+}
+
 // create makes version 1 of the root with a new key for each role.
 func (r *Repository) create(ctx context.Context, st *state) error {
 	root := metadata.Root(r.expires(RoleRoot))
 	for _, role := range Roles {
-		k, err := r.keys.Generate(ctx)
-		if err != nil {
-			return fmt.Errorf("tuf: creating the %s key: %w", role, err)
-		}
-		key, err := metadata.KeyFromPublicKey(k.Public())
+		key, err := r.newKey(ctx, role)
 		if err != nil {
 			return err
 		}
@@ -507,11 +512,7 @@ func (r *Repository) Rotate(ctx context.Context, role string) (int64, string, er
 		if st.root == nil {
 			return ErrUninitialized
 		}
-		k, err := r.keys.Generate(ctx)
-		if err != nil {
-			return fmt.Errorf("tuf: creating the new %s key: %w", role, err)
-		}
-		key, err := metadata.KeyFromPublicKey(k.Public())
+		key, err := r.newKey(ctx, role)
 		if err != nil {
 			return err
 		}

@@ -43,6 +43,20 @@ func tufFiles(t *testing.T, e *env) map[string][]byte {
 	return files
 }
 
+// unchanged fails the test if the repository's files are not before.
+func unchanged(t *testing.T, e *env, before map[string][]byte, what string) {
+	t.Helper()
+	after := tufFiles(t, e)
+	if len(after) != len(before) {
+		t.Errorf("%s changed the repository: %d files, were %d", what, len(after), len(before))
+	}
+	for name, b := range before {
+		if !bytes.Equal(after[name], b) {
+			t.Errorf("%s changed %s", what, name)
+		}
+	}
+}
+
 // rawGet sends path verbatim (no client-side cleaning or escaping) and
 // returns the status code and body.
 func rawGet(t *testing.T, host, method, path string) (int, []byte) {
@@ -132,15 +146,7 @@ func TestTUFMethodsAndBodies(t *testing.T) {
 			}
 		}
 	}
-	after := tufFiles(t, e)
-	if len(after) != len(before) {
-		t.Errorf("write requests changed the repository: %d files, were %d", len(after), len(before))
-	}
-	for name, b := range before {
-		if !bytes.Equal(after[name], b) {
-			t.Errorf("write requests changed %s", name)
-		}
-	}
+	unchanged(t, e, before, "write requests")
 }
 
 // TestTUFFloodSignsNothing: an unauthenticated flood (bounded: 16 workers,
@@ -194,15 +200,7 @@ func TestTUFFloodSignsNothing(t *testing.T) {
 	if maxBody > 64<<10 {
 		t.Errorf("a /tuf/ response of %d bytes: the repository's files are a few KiB", maxBody)
 	}
-	after := tufFiles(t, e)
-	if len(after) != len(before) {
-		t.Errorf("the flood changed the repository: %d files, were %d", len(after), len(before))
-	}
-	for name, b := range before {
-		if !bytes.Equal(after[name], b) {
-			t.Errorf("the flood changed %s", name)
-		}
-	}
+	unchanged(t, e, before, "the flood")
 	if resp, err := http.Get(e.URL + "/healthz"); err != nil || resp.StatusCode != 200 {
 		t.Fatalf("server unhealthy after the flood: %v", err)
 	}
