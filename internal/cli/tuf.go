@@ -126,7 +126,7 @@ role's metadata is signed anew with the new key and the old key is deleted from
 		Example: `  hallmark tuf rotate root --data-dir ./hallmark-data
   hallmark tuf rotate timestamp`,
 		Args:      cobra.ExactArgs(1),
-		ValidArgs: tuf.Roles,
+		ValidArgs: tuf.Roles(),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			repo, err := dd.tuf()
 			if err != nil {

@@ -67,7 +67,7 @@ func TestTUFCommands(t *testing.T) {
 	}
 
 	// rotate each role while the server runs and renews.
-	for i, role := range tuf.Roles {
+	for i, role := range tuf.Roles() {
 		r := hm.ok("tuf", "rotate", role, dd)
 		id := strings.TrimSpace(r.stdout)
 		st := status()

@@ -163,7 +163,7 @@ func TestTUFClientsFollowRotationsAndTrustChange(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, role := range tuf.Roles {
+	for _, role := range tuf.Roles() {
 		if _, _, err := repo.Rotate(context.Background(), role); err != nil {
 			t.Fatalf("rotate %s: %v", role, err)
 		}

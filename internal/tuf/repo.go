@@ -32,7 +32,7 @@ const (
 )
 
 // Roles lists the top-level roles, root first.
-var Roles = []string{RoleRoot, RoleTargets, RoleSnapshot, RoleTimestamp}
+func Roles() []string { return []string{RoleRoot, RoleTargets, RoleSnapshot, RoleTimestamp} }
 
 // ErrUninitialized is returned by operations that need a repository before
 // the first Publish created one.
@@ -115,6 +115,7 @@ func (r *Repository) expiry(role string) time.Duration {
 // changed.
 type state struct {
 	root      *metadata.Metadata[metadata.RootType]
+	prevRoot  *metadata.Metadata[metadata.RootType] // the version before root, when loaded
 	targets   *metadata.Metadata[metadata.TargetsType]
 	snapshot  *metadata.Metadata[metadata.SnapshotType]
 	timestamp *metadata.Metadata[metadata.TimestampType]
@@ -154,10 +155,14 @@ func (r *Repository) load(ctx context.Context) (*state, error) {
 		if err != nil {
 			return nil, err
 		}
-		if st.root, err = parse(metadata.Root(), name, raw); err != nil {
+		next, err := parse(metadata.Root(), name, raw)
+		if err != nil {
 			return nil, err
 		}
-		st.rootJSON = raw
+		if st.root.VerifyDelegate(RoleRoot, next) != nil || next.VerifyDelegate(RoleRoot, next) != nil {
+			return nil, fmt.Errorf("tuf: the stored %s is not signed by the root keys of versions %d and %d: %w", name, st.root.Signed.Version, next.Signed.Version, errTampered)
+		}
+		st.prevRoot, st.root, st.rootJSON = st.root, next, raw
 	}
 	if raw, err = r.store.Get(ctx, timestampFile); errors.Is(err, ErrNotFound) {
 		return st, nil // a crash while the repository was created: settle completes it
@@ -189,7 +194,43 @@ func (r *Repository) load(ctx context.Context) (*state, error) {
 	if st.targets, err = parse(metadata.Targets(), name, raw); err != nil {
 		return nil, err
 	}
+	for _, c := range []struct {
+		role string
+		md   any
+	}{{RoleTargets, st.targets}, {RoleSnapshot, st.snapshot}, {RoleTimestamp, st.timestamp}} {
+		if err := r.checkStored(ctx, st, c.role, c.md); err != nil {
+			return nil, err
+		}
+	}
 	return st, nil
+}
+
+// errTampered says what to do about stored metadata no key of ours signed.
+var errTampered = errors.New("it was changed without the repository's keys; restore the repository from a backup")
+
+// checkStored makes sure stored metadata of role was signed with our keys:
+// those the newest root gives the role, or those of the root before it (a
+// rotation interrupted before it signed the role anew). Metadata that
+// neither verifies is never signed anew: that would vouch for content
+// someone else wrote.
+func (r *Repository) checkStored(ctx context.Context, st *state, role string, md any) error {
+	if st.root.VerifyDelegate(role, md) == nil {
+		return nil
+	}
+	if st.prevRoot == nil && st.root.Signed.Version > 1 {
+		name := versionedName(RoleRoot, st.root.Signed.Version-1)
+		raw, err := r.store.Get(ctx, name)
+		if err != nil {
+			return err
+		}
+		if st.prevRoot, err = parse(metadata.Root(), name, raw); err != nil {
+			return err
+		}
+	}
+	if st.prevRoot != nil && st.prevRoot.VerifyDelegate(role, md) == nil {
+		return nil
+	}
+	return fmt.Errorf("tuf: the stored %s metadata is not signed with the %s key of root version %d: %w", role, role, st.root.Signed.Version, errTampered)
 }
 
 func parse[T metadata.Roles](md *metadata.Metadata[T], name string, raw []byte) (*metadata.Metadata[T], error) {
@@ -424,7 +465,7 @@ func (r *Repository) newKey(ctx context.Context, role string) (*metadata.Key, er
 // create makes version 1 of the root with a new key for each role.
 func (r *Repository) create(ctx context.Context, st *state) error {
 	root := metadata.Root(r.expires(RoleRoot))
-	for _, role := range Roles {
+	for _, role := range Roles() {
 		key, err := r.newKey(ctx, role)
 		if err != nil {
 			return err
@@ -504,8 +545,8 @@ func (r *Repository) Renew(ctx context.Context) ([]string, error) {
 // it, is signed anew with the new key; the old key is deleted. It returns
 // the new root version and the new key ID.
 func (r *Repository) Rotate(ctx context.Context, role string) (int64, string, error) {
-	if !slices.Contains(Roles, role) {
-		return 0, "", fmt.Errorf("tuf: no role %q: rotate one of %v", role, Roles)
+	if !slices.Contains(Roles(), role) {
+		return 0, "", fmt.Errorf("tuf: no role %q: rotate one of %v", role, Roles())
 	}
 	var newID string
 	st, err := r.change(ctx, func(ctx context.Context, st *state) error {
@@ -563,7 +604,7 @@ func (r *Repository) Status(ctx context.Context) (*Status, error) {
 		return nil, ErrUninitialized
 	}
 	out := &Status{Targets: map[string]string{}}
-	for _, role := range Roles {
+	for _, role := range Roles() {
 		rs := RoleStatus{Role: role, KeyIDs: st.root.Signed.Roles[role].KeyIDs, Threshold: st.root.Signed.Roles[role].Threshold}
 		switch role {
 		case RoleRoot:

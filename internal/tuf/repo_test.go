@@ -140,7 +140,7 @@ func TestTargetChangeReachesClient(t *testing.T) {
 // trusts only an earlier root follows the chain, fetches the targets, and
 // the retired key is gone from the key directory.
 func TestRotateEachRole(t *testing.T) {
-	for _, role := range tuf.Roles {
+	for _, role := range tuf.Roles() {
 		t.Run(role, func(t *testing.T) {
 			f := newFixture(t, tuf.Config{})
 			targets := sigstoreTargets(t)
@@ -148,7 +148,7 @@ func TestRotateEachRole(t *testing.T) {
 			root1 := f.root()
 			c := newClient(t, f.url, root1)
 			c.mustFetch(tuf.TrustedRootTarget)
-			old := f.status().Roles[slices.Index(tuf.Roles, role)].KeyIDs[0]
+			old := f.status().Roles[slices.Index(tuf.Roles(), role)].KeyIDs[0]
 
 			version, newID, err := f.repo.Rotate(context.Background(), role)
 			if err != nil {
@@ -157,7 +157,7 @@ func TestRotateEachRole(t *testing.T) {
 			if version != 2 || newID == old {
 				t.Fatalf("rotate: root version %d, key %s (old %s); want version 2 and a new key", version, newID, old)
 			}
-			if got := f.status().Roles[slices.Index(tuf.Roles, role)].KeyIDs; !slices.Equal(got, []string{newID}) {
+			if got := f.status().Roles[slices.Index(tuf.Roles(), role)].KeyIDs; !slices.Equal(got, []string{newID}) {
 				t.Errorf("%s keys after rotation %v, want [%s]", role, got, newID)
 			}
 			if _, err := os.Stat(f.keys.Path("tuf-" + old)); !errors.Is(err, os.ErrNotExist) {
@@ -389,7 +389,7 @@ func TestConcurrentWritersKeepOneChain(t *testing.T) {
 		}()
 		go func() {
 			defer wg.Done()
-			_, _, err := other.Rotate(context.Background(), tuf.Roles[i%len(tuf.Roles)])
+			_, _, err := other.Rotate(context.Background(), tuf.Roles()[i%len(tuf.Roles())])
 			errs <- err
 		}()
 	}
@@ -438,7 +438,7 @@ func TestCrashBeforeRootJSON(t *testing.T) {
 func TestMissingKeyIsAnError(t *testing.T) {
 	f := newFixture(t, tuf.Config{})
 	f.publish(sigstoreTargets(t))
-	id := f.status().Roles[slices.Index(tuf.Roles, tuf.RoleTargets)].KeyIDs[0]
+	id := f.status().Roles[slices.Index(tuf.Roles(), tuf.RoleTargets)].KeyIDs[0]
 	if err := os.Remove(f.keys.Path("tuf-" + id)); err != nil {
 		t.Fatal(err)
 	}
@@ -482,5 +482,93 @@ func TestConfigValidation(t *testing.T) {
 		if _, err := tuf.New(&tuf.FileStore{}, tuf.KeystoreKeys(nil), nil, cfg); err == nil {
 			t.Errorf("config %+v accepted", cfg)
 		}
+	}
+}
+
+// TestTamperedStoreIsNeverSigned: metadata in the store that our keys did
+// not sign (written by someone with access to the directory but not the
+// keys) stops every change with an error, instead of being signed anew and
+// so vouched for.
+func TestTamperedStoreIsNeverSigned(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		tamper func(t *testing.T, f *fixture)
+	}{
+		{"targets with another target", func(t *testing.T, f *fixture) {
+			p := filepath.Join(f.dir, "1.targets.json")
+			md := readMeta(t, metadata.Targets(), p)
+			tf, _ := metadata.TargetFile().FromBytes("evil.json", []byte("{}"), "sha256")
+			md.Signed.Targets["evil.json"] = tf
+			writeMeta(t, md, p)
+		}},
+		{"timestamp signed by another key", func(t *testing.T, f *fixture) {
+			p := filepath.Join(f.dir, "timestamp.json")
+			md := readMeta(t, metadata.Timestamp(), p)
+			md.ClearSignatures()
+			_, priv, _ := ed25519.GenerateKey(rand.Reader)
+			s, _ := signature.LoadED25519Signer(priv)
+			md.Sign(s)
+			writeMeta(t, md, p)
+		}},
+		{"a root version signed by another key", func(t *testing.T, f *fixture) {
+			md := readMeta(t, metadata.Root(), filepath.Join(f.dir, "root.json"))
+			md.Signed.Version = 2
+			md.ClearSignatures()
+			_, priv, _ := ed25519.GenerateKey(rand.Reader)
+			s, _ := signature.LoadED25519Signer(priv)
+			md.Sign(s)
+			writeMeta(t, md, filepath.Join(f.dir, "2.root.json"))
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t, tuf.Config{})
+			f.publish(sigstoreTargets(t))
+			tc.tamper(t, f)
+			before, _ := os.ReadFile(filepath.Join(f.dir, "timestamp.json"))
+			for op, err := range map[string]error{
+				"publish": func() error {
+					_, err := f.repo.Publish(context.Background(), map[string][]byte{tuf.TrustedRootTarget: []byte("{}")})
+					return err
+				}(),
+				"renew":  func() error { f.clock.Set(20 * time.Hour); _, err := f.repo.Renew(context.Background()); return err }(),
+				"rotate": func() error { _, _, err := f.repo.Rotate(context.Background(), tuf.RoleTargets); return err }(),
+			} {
+				if err == nil || !strings.Contains(err.Error(), "restore the repository from a backup") {
+					t.Errorf("%s on a tampered store: %v", op, err)
+				}
+			}
+			if after, _ := os.ReadFile(filepath.Join(f.dir, "timestamp.json")); !bytes.Equal(before, after) {
+				t.Error("a new timestamp was signed over the tampered store")
+			}
+		})
+	}
+}
+
+// TestInterruptedRotation: a key rotation that stopped after writing the
+// new root version (the role's metadata still signed with the old key) is
+// completed by the next change, and clients follow.
+func TestInterruptedRotation(t *testing.T) {
+	f := newFixture(t, tuf.Config{})
+	f.publish(sigstoreTargets(t))
+	c := newClient(t, f.url, f.root())
+	c.mustFetch(tuf.TrustedRootTarget)
+	oldTS, _ := os.ReadFile(filepath.Join(f.dir, "timestamp.json"))
+	oldRoot, _ := os.ReadFile(filepath.Join(f.dir, "root.json"))
+	if _, _, err := f.repo.Rotate(context.Background(), tuf.RoleTimestamp); err != nil {
+		t.Fatal(err)
+	}
+	// As if the process died right after writing 2.root.json.
+	os.WriteFile(filepath.Join(f.dir, "timestamp.json"), oldTS, 0o644)
+	os.WriteFile(filepath.Join(f.dir, "root.json"), oldRoot, 0o644)
+	if _, err := c.fetch(tuf.TrustedRootTarget); err == nil {
+		t.Fatal("client accepted a timestamp signed with a key root version 2 revoked")
+	}
+	got, err := f.repo.Renew(context.Background())
+	if err != nil || !slices.Equal(got, []string{tuf.RoleTimestamp}) {
+		t.Fatalf("completing the rotation: signed %v, %v", got, err)
+	}
+	c.mustFetch(tuf.TrustedRootTarget)
+	if v := c.trustedRootVersion(); v != 2 {
+		t.Errorf("client trusts root version %d, want 2", v)
 	}
 }
