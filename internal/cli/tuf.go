@@ -11,13 +11,20 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/hallmark-dev/hallmark/internal/config"
 	"github.com/hallmark-dev/hallmark/internal/server"
 	"github.com/hallmark-dev/hallmark/internal/tuf"
 	"github.com/hallmark-dev/hallmark/pkg/root"
 )
 
+// tufOptions locate the server's TUF repository.
+type tufOptions struct {
+	dataDirOption
+	timestampExpiry time.Duration
+}
+
 func newTUFCmd() *cobra.Command {
-	var dd dataDirOption
+	var dd tufOptions
 	cmd := &cobra.Command{
 		Use:   "tuf",
 		Short: "Manage the TUF repository that publishes the trusted root to sigstore clients",
@@ -35,13 +42,23 @@ targets and root before they expire, and publishes a changed trusted root as a n
 target. These commands work on --data-dir directly, also while the server runs.`,
 	}
 	dd.bind(cmd.PersistentFlags())
+	def := config.Defaults().TUFTimestampExpiry
+	if v, ok := lookupEnv("HALLMARK_TUF_TIMESTAMP_EXPIRY"); ok {
+		if d, err := time.ParseDuration(v); err == nil {
+			def = d
+		}
+	}
+	cmd.PersistentFlags().DurationVar(&dd.timestampExpiry, "tuf-timestamp-expiry", def,
+		"the server's --tuf-timestamp-expiry: lifetime of a timestamp these commands sign; env HALLMARK_TUF_TIMESTAMP_EXPIRY")
 	cmd.AddCommand(newTUFRootCmd(&dd), newTUFStatusCmd(&dd), newTUFRotateCmd(&dd), newTUFRenewCmd(&dd))
 	return cmd
 }
 
-func (o *dataDirOption) tuf() (*tuf.Repository, error) { return server.OpenTUF(o.dir, nil) }
+func (o *tufOptions) tuf() (*tuf.Repository, error) {
+	return server.OpenTUF(o.dir, o.timestampExpiry, nil)
+}
 
-func newTUFRootCmd(dd *dataDirOption) *cobra.Command {
+func newTUFRootCmd(dd *tufOptions) *cobra.Command {
 	var out string
 	cmd := &cobra.Command{
 		Use:   "root",
@@ -78,7 +95,7 @@ A client initialized with an older root follows the chain of versions to the new
 	return cmd
 }
 
-func newTUFStatusCmd(dd *dataDirOption) *cobra.Command {
+func newTUFStatusCmd(dd *tufOptions) *cobra.Command {
 	var jsonOut bool
 	cmd := &cobra.Command{
 		Use:   "status",
@@ -114,7 +131,7 @@ func newTUFStatusCmd(dd *dataDirOption) *cobra.Command {
 	return cmd
 }
 
-func newTUFRotateCmd(dd *dataDirOption) *cobra.Command {
+func newTUFRotateCmd(dd *tufOptions) *cobra.Command {
 	return &cobra.Command{
 		Use:   "rotate ROLE",
 		Short: "Give a role (root, targets, snapshot or timestamp) a new key",
@@ -143,7 +160,7 @@ role's metadata is signed anew with the new key and the old key is deleted from
 	}
 }
 
-func newTUFRenewCmd(dd *dataDirOption) *cobra.Command {
+func newTUFRenewCmd(dd *tufOptions) *cobra.Command {
 	return &cobra.Command{
 		Use:   "renew",
 		Short: "Re-sign the metadata that is past half its lifetime (the server does this on its own)",

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	sgtuf "github.com/sigstore/sigstore-go/pkg/tuf"
 	"github.com/theupdateframework/go-tuf/v2/metadata"
@@ -32,6 +33,8 @@ func TestTUFCommands(t *testing.T) {
 	env := testenv.ToolEnv(t, home, true)
 	hm := &tool{t: t, bin: bin, dir: dir, env: env, name: "hallmark"}
 	cs := &tool{t: t, bin: testenv.Peer(t, "cosign"), dir: dir, env: env, name: "cosign"}
+	// As the server: the timestamps the commands sign live 2s too.
+	hm.env = append(hm.env, "HALLMARK_TUF_TIMESTAMP_EXPIRY=2s")
 	dd := "--data-dir=" + dataDir
 	mirror := srv.URL + server.TUFPath
 
@@ -76,6 +79,13 @@ func TestTUFCommands(t *testing.T) {
 		}
 	}
 	hm.fail(1, "tuf", "rotate", "mirror", dd)
+	var ts struct {
+		Signed struct{ Expires time.Time } `json:"signed"`
+	}
+	apiGet(t, mirror, "/timestamp.json", &ts)
+	if life := time.Until(ts.Signed.Expires); life > 2*time.Second {
+		t.Errorf("a timestamp signed by the commands lives %v, not the server's 2s", life)
+	}
 	if r := hm.ok("tuf", "renew", dd); !strings.Contains(r.stderr, "nothing to renew") && !strings.Contains(r.stderr, "timestamp") {
 		t.Errorf("renew: %s", r)
 	}

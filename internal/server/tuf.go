@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/hallmark-dev/hallmark/internal/keystore"
 	"github.com/hallmark-dev/hallmark/internal/tuf"
@@ -73,8 +74,10 @@ func openTUF(dataDir string, keys *keystore.Dir, log *slog.Logger, cfg tuf.Confi
 
 // OpenTUF opens the TUF repository of a server's data dir, for `hallmark
 // tuf`: it may run while the server does (changes are serialised with the
-// server's, and served at once).
-func OpenTUF(dataDir string, log *slog.Logger) (*tuf.Repository, error) {
+// server's, and served at once). timestampExpiry is the server's
+// --tuf-timestamp-expiry (0: the default), the lifetime of a timestamp
+// signed here.
+func OpenTUF(dataDir string, timestampExpiry time.Duration, log *slog.Logger) (*tuf.Repository, error) {
 	if fi, err := os.Stat(filepath.Join(dataDir, TUFDir)); err != nil || !fi.IsDir() {
 		return nil, fmt.Errorf("data dir %s holds no TUF repository: pass the server's --data-dir (env HALLMARK_DATA_DIR) or start the server once", dataDir)
 	}
@@ -82,5 +85,5 @@ func OpenTUF(dataDir string, log *slog.Logger) (*tuf.Repository, error) {
 	if err != nil {
 		return nil, err
 	}
-	return openTUF(dataDir, keys, log, tuf.Config{})
+	return openTUF(dataDir, keys, log, tuf.Config{TimestampExpiry: timestampExpiry})
 }

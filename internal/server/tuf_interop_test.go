@@ -159,7 +159,7 @@ func TestTUFClientsFollowRotationsAndTrustChange(t *testing.T) {
 		tufSignVerify(t, clients[peer], srv, "rot/"+peer)
 	}
 
-	repo, err := server.OpenTUF(srv.DataDir, nil)
+	repo, err := server.OpenTUF(srv.DataDir, 0, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -279,7 +279,7 @@ func TestTUFEndpoint(t *testing.T) {
 		}
 	}
 	// Restarting publishes nothing new.
-	repo, err := server.OpenTUF(srv.DataDir, nil)
+	repo, err := server.OpenTUF(srv.DataDir, 0, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -292,7 +292,7 @@ func TestTUFEndpoint(t *testing.T) {
 			t.Errorf("%s version %d on a fresh server", rs.Role, rs.Version)
 		}
 	}
-	if _, err := server.OpenTUF(t.TempDir(), nil); err == nil || !strings.Contains(err.Error(), "--data-dir") {
+	if _, err := server.OpenTUF(t.TempDir(), 0, nil); err == nil || !strings.Contains(err.Error(), "--data-dir") {
 		t.Errorf("opening the repository of an empty dir: %v", err)
 	}
 }

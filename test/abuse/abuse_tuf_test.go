@@ -211,7 +211,7 @@ func TestTUFFloodSignsNothing(t *testing.T) {
 // and root.json a reader gets is whole, signed metadata.
 func TestTUFReadersNeverSeePartialFiles(t *testing.T) {
 	e := start(t, nil)
-	repo, err := server.OpenTUF(e.DataDir, nil)
+	repo, err := server.OpenTUF(e.DataDir, 0, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
