@@ -3,7 +3,11 @@ package ca_test
 import (
 	"context"
 	"crypto/x509"
+	"encoding/json"
 	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -69,6 +73,36 @@ func TestRotateGenerations(t *testing.T) {
 	// What generation 1 issued still chains to generation 1.
 	if err := old[1].CheckSignatureFrom(gens[0].Chain[1]); err != nil || old[0].CheckSignatureFrom(gens[0].Chain[0]) != nil {
 		t.Errorf("generation 1's certificate does not chain to generation 1: %v", err)
+	}
+
+	// Fulcio's trust endpoints list both generations, the current first.
+	mux := http.NewServeMux()
+	c2.Register(mux)
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	var tb struct {
+		Chains []struct {
+			Certificates []string `json:"certificates"`
+		} `json:"chains"`
+	}
+	resp, err := http.Get(srv.URL + "/api/v2/trustBundle")
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = json.NewDecoder(resp.Body).Decode(&tb)
+	resp.Body.Close()
+	if err != nil || len(tb.Chains) != 2 || !parsePEMChain(t, []byte(tb.Chains[0].Certificates[1]))[0].Equal(root2) ||
+		!parsePEMChain(t, []byte(tb.Chains[1].Certificates[1]))[0].Equal(old[2]) {
+		t.Errorf("trust bundle after a rotation: %v %d chains", err, len(tb.Chains))
+	}
+	resp, err = http.Get(srv.URL + "/api/v1/rootCert")
+	if err != nil {
+		t.Fatal(err)
+	}
+	all, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if certs := parsePEMChain(t, all); len(certs) != 4 || !certs[1].Equal(root2) || !certs[3].Equal(old[2]) {
+		t.Errorf("rootCert after a rotation: %d certificates", len(certs))
 	}
 
 	// A later restart keeps the record.
