@@ -20,21 +20,21 @@ import (
 
 // TestTUFCommands runs `hallmark tuf root/status/rotate/renew` as separate
 // processes against the data dir of a running server process that renews
-// its timestamp every second (writers in two processes), and checks with
+// its timestamp every two seconds (writers in two processes), and checks with
 // real cosign v2.6.5, initialized before the rotations, that the chain
 // they publish is followed: it signs and verifies with trust from the TUF
 // repository only.
 func TestTUFCommands(t *testing.T) {
 	bin := testenv.HallmarkBinary(t)
 	dataDir := t.TempDir()
-	srv := testenv.StartServerProcess(t, bin, dataDir, nil, "--auth", "off", "--tuf-timestamp-expiry", "2s")
+	srv := testenv.StartServerProcess(t, bin, dataDir, nil, "--auth", "off", "--tuf-timestamp-expiry", "4s")
 	dir := t.TempDir()
 	home := filepath.Join(dir, "home")
 	env := testenv.ToolEnv(t, home, true)
 	hm := &tool{t: t, bin: bin, dir: dir, env: env, name: "hallmark"}
 	cs := &tool{t: t, bin: testenv.Peer(t, "cosign"), dir: dir, env: env, name: "cosign"}
-	// As the server: the timestamps the commands sign live 2s too.
-	hm.env = append(hm.env, "HALLMARK_TUF_TIMESTAMP_EXPIRY=2s")
+	// As the server: the timestamps the commands sign live 4s too.
+	hm.env = append(hm.env, "HALLMARK_TUF_TIMESTAMP_EXPIRY=4s")
 	dd := "--data-dir=" + dataDir
 	mirror := srv.URL + server.TUFPath
 
@@ -83,8 +83,8 @@ func TestTUFCommands(t *testing.T) {
 		Signed struct{ Expires time.Time } `json:"signed"`
 	}
 	apiGet(t, mirror, "/timestamp.json", &ts)
-	if life := time.Until(ts.Signed.Expires); life > 2*time.Second {
-		t.Errorf("a timestamp signed by the commands lives %v, not the server's 2s", life)
+	if life := time.Until(ts.Signed.Expires); life > 4*time.Second {
+		t.Errorf("a timestamp signed by the commands lives %v, not the server's 4s", life)
 	}
 	if r := hm.ok("tuf", "renew", dd); !strings.Contains(r.stderr, "nothing to renew") && !strings.Contains(r.stderr, "timestamp") {
 		t.Errorf("renew: %s", r)
