@@ -41,6 +41,8 @@ type Server struct {
 	OIDCMaxTokenTTL  time.Duration // longest lifetime a token may be minted with
 	OIDCKeyRotation  time.Duration // rotate the signing key when older than this; 0 = on request only
 	OIDCJWKSCacheTTL time.Duration // how long external issuers' discovery + JWKS are cached
+
+	TUFTimestampExpiry time.Duration // lifetime of TUF timestamp metadata (internal/tuf)
 }
 
 // Defaults are the embedded defaults: a loopback registry keeping its data
@@ -60,6 +62,8 @@ func Defaults() Server {
 		OIDCTokenTTL:     10 * time.Minute,
 		OIDCMaxTokenTTL:  time.Hour,
 		OIDCJWKSCacheTTL: 10 * time.Minute,
+
+		TUFTimestampExpiry: 24 * time.Hour,
 	}
 }
 
@@ -84,6 +88,7 @@ func (c *Server) BindFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&c.OIDCTokenTTL, "oidc-token-ttl", c.OIDCTokenTTL, "default lifetime of CI job ID tokens minted by the built-in issuer")
 	fs.DurationVar(&c.OIDCMaxTokenTTL, "oidc-max-token-ttl", c.OIDCMaxTokenTTL, "longest lifetime a minted token may ask for; a rotated-out key stays published this long (plus 5m)")
 	fs.DurationVar(&c.OIDCKeyRotation, "oidc-key-rotation", c.OIDCKeyRotation, "rotate the built-in issuer's signing key when it is older than this (e.g. 720h); 0 = only on request (hallmark token rotate-key)")
+	fs.DurationVar(&c.TUFTimestampExpiry, "tuf-timestamp-expiry", c.TUFTimestampExpiry, "lifetime of the TUF repository's timestamp metadata (/tuf/timestamp.json); the server re-signs it when half has passed, and clients refuse the repository once it expires while the server is down (2s to 336h)")
 	fs.DurationVar(&c.OIDCJWKSCacheTTL, "oidc-jwks-cache-ttl", c.OIDCJWKSCacheTTL, "how long an external issuer's discovery document and JWKS are cached (an unknown kid refetches sooner)")
 }
 
@@ -189,6 +194,9 @@ func (c *Server) Validate() error {
 	}
 	if c.BodyReadTimeout <= 0 {
 		errs = append(errs, errors.New("body-read-timeout must be positive (e.g. 30s): without it a client sending a byte at a time holds a connection and its buffered body forever"))
+	}
+	if c.TUFTimestampExpiry < 2*time.Second || c.TUFTimestampExpiry > 14*24*time.Hour {
+		errs = append(errs, fmt.Errorf("tuf-timestamp-expiry %v: use 2s to 336h (at most the snapshot's 14 days)", c.TUFTimestampExpiry))
 	}
 	errs = append(errs, c.validateOIDC()...)
 	errs = append(errs, c.validateAccess()...)
