@@ -22,24 +22,23 @@ var (
 	ErrUnavailable = errors.New("blob storage is unavailable")
 )
 
-// ErrTruncated is returned by Append when the chunk's reader failed with
-// io.ErrUnexpectedEOF (a request body that ended before its declared
-// length): the chunk is dropped, not stored as a shorter one.
-var ErrTruncated = errors.New("chunk ended before its declared length")
-
-// Chunk wraps the reader of a chunk for a driver that reads it with
-// io.ReadFull, which cannot tell a source's io.ErrUnexpectedEOF from its
-// own short read: the source's becomes ErrTruncated.
-func Chunk(r io.Reader) io.Reader { return chunkReader{r} }
-
-type chunkReader struct{ r io.Reader }
-
-func (c chunkReader) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
-	if err == io.ErrUnexpectedEOF {
-		err = ErrTruncated
+// ReadBlock fills buf from r, for drivers that read a chunk in blocks. It
+// returns io.EOF when r ended (buf may be partly filled) and any other
+// error of r as it is. io.ReadFull would not do: it reports a clean end
+// after a partial block as io.ErrUnexpectedEOF, the error an HTTP body cut
+// short of its Content-Length returns, so a truncated chunk would pass for
+// a complete one. Append must fail with that error (wrapped or not) and
+// drop the chunk.
+func ReadBlock(r io.Reader, buf []byte) (int, error) {
+	n := 0
+	for n < len(buf) {
+		k, err := r.Read(buf[n:])
+		n += k
+		if err != nil {
+			return n, err
+		}
 	}
-	return n, err
+	return n, nil
 }
 
 // DigestMismatchError is returned by Commit when the uploaded bytes do not
@@ -96,11 +95,32 @@ type Redirector interface {
 	RedirectURL(ctx context.Context, d digest.Digest) (string, error)
 }
 
+// MaxUploadIDLength is the longest upload session id a driver may hand out.
+const MaxUploadIDLength = 64
+
+// ValidUploadID reports whether id has the shape of an upload session id:
+// 1 to MaxUploadIDLength ASCII letters, digits, '-' or '_'. Every driver's
+// ids have it, so a request naming anything else can be answered without
+// asking the driver (or keeping anything about it).
+func ValidUploadID(id string) bool {
+	if id == "" || len(id) > MaxUploadIDLength {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
 // Uploads creates and resumes upload sessions. Session state lives in the
 // store, not in process memory, so a session survives a restart and can be
 // continued by any server sharing the store.
 type Uploads interface {
-	// New starts an upload for repository repo that hashes with alg.
+	// New starts an upload for repository repo that hashes with alg. Its
+	// id satisfies ValidUploadID.
 	New(ctx context.Context, repo string, alg digest.Algorithm) (Upload, error)
 	// Resume reopens the session id, or returns ErrUploadNotFound.
 	Resume(ctx context.Context, id string) (Upload, error)

@@ -26,7 +26,9 @@ import (
 	"github.com/hallmark-dev/hallmark/internal/meta/sqlite"
 	"github.com/hallmark-dev/hallmark/internal/oidc"
 	"github.com/hallmark-dev/hallmark/internal/registry"
+	"github.com/hallmark-dev/hallmark/internal/reqbody"
 	"github.com/hallmark-dev/hallmark/internal/tlog"
+	"github.com/hallmark-dev/hallmark/internal/tuf"
 	"github.com/hallmark-dev/hallmark/internal/web"
 )
 
@@ -50,6 +52,8 @@ type Server struct {
 	metrics *metrics  // HTTP metrics, for components' route instrumentation
 	tlog    *tlog.Log // Rekor-compatible transparency log
 	trust   *trust    // published trusted root and signing config
+
+	tuf *tuf.Repository // TUF repository of the trust material
 }
 
 // New opens the listener on cfg.Addr (so a ":0" port is known from here
@@ -158,9 +162,13 @@ func build(ctx context.Context, cfg config.Server, log *slog.Logger, ln net.List
 		store.Close()
 		return nil, fmt.Errorf("trust: %w", err)
 	}
+	if err := s.setupTUF(ctx, mux); err != nil {
+		store.Close()
+		return nil, fmt.Errorf("tuf: %w", err)
+	}
 	s.setupCI(mux)
 	s.setupDownload(mux)
-	s.handler = mux
+	s.handler = reqbody.Handler(mux, cfg.BodyReadTimeout)
 	return s, nil
 }
 
@@ -209,6 +217,7 @@ func (s *Server) Run(ctx context.Context, ready func(addr net.Addr)) error {
 	}
 	fresh := trackFreshConns(srv)
 	go s.janitor(ctx)
+	go s.maintainTUF(ctx)
 	s.log.Info("hallmark server listening", "addr", ln.Addr().String(), "data_dir", s.cfg.DataDir)
 	if ready != nil {
 		ready(ln.Addr())

@@ -249,7 +249,7 @@ func (up *upload) Append(_ context.Context, offset int64, r io.Reader) (int64, e
 		return 0, blob.ErrRangeMismatch
 	}
 	// Read, hash and write overlap; see write.go.
-	n, rerr := appendData(up.f, offset, blob.Chunk(r), up.h)
+	n, rerr := appendData(up.f, offset, r, up.h)
 	if rerr == nil {
 		rerr = up.f.Sync()
 	}

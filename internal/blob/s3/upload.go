@@ -275,17 +275,16 @@ func (up *upload) append(ctx context.Context, r io.Reader) (int64, error) {
 	}
 	defer up.s.bufs.put(bp)
 	buf := *bp
-	hr := io.TeeReader(blob.Chunk(r), up.h)
+	hr := io.TeeReader(r, up.h)
 	// Read the chunk after room for the tail, up to where tail and chunk
 	// make a minimum-size part.
-	n, err := io.ReadFull(hr, buf[tailSize:minPartSize])
-	switch err {
-	case io.EOF, io.ErrUnexpectedEOF:
-		if n == 0 {
-			return 0, nil
-		}
+	n, err := blob.ReadBlock(hr, buf[tailSize:minPartSize])
+	switch {
+	case err == io.EOF && n == 0:
+		return 0, nil
+	case err == io.EOF && tailSize+int64(n) < minPartSize:
 		return int64(n), up.appendSmall(ctx, buf, t, tailSize, int64(n))
-	case nil:
+	case err == nil || err == io.EOF:
 		return up.appendBig(ctx, bp, t, tailSize, hr)
 	default:
 		return 0, err
@@ -323,13 +322,13 @@ func (up *upload) appendBig(ctx context.Context, bp *[]byte, t int, tailSize int
 	if err := up.readSegments(ctx, segs[t:], buf[:tailSize]); err != nil {
 		return 0, err
 	}
-	k, err := io.ReadFull(hr, buf[minPartSize:])
+	k, err := blob.ReadBlock(hr, buf[minPartSize:])
 	filled := minPartSize + int64(k)
 	name := "seg-" + randomHex(8)
 	key := up.s.uploadKey(up.id, name)
 	var size int64
 	switch err {
-	case io.EOF, io.ErrUnexpectedEOF:
+	case io.EOF:
 		// All of it fits in one part: one PUT.
 		if err := up.s.put(ctx, key, buf[:filled]); err != nil {
 			return 0, err
@@ -424,7 +423,7 @@ func (s *Store) putMultipart(ctx context.Context, key string, first *[]byte, r i
 		if bp == nil {
 			break
 		}
-		n, err := io.ReadFull(r, *bp)
+		n, err := blob.ReadBlock(r, *bp)
 		if n > 0 && num > maxParts {
 			err = fmt.Errorf("chunk is larger than %d parts of %d bytes; send it in smaller chunks", maxParts, s.cfg.PartSize)
 		} else if n > 0 {
@@ -435,7 +434,7 @@ func (s *Store) putMultipart(ctx context.Context, key string, first *[]byte, r i
 		if bp != nil {
 			free <- bp
 		}
-		if err == io.EOF || err == io.ErrUnexpectedEOF {
+		if err == io.EOF {
 			break
 		}
 		if err != nil {
