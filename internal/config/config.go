@@ -18,6 +18,8 @@ type Server struct {
 	Addr            string        // listen address
 	ExternalURL     string        // base URL clients use to reach the server; default http://<addr>
 	DataDir         string        // blobs, database and keys
+	BlobURL         string        // s3://bucket/prefix?...: blobs in S3; "" = the filesystem under DataDir
+	BlobRedirect    bool          // answer blob GETs with a redirect to a presigned URL (S3 only)
 	LogLevel        string        // debug, info, warn, error
 	LogFormat       string        // json or text
 	MaxManifestSize int64         // bytes
@@ -72,6 +74,8 @@ func (c *Server) BindFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.Addr, "addr", c.Addr, "listen address (host:port)")
 	fs.StringVar(&c.ExternalURL, "external-url", c.ExternalURL, "base URL clients reach this server at (issuer URL of the built-in OIDC issuer, URLs in the trusted root); default http://<addr>")
 	fs.StringVar(&c.DataDir, "data-dir", c.DataDir, "directory for blobs, the metadata database and keys")
+	fs.StringVar(&c.BlobURL, "blob-url", c.BlobURL, "blob storage: s3://bucket/prefix?endpoint=URL&region=REGION&path-style=true for S3 (credentials from the AWS environment: AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE, shared files); empty: the filesystem under --data-dir")
+	fs.BoolVar(&c.BlobRedirect, "blob-redirect", c.BlobRedirect, "answer blob GETs with a 307 redirect to a short-lived presigned S3 URL (clients must reach the S3 endpoint)")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "log level: debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "log format: json or text")
 	fs.Int64Var(&c.MaxManifestSize, "max-manifest-size", c.MaxManifestSize, "largest manifest accepted, in bytes (at least 4194304)")
@@ -175,6 +179,12 @@ func (c *Server) Validate() error {
 	}
 	if c.DataDir == "" {
 		errs = append(errs, errors.New("data-dir is empty"))
+	}
+	if c.BlobURL != "" && !strings.HasPrefix(c.BlobURL, "s3://") {
+		errs = append(errs, errors.New("blob-url: want s3://bucket/prefix?endpoint=...&region=..., or leave it empty for the filesystem under data-dir"))
+	}
+	if c.BlobRedirect && c.BlobURL == "" {
+		errs = append(errs, errors.New("blob-redirect needs an S3 blob-url (filesystem blobs are served by the registry)"))
 	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":

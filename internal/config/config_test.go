@@ -48,6 +48,12 @@ func TestPrecedenceFlagEnvFileDefault(t *testing.T) {
 	if c.LogLevel != "warn" || c.UploadTTL != 2*time.Hour {
 		t.Errorf("log-level %q, upload-ttl %v: the file must win over defaults", c.LogLevel, c.UploadTTL)
 	}
+	if c.BlobURL != "" || c.BlobRedirect {
+		t.Errorf("blob-url %q, blob-redirect %v: the filesystem must be the default", c.BlobURL, c.BlobRedirect)
+	}
+	if c, err := parse(t, []string{"--blob-redirect"}, map[string]string{"HALLMARK_BLOB_URL": "s3://b-1/p"}, ""); err != nil || c.BlobURL != "s3://b-1/p" || !c.BlobRedirect || c.Validate() != nil {
+		t.Errorf("HALLMARK_BLOB_URL and --blob-redirect: %+v, %v", c, err)
+	}
 	if c.LogFormat != "json" || c.ShutdownTimeout != 30*time.Second {
 		t.Errorf("defaults lost: log-format %q, shutdown-timeout %v", c.LogFormat, c.ShutdownTimeout)
 	}
@@ -123,6 +129,8 @@ func TestValidateSaysWhatToFix(t *testing.T) {
 		{"tuf timestamp expiry long", func(c *Server) { c.TUFTimestampExpiry = 15 * 24 * time.Hour }, "tuf-timestamp-expiry"},
 		{"external url path", func(c *Server) { c.ExternalURL = "http://h/x" }, "external-url"},
 		{"external url scheme", func(c *Server) { c.ExternalURL = "ftp://h" }, "external-url"},
+		{"blob url scheme", func(c *Server) { c.BlobURL = "gs://bucket" }, "blob-url"},
+		{"blob redirect on fs", func(c *Server) { c.BlobRedirect = true }, "blob-redirect"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := Defaults()

@@ -10,6 +10,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	s3api "github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/hallmark-dev/hallmark/internal/config"
 	"github.com/hallmark-dev/hallmark/internal/testenv"
 )
 
@@ -23,13 +27,39 @@ func TestOCIConformance(t *testing.T) {
 	}
 	bin := testenv.Peer(t, "oci-conformance")
 	srv := testenv.StartServer(t, nil)
+	runConformance(t, bin, srv.Addr)
+}
+
+// TestOCIConformanceS3 runs the suite against a server whose blobs are in
+// S3 (versitygw): chunked uploads in small chunks, monolithic uploads,
+// range requests, cancel and delete go through the S3 driver.
+func TestOCIConformanceS3(t *testing.T) {
+	if testing.Short() {
+		t.Skip("conformance suite skipped with -short")
+	}
+	bin := testenv.Peer(t, "oci-conformance")
+	s3 := testenv.StartS3(t)
+	s3.SetEnv(t)
+	srv := testenv.StartServer(t, func(c *config.Server) { c.BlobURL = s3.BlobURL("conformance") })
+	runConformance(t, bin, srv.Addr)
+	// The blobs went to the bucket, not the data dir.
+	out, err := s3.Client().ListObjectsV2(context.Background(), &s3api.ListObjectsV2Input{Bucket: &s3.Bucket, Prefix: aws.String("conformance/blobs/")})
+	if err != nil || len(out.Contents) == 0 {
+		t.Errorf("no blobs in the bucket after the suite: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(srv.DataDir, "blobs")); !os.IsNotExist(err) {
+		t.Errorf("the data dir has a blobs directory: %v", err)
+	}
+}
+
+func runConformance(t *testing.T, bin, addr string) {
 	results := t.TempDir()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin)
 	cmd.Dir = t.TempDir() // no oci-conformance.yaml here: environment only
 	cmd.Env = append(os.Environ(),
-		"OCI_REGISTRY="+srv.Addr,
+		"OCI_REGISTRY="+addr,
 		"OCI_TLS=disabled",
 		"OCI_VERSION=dev",
 		"OCI_RESULTS_DIR="+results,

@@ -169,6 +169,10 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 	e, internal := toAPIError(err)
 	if internal {
 		h.log.ErrorContext(r.Context(), "request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+	} else if e.Status == http.StatusServiceUnavailable {
+		// The client sees only "unavailable"; the operator needs the cause.
+		h.log.WarnContext(r.Context(), "request failed: storage unavailable", "method", r.Method, "path", r.URL.Path, "err", err)
+		w.Header().Set("Retry-After", "5")
 	}
 	writeError(w, r, e)
 }
