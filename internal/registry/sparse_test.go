@@ -117,6 +117,19 @@ func TestSparseManifests(t *testing.T) {
 		t.Errorf("GET layer pushed later: %d", g.code)
 	}
 
+	// Naming another repository's blob does not make it this one's: it
+	// stays unknown here (no read of content the pusher may not pull).
+	other := randBytes(t, 600)
+	e.pushBlob("private/other", other)
+	foreign := marshalOdd(t, map[string]any{"schemaVersion": 2, "mediaType": oci.MediaTypeOCIManifest,
+		"config": desc(oci.MediaTypeOCIConfig, cfg), "layers": []oci.Descriptor{desc(oci.MediaTypeOCILayerGzip, other)}})
+	wantStatus(t, "image naming another repository's blob", e.pushManifest(repo, "foreign", oci.MediaTypeOCIManifest, foreign), http.StatusCreated)
+	for _, method := range []string{http.MethodGet, http.MethodHead} {
+		if g := e.do(method, "/v2/"+repo+"/blobs/"+digest.FromBytes(other).String(), nil); g.code != http.StatusNotFound {
+			t.Errorf("%s of another repository's blob named by a sparse manifest: %d, want 404", method, g.code)
+		}
+	}
+
 	// Present content must still match its descriptor: a wrong size of a
 	// present child or layer is refused, sparse or not.
 	var im map[string]any
