@@ -23,6 +23,7 @@ type Server struct {
 	LogLevel        string        // debug, info, warn, error
 	LogFormat       string        // json or text
 	MaxManifestSize int64         // bytes
+	SparseManifests bool          // accept manifests naming blobs or child manifests the repository lacks (OCI 1.1 sparse)
 	UploadTTL       time.Duration // abandoned uploads are removed after this
 	ShutdownTimeout time.Duration
 	// BodyReadTimeout cuts off a request body that delivers less than
@@ -79,6 +80,7 @@ func (c *Server) BindFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "log level: debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "log format: json or text")
 	fs.Int64Var(&c.MaxManifestSize, "max-manifest-size", c.MaxManifestSize, "largest manifest accepted, in bytes (at least 4194304)")
+	fs.BoolVar(&c.SparseManifests, "sparse-manifests", c.SparseManifests, "accept manifests that name content the repository does not have (OCI 1.1 sparse manifests, e.g. an index mirrored with only some of its platforms): an index's child manifests and an image manifest's config and layers may be absent, and answer 404 until pushed; what is present must still match its descriptor. Off: such a push fails with MANIFEST_BLOB_UNKNOWN")
 	fs.DurationVar(&c.UploadTTL, "upload-ttl", c.UploadTTL, "remove upload sessions idle for longer than this")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "how long to wait for requests to finish on SIGINT/SIGTERM")
 	fs.DurationVar(&c.BodyReadTimeout, "body-read-timeout", c.BodyReadTimeout, "cut off a request body that sends less than 64 KiB (and does not end) within this long; a large upload may take any time as long as it keeps coming")

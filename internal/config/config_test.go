@@ -59,6 +59,38 @@ func TestPrecedenceFlagEnvFileDefault(t *testing.T) {
 	}
 }
 
+// TestSparseManifestsFlag: --sparse-manifests is off by default and can be
+// switched on by flag, HALLMARK_SPARSE_MANIFESTS or the file key.
+func TestSparseManifestsFlag(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		args []string
+		env  map[string]string
+		file string
+		want bool
+	}{
+		{"default", nil, nil, "", false},
+		{"flag", []string{"--sparse-manifests"}, nil, "", true},
+		{"env", nil, map[string]string{"HALLMARK_SPARSE_MANIFESTS": "true"}, "", true},
+		{"file", nil, nil, "sparse-manifests: true\n", true},
+		{"flag off wins over env", []string{"--sparse-manifests=false"}, map[string]string{"HALLMARK_SPARSE_MANIFESTS": "true"}, "", false},
+		{"env off wins over file", nil, map[string]string{"HALLMARK_SPARSE_MANIFESTS": "false"}, "sparse-manifests: true\n", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := parse(t, tc.args, tc.env, tc.file)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.SparseManifests != tc.want {
+				t.Errorf("SparseManifests = %v, want %v", c.SparseManifests, tc.want)
+			}
+		})
+	}
+	if _, err := parse(t, nil, map[string]string{"HALLMARK_SPARSE_MANIFESTS": "sometimes"}, ""); err == nil || !strings.Contains(err.Error(), "HALLMARK_SPARSE_MANIFESTS") {
+		t.Errorf("malformed HALLMARK_SPARSE_MANIFESTS: %v", err)
+	}
+}
+
 func TestFileListsAndSlices(t *testing.T) {
 	c, err := parse(t, nil, nil, "trusted-key: [a.pub, b.pub]\n")
 	if err != nil {

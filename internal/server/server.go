@@ -125,7 +125,7 @@ func build(ctx context.Context, cfg config.Server, log *slog.Logger, ln net.List
 		store.Close()
 		return nil, fmt.Errorf("auth: %w", err)
 	}
-	rh, err := registry.New(blobs, store, log, registry.Config{MaxManifestSize: cfg.MaxManifestSize, Events: s.registryEvents(indexer)})
+	rh, err := registry.New(blobs, store, log, registry.Config{MaxManifestSize: cfg.MaxManifestSize, SparseManifests: cfg.SparseManifests, Events: s.registryEvents(indexer)})
 	if err != nil {
 		store.Close()
 		return nil, err
