@@ -27,13 +27,17 @@ func (s *Server) setupIndexTrust(ix *index.Indexer) {
 	// The server's own chain is trusted as a whole: its intermediate is an
 	// anchor too, so indexing a signature verifies one certificate
 	// signature (the leaf's), not two, on the manifest push path. Its own
-	// keys and CA are trusted at any time (open windows): it has no
-	// retired ones.
-	ca := root.CA{URI: s.url, Roots: x509.NewCertPool(), Intermediates: x509.NewCertPool()}
-	for _, c := range s.ca.Chain() {
-		ca.Roots.AddCert(c)
+	// keys and current CA are trusted at any time (open windows).
+	// A rotated-out CA generation is trusted for what it issued until the
+	// next one took over.
+	t := index.KeylessTrust{CTLogKeys: map[string]root.LogKey{}, TlogKeys: map[string]root.LogKey{}}
+	for _, g := range s.ca.Generations() {
+		ca := root.CA{URI: s.url, Roots: x509.NewCertPool(), Intermediates: x509.NewCertPool(), ValidFor: root.Window{End: g.Until}}
+		for _, c := range g.Chain {
+			ca.Roots.AddCert(c)
+		}
+		t.CAs = append(t.CAs, ca)
 	}
-	t := index.KeylessTrust{CAs: []root.CA{ca}, CTLogKeys: map[string]root.LogKey{}, TlogKeys: map[string]root.LogKey{}}
 	ctID := s.ca.CTLogID()
 	t.CTLogKeys[hex.EncodeToString(ctID[:])] = root.LogKey{Key: s.ca.CTLogPublicKey()}
 	tlogID := s.tlog.LogID()

@@ -18,7 +18,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/hallmark-dev/hallmark/internal/auth"
-	blobfs "github.com/hallmark-dev/hallmark/internal/blob/fs"
 	"github.com/hallmark-dev/hallmark/internal/ca"
 	"github.com/hallmark-dev/hallmark/internal/config"
 	"github.com/hallmark-dev/hallmark/internal/index"
@@ -26,7 +25,9 @@ import (
 	"github.com/hallmark-dev/hallmark/internal/meta"
 	"github.com/hallmark-dev/hallmark/internal/oidc"
 	"github.com/hallmark-dev/hallmark/internal/registry"
+	"github.com/hallmark-dev/hallmark/internal/reqbody"
 	"github.com/hallmark-dev/hallmark/internal/tlog"
+	"github.com/hallmark-dev/hallmark/internal/tuf"
 	"github.com/hallmark-dev/hallmark/internal/web"
 )
 
@@ -36,7 +37,7 @@ type Server struct {
 	log     *slog.Logger
 	ln      net.Listener
 	url     string // external base URL, no trailing slash
-	blobs   *blobfs.Store
+	blobs   blobStore
 	meta    meta.Store
 	keys    *keystore.Dir // <data-dir>/keys: the token, OIDC, CA and log keys
 	handler http.Handler
@@ -50,6 +51,8 @@ type Server struct {
 	metrics *metrics  // HTTP metrics, for components' route instrumentation
 	tlog    *tlog.Log // Rekor-compatible transparency log
 	trust   *trust    // published trusted root and signing config
+
+	tuf *tuf.Repository // TUF repository of the trust material
 }
 
 // New opens the listener on cfg.Addr (so a ":0" port is known from here
@@ -80,7 +83,7 @@ func New(ctx context.Context, cfg config.Server, log *slog.Logger) (*Server, err
 }
 
 func build(ctx context.Context, cfg config.Server, log *slog.Logger, ln net.Listener) (*Server, error) {
-	blobs, err := blobfs.New(filepath.Join(cfg.DataDir, "blobs"))
+	blobs, err := openBlobs(ctx, cfg, log)
 	if err != nil {
 		return nil, err
 	}
@@ -121,7 +124,7 @@ func build(ctx context.Context, cfg config.Server, log *slog.Logger, ln net.List
 		store.Close()
 		return nil, fmt.Errorf("auth: %w", err)
 	}
-	rh, err := registry.New(blobs, store, log, registry.Config{MaxManifestSize: cfg.MaxManifestSize, Events: s.registryEvents(indexer)})
+	rh, err := registry.New(blobs, store, log, registry.Config{MaxManifestSize: cfg.MaxManifestSize, SparseManifests: cfg.SparseManifests, Events: s.registryEvents(indexer)})
 	if err != nil {
 		store.Close()
 		return nil, err
@@ -158,9 +161,13 @@ func build(ctx context.Context, cfg config.Server, log *slog.Logger, ln net.List
 		store.Close()
 		return nil, fmt.Errorf("trust: %w", err)
 	}
+	if err := s.setupTUF(ctx, mux); err != nil {
+		store.Close()
+		return nil, fmt.Errorf("tuf: %w", err)
+	}
 	s.setupCI(mux)
 	s.setupDownload(mux)
-	s.handler = mux
+	s.handler = reqbody.Handler(mux, cfg.BodyReadTimeout)
 	return s, nil
 }
 
@@ -182,7 +189,8 @@ func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "database not ready", http.StatusServiceUnavailable)
 		return
 	}
-	if _, err := os.Stat(filepath.Join(s.cfg.DataDir, "blobs")); err != nil {
+	if err := s.blobs.Ping(ctx); err != nil {
+		s.log.Error("readiness: blob store", "err", err)
 		http.Error(w, "blob store not ready", http.StatusServiceUnavailable)
 		return
 	}
@@ -208,6 +216,7 @@ func (s *Server) Run(ctx context.Context, ready func(addr net.Addr)) error {
 	}
 	fresh := trackFreshConns(srv)
 	go s.janitor(ctx)
+	go s.maintainTUF(ctx)
 	s.log.Info("hallmark server listening", "addr", ln.Addr().String(), "data_dir", s.cfg.DataDir)
 	if ready != nil {
 		ready(ln.Addr())
@@ -236,7 +245,7 @@ func (s *Server) janitor(ctx context.Context) {
 	t := time.NewTicker(time.Hour)
 	defer t.Stop()
 	for {
-		if n, err := s.blobs.PurgeUploads(s.cfg.UploadTTL); err != nil {
+		if n, err := s.blobs.PurgeUploads(ctx, s.cfg.UploadTTL); err != nil {
 			s.log.Warn("purging abandoned uploads", "err", err)
 		} else if n > 0 {
 			s.log.Info("purged abandoned uploads", "count", n)

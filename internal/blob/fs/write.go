@@ -11,6 +11,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/hallmark-dev/hallmark/internal/blob"
 )
 
 // The upload write path. Appending a request body is a pipeline of three
@@ -106,9 +108,9 @@ func (w *fileWriter) close() error {
 func appendData(f *os.File, offset int64, r io.Reader, h hash.Hash) (int64, error) {
 	w := &fileWriter{f: f}
 	first := blockPool.Get().(*[]byte)
-	k, err := io.ReadFull(r, *first)
-	if err != nil { // EOF or short: the whole body is in this block (or r failed)
-		if err == io.EOF || err == io.ErrUnexpectedEOF {
+	k, err := blob.ReadBlock(r, *first)
+	if err != nil { // the whole body is in this block (or r failed)
+		if err == io.EOF {
 			err = nil
 		}
 		if k > 0 {
@@ -187,14 +189,14 @@ func appendData(f *os.File, offset int64, r io.Reader, h hash.Hash) (int64, erro
 				buf = <-free
 			}
 		}
-		k, err := io.ReadFull(r, *buf)
+		k, err := blob.ReadBlock(r, *buf)
 		if k > 0 {
 			send(buf, k, pos)
 			pos += int64(k)
 		} else {
 			free <- buf
 		}
-		if err == io.EOF || err == io.ErrUnexpectedEOF {
+		if err == io.EOF {
 			break
 		}
 		if err != nil {

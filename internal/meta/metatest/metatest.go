@@ -45,6 +45,10 @@ func Run(t *testing.T, b Backend) {
 		{"Blobs", testBlobs},
 		{"ManifestsAndTags", testManifestsAndTags},
 		{"MissingReferences", testMissingReferences},
+		{"OptionalReferences", testOptionalReferences},
+		{"ReferenceSizes", testReferenceSizes},
+		{"RepositoryNotFound", testRepositoryNotFound},
+		{"TagConditions", testTagConditions},
 		{"Referrers", testReferrers},
 		{"SHA512Manifest", testSHA512Manifest},
 		{"Listing", testListing},
@@ -104,6 +108,6 @@ func manifest(t *testing.T, s *sqlstore.Store, repo, seed string, link bool, sub
 		ArtifactType: "application/vnd.oci.image.config.v1+json",
 		Payload:      payload,
 		Subject:      subject,
-		References:   []meta.Reference{{Digest: cfg, Kind: meta.RefBlob}, {Digest: layer, Kind: meta.RefBlob}},
+		References:   []meta.Reference{{Digest: cfg, Kind: meta.RefBlob, Size: 10}, {Digest: layer, Kind: meta.RefBlob, Size: 10}},
 	}
 }

@@ -144,7 +144,7 @@ func testMissingReferences(t *testing.T, b Backend) {
 	}
 	// Blobs of another repository do not count.
 	for _, r := range m.References {
-		s.LinkBlob(ctx, "other", r.Digest, 1)
+		s.LinkBlob(ctx, "other", r.Digest, 10)
 	}
 	if err := s.PutManifest(ctx, m, nil); !errors.As(err, &mr) {
 		t.Fatalf("PutManifest with blobs in another repo: %v", err)
@@ -152,7 +152,7 @@ func testMissingReferences(t *testing.T, b Backend) {
 	// Index children must be manifests of the repository.
 	child := manifest(t, s, "app", "child", true, "")
 	idx := &meta.Manifest{Repository: "app", Digest: digest.FromString("idx"), MediaType: "application/vnd.oci.image.index.v1+json",
-		Payload: []byte("idx"), References: []meta.Reference{{Digest: child.Digest, Kind: meta.RefManifest}}}
+		Payload: []byte("idx"), References: []meta.Reference{{Digest: child.Digest, Kind: meta.RefManifest, Size: int64(len(child.Payload))}}}
 	if err := s.PutManifest(ctx, idx, nil); !errors.As(err, &mr) || mr.Kind != meta.RefManifest {
 		t.Fatalf("index with missing child: %v", err)
 	}
@@ -394,5 +394,209 @@ func testConcurrentTagMoves(t *testing.T, b Backend) {
 	}
 	if tags, _, _ := s.ListTags(ctx, "app", "", 10); !slices.Equal(tags, []string{"latest"}) {
 		t.Errorf("tags %v", tags)
+	}
+}
+
+// testOptionalReferences: an Optional reference (a sparse manifest) may be
+// absent; it is recorded like a present one, a present one is still
+// checked for its size, and a reference that is not Optional still has to
+// be there.
+func testOptionalReferences(t *testing.T, b Backend) {
+	s, db := newStore(t, b)
+	present := manifest(t, s, "app", "amd64", true, "")
+	if err := s.PutManifest(ctx, present, nil); err != nil {
+		t.Fatal(err)
+	}
+	child := manifest(t, s, "app", "arm64", true, "") // built, not pushed yet
+	absent := child.Digest
+	missingLayer := digest.FromString("layer, not pushed")
+	index := func(seed string, refs ...meta.Reference) *meta.Manifest {
+		return &meta.Manifest{Repository: "app", Digest: digest.FromString(seed), MediaType: "application/vnd.oci.image.index.v1+json",
+			Payload: []byte(seed), References: refs}
+	}
+	presentRef := meta.Reference{Digest: present.Digest, Kind: meta.RefManifest, Size: int64(len(present.Payload)), Optional: true}
+	absentRef := meta.Reference{Digest: absent, Kind: meta.RefManifest, Size: int64(len(child.Payload)), Optional: true}
+	blobRef := meta.Reference{Digest: missingLayer, Kind: meta.RefBlob, Size: 175, Optional: true}
+
+	sparse := index("sparse", presentRef, absentRef, blobRef)
+	if err := s.PutManifest(ctx, sparse, []string{"sparse"}); err != nil {
+		t.Fatalf("PutManifest with optional absent references: %v", err)
+	}
+	if got, err := s.GetManifest(ctx, "app", "sparse"); err != nil || got.Digest != sparse.Digest {
+		t.Fatalf("GetManifest(sparse) = %v, %v", got, err)
+	}
+	if _, err := s.GetManifest(ctx, "app", absent.String()); !errors.Is(err, meta.ErrManifestNotFound) {
+		t.Errorf("absent child: %v, want ErrManifestNotFound", err)
+	}
+	// Every reference is recorded, present or not.
+	raw := db.Raw(t)
+	rows, err := raw.Query(`SELECT r.child_digest, r.kind FROM manifest_references r JOIN manifests m ON m.id = r.manifest_id
+		WHERE m.digest = '` + sparse.Digest.String() + `' ORDER BY r.child_digest`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	recorded := map[string]string{}
+	for rows.Next() {
+		var d, k string
+		if err := rows.Scan(&d, &k); err != nil {
+			t.Fatal(err)
+		}
+		recorded[d] = k
+	}
+	rows.Close()
+	want := map[string]string{present.Digest.String(): "manifest", absent.String(): "manifest", missingLayer.String(): "blob"}
+	if fmt.Sprint(recorded) != fmt.Sprint(want) {
+		t.Errorf("recorded references %v, want %v", recorded, want)
+	}
+
+	// A present optional reference must still have the declared size.
+	wrong := presentRef
+	wrong.Size++
+	var sm *meta.SizeMismatchError
+	if err := s.PutManifest(ctx, index("wrong size", wrong, absentRef), []string{"bad"}); !errors.As(err, &sm) || sm.Digest != present.Digest {
+		t.Errorf("optional present reference with a wrong size: %v, want *SizeMismatchError", err)
+	}
+	// A reference that is not optional is still required next to optional ones.
+	required := absentRef
+	required.Optional = false
+	var mr *meta.MissingReferenceError
+	if err := s.PutManifest(ctx, index("required", presentRef, required), []string{"bad"}); !errors.As(err, &mr) || mr.Digest != absent {
+		t.Errorf("required absent reference: %v, want *MissingReferenceError", err)
+	}
+	if _, err := s.GetManifest(ctx, "app", "bad"); !errors.Is(err, meta.ErrManifestNotFound) {
+		t.Errorf("a rejected manifest was stored: %v", err)
+	}
+
+	// The absent child can be pushed later; deleting the sparse index
+	// takes its references with it and leaves the children.
+	if err := s.PutManifest(ctx, child, nil); err != nil {
+		t.Fatalf("pushing a child after its sparse index: %v", err)
+	}
+	if err := s.DeleteManifest(ctx, "app", sparse.Digest); err != nil {
+		t.Fatal(err)
+	}
+	var left int
+	if err := raw.QueryRow(fmt.Sprintf(`SELECT COUNT(*) FROM manifest_references WHERE child_digest IN ('%s', '%s', '%s')`, present.Digest, absent, missingLayer)).Scan(&left); err != nil || left != 0 {
+		t.Errorf("references left after deleting the index: %d, %v", left, err)
+	}
+	for _, d := range []digest.Digest{present.Digest, absent} {
+		if _, err := s.GetManifest(ctx, "app", d.String()); err != nil {
+			t.Errorf("child %s after deleting its index: %v", d, err)
+		}
+	}
+}
+
+// testReferenceSizes: a reference must declare the size of the content it
+// names, blob or child manifest (issue 9, defect 10).
+func testReferenceSizes(t *testing.T, b Backend) {
+	s, _ := newStore(t, b)
+	child := manifest(t, s, "app", "child", true, "")
+	if err := s.PutManifest(ctx, child, nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		ref  meta.Reference
+		have int64
+	}{
+		{"blob larger", meta.Reference{Digest: child.References[0].Digest, Kind: meta.RefBlob, Size: 999999}, 10},
+		{"blob smaller", meta.Reference{Digest: child.References[0].Digest, Kind: meta.RefBlob, Size: 9}, 10},
+		{"blob empty", meta.Reference{Digest: child.References[1].Digest, Kind: meta.RefBlob, Size: 0}, 10},
+		{"child manifest", meta.Reference{Digest: child.Digest, Kind: meta.RefManifest, Size: int64(len(child.Payload)) + 1}, int64(len(child.Payload))},
+	} {
+		m := &meta.Manifest{Repository: "app", Digest: digest.FromString(tc.name), MediaType: "application/vnd.oci.image.index.v1+json",
+			Payload: []byte(tc.name), References: []meta.Reference{tc.ref}}
+		err := s.PutManifest(ctx, m, []string{"bad"})
+		var sm *meta.SizeMismatchError
+		if !errors.As(err, &sm) || sm.Digest != tc.ref.Digest || sm.Kind != tc.ref.Kind || sm.Declared != tc.ref.Size || sm.Have != tc.have {
+			t.Errorf("%s: PutManifest = %v, want a *SizeMismatchError declaring %d, having %d", tc.name, err, tc.ref.Size, tc.have)
+		}
+		if _, err := s.GetManifest(ctx, "app", "bad"); !errors.Is(err, meta.ErrManifestNotFound) {
+			t.Errorf("%s: the manifest was stored anyway: %v", tc.name, err)
+		}
+	}
+}
+
+// testRepositoryNotFound: a lookup or delete in a repository that does not
+// exist says so (and is still the miss), one in a repository that exists
+// is only the miss. The registry answers NAME_UNKNOWN from this alone.
+func testRepositoryNotFound(t *testing.T, b Backend) {
+	s, _ := newStore(t, b)
+	m := manifest(t, s, "app", "x", true, "")
+	if err := s.PutManifest(ctx, m, []string{"v1"}); err != nil {
+		t.Fatal(err)
+	}
+	d := digest.FromString("absent")
+	calls := []struct {
+		name string
+		miss error
+		call func(repo string) error
+	}{
+		{"GetManifest by tag", meta.ErrManifestNotFound, func(repo string) error { _, err := s.GetManifest(ctx, repo, "nope"); return err }},
+		{"GetManifest by digest", meta.ErrManifestNotFound, func(repo string) error { _, err := s.GetManifest(ctx, repo, d.String()); return err }},
+		{"BlobSize", meta.ErrBlobNotFound, func(repo string) error { _, err := s.BlobSize(ctx, repo, d); return err }},
+		{"UnlinkBlob", meta.ErrBlobNotFound, func(repo string) error { return s.UnlinkBlob(ctx, repo, d) }},
+		{"DeleteManifest", meta.ErrManifestNotFound, func(repo string) error { return s.DeleteManifest(ctx, repo, d) }},
+		{"DeleteTag", meta.ErrTagNotFound, func(repo string) error { return s.DeleteTag(ctx, repo, "nope") }},
+	}
+	for _, c := range calls {
+		err := c.call("no/such/repo")
+		var rn *meta.RepositoryNotFoundError
+		if !errors.Is(err, meta.ErrRepositoryNotFound) || !errors.Is(err, c.miss) || !errors.As(err, &rn) || rn.Repository != "no/such/repo" {
+			t.Errorf("%s in an unknown repository: %v; want a *RepositoryNotFoundError that is also %v", c.name, err, c.miss)
+		}
+		err = c.call("app")
+		if !errors.Is(err, c.miss) || errors.Is(err, meta.ErrRepositoryNotFound) {
+			t.Errorf("%s in a known repository: %v; want only %v", c.name, err, c.miss)
+		}
+	}
+	// Hits still hit.
+	if got, err := s.GetManifest(ctx, "app", "v1"); err != nil || got.Digest != m.Digest || string(got.Payload) != string(m.Payload) {
+		t.Errorf("GetManifest v1: %v %v", got, err)
+	}
+	if size, err := s.BlobSize(ctx, "app", m.References[0].Digest); err != nil || size != 10 {
+		t.Errorf("BlobSize: %d %v", size, err)
+	}
+}
+
+// testTagConditions: PutManifest with a TagCondition stores only if the
+// tag is where the condition wants it, checked in the same transaction.
+func testTagConditions(t *testing.T, b Backend) {
+	s, _ := newStore(t, b)
+	m1 := manifest(t, s, "app", "one", true, "")
+	m2 := manifest(t, s, "app", "two", true, "")
+	at := func(d digest.Digest) func(digest.Digest) bool {
+		return func(cur digest.Digest) bool { return cur == d }
+	}
+	steps := []struct {
+		name string
+		m    *meta.Manifest
+		cond func(digest.Digest) bool
+		ok   bool
+		want digest.Digest // where v1 points afterwards
+	}{
+		{"create while absent", m1, at(""), true, m1.Digest},
+		{"create again while present", m2, at(""), false, m1.Digest},
+		{"replace the wrong version", m2, at(m2.Digest), false, m1.Digest},
+		{"replace the version read", m2, at(m1.Digest), true, m2.Digest},
+		{"replace a stale version", m1, at(m1.Digest), false, m2.Digest},
+	}
+	for _, st := range steps {
+		err := s.PutManifest(ctx, st.m, []string{"v1"}, meta.TagCondition{Tag: "v1", Holds: st.cond})
+		if st.ok && err != nil || !st.ok && !errors.Is(err, meta.ErrPreconditionFailed) {
+			t.Fatalf("%s: PutManifest = %v, want ok=%v", st.name, err, st.ok)
+		}
+		got, err := s.GetManifest(ctx, "app", "v1")
+		if err != nil || got.Digest != st.want {
+			t.Fatalf("%s: v1 is at %v (%v), want %s", st.name, got, err, st.want)
+		}
+	}
+	// A failed condition stores nothing, not even the manifest by digest.
+	m3 := manifest(t, s, "app", "three", true, "")
+	if err := s.PutManifest(ctx, m3, []string{"v1"}, meta.TagCondition{Tag: "v1", Holds: at("")}); !errors.Is(err, meta.ErrPreconditionFailed) {
+		t.Fatal(err)
+	}
+	if _, err := s.GetManifest(ctx, "app", m3.Digest.String()); !errors.Is(err, meta.ErrManifestNotFound) {
+		t.Fatalf("manifest of a failed conditional put is stored: %v", err)
 	}
 }

@@ -53,6 +53,9 @@ func OpenDB(cfg Config) (*sql.DB, error) {
 	if err := os.MkdirAll(filepath.Dir(cfg.Path), 0o700); err != nil {
 		return nil, fmt.Errorf("sqlite: create database directory: %w", err)
 	}
+	if err := privateFiles(cfg.Path); err != nil {
+		return nil, err
+	}
 	q := url.Values{}
 	for _, p := range []string{"busy_timeout(10000)", "journal_mode(WAL)", "synchronous(FULL)", "foreign_keys(1)"} {
 		q.Add("_pragma", p)
@@ -88,4 +91,32 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	r.SetMaxOpenConns(cfg.ReadConns)
 	r.SetMaxIdleConns(cfg.ReadConns)
 	return sqlstore.Open(ctx, Dialect(), w, r)
+}
+
+// privateFiles makes the database's files readable by their owner only:
+// they hold password and token hashes and the audit log. SQLite creates
+// the -wal and -shm files with the mode of the database file, so creating
+// that one 0600 covers all three; files an earlier version left readable
+// by others are tightened.
+func privateFiles(path string) error {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return fmt.Errorf("sqlite: open %s: %w", path, err)
+	}
+	f.Close()
+	for _, p := range []string{path, path + "-wal", path + "-shm", path + "-journal"} {
+		fi, err := os.Stat(p)
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("sqlite: %w", err)
+		}
+		if perm := fi.Mode().Perm(); perm&0o077 != 0 {
+			if err := os.Chmod(p, perm&0o600); err != nil {
+				return fmt.Errorf("sqlite: %s is readable by other users (mode %04o) and cannot be made private: %w", p, perm, err)
+			}
+		}
+	}
+	return nil
 }

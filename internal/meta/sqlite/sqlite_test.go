@@ -111,3 +111,39 @@ func TestUpgradeFromSchema5(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestDatabaseFilesPrivate: the database, its WAL and shared-memory files
+// are 0600, also when an earlier version left the database 0644 (issue 9,
+// defect 9).
+func TestDatabaseFilesPrivate(t *testing.T) {
+	for _, existing := range []bool{false, true} {
+		p := filepath.Join(t.TempDir(), "hallmark.db")
+		if existing {
+			s, err := sqlite.Open(ctx, sqlite.Config{Path: p})
+			if err != nil {
+				t.Fatal(err)
+			}
+			s.Close()
+			if err := os.Chmod(p, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		s, err := sqlite.Open(ctx, sqlite.Config{Path: p})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.LinkBlob(ctx, "app", digest.FromString("x"), 1); err != nil { // a write: the WAL exists
+			t.Fatal(err)
+		}
+		for _, f := range []string{p, p + "-wal", p + "-shm"} {
+			fi, err := os.Stat(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if perm := fi.Mode().Perm(); perm != 0o600 {
+				t.Errorf("existing=%v: %s has mode %04o, want 0600", existing, filepath.Base(f), perm)
+			}
+		}
+		s.Close()
+	}
+}
