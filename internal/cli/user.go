@@ -20,9 +20,10 @@ import (
 	"github.com/hallmark-dev/hallmark/internal/server"
 )
 
-// dataDirOption is the --data-dir of the management commands, which work
-// on the server's database directly (like `gitea admin`).
-type dataDirOption struct{ dir string }
+// dataDirOption is the --data-dir (or --database-url) of the management
+// commands, which work on the server's database directly (like `gitea
+// admin`).
+type dataDirOption struct{ dir, dbURL string }
 
 func (o *dataDirOption) bind(fs *pflag.FlagSet) {
 	def := config.Defaults().DataDir
@@ -30,11 +31,24 @@ func (o *dataDirOption) bind(fs *pflag.FlagSet) {
 		def = v
 	}
 	fs.StringVar(&o.dir, "data-dir", def, "the server's data directory; env HALLMARK_DATA_DIR")
+	dbURL, _ := lookupEnv("HALLMARK_DATABASE_URL")
+	fs.StringVar(&o.dbURL, "database-url", dbURL, "the server's PostgreSQL database (postgres://...), if it has one; env HALLMARK_DATABASE_URL")
+}
+
+func (o *dataDirOption) database() (server.Database, error) {
+	if err := config.ValidateDatabaseURL(o.dbURL); err != nil {
+		return server.Database{}, err
+	}
+	return server.Database{DataDir: o.dir, URL: o.dbURL}, nil
 }
 
 // withAdmin opens the database and runs fn.
 func (o *dataDirOption) withAdmin(ctx context.Context, fn func(*auth.Admin) error) error {
-	adm, closeFn, err := server.OpenAuthAdmin(ctx, o.dir)
+	db, err := o.database()
+	if err != nil {
+		return err
+	}
+	adm, closeFn, err := server.OpenAdmin(ctx, db)
 	if err != nil {
 		return err
 	}

@@ -18,6 +18,7 @@ type Server struct {
 	Addr            string        // listen address
 	ExternalURL     string        // base URL clients use to reach the server; default http://<addr>
 	DataDir         string        // blobs, database and keys
+	DatabaseURL     string        // postgres://... for the metadata database; empty: SQLite in DataDir
 	BlobURL         string        // s3://bucket/prefix?...: blobs in S3; "" = the filesystem under DataDir
 	BlobRedirect    bool          // answer blob GETs with a redirect to a presigned URL (S3 only)
 	LogLevel        string        // debug, info, warn, error
@@ -75,6 +76,7 @@ func (c *Server) BindFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.Addr, "addr", c.Addr, "listen address (host:port)")
 	fs.StringVar(&c.ExternalURL, "external-url", c.ExternalURL, "base URL clients reach this server at (issuer URL of the built-in OIDC issuer, URLs in the trusted root); default http://<addr>")
 	fs.StringVar(&c.DataDir, "data-dir", c.DataDir, "directory for blobs, the metadata database and keys")
+	fs.StringVar(&c.DatabaseURL, "database-url", c.DatabaseURL, "PostgreSQL metadata database (and transparency log) shared by replicas, postgres://user:password@host:port/db?sslmode=verify-full; empty: SQLite in --data-dir")
 	fs.StringVar(&c.BlobURL, "blob-url", c.BlobURL, "blob storage: s3://bucket/prefix?endpoint=URL&region=REGION&path-style=true for S3 (credentials from the AWS environment: AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE, shared files); empty: the filesystem under --data-dir")
 	fs.BoolVar(&c.BlobRedirect, "blob-redirect", c.BlobRedirect, "answer blob GETs with a 307 redirect to a short-lived presigned S3 URL (clients must reach the S3 endpoint)")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "log level: debug, info, warn or error")
@@ -182,6 +184,9 @@ func (c *Server) Validate() error {
 	if c.DataDir == "" {
 		errs = append(errs, errors.New("data-dir is empty"))
 	}
+	if err := ValidateDatabaseURL(c.DatabaseURL); err != nil {
+		errs = append(errs, err)
+	}
 	if c.BlobURL != "" && !strings.HasPrefix(c.BlobURL, "s3://") {
 		errs = append(errs, errors.New("blob-url: want s3://bucket/prefix?endpoint=...&region=..., or leave it empty for the filesystem under data-dir"))
 	}
@@ -251,4 +256,33 @@ func IsLoopback(addr string) bool {
 	}
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
+}
+
+const databaseURLHelp = "want postgres://user:password@host:port/database (or empty for SQLite in --data-dir)"
+
+// ValidateDatabaseURL checks --database-url: empty (SQLite in the data
+// dir) or a postgres:// / postgresql:// URL. The error never repeats the
+// URL, which may hold a password.
+func ValidateDatabaseURL(s string) error {
+	if s == "" {
+		return nil
+	}
+	u, err := url.Parse(s)
+	if err != nil {
+		return errors.New("database-url is not a valid URL: " + databaseURLHelp)
+	}
+	if u.Scheme != "postgres" && u.Scheme != "postgresql" {
+		return fmt.Errorf("database-url: scheme %q is not supported: %s", truncate(u.Scheme, 20), databaseURLHelp)
+	}
+	if u.Opaque != "" {
+		return errors.New("database-url: missing // after the scheme: " + databaseURLHelp)
+	}
+	return nil
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n] + "..."
+	}
+	return s
 }

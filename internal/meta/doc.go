@@ -1,7 +1,9 @@
 // Package meta defines the registry's metadata database: repositories, blob
 // links, manifests (exact bytes), tags and manifest references (index
-// children and subject -> referrers). Drivers live in sub-packages
-// (meta/sqlite is the embedded default); the registry sees only these
-// interfaces. Manifest.SignatureSubject is the one rule for what counts as
-// a signature manifest (the indexer and the audit log both use it).
+// children and subject -> referrers). The one implementation over SQL is
+// meta/sqlstore; its drivers are meta/sqlite (the embedded default) and
+// meta/postgres (shared by replicas); meta/metatest is the contract suite
+// both pass. The registry sees only these interfaces.
+// Manifest.SignatureSubject is the one rule for what counts as a signature
+// manifest (the indexer and the audit log both use it).
 package meta

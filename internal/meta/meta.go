@@ -15,6 +15,9 @@ var (
 	ErrManifestNotFound   = errors.New("manifest not found")
 	ErrTagNotFound        = errors.New("tag not found")
 	ErrBlobNotFound       = errors.New("blob not linked to repository")
+	// ErrUnavailable: the database cannot be reached or is restarting;
+	// the request may succeed when retried (the registry answers 503).
+	ErrUnavailable = errors.New("the metadata database is unavailable; retry shortly")
 	// ErrPreconditionFailed: a TagCondition of PutManifest does not hold;
 	// nothing was stored.
 	ErrPreconditionFailed = errors.New("tag precondition failed")

@@ -57,14 +57,22 @@ var conformanceSwitches = []string{
 // TestOCIConformance runs the official OCI distribution-spec conformance
 // suite (installed as the peer "oci-conformance" by scripts/install-peers)
 // against a real Hallmark server with every API and data switch of the
-// suite on: once as configured by default (sparse manifests refused, so
-// the suite's sparse data is off) and once with --sparse-manifests and the
-// suite's sparse data (an image with an absent layer, an index with an
-// absent platform).
+// suite on, on each metadata database: once as configured by default
+// (sparse manifests refused, so the suite's sparse data is off) and once
+// with --sparse-manifests and the suite's sparse data (an image with an
+// absent layer, an index with an absent platform).
 func TestOCIConformance(t *testing.T) {
 	if testing.Short() {
 		t.Skip("conformance suite skipped with -short")
 	}
+	t.Run("sqlite", func(t *testing.T) { conformance(t, nil) })
+	t.Run("postgres", func(t *testing.T) {
+		url := testenv.Postgres(t)
+		conformance(t, func(c *config.Server) { c.DatabaseURL = url })
+	})
+}
+
+func conformance(t *testing.T, mod func(*config.Server)) {
 	bin := testenv.Peer(t, "oci-conformance")
 	for _, sparse := range []bool{false, true} {
 		name := "default"
@@ -72,7 +80,12 @@ func TestOCIConformance(t *testing.T) {
 			name = "sparse-manifests"
 		}
 		t.Run(name, func(t *testing.T) {
-			srv := testenv.StartServer(t, func(c *config.Server) { c.SparseManifests = sparse })
+			srv := testenv.StartServer(t, func(c *config.Server) {
+				if mod != nil {
+					mod(c)
+				}
+				c.SparseManifests = sparse
+			})
 			runConformance(t, bin, srv.Addr, append(conformanceSwitches, "OCI_DATA_SPARSE="+strconv.FormatBool(sparse)))
 		})
 	}

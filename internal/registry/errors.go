@@ -49,6 +49,7 @@ var errorTable = []struct {
 	{as[*blob.DigestMismatchError], http.StatusBadRequest, oci.CodeDigestInvalid, "", nil},
 	{is(oci.ErrInvalidManifest), http.StatusBadRequest, oci.CodeManifestInvalid, "", nil},
 	{is(blob.ErrUnavailable), http.StatusServiceUnavailable, oci.CodeUnavailable, "blob storage is unavailable; retry later", nil},
+	{is(meta.ErrUnavailable), http.StatusServiceUnavailable, oci.CodeUnavailable, meta.ErrUnavailable.Error(), nil},
 }
 
 func is(target error) func(error) bool { return func(err error) bool { return errors.Is(err, target) } }

@@ -17,7 +17,6 @@ import (
 	"github.com/hallmark-dev/hallmark/internal/config"
 	"github.com/hallmark-dev/hallmark/internal/keystore"
 	"github.com/hallmark-dev/hallmark/internal/meta"
-	"github.com/hallmark-dev/hallmark/internal/meta/sqlite"
 	"github.com/hallmark-dev/hallmark/internal/oidc"
 	"github.com/hallmark-dev/hallmark/internal/registry"
 )
@@ -221,18 +220,4 @@ func listenTLS(cfg config.Server, ln net.Listener) (net.Listener, error) {
 		MinVersion:   tls.VersionTLS12,
 		NextProtos:   []string{"http/1.1"},
 	}), nil
-}
-
-// OpenAuthAdmin opens the metadata database in dataDir for the user,
-// project and token management commands. The server may be running at the
-// same time (SQLite in WAL mode allows it). close must be called.
-func OpenAuthAdmin(ctx context.Context, dataDir string) (adm *auth.Admin, close func() error, err error) {
-	if fi, err := os.Stat(dataDir); err != nil || !fi.IsDir() {
-		return nil, nil, fmt.Errorf("data dir %s does not exist: pass the server's --data-dir (env HALLMARK_DATA_DIR) or start the server once", dataDir)
-	}
-	store, err := sqlite.Open(ctx, sqlite.Config{Path: filepath.Join(dataDir, "hallmark.db"), ReadConns: 2})
-	if err != nil {
-		return nil, nil, err
-	}
-	return &auth.Admin{Store: store}, store.Close, nil
 }

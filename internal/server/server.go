@@ -23,7 +23,6 @@ import (
 	"github.com/hallmark-dev/hallmark/internal/index"
 	"github.com/hallmark-dev/hallmark/internal/keystore"
 	"github.com/hallmark-dev/hallmark/internal/meta"
-	"github.com/hallmark-dev/hallmark/internal/meta/sqlite"
 	"github.com/hallmark-dev/hallmark/internal/oidc"
 	"github.com/hallmark-dev/hallmark/internal/registry"
 	"github.com/hallmark-dev/hallmark/internal/reqbody"
@@ -92,7 +91,7 @@ func build(ctx context.Context, cfg config.Server, log *slog.Logger, ln net.List
 	if err != nil {
 		return nil, err
 	}
-	store, err := sqlite.Open(ctx, sqlite.Config{Path: filepath.Join(cfg.DataDir, "hallmark.db")})
+	store, err := Database{DataDir: cfg.DataDir, URL: cfg.DatabaseURL}.open(ctx, 0)
 	if err != nil {
 		return nil, err
 	}

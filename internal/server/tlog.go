@@ -7,7 +7,7 @@ import (
 	"net/url"
 
 	"github.com/hallmark-dev/hallmark/internal/keystore"
-	"github.com/hallmark-dev/hallmark/internal/meta/sqlite"
+	"github.com/hallmark-dev/hallmark/internal/meta/sqlstore"
 	"github.com/hallmark-dev/hallmark/internal/tlog"
 )
 
@@ -15,9 +15,9 @@ import (
 // the "rekor" key of the data dir, and serves its Rekor v1 API under
 // /api/v1/log.
 func (s *Server) setupTlog(ctx context.Context, mux *http.ServeMux) error {
-	db, ok := s.meta.(*sqlite.Store)
+	db, ok := s.meta.(*sqlstore.Store)
 	if !ok {
-		return fmt.Errorf("the transparency log needs the embedded SQLite metadata database (got %T)", s.meta)
+		return fmt.Errorf("the transparency log needs a SQL metadata database (got %T)", s.meta)
 	}
 	store, err := db.TransparencyLog(ctx)
 	if err != nil {

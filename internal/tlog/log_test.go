@@ -7,6 +7,9 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
+	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -14,6 +17,9 @@ import (
 	"github.com/transparency-dev/merkle/proof"
 	"github.com/transparency-dev/merkle/rfc6962"
 
+	"github.com/hallmark-dev/hallmark/internal/meta/postgres"
+	"github.com/hallmark-dev/hallmark/internal/meta/sqlstore"
+	"github.com/hallmark-dev/hallmark/internal/testenv"
 	"github.com/hallmark-dev/hallmark/internal/tlog"
 	"github.com/hallmark-dev/hallmark/pkg/root"
 	"github.com/hallmark-dev/hallmark/pkg/verify"
@@ -290,26 +296,70 @@ func TestDuplicates(t *testing.T) {
 	}
 }
 
-// Two servers (two Stores and Logs on one database file, as replicas share
-// a database) append concurrently: the database sequences them into one
-// consistent tree.
-func TestReplicasShareOneTree(t *testing.T) {
-	ctx := context.Background()
-	a := newTestLog(t, tlog.Config{Hostname: "replica-a"})
-	b := openTestLog(t, a.path, a.key, tlog.Config{Hostname: "replica-a"})
-	if a.TreeID() != b.TreeID() {
-		t.Fatalf("replicas see tree IDs %d and %d", a.TreeID(), b.TreeID())
+// replicaStores returns two stores (two replicas) over one new database
+// of the backend.
+func replicaStores(t *testing.T, backend string) [2]tlog.Storage {
+	t.Helper()
+	var out [2]tlog.Storage
+	var open func() *sqlstore.Store
+	switch backend {
+	case "sqlite":
+		path := filepath.Join(t.TempDir(), "hallmark.db")
+		open = func() *sqlstore.Store { return openStore(t, path) }
+	case "postgres":
+		url := testenv.Postgres(t)
+		open = func() *sqlstore.Store {
+			st, err := postgres.Open(context.Background(), postgres.Config{URL: url})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { st.Close() })
+			return st
+		}
 	}
+	for i := range out {
+		out[i] = tlogStore(t, open())
+	}
+	return out
+}
+
+// Two servers (two Stores and Logs on one database, as replicas share a
+// database) append concurrently: the database sequences them into one
+// consistent tree. Every entry's proof verifies against the checkpoint it
+// came with, both replicas serve the same head, and every checkpoint seen
+// is consistent with the final one (proved by either replica).
+func TestReplicasShareOneTree(t *testing.T) {
+	for _, backend := range []string{"sqlite", "postgres"} {
+		t.Run(backend, func(t *testing.T) { testReplicas(t, backend) })
+	}
+}
+
+func testReplicas(t *testing.T, backend string) {
+	ctx := context.Background()
+	key := newKey(t)
+	var logs [2]*tlog.Log
+	for i, st := range replicaStores(t, backend) {
+		l, err := tlog.New(ctx, st, key, nil, tlog.Config{Hostname: "replica-a"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		logs[i] = l
+	}
+	if logs[0].TreeID() != logs[1].TreeID() {
+		t.Fatalf("replicas see tree IDs %d and %d", logs[0].TreeID(), logs[1].TreeID())
+	}
+	const writers, perWriter = 6, 15
 	var wg sync.WaitGroup
 	var mu sync.Mutex
-	all := map[uint64][32]byte{}
-	for r, l := range []*tlog.Log{a.Log, b.Log, a.Log, b.Log} {
+	all := map[uint64]*tlog.LogEntry{}
+	for w := 0; w < writers; w++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			l := logs[w%2]
 			k := newKey(t)
-			for i := 0; i < 15; i++ {
-				c, _ := tlog.Canonicalize(signedEntry(t, k, []byte(fmt.Sprint(r, i))))
+			for i := 0; i < perWriter; i++ {
+				c, _ := tlog.Canonicalize(signedEntry(t, k, []byte(fmt.Sprint(w, i))))
 				e, err := l.Add(ctx, c)
 				if err != nil {
 					t.Error(err)
@@ -319,33 +369,98 @@ func TestReplicasShareOneTree(t *testing.T) {
 				if _, ok := all[e.Index]; ok {
 					t.Errorf("index %d assigned twice", e.Index)
 				}
-				all[e.Index] = e.LeafHash
+				all[e.Index] = e
 				mu.Unlock()
 			}
 		}()
 	}
 	wg.Wait()
-	leaves := make([][32]byte, len(all))
+	if t.Failed() {
+		return
+	}
+	const total = writers * perWriter
+	leaves := make([][32]byte, total)
 	for i := range leaves {
-		h, ok := all[uint64(i)]
+		e, ok := all[uint64(i)]
 		if !ok {
 			t.Fatalf("index %d missing", i)
 		}
-		leaves[i] = h
+		leaves[i] = e.LeafHash
 	}
-	for _, l := range []*tlog.Log{a.Log, b.Log} {
-		head, err := l.Head(ctx)
+	heads := [2]tlog.TreeState{}
+	for i, l := range logs {
+		h, err := l.Head(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if head.Size != 60 || head.Root != mth(leaves) {
-			t.Fatalf("head %d %x, want 60 %x", head.Size, head.Root, mth(leaves))
+		if h.Size != total || h.Root != mth(leaves) {
+			t.Fatalf("replica %d: head %d %x, want %d %x", i, h.Size, h.Root, total, mth(leaves))
 		}
-		e, err := l.EntryByIndex(ctx, 7)
-		if err != nil {
-			t.Fatal(err)
+		heads[i] = h
+	}
+	if string(heads[0].Checkpoint) != string(heads[1].Checkpoint) {
+		t.Fatalf("replicas serve different checkpoints:\n%s\n%s", heads[0].Checkpoint, heads[1].Checkpoint)
+	}
+	// Each answer's inclusion proof and checkpoint, as the client got them;
+	// then the checkpoints it saw, proved consistent with the final tree by
+	// the other replica.
+	seen := map[uint64][32]byte{}
+	for i := 0; i < total; i++ {
+		e := all[uint64(i)]
+		sc := checkEntry(t, logs[0], e)
+		if r, ok := seen[sc.Size]; ok && r != sc.Root {
+			t.Fatalf("two roots for tree size %d", sc.Size)
 		}
-		checkEntry(t, l, e)
+		seen[sc.Size] = sc.Root
+	}
+	if len(seen) < 2 {
+		t.Logf("only %d distinct checkpoints seen", len(seen))
+	}
+	for size, r := range seen {
+		for _, l := range logs {
+			root, hs, err := l.Consistency(ctx, size, total)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if root != heads[0].Root {
+				t.Fatalf("consistency root %x, head %x", root, heads[0].Root)
+			}
+			if err := proof.VerifyConsistency(rfc6962.DefaultHasher, size, total, hs, r[:], root[:]); err != nil {
+				t.Fatalf("checkpoint at size %d is not consistent with the final tree: %v", size, err)
+			}
+		}
+	}
+	// Between consecutive checkpoints too: each replica proves size i to
+	// size j and computes the root of size j the other replica signed.
+	sizes := slices.Sorted(maps.Keys(seen))
+	for k := 1; k < len(sizes); k++ {
+		i, j := sizes[k-1], sizes[k]
+		for _, l := range logs {
+			root, hs, err := l.Consistency(ctx, i, j)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ri, rj := seen[i], seen[j]
+			if root != rj {
+				t.Fatalf("root of size %d: %x, signed %x", j, root, rj)
+			}
+			if err := proof.VerifyConsistency(rfc6962.DefaultHasher, i, j, hs, ri[:], rj[:]); err != nil {
+				t.Fatalf("checkpoints at sizes %d and %d are not consistent: %v", i, j, err)
+			}
+		}
+	}
+	// Both replicas serve every entry with a proof against the final head.
+	for i := 0; i < total; i += 7 {
+		for _, l := range logs {
+			e, err := l.EntryByIndex(ctx, uint64(i))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if e.Proof.TreeSize != total {
+				t.Fatalf("entry %d proved against size %d", i, e.Proof.TreeSize)
+			}
+			checkEntry(t, l, e)
+		}
 	}
 }
 

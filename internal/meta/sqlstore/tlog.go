@@ -1,4 +1,4 @@
-package sqlite
+package sqlstore
 
 import (
 	"context"
@@ -14,13 +14,14 @@ import (
 
 // TlogStore is the transparency log's storage (tlog.Storage) in the
 // metadata database: the head row, entries and Merkle nodes (tables
-// tlog_tree, tlog_entries, tlog_nodes).
-// Sequencing runs on the single writer connection inside BEGIN IMMEDIATE, so
-// it serializes with every other writer of the file, in this process or
-// another.
+// tlog_tree, tlog_entries, tlog_nodes). The database is the sequencer:
+// every Sequence transaction first locks the head row (SQLite: BEGIN
+// IMMEDIATE on the single writer, which holds the file's write lock;
+// PostgreSQL: SELECT ... FOR UPDATE), so appends from every process and
+// replica sharing the database form one sequence.
 type TlogStore struct {
 	s                     *Store
-	head, byHash, byIndex *sql.Stmt
+	head, byHash, byIndex stmt
 }
 
 // Rows per multi-row INSERT.
@@ -37,16 +38,16 @@ var _ tlog.Storage = (*TlogStore)(nil)
 func (s *Store) TransparencyLog(ctx context.Context) (*TlogStore, error) {
 	t := &TlogStore{s: s}
 	var err error
-	prep := func(dst **sql.Stmt, q string) {
+	prep := func(dst *stmt, q string) {
 		if err == nil {
-			*dst, err = s.r.PrepareContext(ctx, q)
+			*dst, err = s.r.prepare(ctx, q)
 		}
 	}
 	prep(&t.head, headQuery)
 	prep(&t.byHash, `SELECT idx, leaf_hash, body, integrated_time FROM tlog_entries WHERE leaf_hash = ?`)
 	prep(&t.byIndex, `SELECT idx, leaf_hash, body, integrated_time FROM tlog_entries WHERE idx = ?`)
 	if err != nil {
-		return nil, fmt.Errorf("sqlite: prepare transparency log statements: %w", err)
+		return nil, fmt.Errorf("%s: prepare transparency log statements: %w", s.d.Name, err)
 	}
 	return t, nil
 }
@@ -64,7 +65,7 @@ func scanHead(row rowScanner) (tlog.TreeState, error) {
 		return st, err
 	}
 	if len(root) != 32 || len(rng)%32 != 0 {
-		return st, errors.New("sqlite: transparency log head row is corrupt (hash lengths)")
+		return st, errors.New("transparency log head row is corrupt (hash lengths)")
 	}
 	st.Size, st.Checkpoint, st.CreatedAt = uint64(size), cp, time.Unix(0, created)
 	copy(st.Root[:], root)
@@ -78,27 +79,29 @@ func scanHead(row rowScanner) (tlog.TreeState, error) {
 func (t *TlogStore) Init(ctx context.Context, treeID int64, now time.Time) (tlog.TreeState, error) {
 	empty := sha256.Sum256(nil)
 	var st tlog.TreeState
-	err := t.s.tx(ctx, func(tx *sql.Tx) error {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO tlog_tree(id, tree_id, size, root_hash, compact_range, checkpoint, created_at, updated_at)
+	err := t.s.tx(ctx, func(tx conn) error {
+		if _, err := tx.exec(ctx, `INSERT INTO tlog_tree(id, tree_id, size, root_hash, compact_range, checkpoint, created_at, updated_at)
 			VALUES (1, ?, 0, ?, ?, ?, ?, ?) ON CONFLICT(id) DO NOTHING`,
 			treeID, empty[:], []byte{}, []byte{}, now.UnixNano(), now.UnixNano()); err != nil {
 			return err
 		}
 		var err error
-		st, err = scanHead(tx.QueryRowContext(ctx, headQuery))
+		st, err = scanHead(tx.queryRow(ctx, headQuery))
 		return err
 	})
 	if err != nil {
-		return st, fmt.Errorf("sqlite: initialise transparency log: %w", err)
+		return st, fmt.Errorf("%s: initialise transparency log: %w", t.s.d.Name, err)
 	}
 	return st, nil
 }
 
-// Sequence implements tlog.Sequencer: one IMMEDIATE transaction, committed
-// with the WAL fsync (synchronous=FULL) before it returns.
+// Sequence implements tlog.Sequencer: one transaction that locks the head
+// row, reads it and the known leaf hashes, appends the batch and advances
+// the head, committed durably (SQLite: WAL fsync with synchronous=FULL;
+// PostgreSQL: synchronous commit) before it returns.
 func (t *TlogStore) Sequence(ctx context.Context, leafHashes [][32]byte, fn tlog.SequenceFunc) error {
-	return t.s.tx(ctx, func(tx *sql.Tx) error {
-		cur, err := scanHead(tx.QueryRowContext(ctx, headQuery))
+	return t.s.tx(ctx, func(tx conn) error {
+		cur, err := scanHead(tx.queryRow(ctx, headQuery+t.s.d.ForUpdate))
 		if err != nil {
 			return err
 		}
@@ -111,11 +114,11 @@ func (t *TlogStore) Sequence(ctx context.Context, leafHashes [][32]byte, fn tlog
 			return err
 		}
 		if b.State.Size != cur.Size+uint64(len(b.Entries)) || b.State.TreeID != cur.TreeID {
-			return fmt.Errorf("sqlite: transparency log batch of %d entries does not extend the head at %d to %d", len(b.Entries), cur.Size, b.State.Size)
+			return fmt.Errorf("transparency log batch of %d entries does not extend the head at %d to %d", len(b.Entries), cur.Size, b.State.Size)
 		}
 		for i, e := range b.Entries {
 			if e.Index != cur.Size+uint64(i) {
-				return fmt.Errorf("sqlite: transparency log entry index %d out of sequence (want %d)", e.Index, cur.Size+uint64(i))
+				return fmt.Errorf("transparency log entry index %d out of sequence (want %d)", e.Index, cur.Size+uint64(i))
 			}
 		}
 		if err := t.insertEntries(ctx, tx, b.Entries); err != nil {
@@ -128,21 +131,21 @@ func (t *TlogStore) Sequence(ctx context.Context, leafHashes [][32]byte, fn tlog
 		for _, h := range b.State.Range {
 			rng = append(rng, h[:]...)
 		}
-		res, err := tx.ExecContext(ctx, `UPDATE tlog_tree SET size = ?, root_hash = ?, compact_range = ?, checkpoint = ?, updated_at = ?
+		res, err := tx.exec(ctx, `UPDATE tlog_tree SET size = ?, root_hash = ?, compact_range = ?, checkpoint = ?, updated_at = ?
 			WHERE id = 1 AND size = ?`,
 			int64(b.State.Size), b.State.Root[:], rng, b.State.Checkpoint, time.Now().UnixNano(), int64(cur.Size))
 		if err != nil {
 			return fmt.Errorf("update log head: %w", err)
 		}
 		if n, _ := res.RowsAffected(); n != 1 {
-			return errors.New("sqlite: transparency log head moved during the transaction")
+			return errors.New("transparency log head moved during the transaction")
 		}
 		return nil
 	})
 }
 
 // existing looks leafHashes up in chunks; the map holds the logged ones.
-func (t *TlogStore) existing(ctx context.Context, tx *sql.Tx, leafHashes [][32]byte) (map[[32]byte]uint64, error) {
+func (t *TlogStore) existing(ctx context.Context, tx conn, leafHashes [][32]byte) (map[[32]byte]uint64, error) {
 	out := map[[32]byte]uint64{}
 	const chunk = 500
 	for start := 0; start < len(leafHashes); start += chunk {
@@ -151,7 +154,7 @@ func (t *TlogStore) existing(ctx context.Context, tx *sql.Tx, leafHashes [][32]b
 		for i := range part {
 			args[i] = part[i][:]
 		}
-		rows, err := tx.QueryContext(ctx, `SELECT idx, leaf_hash FROM tlog_entries WHERE leaf_hash IN (`+placeholders(len(part), 1)+`)`, args...)
+		rows, err := tx.query(ctx, `SELECT idx, leaf_hash FROM tlog_entries WHERE leaf_hash IN (`+placeholders(len(part), 1)+`)`, args...)
 		if err != nil {
 			return nil, err
 		}
@@ -183,7 +186,7 @@ func placeholders(n, w int) string {
 	return strings.TrimSuffix(strings.Repeat(g+",", n), ",")
 }
 
-func (t *TlogStore) insertEntries(ctx context.Context, tx *sql.Tx, es []tlog.Entry) error {
+func (t *TlogStore) insertEntries(ctx context.Context, tx conn, es []tlog.Entry) error {
 	for start := 0; start < len(es); start += entryRows {
 		part := es[start:min(start+entryRows, len(es))]
 		args := make([]any, 0, 4*len(part))
@@ -191,14 +194,14 @@ func (t *TlogStore) insertEntries(ctx context.Context, tx *sql.Tx, es []tlog.Ent
 			e := &part[i]
 			args = append(args, int64(e.Index), e.LeafHash[:], e.Body, e.IntegratedTime)
 		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO tlog_entries(idx, leaf_hash, body, integrated_time) VALUES `+placeholders(len(part), 4), args...); err != nil {
+		if _, err := tx.exec(ctx, `INSERT INTO tlog_entries(idx, leaf_hash, body, integrated_time) VALUES `+placeholders(len(part), 4), args...); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func (t *TlogStore) insertNodes(ctx context.Context, tx *sql.Tx, ns []tlog.Node) error {
+func (t *TlogStore) insertNodes(ctx context.Context, tx conn, ns []tlog.Node) error {
 	for start := 0; start < len(ns); start += nodeRows {
 		part := ns[start:min(start+nodeRows, len(ns))]
 		args := make([]any, 0, 2*len(part))
@@ -206,7 +209,7 @@ func (t *TlogStore) insertNodes(ctx context.Context, tx *sql.Tx, ns []tlog.Node)
 			n := &part[i]
 			args = append(args, int64(n.ID.PostOrder()), n.Hash[:])
 		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO tlog_nodes(id, hash) VALUES `+placeholders(len(part), 2), args...); err != nil {
+		if _, err := tx.exec(ctx, `INSERT INTO tlog_nodes(id, hash) VALUES `+placeholders(len(part), 2), args...); err != nil {
 			return err
 		}
 	}
@@ -215,7 +218,7 @@ func (t *TlogStore) insertNodes(ctx context.Context, tx *sql.Tx, ns []tlog.Node)
 
 // Head implements tlog.Reader.
 func (t *TlogStore) Head(ctx context.Context) (tlog.TreeState, error) {
-	return scanHead(t.head.QueryRowContext(ctx))
+	return scanHead(t.head.queryRow(ctx))
 }
 
 func scanEntry(row rowScanner, what string) (*tlog.Entry, error) {
@@ -229,7 +232,7 @@ func scanEntry(row rowScanner, what string) (*tlog.Entry, error) {
 		return nil, err
 	}
 	if len(h) != 32 {
-		return nil, errors.New("sqlite: transparency log entry row is corrupt (leaf hash length)")
+		return nil, errors.New("transparency log entry row is corrupt (leaf hash length)")
 	}
 	e.Index, e.LeafHash = uint64(idx), [32]byte(h)
 	return &e, nil
@@ -237,7 +240,7 @@ func scanEntry(row rowScanner, what string) (*tlog.Entry, error) {
 
 // EntryByLeafHash implements tlog.Reader.
 func (t *TlogStore) EntryByLeafHash(ctx context.Context, leafHash [32]byte) (*tlog.Entry, error) {
-	return scanEntry(t.byHash.QueryRowContext(ctx, leafHash[:]), fmt.Sprintf("UUID %x", leafHash))
+	return scanEntry(t.byHash.queryRow(ctx, leafHash[:]), fmt.Sprintf("UUID %x", leafHash))
 }
 
 // EntryByIndex implements tlog.Reader.
@@ -245,7 +248,7 @@ func (t *TlogStore) EntryByIndex(ctx context.Context, index uint64) (*tlog.Entry
 	if index >= 1<<63 {
 		return nil, fmt.Errorf("%w: no entry with log index %d", tlog.ErrNotFound, index)
 	}
-	return scanEntry(t.byIndex.QueryRowContext(ctx, int64(index)), fmt.Sprintf("log index %d", index))
+	return scanEntry(t.byIndex.queryRow(ctx, int64(index)), fmt.Sprintf("log index %d", index))
 }
 
 // Nodes implements tlog.Reader with one primary-key IN query.
@@ -258,7 +261,7 @@ func (t *TlogStore) Nodes(ctx context.Context, ids []tlog.NodeID) ([][32]byte, e
 	for i, id := range ids {
 		args[i] = int64(id.PostOrder())
 	}
-	rows, err := t.s.r.QueryContext(ctx, `SELECT id, hash FROM tlog_nodes WHERE id IN (`+placeholders(len(ids), 1)+`)`, args...)
+	rows, err := t.s.r.query(ctx, `SELECT id, hash FROM tlog_nodes WHERE id IN (`+placeholders(len(ids), 1)+`)`, args...)
 	if err != nil {
 		return nil, err
 	}

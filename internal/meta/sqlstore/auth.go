@@ -1,4 +1,4 @@
-package sqlite
+package sqlstore
 
 import (
 	"context"
@@ -33,7 +33,7 @@ func notFound(err error, what string) error {
 
 // CreateUser implements auth.Users.
 func (s *Store) CreateUser(ctx context.Context, u auth.User) (auth.User, error) {
-	err := s.w.QueryRowContext(ctx, `INSERT INTO users(name, password_hash, admin, password_changed_at, created_at)
+	err := s.w.queryRow(ctx, `INSERT INTO users(name, password_hash, admin, password_changed_at, created_at)
 		VALUES (?, ?, ?, ?, ?) ON CONFLICT(name) DO NOTHING RETURNING id`,
 		u.Name, u.PasswordHash, boolInt(u.Admin), nanos(u.PasswordChangedAt), nanos(u.Created)).Scan(&u.ID)
 	if errors.Is(err, sql.ErrNoRows) {
@@ -64,13 +64,13 @@ func scanUser(row rowScanner) (auth.User, error) {
 
 // GetUser implements auth.Users.
 func (s *Store) GetUser(ctx context.Context, name string) (auth.User, error) {
-	u, err := scanUser(s.r.QueryRowContext(ctx, `SELECT `+userCols+` FROM users WHERE name = ?`, name))
+	u, err := scanUser(s.r.queryRow(ctx, `SELECT `+userCols+` FROM users WHERE name = ?`, name))
 	return u, notFound(err, "user "+name)
 }
 
 // ListUsers implements auth.Users.
 func (s *Store) ListUsers(ctx context.Context) ([]auth.User, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT `+userCols+` FROM users ORDER BY name`)
+	rows, err := s.r.query(ctx, `SELECT `+userCols+` FROM users ORDER BY name`)
 	if err != nil {
 		return nil, err
 	}
@@ -102,19 +102,19 @@ func affected(res sql.Result, err error, what string) error {
 
 // DeleteUser implements auth.Users; memberships and PATs go with the user.
 func (s *Store) DeleteUser(ctx context.Context, name string) error {
-	res, err := s.w.ExecContext(ctx, `DELETE FROM users WHERE name = ?`, name)
+	res, err := s.w.exec(ctx, `DELETE FROM users WHERE name = ?`, name)
 	return affected(res, err, "user "+name)
 }
 
 // SetPassword implements auth.Users.
 func (s *Store) SetPassword(ctx context.Context, name, hash string, at time.Time) error {
-	res, err := s.w.ExecContext(ctx, `UPDATE users SET password_hash = ?, password_changed_at = ? WHERE name = ?`, hash, nanos(at), name)
+	res, err := s.w.exec(ctx, `UPDATE users SET password_hash = ?, password_changed_at = ? WHERE name = ?`, hash, nanos(at), name)
 	return affected(res, err, "user "+name)
 }
 
 // CreateProject implements auth.Projects.
 func (s *Store) CreateProject(ctx context.Context, p auth.Project) (auth.Project, error) {
-	err := s.w.QueryRowContext(ctx, `INSERT INTO projects(path, visibility, oidc_issuer, created_at)
+	err := s.w.queryRow(ctx, `INSERT INTO projects(path, visibility, oidc_issuer, created_at)
 		VALUES (?, ?, ?, ?) ON CONFLICT(path) DO NOTHING RETURNING id`, p.Path, p.Visibility, p.OIDCIssuer, nanos(p.Created)).Scan(&p.ID)
 	if errors.Is(err, sql.ErrNoRows) {
 		return auth.Project{}, fmt.Errorf("project %q: %w", p.Path, auth.ErrExists)
@@ -150,19 +150,19 @@ func (s *Store) FindProject(ctx context.Context, repo string) (auth.Project, err
 		return auth.Project{}, fmt.Errorf("project for %q: %w", repo, auth.ErrNotFound)
 	}
 	q := `SELECT ` + projectCols + ` FROM projects WHERE path IN (` + placeholders(len(cands), 1) + `) ORDER BY length(path) DESC LIMIT 1`
-	p, err := scanProject(s.r.QueryRowContext(ctx, q, cands...))
+	p, err := scanProject(s.r.queryRow(ctx, q, cands...))
 	return p, notFound(err, "project for "+repo)
 }
 
 // GetProject implements auth.Projects.
 func (s *Store) GetProject(ctx context.Context, path string) (auth.Project, error) {
-	p, err := scanProject(s.r.QueryRowContext(ctx, `SELECT `+projectCols+` FROM projects WHERE path = ?`, path))
+	p, err := scanProject(s.r.queryRow(ctx, `SELECT `+projectCols+` FROM projects WHERE path = ?`, path))
 	return p, notFound(err, "project "+path)
 }
 
 // ListProjects implements auth.Projects.
 func (s *Store) ListProjects(ctx context.Context) ([]auth.Project, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT `+projectCols+` FROM projects ORDER BY path`)
+	rows, err := s.r.query(ctx, `SELECT `+projectCols+` FROM projects ORDER BY path`)
 	if err != nil {
 		return nil, err
 	}
@@ -181,27 +181,27 @@ func (s *Store) ListProjects(ctx context.Context) ([]auth.Project, error) {
 // DeleteProject implements auth.Projects; memberships and job tokens go
 // with it, images stay.
 func (s *Store) DeleteProject(ctx context.Context, path string) error {
-	res, err := s.w.ExecContext(ctx, `DELETE FROM projects WHERE path = ?`, path)
+	res, err := s.w.exec(ctx, `DELETE FROM projects WHERE path = ?`, path)
 	return affected(res, err, "project "+path)
 }
 
 // SetProjectIssuer implements auth.Projects.
 func (s *Store) SetProjectIssuer(ctx context.Context, path, issuer string) error {
-	res, err := s.w.ExecContext(ctx, `UPDATE projects SET oidc_issuer = ? WHERE path = ?`, issuer, path)
+	res, err := s.w.exec(ctx, `UPDATE projects SET oidc_issuer = ? WHERE path = ?`, issuer, path)
 	return affected(res, err, "project "+path)
 }
 
 // SetMember implements auth.Projects (insert or change the role).
 func (s *Store) SetMember(ctx context.Context, project, user string, role auth.Role) error {
-	return s.tx(ctx, func(tx *sql.Tx) error {
+	return s.tx(ctx, func(tx conn) error {
 		var pid, uid int64
-		if err := tx.QueryRowContext(ctx, `SELECT id FROM projects WHERE path = ?`, project).Scan(&pid); err != nil {
+		if err := tx.queryRow(ctx, `SELECT id FROM projects WHERE path = ?`, project).Scan(&pid); err != nil {
 			return notFound(err, "project "+project)
 		}
-		if err := tx.QueryRowContext(ctx, `SELECT id FROM users WHERE name = ?`, user).Scan(&uid); err != nil {
+		if err := tx.queryRow(ctx, `SELECT id FROM users WHERE name = ?`, user).Scan(&uid); err != nil {
 			return notFound(err, "user "+user)
 		}
-		_, err := tx.ExecContext(ctx, `INSERT INTO project_members(project_id, user_id, role) VALUES (?, ?, ?)
+		_, err := tx.exec(ctx, `INSERT INTO project_members(project_id, user_id, role) VALUES (?, ?, ?)
 			ON CONFLICT(project_id, user_id) DO UPDATE SET role = excluded.role`, pid, uid, string(role))
 		return err
 	})
@@ -209,7 +209,7 @@ func (s *Store) SetMember(ctx context.Context, project, user string, role auth.R
 
 // RemoveMember implements auth.Projects.
 func (s *Store) RemoveMember(ctx context.Context, project, user string) error {
-	res, err := s.w.ExecContext(ctx, `DELETE FROM project_members
+	res, err := s.w.exec(ctx, `DELETE FROM project_members
 		WHERE project_id = (SELECT id FROM projects WHERE path = ?) AND user_id = (SELECT id FROM users WHERE name = ?)`, project, user)
 	return affected(res, err, "member "+user+" of "+project)
 }
@@ -217,14 +217,14 @@ func (s *Store) RemoveMember(ctx context.Context, project, user string) error {
 // MemberRole implements auth.Projects.
 func (s *Store) MemberRole(ctx context.Context, projectID int64, user string) (auth.Role, error) {
 	var role string
-	err := s.r.QueryRowContext(ctx, `SELECT m.role FROM project_members m JOIN users u ON u.id = m.user_id
+	err := s.r.queryRow(ctx, `SELECT m.role FROM project_members m JOIN users u ON u.id = m.user_id
 		WHERE m.project_id = ? AND u.name = ?`, projectID, user).Scan(&role)
 	return auth.Role(role), notFound(err, "member "+user)
 }
 
 // ListMembers implements auth.Projects.
 func (s *Store) ListMembers(ctx context.Context, project string) ([]auth.Member, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT p.path, u.name, m.role FROM project_members m
+	rows, err := s.r.query(ctx, `SELECT p.path, u.name, m.role FROM project_members m
 		JOIN projects p ON p.id = m.project_id JOIN users u ON u.id = m.user_id
 		WHERE p.path = ? ORDER BY u.name`, project)
 	if err != nil {
@@ -246,7 +246,7 @@ func (s *Store) ListMembers(ctx context.Context, project string) ([]auth.Member,
 
 // CreatePAT implements auth.Tokens.
 func (s *Store) CreatePAT(ctx context.Context, t auth.PAT) (auth.PAT, error) {
-	err := s.w.QueryRowContext(ctx, `INSERT INTO personal_access_tokens(user_id, name, scopes, token_hash, expires_at, created_at)
+	err := s.w.queryRow(ctx, `INSERT INTO personal_access_tokens(user_id, name, scopes, token_hash, expires_at, created_at)
 		SELECT id, ?, ?, ?, ?, ? FROM users WHERE name = ? RETURNING id`,
 		t.Name, strings.Join(t.Scopes, ","), t.Hash, nanos(t.Expires), nanos(t.Created), t.User).Scan(&t.ID)
 	return t, notFound(err, "user "+t.User)
@@ -271,19 +271,19 @@ func scanPAT(row rowScanner) (auth.PAT, error) {
 
 // PATByHash implements auth.Tokens.
 func (s *Store) PATByHash(ctx context.Context, hash string) (auth.PAT, error) {
-	t, err := scanPAT(s.r.QueryRowContext(ctx, `SELECT `+patCols+` FROM personal_access_tokens t JOIN users u ON u.id = t.user_id WHERE t.token_hash = ?`, hash))
+	t, err := scanPAT(s.r.queryRow(ctx, `SELECT `+patCols+` FROM personal_access_tokens t JOIN users u ON u.id = t.user_id WHERE t.token_hash = ?`, hash))
 	return t, notFound(err, "personal access token")
 }
 
 // GetPAT implements auth.Tokens.
 func (s *Store) GetPAT(ctx context.Context, id int64) (auth.PAT, error) {
-	t, err := scanPAT(s.r.QueryRowContext(ctx, `SELECT `+patCols+` FROM personal_access_tokens t JOIN users u ON u.id = t.user_id WHERE t.id = ?`, id))
+	t, err := scanPAT(s.r.queryRow(ctx, `SELECT `+patCols+` FROM personal_access_tokens t JOIN users u ON u.id = t.user_id WHERE t.id = ?`, id))
 	return t, notFound(err, fmt.Sprintf("personal access token %d", id))
 }
 
 // ListPATs implements auth.Tokens (all users when user is empty).
 func (s *Store) ListPATs(ctx context.Context, user string) ([]auth.PAT, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT `+patCols+` FROM personal_access_tokens t JOIN users u ON u.id = t.user_id
+	rows, err := s.r.query(ctx, `SELECT `+patCols+` FROM personal_access_tokens t JOIN users u ON u.id = t.user_id
 		WHERE ? = '' OR u.name = ? ORDER BY t.id`, user, user)
 	if err != nil {
 		return nil, err
@@ -302,13 +302,13 @@ func (s *Store) ListPATs(ctx context.Context, user string) ([]auth.PAT, error) {
 
 // RevokePAT implements auth.Tokens.
 func (s *Store) RevokePAT(ctx context.Context, id int64) error {
-	res, err := s.w.ExecContext(ctx, `UPDATE personal_access_tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL`, time.Now().UnixNano(), id)
+	res, err := s.w.exec(ctx, `UPDATE personal_access_tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL`, time.Now().UnixNano(), id)
 	return affected(res, err, fmt.Sprintf("unrevoked personal access token %d", id))
 }
 
 // CreateJobToken implements auth.Tokens.
 func (s *Store) CreateJobToken(ctx context.Context, t auth.JobToken) (auth.JobToken, error) {
-	err := s.w.QueryRowContext(ctx, `INSERT INTO ci_job_tokens(project_id, job_id, pipeline_id, user_name, token_hash, expires_at, created_at)
+	err := s.w.queryRow(ctx, `INSERT INTO ci_job_tokens(project_id, job_id, pipeline_id, user_name, token_hash, expires_at, created_at)
 		SELECT id, ?, ?, ?, ?, ?, ? FROM projects WHERE path = ? RETURNING id`,
 		t.JobID, t.Pipeline, t.User, t.Hash, nanos(t.Expires), nanos(t.Created), t.Project).Scan(&t.ID)
 	return t, notFound(err, "project "+t.Project)
@@ -329,25 +329,25 @@ func scanJob(row rowScanner) (auth.JobToken, error) {
 
 // JobTokenByHash implements auth.Tokens.
 func (s *Store) JobTokenByHash(ctx context.Context, hash string) (auth.JobToken, error) {
-	t, err := scanJob(s.r.QueryRowContext(ctx, `SELECT `+jobCols+` FROM ci_job_tokens t JOIN projects p ON p.id = t.project_id WHERE t.token_hash = ?`, hash))
+	t, err := scanJob(s.r.queryRow(ctx, `SELECT `+jobCols+` FROM ci_job_tokens t JOIN projects p ON p.id = t.project_id WHERE t.token_hash = ?`, hash))
 	return t, notFound(err, "CI job token")
 }
 
 // GetJobToken implements auth.Tokens.
 func (s *Store) GetJobToken(ctx context.Context, id int64) (auth.JobToken, error) {
-	t, err := scanJob(s.r.QueryRowContext(ctx, `SELECT `+jobCols+` FROM ci_job_tokens t JOIN projects p ON p.id = t.project_id WHERE t.id = ?`, id))
+	t, err := scanJob(s.r.queryRow(ctx, `SELECT `+jobCols+` FROM ci_job_tokens t JOIN projects p ON p.id = t.project_id WHERE t.id = ?`, id))
 	return t, notFound(err, fmt.Sprintf("CI job token %d", id))
 }
 
 // RevokeJobToken implements auth.Tokens.
 func (s *Store) RevokeJobToken(ctx context.Context, id int64) error {
-	res, err := s.w.ExecContext(ctx, `UPDATE ci_job_tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL`, time.Now().UnixNano(), id)
+	res, err := s.w.exec(ctx, `UPDATE ci_job_tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL`, time.Now().UnixNano(), id)
 	return affected(res, err, fmt.Sprintf("unrevoked CI job token %d", id))
 }
 
 // RecordAudit implements auth.AuditLog.
 func (s *Store) RecordAudit(ctx context.Context, e auth.AuditEvent) error {
-	_, err := s.w.ExecContext(ctx, `INSERT INTO audit_events(at, action, actor, actor_kind, repository, reference, digest, remote_addr, detail)
+	_, err := s.w.exec(ctx, `INSERT INTO audit_events(at, action, actor, actor_kind, repository, reference, digest, remote_addr, detail)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`, nanos(e.Time), e.Action, e.Actor, e.ActorKind, e.Repository, e.Reference, e.Digest, e.RemoteAddr, e.Detail)
 	return err
 }
@@ -384,7 +384,7 @@ func (s *Store) QueryAudit(ctx context.Context, q auth.AuditQuery) ([]auth.Audit
 	}
 	sqlq += ` ORDER BY id DESC LIMIT ?`
 	args = append(args, q.Limit)
-	rows, err := s.r.QueryContext(ctx, sqlq, args...)
+	rows, err := s.r.query(ctx, sqlq, args...)
 	if err != nil {
 		return nil, err
 	}

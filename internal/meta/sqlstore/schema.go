@@ -1,14 +1,17 @@
-package sqlite
+package sqlstore
 
-// migrations are applied in order and recorded in schema_migrations. The SQL
-// sticks to what SQLite and PostgreSQL share (ON CONFLICT, RETURNING,
-// BIGINT/TEXT columns) so the PostgreSQL driver can reuse the statements;
-// only the key column type differs and is spelled per dialect.
-var migrations = []string{
-	// 1: registry core.
-	`CREATE TABLE repositories (
-		id INTEGER PRIMARY KEY,
-		name TEXT NOT NULL UNIQUE,
+// migrations are applied in order, each in its own transaction, and
+// recorded in schema_migrations(version, applied_at), the table and
+// versions that SQLite databases of earlier releases already carry. Each
+// entry is one SQL text that both dialects run: the {{...}} tokens are
+// spelled per dialect (Dialect.Types), everything else sticks to what
+// SQLite and PostgreSQL share (ON CONFLICT, RETURNING, BIGINT/TEXT
+// columns). Add a table by appending an entry; never edit an applied one
+// (on SQLite the tokens expand to exactly the text earlier releases ran).
+var migrations = []Migration{
+	{Version: 1, Name: "registry core", SQL: `CREATE TABLE repositories (
+		id {{id}},
+		name TEXT{{bytewise}} NOT NULL UNIQUE,
 		created_at BIGINT NOT NULL
 	);
 	CREATE TABLE blobs (
@@ -24,13 +27,13 @@ var migrations = []string{
 	);
 	CREATE INDEX repository_blobs_digest ON repository_blobs(digest);
 	CREATE TABLE manifests (
-		id INTEGER PRIMARY KEY,
+		id {{id}},
 		repository_id BIGINT NOT NULL REFERENCES repositories(id) ON DELETE CASCADE,
 		digest TEXT NOT NULL,
 		media_type TEXT NOT NULL,
 		artifact_type TEXT NOT NULL DEFAULT '',
 		size BIGINT NOT NULL,
-		payload BLOB NOT NULL,
+		payload {{bytes}} NOT NULL,
 		subject_digest TEXT NOT NULL DEFAULT '',
 		annotations TEXT NOT NULL DEFAULT '',
 		created_at BIGINT NOT NULL,
@@ -46,15 +49,15 @@ var migrations = []string{
 	CREATE INDEX manifest_references_child ON manifest_references(child_digest);
 	CREATE TABLE tags (
 		repository_id BIGINT NOT NULL REFERENCES repositories(id) ON DELETE CASCADE,
-		name TEXT NOT NULL,
+		name TEXT{{bytewise}} NOT NULL,
 		manifest_id BIGINT NOT NULL REFERENCES manifests(id) ON DELETE CASCADE,
 		updated_at BIGINT NOT NULL,
 		PRIMARY KEY (repository_id, name)
 	);
-	CREATE INDEX tags_manifest ON tags(manifest_id);`,
-	// 2: signature index.
-	`CREATE TABLE signatures (
-			id INTEGER PRIMARY KEY,
+	CREATE INDEX tags_manifest ON tags(manifest_id);`},
+
+	{Version: 2, Name: "signature index", SQL: `CREATE TABLE signatures (
+			id {{id}},
 			repository_id BIGINT NOT NULL REFERENCES repositories(id) ON DELETE CASCADE,
 			subject_digest TEXT NOT NULL,
 			manifest_digest TEXT NOT NULL,
@@ -77,19 +80,20 @@ var migrations = []string{
 			value TEXT NOT NULL,
 			PRIMARY KEY (signature_id, key)
 		);
-		CREATE INDEX signature_annotations_kv ON signature_annotations(key, value);`,
-	// auth: users, projects, credentials, audit log (internal/auth).
-	`CREATE TABLE users (
-			id INTEGER PRIMARY KEY,
-			name TEXT NOT NULL UNIQUE,
+		CREATE INDEX signature_annotations_kv ON signature_annotations(key, value);`},
+
+	// users, projects, credentials, audit log (internal/auth).
+	{Version: 3, Name: "users, projects, tokens, audit log", SQL: `CREATE TABLE users (
+			id {{id}},
+			name TEXT{{bytewise}} NOT NULL UNIQUE,
 			password_hash TEXT NOT NULL,
 			admin BIGINT NOT NULL DEFAULT 0,
 			password_changed_at BIGINT NOT NULL,
 			created_at BIGINT NOT NULL
 		);
 		CREATE TABLE projects (
-			id INTEGER PRIMARY KEY,
-			path TEXT NOT NULL UNIQUE,
+			id {{id}},
+			path TEXT{{bytewise}} NOT NULL UNIQUE,
 			visibility TEXT NOT NULL,
 			oidc_issuer TEXT NOT NULL DEFAULT '',
 			created_at BIGINT NOT NULL
@@ -102,7 +106,7 @@ var migrations = []string{
 		);
 		CREATE INDEX project_members_user ON project_members(user_id);
 		CREATE TABLE personal_access_tokens (
-			id INTEGER PRIMARY KEY,
+			id {{id}},
 			user_id BIGINT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
 			name TEXT NOT NULL DEFAULT '',
 			scopes TEXT NOT NULL,
@@ -114,7 +118,7 @@ var migrations = []string{
 		);
 		CREATE INDEX personal_access_tokens_user ON personal_access_tokens(user_id);
 		CREATE TABLE ci_job_tokens (
-			id INTEGER PRIMARY KEY,
+			id {{id}},
 			project_id BIGINT NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
 			job_id TEXT NOT NULL,
 			pipeline_id TEXT NOT NULL DEFAULT '',
@@ -126,7 +130,7 @@ var migrations = []string{
 		);
 		CREATE INDEX ci_job_tokens_expires ON ci_job_tokens(expires_at);
 		CREATE TABLE audit_events (
-			id INTEGER PRIMARY KEY,
+			id {{id}},
 			at BIGINT NOT NULL,
 			action TEXT NOT NULL,
 			actor TEXT NOT NULL DEFAULT '',
@@ -140,40 +144,42 @@ var migrations = []string{
 		CREATE INDEX audit_events_at ON audit_events(at);
 		CREATE INDEX audit_events_action ON audit_events(action, id);
 		CREATE INDEX audit_events_repository ON audit_events(repository, id);
-		CREATE INDEX audit_events_actor ON audit_events(actor, id);`,
+		CREATE INDEX audit_events_actor ON audit_events(actor, id);`},
+
 	// transparency log (internal/tlog): the tree head (one row), entries by
 	// index with their unique leaf hash, and every completed Merkle node
 	// keyed by its post-order position, so appends write at the end of the
 	// key space and a proof is a handful of primary-key reads.
-	`CREATE TABLE tlog_tree (
-			id INTEGER PRIMARY KEY,
+	{Version: 4, Name: "transparency log", SQL: `CREATE TABLE tlog_tree (
+			id {{intkey}},
 			tree_id BIGINT NOT NULL,
 			size BIGINT NOT NULL,
-			root_hash BLOB NOT NULL,
-			compact_range BLOB NOT NULL,
-			checkpoint BLOB NOT NULL,
+			root_hash {{bytes}} NOT NULL,
+			compact_range {{bytes}} NOT NULL,
+			checkpoint {{bytes}} NOT NULL,
 			created_at BIGINT NOT NULL,
 			updated_at BIGINT NOT NULL
 		);
 		CREATE TABLE tlog_entries (
-			idx INTEGER PRIMARY KEY,
-			leaf_hash BLOB NOT NULL UNIQUE,
-			body BLOB NOT NULL,
+			idx {{intkey}},
+			leaf_hash {{bytes}} NOT NULL UNIQUE,
+			body {{bytes}} NOT NULL,
 			integrated_time BIGINT NOT NULL
 		);
 		CREATE TABLE tlog_nodes (
-			id INTEGER PRIMARY KEY,
-			hash BLOB NOT NULL
-		);`,
+			id {{intkey}},
+			hash {{bytes}} NOT NULL
+		);`},
+
 	// signature index: the Fulcio certificate extensions of keyless
 	// signatures (key = dotted OID), searchable by value, kept apart from
 	// the signed annotations so a signer cannot pose as its certificate.
-	`CREATE TABLE signature_cert_extensions (
+	{Version: 5, Name: "certificate extensions of signatures", SQL: `CREATE TABLE signature_cert_extensions (
 			signature_id BIGINT NOT NULL REFERENCES signatures(id) ON DELETE CASCADE,
 			oid TEXT NOT NULL,
 			value TEXT NOT NULL,
 			PRIMARY KEY (signature_id, oid)
 		);
 		CREATE INDEX signature_cert_extensions_kv ON signature_cert_extensions(oid, value);
-		CREATE INDEX signatures_signer ON signatures(signer);`,
+		CREATE INDEX signatures_signer ON signatures(signer);`},
 }

@@ -1,26 +1,19 @@
-package sqlite_test
+package metatest
 
 import (
-	"context"
 	"crypto/sha256"
 	"errors"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/hallmark-dev/hallmark/internal/meta/sqlite"
+	"github.com/hallmark-dev/hallmark/internal/meta/sqlstore"
 	"github.com/hallmark-dev/hallmark/internal/tlog"
 )
 
-func openTlog(t *testing.T, path string) *sqlite.TlogStore {
+func openTlog(t *testing.T, db DB) *sqlstore.TlogStore {
 	t.Helper()
-	st, err := sqlite.Open(context.Background(), sqlite.Config{Path: path})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	ts, err := st.TransparencyLog(context.Background())
+	ts, err := open(t, db).TransparencyLog(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -44,10 +37,10 @@ func oneEntry(cur tlog.TreeState, h [32]byte) *tlog.Batch {
 	}
 }
 
-func TestTlogStoreInitAndSequence(t *testing.T) {
-	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "db")
-	a, b := openTlog(t, path), openTlog(t, path)
+// testTlogStorage: two stores (two processes or replicas) share one log.
+func testTlogStorage(t *testing.T, be Backend) {
+	db := be.NewDB(t)
+	a, b := openTlog(t, db), openTlog(t, db)
 	now := time.Now()
 	h1, err := a.Init(ctx, 111, now)
 	if err != nil {

@@ -1,4 +1,4 @@
-package sqlite
+package sqlstore
 
 import (
 	"context"
@@ -19,7 +19,7 @@ func (s *Store) RecordSignatures(ctx context.Context, sigs []meta.Signature) (in
 	}
 	added := 0
 	now := time.Now().UnixNano()
-	err := s.tx(ctx, func(tx *sql.Tx) error {
+	err := s.tx(ctx, func(tx conn) error {
 		added = 0
 		for _, sg := range sigs {
 			rid, err := ensureRepo(ctx, tx, sg.Repository, now)
@@ -31,7 +31,7 @@ func (s *Store) RecordSignatures(ctx context.Context, sigs []meta.Signature) (in
 				created = sg.Created.UnixNano()
 			}
 			var id int64
-			err = tx.QueryRowContext(ctx, `INSERT INTO signatures(repository_id, subject_digest, manifest_digest, layer_digest, sig_key, kind,
+			err = tx.queryRow(ctx, `INSERT INTO signatures(repository_id, subject_digest, manifest_digest, layer_digest, sig_key, kind,
 				payload_type, signer, cert_issuer, log_index, status, status_detail, created_at)
 				VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 				ON CONFLICT(repository_id, sig_key) DO NOTHING RETURNING id`,
@@ -45,12 +45,12 @@ func (s *Store) RecordSignatures(ctx context.Context, sigs []meta.Signature) (in
 			}
 			added++
 			for k, v := range sg.Annotations {
-				if _, err := tx.ExecContext(ctx, `INSERT INTO signature_annotations(signature_id, key, value) VALUES (?, ?, ?)`, id, k, v); err != nil {
+				if _, err := tx.exec(ctx, `INSERT INTO signature_annotations(signature_id, key, value) VALUES (?, ?, ?)`, id, k, v); err != nil {
 					return err
 				}
 			}
 			for k, v := range sg.CertExtensions {
-				if _, err := tx.ExecContext(ctx, `INSERT INTO signature_cert_extensions(signature_id, oid, value) VALUES (?, ?, ?)`, id, k, v); err != nil {
+				if _, err := tx.exec(ctx, `INSERT INTO signature_cert_extensions(signature_id, oid, value) VALUES (?, ?, ?)`, id, k, v); err != nil {
 					return err
 				}
 			}
@@ -64,7 +64,7 @@ const sigColumns = `s.id, r.name, s.subject_digest, s.manifest_digest, s.layer_d
 	s.signer, s.cert_issuer, s.log_index, s.status, s.status_detail, s.created_at`
 
 func (s *Store) querySignatures(ctx context.Context, q string, args ...any) ([]meta.Signature, error) {
-	rows, err := s.r.QueryContext(ctx, q, args...)
+	rows, err := s.r.query(ctx, q, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -138,7 +138,7 @@ func (s *Store) KnownSignatureKeys(ctx context.Context, repo string, keys []stri
 		for _, k := range chunk {
 			args = append(args, k)
 		}
-		rows, err := s.r.QueryContext(ctx, `SELECT s.sig_key FROM signatures s JOIN repositories r ON r.id = s.repository_id
+		rows, err := s.r.query(ctx, `SELECT s.sig_key FROM signatures s JOIN repositories r ON r.id = s.repository_id
 			WHERE r.name = ? AND s.sig_key IN (`+placeholders(n, 1)+`)`, args...)
 		if err != nil {
 			return nil, err
@@ -183,7 +183,7 @@ func (s *Store) stringMaps(ctx context.Context, q string, ids []int64) (map[int6
 		for i, id := range part {
 			args[i] = id
 		}
-		rows, err := s.r.QueryContext(ctx, fmt.Sprintf(q, placeholders(len(part), 1)), args...)
+		rows, err := s.r.query(ctx, fmt.Sprintf(q, placeholders(len(part), 1)), args...)
 		if err != nil {
 			return nil, err
 		}
@@ -225,7 +225,7 @@ func (s *Store) SearchAnnotation(ctx context.Context, key, value string, limit i
 
 // TagsOf implements meta.Signatures.
 func (s *Store) TagsOf(ctx context.Context, repo string, d digest.Digest) ([]string, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT t.name FROM tags t JOIN repositories r ON r.id = t.repository_id
+	rows, err := s.r.query(ctx, `SELECT t.name FROM tags t JOIN repositories r ON r.id = t.repository_id
 		JOIN manifests m ON m.id = t.manifest_id WHERE r.name = ? AND m.digest = ? ORDER BY t.name`, repo, d.String())
 	if err != nil {
 		return nil, err

@@ -1,0 +1,77 @@
+package config
+
+import (
+	"net/url"
+	"strings"
+	"testing"
+
+	"github.com/spf13/pflag"
+)
+
+func TestValidateDatabaseURL(t *testing.T) {
+	for _, c := range []struct {
+		in string
+		ok bool
+	}{
+		{"", true},
+		{"postgres://hallmark:secret@db.example:5432/hallmark?sslmode=verify-full", true},
+		{"postgresql://db/hallmark", true},
+		{"postgres:///hallmark?host=/run/postgresql", true},
+		{"mysql://u:secret@db/x", false},
+		{"sqlite:///var/lib/hallmark.db", false},
+		{"postgres:hallmark", false},
+		{"db.example:5432", false},
+		{"postgres://u:sec ret@db/%zz", false},
+		{"://secret", false},
+		{"host=db user=hallmark password=secret", false},
+	} {
+		err := ValidateDatabaseURL(c.in)
+		if (err == nil) != c.ok {
+			t.Errorf("ValidateDatabaseURL(%q) = %v, want ok=%v", c.in, err, c.ok)
+		}
+		if err != nil && strings.Contains(err.Error(), "secret") {
+			t.Errorf("ValidateDatabaseURL(%q) repeats the password: %v", c.in, err)
+		}
+	}
+}
+
+func TestDatabaseURLFlagAndEnv(t *testing.T) {
+	c := Defaults()
+	fs := pflag.NewFlagSet("server", pflag.ContinueOnError)
+	c.BindFlags(fs)
+	if err := Apply(fs, "", func(k string) (string, bool) {
+		if k == "HALLMARK_DATABASE_URL" {
+			return "postgres://h:pw@db/x", true
+		}
+		return "", false
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if c.DatabaseURL != "postgres://h:pw@db/x" {
+		t.Fatalf("DatabaseURL from env = %q", c.DatabaseURL)
+	}
+	c.DatabaseURL = "mysql://x"
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "database-url") {
+		t.Fatalf("Validate accepted a mysql URL: %v", err)
+	}
+}
+
+// FuzzValidateDatabaseURL: no input panics, and no error repeats the
+// password of a URL.
+func FuzzValidateDatabaseURL(f *testing.F) {
+	for _, s := range []string{"", "postgres://u:p@h:1/d?sslmode=disable", "postgresql:///d?host=/tmp", "mysql://u:p@h/d", "postgres:x", "%", "postgres://[::1]:5432/d", "postgres://u:p%40ss@h/d"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		err := ValidateDatabaseURL(s)
+		if err == nil {
+			return
+		}
+		if u, perr := url.Parse(s); perr == nil && u.User != nil {
+			pw, ok := u.User.Password()
+			if ok && len(pw) >= 4 && strings.Contains(err.Error(), pw) && !strings.Contains(u.Scheme+databaseURLHelp, pw) {
+				t.Fatalf("error %q repeats the password of %q", err, s)
+			}
+		}
+	})
+}

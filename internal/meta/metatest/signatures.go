@@ -1,0 +1,154 @@
+package metatest
+
+import (
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/hallmark-dev/hallmark/internal/meta"
+)
+
+func testSignatures(t *testing.T, b Backend) {
+	s, _ := newStore(t, b)
+	subject := digest.FromString("image")
+	base := time.Unix(1700000000, 0).UTC()
+	idx := int64(7)
+	sig := func(i int, repo, key string) meta.Signature {
+		return meta.Signature{
+			Repository: repo, Subject: subject, Manifest: digest.FromString(fmt.Sprint("sigman", i)), Layer: digest.FromString(fmt.Sprint("layer", i)),
+			Key: key, Kind: "cosign", PayloadType: "application/vnd.dev.cosign.simplesigning.v1+json",
+			Signer: fmt.Sprintf("signer-%d", i%2), CertIssuer: "https://issuer.example", Status: meta.StatusVerified,
+			Annotations:    map[string]string{"git_sha": fmt.Sprint("sha", i), "team": "x"},
+			CertExtensions: map[string]string{"1.3.6.1.4.1.57264.1.9": fmt.Sprint("https://ci/", i)},
+			Created:        base.Add(time.Duration(i) * time.Second),
+		}
+	}
+	s1, s2, s3 := sig(1, "app", "k1"), sig(2, "app", "k2"), sig(3, "other", "k1")
+	s1.LogIndex = &idx
+	s2.Status, s2.StatusDetail = meta.StatusInvalid, "signature does not verify"
+	n, err := s.RecordSignatures(ctx, []meta.Signature{s1, s2, s3})
+	if err != nil || n != 3 {
+		t.Fatalf("RecordSignatures = %d, %v", n, err)
+	}
+	// Same repository and key: ignored, also within one call.
+	dup := sig(9, "app", "k1")
+	if n, err := s.RecordSignatures(ctx, []meta.Signature{dup, sig(4, "app", "k4"), sig(4, "app", "k4")}); err != nil || n != 1 {
+		t.Fatalf("RecordSignatures with duplicates = %d, %v", n, err)
+	}
+	if n, err := s.RecordSignatures(ctx, nil); err != nil || n != 0 {
+		t.Fatalf("RecordSignatures(nil) = %d, %v", n, err)
+	}
+
+	list, err := s.ListSignatures(ctx, "app", subject)
+	if err != nil || len(list) != 3 {
+		t.Fatalf("ListSignatures = %d, %v", len(list), err)
+	}
+	got := list[0]
+	if got.Key != "k1" || got.Manifest != s1.Manifest || got.Layer != s1.Layer || got.Subject != subject || got.Repository != "app" ||
+		got.LogIndex == nil || *got.LogIndex != 7 || got.Signer != "signer-1" || got.CertIssuer != s1.CertIssuer || got.Kind != "cosign" ||
+		got.PayloadType != s1.PayloadType || got.Status != meta.StatusVerified || !got.Created.Equal(s1.Created) || got.ID == 0 {
+		t.Errorf("first signature %+v", got)
+	}
+	if got.Annotations["git_sha"] != "sha1" || len(got.Annotations) != 2 || got.CertExtensions["1.3.6.1.4.1.57264.1.9"] != "https://ci/1" {
+		t.Errorf("first signature's annotations %v, extensions %v", got.Annotations, got.CertExtensions)
+	}
+	if list[1].LogIndex != nil || list[1].Status != meta.StatusInvalid || list[1].StatusDetail != "signature does not verify" || list[1].Annotations["git_sha"] != "sha2" {
+		t.Errorf("second signature %+v", list[1])
+	}
+	if list, err := s.ListSignatures(ctx, "app", digest.FromString("other")); err != nil || len(list) != 0 {
+		t.Errorf("ListSignatures of an unsigned image = %v, %v", list, err)
+	}
+	if list, err := s.ListSignatures(ctx, "nope", subject); err != nil || len(list) != 0 {
+		t.Errorf("ListSignatures in an unknown repository = %v, %v", list, err)
+	}
+
+	// Searches: newest first, limited, across repositories.
+	res, err := s.SearchAnnotation(ctx, "team", "x", 10)
+	if err != nil || len(res) != 4 || res[0].Key != "k4" || res[len(res)-1].Key != "k1" {
+		t.Fatalf("SearchAnnotation = %d, %v", len(res), err)
+	}
+	if res, _ := s.SearchAnnotation(ctx, "team", "x", 2); len(res) != 2 {
+		t.Errorf("SearchAnnotation limit 2: %d", len(res))
+	}
+	if res, _ := s.SearchAnnotation(ctx, "git_sha", "sha3", 10); len(res) != 1 || res[0].Repository != "other" {
+		t.Errorf("SearchAnnotation git_sha=sha3: %+v", res)
+	}
+	if res, _ := s.SearchAnnotation(ctx, "1.3.6.1.4.1.57264.1.9", "https://ci/1", 10); len(res) != 0 {
+		t.Errorf("a certificate extension was found as an annotation: %+v", res)
+	}
+	if res, err := s.SearchCertificate(ctx, "1.3.6.1.4.1.57264.1.9", "https://ci/2", 0); err != nil || len(res) != 1 || res[0].Key != "k2" {
+		t.Errorf("SearchCertificate = %+v, %v", res, err)
+	}
+	if res, err := s.SearchSigner(ctx, "signer-1", 0); err != nil || len(res) != 2 || res[0].Key != "k1" || res[0].Repository != "other" {
+		t.Errorf("SearchSigner = %+v, %v", res, err)
+	}
+	known, err := s.KnownSignatureKeys(ctx, "app", []string{"k1", "k2", "k3", "nope"})
+	if err != nil || len(known) != 2 || !known["k1"] || !known["k2"] {
+		t.Errorf("KnownSignatureKeys = %v, %v", known, err)
+	}
+	many := make([]string, 1200) // more than one IN list
+	for i := range many {
+		many[i] = fmt.Sprint("key", i)
+	}
+	many[1100] = "k4"
+	if known, err := s.KnownSignatureKeys(ctx, "app", many); err != nil || len(known) != 1 || !known["k4"] {
+		t.Errorf("KnownSignatureKeys of 1200 keys = %v, %v", known, err)
+	}
+
+	// A repository's signatures go with it; TagsOf lists the tags of a manifest.
+	m := manifest(t, s, "app", "tagged", true, "")
+	if err := s.PutManifest(ctx, m, []string{"b", "a"}); err != nil {
+		t.Fatal(err)
+	}
+	if tags, err := s.TagsOf(ctx, "app", m.Digest); err != nil || len(tags) != 2 || tags[0] != "a" {
+		t.Errorf("TagsOf = %v, %v", tags, err)
+	}
+	if tags, err := s.TagsOf(ctx, "app", digest.FromString("none")); err != nil || len(tags) != 0 {
+		t.Errorf("TagsOf an unknown manifest = %v, %v", tags, err)
+	}
+}
+
+// testConcurrentSignatureBatches records batches spanning two repositories
+// in opposite orders from two writers: on PostgreSQL they lock the
+// repositories' rows in opposite orders and may deadlock; the store runs
+// such a transaction again, so every call succeeds and nothing is lost.
+func testConcurrentSignatureBatches(t *testing.T, b Backend) {
+	s, _ := newStore(t, b)
+	const rounds = 30
+	var wg sync.WaitGroup
+	errs := make(chan error, 2*rounds)
+	for w := 0; w < 2; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			repos := []string{"r1", "r2"}
+			if w == 1 {
+				repos = []string{"r2", "r1"}
+			}
+			for i := 0; i < rounds; i++ {
+				var batch []meta.Signature
+				for _, repo := range repos {
+					batch = append(batch, meta.Signature{Repository: repo, Subject: digest.FromString("img"), Manifest: digest.FromString("m"),
+						Layer: digest.FromString("l"), Key: fmt.Sprintf("w%d-%d", w, i), Kind: "cosign", Status: meta.StatusVerified,
+						Annotations: map[string]string{"i": fmt.Sprint(i)}})
+				}
+				if n, err := s.RecordSignatures(ctx, batch); err != nil || n != 2 {
+					errs <- fmt.Errorf("writer %d round %d: %d new, %v", w, i, n, err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	for _, repo := range []string{"r1", "r2"} {
+		if list, err := s.ListSignatures(ctx, repo, digest.FromString("img")); err != nil || len(list) != 2*rounds {
+			t.Errorf("%s holds %d signatures, want %d (%v)", repo, len(list), 2*rounds, err)
+		}
+	}
+}
