@@ -128,3 +128,13 @@ func auditJSON(e AuditEvent) AuditEventJSON {
 	return AuditEventJSON{ID: e.ID, Time: e.Time.UTC(), Action: e.Action, Actor: e.Actor, ActorKind: e.ActorKind,
 		Repository: e.Repository, Reference: e.Reference, Digest: e.Digest, RemoteAddr: e.RemoteAddr, Detail: e.Detail}
 }
+
+// invalidToken audits a rejected bearer token: the first few per client
+// address, then at most one a minute (each record is a database write; a
+// flood of junk tokens must not become a flood of writes).
+func (s *Service) invalidToken(ctx context.Context, remote, repo, detail string) {
+	if !s.invalid.allow(addrKey(remote), s.cfg.Now()) {
+		return
+	}
+	s.Audit(ctx, AuditEvent{Action: AuditInvalidToken, RemoteAddr: remote, Repository: repo, Detail: detail})
+}
