@@ -118,6 +118,16 @@ func (h *Handler) authorize(w http.ResponseWriter, r *http.Request) bool {
 	return true
 }
 
+// RequireAdmin wraps next in the admin check of the mint and rotate
+// endpoints (the admin token, or the AdminCheck given to NewHandler).
+func (h *Handler) RequireAdmin(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if h.authorize(w, r) {
+			next.ServeHTTP(w, r)
+		}
+	})
+}
+
 // Mint serves POST /api/v1/oidc/token.
 func (h *Handler) Mint(w http.ResponseWriter, r *http.Request) {
 	if !h.authorize(w, r) {
