@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"sync"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
@@ -22,7 +23,10 @@ import (
 // processes of the same build that the scenario starts side by side, one
 // with auth on, where every request carries the bearer token the token
 // endpoint issued to the admin for pull on the repository, and one with
-// auth off; -rounds rounds alternating between them, the median reported.
+// auth off. Both are loaded at the same time, each with its own -conns
+// connections, for -rounds rounds (the median reported): they share the
+// machine, so each gets about half of it, but whatever else runs on the
+// machine slows both alike, and the ratio is what auth costs per request.
 // Target: auth on >= 0.8x auth off. The peer column is Hallmark with auth
 // off.
 func authScenario(ctx context.Context, e *Env) ([]Row, error) {
@@ -73,27 +77,31 @@ func authScenario(ctx context.Context, e *Env) ([]Row, error) {
 	path := "/v2/" + repo + "/manifests/" + tag
 	res := map[string][]loadResult{}
 	for i := range e.Rounds {
-		targets := []Target{onT, offT}
-		if i%2 == 1 {
-			targets = []Target{offT, onT}
+		// A fresh token each round: it lives 5 minutes.
+		tok, err := registryToken(ctx, on.url, on.admin.Username, on.admin.Password, "repository:"+repo+":pull")
+		if err != nil {
+			return nil, err
 		}
-		for _, t := range targets {
-			hdr := ""
-			if t == onT {
-				// A fresh token each round: it lives 5 minutes.
-				tok, err := registryToken(ctx, on.url, on.admin.Username, on.admin.Password, "repository:"+repo+":pull")
-				if err != nil {
-					return nil, err
-				}
-				hdr = "Authorization: Bearer " + tok + "\r\n"
-			}
-			r, err := loadGETWith(ctx, t, path, hdr, manifest, e.Conns, e.Warmup, e.Duration)
-			if err != nil {
-				return nil, err
-			}
-			res[t.Name] = append(res[t.Name], r)
+		targets := []struct {
+			t   Target
+			hdr string
+		}{{onT, "Authorization: Bearer " + tok + "\r\n"}, {offT, ""}}
+		results := make([]loadResult, len(targets))
+		errs := make([]error, len(targets))
+		var wg sync.WaitGroup
+		for j, x := range targets {
+			wg.Go(func() {
+				results[j], errs[j] = loadGETWith(ctx, x.t, path, x.hdr, manifest, e.Conns, e.Warmup, e.Duration)
+			})
+		}
+		wg.Wait()
+		if err := errors.Join(errs...); err != nil {
+			return nil, err
+		}
+		for j, x := range targets {
+			res[x.t.Name] = append(res[x.t.Name], results[j])
 			if e.Verbose {
-				e.Logf("auth: %s round %d: %s", t.Name, i+1, r)
+				e.Logf("auth: %s round %d: %s", x.t.Name, i+1, results[j])
 			}
 		}
 	}
