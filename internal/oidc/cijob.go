@@ -4,10 +4,8 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -281,10 +279,7 @@ func (c *CIJobs) Job(ctx context.Context, req CIJobRequest) (map[string]string, 
 func (c *CIJobs) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
 	var in ciJobWire
-	dec := json.NewDecoder(io.LimitReader(r.Body, 64<<10))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&in); err != nil {
-		writeJSON(w, http.StatusBadRequest, errorBody{Error: "request body: " + err.Error() + " (want JSON with project, ref, ...)"})
+	if !decodeBody(w, r, &in, "project, ref, ...") {
 		return
 	}
 	req := CIJobRequest{Project: in.Project, Ref: in.Ref, RefType: in.RefType, SHA: in.SHA, Pipeline: in.Pipeline,

@@ -134,17 +134,10 @@ func TestPasswordGuesserStillThrottled(t *testing.T) {
 	e := start(t, nil)
 	f := newAuthFixture(t, e)
 	guesser := authClientFrom(t, "127.0.0.4")
-	n := 0
-	for ; n < 20; n++ {
-		status, _ := authTokenLogin(t, guesser, e.URL, e.Host, f.User, fmt.Sprintf("guess-%d", n), f.Project)
-		if status == http.StatusTooManyRequests {
-			break
-		}
-		if status != http.StatusUnauthorized {
-			t.Fatalf("guess %d: %d", n, status)
-		}
-	}
-	if n == 20 || n < 5 {
+	n := guessUntilThrottled(t, guesser, e.URL, e.Host, f.Project, 20, func(i int) (string, string, []string) {
+		return f.User, fmt.Sprintf("guess-%d", i), nil
+	})
+	if n < 5 {
 		t.Fatalf("a password guesser was refused after %d guesses, want after the budget of 10", n)
 	}
 	if status, _ := authTokenLogin(t, guesser, e.URL, e.Host, f.User, f.Password, f.Project); status != http.StatusTooManyRequests {
@@ -154,19 +147,7 @@ func TestPasswordGuesserStillThrottled(t *testing.T) {
 	if status != http.StatusTooManyRequests {
 		t.Errorf("another guess: %d, want 429", status)
 	}
-
-	sprayer := authClientFrom(t, "127.0.0.5")
-	n = 0
-	for ; n < 60; n++ {
-		status, _ := authTokenLogin(t, sprayer, e.URL, e.Host, fmt.Sprintf("user%d", n), "password", f.Project)
-		if status == http.StatusTooManyRequests {
-			break
-		}
-		if status != http.StatusUnauthorized {
-			t.Fatalf("guess %d: %d", n, status)
-		}
-	}
-	if n == 60 || n < 20 {
+	if n := spray(t, authClientFrom(t, "127.0.0.5"), e.URL, e.Host, f.Project, 60, nil); n < 20 {
 		t.Fatalf("an address guessing over many user names was refused after %d guesses, want after the budget of 30", n)
 	}
 }
@@ -175,17 +156,15 @@ func TestPasswordGuesserStillThrottled(t *testing.T) {
 // 127.0.0.1 (authProxy) and nothing else.
 func trustLoopbackProxy(c *config.Server) { c.TrustedProxies = []string{"127.0.0.1/32"} }
 
-// spray makes wrong password logins for ever new user names from c through
-// base until the server answers 429, and returns how many it answered 401
-// (failing the test if it never throttles within max).
-func spray(t *testing.T, c *http.Client, base, service, project string, max int, hdr func(i int) []string) int {
+// guessUntilThrottled makes failed logins from c through base, the i-th
+// as login(i) says (user, password, extra headers), until the server
+// answers 429, and returns how many it answered 401 before (failing the
+// test if it never throttles within max).
+func guessUntilThrottled(t *testing.T, c *http.Client, base, service, project string, max int, login func(i int) (string, string, []string)) int {
 	t.Helper()
 	for i := range max {
-		var h []string
-		if hdr != nil {
-			h = hdr(i)
-		}
-		status, _ := authTokenLogin(t, c, base, service, fmt.Sprintf("sprayed%d", i), "password", project, h...)
+		user, password, hdr := login(i)
+		status, _ := authTokenLogin(t, c, base, service, user, password, project, hdr...)
 		switch status {
 		case http.StatusTooManyRequests:
 			return i
@@ -196,6 +175,19 @@ func spray(t *testing.T, c *http.Client, base, service, project string, max int,
 	}
 	t.Fatalf("%d wrong passwords from one client were never throttled", max)
 	return max
+}
+
+// spray guesses "password" for ever new user names (guessUntilThrottled),
+// with the headers hdr(i) (none when hdr is nil).
+func spray(t *testing.T, c *http.Client, base, service, project string, max int, hdr func(i int) []string) int {
+	t.Helper()
+	return guessUntilThrottled(t, c, base, service, project, max, func(i int) (string, string, []string) {
+		var h []string
+		if hdr != nil {
+			h = hdr(i)
+		}
+		return fmt.Sprintf("sprayed%d", i), "password", h
+	})
 }
 
 // TestProxiedClientsHaveTheirOwnBudget (issue 9, defect 4): behind the TLS
