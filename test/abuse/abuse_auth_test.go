@@ -200,6 +200,22 @@ func TestProxiedClientsHaveTheirOwnBudget(t *testing.T) {
 	proxy := authProxy(t, e.URL)
 	spray(t, authClientFrom(t, "127.0.0.2"), proxy, e.Host, f.Project, 60, nil)
 	f.checkLogins(t, authClientFrom(t, "127.0.0.3"), proxy, e.Host, "another client behind the proxy")
+	// The audit log names the client, not the proxy.
+	status, body := authReq(t, authClientFrom(t, "127.0.0.1"), http.MethodGet, e.URL+"/api/v1/audit?action=auth.failure&limit=5",
+		"Basic "+authBasic("admin", e.AdminPassword))
+	var audit struct {
+		Events []struct {
+			RemoteAddr string `json:"remoteAddr"`
+		} `json:"events"`
+	}
+	if err := json.Unmarshal(body, &audit); err != nil || status != http.StatusOK || len(audit.Events) == 0 {
+		t.Fatalf("audit: %d %s", status, body)
+	}
+	for _, ev := range audit.Events {
+		if ev.RemoteAddr != "127.0.0.2" {
+			t.Errorf("failed login audited from %q, want the client 127.0.0.2", ev.RemoteAddr)
+		}
+	}
 }
 
 // TestForwardedForCannotEvadeOrFrame: X-Forwarded-For and X-Real-IP are
