@@ -19,28 +19,35 @@ const (
 	AuditDenied       = "auth.denied"   // push/delete requested and not granted
 )
 
-type ctxKey int
+type ctxKey struct{}
 
-const (
-	principalKey ctxKey = iota
-	remoteKey
-)
+// requestIdentity is what WithPrincipal stores: one context value, as it
+// is set on every /v2/ request.
+type requestIdentity struct {
+	p      Principal
+	remote string
+}
 
-// WithPrincipal returns ctx carrying the request's principal and remote
+// WithPrincipal returns ctx carrying the request's principal and client
 // address (set by the /v2/ guard; read by the audit sink).
 func WithPrincipal(ctx context.Context, p Principal, remote string) context.Context {
-	return context.WithValue(context.WithValue(ctx, principalKey, p), remoteKey, remote)
+	return context.WithValue(ctx, ctxKey{}, &requestIdentity{p: p, remote: remote})
 }
 
 // PrincipalFrom returns the principal stored by WithPrincipal.
 func PrincipalFrom(ctx context.Context) (Principal, bool) {
-	p, ok := ctx.Value(principalKey).(Principal)
-	return p, ok
+	id, ok := ctx.Value(ctxKey{}).(*requestIdentity)
+	if !ok {
+		return Principal{}, false
+	}
+	return id.p, true
 }
 
 func remoteFrom(ctx context.Context) string {
-	s, _ := ctx.Value(remoteKey).(string)
-	return s
+	if id, ok := ctx.Value(ctxKey{}).(*requestIdentity); ok {
+		return id.remote
+	}
+	return ""
 }
 
 // Audit records an event; a failure to record is logged, never returned
@@ -127,4 +134,14 @@ type AuditEventJSON struct {
 func auditJSON(e AuditEvent) AuditEventJSON {
 	return AuditEventJSON{ID: e.ID, Time: e.Time.UTC(), Action: e.Action, Actor: e.Actor, ActorKind: e.ActorKind,
 		Repository: e.Repository, Reference: e.Reference, Digest: e.Digest, RemoteAddr: e.RemoteAddr, Detail: e.Detail}
+}
+
+// invalidToken audits a rejected bearer token: the first few per client
+// address, then at most one a minute (each record is a database write; a
+// flood of junk tokens must not become a flood of writes).
+func (s *Service) invalidToken(ctx context.Context, remote, repo, detail string) {
+	if !s.invalid.allow(addrKey(remote), s.cfg.Now()) {
+		return
+	}
+	s.Audit(ctx, AuditEvent{Action: AuditInvalidToken, RemoteAddr: remote, Repository: repo, Detail: detail})
 }

@@ -218,3 +218,24 @@ func (a *Admin) CreateJobToken(ctx context.Context, req JobTokenRequest) (string
 	}
 	return secret, t, nil
 }
+
+// RevokeJobToken revokes CI job token id, which must belong to project
+// (any project when project is ""): it can no longer log in. Revoking a
+// revoked token again is not an error. It returns the token.
+func (a *Admin) RevokeJobToken(ctx context.Context, project string, id int64) (JobToken, error) {
+	t, err := a.Store.GetJobToken(ctx, id)
+	if err != nil {
+		return JobToken{}, fmt.Errorf("CI job token %d: %w", id, err)
+	}
+	if project != "" && t.Project != project {
+		return JobToken{}, fmt.Errorf("CI job token %d is not a token of project %s: %w", id, project, ErrNotFound)
+	}
+	if !t.Revoked {
+		// ErrNotFound here: revoked meanwhile by someone else.
+		if err := a.Store.RevokeJobToken(ctx, id); err != nil && !errors.Is(err, ErrNotFound) {
+			return JobToken{}, fmt.Errorf("revoking CI job token %d: %w", id, err)
+		}
+		t.Revoked = true
+	}
+	return t, nil
+}

@@ -76,6 +76,21 @@ func (l *limiter) check(key string, now time.Time) (ok bool, retry time.Duration
 func (l *limiter) fail(key string, now time.Time) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	l.take(key, now)
+}
+
+// allow takes one token from key's bucket if it has one: it reports
+// whether an event of key may happen now (used to sample events, such as
+// audit records of a flood, to at most Burst then one per Every per key).
+func (l *limiter) allow(key string, now time.Time) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.take(key, now) >= 0
+}
+
+// take removes one token from key's bucket and returns what is left, -1
+// when the bucket was already empty. l.mu is held.
+func (l *limiter) take(key string, now time.Time) float64 {
 	b := l.buckets[key]
 	if b == nil {
 		if len(l.buckets) >= maxBuckets {
@@ -85,7 +100,11 @@ func (l *limiter) fail(key string, now time.Time) {
 		l.buckets[key] = b
 	}
 	l.refill(b, now)
-	b.tokens = math.Max(0, b.tokens-1)
+	if b.tokens < 1 {
+		return -1
+	}
+	b.tokens--
+	return b.tokens
 }
 
 func (l *limiter) prune(now time.Time) {
@@ -101,8 +120,9 @@ func (l *limiter) prune(now time.Time) {
 	}
 }
 
-// addrKey returns the rate-limit key of a request's remote address: the IP
-// for IPv4, the /64 prefix for IPv6 (one host usually owns a whole /64).
+// addrKey returns the rate-limit key of a client address (ClientAddr; a
+// host:port is accepted too): the IP for IPv4, the /64 prefix for IPv6 (one
+// host usually owns a whole /64).
 func addrKey(remoteAddr string) string {
 	host := remoteAddr
 	if h, _, err := net.SplitHostPort(remoteAddr); err == nil {
@@ -120,4 +140,43 @@ func addrKey(remoteAddr string) string {
 	return "addr:" + ip.String()
 }
 
+// userKey is the key of a user name's budget over all addresses.
 func userKey(name string) string { return "user:" + strings.ToLower(name) }
+
+// userAddrKey is the key of a user name's budget at one client address.
+func userAddrKey(name, remote string) string { return userKey(name) + "@" + addrKey(remote) }
+
+// recentSet remembers keys for a while (the addresses a user logged in
+// from), in bounded memory: when full, expired keys are dropped, then all.
+type recentSet struct {
+	mu   sync.Mutex
+	ttl  time.Duration
+	seen map[string]time.Time
+}
+
+func newRecentSet(ttl time.Duration) *recentSet {
+	return &recentSet{ttl: ttl, seen: map[string]time.Time{}}
+}
+
+func (r *recentSet) add(key string, now time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, ok := r.seen[key]; !ok && len(r.seen) >= maxBuckets {
+		for k, t := range r.seen {
+			if now.Sub(t) > r.ttl {
+				delete(r.seen, k)
+			}
+		}
+		if len(r.seen) >= maxBuckets {
+			clear(r.seen)
+		}
+	}
+	r.seen[key] = now
+}
+
+func (r *recentSet) has(key string, now time.Time) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	t, ok := r.seen[key]
+	return ok && now.Sub(t) <= r.ttl
+}

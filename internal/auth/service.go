@@ -9,10 +9,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"net/url"
 	"runtime"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -108,10 +110,30 @@ type Config struct {
 	// RefreshTTL is the longest lifetime of refresh tokens (default 30
 	// days); they never outlive the credential they were issued for.
 	RefreshTTL time.Duration
-	// UserLimit and AddrLimit throttle failed logins per user name and per
-	// remote address (defaults: 10 then 1/min; 30 then 1 per 10 s). The CI
-	// login name gitlab-ci-token has no per-user budget (see userLimited).
-	UserLimit, AddrLimit RateLimit
+	// Failed logins are throttled per client address (ClientAddr): every
+	// credential failure counts against AddrLimit (default 30 then 1 per
+	// 10 s), whatever the user name. Passwords, the only credentials short
+	// enough to guess, also have per-user budgets: UserLimit per user name
+	// and client address (default 10 then 1/min), so a guesser locks out
+	// only its own address, and UserTotalLimit per user name over all
+	// addresses (default 100 then 1/min), which bounds guessing from many
+	// addresses but is not applied at addresses the user logged in from
+	// within KnownAddrTTL (default 30 days), so it cannot lock the user out
+	// where they work. Tokens (PATs, CI job tokens, ID tokens, refresh and
+	// access tokens) carry 256 bits or a signature: their failures count
+	// against the address only. The CI login name gitlab-ci-token has no
+	// per-user budget (see userLimited).
+	UserLimit, UserTotalLimit, AddrLimit RateLimit
+	KnownAddrTTL                         time.Duration
+	// AccessCacheSize bounds how many verified access tokens are remembered
+	// (default 16384) and CredentialRecheck how long the PAT or CI job token
+	// behind one is trusted without reading it again (default 10 s); see
+	// access.go for what this means for expiry and revocation.
+	AccessCacheSize   int
+	CredentialRecheck time.Duration
+	// TrustedProxies are the peers (reverse proxies, load balancers) whose
+	// X-Forwarded-For and X-Real-IP headers name the client (ClientAddr).
+	TrustedProxies []netip.Prefix
 	// AdminToken returns the admin token (or "" if there is none); it
 	// authorises the admin API like an admin user's credentials.
 	AdminToken func() (string, error)
@@ -129,9 +151,17 @@ type Service struct {
 	log     *slog.Logger
 	cfg     Config
 	hasher  *hasher
-	users   *limiter
-	addrs   *limiter
-	dummyPW string // hash verified for unknown users, so timing does not reveal them
+	users   *limiter   // failed passwords per user name and client address
+	totals  *limiter   // failed passwords per user name
+	addrs   *limiter   // failed logins per client address
+	known   *recentSet // user name and client address of recent logins
+	dummyPW string     // hash verified for unknown users, so timing does not reveal them
+
+	access      *accessCache  // verified access tokens
+	revocations atomic.Uint64 // bumped by every revocation made through this server
+	// invalid samples the audit records of rejected bearer tokens per
+	// client address, so a flood of junk tokens cannot flood the audit log.
+	invalid *limiter
 }
 
 // New returns the auth service. oidc may be nil (ID-token logins are then
@@ -168,8 +198,20 @@ func New(store Store, signer *TokenSigner, oidc OIDCVerifier, log *slog.Logger, 
 	if cfg.UserLimit.Burst <= 0 || cfg.UserLimit.Every <= 0 {
 		cfg.UserLimit = RateLimit{Burst: 10, Every: time.Minute}
 	}
+	if cfg.UserTotalLimit.Burst <= 0 || cfg.UserTotalLimit.Every <= 0 {
+		cfg.UserTotalLimit = RateLimit{Burst: 100, Every: time.Minute}
+	}
 	if cfg.AddrLimit.Burst <= 0 || cfg.AddrLimit.Every <= 0 {
 		cfg.AddrLimit = RateLimit{Burst: 30, Every: 10 * time.Second}
+	}
+	if cfg.AccessCacheSize <= 0 {
+		cfg.AccessCacheSize = 16384
+	}
+	if cfg.CredentialRecheck <= 0 {
+		cfg.CredentialRecheck = 10 * time.Second
+	}
+	if cfg.KnownAddrTTL <= 0 {
+		cfg.KnownAddrTTL = 30 * 24 * time.Hour
 	}
 	if cfg.HashConcurrency <= 0 {
 		cfg.HashConcurrency = runtime.NumCPU()
@@ -182,7 +224,9 @@ func New(store Store, signer *TokenSigner, oidc OIDCVerifier, log *slog.Logger, 
 		return nil, err
 	}
 	return &Service{store: store, signer: signer, oidc: oidc, log: log, cfg: cfg, hasher: newHasher(cfg.HashConcurrency),
-		users: newLimiter(cfg.UserLimit), addrs: newLimiter(cfg.AddrLimit), dummyPW: dummy}, nil
+		users: newLimiter(cfg.UserLimit), totals: newLimiter(cfg.UserTotalLimit), addrs: newLimiter(cfg.AddrLimit),
+		known: newRecentSet(cfg.KnownAddrTTL), dummyPW: dummy,
+		access: newAccessCache(cfg.AccessCacheSize), invalid: newLimiter(RateLimit{Burst: 5, Every: time.Minute})}, nil
 }
 
 // Signer returns the token signer.
@@ -223,20 +267,33 @@ func userLimited(username string) bool {
 	return username != "" && username != JobTokenUser
 }
 
-// throttled reports whether user or remote address are over their budget.
-func (s *Service) throttled(ctx context.Context, username, remote string) error {
+// isPassword reports whether a login secret is a password (something a
+// person chose, so something one can guess) rather than a token.
+func isPassword(secret string) bool {
+	return !strings.HasPrefix(secret, PATPrefix) && !strings.HasPrefix(secret, JobTokenPrefix) && !looksLikeJWT(secret)
+}
+
+// throttled reports whether the client address, or for a password login
+// the user name at that address or over all addresses, is over its budget.
+func (s *Service) throttled(ctx context.Context, username, remote string, password bool) error {
 	now := s.cfg.Now()
-	for _, l := range []struct {
-		lim *limiter
-		key string
-	}{{s.addrs, addrKey(remote)}, {s.users, userKey(username)}} {
-		if l.lim == s.users && !userLimited(username) {
-			continue
+	type budget struct {
+		lim  *limiter
+		key  string
+		what string
+	}
+	checks := []budget{{s.addrs, addrKey(remote), "client address"}}
+	if password && userLimited(username) {
+		checks = append(checks, budget{s.users, userAddrKey(username, remote), "user name at this address"})
+		if !s.known.has(userAddrKey(username, remote), now) {
+			checks = append(checks, budget{s.totals, userKey(username), "user name"})
 		}
-		if ok, retry, report := l.lim.check(l.key, now); !ok {
+	}
+	for _, b := range checks {
+		if ok, retry, report := b.lim.check(b.key, now); !ok {
 			if report {
 				s.Audit(ctx, AuditEvent{Action: AuditThrottled, Actor: safeName(username), RemoteAddr: remote,
-					Detail: "failed-login budget of " + strings.SplitN(l.key, ":", 2)[0] + " exhausted"})
+					Detail: "failed-login budget of the " + b.what + " exhausted"})
 			}
 			return &ThrottledError{RetryAfter: retry}
 		}
@@ -244,13 +301,15 @@ func (s *Service) throttled(ctx context.Context, username, remote string) error 
 	return nil
 }
 
-// loginFailed charges a failed login and audits it (reason never contains
+// loginFailed charges a failed login to the client address (and, for a
+// wrong password, to the user name) and audits it (reason never contains
 // the secret).
-func (s *Service) loginFailed(ctx context.Context, username, remote, reason string) error {
+func (s *Service) loginFailed(ctx context.Context, username, remote string, password bool, reason string) error {
 	now := s.cfg.Now()
 	s.addrs.fail(addrKey(remote), now)
-	if userLimited(username) {
-		s.users.fail(userKey(username), now)
+	if password && userLimited(username) {
+		s.users.fail(userAddrKey(username, remote), now)
+		s.totals.fail(userKey(username), now)
 	}
 	s.Audit(ctx, AuditEvent{Action: AuditLoginFailed, Actor: safeName(username), RemoteAddr: remote, Detail: reason})
 	return ErrBadCredentials
@@ -259,72 +318,77 @@ func (s *Service) loginFailed(ctx context.Context, username, remote, reason stri
 // Authenticate checks login credentials: a user's password, a personal
 // access token (with its owner's name), a CI job token (user
 // gitlab-ci-token) or an OIDC ID token from a trusted issuer (any user
-// name, conventionally gitlab-ci-token). Failures are throttled per user
-// name and remote address, and audited.
+// name, conventionally gitlab-ci-token). remote is the client address
+// (ClientAddr). Failures are throttled (see Config.UserLimit) and audited.
 func (s *Service) Authenticate(ctx context.Context, username, password, remote string) (Principal, error) {
-	if err := s.throttled(ctx, username, remote); err != nil {
+	pw := isPassword(password)
+	if err := s.throttled(ctx, username, remote, pw); err != nil {
 		return Principal{}, err
 	}
 	now := s.cfg.Now()
+	failed := func(reason string) (Principal, error) {
+		return Principal{}, s.loginFailed(ctx, username, remote, pw, reason)
+	}
 	switch {
 	case password == "":
-		return Principal{}, s.loginFailed(ctx, username, remote, "empty password")
+		return failed("empty password")
 	case strings.HasPrefix(password, PATPrefix):
 		t, err := s.store.PATByHash(ctx, HashToken(password))
 		if errors.Is(err, ErrNotFound) {
-			return Principal{}, s.loginFailed(ctx, username, remote, "unknown personal access token")
+			return failed("unknown personal access token")
 		}
 		if err != nil {
 			return Principal{}, err
 		}
 		if t.User != username {
-			return Principal{}, s.loginFailed(ctx, username, remote, fmt.Sprintf("personal access token %d belongs to another user", t.ID))
+			return failed(fmt.Sprintf("personal access token %d belongs to another user", t.ID))
 		}
 		p, reason, err := s.patLogin(ctx, t, now)
 		if err != nil {
 			return Principal{}, err
 		}
 		if reason != "" {
-			return Principal{}, s.loginFailed(ctx, username, remote, reason)
+			return failed(reason)
 		}
+		s.known.add(userAddrKey(username, remote), now)
 		return p, nil
 	case strings.HasPrefix(password, JobTokenPrefix):
 		if username != JobTokenUser {
-			return Principal{}, s.loginFailed(ctx, username, remote, "CI job token used with a user name other than "+JobTokenUser)
+			return failed("CI job token used with a user name other than " + JobTokenUser)
 		}
 		t, err := s.store.JobTokenByHash(ctx, HashToken(password))
 		if errors.Is(err, ErrNotFound) {
-			return Principal{}, s.loginFailed(ctx, username, remote, "unknown CI job token")
+			return failed("unknown CI job token")
 		}
 		if err != nil {
 			return Principal{}, err
 		}
 		p, reason := jobLogin(t, now)
 		if reason != "" {
-			return Principal{}, s.loginFailed(ctx, username, remote, reason)
+			return failed(reason)
 		}
 		return p, nil
 	case looksLikeJWT(password):
 		if s.oidc == nil {
-			return Principal{}, s.loginFailed(ctx, username, remote, "OIDC ID token login, but no OIDC issuer is trusted")
+			return failed("OIDC ID token login, but no OIDC issuer is trusted")
 		}
 		id, err := s.oidc.VerifyLogin(ctx, password, s.cfg.OIDCAudience)
 		if err != nil {
-			return Principal{}, s.loginFailed(ctx, username, remote, "OIDC ID token rejected: "+err.Error())
+			return failed("OIDC ID token rejected: " + err.Error())
 		}
 		p, reason, err := s.oidcPrincipal(ctx, id)
 		if err != nil {
 			return Principal{}, err
 		}
 		if reason != "" {
-			return Principal{}, s.loginFailed(ctx, username, remote, reason)
+			return failed(reason)
 		}
 		return p, nil
 	}
 	u, err := s.store.GetUser(ctx, username)
 	if errors.Is(err, ErrNotFound) {
 		s.hasher.verify(ctx, s.dummyPW, password) // same cost as a real check
-		return Principal{}, s.loginFailed(ctx, username, remote, "unknown user")
+		return failed("unknown user")
 	}
 	if err != nil {
 		return Principal{}, err
@@ -334,8 +398,9 @@ func (s *Service) Authenticate(ctx context.Context, username, password, remote s
 		return Principal{}, fmt.Errorf("checking password of %s: %w", u.Name, err)
 	}
 	if !ok {
-		return Principal{}, s.loginFailed(ctx, username, remote, "wrong password")
+		return failed("wrong password")
 	}
+	s.known.add(userAddrKey(username, remote), now)
 	return Principal{Kind: KindUser, Name: u.Name, User: u.Name, Admin: u.Admin}, nil
 }
 
@@ -599,17 +664,17 @@ func (s *Service) IssueToken(ctx context.Context, p Principal, requested []Acces
 // job token neither revoked nor expired, OIDC project still exists), and
 // returns the principal with current permissions.
 func (s *Service) Refresh(ctx context.Context, raw, remote string) (Principal, error) {
-	if err := s.throttled(ctx, "", remote); err != nil {
+	if err := s.throttled(ctx, "", remote, false); err != nil {
 		return Principal{}, err
 	}
 	now := s.cfg.Now()
 	c, err := s.signer.VerifyRefresh(raw, now)
 	if err != nil {
-		return Principal{}, s.loginFailed(ctx, "", remote, "refresh token rejected: "+err.Error())
+		return Principal{}, s.loginFailed(ctx, "", remote, false, "refresh token rejected: "+err.Error())
 	}
 	p := c.Principal()
 	fail := func(reason string) (Principal, error) {
-		return Principal{}, s.loginFailed(ctx, p.Name, remote, "refresh token: "+reason)
+		return Principal{}, s.loginFailed(ctx, p.Name, remote, false, "refresh token: "+reason)
 	}
 	switch p.Kind {
 	case KindUser:

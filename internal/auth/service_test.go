@@ -37,7 +37,7 @@ type fixture struct {
 	clk   *clock
 }
 
-func newFixture(t *testing.T, cfg auth.Config) *fixture {
+func newFixture(t testing.TB, cfg auth.Config) *fixture {
 	t.Helper()
 	ctx := context.Background()
 	store, err := sqlite.Open(ctx, sqlite.Config{Path: filepath.Join(t.TempDir(), "hallmark.db")})

@@ -144,7 +144,9 @@ func postAdmin(ctx context.Context, base, authz string, ep adminEndpoint, body a
 	case http.StatusForbidden:
 		return nil, fmt.Errorf("%s refused: %s (the user is not an admin)", base, msg)
 	case http.StatusNotFound:
-		return nil, fmt.Errorf("%s has no %s endpoint (HTTP 404): %s", base, ep.path, ep.notFound)
+		if e.Error == "" { // not the endpoint's own JSON answer: no such endpoint
+			return nil, fmt.Errorf("%s has no %s endpoint (HTTP 404): %s", base, ep.path, ep.notFound)
+		}
 	}
 	return nil, fmt.Errorf("%s refused %s (HTTP %d): %s", base, ep.what, resp.StatusCode, msg)
 }

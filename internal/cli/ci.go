@@ -23,7 +23,7 @@ func newCICmd() *cobra.Command {
 		Use:   "ci",
 		Short: "Run CI pipelines locally against a Hallmark server",
 	}
-	cmd.AddCommand(newCIJobCmd())
+	cmd.AddCommand(newCIJobCmd(), newCIDoneCmd())
 	return cmd
 }
 

@@ -3,6 +3,7 @@ package cli
 import (
 	"encoding/json"
 	"fmt"
+	"strconv"
 	"text/tabwriter"
 	"time"
 
@@ -211,7 +212,44 @@ expires. Running servers mint the same tokens at POST /api/v1/ci/job-tokens.`,
 	jobToken.Flags().StringVar(&pipeline, "pipeline", "", "CI pipeline id")
 	jobToken.Flags().StringVar(&user, "user", "", "user who triggered the job")
 	jobToken.Flags().StringVar(&ttl, "ttl", "1h", "lifetime (at most 7d)")
+	jobToken.AddCommand(newJobTokenRevokeCmd(&dd))
 
 	cmd.AddCommand(add, list, remove, setIssuer, grant, revoke, members, jobToken)
 	return cmd
+}
+
+// newJobTokenRevokeCmd is `hallmark project job-token revoke PATH ID...`.
+func newJobTokenRevokeCmd(dd *dataDirOption) *cobra.Command {
+	return &cobra.Command{
+		Use:   "revoke PATH ID...",
+		Short: "Revoke CI job tokens of the project by id",
+		Long: `Revoke CI job tokens of the project by the id printed when they were minted
+(hallmark project job-token, POST /api/v1/ci/job-tokens). A revoked token can no longer log
+in, at once; the access tokens it already obtained are refused by running servers within
+10 seconds (at once by a server through whose API the token is revoked:
+POST /api/v1/ci/job-tokens/revoke, which a job also calls at its end with its own token,
+{"token": "$CI_JOB_TOKEN"}). Revoking a revoked token again is not an error.`,
+		Example: `  hallmark project job-token revoke group/app 42`,
+		Args:    cobra.MinimumNArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var ids []int64
+			for _, a := range args[1:] {
+				id, err := strconv.ParseInt(a, 10, 64)
+				if err != nil || id < 1 {
+					return fmt.Errorf("CI job token id %q: want the number printed when the token was minted", a)
+				}
+				ids = append(ids, id)
+			}
+			return dd.withAdmin(cmd.Context(), func(a *auth.Admin) error {
+				for _, id := range ids {
+					t, err := a.RevokeJobToken(cmd.Context(), args[0], id)
+					if err != nil {
+						return err
+					}
+					fmt.Fprintf(cmd.ErrOrStderr(), "revoked CI job token %d of %s job %s\n", t.ID, t.Project, t.JobID)
+				}
+				return nil
+			})
+		},
+	}
 }

@@ -37,6 +37,10 @@ type Server struct {
 	TLSCert      string // PEM certificate chain file; with TLSKey, serve HTTPS
 	TLSKey       string // PEM private key file
 	InsecureHTTP bool   // allow plain HTTP on a non-loopback address
+	// TrustedProxies are the reverse proxies (addresses or CIDR prefixes)
+	// whose X-Forwarded-For / X-Real-IP name the client (parsed and checked
+	// by internal/auth.ParseTrustedProxies when auth is on).
+	TrustedProxies []string
 
 	// OIDC: built-in issuer and trusted external issuers (internal/oidc).
 	OIDCBuiltin      bool          // run the built-in CI job token issuer
@@ -91,6 +95,7 @@ func (c *Server) BindFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.TLSCert, "tls-cert", c.TLSCert, "PEM certificate (chain) file; with --tls-key the server speaks HTTPS")
 	fs.StringVar(&c.TLSKey, "tls-key", c.TLSKey, "PEM private key file for --tls-cert")
 	fs.BoolVar(&c.InsecureHTTP, "insecure-http", c.InsecureHTTP, "serve plain HTTP on a non-loopback address (only behind a TLS-terminating proxy: credentials and tokens would otherwise cross the network in clear text)")
+	fs.StringSliceVar(&c.TrustedProxies, "trusted-proxy", c.TrustedProxies, "address or CIDR prefix of a reverse proxy in front of the server (repeatable): from these peers X-Forwarded-For (its right-most address that is not a trusted proxy) or X-Real-IP names the client, for failed-login throttling and the audit log; from any other peer those headers are ignored")
 	fs.BoolVar(&c.OIDCBuiltin, "oidc-builtin", c.OIDCBuiltin, "run the built-in OIDC issuer for CI jobs (issuer URL = --external-url)")
 	fs.Var(&oidcIssuersValue{p: &c.OIDCIssuers}, "oidc-issuer", "trusted external OIDC issuer, as url=URL[,type=gitlab-pipeline|email|generic][,subject-claim=CLAIM][,ca-cert=PEM-FILE] (repeatable; type defaults to gitlab-pipeline; several in one value or env var: each url= starts a new issuer)")
 	fs.DurationVar(&c.OIDCTokenTTL, "oidc-token-ttl", c.OIDCTokenTTL, "default lifetime of CI job ID tokens minted by the built-in issuer")

@@ -119,6 +119,7 @@ var (
 	digitsRE      = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[1-9][0-9]{0,18}$`) })
 	hexSHARE      = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^([0-9a-f]{40}|[0-9a-f]{64})$`) })
 	wordRE        = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[a-z][a-z0-9_]{0,63}$`) })
+	fileSegmentRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z0-9_.-]+$`) })
 )
 
 // ValidCommitSHA reports whether sha is a lower-case 40 or 64 character hex
@@ -196,116 +197,9 @@ func (i *Issuer) claims(job JobClaims, now time.Time) (*gitlabClaims, error) {
 	if len(auds) == 0 {
 		return nil, bad("no audience; give the service the token is for, e.g. aud=sigstore")
 	}
-	project := strings.Trim(job.ProjectPath, "/")
-	if err := validatePath(project, 2); err != nil {
-		return nil, bad("project %q: %v (want group/project, e.g. group/app)", job.ProjectPath, err)
-	}
-	ns := job.NamespacePath
-	if ns == "" {
-		ns = project[:strings.LastIndex(project, "/")]
-	} else if err := validatePath(ns, 1); err != nil || !strings.HasPrefix(project, ns+"/") {
-		return nil, bad("namespace %q must be a parent path of project %q", ns, project)
-	}
-	refType := job.RefType
-	if refType == "" {
-		refType = "branch"
-	}
-	var refPrefix string
-	switch refType {
-	case "branch":
-		refPrefix = "refs/heads/"
-	case "tag":
-		refPrefix = "refs/tags/"
-	default:
-		return nil, bad("ref_type %q: use branch or tag", refType)
-	}
-	if err := validateRef(job.Ref); err != nil {
-		return nil, bad("ref %q: %v", job.Ref, err)
-	}
-	sha := strings.ToLower(job.SHA)
-	if sha == "" {
-		sha = strings.Repeat("0", 40)
-	} else if !ValidCommitSHA(sha) {
-		return nil, bad("sha %q: want a 40 (or 64) character hex commit id", job.SHA)
-	}
-	configSHA := strings.ToLower(job.CIConfigSHA)
-	if configSHA == "" {
-		configSHA = sha
-	} else if !ValidCommitSHA(configSHA) {
-		return nil, bad("ci_config_sha %q: want a 40 (or 64) character hex commit id", job.CIConfigSHA)
-	}
-	configPath := job.CIConfigPath
-	if configPath == "" {
-		configPath = ".gitlab-ci.yml"
-	} else if err := validatePath(configPath, 1); err != nil {
-		return nil, bad("ci_config_path %q: %v", configPath, err)
-	}
-	ids := map[string]*string{}
-	projectID, nsID := job.ProjectID, job.NamespaceID
-	if projectID == "" {
-		projectID = syntheticID(project)
-	}
-	if nsID == "" {
-		nsID = syntheticID(ns)
-	}
-	pipelineID := job.PipelineID
-	if pipelineID == "" {
-		pipelineID = strconv.FormatInt(now.UnixMilli(), 10)
-	}
-	jobID := job.JobID
-	if jobID == "" {
-		jobID = pipelineID
-	}
-	userID := job.UserID
-	if userID == "" {
-		userID = "1"
-	}
-	ids["project_id"], ids["namespace_id"], ids["pipeline_id"], ids["job_id"], ids["user_id"] = &projectID, &nsID, &pipelineID, &jobID, &userID
-	for name, v := range ids {
-		if !ValidNumericID(*v) {
-			return nil, bad("%s %q: want a positive decimal number", name, *v)
-		}
-	}
-	source := orDefault(job.PipelineSource, "push")
-	if !wordRE().MatchString(source) {
-		return nil, bad("pipeline_source %q: want a word such as push, web, schedule, merge_request_event", source)
-	}
-	login := orDefault(job.UserLogin, "hallmark")
-	if !ValidUserLogin(login) {
-		return nil, bad("user %q: not a valid user name", login)
-	}
-	if len(job.UserEmail) > 255 || strings.ContainsAny(job.UserEmail, " \t\r\n") || (job.UserEmail != "" && !strings.Contains(job.UserEmail, "@")) {
-		return nil, bad("user_email %q: not an email address", job.UserEmail)
-	}
-	access := orDefault(job.UserAccessLevel, "developer")
-	if !slices.Contains([]string{"guest", "planner", "reporter", "developer", "maintainer", "owner"}, access) {
-		return nil, bad("user_access_level %q: use guest, planner, reporter, developer, maintainer or owner", access)
-	}
-	runnerID := job.RunnerID
-	if runnerID == 0 {
-		runnerID = 1
-	} else if runnerID < 0 {
-		return nil, bad("runner_id %d: want a positive number", runnerID)
-	}
-	runnerEnv := orDefault(job.RunnerEnvironment, "self-hosted")
-	if runnerEnv != "self-hosted" && runnerEnv != "gitlab-hosted" {
-		return nil, bad("runner_environment %q: use self-hosted or gitlab-hosted", runnerEnv)
-	}
-	visibility := orDefault(job.Visibility, "private")
-	if !slices.Contains([]string{"public", "internal", "private"}, visibility) {
-		return nil, bad("visibility %q: use public, internal or private", visibility)
-	}
-	var tier string
-	if job.Environment != "" {
-		if len(job.Environment) > 255 || strings.ContainsAny(job.Environment, "\t\r\n") {
-			return nil, bad("environment %q: not a valid environment name", job.Environment)
-		}
-		tier = orDefault(job.DeploymentTier, "other")
-		if !slices.Contains([]string{"production", "staging", "testing", "development", "other"}, tier) {
-			return nil, bad("deployment_tier %q: use production, staging, testing, development or other", tier)
-		}
-	} else if job.DeploymentTier != "" {
-		return nil, bad("deployment_tier needs an environment")
+	job, err := job.normalized(now, ErrInvalidClaims)
+	if err != nil {
+		return nil, err
 	}
 	ttl := job.TTL
 	if ttl == 0 {
@@ -326,24 +220,140 @@ func (i *Issuer) claims(job JobClaims, now time.Time) (*gitlabClaims, error) {
 	if len(auds) > 1 {
 		aud = auds
 	}
+	project, ns, refPrefix := job.ProjectPath, job.NamespacePath, refPrefix(job.RefType)
 	c := &gitlabClaims{
-		NamespaceID: nsID, NamespacePath: ns, ProjectID: projectID, ProjectPath: project,
-		UserID: userID, UserLogin: login, UserEmail: job.UserEmail, UserAccessLevel: access,
-		JobProjectID: projectID, JobProjectPath: project, JobNamespaceID: nsID, JobNamespacePath: ns,
-		PipelineID: pipelineID, PipelineSource: source, JobID: jobID,
-		Ref: job.Ref, RefType: refType, RefPath: refPrefix + job.Ref, RefProtected: strconv.FormatBool(job.RefProtected),
-		RunnerID: runnerID, RunnerEnvironment: runnerEnv, SHA: sha, ProjectVisibility: visibility,
-		CIConfigRefURI: u.Host + strings.TrimSuffix(u.Path, "/") + "/" + project + "//" + configPath + "@" + refPrefix + job.Ref,
-		CIConfigSHA:    configSHA,
+		NamespaceID: job.NamespaceID, NamespacePath: ns, ProjectID: job.ProjectID, ProjectPath: project,
+		UserID: job.UserID, UserLogin: job.UserLogin, UserEmail: job.UserEmail, UserAccessLevel: job.UserAccessLevel,
+		JobProjectID: job.ProjectID, JobProjectPath: project, JobNamespaceID: job.NamespaceID, JobNamespacePath: ns,
+		PipelineID: job.PipelineID, PipelineSource: job.PipelineSource, JobID: job.JobID,
+		Ref: job.Ref, RefType: job.RefType, RefPath: refPrefix + job.Ref, RefProtected: strconv.FormatBool(job.RefProtected),
+		RunnerID: job.RunnerID, RunnerEnvironment: job.RunnerEnvironment, SHA: job.SHA, ProjectVisibility: job.Visibility,
+		CIConfigRefURI: u.Host + strings.TrimSuffix(u.Path, "/") + "/" + project + "//" + job.CIConfigPath + "@" + refPrefix + job.Ref,
+		CIConfigSHA:    job.CIConfigSHA,
 		JTI:            jti, Iss: i.cfg.URL,
 		Iat: now.Unix(), Nbf: now.Add(-notBeforeSkew).Unix(), Exp: now.Add(ttl).Unix(),
-		Sub: "project_path:" + project + ":ref_type:" + refType + ":ref:" + job.Ref,
+		Sub: "project_path:" + project + ":ref_type:" + job.RefType + ":ref:" + job.Ref,
 		Aud: aud,
 	}
 	if job.Environment != "" {
-		c.Environment, c.EnvironmentProtected, c.DeploymentTier, c.EnvironmentAction = job.Environment, "false", tier, "start"
+		c.Environment, c.EnvironmentProtected, c.DeploymentTier, c.EnvironmentAction = job.Environment, "false", job.DeploymentTier, "start"
 	}
 	return c, nil
+}
+
+// refPrefix is the git ref namespace of a ref type (branch or tag).
+func refPrefix(refType string) string {
+	if refType == "tag" {
+		return "refs/tags/"
+	}
+	return "refs/heads/"
+}
+
+// normalized is the one validation of a CI job's claims, shared by Mint
+// and the CI job endpoint (CIJobs): it checks every field of job and
+// returns it with the defaults applied (see Mint; ProjectPath without
+// surrounding slashes, SHA lower-cased). Audience and TTL are the
+// issuance's business, not the job's, and are left as they are. Errors
+// wrap invalid.
+func (job JobClaims) normalized(now time.Time, invalid error) (JobClaims, error) {
+	bad := func(format string, a ...any) error {
+		return fmt.Errorf("%w: "+format, append([]any{invalid}, a...)...)
+	}
+	project := strings.Trim(job.ProjectPath, "/")
+	if err := validatePath(project, 2); err != nil {
+		return job, bad("project %q: %v (want group/project, e.g. group/app)", job.ProjectPath, err)
+	}
+	job.ProjectPath = project
+	if job.NamespacePath == "" {
+		job.NamespacePath = project[:strings.LastIndex(project, "/")]
+	} else if err := validatePath(job.NamespacePath, 1); err != nil || !strings.HasPrefix(project, job.NamespacePath+"/") {
+		return job, bad("namespace %q must be a parent path of project %q", job.NamespacePath, project)
+	}
+	job.RefType = orDefault(job.RefType, "branch")
+	if job.RefType != "branch" && job.RefType != "tag" {
+		return job, bad("ref type %q: use branch or tag", job.RefType)
+	}
+	if job.Ref == "" {
+		return job, bad("ref is required: a branch or tag name such as main")
+	}
+	if err := validateRef(job.Ref); err != nil {
+		return job, bad("ref %q: %v", job.Ref, err)
+	}
+	sha := strings.ToLower(job.SHA)
+	if sha == "" {
+		sha = strings.Repeat("0", 40)
+	} else if !ValidCommitSHA(sha) {
+		return job, bad("sha %q: want a 40 (or 64) character hex commit id", job.SHA)
+	}
+	job.SHA = sha
+	configSHA := strings.ToLower(job.CIConfigSHA)
+	if configSHA == "" {
+		configSHA = sha
+	} else if !ValidCommitSHA(configSHA) {
+		return job, bad("ci_config_sha %q: want a 40 (or 64) character hex commit id", job.CIConfigSHA)
+	}
+	job.CIConfigSHA = configSHA
+	job.CIConfigPath = orDefault(job.CIConfigPath, ".gitlab-ci.yml")
+	if err := validateConfigPath(job.CIConfigPath); err != nil {
+		return job, bad("ci_config_path %q: %v", job.CIConfigPath, err)
+	}
+	job.ProjectID = orDefault(job.ProjectID, syntheticID(project))
+	job.NamespaceID = orDefault(job.NamespaceID, syntheticID(job.NamespacePath))
+	job.PipelineID = orDefault(job.PipelineID, strconv.FormatInt(now.UnixMilli(), 10))
+	job.JobID = orDefault(job.JobID, job.PipelineID)
+	job.UserID = orDefault(job.UserID, "1")
+	for _, id := range []struct{ name, v string }{{"project id", job.ProjectID}, {"namespace id", job.NamespaceID},
+		{"pipeline id", job.PipelineID}, {"job id", job.JobID}, {"user id", job.UserID}} {
+		if !ValidNumericID(id.v) {
+			return job, bad("%s %q: want a positive decimal number", id.name, id.v)
+		}
+	}
+	job.PipelineSource = orDefault(job.PipelineSource, "push")
+	if !wordRE().MatchString(job.PipelineSource) {
+		return job, bad("pipeline_source %q: want a word such as push, web, schedule, merge_request_event", job.PipelineSource)
+	}
+	job.UserLogin = orDefault(job.UserLogin, "hallmark")
+	if !ValidUserLogin(job.UserLogin) {
+		return job, bad("user %q: not a valid user name (letters, digits, '_', '-', '.')", job.UserLogin)
+	}
+	if job.UserEmail != "" && !validEmail(job.UserEmail) {
+		return job, bad("user email %q: not an email address", job.UserEmail)
+	}
+	job.UserAccessLevel = orDefault(job.UserAccessLevel, "developer")
+	if !slices.Contains([]string{"guest", "planner", "reporter", "developer", "maintainer", "owner"}, job.UserAccessLevel) {
+		return job, bad("user_access_level %q: use guest, planner, reporter, developer, maintainer or owner", job.UserAccessLevel)
+	}
+	if job.RunnerID == 0 {
+		job.RunnerID = 1
+	} else if job.RunnerID < 0 {
+		return job, bad("runner_id %d: want a positive number", job.RunnerID)
+	}
+	job.RunnerEnvironment = orDefault(job.RunnerEnvironment, "self-hosted")
+	if job.RunnerEnvironment != "self-hosted" && job.RunnerEnvironment != "gitlab-hosted" {
+		return job, bad("runner_environment %q: use self-hosted or gitlab-hosted", job.RunnerEnvironment)
+	}
+	job.Visibility = orDefault(job.Visibility, "private")
+	if !slices.Contains([]string{"public", "internal", "private"}, job.Visibility) {
+		return job, bad("visibility %q: use public, internal or private", job.Visibility)
+	}
+	if job.Environment != "" {
+		if len(job.Environment) > 255 || strings.ContainsAny(job.Environment, "\t\r\n") {
+			return job, bad("environment %q: not a valid environment name", job.Environment)
+		}
+		job.DeploymentTier = orDefault(job.DeploymentTier, "other")
+		if !slices.Contains([]string{"production", "staging", "testing", "development", "other"}, job.DeploymentTier) {
+			return job, bad("deployment_tier %q: use production, staging, testing, development or other", job.DeploymentTier)
+		}
+	} else if job.DeploymentTier != "" {
+		return job, bad("deployment_tier needs an environment")
+	}
+	return job, nil
+}
+
+// validEmail is the check of the user_email claim: at most 255
+// characters, an @, no white space.
+func validEmail(e string) bool {
+	return len(e) <= 255 && strings.Contains(e, "@") && !strings.ContainsAny(e, " \t\r\n")
 }
 
 func orDefault(s, def string) string {
@@ -373,6 +383,21 @@ func validatePath(p string, min int) error {
 	return nil
 }
 
+// validateConfigPath checks the path of a CI configuration file in the
+// repository (.gitlab-ci.yml, ci/.gitlab-ci.yml): segments of letters,
+// digits, '_', '-' and '.' (a leading dot too), none "." or "..".
+func validateConfigPath(p string) error {
+	if p == "" || len(p) > 255 {
+		return fmt.Errorf("want a file path of 1-255 characters")
+	}
+	for _, seg := range strings.Split(p, "/") {
+		if seg == "." || seg == ".." || !fileSegmentRE().MatchString(seg) {
+			return fmt.Errorf("segment %q: use letters, digits, '_', '-' and '.'", seg)
+		}
+	}
+	return nil
+}
+
 // validateRef applies git's ref name rules (git check-ref-format) to a
 // short branch or tag name.
 func validateRef(r string) error {
@@ -388,8 +413,11 @@ func validateRef(r string) error {
 	case strings.Contains(r, "..") || strings.Contains(r, "//") || strings.Contains(r, "@{") || strings.HasSuffix(r, ".lock") || r == "@":
 		return fmt.Errorf("contains a sequence git forbids in ref names")
 	}
+	if strings.IndexFunc(r, func(c rune) bool { return c <= 0x20 || c == 0x7f }) >= 0 {
+		return fmt.Errorf("contains white space or control characters")
+	}
 	for _, c := range r {
-		if c < 0x20 || c == 0x7f || strings.ContainsRune(" ~^:?*[\\", c) {
+		if strings.ContainsRune("~^:?*[\\", c) {
 			return fmt.Errorf("contains %q, which git forbids in ref names", c)
 		}
 	}
@@ -397,7 +425,8 @@ func validateRef(r string) error {
 }
 
 // syntheticID is a stable positive number for a path, used as project or
-// namespace ID when the caller does not know one.
+// namespace ID when the caller does not know one (in the ID token's claims
+// and in the CI job environment's CI_PROJECT_ID alike).
 func syntheticID(path string) string {
 	h := sha256.Sum256([]byte("hallmark-id:" + path))
 	return strconv.FormatUint(binary.BigEndian.Uint64(h[:8])%999_999_999+1, 10)

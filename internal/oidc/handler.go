@@ -118,16 +118,23 @@ func (h *Handler) authorize(w http.ResponseWriter, r *http.Request) bool {
 	return true
 }
 
+// RequireAdmin wraps next in the admin check of the mint and rotate
+// endpoints (the admin token, or the AdminCheck given to NewHandler).
+func (h *Handler) RequireAdmin(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if h.authorize(w, r) {
+			next.ServeHTTP(w, r)
+		}
+	})
+}
+
 // Mint serves POST /api/v1/oidc/token.
 func (h *Handler) Mint(w http.ResponseWriter, r *http.Request) {
 	if !h.authorize(w, r) {
 		return
 	}
 	var req MintRequest
-	dec := json.NewDecoder(io.LimitReader(r.Body, 64<<10))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil {
-		writeJSON(w, http.StatusBadRequest, errorBody{Error: "request body: " + err.Error() + " (want JSON with aud, project, ref, ...)"})
+	if !decodeBody(w, r, &req, "aud, project, ref, ...") {
 		return
 	}
 	job := req.JobClaims
@@ -192,6 +199,19 @@ func parseTTL(s string) (time.Duration, error) {
 		return 0, fmt.Errorf("ttl %q: want a positive duration such as 10m or a number of seconds", s)
 	}
 	return d, nil
+}
+
+// decodeBody decodes the JSON request body (at most 64 KiB, no unknown
+// fields) into v; on failure it answers 400 saying what it wants and
+// returns false.
+func decodeBody(w http.ResponseWriter, r *http.Request, v any, want string) bool {
+	dec := json.NewDecoder(io.LimitReader(r.Body, 64<<10))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		writeJSON(w, http.StatusBadRequest, errorBody{Error: "request body: " + err.Error() + " (want JSON with " + want + ")"})
+		return false
+	}
+	return true
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

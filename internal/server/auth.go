@@ -30,6 +30,9 @@ const (
 	TokenPath     = "/auth/token"
 	AuditPath     = "/api/v1/audit"
 	JobTokensPath = "/api/v1/ci/job-tokens"
+	// JobTokenRevokePath revokes a CI job token (admin, maintainer, or the
+	// job itself at its end with its own token).
+	JobTokenRevokePath = JobTokensPath + "/revoke"
 )
 
 // setupAuth builds the auth service when --auth=on: the registry token
@@ -65,14 +68,19 @@ func (s *Server) setupAuth(ctx context.Context, store auth.Store) error {
 	if s.cfg.OIDCBuiltin {
 		builtinIssuer = s.url
 	}
+	proxies, err := auth.ParseTrustedProxies(s.cfg.TrustedProxies)
+	if err != nil {
+		return err
+	}
 	adminTokenPath := filepath.Join(s.cfg.DataDir, AdminTokenFile)
 	svc, err := auth.New(store, signer, verifier, s.log, auth.Config{
-		Issuer:        s.url + "/auth",
-		Realm:         s.url + TokenPath,
-		Service:       service,
-		OIDCAudience:  s.url,
-		BuiltinIssuer: builtinIssuer,
-		AdminToken:    func() (string, error) { return readAdminToken(adminTokenPath) },
+		TrustedProxies: proxies,
+		Issuer:         s.url + "/auth",
+		Realm:          s.url + TokenPath,
+		Service:        service,
+		OIDCAudience:   s.url,
+		BuiltinIssuer:  builtinIssuer,
+		AdminToken:     func() (string, error) { return readAdminToken(adminTokenPath) },
 	})
 	if err != nil {
 		return err
@@ -135,6 +143,7 @@ func (s *Server) registerAuth(mux *http.ServeMux, m *metrics) {
 	mux.Handle(TokenPath, m.instrument("auth_token", s.auth.TokenHandler()))
 	mux.Handle("GET "+AuditPath, m.instrument("audit", s.auth.RequireAdmin(s.auth.AuditHandler())))
 	mux.Handle("POST "+JobTokensPath, m.instrument("job_tokens", s.auth.RequireAdmin(s.auth.JobTokenHandler())))
+	mux.Handle("POST "+JobTokenRevokePath, m.instrument("job_token_revoke", s.auth.JobTokenRevokeHandler()))
 }
 
 // readAdminToken reads the admin token written by the OIDC setup (absent

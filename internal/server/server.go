@@ -165,7 +165,10 @@ func build(ctx context.Context, cfg config.Server, log *slog.Logger, ln net.List
 		store.Close()
 		return nil, fmt.Errorf("tuf: %w", err)
 	}
-	s.setupCI(mux)
+	if err := s.setupCI(mux); err != nil {
+		store.Close()
+		return nil, fmt.Errorf("ci: %w", err)
+	}
 	s.setupDownload(mux)
 	s.handler = reqbody.Handler(mux, cfg.BodyReadTimeout)
 	return s, nil

@@ -12,6 +12,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
+	"github.com/hallmark-dev/hallmark/internal/auth"
 	"github.com/hallmark-dev/hallmark/internal/meta"
 	"github.com/hallmark-dev/hallmark/pkg/oci"
 	"github.com/hallmark-dev/hallmark/pkg/verify"
@@ -28,7 +29,7 @@ type Store interface {
 }
 
 // PullCheck reports whether the authenticated caller may pull repo.
-type PullCheck func(ctx context.Context, repo string) (bool, error)
+type PullCheck = auth.PullCheck
 
 // Authorizer authenticates API requests when registry access control is
 // on. Authorize returns the caller's pull check (anonymous callers get
@@ -40,8 +41,8 @@ type Authorizer interface {
 }
 
 // ErrUnauthenticated is returned by an Authorizer for rejected
-// credentials.
-var ErrUnauthenticated = errors.New("authentication failed")
+// credentials (auth.APIAuthorizer, the server's, returns it as is).
+var ErrUnauthenticated = auth.ErrBadCredentials
 
 // API serves /api/v1/.
 type API struct {

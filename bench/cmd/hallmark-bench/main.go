@@ -133,6 +133,7 @@ func scenarios() []Scenario {
 	return []Scenario{
 		{Name: "blob", Help: "blob push (monolithic POST+PUT and streamed PATCH) and pull throughput, 64 and 512 MiB", Run: blobScenario},
 		{Name: "manifest", Help: "manifest GET by tag and by digest, req/s at -conns keep-alive connections", Run: manifestScenario},
+		{Name: "auth", Help: "what auth costs: manifest GET by tag at -conns connections, Hallmark with auth on (bearer token) vs auth off, both loaded at once (own servers, same build); target on >= 0.8x off", Run: authScenario},
 		{Name: "rss", Help: "peak RSS of each server while it receives one -rss-size MiB blob", Run: rssScenario},
 		{Name: "signing", Help: "hallmark sign/verify vs cosign sign/verify wall time (key, no log), and one verify call over -batch-images images vs the ECDSA P-256 limit", Run: signingScenario},
 		{Name: "tlog", Help: "transparency log: durable appends/s at -conns clients, and entry + inclusion proof latency at 1,000,000 entries (HALLMARK_BENCH_TLOG_SIZE)", Run: tlogScenario},

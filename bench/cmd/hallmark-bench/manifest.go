@@ -114,11 +114,17 @@ func (r loadResult) String() string {
 // client, so on a small machine more CPU is left to the server under test.
 // Responses completing inside the measurement window (after warmup) count.
 func loadGET(ctx context.Context, t Target, path string, want []byte, conns int, warmup, dur time.Duration) (loadResult, error) {
+	return loadGETWith(ctx, t, path, "", want, conns, warmup, dur)
+}
+
+// loadGETWith is loadGET with extra request header lines (each ending in
+// CRLF), e.g. "Authorization: Bearer ...\r\n".
+func loadGETWith(ctx context.Context, t Target, path, header string, want []byte, conns int, warmup, dur time.Duration) (loadResult, error) {
 	u, err := url.Parse(t.URL)
 	if err != nil {
 		return loadResult{}, err
 	}
-	req := []byte("GET " + path + " HTTP/1.1\r\nHost: " + u.Host + "\r\nUser-Agent: hallmark-bench\r\nAccept: " + acceptManifests + "\r\n\r\n")
+	req := []byte("GET " + path + " HTTP/1.1\r\nHost: " + u.Host + "\r\nUser-Agent: hallmark-bench\r\nAccept: " + acceptManifests + "\r\n" + header + "\r\n")
 	start := time.Now()
 	from, to := start.Add(warmup), start.Add(warmup+dur)
 	lats := make([][]time.Duration, conns)
