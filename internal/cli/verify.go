@@ -20,6 +20,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/hallmark-dev/hallmark/internal/config"
+	"github.com/hallmark-dev/hallmark/pkg/fulcio"
 	"github.com/hallmark-dev/hallmark/pkg/oci"
 	"github.com/hallmark-dev/hallmark/pkg/sign"
 	"github.com/hallmark-dev/hallmark/pkg/verify"
@@ -88,10 +89,11 @@ prints for bundles: critical.type is the predicate type and optional holds the
 statement's annotations (cosign v3's -a), which -a checks.
 
 --provenance compares each signed annotation with what the signing certificate attests
-(commit SHA with 1.3.6.1.4.1.57264.1.13, ref with .1.14, project and pipeline URL with
-.1.12, job URL and id with .1.21, ...), prints the comparison as a table on standard
-error and fails a signature whose annotation contradicts its certificate. Standard
-output stays cosign's.
+in Fulcio's extensions (commit SHA with sourceRepositoryDigest, ref with
+sourceRepositoryRef, project and pipeline URL with sourceRepositoryURI, job URL and id
+with runInvocationURI, ...), prints the comparison as a table on standard error and
+fails a signature whose annotation contradicts its certificate. Standard output stays
+cosign's.
 
 Signatures made without a transparency log (--tlog-upload=false) verify only with
 --insecure-ignore-tlog (or --private-infrastructure, the same without the warning).`,
@@ -438,17 +440,18 @@ func (o *verifyOptions) print(oc verifyOutcome, annotations bool, stdout, stderr
 // printCertLines prints what cosign prints for a certificate in text
 // output: its subject and issuer (and GitHub workflow fields).
 func printCertLines(w io.Writer, c *x509.Certificate) {
-	if sans := verify.SubjectAlternativeNames(c); len(sans) > 0 {
+	if sans := fulcio.SubjectAlternativeNames(c); len(sans) > 0 {
 		fmt.Fprintln(w, "Certificate subject:", sans[0])
 	}
-	if iss, ok := verify.FulcioExtension(c, 1); ok {
+	if iss, ok := fulcio.Value(c, fulcio.IssuerV1); ok {
 		fmt.Fprintln(w, "Certificate issuer URL:", iss)
 	}
 	for _, f := range []struct {
 		n    int
 		name string
-	}{{2, "GitHub Workflow Trigger"}, {3, "GitHub Workflow SHA"}, {4, "GitHub Workflow Name"}, {5, "GitHub Workflow Repository"}, {6, "GitHub Workflow Ref"}} {
-		if v, ok := verify.FulcioExtension(c, f.n); ok {
+	}{{fulcio.GitHubWorkflowTrigger, "GitHub Workflow Trigger"}, {fulcio.GitHubWorkflowSHA, "GitHub Workflow SHA"}, {fulcio.GitHubWorkflowName, "GitHub Workflow Name"},
+		{fulcio.GitHubWorkflowRepository, "GitHub Workflow Repository"}, {fulcio.GitHubWorkflowRef, "GitHub Workflow Ref"}} {
+		if v, ok := fulcio.Value(c, f.n); ok {
 			fmt.Fprintf(w, "%s: %s\n", f.name, v)
 		}
 	}
@@ -460,7 +463,7 @@ func printProvenance(w io.Writer, image string, verified []*verify.Verified) {
 	for i, v := range verified {
 		who := "signed with a key: no certificate attests anything"
 		if v.Certificate != nil {
-			if sans := verify.SubjectAlternativeNames(v.Certificate); len(sans) > 0 {
+			if sans := fulcio.SubjectAlternativeNames(v.Certificate); len(sans) > 0 {
 				who = "certificate " + sans[0]
 			}
 		}

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/hallmark-dev/hallmark/internal/meta"
+	"github.com/hallmark-dev/hallmark/pkg/fulcio"
 	"github.com/hallmark-dev/hallmark/pkg/payload"
 	"github.com/hallmark-dev/hallmark/pkg/verify"
 )
@@ -119,8 +120,8 @@ func (ix *Indexer) bundle(s *meta.Signature, data []byte) {
 			setStatus(meta.StatusInvalid, "certificate: "+err.Error())
 			return
 		}
-		s.Signer, s.CertIssuer = certIdentity(cert)
-		s.CertExtensions = certExtensions(cert)
+		s.Signer, s.CertIssuer = fulcio.Identity(cert)
+		s.CertExtensions = fulcio.Values(cert)
 		if verify.VerifySignature(cert.PublicKey, pae, sig) != nil {
 			setStatus(meta.StatusInvalid, "DSSE signature does not verify with the certificate's key")
 			return

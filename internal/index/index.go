@@ -5,7 +5,6 @@ import (
 	"crypto"
 	"crypto/sha256"
 	"crypto/x509"
-	"encoding/asn1"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
@@ -16,11 +15,11 @@ import (
 	"log/slog"
 	"strings"
 	"sync/atomic"
-	"unicode/utf8"
 
 	"github.com/opencontainers/go-digest"
 
 	"github.com/hallmark-dev/hallmark/internal/meta"
+	"github.com/hallmark-dev/hallmark/pkg/fulcio"
 	"github.com/hallmark-dev/hallmark/pkg/oci"
 	"github.com/hallmark-dev/hallmark/pkg/root"
 	"github.com/hallmark-dev/hallmark/pkg/verify"
@@ -284,8 +283,8 @@ func (ix *Indexer) simpleSigning(s *meta.Signature, l oci.Descriptor, payload []
 			setStatus(meta.StatusInvalid, "certificate: "+err.Error())
 			return
 		}
-		s.Signer, s.CertIssuer = certIdentity(cert)
-		s.CertExtensions = certExtensions(cert)
+		s.Signer, s.CertIssuer = fulcio.Identity(cert)
+		s.CertExtensions = fulcio.Values(cert)
 		if err := verify.VerifySignature(cert.PublicKey, payload, sig); err != nil {
 			setStatus(meta.StatusInvalid, "signature does not verify with the certificate's key")
 			return
@@ -328,44 +327,6 @@ func parseCert(p string) (*x509.Certificate, error) {
 		return nil, fmt.Errorf("not a PEM certificate")
 	}
 	return x509.ParseCertificate(block.Bytes)
-}
-
-// certIdentity returns the certificate identity (the first subject
-// alternative name, in cosign's order) and the OIDC issuer (.1.1, else
-// .1.8) recorded in a Fulcio certificate.
-func certIdentity(c *x509.Certificate) (subject, issuer string) {
-	if sans := verify.SubjectAlternativeNames(c); len(sans) > 0 {
-		subject = sans[0]
-	}
-	return subject, verify.CertIssuer(c)
-}
-
-// fulcioArc is the OID prefix of Fulcio's certificate extensions.
-var fulcioArc = asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 57264, 1}
-
-// maxCertExtensions bounds the extensions recorded per certificate.
-const maxCertExtensions = 64
-
-// certExtensions returns the Fulcio extensions 1.3.6.1.4.1.57264.1.N of c
-// by dotted OID: raw strings for N < 8 (as Fulcio writes them), DER
-// UTF8Strings from .1.8 on. Values that do not decode are skipped.
-func certExtensions(c *x509.Certificate) map[string]string {
-	var out map[string]string
-	for _, e := range c.Extensions {
-		if len(e.Id) != len(fulcioArc)+1 || !e.Id[:len(fulcioArc)].Equal(fulcioArc) || len(out) >= maxCertExtensions {
-			continue
-		}
-		n := e.Id[len(fulcioArc)]
-		v, ok := verify.FulcioExtension(c, n)
-		if !ok || !utf8.ValidString(v) || len(v) > 4096 || n == 7 {
-			continue // .1.7 is the otherName SAN type, not an extension
-		}
-		if out == nil {
-			out = map[string]string{}
-		}
-		out[e.Id.String()] = v
-	}
-	return out
 }
 
 // options verifies keyless signatures against the server's own trust,

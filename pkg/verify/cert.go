@@ -11,15 +11,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hallmark-dev/hallmark/pkg/fulcio"
 	"github.com/hallmark-dev/hallmark/pkg/root"
-)
-
-// Fulcio certificate extension OIDs used in identity checks.
-var (
-	OIDIssuerV1  = asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 57264, 1, 1} // raw string
-	OIDIssuerV2  = asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 57264, 1, 8} // DER UTF8String
-	OIDOtherName = asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 57264, 1, 7} // username SAN
-	oidSAN       = asn1.ObjectIdentifier{2, 5, 29, 17}
 )
 
 // CheckCertificate names certificate failures in CheckError.
@@ -117,67 +110,6 @@ func ParseCertificatesPEM(b []byte) ([]*x509.Certificate, error) {
 	}
 }
 
-// CertIssuer returns the OIDC issuer recorded in a Fulcio certificate
-// (extension .1.1, else .1.8).
-func CertIssuer(c *x509.Certificate) string {
-	if v, ok := FulcioExtension(c, 1); ok {
-		return v
-	}
-	v, _ := FulcioExtension(c, 8)
-	return v
-}
-
-// SubjectAlternativeNames lists a certificate's SANs in cosign's order:
-// DNS names, emails, IP addresses, URIs, then Fulcio's username otherName.
-func SubjectAlternativeNames(c *x509.Certificate) []string {
-	var out []string
-	out = append(out, c.DNSNames...)
-	out = append(out, c.EmailAddresses...)
-	for _, ip := range c.IPAddresses {
-		out = append(out, ip.String())
-	}
-	for _, u := range c.URIs {
-		out = append(out, u.String())
-	}
-	return append(out, otherNames(c)...)
-}
-
-// otherNames returns the UTF-8 values of Fulcio username otherName SANs.
-func otherNames(c *x509.Certificate) []string {
-	var out []string
-	for _, e := range c.Extensions {
-		if !e.Id.Equal(oidSAN) {
-			continue
-		}
-		var seq asn1.RawValue
-		if rest, err := asn1.Unmarshal(e.Value, &seq); err != nil || len(rest) > 0 || !seq.IsCompound {
-			return nil
-		}
-		for b := seq.Bytes; len(b) > 0; {
-			var gn asn1.RawValue
-			var err error
-			if b, err = asn1.Unmarshal(b, &gn); err != nil {
-				return out
-			}
-			if gn.Class != asn1.ClassContextSpecific || gn.Tag != 0 {
-				continue
-			}
-			var other struct {
-				ID    asn1.ObjectIdentifier
-				Value asn1.RawValue `asn1:"explicit,tag:0"`
-			}
-			if _, err := asn1.UnmarshalWithParams(gn.FullBytes, &other, "tag:0"); err != nil || !other.ID.Equal(OIDOtherName) {
-				continue
-			}
-			var s string
-			if _, err := asn1.UnmarshalWithParams(other.Value.Bytes, &s, "utf8"); err == nil {
-				out = append(out, s)
-			}
-		}
-	}
-	return out
-}
-
 // VerifyCertificate checks that leaf chains to one of opts.CAs (through
 // its intermediates, or the intermediates of chain for a CA without any)
 // for code signing at the time it was issued, carries an SCT from a
@@ -240,7 +172,7 @@ func VerifyChain(leaf *x509.Certificate, chain []*x509.Certificate, opts CertOpt
 	if len(leaf.UnhandledCriticalExtensions) > 0 {
 		var rest []asn1.ObjectIdentifier
 		for _, id := range leaf.UnhandledCriticalExtensions {
-			if !id.Equal(oidSAN) {
+			if !fulcio.IsSubjectAltName(id) {
 				rest = append(rest, id)
 			}
 		}
@@ -318,8 +250,8 @@ func MatchIdentity(c *x509.Certificate, ids []Identity) error {
 	if len(ids) == 0 {
 		return errors.New("no certificate identity to check: give --certificate-identity(-regexp) and --certificate-oidc-issuer(-regexp)")
 	}
-	sans := SubjectAlternativeNames(c)
-	issuer := CertIssuer(c)
+	sans := fulcio.SubjectAlternativeNames(c)
+	issuer := fulcio.Issuer(c)
 	for _, id := range ids {
 		if !matches(issuer, id.Issuer, id.IssuerRegexp) {
 			continue

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hallmark-dev/hallmark/pkg/fulcio"
 	"github.com/hallmark-dev/hallmark/pkg/root"
 )
 
@@ -46,7 +47,7 @@ func newPKI(t testing.TB) *pki {
 	u, _ := url.Parse(p.identity)
 	leafTmpl := &x509.Certificate{SerialNumber: big.NewInt(2), NotBefore: now, NotAfter: now.Add(10 * time.Minute),
 		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageCodeSigning}, URIs: []*url.URL{u},
-		ExtraExtensions: []pkix.Extension{{Id: OIDIssuerV1, Value: []byte(p.issuer)}}}
+		ExtraExtensions: []pkix.Extension{{Id: fulcio.OIDIssuerV1, Value: []byte(p.issuer)}}}
 	der, err = x509.CreateCertificate(rand.Reader, leafTmpl, p.root, &p.leafKey.PublicKey, p.rootKey)
 	if err != nil {
 		t.Fatal(err)

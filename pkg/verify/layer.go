@@ -18,6 +18,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hallmark-dev/hallmark/pkg/fulcio"
 	"github.com/hallmark-dev/hallmark/pkg/payload"
 	"github.com/hallmark-dev/hallmark/pkg/root"
 )
@@ -368,7 +369,8 @@ func (v *Verified) checkTlog(l Layer, opts Options, want loggedSignature, pub cr
 var certOutputKeys = []struct {
 	n    int
 	name string
-}{{1, "Issuer"}, {2, "githubWorkflowTrigger"}, {3, "githubWorkflowSha"}, {4, "githubWorkflowName"}, {5, "githubWorkflowRepository"}, {6, "githubWorkflowRef"}}
+}{{fulcio.IssuerV1, "Issuer"}, {fulcio.GitHubWorkflowTrigger, "githubWorkflowTrigger"}, {fulcio.GitHubWorkflowSHA, "githubWorkflowSha"},
+	{fulcio.GitHubWorkflowName, "githubWorkflowName"}, {fulcio.GitHubWorkflowRepository, "githubWorkflowRepository"}, {fulcio.GitHubWorkflowRef, "githubWorkflowRef"}}
 
 // enrich adds to the claims' optional map what cosign adds when printing a
 // verified signature: the certificate subject and issuer, and the bundle.
@@ -380,16 +382,16 @@ func (v *Verified) enrich() {
 		v.Claims.Optional = map[string]any{}
 	}
 	if c := v.Certificate; c != nil {
-		if sans := SubjectAlternativeNames(c); len(sans) > 0 {
+		if sans := fulcio.SubjectAlternativeNames(c); len(sans) > 0 {
 			v.Claims.Optional["Subject"] = sans[0]
 		}
 		// cosign v2 prints the raw .1.1 issuer and GitHub's .1.2-.1.6.
 		for _, k := range certOutputKeys {
-			if val, ok := FulcioExtension(c, k.n); ok {
+			if val, ok := fulcio.Value(c, k.n); ok {
 				if k.name != "" {
 					v.Claims.Optional[k.name] = val
 				}
-				v.Claims.Optional[fulcioOID(k.n).String()] = val
+				v.Claims.Optional[fulcio.OID(k.n).String()] = val
 			}
 		}
 	}
