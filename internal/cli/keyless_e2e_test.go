@@ -26,6 +26,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/hallmark-dev/hallmark/internal/testenv"
+	"github.com/hallmark-dev/hallmark/pkg/rekor"
 	"github.com/hallmark-dev/hallmark/pkg/root"
 	"github.com/hallmark-dev/hallmark/pkg/verify"
 )
@@ -263,7 +264,7 @@ func TestKeylessNegative(t *testing.T) {
 			t.Fatal(err)
 		}
 		ann := man.Layers[0].Annotations
-		b, err := verify.ParseRekorBundle(ann[verify.AnnotationBundle])
+		b, err := rekor.ParseBundle(ann[verify.AnnotationBundle])
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -13,6 +13,7 @@ import (
 	"github.com/hallmark-dev/hallmark/internal/index"
 	"github.com/hallmark-dev/hallmark/internal/meta"
 	"github.com/hallmark-dev/hallmark/pkg/oci"
+	"github.com/hallmark-dev/hallmark/pkg/rekor"
 	"github.com/hallmark-dev/hallmark/pkg/root"
 	"github.com/hallmark-dev/hallmark/pkg/verify"
 )
@@ -89,9 +90,9 @@ func TestKeylessIndex(t *testing.T) {
 		t.Error("the otherName SAN type recorded as an extension")
 	}
 
-	editBundle := func(fn func(b *verify.RekorBundle)) func(map[string]string) {
+	editBundle := func(fn func(b *rekor.Bundle)) func(map[string]string) {
 		return func(ann map[string]string) {
-			var b verify.RekorBundle
+			var b rekor.Bundle
 			json.Unmarshal([]byte(ann[verify.AnnotationBundle]), &b)
 			fn(&b)
 			raw, _ := json.Marshal(b)
@@ -104,8 +105,8 @@ func TestKeylessIndex(t *testing.T) {
 		status string
 		detail string
 	}{
-		{"bad SET", editBundle(func(b *verify.RekorBundle) { b.Payload.IntegratedTime++ }), meta.StatusInvalid, "signed entry timestamp does not verify"},
-		{"SET of another log", editBundle(func(b *verify.RekorBundle) { b.Payload.LogID = strings.Repeat("ab", 32) }), meta.StatusUnverified, "transparency log this server does not know"},
+		{"bad SET", editBundle(func(b *rekor.Bundle) { b.Payload.IntegratedTime++ }), meta.StatusInvalid, "signed entry timestamp does not verify"},
+		{"SET of another log", editBundle(func(b *rekor.Bundle) { b.Payload.LogID = strings.Repeat("ab", 32) }), meta.StatusUnverified, "transparency log this server does not know"},
 		{"not logged", func(ann map[string]string) { delete(ann, verify.AnnotationBundle) }, meta.StatusUnverified, "carries no transparency log bundle"},
 		{"signature changed", func(ann map[string]string) {
 			ann[verify.AnnotationSignature] = r.layer.Annotations[verify.AnnotationSignature][:20] + "AAAA" + r.layer.Annotations[verify.AnnotationSignature][24:]

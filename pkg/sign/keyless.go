@@ -8,12 +8,14 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/x509"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
 
 	"github.com/hallmark-dev/hallmark/pkg/payload"
+	"github.com/hallmark-dev/hallmark/pkg/rekor"
 	"github.com/hallmark-dev/hallmark/pkg/root"
 	"github.com/hallmark-dev/hallmark/pkg/verify"
 )
@@ -130,11 +132,11 @@ func (k *KeylessSigner) Sign(ctx context.Context, p []byte) (*Signature, error) 
 	}
 	out := &Signature{Payload: p, Signature: sig, Certificate: k.cert.LeafPEM, Chain: k.cert.ChainPEM}
 	if k.log != nil {
-		entry, err := HashedRekord(p, sig, k.cert.LeafPEM)
+		h := sha256.Sum256(p)
+		entry, err := rekor.NewHashedRekord(rekor.Hash{Algorithm: "sha256", Value: hex.EncodeToString(h[:])}, sig, k.cert.LeafPEM)
 		if err != nil {
 			return nil, err
 		}
-		h := sha256.Sum256(p)
 		if err := out.logged(ctx, k.log, entry, h[:], sig, k.cert.Leaf.Raw); err != nil {
 			return nil, errors.Join(err, k.Verified())
 		}
@@ -163,7 +165,7 @@ func (s *Signature) logged(ctx context.Context, log *TransparencyLog, entry, con
 	if err != nil {
 		return err
 	}
-	b, err := json.Marshal(verify.BundleFromEntry(e))
+	b, err := json.Marshal(rekor.BundleOf(e))
 	if err != nil {
 		return err
 	}
@@ -200,7 +202,7 @@ func signDSSE(ctx context.Context, key crypto.Signer, certPEM, chainPEM, keyDER 
 				return nil, err
 			}
 		}
-		entry, err := DSSEEntry(envJSON, material)
+		entry, err := rekor.NewDSSE(envJSON, material)
 		if err != nil {
 			return nil, err
 		}

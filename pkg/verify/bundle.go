@@ -4,61 +4,17 @@ import (
 	"crypto"
 	"crypto/sha256"
 	"crypto/x509"
-	"encoding/base64"
 	"encoding/hex"
-	"encoding/json"
 	"encoding/pem"
-	"fmt"
 
+	"github.com/hallmark-dev/hallmark/pkg/rekor"
 	"github.com/hallmark-dev/hallmark/pkg/root"
 )
 
-// RekorBundle is cosign's "dev.sigstore.cosign/bundle" layer annotation.
-type RekorBundle struct {
-	SignedEntryTimestamp []byte       `json:"SignedEntryTimestamp"`
-	Payload              RekorPayload `json:"Payload"`
-}
-
-// RekorPayload is what the signed entry timestamp covers.
-type RekorPayload struct {
-	Body           string `json:"body"`
-	IntegratedTime int64  `json:"integratedTime"`
-	LogIndex       int64  `json:"logIndex"`
-	LogID          string `json:"logID"`
-}
-
-// ParseRekorBundle parses a bundle annotation. Only the shape is checked.
-func ParseRekorBundle(raw string) (*RekorBundle, error) {
-	var b RekorBundle
-	if err := json.Unmarshal([]byte(raw), &b); err != nil {
-		return nil, fmt.Errorf("bundle annotation is not valid JSON: %v", err)
-	}
-	if b.Payload.Body == "" || b.Payload.LogID == "" {
-		return nil, fmt.Errorf("bundle annotation has no logged entry (Payload.body and Payload.logID are required)")
-	}
-	return &b, nil
-}
-
-// Entry returns the bundle as a log entry (without inclusion proof).
-func (b *RekorBundle) Entry() (*LogEntry, error) {
-	body, err := base64.StdEncoding.DecodeString(b.Payload.Body)
-	if err != nil {
-		return nil, fmt.Errorf("logged entry body is not base64")
-	}
-	return &LogEntry{Body: body, IntegratedTime: b.Payload.IntegratedTime, LogIndex: b.Payload.LogIndex, LogID: b.Payload.LogID,
-		SET: b.SignedEntryTimestamp}, nil
-}
-
-// BundleFromEntry is the bundle annotation cosign writes for a log entry.
-func BundleFromEntry(e *LogEntry) *RekorBundle {
-	return &RekorBundle{SignedEntryTimestamp: e.SET, Payload: RekorPayload{Body: base64.StdEncoding.EncodeToString(e.Body),
-		IntegratedTime: e.IntegratedTime, LogIndex: e.LogIndex, LogID: e.LogID}}
-}
-
 // checkBundleFor verifies a bundle annotation against the signature it
 // must log.
-func checkBundleFor(raw string, tlogKeys map[string]root.LogKey, want loggedSignature) (*RekorBundle, error) {
-	b, err := ParseRekorBundle(raw)
+func checkBundleFor(raw string, tlogKeys map[string]root.LogKey, want loggedSignature) (*rekor.Bundle, error) {
+	b, err := rekor.ParseBundle(raw)
 	if err != nil {
 		return nil, err
 	}

@@ -19,8 +19,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/hallmark-dev/hallmark/pkg/rekor"
 	"github.com/hallmark-dev/hallmark/pkg/root"
-	"github.com/hallmark-dev/hallmark/pkg/sign"
 	"github.com/hallmark-dev/hallmark/pkg/verify"
 )
 
@@ -139,7 +139,7 @@ func TestRealCosignV2KeylessSignature(t *testing.T) {
 		}
 		_, err := verify.VerifyLayer(l, subject, o)
 		checkErr(t, err, verify.CheckTlog, "signed entry timestamp does not verify")
-		if !errors.Is(err, verify.ErrSET) {
+		if !errors.Is(err, rekor.ErrSET) {
 			t.Errorf("not ErrSET: %v", err)
 		}
 	})
@@ -149,7 +149,7 @@ func TestRealCosignV2KeylessSignature(t *testing.T) {
 		for k, v := range l.Annotations {
 			bad.Annotations[k] = v
 		}
-		var b verify.RekorBundle
+		var b rekor.Bundle
 		json.Unmarshal([]byte(l.Annotations[verify.AnnotationBundle]), &b)
 		b.Payload.IntegratedTime++
 		raw, _ := json.Marshal(b)
@@ -215,7 +215,7 @@ func TestRealEmbeddedSCT(t *testing.T) {
 
 func TestRealInclusionProof(t *testing.T) {
 	raw := readTestdata(t, "rekor-entry-1.json")
-	e, err := sign.ParseLogEntryResponse(raw)
+	e, err := rekor.ParseEntryResponse(raw)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -233,10 +233,10 @@ func TestRealInclusionProof(t *testing.T) {
 	if err := verify.VerifyLoggedSignature(e, keys, h[:], sig, leaf.Raw, true); err != nil {
 		t.Fatalf("logged signature: %v", err)
 	}
-	if err := verify.VerifyLoggedSignature(e, keys, make([]byte, 32), sig, leaf.Raw, true); !errors.Is(err, verify.ErrEntryMismatch) {
+	if err := verify.VerifyLoggedSignature(e, keys, make([]byte, 32), sig, leaf.Raw, true); !errors.Is(err, rekor.ErrEntryMismatch) {
 		t.Errorf("another payload: %v", err)
 	}
-	mutate := func(name string, fn func(p *verify.InclusionProof), want string) {
+	mutate := func(name string, fn func(p *rekor.InclusionProof), want string) {
 		t.Run(name, func(t *testing.T) {
 			c := *e
 			p := *e.Proof
@@ -245,19 +245,19 @@ func TestRealInclusionProof(t *testing.T) {
 			fn(&p)
 			c.Proof = &p
 			err := verify.VerifyInclusion(&c, keys)
-			if !errors.Is(err, verify.ErrInclusionProof) || !strings.Contains(err.Error(), want) {
+			if !errors.Is(err, rekor.ErrInclusionProof) || !strings.Contains(err.Error(), want) {
 				t.Errorf("got %v, want %q", err, want)
 			}
 		})
 	}
-	mutate("wrong hash", func(p *verify.InclusionProof) { p.Hashes[0] = bytes.Repeat([]byte{1}, 32) }, "is not at index 1")
-	mutate("wrong index", func(p *verify.InclusionProof) { p.LogIndex = 2 }, "is not at index 2")
-	mutate("root of another tree", func(p *verify.InclusionProof) { p.RootHash[0] ^= 1 }, "is not at index")
-	mutate("index outside the tree", func(p *verify.InclusionProof) { p.LogIndex = 9 }, "not inside a tree of size 5")
-	mutate("unsigned checkpoint", func(p *verify.InclusionProof) {
+	mutate("wrong hash", func(p *rekor.InclusionProof) { p.Hashes[0] = bytes.Repeat([]byte{1}, 32) }, "is not at index 1")
+	mutate("wrong index", func(p *rekor.InclusionProof) { p.LogIndex = 2 }, "is not at index 2")
+	mutate("root of another tree", func(p *rekor.InclusionProof) { p.RootHash[0] ^= 1 }, "is not at index")
+	mutate("index outside the tree", func(p *rekor.InclusionProof) { p.LogIndex = 9 }, "not inside a tree of size 5")
+	mutate("unsigned checkpoint", func(p *rekor.InclusionProof) {
 		p.Checkpoint = strings.Replace(p.Checkpoint, "\n5\n", "\n6\n", 1)
 	}, "not signed by the log's key")
-	mutate("no checkpoint", func(p *verify.InclusionProof) { p.Checkpoint = "" }, "no signed checkpoint")
+	mutate("no checkpoint", func(p *rekor.InclusionProof) { p.Checkpoint = "" }, "no signed checkpoint")
 }
 
 func TestRealCosignV3Bundle(t *testing.T) {
@@ -369,28 +369,6 @@ func FuzzCertificateAnnotations(f *testing.F) {
 	})
 }
 
-// FuzzCheckpoint: hostile checkpoints never crash and never verify with a
-// key that did not sign them.
-func FuzzCheckpoint(f *testing.F) {
-	e, err := sign.ParseLogEntryResponse(readTestdata(f, "rekor-entry-1.json"))
-	if err != nil {
-		f.Fatal(err)
-	}
-	f.Add([]byte(e.Proof.Checkpoint))
-	f.Add([]byte("origin\n1\nAAAA\n\n\u2014 origin AAAA\n"))
-	var key *ecdsa.PublicKey
-	for _, k := range realMaterial(f).TlogKeys {
-		key = k.Key.(*ecdsa.PublicKey)
-	}
-	other, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	f.Fuzz(func(t *testing.T, note []byte) {
-		verify.VerifyCheckpoint(note, key)
-		if _, err := verify.VerifyCheckpoint(note, &other.PublicKey); err == nil {
-			t.Fatal("a checkpoint verified with a key that never signed")
-		}
-	})
-}
-
 // FuzzLogEntry: hostile log entries (body, proof) never crash the checks.
 func FuzzLogEntry(f *testing.F) {
 	raw := readTestdata(f, "rekor-entry-1.json")
@@ -398,7 +376,7 @@ func FuzzLogEntry(f *testing.F) {
 	f.Add([]byte(`{"x":{"body":"e30=","logIndex":0,"verification":{"inclusionProof":{"hashes":["zz"]}}}}`))
 	keys := realMaterial(f).TlogKeys
 	f.Fuzz(func(t *testing.T, b []byte) {
-		e, err := sign.ParseLogEntryResponse(b)
+		e, err := rekor.ParseEntryResponse(b)
 		if err != nil {
 			return
 		}

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/hallmark-dev/hallmark/pkg/fulcio"
+	"github.com/hallmark-dev/hallmark/pkg/rekor"
 	"github.com/hallmark-dev/hallmark/pkg/root"
 )
 
@@ -68,14 +69,20 @@ func (p *pki) layer(t testing.TB, payload []byte, logKey *ecdsa.PrivateKey) Laye
 	body, _ := json.Marshal(map[string]any{"apiVersion": "0.0.1", "kind": "hashedrekord", "spec": map[string]any{
 		"data":      map[string]any{"hash": map[string]string{"algorithm": "sha256", "value": hex.EncodeToString(h[:])}},
 		"signature": map[string]any{"content": sig, "publicKey": map[string]any{"content": p.leafPEM}}}})
-	pl := RekorPayload{Body: base64.StdEncoding.EncodeToString(body), IntegratedTime: p.integrated.Unix(), LogIndex: 7, LogID: p.logID}
-	canon, _ := json.Marshal(canonicalSETPayload{Body: pl.Body, IntegratedTime: pl.IntegratedTime, LogID: pl.LogID, LogIndex: pl.LogIndex})
+	e := &rekor.LogEntry{Body: body, IntegratedTime: p.integrated.Unix(), LogIndex: 7, LogID: p.logID}
+	canon, _ := rekor.SETPayload(e.Body, e.IntegratedTime, e.LogID, e.LogIndex)
 	ch := sha256.Sum256(canon)
-	set, _ := ecdsa.SignASN1(rand.Reader, logKey, ch[:])
-	bundle, _ := json.Marshal(RekorBundle{SignedEntryTimestamp: set, Payload: pl})
+	e.SET, _ = ecdsa.SignASN1(rand.Reader, logKey, ch[:])
+	bundle, _ := json.Marshal(rekor.BundleOf(e))
 	return Layer{Digest: layerDigest(payload), Payload: payload, Annotations: map[string]string{
 		AnnotationSignature: base64.StdEncoding.EncodeToString(sig), AnnotationCertificate: string(p.leafPEM),
 		AnnotationChain: string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: p.root.Raw})), AnnotationBundle: string(bundle)}}
+}
+
+// leafDER is the leaf certificate's DER.
+func (p *pki) leafDER() []byte {
+	block, _ := pem.Decode(p.leafPEM)
+	return block.Bytes
 }
 
 func (p *pki) opts(ids ...Identity) Options {
@@ -104,7 +111,7 @@ func TestKeyless(t *testing.T) {
 
 	otherLog := newKey(t)
 	tamperedBundle := p.layer(t, payload, p.logKey)
-	var b RekorBundle
+	var b rekor.Bundle
 	json.Unmarshal([]byte(tamperedBundle.Annotations[AnnotationBundle]), &b)
 	b.Payload.LogIndex = 8
 	raw, _ := json.Marshal(b)

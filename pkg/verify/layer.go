@@ -20,6 +20,7 @@ import (
 
 	"github.com/hallmark-dev/hallmark/pkg/fulcio"
 	"github.com/hallmark-dev/hallmark/pkg/payload"
+	"github.com/hallmark-dev/hallmark/pkg/rekor"
 	"github.com/hallmark-dev/hallmark/pkg/root"
 )
 
@@ -51,7 +52,7 @@ type CheckError struct {
 	Index, Total int
 	Reason       string
 	// Err is the underlying error when there is one (errors.Is works
-	// through CheckError, e.g. for ErrSET, ErrUnknownLog, ErrNoBundle).
+	// through CheckError, e.g. for rekor.ErrSET, ErrUnknownLog, ErrNoBundle).
 	Err error
 }
 
@@ -139,12 +140,12 @@ type Verified struct {
 	Layer       Layer
 	Claims      Claims
 	Certificate *x509.Certificate // keyless signatures
-	Bundle      *RekorBundle      // when the signature was logged (printed as cosign does)
+	Bundle      *rekor.Bundle     // when the signature was logged (printed as cosign does)
 	// TlogVerified: Bundle was checked against a trusted log key. With
 	// IgnoreTlog a well-formed bundle is kept for output but not checked.
 	TlogVerified bool
 	// LogEntry is the verified entry of a sigstore bundle.
-	LogEntry *LogEntry
+	LogEntry *rekor.LogEntry
 	// Statement is the in-toto statement of a bundle or attestation.
 	Statement *payload.Statement
 	// EnvelopeJSON is the DSSE envelope of a bundle or attestation (an
@@ -329,7 +330,7 @@ func (v *Verified) checkTlog(l Layer, opts Options, want loggedSignature, pub cr
 	}
 	if opts.IgnoreTlog {
 		if raw, ok := l.Annotations[AnnotationBundle]; ok {
-			if b, err := ParseRekorBundle(raw); err == nil {
+			if b, err := rekor.ParseBundle(raw); err == nil {
 				v.Bundle = b // cosign prints it even when the log is not checked
 			}
 		}

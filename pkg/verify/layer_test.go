@@ -233,7 +233,7 @@ func FuzzRekorBundle(f *testing.F) {
 	sig := mustB64(good.Annotations[AnnotationSignature])
 	keys := map[string]root.LogKey{p.logID: {Key: &p.logKey.PublicKey}}
 	h := sha256.Sum256(payload)
-	want := loggedSignature{contentSHA256: h[:], sig: sig, keyDER: firstDER(p.leafPEM)}
+	want := loggedSignature{contentSHA256: h[:], sig: sig, keyDER: p.leafDER()}
 	f.Fuzz(func(t *testing.T, raw string) {
 		b, err := checkBundleFor(raw, keys, want)
 		if err == nil && (b == nil || b.Payload.LogID != p.logID) {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/hallmark-dev/hallmark/pkg/payload"
+	"github.com/hallmark-dev/hallmark/pkg/rekor"
 )
 
 // Sigstore bundle media types (cosign v3 and --new-bundle-format).
@@ -123,14 +124,14 @@ type BundleTlogEntry struct {
 }
 
 // LogEntry converts the bundle entry.
-func (e BundleTlogEntry) LogEntry() *LogEntry {
-	le := &LogEntry{Body: e.CanonicalizedBody, IntegratedTime: int64(e.IntegratedTime), LogIndex: int64(e.LogIndex),
+func (e BundleTlogEntry) LogEntry() *rekor.LogEntry {
+	le := &rekor.LogEntry{Body: e.CanonicalizedBody, IntegratedTime: int64(e.IntegratedTime), LogIndex: int64(e.LogIndex),
 		LogID: fmt.Sprintf("%x", []byte(e.LogID.KeyID))}
 	if e.InclusionPromise != nil {
 		le.SET = e.InclusionPromise.SignedEntryTimestamp
 	}
 	if p := e.InclusionProof; p != nil {
-		ip := &InclusionProof{LogIndex: int64(p.LogIndex), TreeSize: int64(p.TreeSize), RootHash: p.RootHash, Checkpoint: p.Checkpoint.Envelope}
+		ip := &rekor.InclusionProof{LogIndex: int64(p.LogIndex), TreeSize: int64(p.TreeSize), RootHash: p.RootHash, Checkpoint: p.Checkpoint.Envelope}
 		for _, h := range p.Hashes {
 			ip.Hashes = append(ip.Hashes, h)
 		}
@@ -356,7 +357,7 @@ func (v *Verified) checkBundleTlog(sb *SigstoreBundle, opts Options, want logged
 			continue
 		}
 		if e.SET == nil && e.Proof == nil {
-			errs = append(errs, fmt.Errorf("%w: the log entry has neither a signed entry timestamp nor an inclusion proof", ErrSET))
+			errs = append(errs, fmt.Errorf("%w: the log entry has neither a signed entry timestamp nor an inclusion proof", rekor.ErrSET))
 			continue
 		}
 		if e.SET != nil {
@@ -375,7 +376,7 @@ func (v *Verified) checkBundleTlog(sb *SigstoreBundle, opts Options, want logged
 			// Neither the proof nor its checkpoint covers integratedTime:
 			// without a SET the time is the bundle's word, and it cannot
 			// show the certificate was valid when the signature was logged.
-			errs = append(errs, fmt.Errorf("%w: the log entry has an inclusion proof but no signed entry timestamp, so its integrated time is not authenticated and cannot show the certificate was valid when the signature was logged (re-sign with a log that returns a SET)", ErrSET))
+			errs = append(errs, fmt.Errorf("%w: the log entry has an inclusion proof but no signed entry timestamp, so its integrated time is not authenticated and cannot show the certificate was valid when the signature was logged (re-sign with a log that returns a SET)", rekor.ErrSET))
 			continue
 		}
 		if c := v.Certificate; c != nil {

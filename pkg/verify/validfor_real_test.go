@@ -19,6 +19,7 @@ import (
 	sgroot "github.com/sigstore/sigstore-go/pkg/root"
 	sgverify "github.com/sigstore/sigstore-go/pkg/verify"
 
+	"github.com/hallmark-dev/hallmark/pkg/rekor"
 	"github.com/hallmark-dev/hallmark/pkg/root"
 	"github.com/hallmark-dev/hallmark/pkg/sign"
 	"github.com/hallmark-dev/hallmark/pkg/verify"
@@ -77,7 +78,7 @@ func sctTime(t *testing.T, der []byte) time.Time {
 func TestRealValidForWindows(t *testing.T) {
 	l := realLayer(t)
 	subject2 := string(readTestdata(t, "cosign2-signature.subject"))
-	var rb verify.RekorBundle
+	var rb rekor.Bundle
 	if err := json.Unmarshal([]byte(l.Annotations[verify.AnnotationBundle]), &rb); err != nil {
 		t.Fatal(err)
 	}
@@ -216,7 +217,7 @@ func TestRealValidForWindows(t *testing.T) {
 // signature (SET, inclusion proof, as `hallmark sign` checks it before
 // attaching) is refused once the log key's window ends before the entry.
 func TestRealLogEntryOutsideValidFor(t *testing.T) {
-	e, err := sign.ParseLogEntryResponse(readTestdata(t, "rekor-entry-1.json"))
+	e, err := rekor.ParseEntryResponse(readTestdata(t, "rekor-entry-1.json"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,10 @@
-package tlog
+package rekor
 
 import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/rsa"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
@@ -14,8 +18,8 @@ import (
 // Bounds on one dsse entry: each (signature, verifier) pair may cost a
 // signature verification.
 const (
-	maxDSSESignatures = 16
-	maxDSSEVerifiers  = 16
+	MaxDSSESignatures = 16
+	MaxDSSEVerifiers  = 16
 )
 
 // dsseSpec is the proposed dsse v0.0.1 spec. The server-computed fields
@@ -40,27 +44,47 @@ type dsseEnvelope struct {
 	} `json:"signatures"`
 }
 
-type hashValue struct {
-	Algorithm string `json:"algorithm"`
-	Value     string `json:"value"`
+// DSSE is the spec of a dsse v0.0.1 entry as the log stores it: the
+// envelope itself is not kept, only its hash, the payload hash and each
+// signature with the canonical PEM of the verifier that verified it,
+// sorted by signature.
+type DSSE struct {
+	EnvelopeHash Hash            `json:"envelopeHash"`
+	PayloadHash  Hash            `json:"payloadHash"`
+	Signatures   []DSSESignature `json:"signatures"`
 }
 
-type dsseSignature struct {
-	Signature string `json:"signature"`
-	Verifier  string `json:"verifier"`
+// DSSESignature is one logged DSSE signature.
+type DSSESignature struct {
+	Signature string `json:"signature"` // base64, as in the envelope
+	Verifier  []byte `json:"verifier"`  // PEM key or certificate (base64 in JSON)
 }
 
-// The canonical dsse body, as Rekor stores it: the envelope itself is not
-// kept, only its hash, the payload hash and each signature with the
-// canonical PEM of the verifier that verified it, sorted by signature.
+// dsseBody is the canonical dsse entry.
 type dsseBody struct {
 	APIVersion string `json:"apiVersion"`
 	Kind       string `json:"kind"`
-	Spec       struct {
-		EnvelopeHash hashValue       `json:"envelopeHash"`
-		PayloadHash  hashValue       `json:"payloadHash"`
-		Signatures   []dsseSignature `json:"signatures"`
-	} `json:"spec"`
+	Spec       DSSE   `json:"spec"`
+}
+
+// NewDSSE is the proposed dsse v0.0.1 entry for a signed envelope,
+// verified by the keys or certificates in verifierPEMs, in the field order
+// cosign sends.
+func NewDSSE(envelope []byte, verifierPEMs ...[]byte) ([]byte, error) {
+	var e struct {
+		APIVersion string `json:"apiVersion"`
+		Spec       struct {
+			ProposedContent struct {
+				Envelope  string   `json:"envelope"`
+				Verifiers [][]byte `json:"verifiers"`
+			} `json:"proposedContent"`
+		} `json:"spec"`
+		Kind string `json:"kind"`
+	}
+	e.APIVersion, e.Kind = APIVersion, KindDSSE
+	e.Spec.ProposedContent.Envelope = string(envelope)
+	e.Spec.ProposedContent.Verifiers = verifierPEMs
+	return json.Marshal(e)
 }
 
 func canonicalDSSE(raw json.RawMessage) ([]byte, error) {
@@ -78,8 +102,8 @@ func canonicalDSSE(raw json.RawMessage) ([]byte, error) {
 	if len(pc.Verifiers) == 0 {
 		return nil, invalidf("dsse: spec.proposedContent.verifiers is missing (base64 of PEM certificates or public keys)")
 	}
-	if len(pc.Verifiers) > maxDSSEVerifiers {
-		return nil, fmt.Errorf("%w: dsse: %d verifiers; at most %d are accepted", ErrTooLarge, len(pc.Verifiers), maxDSSEVerifiers)
+	if len(pc.Verifiers) > MaxDSSEVerifiers {
+		return nil, fmt.Errorf("%w: dsse: %d verifiers; at most %d are accepted", ErrTooLarge, len(pc.Verifiers), MaxDSSEVerifiers)
 	}
 	var env dsseEnvelope
 	if err := json.Unmarshal([]byte(*pc.Envelope), &env); err != nil {
@@ -88,8 +112,8 @@ func canonicalDSSE(raw json.RawMessage) ([]byte, error) {
 	if len(env.Signatures) == 0 {
 		return nil, invalidf("dsse: the envelope has no signatures")
 	}
-	if len(env.Signatures) > maxDSSESignatures {
-		return nil, fmt.Errorf("%w: dsse: %d envelope signatures; at most %d are accepted", ErrTooLarge, len(env.Signatures), maxDSSESignatures)
+	if len(env.Signatures) > MaxDSSESignatures {
+		return nil, fmt.Errorf("%w: dsse: %d envelope signatures; at most %d are accepted", ErrTooLarge, len(env.Signatures), MaxDSSESignatures)
 	}
 	body, err := dsseB64("dsse: envelope payload", env.Payload)
 	if err != nil {
@@ -142,17 +166,32 @@ func canonicalDSSE(raw json.RawMessage) ([]byte, error) {
 		return nil, invalidf("dsse: %d envelope signature(s) verify with none of the verifiers; every signature needs its verifier", len(remaining))
 	}
 
-	var b dsseBody
-	b.APIVersion, b.Kind = APIVersion, KindDSSE
+	b := dsseBody{APIVersion: APIVersion, Kind: KindDSSE}
 	eh := sha256.Sum256([]byte(*pc.Envelope))
 	ph := sha256.Sum256(body)
-	b.Spec.EnvelopeHash = hashValue{"sha256", hex.EncodeToString(eh[:])}
-	b.Spec.PayloadHash = hashValue{"sha256", hex.EncodeToString(ph[:])}
+	b.Spec.EnvelopeHash = Hash{"sha256", hex.EncodeToString(eh[:])}
+	b.Spec.PayloadHash = Hash{"sha256", hex.EncodeToString(ph[:])}
 	for sig, v := range bySig {
-		b.Spec.Signatures = append(b.Spec.Signatures, dsseSignature{Signature: sig, Verifier: base64.StdEncoding.EncodeToString(v.canonical)})
+		b.Spec.Signatures = append(b.Spec.Signatures, DSSESignature{Signature: sig, Verifier: v.canonical})
 	}
 	sort.Slice(b.Spec.Signatures, func(i, j int) bool { return b.Spec.Signatures[i].Signature < b.Spec.Signatures[j].Signature })
 	return canonicalJSON(b)
+}
+
+// verifyMessage checks sig over msg (DSSE PAE) as Rekor's dsse type does:
+// ECDSA and RSA PKCS#1 v1.5 over SHA-256, pure Ed25519.
+func verifyMessage(k crypto.PublicKey, msg, sig []byte) bool {
+	switch k := k.(type) {
+	case *ecdsa.PublicKey:
+		d := sha256.Sum256(msg)
+		return ecdsa.VerifyASN1(k, d[:], sig)
+	case *rsa.PublicKey:
+		d := sha256.Sum256(msg)
+		return rsa.VerifyPKCS1v15(k, crypto.SHA256, d[:], sig) == nil
+	case ed25519.PublicKey:
+		return ed25519.Verify(k, msg, sig)
+	}
+	return false
 }
 
 // dsseB64 decodes DSSE base64 as go-securesystemslib does: standard
