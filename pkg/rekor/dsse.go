@@ -15,11 +15,21 @@ import (
 	"github.com/hallmark-dev/hallmark/pkg/payload"
 )
 
-// Bounds on one dsse entry: each (signature, verifier) pair may cost a
-// signature verification.
+// Bounds on one proposed dsse entry. Rekor verifies every envelope
+// signature with each verifier in turn until all are verified, bounded
+// only by the request body (rekor-tiles: 4 MiB by default); a sigstore
+// bundle carries exactly one signature. Here the signatures and verifiers
+// are counted (at most 8 x 8 attempts), the message is hashed once for all
+// ECDSA and RSA attempts, and what pure Ed25519 hashes again on every
+// attempt is bounded.
 const (
-	MaxDSSESignatures = 16
-	MaxDSSEVerifiers  = 16
+	MaxDSSESignatures = 8
+	MaxDSSEVerifiers  = 8
+	// MaxDSSEEnvelope bounds the envelope (rekor-tiles' default request
+	// size).
+	MaxDSSEEnvelope = 4 << 20
+	// maxEd25519Bytes bounds the bytes Ed25519 attempts hash, in total.
+	maxEd25519Bytes = 16 << 20
 )
 
 // dsseSpec is the proposed dsse v0.0.1 spec. The server-computed fields
@@ -99,6 +109,9 @@ func canonicalDSSE(raw json.RawMessage) ([]byte, error) {
 	if pc == nil || pc.Envelope == nil || *pc.Envelope == "" {
 		return nil, invalidf("dsse: spec.proposedContent.envelope is missing (the DSSE envelope JSON, as a string)")
 	}
+	if len(*pc.Envelope) > MaxDSSEEnvelope {
+		return nil, fmt.Errorf("%w: dsse: the envelope is %d bytes; at most %d are accepted", ErrTooLarge, len(*pc.Envelope), MaxDSSEEnvelope)
+	}
 	if len(pc.Verifiers) == 0 {
 		return nil, invalidf("dsse: spec.proposedContent.verifiers is missing (base64 of PEM certificates or public keys)")
 	}
@@ -125,7 +138,7 @@ func canonicalDSSE(raw json.RawMessage) ([]byte, error) {
 			return nil, err
 		}
 	}
-	pae := payload.PAE(env.PayloadType, body)
+	msg := newMessage(payload.PAE(env.PayloadType, body))
 
 	// As Rekor: verifiers are tried in order until every signature is
 	// verified; each verifier tried must verify at least one signature.
@@ -152,7 +165,11 @@ func canonicalDSSE(raw json.RawMessage) ([]byte, error) {
 		}
 		accepted := 0
 		for i, es := range env.Signatures {
-			if verifyMessage(v.key, pae, sigs[i]) {
+			ok, err := msg.verify(v.key, sigs[i])
+			if err != nil {
+				return nil, err
+			}
+			if ok {
 				bySig[es.Sig] = v
 				delete(remaining, es.Sig)
 				accepted++
@@ -178,20 +195,34 @@ func canonicalDSSE(raw json.RawMessage) ([]byte, error) {
 	return canonicalJSON(b)
 }
 
-// verifyMessage checks sig over msg (DSSE PAE) as Rekor's dsse type does:
-// ECDSA and RSA PKCS#1 v1.5 over SHA-256, pure Ed25519.
-func verifyMessage(k crypto.PublicKey, msg, sig []byte) bool {
+// message is a DSSE PAE, hashed once for every ECDSA and RSA attempt,
+// and what Ed25519 attempts have hashed of it so far.
+type message struct {
+	pae     []byte
+	digest  [32]byte
+	ed25519 int
+}
+
+func newMessage(pae []byte) *message { return &message{pae: pae, digest: sha256.Sum256(pae)} }
+
+// verify checks sig over the message as Rekor's dsse type does: ECDSA and
+// RSA PKCS#1 v1.5 over SHA-256, pure Ed25519. An Ed25519 attempt that would
+// hash more than maxEd25519Bytes in total is an ErrTooLarge error.
+func (m *message) verify(k crypto.PublicKey, sig []byte) (bool, error) {
 	switch k := k.(type) {
 	case *ecdsa.PublicKey:
-		d := sha256.Sum256(msg)
-		return ecdsa.VerifyASN1(k, d[:], sig)
+		return ecdsa.VerifyASN1(k, m.digest[:], sig), nil
 	case *rsa.PublicKey:
-		d := sha256.Sum256(msg)
-		return rsa.VerifyPKCS1v15(k, crypto.SHA256, d[:], sig) == nil
+		return rsa.VerifyPKCS1v15(k, crypto.SHA256, m.digest[:], sig) == nil, nil
 	case ed25519.PublicKey:
-		return ed25519.Verify(k, msg, sig)
+		if m.ed25519+len(m.pae) > maxEd25519Bytes {
+			return false, fmt.Errorf("%w: dsse: Ed25519 verifiers must hash the whole %d-byte envelope payload for every signature they try; at most %d bytes are hashed for one entry (send fewer signatures or verifiers, or a smaller payload)",
+				ErrTooLarge, len(m.pae), maxEd25519Bytes)
+		}
+		m.ed25519 += len(m.pae)
+		return ed25519.Verify(k, m.pae, sig), nil
 	}
-	return false
+	return false, nil
 }
 
 // dsseB64 decodes DSSE base64 as go-securesystemslib does: standard

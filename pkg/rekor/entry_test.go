@@ -207,10 +207,24 @@ func TestDSSERejects(t *testing.T) {
 	env := rekortest.SignEnvelope(t, payload, k1)
 	env2 := rekortest.SignEnvelope(t, payload, k1, k2)
 	pk1, pk2 := rekortest.PublicKeyPEM(t, k1.Public()), rekortest.PublicKeyPEM(t, k2.Public())
-	many := make([][]byte, 17)
+	many := make([][]byte, rekor.MaxDSSEVerifiers+1)
 	for i := range many {
 		many[i] = pk1
 	}
+	signers := make([]crypto.Signer, rekor.MaxDSSESignatures+1)
+	for i := range signers {
+		signers[i] = k1
+	}
+	manySigs := rekortest.SignEnvelope(t, payload, signers...)
+	// Ed25519 hashes the whole PAE on every attempt: 8 signatures over a
+	// 2 MiB payload are over the 16 MiB budget.
+	_, ed, _ := ed25519.GenerateKey(rand.Reader)
+	edSigners := make([]crypto.Signer, rekor.MaxDSSESignatures)
+	for i := range edSigners {
+		edSigners[i] = ed
+	}
+	edEnv := rekortest.SignEnvelope(t, bytes.Repeat([]byte("x"), 2<<20), edSigners...)
+	huge := `{"payloadType":"x","payload":"` + strings.Repeat("A", rekor.MaxDSSEEnvelope) + `","signatures":[{"sig":"AA=="}]}`
 	withComputed := strings.Replace(string(rekortest.DSSEEntry(env, pk1)), `"signatures":null`, `"payloadHash":{"algorithm":"sha256","value":"00"}`, 1)
 	var e testEnvelope
 	json.Unmarshal([]byte(env), &e)
@@ -231,7 +245,10 @@ func TestDSSERejects(t *testing.T) {
 		{"bad payload base64", rekortest.DSSEEntry(string(badPayload), pk1), rekor.ErrInvalidEntry, "payload is not base64"},
 		{"no verifiers", rekortest.DSSEEntry(env), rekor.ErrInvalidEntry, "verifiers is missing"},
 		{"verifier not PEM", rekortest.DSSEEntry(env, []byte("nope")), rekor.ErrInvalidEntry, "not PEM"},
-		{"too many verifiers", rekortest.DSSEEntry(env, many...), rekor.ErrTooLarge, "at most 16"},
+		{"too many verifiers", rekortest.DSSEEntry(env, many...), rekor.ErrTooLarge, "9 verifiers; at most 8"},
+		{"too many signatures", rekortest.DSSEEntry(manySigs, pk1), rekor.ErrTooLarge, "9 envelope signatures; at most 8"},
+		{"Ed25519 hashing budget", rekortest.DSSEEntry(edEnv, rekortest.PublicKeyPEM(t, ed.Public())), rekor.ErrTooLarge, "Ed25519 verifiers must hash the whole"},
+		{"envelope too large", rekortest.DSSEEntry(huge, pk1), rekor.ErrTooLarge, "bytes; at most 4194304 are accepted"},
 		{"missing envelope", []byte(`{"apiVersion":"0.0.1","kind":"dsse","spec":{"proposedContent":{"verifiers":["aGk="]}}}`), rekor.ErrInvalidEntry, "envelope is missing"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
