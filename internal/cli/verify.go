@@ -22,6 +22,7 @@ import (
 	"github.com/hallmark-dev/hallmark/internal/config"
 	"github.com/hallmark-dev/hallmark/pkg/fulcio"
 	"github.com/hallmark-dev/hallmark/pkg/oci"
+	"github.com/hallmark-dev/hallmark/pkg/payload"
 	"github.com/hallmark-dev/hallmark/pkg/sign"
 	"github.com/hallmark-dev/hallmark/pkg/verify"
 )
@@ -425,7 +426,7 @@ func (o *verifyOptions) print(oc verifyOutcome, annotations bool, stdout, stderr
 		}
 		return nil
 	}
-	claims := make([]verify.Claims, 0, len(res.Verified))
+	claims := make([]payload.SimpleSigning, 0, len(res.Verified))
 	for _, v := range res.Verified {
 		claims = append(claims, v.Claims)
 	}

@@ -249,7 +249,7 @@ func (s *Session) Verify(ctx context.Context, ref name.Digest, tag string) (*ver
 // standard output for a verified image: the JSON array of the verified
 // payloads' claims.
 func VerificationJSON(res *verify.ImageResult) ([]byte, error) {
-	claims := make([]verify.Claims, 0, len(res.Verified))
+	claims := make([]payload.SimpleSigning, 0, len(res.Verified))
 	for _, v := range res.Verified {
 		claims = append(claims, v.Claims)
 	}

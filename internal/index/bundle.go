@@ -91,7 +91,7 @@ func (ix *Indexer) bundle(s *meta.Signature, data []byte) {
 		setStatus(meta.StatusInvalid, fmt.Sprintf("statement subject digest %q does not match %s", got, s.Subject))
 		return
 	}
-	s.Annotations = stringAnnotations(st.Subject[0].Annotations)
+	s.Annotations = payload.Annotations(st.Subject[0].Annotations)
 	if len(env.Signatures) == 0 {
 		setStatus(meta.StatusInvalid, "DSSE envelope has no signature")
 		return

@@ -21,6 +21,7 @@ import (
 	"github.com/hallmark-dev/hallmark/internal/meta"
 	"github.com/hallmark-dev/hallmark/pkg/fulcio"
 	"github.com/hallmark-dev/hallmark/pkg/oci"
+	sspayload "github.com/hallmark-dev/hallmark/pkg/payload"
 	"github.com/hallmark-dev/hallmark/pkg/root"
 	"github.com/hallmark-dev/hallmark/pkg/verify"
 )
@@ -252,12 +253,12 @@ func (ix *Indexer) simpleSigning(s *meta.Signature, l oci.Descriptor, payload []
 	s.PayloadType = l.MediaType
 	setStatus := func(status, detail string) { s.Status, s.StatusDetail = status, detail }
 
-	claims, err := verify.ParseClaims(payload)
+	claims, err := sspayload.ParseLenient(payload)
 	if err != nil {
 		setStatus(meta.StatusInvalid, err.Error())
 		return
 	}
-	s.Annotations = stringAnnotations(claims.Optional)
+	s.Annotations = sspayload.Annotations(claims.Optional)
 	if bundle := l.Annotations[verify.AnnotationBundle]; bundle != "" {
 		var rb struct {
 			Payload struct {
@@ -307,18 +308,6 @@ func (ix *Indexer) simpleSigning(s *meta.Signature, l oci.Descriptor, payload []
 		}
 	}
 	setStatus(meta.StatusUnverified, "signed with a key the server does not trust")
-}
-
-func stringAnnotations(opt map[string]any) map[string]string {
-	out := make(map[string]string, len(opt))
-	for k, v := range opt {
-		if s, ok := v.(string); ok {
-			out[k] = s
-		} else if b, err := json.Marshal(v); err == nil {
-			out[k] = string(b)
-		}
-	}
-	return out
 }
 
 func parseCert(p string) (*x509.Certificate, error) {

@@ -14,7 +14,6 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
-	"sort"
 	"strings"
 	"time"
 
@@ -70,30 +69,6 @@ func (e *CheckError) Error() string {
 	return fmt.Sprintf("%s: %s check failed: %s", where, e.Check, e.Reason)
 }
 
-// Claims is a simple-signing payload as cosign prints it after verifying:
-// the payload re-marshalled with the optional map enriched.
-type Claims struct {
-	Critical Critical       `json:"critical"`
-	Optional map[string]any `json:"optional"`
-}
-
-// Critical is the critical section of a simple-signing payload.
-type Critical struct {
-	Identity IdentityClaim `json:"identity"`
-	Image    ImageClaim    `json:"image"`
-	Type     string        `json:"type"`
-}
-
-// IdentityClaim names the signed repository.
-type IdentityClaim struct {
-	DockerReference string `json:"docker-reference"`
-}
-
-// ImageClaim carries the signed manifest digest.
-type ImageClaim struct {
-	DockerManifestDigest string `json:"docker-manifest-digest"`
-}
-
 // Layer is one signature as stored in a cosign signature manifest: the
 // payload blob and the layer descriptor's annotations.
 type Layer struct {
@@ -136,9 +111,11 @@ type Options struct {
 // Verified is a signature that passed every check.
 type Verified struct {
 	// Kind is KindSimpleSigning, KindBundle or KindAttestation.
-	Kind        string
-	Layer       Layer
-	Claims      Claims
+	Kind  string
+	Layer Layer
+	// Claims is the verified simple-signing payload as cosign prints it
+	// (the optional map enriched with the certificate and bundle).
+	Claims      payload.SimpleSigning
 	Certificate *x509.Certificate // keyless signatures
 	Bundle      *rekor.Bundle     // when the signature was logged (printed as cosign does)
 	// TlogVerified: Bundle was checked against a trusted log key. With
@@ -248,7 +225,7 @@ func VerifyLayer(l Layer, imageDigest string, opts Options) (*Verified, error) {
 	if err := verified.checkTlog(l, opts, loggedSignature{contentSHA256: ph[:], sig: sig}, pub); err != nil {
 		return nil, err
 	}
-	c, err := ParseClaims(l.Payload)
+	c, err := payload.ParseLenient(l.Payload)
 	if err != nil {
 		return nil, fail(CheckPayload, "%v", err)
 	}
@@ -263,7 +240,7 @@ func VerifyLayer(l Layer, imageDigest string, opts Options) (*Verified, error) {
 	if err := verified.checkProvenance(c.Optional, opts); err != nil {
 		return nil, fail(CheckProvenanceAnnotations, "%v", err)
 	}
-	verified.Claims = *c
+	verified.Claims = c
 	verified.enrich()
 	return verified, nil
 }
@@ -401,47 +378,19 @@ func (v *Verified) enrich() {
 	}
 }
 
-// ParseClaims parses a simple-signing payload leniently, as cosign verify
-// does (the type is not checked), but requires the digest claim to exist.
-func ParseClaims(payload []byte) (*Claims, error) {
-	var c Claims
-	if err := json.Unmarshal(payload, &c); err != nil {
-		return nil, fmt.Errorf("payload is not simple-signing JSON: %v", err)
-	}
-	if c.Critical.Image.DockerManifestDigest == "" {
-		return nil, errors.New("payload has no critical.image.docker-manifest-digest")
-	}
-	return &c, nil
-}
-
-// checkAnnotations applies cosign verify -a: every wanted key must be in
-// the payload's optional map with exactly the wanted string value. As in
-// cosign, a non-string JSON value never matches and an empty wanted value
-// does not match a missing key (observed with cosign v2.6.5).
+// checkAnnotations applies cosign verify -a (payload.CheckAnnotations),
+// the failures joined with "; " as one reason.
 func checkAnnotations(have map[string]any, want map[string]string) error {
-	keys := make([]string, 0, len(want))
-	for k := range want {
-		keys = append(keys, k)
+	err := payload.CheckAnnotations(have, want)
+	joined, ok := err.(interface{ Unwrap() []error })
+	if !ok {
+		return err
 	}
-	sort.Strings(keys)
-	var errs []string
-	for _, k := range keys {
-		w := want[k]
-		v, ok := have[k]
-		switch s, isStr := v.(string); {
-		case !ok:
-			errs = append(errs, fmt.Sprintf("annotation %q is not in the signed payload (want %q)", k, w))
-		case !isStr:
-			b, _ := json.Marshal(v)
-			errs = append(errs, fmt.Sprintf("annotation %q is the non-string JSON value %s in the signed payload, want the string %q", k, b, w))
-		case s != w:
-			errs = append(errs, fmt.Sprintf("annotation %q is %q in the signed payload, want %q", k, s, w))
-		}
+	lines := make([]string, 0, len(joined.Unwrap()))
+	for _, e := range joined.Unwrap() {
+		lines = append(lines, e.Error())
 	}
-	if len(errs) > 0 {
-		return errors.New(strings.Join(errs, "; "))
-	}
-	return nil
+	return errors.New(strings.Join(lines, "; "))
 }
 
 // VerifySignature checks sig over payload with pub: ECDSA (ASN.1) and RSA

@@ -283,23 +283,10 @@ func VerifySigstoreBundle(raw []byte, check BundleCheck, opts Options, digest st
 	}
 	// The annotations are those of the subject that is this image (a
 	// statement may name several images, each with its own).
-	var ann map[string]any
-	var subj struct {
-		Subject []struct {
-			Digest      map[string]string `json:"digest"`
-			Annotations map[string]any    `json:"annotations"`
-		} `json:"subject"`
-	}
-	if alg, hex, ok := strings.Cut(check.ImageDigest, ":"); ok && json.Unmarshal(env.Payload, &subj) == nil {
-		for _, s := range subj.Subject {
-			if s.Digest[alg] == hex {
-				ann = s.Annotations
-				break
-			}
-		}
-	}
-	v.Claims = Claims{Critical: Critical{Identity: IdentityClaim{DockerReference: check.RefName},
-		Image: ImageClaim{DockerManifestDigest: check.ImageDigest}, Type: st.PredicateType}, Optional: ann}
+	subject, _ := st.SubjectFor(check.ImageDigest)
+	ann := subject.Annotations
+	v.Claims = payload.SimpleSigning{Critical: payload.Critical{Identity: payload.Identity{DockerReference: check.RefName},
+		Image: payload.Image{DockerManifestDigest: check.ImageDigest}, Type: st.PredicateType}, Optional: ann}
 	if !opts.SkipClaims {
 		if err := checkAnnotations(ann, opts.Annotations); err != nil {
 			return nil, fail(CheckAnnotation, "%v", err)
