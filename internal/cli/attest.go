@@ -239,7 +239,7 @@ func (o *verifyAttestationOptions) run(ctx context.Context, images []string, std
 		if err != nil {
 			return fmt.Errorf("image reference %q: %w", img, err)
 		}
-		res, err := client.Attestations(ctx, verify.Target{Image: ref, SignatureRepo: sigRepo, TagPrefix: o.v.reg.tagPrefix}, pt, opts)
+		res, err := verify.Attestations(ctx, client, verify.Target{Image: ref, SignatureRepo: sigRepo, TagPrefix: o.v.reg.tagPrefix}, pt, opts)
 		if err != nil {
 			return withExitCode(err)
 		}

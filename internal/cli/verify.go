@@ -241,7 +241,7 @@ func (o *verifyOptions) run(ctx context.Context, images []string, stdout, stderr
 			defer wg.Done()
 			for i := range next {
 				j := jobs[i]
-				res, err := client.Image(ctx, verify.Target{Image: j.ref, Digest: j.digest, SignatureRepo: sigRepo, TagPrefix: o.reg.tagPrefix}, opts)
+				res, err := verify.Image(ctx, client, verify.Target{Image: j.ref, Digest: j.digest, SignatureRepo: sigRepo, TagPrefix: o.reg.tagPrefix}, opts)
 				outcomes[i] = verifyOutcome{job: j, result: res, err: err}
 				close(done[i])
 			}
@@ -338,7 +338,7 @@ func withExitCode(err error) error {
 	switch {
 	case errors.Is(err, verify.ErrNoSignatures):
 		return &exitError{code: exitNoSignatures, err: err}
-	case errors.Is(err, verify.ErrImageNotFound):
+	case errors.Is(err, oci.ErrImageNotFound):
 		return &exitError{code: exitTagNotFound, err: err}
 	case errors.Is(err, verify.ErrNoMatching):
 		return &exitError{code: exitNoMatching, err: err}
@@ -364,7 +364,7 @@ func loadVerifyKey(ref string) (crypto.PublicKey, error) {
 }
 
 // expandIndexes adds the platform manifests of every index among refs.
-func expandIndexes(ctx context.Context, client *verify.Client, refs []name.Reference) ([]verifyJob, error) {
+func expandIndexes(ctx context.Context, client *oci.Client, refs []name.Reference) ([]verifyJob, error) {
 	var out []verifyJob
 	for _, ref := range refs {
 		m, d, err := client.Manifest(ctx, ref)

@@ -18,6 +18,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
+	"github.com/hallmark-dev/hallmark/pkg/oci"
 	"github.com/hallmark-dev/hallmark/pkg/payload"
 	"github.com/hallmark-dev/hallmark/pkg/provenance"
 	"github.com/hallmark-dev/hallmark/pkg/sign"
@@ -51,7 +52,7 @@ type Session struct {
 	cfg      SessionConfig
 	keychain authn.Keychain
 	blobs    *sign.MonolithicBlobs
-	verifier *verify.Client
+	verifier *oci.Client
 	http     *http.Client
 	nameOpts []name.Option
 }
@@ -80,7 +81,7 @@ func NewSession(env map[string]string, cfg SessionConfig) (*Session, error) {
 		s.nameOpts = []name.Option{name.Insecure}
 	}
 	s.blobs = &sign.MonolithicBlobs{Keychain: kc, Transport: cfg.Transport, UserAgent: UserAgent}
-	s.verifier = verify.NewClient(verify.ClientConfig{Transport: cfg.Transport, Keychain: kc, UserAgent: UserAgent})
+	s.verifier = oci.NewClient(oci.ClientConfig{Transport: cfg.Transport, Keychain: kc, UserAgent: UserAgent})
 	return s, nil
 }
 
@@ -242,7 +243,7 @@ func (s *Session) Verify(ctx context.Context, ref name.Digest, tag string) (*ver
 	if s.cfg.Key != nil {
 		pub = s.cfg.Key.Public()
 	}
-	return s.verifier.Image(ctx, verify.Target{Image: ref}, VerifyOptions(s.cfg.Trust, pub, s.Identity(), s.Issuer(), tag))
+	return verify.Image(ctx, s.verifier, verify.Target{Image: ref}, VerifyOptions(s.cfg.Trust, pub, s.Identity(), s.Issuer(), tag))
 }
 
 // VerificationJSON is what `hallmark verify` (and cosign verify) prints on

@@ -146,11 +146,11 @@ func (ix *Indexer) Signatures(ctx context.Context, m *meta.Manifest, tags []stri
 
 // layerKey is the dedupe key of one signature layer.
 func layerKey(l oci.Descriptor, bundleKind bool) string {
-	if bundleKind || strings.HasPrefix(l.MediaType, meta.BundleTypePrefix) {
+	if bundleKind || strings.HasPrefix(l.MediaType, oci.BundleMediaTypePrefix) {
 		return dedupeKey(l.Digest.String())
 	}
-	sigB64, certPEM := l.Annotations[verify.AnnotationSignature], l.Annotations[verify.AnnotationCertificate]
-	if b := l.Annotations[verify.AnnotationBundle]; b != "" {
+	sigB64, certPEM := l.Annotations[oci.AnnotationSignature], l.Annotations[oci.AnnotationCertificate]
+	if b := l.Annotations[oci.AnnotationBundle]; b != "" {
 		// A re-pushed layer with another log bundle (e.g. a forged SET) is
 		// another record, judged on its own.
 		return dedupeKey(l.Digest.String(), sigB64, certPEM, b)
@@ -167,7 +167,7 @@ func (ix *Indexer) signatures(ctx context.Context, m *meta.Manifest, tags []stri
 		return nil
 	}
 	base := meta.Signature{Repository: m.Repository, Subject: subject, Manifest: m.Digest, Kind: "cosign"}
-	if strings.HasPrefix(m.ArtifactType, meta.BundleTypePrefix) {
+	if strings.HasPrefix(m.ArtifactType, oci.BundleMediaTypePrefix) {
 		base.Kind = "sigstore-bundle"
 	}
 	invalid := func(layer digest.Digest, key, detail string) meta.Signature {
@@ -206,7 +206,7 @@ func (ix *Indexer) signatures(ctx context.Context, m *meta.Manifest, tags []stri
 			out = append(out, invalid(l.Digest, "layer:"+l.Digest.String()+":"+m.Digest.String(), err.Error()))
 			continue
 		}
-		if base.Kind == "sigstore-bundle" || strings.HasPrefix(l.MediaType, meta.BundleTypePrefix) {
+		if base.Kind == "sigstore-bundle" || strings.HasPrefix(l.MediaType, oci.BundleMediaTypePrefix) {
 			s.Kind = "sigstore-bundle"
 			ix.bundle(&s, data)
 		} else {
@@ -247,8 +247,8 @@ func dedupeKey(parts ...string) string {
 
 // simpleSigning fills s from a cosign simple-signing layer.
 func (ix *Indexer) simpleSigning(s *meta.Signature, l oci.Descriptor, payload []byte) {
-	sigB64 := l.Annotations[verify.AnnotationSignature]
-	certPEM := l.Annotations[verify.AnnotationCertificate]
+	sigB64 := l.Annotations[oci.AnnotationSignature]
+	certPEM := l.Annotations[oci.AnnotationCertificate]
 	s.Key = layerKey(l, false)
 	s.PayloadType = l.MediaType
 	setStatus := func(status, detail string) { s.Status, s.StatusDetail = status, detail }
@@ -259,7 +259,7 @@ func (ix *Indexer) simpleSigning(s *meta.Signature, l oci.Descriptor, payload []
 		return
 	}
 	s.Annotations = sspayload.Annotations(claims.Optional)
-	if bundle := l.Annotations[verify.AnnotationBundle]; bundle != "" {
+	if bundle := l.Annotations[oci.AnnotationBundle]; bundle != "" {
 		var rb struct {
 			Payload struct {
 				LogIndex *int64 `json:"logIndex"`
@@ -275,7 +275,7 @@ func (ix *Indexer) simpleSigning(s *meta.Signature, l oci.Descriptor, payload []
 	}
 	sig, err := base64.StdEncoding.DecodeString(sigB64)
 	if err != nil || len(sig) == 0 {
-		setStatus(meta.StatusInvalid, "missing or malformed "+verify.AnnotationSignature+" annotation")
+		setStatus(meta.StatusInvalid, "missing or malformed "+oci.AnnotationSignature+" annotation")
 		return
 	}
 	if certPEM != "" {

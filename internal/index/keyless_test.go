@@ -93,10 +93,10 @@ func TestKeylessIndex(t *testing.T) {
 	editBundle := func(fn func(b *rekor.Bundle)) func(map[string]string) {
 		return func(ann map[string]string) {
 			var b rekor.Bundle
-			json.Unmarshal([]byte(ann[verify.AnnotationBundle]), &b)
+			json.Unmarshal([]byte(ann[oci.AnnotationBundle]), &b)
 			fn(&b)
 			raw, _ := json.Marshal(b)
-			ann[verify.AnnotationBundle] = string(raw)
+			ann[oci.AnnotationBundle] = string(raw)
 		}
 	}
 	for _, tc := range []struct {
@@ -107,9 +107,9 @@ func TestKeylessIndex(t *testing.T) {
 	}{
 		{"bad SET", editBundle(func(b *rekor.Bundle) { b.Payload.IntegratedTime++ }), meta.StatusInvalid, "signed entry timestamp does not verify"},
 		{"SET of another log", editBundle(func(b *rekor.Bundle) { b.Payload.LogID = strings.Repeat("ab", 32) }), meta.StatusUnverified, "transparency log this server does not know"},
-		{"not logged", func(ann map[string]string) { delete(ann, verify.AnnotationBundle) }, meta.StatusUnverified, "carries no transparency log bundle"},
+		{"not logged", func(ann map[string]string) { delete(ann, oci.AnnotationBundle) }, meta.StatusUnverified, "carries no transparency log bundle"},
 		{"signature changed", func(ann map[string]string) {
-			ann[verify.AnnotationSignature] = r.layer.Annotations[verify.AnnotationSignature][:20] + "AAAA" + r.layer.Annotations[verify.AnnotationSignature][24:]
+			ann[oci.AnnotationSignature] = r.layer.Annotations[oci.AnnotationSignature][:20] + "AAAA" + r.layer.Annotations[oci.AnnotationSignature][24:]
 		}, meta.StatusInvalid, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -138,17 +138,17 @@ func FuzzKeylessLayer(f *testing.F) {
 	e := newEnv(f, false)
 	e.ix.SetKeylessTrust(r.trust)
 	a := r.layer.Annotations
-	f.Add(a[verify.AnnotationSignature], a[verify.AnnotationCertificate], a[verify.AnnotationChain], a[verify.AnnotationBundle])
+	f.Add(a[oci.AnnotationSignature], a[oci.AnnotationCertificate], a[oci.AnnotationChain], a[oci.AnnotationBundle])
 	f.Add("", "", "", "")
-	f.Add(a[verify.AnnotationSignature], a[verify.AnnotationCertificate], "", `{"SignedEntryTimestamp":"AA==","Payload":{"body":"e30=","logID":"00"}}`)
+	f.Add(a[oci.AnnotationSignature], a[oci.AnnotationCertificate], "", `{"SignedEntryTimestamp":"AA==","Payload":{"body":"e30=","logID":"00"}}`)
 	f.Fuzz(func(t *testing.T, sig, cert, chain, bundle string) {
 		s := r.index(e.ix, func(ann map[string]string) {
-			ann[verify.AnnotationSignature], ann[verify.AnnotationCertificate], ann[verify.AnnotationChain], ann[verify.AnnotationBundle] = sig, cert, chain, bundle
+			ann[oci.AnnotationSignature], ann[oci.AnnotationCertificate], ann[oci.AnnotationChain], ann[oci.AnnotationBundle] = sig, cert, chain, bundle
 		})
 		if s.Status == "" || s.Key == "" {
 			t.Fatalf("no status or key: %+v", s)
 		}
-		if s.Status == meta.StatusVerified && (sig != a[verify.AnnotationSignature] || bundle == "") {
+		if s.Status == meta.StatusVerified && (sig != a[oci.AnnotationSignature] || bundle == "") {
 			t.Fatalf("verified a signature that is not the real one: %+v", s)
 		}
 	})
@@ -174,7 +174,7 @@ func BenchmarkKeylessLayer(b *testing.B) {
 }
 
 func leafChain(t testing.TB, r realKeyless) []*x509.Certificate {
-	chain, err := verify.ParseCertificatesPEM([]byte(r.layer.Annotations[verify.AnnotationChain]))
+	chain, err := verify.ParseCertificatesPEM([]byte(r.layer.Annotations[oci.AnnotationChain]))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"fmt"
 
+	"github.com/hallmark-dev/hallmark/pkg/oci"
 	"github.com/hallmark-dev/hallmark/pkg/payload"
 )
 
@@ -22,7 +23,7 @@ func VerifyAttestationLayer(l Layer, imageDigest, predicateType string, opts Opt
 		return &CheckError{Check: check, Signature: l.Digest, Reason: fmt.Sprintf(format, args...)}
 	}
 	if l.Digest != "" {
-		if ok, got := payloadDigestMatches(l.Digest, l.Payload); !ok {
+		if ok, got := oci.DigestMatches(l.Digest, l.Payload); !ok {
 			return nil, fail(CheckIntegrity, "the envelope (%d bytes) hashes to %q, not to its layer digest: it was altered in the registry's storage or in transit", len(l.Payload), got)
 		}
 	}

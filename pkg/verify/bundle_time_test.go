@@ -16,6 +16,7 @@ import (
 
 	"github.com/transparency-dev/merkle/rfc6962"
 
+	"github.com/hallmark-dev/hallmark/pkg/oci"
 	"github.com/hallmark-dev/hallmark/pkg/payload"
 	"github.com/hallmark-dev/hallmark/pkg/rekor"
 )
@@ -79,7 +80,7 @@ func (p *pki) testBundle(t *testing.T, spec bundleSpec) []byte {
 		block, _ := pem.Decode(p.leafPEM)
 		vm["certificate"] = map[string]string{"rawBytes": b64(block.Bytes)}
 	}
-	out, _ := json.Marshal(map[string]any{"mediaType": BundleMediaTypeV03, "verificationMaterial": vm,
+	out, _ := json.Marshal(map[string]any{"mediaType": oci.BundleMediaTypeV03, "verificationMaterial": vm,
 		"dsseEnvelope": map[string]any{"payload": b64(spec.statement), "payloadType": payload.InTotoPayloadType,
 			"signatures": []map[string]string{{"sig": b64(sig)}}}})
 	return out

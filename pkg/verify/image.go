@@ -7,11 +7,11 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"sync"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
+	"github.com/hallmark-dev/hallmark/pkg/oci"
 	"github.com/hallmark-dev/hallmark/pkg/payload"
 )
 
@@ -34,6 +34,22 @@ type ImageResult struct {
 	Failed []error
 }
 
+// Registry reads an image's signatures from where they are stored;
+// oci.Client is the one that talks to OCI registries.
+type Registry interface {
+	// Resolve returns the manifest digest a reference points at; a
+	// missing tag is an error wrapping oci.ErrImageNotFound.
+	Resolve(ctx context.Context, ref name.Reference) (v1.Hash, error)
+	// SignatureManifest reads the manifest under a signature or
+	// attestation tag: nil, nil when the tag does not exist.
+	SignatureManifest(ctx context.Context, tag name.Tag) (*oci.SignatureManifest, error)
+	// SignatureLayers reads the payload of every layer of a signature
+	// manifest.
+	SignatureLayers(ctx context.Context, repo name.Repository, sm *oci.SignatureManifest) []oci.SignatureLayer
+	// BundleReferrers reads the sigstore bundles referring to a digest.
+	BundleReferrers(ctx context.Context, repo name.Repository, d v1.Hash) ([]oci.ReferrerBundle, error)
+}
+
 // Target says where an image's signatures live.
 type Target struct {
 	Image name.Reference
@@ -48,19 +64,6 @@ type Target struct {
 	NoReferrers bool
 }
 
-// SignatureTag returns the tag cosign stores the signatures of digest d
-// under in repo: "[prefix]<alg>-<hex>.sig".
-func SignatureTag(repo name.Repository, prefix string, d v1.Hash) name.Tag {
-	return AttachmentTag(repo, prefix, d, "sig")
-}
-
-// AttachmentTag returns the tag cosign stores an attachment of digest d
-// under in repo: "[prefix]<alg>-<hex>.<suffix>", suffix "sig" for
-// signatures and "att" for attestations.
-func AttachmentTag(repo name.Repository, prefix string, d v1.Hash, suffix string) name.Tag {
-	return repo.Tag(fmt.Sprintf("%s%s-%s.%s", prefix, d.Algorithm, d.Hex, suffix))
-}
-
 // Image verifies the signatures of the image at t against opts: the
 // layers of its cosign ".sig" manifest and the sigstore bundles attached
 // to it as OCI 1.1 referrers (cosign v3 and --new-bundle-format) whose
@@ -71,8 +74,8 @@ func AttachmentTag(repo name.Repository, prefix string, d v1.Hash, suffix string
 // ErrNoSignatures (nothing attached), ErrImageNotFound (the image tag does
 // not exist) or ErrNoMatching, and lists, per signature, which check
 // failed and why.
-func (c *Client) Image(ctx context.Context, t Target, opts Options) (*ImageResult, error) {
-	return c.verifyImage(ctx, t, opts, "sig", payload.CosignSignPredicateType)
+func Image(ctx context.Context, reg Registry, t Target, opts Options) (*ImageResult, error) {
+	return verifyImage(ctx, reg, t, opts, oci.SignatureSuffix, payload.CosignSignPredicateType)
 }
 
 // Attestations verifies the attestations of the image at t: the DSSE
@@ -80,8 +83,8 @@ func (c *Client) Image(ctx context.Context, t Target, opts Options) (*ImageResul
 // those whose statement has predicateType (any, when empty). When
 // attestations verify but none has the predicate type, the error says
 // which types were found, as cosign verify-attestation does.
-func (c *Client) Attestations(ctx context.Context, t Target, predicateType string, opts Options) (*ImageResult, error) {
-	res, err := c.verifyImage(ctx, t, opts, "att", "")
+func Attestations(ctx context.Context, reg Registry, t Target, predicateType string, opts Options) (*ImageResult, error) {
+	res, err := verifyImage(ctx, reg, t, opts, oci.AttestationSuffix, "")
 	if err != nil || predicateType == "" {
 		return res, err
 	}
@@ -102,13 +105,13 @@ func (c *Client) Attestations(ctx context.Context, t Target, predicateType strin
 	return res, nil
 }
 
-func (c *Client) verifyImage(ctx context.Context, t Target, opts Options, suffix, bundlePredicate string) (*ImageResult, error) {
+func verifyImage(ctx context.Context, reg Registry, t Target, opts Options, suffix, bundlePredicate string) (*ImageResult, error) {
 	var dig v1.Hash
 	if t.Digest != nil {
 		dig = *t.Digest
 	} else {
 		var err error
-		if dig, err = c.Resolve(ctx, t.Image); err != nil {
+		if dig, err = reg.Resolve(ctx, t.Image); err != nil {
 			return nil, err
 		}
 	}
@@ -116,11 +119,11 @@ func (c *Client) verifyImage(ctx context.Context, t Target, opts Options, suffix
 	if t.SignatureRepo != nil {
 		repo = *t.SignatureRepo
 	}
-	tag := AttachmentTag(repo, t.TagPrefix, dig, suffix)
+	tag := oci.AttachmentTag(repo, t.TagPrefix, dig, suffix)
 	res := &ImageResult{Reference: t.Image, Digest: dig, SignatureTag: tag}
 	// The referrers (sigstore bundles) are listed while the signature
 	// manifest is read: one round trip of latency for both.
-	var bundles []referrerBundle
+	var bundles []oci.ReferrerBundle
 	var referrerErr error
 	listed := make(chan struct{})
 	if t.NoReferrers {
@@ -128,10 +131,10 @@ func (c *Client) verifyImage(ctx context.Context, t Target, opts Options, suffix
 	} else {
 		go func() {
 			defer close(listed)
-			bundles, referrerErr = c.bundleReferrers(ctx, t.Image.Context(), dig)
+			bundles, referrerErr = reg.BundleReferrers(ctx, t.Image.Context(), dig)
 		}()
 	}
-	sm, err := c.signatureManifest(ctx, tag)
+	sm, err := reg.SignatureManifest(ctx, tag)
 	<-listed
 	if err != nil {
 		return res, err
@@ -140,12 +143,12 @@ func (c *Client) verifyImage(ctx context.Context, t Target, opts Options, suffix
 		return res, referrerErr
 	}
 	if bundlePredicate != "" {
-		bundles = slices.DeleteFunc(bundles, func(b referrerBundle) bool {
+		bundles = slices.DeleteFunc(bundles, func(b oci.ReferrerBundle) bool {
 			return b.PredicateType != "" && b.PredicateType != bundlePredicate
 		})
 	}
 	what := "signature"
-	if suffix == "att" {
+	if suffix == oci.AttestationSuffix {
 		what = "attestation"
 	}
 	if (sm == nil || len(sm.Layers) == 0) && len(bundles) == 0 {
@@ -155,31 +158,32 @@ func (c *Client) verifyImage(ctx context.Context, t Target, opts Options, suffix
 		}
 		return res, fmt.Errorf("%w for %s: the %s manifest %s has no layers", ErrNoSignatures, imageName(t.Image, dig), what, tag)
 	}
-	var layers []fetchedLayer
+	var layers []oci.SignatureLayer
 	if sm != nil {
-		layers = c.fetchLayers(ctx, tag.Context(), sm)
+		layers = reg.SignatureLayers(ctx, tag.Context(), sm)
 	}
 	total := len(layers) + len(bundles)
 	if referrerErr != nil {
 		res.Failed = append(res.Failed, &CheckError{Check: CheckFormat, Reason: "listing sigstore bundle referrers: " + referrerErr.Error()})
 	}
 	for i, l := range layers {
-		if l.err != nil {
-			res.Failed = append(res.Failed, &CheckError{Check: CheckFormat, Signature: l.Digest, Index: i + 1, Total: total, Reason: l.err.Error()})
+		if l.Err != nil {
+			res.Failed = append(res.Failed, &CheckError{Check: CheckFormat, Signature: l.Digest.String(), Index: i + 1, Total: total, Reason: l.Err.Error()})
 			continue
 		}
+		layer := Layer{Digest: l.Digest.String(), MediaType: l.MediaType, Payload: l.Payload, Annotations: l.Annotations}
 		var v *Verified
 		var err error
-		if suffix == "att" {
-			v, err = VerifyAttestationLayer(l.Layer, dig.String(), "", opts)
+		if suffix == oci.AttestationSuffix {
+			v, err = VerifyAttestationLayer(layer, dig.String(), "", opts)
 		} else {
-			v, err = VerifyLayer(l.Layer, dig.String(), opts)
+			v, err = VerifyLayer(layer, dig.String(), opts)
 		}
 		if err != nil {
 			var ce *CheckError
 			if errors.As(err, &ce) {
 				ce.Index, ce.Total = i+1, total
-				if suffix == "sig" && ce.Check == CheckSignature && opts.PublicKey != nil {
+				if suffix == oci.SignatureSuffix && ce.Check == CheckSignature && opts.PublicKey != nil {
 					if j := swappedWith(layers, i, opts.PublicKey); j >= 0 {
 						ce.Reason = fmt.Sprintf("the signature annotation is a signature over the payload of layer %d (%s), not over this layer's payload: signatures were swapped between layers", j+1, layers[j].Digest)
 					}
@@ -192,8 +196,8 @@ func (c *Client) verifyImage(ctx context.Context, t Target, opts Options, suffix
 	}
 	for i, b := range bundles {
 		idx := len(layers) + i + 1
-		if b.err != nil {
-			res.Failed = append(res.Failed, &CheckError{Check: CheckFormat, Signature: "bundle " + b.Manifest, Index: idx, Total: total, Reason: b.err.Error()})
+		if b.Err != nil {
+			res.Failed = append(res.Failed, &CheckError{Check: CheckFormat, Signature: "bundle " + b.Manifest, Index: idx, Total: total, Reason: b.Err.Error()})
 			continue
 		}
 		v, err := VerifySigstoreBundle(b.Raw, BundleCheck{ImageDigest: dig.String(), PredicateType: bundlePredicate, RefName: t.Image.Name()}, opts, "bundle "+b.Manifest)
@@ -224,44 +228,15 @@ func imageName(ref name.Reference, d v1.Hash) string {
 	return ref.Name() + " (" + d.String() + ")"
 }
 
-// fetchedLayer is a signature layer or why it could not be read.
-type fetchedLayer struct {
-	Layer
-	err error
-}
-
-// fetchLayers reads every signature layer's payload, a few at a time.
-func (c *Client) fetchLayers(ctx context.Context, repo name.Repository, sm *SignatureManifest) []fetchedLayer {
-	out := make([]fetchedLayer, len(sm.Layers))
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, 4)
-	for i, d := range sm.Layers {
-		out[i].Layer = Layer{Digest: d.Digest.String(), MediaType: d.MediaType, Annotations: d.Annotations}
-		if len(sm.Layers) == 1 {
-			out[i].Payload, out[i].err = c.blob(ctx, repo, d.Digest.String(), d.Size)
-			break
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			sem <- struct{}{}
-			defer func() { <-sem }()
-			out[i].Payload, out[i].err = c.blob(ctx, repo, d.Digest.String(), d.Size)
-		}()
-	}
-	wg.Wait()
-	return out
-}
-
 // swappedWith returns the index of another layer whose payload layer i's
 // signature verifies over, or -1.
-func swappedWith(layers []fetchedLayer, i int, pub any) int {
-	sig, err := base64.StdEncoding.DecodeString(layers[i].Annotations[AnnotationSignature])
+func swappedWith(layers []oci.SignatureLayer, i int, pub any) int {
+	sig, err := base64.StdEncoding.DecodeString(layers[i].Annotations[oci.AnnotationSignature])
 	if err != nil || len(sig) == 0 {
 		return -1
 	}
 	for j, l := range layers {
-		if j != i && l.err == nil && VerifySignature(pub, l.Payload, sig) == nil {
+		if j != i && l.Err == nil && VerifySignature(pub, l.Payload, sig) == nil {
 			return j
 		}
 	}

@@ -19,6 +19,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/hallmark-dev/hallmark/pkg/oci"
 	"github.com/hallmark-dev/hallmark/pkg/rekor"
 	"github.com/hallmark-dev/hallmark/pkg/root"
 	"github.com/hallmark-dev/hallmark/pkg/verify"
@@ -150,10 +151,10 @@ func TestRealCosignV2KeylessSignature(t *testing.T) {
 			bad.Annotations[k] = v
 		}
 		var b rekor.Bundle
-		json.Unmarshal([]byte(l.Annotations[verify.AnnotationBundle]), &b)
+		json.Unmarshal([]byte(l.Annotations[oci.AnnotationBundle]), &b)
 		b.Payload.IntegratedTime++
 		raw, _ := json.Marshal(b)
-		bad.Annotations[verify.AnnotationBundle] = string(raw)
+		bad.Annotations[oci.AnnotationBundle] = string(raw)
 		_, err := verify.VerifyLayer(bad, subject, realOptions(t))
 		checkErr(t, err, verify.CheckTlog, "signed entry timestamp does not verify")
 	})
@@ -167,11 +168,11 @@ func TestRealCosignV2KeylessSignature(t *testing.T) {
 func leafAndIssuer(t *testing.T) (*x509.Certificate, *x509.Certificate) {
 	t.Helper()
 	l := realLayer(t)
-	leaf, err := verify.ParseCertificatePEM([]byte(l.Annotations[verify.AnnotationCertificate]))
+	leaf, err := verify.ParseCertificatePEM([]byte(l.Annotations[oci.AnnotationCertificate]))
 	if err != nil {
 		t.Fatal(err)
 	}
-	chain, err := verify.ParseCertificatesPEM([]byte(l.Annotations[verify.AnnotationChain]))
+	chain, err := verify.ParseCertificatesPEM([]byte(l.Annotations[oci.AnnotationChain]))
 	if err != nil || len(chain) != 2 {
 		t.Fatalf("chain: %v %d", err, len(chain))
 	}
@@ -227,7 +228,7 @@ func TestRealInclusionProof(t *testing.T) {
 		t.Fatalf("inclusion: %v", err)
 	}
 	l := realLayer(t)
-	sig, _ := base64.StdEncoding.DecodeString(l.Annotations[verify.AnnotationSignature])
+	sig, _ := base64.StdEncoding.DecodeString(l.Annotations[oci.AnnotationSignature])
 	leaf, _ := leafAndIssuer(t)
 	h := sha256.Sum256(l.Payload)
 	if err := verify.VerifyLoggedSignature(e, keys, h[:], sig, leaf.Raw, true); err != nil {
@@ -352,7 +353,7 @@ func FuzzSigstoreBundle(f *testing.F) {
 // never crash the certificate helpers.
 func FuzzCertificateAnnotations(f *testing.F) {
 	l := realLayer(f)
-	f.Add([]byte(l.Annotations[verify.AnnotationCertificate]), []byte(l.Annotations[verify.AnnotationChain]))
+	f.Add([]byte(l.Annotations[oci.AnnotationCertificate]), []byte(l.Annotations[oci.AnnotationChain]))
 	f.Add([]byte("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"), []byte{})
 	opts := realOptions(f).Cert
 	f.Fuzz(func(t *testing.T, certPEM, chainPEM []byte) {

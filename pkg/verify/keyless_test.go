@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/hallmark-dev/hallmark/pkg/fulcio"
+	"github.com/hallmark-dev/hallmark/pkg/oci"
 	"github.com/hallmark-dev/hallmark/pkg/rekor"
 	"github.com/hallmark-dev/hallmark/pkg/root"
 )
@@ -75,8 +76,8 @@ func (p *pki) layer(t testing.TB, payload []byte, logKey *ecdsa.PrivateKey) Laye
 	e.SET, _ = ecdsa.SignASN1(rand.Reader, logKey, ch[:])
 	bundle, _ := json.Marshal(rekor.BundleOf(e))
 	return Layer{Digest: layerDigest(payload), Payload: payload, Annotations: map[string]string{
-		AnnotationSignature: base64.StdEncoding.EncodeToString(sig), AnnotationCertificate: string(p.leafPEM),
-		AnnotationChain: string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: p.root.Raw})), AnnotationBundle: string(bundle)}}
+		oci.AnnotationSignature: base64.StdEncoding.EncodeToString(sig), oci.AnnotationCertificate: string(p.leafPEM),
+		oci.AnnotationChain: string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: p.root.Raw})), oci.AnnotationBundle: string(bundle)}}
 }
 
 // leafDER is the leaf certificate's DER.
@@ -112,14 +113,14 @@ func TestKeyless(t *testing.T) {
 	otherLog := newKey(t)
 	tamperedBundle := p.layer(t, payload, p.logKey)
 	var b rekor.Bundle
-	json.Unmarshal([]byte(tamperedBundle.Annotations[AnnotationBundle]), &b)
+	json.Unmarshal([]byte(tamperedBundle.Annotations[oci.AnnotationBundle]), &b)
 	b.Payload.LogIndex = 8
 	raw, _ := json.Marshal(b)
-	tamperedBundle.Annotations[AnnotationBundle] = string(raw)
+	tamperedBundle.Annotations[oci.AnnotationBundle] = string(raw)
 	otherPayloadBundle := p.layer(t, payload, p.logKey)
-	otherPayloadBundle.Annotations[AnnotationBundle] = p.layer(t, testPayload(testDigest, `{"tag":"v2"}`), p.logKey).Annotations[AnnotationBundle]
+	otherPayloadBundle.Annotations[oci.AnnotationBundle] = p.layer(t, testPayload(testDigest, `{"tag":"v2"}`), p.logKey).Annotations[oci.AnnotationBundle]
 	noBundle := p.layer(t, payload, p.logKey)
-	delete(noBundle.Annotations, AnnotationBundle)
+	delete(noBundle.Annotations, oci.AnnotationBundle)
 	otherRoot := newPKI(t)
 
 	tests := []struct {

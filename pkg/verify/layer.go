@@ -18,17 +18,10 @@ import (
 	"time"
 
 	"github.com/hallmark-dev/hallmark/pkg/fulcio"
+	"github.com/hallmark-dev/hallmark/pkg/oci"
 	"github.com/hallmark-dev/hallmark/pkg/payload"
 	"github.com/hallmark-dev/hallmark/pkg/rekor"
 	"github.com/hallmark-dev/hallmark/pkg/root"
-)
-
-// Layer annotation keys (cosign's).
-const (
-	AnnotationSignature   = "dev.cosignproject.cosign/signature"
-	AnnotationCertificate = "dev.sigstore.cosign/certificate"
-	AnnotationChain       = "dev.sigstore.cosign/chain"
-	AnnotationBundle      = "dev.sigstore.cosign/bundle"
 )
 
 // Checks that can fail, named in errors.
@@ -186,19 +179,19 @@ func VerifyLayer(l Layer, imageDigest string, opts Options) (*Verified, error) {
 	fail := func(check, format string, args ...any) error {
 		return &CheckError{Check: check, Signature: l.Digest, Reason: fmt.Sprintf(format, args...)}
 	}
-	b64, ok := l.Annotations[AnnotationSignature]
+	b64, ok := l.Annotations[oci.AnnotationSignature]
 	if !ok {
-		return nil, fail(CheckFormat, "layer has no %s annotation", AnnotationSignature)
+		return nil, fail(CheckFormat, "layer has no %s annotation", oci.AnnotationSignature)
 	}
 	sig, err := base64.StdEncoding.DecodeString(b64)
 	switch {
 	case b64 == "":
-		return nil, fail(CheckFormat, "annotation %s is empty (attestation layers carry no signature there; this is not an image signature)", AnnotationSignature)
+		return nil, fail(CheckFormat, "annotation %s is empty (attestation layers carry no signature there; this is not an image signature)", oci.AnnotationSignature)
 	case err != nil:
-		return nil, fail(CheckFormat, "annotation %s is not standard base64 (%v); the signature layer is corrupt", AnnotationSignature, err)
+		return nil, fail(CheckFormat, "annotation %s is not standard base64 (%v); the signature layer is corrupt", oci.AnnotationSignature, err)
 	}
 	if l.Digest != "" {
-		if ok, got := payloadDigestMatches(l.Digest, l.Payload); !ok {
+		if ok, got := oci.DigestMatches(l.Digest, l.Payload); !ok {
 			if got == "" {
 				return nil, fail(CheckIntegrity, "layer digest %q is not a sha256 or sha512 digest", l.Digest)
 			}
@@ -259,7 +252,7 @@ func (v *Verified) signerOf(l Layer, opts Options) (*x509.Certificate, crypto.Pu
 	if opts.Cert == nil {
 		return nil, nil, fail(CheckSignature, "no public key or trusted root to verify with")
 	}
-	certPEM := []byte(l.Annotations[AnnotationCertificate])
+	certPEM := []byte(l.Annotations[oci.AnnotationCertificate])
 	if len(certPEM) == 0 {
 		return nil, nil, fail(CheckCertificate, "signature has no certificate (was it signed with a key? then verify with --key)")
 	}
@@ -267,7 +260,7 @@ func (v *Verified) signerOf(l Layer, opts Options) (*x509.Certificate, crypto.Pu
 	if err != nil {
 		return nil, nil, fail(CheckCertificate, "%v", err)
 	}
-	chain, err := ParseCertificatesPEM([]byte(l.Annotations[AnnotationChain]))
+	chain, err := ParseCertificatesPEM([]byte(l.Annotations[oci.AnnotationChain]))
 	if err != nil {
 		return nil, nil, fail(CheckCertificate, "chain: %v", err)
 	}
@@ -306,7 +299,7 @@ func (v *Verified) checkTlog(l Layer, opts Options, want loggedSignature, pub cr
 		want.keyDER, _ = x509.MarshalPKIXPublicKey(pub)
 	}
 	if opts.IgnoreTlog {
-		if raw, ok := l.Annotations[AnnotationBundle]; ok {
+		if raw, ok := l.Annotations[oci.AnnotationBundle]; ok {
 			if b, err := rekor.ParseBundle(raw); err == nil {
 				v.Bundle = b // cosign prints it even when the log is not checked
 			}
@@ -321,7 +314,7 @@ func (v *Verified) checkTlog(l Layer, opts Options, want loggedSignature, pub cr
 		}
 		return nil
 	}
-	raw, ok := l.Annotations[AnnotationBundle]
+	raw, ok := l.Annotations[oci.AnnotationBundle]
 	if !ok {
 		return &CheckError{Check: CheckTlog, Signature: l.Digest, Err: ErrNoBundle,
 			Reason: "signature has no transparency log bundle (signed with --tlog-upload=false? then verify with --insecure-ignore-tlog)"}

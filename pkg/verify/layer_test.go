@@ -14,6 +14,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/hallmark-dev/hallmark/pkg/oci"
 	"github.com/hallmark-dev/hallmark/pkg/root"
 )
 
@@ -31,7 +32,7 @@ func signLayer(t testing.TB, key *ecdsa.PrivateKey, payload []byte) Layer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return Layer{Digest: layerDigest(payload), Payload: payload, Annotations: map[string]string{AnnotationSignature: base64.StdEncoding.EncodeToString(sig)}}
+	return Layer{Digest: layerDigest(payload), Payload: payload, Annotations: map[string]string{oci.AnnotationSignature: base64.StdEncoding.EncodeToString(sig)}}
 }
 
 func layerDigest(p []byte) string { return fmt.Sprintf("sha256:%x", sha256.Sum256(p)) }
@@ -71,10 +72,10 @@ func TestVerifyLayer(t *testing.T) {
 	}
 	edPub, edPriv, _ := ed25519.GenerateKey(rand.Reader)
 	good := signLayer(t, key, testPayload(testDigest, `{"tag":"v1","com.gitlab.ci.commit.sha":"abc"}`))
-	goodSig := good.Annotations[AnnotationSignature]
+	goodSig := good.Annotations[oci.AnnotationSignature]
 	otherDigest := signLayer(t, key, testPayload("sha256:"+strings.Repeat("0", 64), `{"tag":"v1"}`))
 	tamperedPayload := []byte(strings.Replace(string(good.Payload), `"v1"`, `"v2"`, 1))
-	edSigned := withAnnotations(good, AnnotationSignature, base64.StdEncoding.EncodeToString(ed25519.Sign(edPriv, good.Payload)))
+	edSigned := withAnnotations(good, oci.AnnotationSignature, base64.StdEncoding.EncodeToString(ed25519.Sign(edPriv, good.Payload)))
 	notJSON := signLayer(t, key, []byte("not json"))
 	noDigest := signLayer(t, key, []byte(`{"critical":{"type":"cosign container image signature"}}`))
 	nonString := signLayer(t, key, testPayload(testDigest, `{"tag":1}`))
@@ -114,15 +115,15 @@ func TestVerifyLayer(t *testing.T) {
 		{"ECDSA key, Ed25519 signature", edSigned, ecdsaOpts, nil, CheckSignature,
 			"the key is ECDSA P-256 but the signature is not an ASN.1 ECDSA signature (64 bytes, looks like Ed25519)"},
 		{"no signature annotation", withAnnotations(good), ecdsaOpts, nil, CheckFormat, "layer has no dev.cosignproject.cosign/signature annotation"},
-		{"empty signature annotation", withAnnotations(good, AnnotationSignature, ""), ecdsaOpts, nil, CheckFormat,
+		{"empty signature annotation", withAnnotations(good, oci.AnnotationSignature, ""), ecdsaOpts, nil, CheckFormat,
 			"annotation dev.cosignproject.cosign/signature is empty"},
-		{"garbage base64", withAnnotations(good, AnnotationSignature, "%%%not base64"), ecdsaOpts, nil, CheckFormat,
+		{"garbage base64", withAnnotations(good, oci.AnnotationSignature, "%%%not base64"), ecdsaOpts, nil, CheckFormat,
 			"annotation dev.cosignproject.cosign/signature is not standard base64 (illegal base64 data at input byte 0)"},
-		{"base64 cut mid-quantum", withAnnotations(good, AnnotationSignature, goodSig[:21]), ecdsaOpts, nil, CheckFormat,
+		{"base64 cut mid-quantum", withAnnotations(good, oci.AnnotationSignature, goodSig[:21]), ecdsaOpts, nil, CheckFormat,
 			"is not standard base64"},
-		{"truncated signature", withAnnotations(good, AnnotationSignature, goodSig[:20]), ecdsaOpts, nil, CheckSignature,
+		{"truncated signature", withAnnotations(good, oci.AnnotationSignature, goodSig[:20]), ecdsaOpts, nil, CheckSignature,
 			"the key is ECDSA P-256 but the signature is not an ASN.1 ECDSA signature (15 bytes, unknown format)"},
-		{"garbage bundle when the log is required", withAnnotations(good, AnnotationSignature, goodSig, AnnotationBundle, "{garbage"),
+		{"garbage bundle when the log is required", withAnnotations(good, oci.AnnotationSignature, goodSig, oci.AnnotationBundle, "{garbage"),
 			Options{PublicKey: &key.PublicKey}, nil, CheckTlog, "bundle annotation is not valid JSON"},
 		{"payload not JSON", notJSON, ecdsaOpts, nil, CheckPayload, "payload is not simple-signing JSON"},
 		{"payload without digest", noDigest, ecdsaOpts, nil, CheckPayload, "payload has no critical.image.docker-manifest-digest"},
@@ -200,7 +201,7 @@ func FuzzVerifyLayer(f *testing.F) {
 	f.Add(p, base64.StdEncoding.EncodeToString(sig))
 	f.Add([]byte("{}"), "")
 	f.Fuzz(func(t *testing.T, payload []byte, sigB64 string) {
-		l := Layer{Digest: layerDigest(payload), Payload: payload, Annotations: map[string]string{AnnotationSignature: sigB64}}
+		l := Layer{Digest: layerDigest(payload), Payload: payload, Annotations: map[string]string{oci.AnnotationSignature: sigB64}}
 		v, err := VerifyLayer(l, testDigest, Options{PublicKey: &key.PublicKey, Annotations: map[string]string{"tag": "v1"}, IgnoreTlog: true})
 		if err == nil && (v.Claims.Critical.Image.DockerManifestDigest != testDigest || v.Claims.Optional["tag"] != "v1") {
 			t.Fatal("accepted a layer that does not satisfy the claims")
@@ -214,11 +215,11 @@ func FuzzRekorBundle(f *testing.F) {
 	p := newPKI(f)
 	payload := testPayload(testDigest, `{"tag":"v1"}`)
 	good := p.layer(f, payload, p.logKey)
-	f.Add(good.Annotations[AnnotationBundle])
+	f.Add(good.Annotations[oci.AnnotationBundle])
 	f.Add(`{"SignedEntryTimestamp":"","Payload":{"body":"","integratedTime":0,"logIndex":0,"logID":""}}`)
 	f.Add(`{}`)
 	f.Add(`null`)
-	sig := mustB64(good.Annotations[AnnotationSignature])
+	sig := mustB64(good.Annotations[oci.AnnotationSignature])
 	keys := map[string]root.LogKey{p.logID: {Key: &p.logKey.PublicKey}}
 	h := sha256.Sum256(payload)
 	want := loggedSignature{contentSHA256: h[:], sig: sig, keyDER: p.leafDER()}
@@ -235,7 +236,7 @@ func FuzzRekorBundle(f *testing.F) {
 func TestBundleKeptWhenLogIgnored(t *testing.T) {
 	key := newKey(t)
 	l := signLayer(t, key, testPayload(testDigest, `null`))
-	l.Annotations[AnnotationBundle] = `{"SignedEntryTimestamp":"AAAA","Payload":{"body":"e30=","integratedTime":1,"logIndex":7,"logID":"ab"}}`
+	l.Annotations[oci.AnnotationBundle] = `{"SignedEntryTimestamp":"AAAA","Payload":{"body":"e30=","integratedTime":1,"logIndex":7,"logID":"ab"}}`
 	v, err := VerifyLayer(l, testDigest, Options{PublicKey: &key.PublicKey, IgnoreTlog: true})
 	if err != nil {
 		t.Fatal(err)
@@ -247,7 +248,7 @@ func TestBundleKeptWhenLogIgnored(t *testing.T) {
 	if !strings.Contains(string(b), `"optional":{"Bundle":{"SignedEntryTimestamp":"AAAA","Payload":{"body":"e30=","integratedTime":1,"logIndex":7,"logID":"ab"}}}`) {
 		t.Errorf("printed %s", b)
 	}
-	l.Annotations[AnnotationBundle] = "{garbage"
+	l.Annotations[oci.AnnotationBundle] = "{garbage"
 	if v, err = VerifyLayer(l, testDigest, Options{PublicKey: &key.PublicKey, IgnoreTlog: true}); err != nil || v.Bundle != nil {
 		t.Fatalf("malformed bundle with the log ignored: %+v, %v", v, err)
 	}
@@ -269,7 +270,7 @@ func BenchmarkVerifyLayer(b *testing.B) {
 	})
 	b.Run("ecdsa.VerifyASN1", func(b *testing.B) {
 		h := sha256.Sum256(l.Payload)
-		sig := mustB64(l.Annotations[AnnotationSignature])
+		sig := mustB64(l.Annotations[oci.AnnotationSignature])
 		for b.Loop() {
 			ecdsa.VerifyASN1(&key.PublicKey, h[:], sig)
 		}

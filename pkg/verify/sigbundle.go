@@ -11,14 +11,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hallmark-dev/hallmark/pkg/oci"
 	"github.com/hallmark-dev/hallmark/pkg/payload"
 	"github.com/hallmark-dev/hallmark/pkg/rekor"
-)
-
-// Sigstore bundle media types (cosign v3 and --new-bundle-format).
-const (
-	BundleMediaTypePrefix = "application/vnd.dev.sigstore.bundle"
-	BundleMediaTypeV03    = "application/vnd.dev.sigstore.bundle.v0.3+json"
 )
 
 // Signature kinds reported in Verified.Kind.
@@ -147,7 +142,7 @@ func ParseSigstoreBundle(b []byte) (*SigstoreBundle, error) {
 	if err := json.Unmarshal(b, &sb); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalidBundle, err)
 	}
-	if !strings.HasPrefix(sb.MediaType, BundleMediaTypePrefix) {
+	if !strings.HasPrefix(sb.MediaType, oci.BundleMediaTypePrefix) {
 		return nil, fmt.Errorf("%w: media type %q is not a sigstore bundle's", ErrInvalidBundle, sb.MediaType)
 	}
 	if sb.DSSEEnvelope == nil && len(sb.MessageSignature) == 0 {
