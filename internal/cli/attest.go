@@ -222,7 +222,7 @@ func (o *verifyAttestationOptions) run(ctx context.Context, images []string, std
 	if err != nil {
 		return err
 	}
-	opts, err := o.v.options(nil)
+	trust, policy, err := o.v.options(nil)
 	if err != nil {
 		return err
 	}
@@ -239,7 +239,7 @@ func (o *verifyAttestationOptions) run(ctx context.Context, images []string, std
 		if err != nil {
 			return fmt.Errorf("image reference %q: %w", img, err)
 		}
-		res, err := verify.Attestations(ctx, client, verify.Target{Image: ref, SignatureRepo: sigRepo, TagPrefix: o.v.reg.tagPrefix}, pt, opts)
+		res, err := verify.Attestations(ctx, client, verify.Target{Image: ref, SignatureRepo: sigRepo, TagPrefix: o.v.reg.tagPrefix}, pt, trust, policy)
 		if err != nil {
 			return withExitCode(err)
 		}

@@ -23,6 +23,7 @@ import (
 	"github.com/hallmark-dev/hallmark/pkg/fulcio"
 	"github.com/hallmark-dev/hallmark/pkg/oci"
 	"github.com/hallmark-dev/hallmark/pkg/payload"
+	"github.com/hallmark-dev/hallmark/pkg/root"
 	"github.com/hallmark-dev/hallmark/pkg/sign"
 	"github.com/hallmark-dev/hallmark/pkg/verify"
 )
@@ -197,7 +198,7 @@ func (o *verifyOptions) run(ctx context.Context, images []string, stdout, stderr
 	if err != nil {
 		return err
 	}
-	opts, err := o.options(ann)
+	trust, policy, err := o.options(ann)
 	if err != nil {
 		return err
 	}
@@ -241,7 +242,7 @@ func (o *verifyOptions) run(ctx context.Context, images []string, stdout, stderr
 			defer wg.Done()
 			for i := range next {
 				j := jobs[i]
-				res, err := verify.Image(ctx, client, verify.Target{Image: j.ref, Digest: j.digest, SignatureRepo: sigRepo, TagPrefix: o.reg.tagPrefix}, opts)
+				res, err := verify.Image(ctx, client, verify.Target{Image: j.ref, Digest: j.digest, SignatureRepo: sigRepo, TagPrefix: o.reg.tagPrefix}, trust, policy)
 				outcomes[i] = verifyOutcome{job: j, result: res, err: err}
 				close(done[i])
 			}
@@ -295,42 +296,45 @@ func (o *verifyOptions) run(ctx context.Context, images []string, stdout, stderr
 	return withExitCode(firstErr)
 }
 
-// options builds the verification options: the key, or the keyless trust
-// and identity, and the trusted log keys.
-func (o *verifyOptions) options(ann map[string]string) (verify.Options, error) {
-	opts := verify.Options{Annotations: ann, SkipClaims: !o.checkClaims,
-		IgnoreTlog: o.insecureIgnoreTlog || o.privateInfrastructure, Provenance: o.provenance}
+// options builds what signatures are checked against and must satisfy:
+// the key (and the log keys of the trusted root, when the log is checked),
+// or the trusted root with the identity to require; the claims, the log
+// and the SCT as the flags say.
+func (o *verifyOptions) options(ann map[string]string) (*verify.Trust, verify.Policy, error) {
+	policy := verify.Policy{Annotations: ann, WithoutClaimsUnsafe: !o.checkClaims,
+		IgnoreTlogUnsafe: o.insecureIgnoreTlog || o.privateInfrastructure, IgnoreSCTUnsafe: o.insecureIgnoreSCT, Provenance: o.provenance}
 	if o.key != "" {
 		pub, err := loadVerifyKey(o.key)
 		if err != nil {
-			return opts, err
+			return nil, policy, err
 		}
-		opts.PublicKey = pub
-		if !opts.IgnoreTlog {
+		k, err := verify.NewKey(pub)
+		if err != nil {
+			return nil, policy, fmt.Errorf("--key %s: %w", o.key, err)
+		}
+		trust := verify.NewTrust(nil, k)
+		if !policy.IgnoreTlogUnsafe {
 			// Log keys: cosign's SIGSTORE_REKOR_PUBLIC_KEY, else the
 			// trusted root when there is one.
 			tr, err := o.trust.loadVerify(false)
 			if err != nil {
-				return opts, err
+				return nil, policy, err
 			}
 			if tr != nil {
-				opts.TlogKeys = tr.material.TlogKeys
+				trust.TlogKeys = tr.material.TlogKeys
 			}
 		}
-		return opts, nil
+		return trust, policy, nil
 	}
 	if err := o.identity.Validate(); err != nil {
-		return opts, err
+		return nil, policy, err
 	}
 	tr, err := o.trust.loadVerify(true)
 	if err != nil {
-		return opts, err
+		return nil, policy, err
 	}
-	m := tr.material
-	opts.Cert = &verify.CertOptions{CAs: m.CAs, CTLogKeys: m.CTLogKeys,
-		IgnoreSCT: o.insecureIgnoreSCT, Identities: []verify.Identity{o.identity}}
-	opts.TlogKeys = m.TlogKeys
-	return opts, nil
+	policy.Identities = []verify.Identity{o.identity}
+	return verify.NewTrust([]*root.Material{tr.material}), policy, nil
 }
 
 // withExitCode attaches cosign's exit code for a verification error.

@@ -212,7 +212,11 @@ func VerifyAll(ctx context.Context, imgs []LoadImage, trust *Trust, key crypto.P
 			defer wg.Done()
 			for i := range next {
 				im := imgs[i]
-				r, err := verify.Image(ctx, client, verify.Target{Image: im.Ref}, VerifyOptions(trust, key, im.Identity, im.Issuer, im.Tag))
+				vt, policy, err := VerifyOptions(trust, key, im.Identity, im.Issuer, im.Tag)
+				var r *verify.ImageResult
+				if err == nil {
+					r, err = verify.Image(ctx, client, verify.Target{Image: im.Ref}, vt, policy)
+				}
 				if err == nil && len(r.Verified) == 0 {
 					err = errors.New("no verified signature")
 				}

@@ -21,6 +21,7 @@ import (
 	"github.com/hallmark-dev/hallmark/pkg/oci"
 	"github.com/hallmark-dev/hallmark/pkg/payload"
 	"github.com/hallmark-dev/hallmark/pkg/provenance"
+	"github.com/hallmark-dev/hallmark/pkg/root"
 	"github.com/hallmark-dev/hallmark/pkg/sign"
 	"github.com/hallmark-dev/hallmark/pkg/verify"
 )
@@ -220,19 +221,22 @@ func (s *Session) Sign(ctx context.Context, ref name.Digest, tag string) (*Signe
 	return out, nil
 }
 
-// VerifyOptions are the checks `hallmark verify --certificate-identity
-// IDENTITY --certificate-oidc-issuer ISSUER -a tag=TAG` makes, with trust
-// (or, for key, `--key`).
-func VerifyOptions(trust *Trust, key crypto.PublicKey, identity, issuer, tag string) verify.Options {
-	opts := verify.Options{Annotations: map[string]string{"tag": tag}, TlogKeys: trust.Material.TlogKeys}
+// VerifyOptions are the trust and checks of `hallmark verify
+// --certificate-identity IDENTITY --certificate-oidc-issuer ISSUER -a
+// tag=TAG` with trust (or, for key, `--key`).
+func VerifyOptions(trust *Trust, key crypto.PublicKey, identity, issuer, tag string) (*verify.Trust, verify.Policy, error) {
+	policy := verify.Policy{Annotations: map[string]string{"tag": tag}}
 	if key != nil {
-		opts.PublicKey = key
-		return opts
+		k, err := verify.NewKey(key)
+		if err != nil {
+			return nil, policy, err
+		}
+		t := verify.NewTrust(nil, k)
+		t.TlogKeys = trust.Material.TlogKeys
+		return t, policy, nil
 	}
-	m := trust.Material
-	opts.Cert = &verify.CertOptions{CAs: m.CAs, CTLogKeys: m.CTLogKeys,
-		Identities: []verify.Identity{{Subject: identity, Issuer: issuer}}}
-	return opts
+	policy.Identities = []verify.Identity{{Subject: identity, Issuer: issuer}}
+	return verify.NewTrust([]*root.Material{trust.Material}), policy, nil
 }
 
 // Verify verifies the signatures of ref as the job's verify step does:
@@ -243,7 +247,11 @@ func (s *Session) Verify(ctx context.Context, ref name.Digest, tag string) (*ver
 	if s.cfg.Key != nil {
 		pub = s.cfg.Key.Public()
 	}
-	return verify.Image(ctx, s.verifier, verify.Target{Image: ref}, VerifyOptions(s.cfg.Trust, pub, s.Identity(), s.Issuer(), tag))
+	trust, policy, err := VerifyOptions(s.cfg.Trust, pub, s.Identity(), s.Issuer(), tag)
+	if err != nil {
+		return nil, err
+	}
+	return verify.Image(ctx, s.verifier, verify.Target{Image: ref}, trust, policy)
 }
 
 // VerificationJSON is what `hallmark verify` (and cosign verify) prints on

@@ -2,26 +2,18 @@ package index
 
 import (
 	"context"
-	"crypto"
 	"crypto/sha256"
-	"crypto/x509"
-	"encoding/base64"
 	"encoding/hex"
-	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"strings"
-	"sync/atomic"
 
 	"github.com/opencontainers/go-digest"
 
 	"github.com/hallmark-dev/hallmark/internal/meta"
 	"github.com/hallmark-dev/hallmark/pkg/fulcio"
 	"github.com/hallmark-dev/hallmark/pkg/oci"
-	sspayload "github.com/hallmark-dev/hallmark/pkg/payload"
 	"github.com/hallmark-dev/hallmark/pkg/root"
 	"github.com/hallmark-dev/hallmark/pkg/verify"
 )
@@ -46,60 +38,29 @@ type Blobs interface {
 	Open(ctx context.Context, d digest.Digest) (io.ReadSeekCloser, int64, error)
 }
 
-// TrustedKey is a public key whose signatures count as verified.
-type TrustedKey struct {
-	Key         crypto.PublicKey
-	Fingerprint string
-}
-
-// Config is the indexer's trust configuration.
+// Config is what the indexer verifies signatures against: the trusted
+// roots (the one the server publishes: its CA, CT log and transparency
+// log) and the --trusted-key keys. A signature is verified when they cover
+// it and every check passes, the SCT and the log entry included.
 type Config struct {
-	Keys []TrustedKey
-}
-
-// KeylessTrust is what keyless signatures are verified against: the
-// server's own CA (its chain and CT log key) and transparency log key,
-// each trusted within its window.
-type KeylessTrust struct {
-	CAs       []root.CA
-	CTLogKeys map[string]root.LogKey // hex log ID -> key
-	TlogKeys  map[string]root.LogKey // hex log ID -> key
+	Roots []*root.Material
+	Keys  []verify.Key
 }
 
 // Indexer records signatures as manifests are pushed.
 type Indexer struct {
-	store   Store
-	blobs   Blobs
-	cfg     Config
-	log     *slog.Logger
-	keyless atomic.Pointer[KeylessTrust]
+	store Store
+	blobs Blobs
+	log   *slog.Logger
+	trust *verify.Trust
 }
-
-// SetKeylessTrust makes keyless signatures verifiable: a signature whose
-// certificate chains to t's CA (with an SCT of its CT log) and whose log
-// bundle's SET verifies with t's log key is recorded as verified. Until it
-// is called, keyless signatures are recorded as unverified.
-func (ix *Indexer) SetKeylessTrust(t KeylessTrust) { ix.keyless.Store(&t) }
 
 // New returns an indexer.
 func New(store Store, blobs Blobs, log *slog.Logger, cfg Config) *Indexer {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Indexer{store: store, blobs: blobs, cfg: cfg, log: log}
-}
-
-// LoadTrustedKey parses a PEM public key for Config.Keys.
-func LoadTrustedKey(pemBytes []byte) (TrustedKey, error) {
-	pub, err := verify.ParsePublicKey(pemBytes)
-	if err != nil {
-		return TrustedKey{}, err
-	}
-	fp, err := verify.Fingerprint(pub)
-	if err != nil {
-		return TrustedKey{}, err
-	}
-	return TrustedKey{Key: pub, Fingerprint: fp}, nil
+	return &Indexer{store: store, blobs: blobs, log: log, trust: verify.NewTrust(cfg.Roots, cfg.Keys...)}
 }
 
 // ManifestPushed implements registry.EventSink.
@@ -146,7 +107,7 @@ func (ix *Indexer) Signatures(ctx context.Context, m *meta.Manifest, tags []stri
 
 // layerKey is the dedupe key of one signature layer.
 func layerKey(l oci.Descriptor, bundleKind bool) string {
-	if bundleKind || strings.HasPrefix(l.MediaType, oci.BundleMediaTypePrefix) {
+	if bundleKind || oci.IsBundleType(l.MediaType) {
 		return dedupeKey(l.Digest.String())
 	}
 	sigB64, certPEM := l.Annotations[oci.AnnotationSignature], l.Annotations[oci.AnnotationCertificate]
@@ -166,9 +127,9 @@ func (ix *Indexer) signatures(ctx context.Context, m *meta.Manifest, tags []stri
 	if !ok {
 		return nil
 	}
-	base := meta.Signature{Repository: m.Repository, Subject: subject, Manifest: m.Digest, Kind: "cosign"}
-	if strings.HasPrefix(m.ArtifactType, oci.BundleMediaTypePrefix) {
-		base.Kind = "sigstore-bundle"
+	base := meta.Signature{Repository: m.Repository, Subject: subject, Manifest: m.Digest, Kind: verify.KindSimpleSigning}
+	if oci.IsBundleType(m.ArtifactType) {
+		base.Kind = verify.KindBundle
 	}
 	invalid := func(layer digest.Digest, key, detail string) meta.Signature {
 		s := base
@@ -186,7 +147,7 @@ func (ix *Indexer) signatures(ctx context.Context, m *meta.Manifest, tags []stri
 	var known map[string]bool
 	if recorded != nil {
 		for _, l := range pm.Layers[:min(len(pm.Layers), 1000)] {
-			keys = append(keys, layerKey(l, base.Kind == "sigstore-bundle"))
+			keys = append(keys, layerKey(l, base.Kind == verify.KindBundle))
 		}
 		known = recorded(keys)
 	}
@@ -206,12 +167,7 @@ func (ix *Indexer) signatures(ctx context.Context, m *meta.Manifest, tags []stri
 			out = append(out, invalid(l.Digest, "layer:"+l.Digest.String()+":"+m.Digest.String(), err.Error()))
 			continue
 		}
-		if base.Kind == "sigstore-bundle" || strings.HasPrefix(l.MediaType, oci.BundleMediaTypePrefix) {
-			s.Kind = "sigstore-bundle"
-			ix.bundle(&s, data)
-		} else {
-			ix.simpleSigning(&s, l, data)
-		}
+		ix.record(ctx, &s, l, data)
 		out = append(out, s)
 	}
 	return out
@@ -245,99 +201,55 @@ func dedupeKey(parts ...string) string {
 	return hex.EncodeToString(h.Sum(nil))
 }
 
-// simpleSigning fills s from a cosign simple-signing layer.
-func (ix *Indexer) simpleSigning(s *meta.Signature, l oci.Descriptor, payload []byte) {
-	sigB64 := l.Annotations[oci.AnnotationSignature]
-	certPEM := l.Annotations[oci.AnnotationCertificate]
-	s.Key = layerKey(l, false)
-	s.PayloadType = l.MediaType
-	setStatus := func(status, detail string) { s.Status, s.StatusDetail = status, detail }
-
-	claims, err := sspayload.ParseLenient(payload)
-	if err != nil {
-		setStatus(meta.StatusInvalid, err.Error())
-		return
+// record fills s from one stored signature layer: what the signature says
+// about itself, and the outcome of verifying it, once, against the
+// indexer's trust.
+func (ix *Indexer) record(ctx context.Context, s *meta.Signature, l oci.Descriptor, data []byte) {
+	var signed verify.Signed
+	if s.Kind == verify.KindBundle || oci.IsBundleType(l.MediaType) {
+		s.Kind = verify.KindBundle
+		s.Key = layerKey(l, true)
+		signed = verify.BundleSignature(data, l.Digest.String())
+	} else {
+		s.Key = layerKey(l, false)
+		s.PayloadType = l.MediaType
+		signed = verify.LayerSignature(verify.Layer{Digest: l.Digest.String(), MediaType: l.MediaType, Payload: data, Annotations: l.Annotations})
 	}
-	s.Annotations = sspayload.Annotations(claims.Optional)
-	if bundle := l.Annotations[oci.AnnotationBundle]; bundle != "" {
-		var rb struct {
-			Payload struct {
-				LogIndex *int64 `json:"logIndex"`
-			} `json:"Payload"`
-		}
-		if json.Unmarshal([]byte(bundle), &rb) == nil {
-			s.LogIndex = rb.Payload.LogIndex
-		}
+	d := verify.Describe(signed, s.Subject.String())
+	s.Annotations, s.LogIndex = d.Annotations, d.LogIndex
+	if d.PayloadType != "" {
+		s.PayloadType = d.PayloadType
 	}
-	if claims.Critical.Image.DockerManifestDigest != s.Subject.String() {
-		setStatus(meta.StatusInvalid, fmt.Sprintf("payload is for %q, not for %s", claims.Critical.Image.DockerManifestDigest, s.Subject))
-		return
+	if d.Certificate != nil {
+		s.Signer, s.CertIssuer = fulcio.Identity(d.Certificate)
+		s.CertExtensions = fulcio.Values(d.Certificate)
+	} else if d.KeyHint != "" {
+		s.Signer = "SHA256:" + d.KeyHint
 	}
-	sig, err := base64.StdEncoding.DecodeString(sigB64)
-	if err != nil || len(sig) == 0 {
-		setStatus(meta.StatusInvalid, "missing or malformed "+oci.AnnotationSignature+" annotation")
-		return
+	v, err := verify.Verify(ctx, signed, ix.trust, verify.Policy{Subject: s.Subject.String(),
+		// The index records the identity rather than selecting one, and
+		// trusts --trusted-key signatures made without a log.
+		WithoutIdentitiesUnsafe: true, IgnoreTlogForKeysUnsafe: true})
+	if v != nil && v.Key != "" {
+		s.Signer = v.Key
 	}
-	if certPEM != "" {
-		cert, err := parseCert(certPEM)
-		if err != nil {
-			setStatus(meta.StatusInvalid, "certificate: "+err.Error())
-			return
-		}
-		s.Signer, s.CertIssuer = fulcio.Identity(cert)
-		s.CertExtensions = fulcio.Values(cert)
-		if err := verify.VerifySignature(cert.PublicKey, payload, sig); err != nil {
-			setStatus(meta.StatusInvalid, "signature does not verify with the certificate's key")
-			return
-		}
-		t := ix.keyless.Load()
-		if t == nil {
-			setStatus(meta.StatusUnverified, "signature matches its certificate; no trusted certificate authority is configured")
-			return
-		}
-		layer := verify.Layer{Digest: l.Digest.String(), MediaType: l.MediaType, Payload: payload, Annotations: l.Annotations}
-		_, err = verify.VerifyLayer(layer, s.Subject.String(), t.options())
-		setStatus(keylessStatus(err, s.LogIndex))
-		return
-	}
-	for _, k := range ix.cfg.Keys {
-		if verify.VerifySignature(k.Key, payload, sig) == nil {
-			s.Signer = k.Fingerprint
-			setStatus(meta.StatusVerified, "verified with trusted key "+k.Fingerprint)
-			return
-		}
-	}
-	setStatus(meta.StatusUnverified, "signed with a key the server does not trust")
+	s.Status, s.StatusDetail = status(v, err)
 }
 
-func parseCert(p string) (*x509.Certificate, error) {
-	block, _ := pem.Decode([]byte(p))
-	if block == nil || block.Type != "CERTIFICATE" {
-		return nil, fmt.Errorf("not a PEM certificate")
-	}
-	return x509.ParseCertificate(block.Bytes)
-}
-
-// options verifies keyless signatures against the server's own trust,
-// without selecting an identity and without the claims (checked apart).
-func (t *KeylessTrust) options() verify.Options {
-	return verify.Options{SkipClaims: true, TlogKeys: t.TlogKeys, Cert: &verify.CertOptions{CAs: t.CAs,
-		CTLogKeys: t.CTLogKeys, IgnoreSCT: true, AnyIdentity: true}}
-}
-
-// keylessStatus turns the outcome of verifying a keyless signature
-// against the server's own CA and log into a status: verified; invalid when
-// something the server's services vouched for does not hold (a bad SCT or
-// SET, a log entry for another signature, a certificate not valid at the
-// logged time); unverified when the server cannot vouch (another CA,
-// another log, not logged).
-func keylessStatus(err error, logIndex *int64) (string, string) {
+// status turns the outcome of Verify into the index's status: verified;
+// invalid when the signature is broken (a bad signature, certificate, SCT
+// or log entry, a payload for another image); unverified when the
+// server's trust does not cover it (another key, CA or log, not logged).
+// Until projects have trust policies nothing the policy refuses reaches
+// here; it would be unverified.
+func status(v *verify.Verified, err error) (string, string) {
 	if err == nil {
-		detail := "certificate issued by this server's CA; "
-		if logIndex != nil {
-			detail += fmt.Sprintf("transparency log entry %d verified (SET)", *logIndex)
-		} else {
-			detail += "transparency log entry verified (SET)"
+		if v.Key != "" {
+			return meta.StatusVerified, "verified with trusted key " + v.Key
+		}
+		detail := "certificate issued by this server's CA; transparency log entry verified (SET)"
+		if e := v.LogEntry; e != nil {
+			detail = fmt.Sprintf("certificate issued by this server's CA; transparency log entry %d verified (SET)", e.LogIndex)
 		}
 		return meta.StatusVerified, detail
 	}
@@ -345,7 +257,12 @@ func keylessStatus(err error, logIndex *int64) (string, string) {
 	if !errors.As(err, &ce) {
 		return meta.StatusInvalid, err.Error()
 	}
+	if ce.Class == verify.Invalid {
+		return meta.StatusInvalid, ce.Check + ": " + ce.Reason
+	}
 	switch {
+	case ce.Check == verify.CheckSignature:
+		return meta.StatusUnverified, "signed with a key the server does not trust"
 	case ce.Check == verify.CheckCertificate:
 		return meta.StatusUnverified, "certificate is not issued by this server's CA: " + ce.Reason
 	case errors.Is(err, verify.ErrNoBundle):
@@ -353,5 +270,5 @@ func keylessStatus(err error, logIndex *int64) (string, string) {
 	case errors.Is(err, verify.ErrUnknownLog):
 		return meta.StatusUnverified, "logged in a transparency log this server does not know: " + ce.Reason
 	}
-	return meta.StatusInvalid, ce.Check + ": " + ce.Reason
+	return meta.StatusUnverified, ce.Check + ": " + ce.Reason
 }

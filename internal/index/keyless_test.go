@@ -15,7 +15,6 @@ import (
 	"github.com/hallmark-dev/hallmark/pkg/oci"
 	"github.com/hallmark-dev/hallmark/pkg/rekor"
 	"github.com/hallmark-dev/hallmark/pkg/root"
-	"github.com/hallmark-dev/hallmark/pkg/verify"
 )
 
 // realKeyless is cosign v2.6.5's keyless signature against a real
@@ -24,7 +23,7 @@ type realKeyless struct {
 	subject digest.Digest
 	layer   oci.Descriptor
 	payload []byte
-	trust   index.KeylessTrust
+	trust   *root.Material
 }
 
 func loadRealKeyless(t testing.TB) realKeyless {
@@ -46,10 +45,12 @@ func loadRealKeyless(t testing.TB) realKeyless {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mat, _ := tr.Material()
+	mat, err := tr.Material()
+	if err != nil {
+		t.Fatal(err)
+	}
 	return realKeyless{subject: digest.Digest(read("cosign2-signature.subject")), layer: m.Layers[len(m.Layers)-1],
-		payload: read("cosign2-signature.payload.json"),
-		trust:   index.KeylessTrust{CAs: mat.CAs, CTLogKeys: mat.CTLogKeys, TlogKeys: mat.TlogKeys}}
+		payload: read("cosign2-signature.payload.json"), trust: mat}
 }
 
 func (r realKeyless) index(ix *index.Indexer, edit func(map[string]string)) meta.Signature {
@@ -69,12 +70,12 @@ func (r realKeyless) index(ix *index.Indexer, edit func(map[string]string)) meta
 func TestKeylessIndex(t *testing.T) {
 	r := loadRealKeyless(t)
 	e := newEnv(t, false)
-	// Before the server's trust is set: unverified, identity recorded.
+	// Without a trusted root: unverified, identity recorded.
 	s := r.index(e.ix, nil)
 	if s.Status != meta.StatusUnverified || s.Signer != "http://127.0.0.1:5077/grp/app//.gitlab-ci.yml@refs/heads/main" || s.CertIssuer != "http://127.0.0.1:5077" {
 		t.Errorf("without trust: %+v", s)
 	}
-	e.ix.SetKeylessTrust(r.trust)
+	e = newEnv(t, false, r.trust)
 	s = r.index(e.ix, nil)
 	if s.Status != meta.StatusVerified || s.LogIndex == nil || *s.LogIndex != 1 || !strings.Contains(s.StatusDetail, "log entry 1 verified") {
 		t.Errorf("with the server's trust: %+v", s)
@@ -120,10 +121,9 @@ func TestKeylessIndex(t *testing.T) {
 		})
 	}
 	t.Run("another CA", func(t *testing.T) {
-		other := newEnv(t, false)
-		tr := r.trust
+		tr := *r.trust
 		tr.CAs = []root.CA{{Roots: x509.NewCertPool(), Intermediates: x509.NewCertPool()}}
-		other.ix.SetKeylessTrust(tr)
+		other := newEnv(t, false, &tr)
 		if s := r.index(other.ix, nil); s.Status != meta.StatusUnverified || !strings.Contains(s.StatusDetail, "not issued by this server's CA") {
 			t.Errorf("another CA: %s (%s)", s.Status, s.StatusDetail)
 		}
@@ -135,8 +135,7 @@ func TestKeylessIndex(t *testing.T) {
 // verified.
 func FuzzKeylessLayer(f *testing.F) {
 	r := loadRealKeyless(f)
-	e := newEnv(f, false)
-	e.ix.SetKeylessTrust(r.trust)
+	e := newEnv(f, false, r.trust)
 	a := r.layer.Annotations
 	f.Add(a[oci.AnnotationSignature], a[oci.AnnotationCertificate], a[oci.AnnotationChain], a[oci.AnnotationBundle])
 	f.Add("", "", "", "")
@@ -155,28 +154,14 @@ func FuzzKeylessLayer(f *testing.F) {
 }
 
 // BenchmarkKeylessLayer measures what indexing one keyless signature layer
-// costs the server (parse, chain, SCT, SET, signature).
+// costs the server (parse, chain to root through the intermediate, SCT,
+// SET, signature), with the trusted root the server publishes.
 func BenchmarkKeylessLayer(b *testing.B) {
 	r := loadRealKeyless(b)
-	e := newEnv(b, false)
-	t := r.trust
-	ca := root.CA{Roots: t.CAs[0].Roots.Clone(), Intermediates: x509.NewCertPool()}
-	for _, c := range leafChain(b, r) {
-		ca.Roots.AddCert(c) // as the server does: its whole chain is trusted
-	}
-	t.CAs = []root.CA{ca}
-	e.ix.SetKeylessTrust(t)
+	e := newEnv(b, false, r.trust)
 	for b.Loop() {
 		if s := r.index(e.ix, nil); s.Status != meta.StatusVerified {
 			b.Fatal(s.StatusDetail)
 		}
 	}
-}
-
-func leafChain(t testing.TB, r realKeyless) []*x509.Certificate {
-	chain, err := verify.ParseCertificatesPEM([]byte(r.layer.Annotations[oci.AnnotationChain]))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return chain
 }

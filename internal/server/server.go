@@ -29,6 +29,8 @@ import (
 	"github.com/hallmark-dev/hallmark/internal/registry"
 	"github.com/hallmark-dev/hallmark/internal/tlog"
 	"github.com/hallmark-dev/hallmark/internal/web"
+	"github.com/hallmark-dev/hallmark/pkg/root"
+	"github.com/hallmark-dev/hallmark/pkg/verify"
 )
 
 // Server is a configured Hallmark server.
@@ -107,8 +109,8 @@ func build(ctx context.Context, cfg config.Server, log *slog.Logger, ln net.List
 	for _, path := range cfg.TrustedKeys {
 		raw, err := os.ReadFile(path)
 		if err == nil {
-			var k index.TrustedKey
-			if k, err = index.LoadTrustedKey(raw); err == nil {
+			var k verify.Key
+			if k, err = verify.ParseKey(raw); err == nil {
 				icfg.Keys = append(icfg.Keys, k)
 				continue
 			}
@@ -116,12 +118,20 @@ func build(ctx context.Context, cfg config.Server, log *slog.Logger, ln net.List
 		store.Close()
 		return nil, fmt.Errorf("trusted-key %s: %w", path, err)
 	}
-	indexer := index.New(store, blobs, log, icfg)
 
 	if err := s.setupAuth(ctx, store); err != nil {
 		store.Close()
 		return nil, fmt.Errorf("auth: %w", err)
 	}
+	// The signing services and the trusted root they publish come first:
+	// the indexer verifies signatures against that trusted root.
+	mux := http.NewServeMux()
+	if err := s.setupServices(ctx, mux); err != nil {
+		store.Close()
+		return nil, err
+	}
+	icfg.Roots = []*root.Material{s.trust.material}
+	indexer := index.New(store, blobs, log, icfg)
 	rh, err := registry.New(blobs, store, log, registry.Config{MaxManifestSize: cfg.MaxManifestSize, Events: s.registryEvents(indexer)})
 	if err != nil {
 		store.Close()
@@ -129,7 +139,6 @@ func build(ctx context.Context, cfg config.Server, log *slog.Logger, ln net.List
 	}
 	rh.UploadsInProgress = func(d int) { m.uploads.Add(float64(d)) }
 
-	mux := http.NewServeMux()
 	v2 := m.instrument("unknown", s.protectRegistry(rh))
 	mux.Handle("/v2/", v2)
 	mux.Handle("/v2", v2)
@@ -142,27 +151,28 @@ func build(ctx context.Context, cfg config.Server, log *slog.Logger, ln net.List
 	web.NewAPI(store, log, s.webOptions()...).Register(api)
 	mux.Handle("/api/", m.instrument("api", api))
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	if err := s.setupOIDC(ctx, mux); err != nil {
-		store.Close()
-		return nil, fmt.Errorf("oidc: %w", err)
-	}
-	if err := s.setupCA(ctx, mux); err != nil {
-		store.Close()
-		return nil, fmt.Errorf("ca: %w", err)
-	}
-	if err := s.setupTlog(ctx, mux); err != nil {
-		store.Close()
-		return nil, fmt.Errorf("tlog: %w", err)
-	}
-	s.setupIndexTrust(indexer)
-	if err := s.setupTrust(ctx, mux); err != nil {
-		store.Close()
-		return nil, fmt.Errorf("trust: %w", err)
-	}
 	s.setupCI(mux)
 	s.setupDownload(mux)
 	s.handler = mux
 	return s, nil
+}
+
+// setupServices builds the OIDC issuer, the CA, the transparency log and
+// the trusted root describing them, in that order, on mux.
+func (s *Server) setupServices(ctx context.Context, mux *http.ServeMux) error {
+	if err := s.setupOIDC(ctx, mux); err != nil {
+		return fmt.Errorf("oidc: %w", err)
+	}
+	if err := s.setupCA(ctx, mux); err != nil {
+		return fmt.Errorf("ca: %w", err)
+	}
+	if err := s.setupTlog(ctx, mux); err != nil {
+		return fmt.Errorf("tlog: %w", err)
+	}
+	if err := s.setupTrust(ctx, mux); err != nil {
+		return fmt.Errorf("trust: %w", err)
+	}
+	return nil
 }
 
 // Handler returns the server's HTTP handler (for tests).

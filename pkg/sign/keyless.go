@@ -95,8 +95,7 @@ func (k *KeylessSigner) Verified() error {
 // skipSCT) has a valid embedded SCT, or a valid detached one, from one of
 // its CT logs, issued while that log's key is trusted.
 func CheckCertificate(cc *CertificateChain, trust *root.Material, skipSCT bool) error {
-	opts := verify.CertOptions{CAs: trust.CAs, CTLogKeys: trust.CTLogKeys, IgnoreSCT: true}
-	chain, err := verify.VerifyChain(cc.Leaf, cc.Chain, opts)
+	chain, err := verify.VerifyChain(cc.Leaf, cc.Chain, trust.CAs)
 	if err != nil {
 		return err
 	}
@@ -106,13 +105,9 @@ func CheckCertificate(cc *CertificateChain, trust *root.Material, skipSCT bool) 
 	if skipSCT {
 		return nil
 	}
-	var issuer *x509.Certificate
-	if len(chain.Certificates) > 1 {
-		issuer = chain.Certificates[1]
-	}
-	err = verify.VerifyEmbeddedSCT(cc.Leaf, issuer, trust.CTLogKeys)
+	err = chain.VerifySCT(trust.CTLogKeys)
 	if err != nil && len(cc.DetachedSCT) > 0 {
-		err = verify.VerifyDetachedSCT(cc.DetachedSCT, cc.Leaf, issuer, trust.CTLogKeys)
+		err = verify.VerifyDetachedSCT(cc.DetachedSCT, cc.Leaf, chain.Issuer(), trust.CTLogKeys)
 	}
 	return err
 }

@@ -15,14 +15,6 @@ import (
 	"github.com/hallmark-dev/hallmark/pkg/root"
 )
 
-// CheckCertificate names certificate failures in CheckError.
-const (
-	CheckCertificate = "certificate"
-	CheckIdentity    = "identity"
-	CheckTlog        = "transparency log"
-	CheckSCT         = "certificate transparency (SCT)"
-)
-
 // ErrIdentityMismatch is wrapped when a certificate matches none of the
 // expected identities.
 var ErrIdentityMismatch = errors.New("none of the expected identities matched what was in the certificate")
@@ -55,24 +47,6 @@ func (id Identity) Validate() error {
 		}
 	}
 	return nil
-}
-
-// CertOptions configure keyless (certificate) verification.
-type CertOptions struct {
-	// CAs are the trusted certificate authorities: the certificate must
-	// chain to one of them, and (checked with the log entry) one it chains
-	// to must be trusted at the signature's observer time.
-	CAs []root.CA
-	// Identities: the certificate must match at least one.
-	Identities []Identity
-	// CTLogKeys map hex CT log IDs to keys: the certificate must carry an
-	// embedded SCT from one of them, timestamped while that key is
-	// trusted, unless IgnoreSCT.
-	CTLogKeys map[string]root.LogKey
-	IgnoreSCT bool
-	// AnyIdentity accepts every identity (for an index that records the
-	// identity instead of selecting one); Identities is then ignored.
-	AnyIdentity bool
 }
 
 // ParseCertificatePEM parses the first PEM certificate in b.
@@ -110,26 +84,6 @@ func ParseCertificatesPEM(b []byte) ([]*x509.Certificate, error) {
 	}
 }
 
-// VerifyCertificate checks that leaf chains to one of opts.CAs (through
-// its intermediates, or the intermediates of chain for a CA without any)
-// for code signing at the time it was issued, carries an SCT from a
-// trusted CT log (unless opts.IgnoreSCT), and matches one of
-// opts.Identities. The caller must then check the CAs' validity windows at
-// the signature's observer time with Chain.TrustedAt.
-func VerifyCertificate(leaf *x509.Certificate, chain []*x509.Certificate, opts CertOptions) (*Chain, error) {
-	verified, err := VerifyChain(leaf, chain, opts)
-	if err != nil {
-		return nil, err
-	}
-	if opts.AnyIdentity {
-		return verified, nil
-	}
-	if err := MatchIdentity(leaf, opts.Identities); err != nil {
-		return nil, err
-	}
-	return verified, nil
-}
-
 // Chain is a certificate chain verified to trusted CAs.
 type Chain struct {
 	// Certificates is the chain, leaf first, through the first CA it
@@ -161,9 +115,14 @@ func (c *Chain) TrustedAt(t time.Time, event string) error {
 		strings.Join(reasons, "; "), event, t.UTC().Format(time.RFC3339))
 }
 
-// VerifyChain is VerifyCertificate without the identity check.
-func VerifyChain(leaf *x509.Certificate, chain []*x509.Certificate, opts CertOptions) (*Chain, error) {
-	if len(opts.CAs) == 0 {
+// VerifyChain checks that leaf chains to one of cas (through the CA's
+// trusted intermediates, or, for a CA without any, the intermediates of
+// chain, the chain stored with the signature) for code signing at the time
+// it was issued. The caller must then check its SCT (Chain.VerifySCT) and
+// the CAs' validity windows at the signature's observer time
+// (Chain.TrustedAt).
+func VerifyChain(leaf *x509.Certificate, chain []*x509.Certificate, cas []root.CA) (*Chain, error) {
+	if len(cas) == 0 {
 		return nil, errors.New("no trusted root certificates: give --trusted-root or run 'hallmark trust init'")
 	}
 	// A critical SAN holding only an otherName (Fulcio's username SAN) is
@@ -186,7 +145,7 @@ func VerifyChain(leaf *x509.Certificate, chain []*x509.Certificate, opts CertOpt
 	var stored *x509.CertPool
 	verified := &Chain{}
 	var firstErr error
-	for _, ca := range opts.CAs {
+	for _, ca := range cas {
 		if ca.Roots == nil {
 			continue
 		}
@@ -224,16 +183,30 @@ func VerifyChain(leaf *x509.Certificate, chain []*x509.Certificate, opts CertOpt
 		}
 		return nil, fmt.Errorf("certificate does not chain to a trusted root: %w (verify with the trusted root of the CA that issued it: --trusted-root or 'hallmark trust init')", firstErr)
 	}
-	if !opts.IgnoreSCT {
-		var issuer *x509.Certificate
-		if len(verified.Certificates) > 1 {
-			issuer = verified.Certificates[1]
-		}
-		if err := VerifyEmbeddedSCT(leaf, issuer, opts.CTLogKeys); err != nil {
-			return nil, err
-		}
-	}
 	return verified, nil
+}
+
+// Issuer is the certificate that issued the leaf, if the chain has one.
+func (c *Chain) Issuer() *x509.Certificate {
+	if len(c.Certificates) > 1 {
+		return c.Certificates[1]
+	}
+	return nil
+}
+
+// VerifySCT checks the leaf's embedded SCT (VerifyEmbeddedSCT) with the
+// issuer of the verified chain.
+func (c *Chain) VerifySCT(ctKeys map[string]root.LogKey) error {
+	return VerifyEmbeddedSCT(c.Certificates[0], c.Issuer(), ctKeys)
+}
+
+// CA names the first trusted CA the chain verified through: its URI, else
+// its root's subject.
+func (c *Chain) CA() string {
+	if len(c.CAs) > 0 && c.CAs[0].URI != "" {
+		return c.CAs[0].URI
+	}
+	return c.Certificates[len(c.Certificates)-1].Subject.String()
 }
 
 // isSelfSigned reports whether c names itself as its issuer (a root). It

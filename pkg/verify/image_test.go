@@ -105,7 +105,18 @@ func layer(p []byte, ann ...string) mutate.Addendum {
 }
 
 func (f *fixture) verify(ref name.Reference, ann map[string]string) (*verify.ImageResult, error) {
-	return verify.Image(context.Background(), f.cli, verify.Target{Image: ref}, verify.Options{PublicKey: &f.key.PublicKey, IgnoreTlog: true, Annotations: ann})
+	trust, policy := f.keyTrust()
+	policy.Annotations = ann
+	return verify.Image(context.Background(), f.cli, verify.Target{Image: ref}, trust, policy)
+}
+
+// keyTrust trusts the fixture's key, without a log.
+func (f *fixture) keyTrust() (*verify.Trust, verify.Policy) {
+	k, err := verify.NewKey(&f.key.PublicKey)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return verify.NewTrust(nil, k), verify.Policy{IgnoreTlogUnsafe: true}
 }
 
 func TestImage(t *testing.T) {
@@ -205,7 +216,8 @@ func TestImage(t *testing.T) {
 		if _, err := sign.Attach(store, h, s, sign.AttachOptions{TagPrefix: "x-"}); err != nil {
 			t.Fatal(err)
 		}
-		res, err := verify.Image(context.Background(), f.cli, verify.Target{Image: img, SignatureRepo: &store, TagPrefix: "x-"}, verify.Options{PublicKey: &f.key.PublicKey, IgnoreTlog: true})
+		trust, policy := f.keyTrust()
+		res, err := verify.Image(context.Background(), f.cli, verify.Target{Image: img, SignatureRepo: &store, TagPrefix: "x-"}, trust, policy)
 		if err != nil || res.SignatureTag.String() != store.Name()+":x-sha256-"+h.Hex+".sig" {
 			t.Fatalf("res %+v, err %v", res, err)
 		}

@@ -19,6 +19,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/hallmark-dev/hallmark/pkg/bundle"
 	"github.com/hallmark-dev/hallmark/pkg/oci"
 	"github.com/hallmark-dev/hallmark/pkg/rekor"
 	"github.com/hallmark-dev/hallmark/pkg/root"
@@ -338,7 +339,7 @@ func FuzzSigstoreBundle(f *testing.F) {
 	subject := string(readTestdata(f, "cosign3-bundle.subject"))
 	opts := realOptions(f)
 	f.Fuzz(func(t *testing.T, b []byte) {
-		sb, err := verify.ParseSigstoreBundle(b)
+		sb, err := bundle.Parse(b)
 		if err == nil && sb == nil {
 			t.Fatal("nil bundle without error")
 		}
@@ -365,7 +366,10 @@ func FuzzCertificateAnnotations(f *testing.F) {
 		if err != nil {
 			return
 		}
-		_, _ = verify.VerifyCertificate(c, chain, *opts)
+		if verified, err := verify.VerifyChain(c, chain, opts.CAs); err == nil {
+			_ = verified.VerifySCT(opts.CTLogKeys)
+			_ = verify.MatchIdentity(c, opts.Identities)
+		}
 		_ = verify.CheckProvenance(c, map[string]any{"com.gitlab.ci.commit.sha": "x", "com.gitlab.ci.project.path": "a/b"})
 	})
 }

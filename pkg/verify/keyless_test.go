@@ -80,12 +80,6 @@ func (p *pki) layer(t testing.TB, payload []byte, logKey *ecdsa.PrivateKey) Laye
 		oci.AnnotationChain: string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: p.root.Raw})), oci.AnnotationBundle: string(bundle)}}
 }
 
-// leafDER is the leaf certificate's DER.
-func (p *pki) leafDER() []byte {
-	block, _ := pem.Decode(p.leafPEM)
-	return block.Bytes
-}
-
 func (p *pki) opts(ids ...Identity) Options {
 	roots := x509.NewCertPool()
 	roots.AddCert(p.root)

@@ -11,11 +11,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"strings"
 	"testing"
 
 	"github.com/hallmark-dev/hallmark/pkg/oci"
-	"github.com/hallmark-dev/hallmark/pkg/root"
+	"github.com/hallmark-dev/hallmark/pkg/rekor/rekortest"
 )
 
 const testDigest = "sha256:71b2d9e2a34d6f8a3ab6fb5bc5f7fe14a2e1b7a3a0a6a91b9f3b1b5f4b7d140f"
@@ -55,14 +56,8 @@ func withAnnotations(l Layer, kv ...string) Layer {
 	return l
 }
 
-func newKey(t testing.TB) *ecdsa.PrivateKey {
-	t.Helper()
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return k
-}
+// newKey is a fresh ECDSA P-256 key.
+var newKey = rekortest.NewKey
 
 func TestVerifyLayer(t *testing.T) {
 	key, other := newKey(t), newKey(t)
@@ -219,13 +214,13 @@ func FuzzRekorBundle(f *testing.F) {
 	f.Add(`{"SignedEntryTimestamp":"","Payload":{"body":"","integratedTime":0,"logIndex":0,"logID":""}}`)
 	f.Add(`{}`)
 	f.Add(`null`)
-	sig := mustB64(good.Annotations[oci.AnnotationSignature])
-	keys := map[string]root.LogKey{p.logID: {Key: &p.logKey.PublicKey}}
-	h := sha256.Sum256(payload)
-	want := loggedSignature{contentSHA256: h[:], sig: sig, keyDER: p.leafDER()}
+	opts := p.opts(Identity{Subject: p.identity, Issuer: p.issuer})
 	f.Fuzz(func(t *testing.T, raw string) {
-		b, err := checkBundleFor(raw, keys, want)
-		if err == nil && (b == nil || b.Payload.LogID != p.logID) {
+		l := good
+		l.Annotations = maps.Clone(good.Annotations)
+		l.Annotations[oci.AnnotationBundle] = raw
+		v, err := VerifyLayer(l, testDigest, opts)
+		if err == nil && (!v.TlogVerified || v.Bundle == nil || v.Bundle.Payload.LogID != p.logID) {
 			t.Fatalf("accepted bundle %q", raw)
 		}
 	})

@@ -1,7 +1,12 @@
 package verify
 
 import (
+	"crypto"
 	"crypto/ecdsa"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"strings"
@@ -110,4 +115,42 @@ func VerifyLoggedSignature(e *rekor.LogEntry, keys map[string]root.LogKey, conte
 		return VerifyInclusion(e, keys)
 	}
 	return nil
+}
+
+// NextLogKey parses the next PEM public key in b (e.g. the contents of
+// SIGSTORE_REKOR_PUBLIC_KEY) and returns it with its log ID, the hex
+// SHA-256 of its PKIX DER, and the rest of b. ok is false when no further
+// public key is found.
+func NextLogKey(b []byte) (pub crypto.PublicKey, logID string, rest []byte, ok bool) {
+	for {
+		var block *pem.Block
+		block, b = pem.Decode(b)
+		if block == nil {
+			return nil, "", nil, false
+		}
+		if block.Type != "PUBLIC KEY" {
+			continue
+		}
+		k, err := x509.ParsePKIXPublicKey(block.Bytes)
+		if err != nil {
+			continue
+		}
+		id := sha256.Sum256(block.Bytes)
+		return k, hex.EncodeToString(id[:]), b, true
+	}
+}
+
+// LogKeys parses every PEM public key in b into a map from log ID (hex
+// SHA-256 of the DER key) to key. PEM keys (cosign's legacy
+// SIGSTORE_REKOR_PUBLIC_KEY and SIGSTORE_CT_LOG_PUBLIC_KEY_FILE) carry no
+// validity window: they are trusted at any time.
+func LogKeys(b []byte) map[string]root.LogKey {
+	out := map[string]root.LogKey{}
+	for {
+		pub, id, rest, ok := NextLogKey(b)
+		if !ok {
+			return out
+		}
+		out[id], b = root.LogKey{Key: pub}, rest
+	}
 }
