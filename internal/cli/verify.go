@@ -229,40 +229,9 @@ func (o *verifyOptions) run(ctx context.Context, images []string, stdout, stderr
 	}
 
 	// Verify in parallel, print in input order as results come in.
-	outcomes := make([]verifyOutcome, len(jobs))
-	done := make([]chan struct{}, len(jobs))
-	for i := range done {
-		done[i] = make(chan struct{})
-	}
-	next := make(chan int)
-	var wg sync.WaitGroup
-	for range min(max(1, o.maxWorkers), len(jobs)) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range next {
-				j := jobs[i]
-				res, err := verify.Image(ctx, client, verify.Target{Image: j.ref, Digest: j.digest, SignatureRepo: sigRepo, TagPrefix: o.reg.tagPrefix}, trust, policy)
-				outcomes[i] = verifyOutcome{job: j, result: res, err: err}
-				close(done[i])
-			}
-		}()
-	}
-	go func() {
-		for i := range jobs {
-			select {
-			case next <- i:
-			case <-ctx.Done():
-				for k := i; k < len(jobs); k++ {
-					outcomes[k] = verifyOutcome{job: jobs[k], err: ctx.Err()}
-					close(done[k])
-				}
-				close(next)
-				return
-			}
-		}
-		close(next)
-	}()
+	outcomes, done, wait := verifyInParallel(ctx, jobs, o.maxWorkers, func(j verifyJob) (*verify.ImageResult, error) {
+		return verify.Image(ctx, client, verify.Target{Image: j.ref, Digest: j.digest, SignatureRepo: sigRepo, TagPrefix: o.reg.tagPrefix}, trust, policy)
+	})
 	var firstErr error
 	failed := 0
 	bw := bufio.NewWriter(stdout)
@@ -283,7 +252,7 @@ func (o *verifyOptions) run(ctx context.Context, images []string, stdout, stderr
 			return err
 		}
 	}
-	wg.Wait()
+	wait()
 	if err := bw.Flush(); err != nil {
 		return err
 	}
@@ -294,6 +263,45 @@ func (o *verifyOptions) run(ctx context.Context, images []string, stdout, stderr
 		firstErr = fmt.Errorf("%d of %d images failed verification; the first: %w", failed, len(jobs), firstErr)
 	}
 	return withExitCode(firstErr)
+}
+
+// verifyInParallel verifies jobs with up to workers goroutines. done[i] is
+// closed once outcomes[i] is set (a job not started when ctx ends gets
+// ctx's error); wait returns when every worker has stopped.
+func verifyInParallel(ctx context.Context, jobs []verifyJob, workers int, one func(verifyJob) (*verify.ImageResult, error)) (outcomes []verifyOutcome, done []chan struct{}, wait func()) {
+	outcomes = make([]verifyOutcome, len(jobs))
+	done = make([]chan struct{}, len(jobs))
+	for i := range done {
+		done[i] = make(chan struct{})
+	}
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for range min(max(1, workers), len(jobs)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				res, err := one(jobs[i])
+				outcomes[i] = verifyOutcome{job: jobs[i], result: res, err: err}
+				close(done[i])
+			}
+		}()
+	}
+	go func() {
+		defer close(next)
+		for i := range jobs {
+			select {
+			case next <- i:
+			case <-ctx.Done():
+				for k := i; k < len(jobs); k++ {
+					outcomes[k] = verifyOutcome{job: jobs[k], err: ctx.Err()}
+					close(done[k])
+				}
+				return
+			}
+		}
+	}()
+	return outcomes, done, wg.Wait
 }
 
 // options builds what signatures are checked against and must satisfy:

@@ -138,16 +138,34 @@ func canonicalDSSE(raw json.RawMessage) ([]byte, error) {
 			return nil, err
 		}
 	}
-	msg := newMessage(payload.PAE(env.PayloadType, body))
+	bySig, err := matchVerifiers(pc.Verifiers, env, sigs, newMessage(payload.PAE(env.PayloadType, body)))
+	if err != nil {
+		return nil, err
+	}
 
-	// As Rekor: verifiers are tried in order until every signature is
-	// verified; each verifier tried must verify at least one signature.
+	b := dsseBody{APIVersion: APIVersion, Kind: KindDSSE}
+	eh := sha256.Sum256([]byte(*pc.Envelope))
+	ph := sha256.Sum256(body)
+	b.Spec.EnvelopeHash = Hash{"sha256", hex.EncodeToString(eh[:])}
+	b.Spec.PayloadHash = Hash{"sha256", hex.EncodeToString(ph[:])}
+	for sig, v := range bySig {
+		b.Spec.Signatures = append(b.Spec.Signatures, DSSESignature{Signature: sig, Verifier: v.canonical})
+	}
+	sort.Slice(b.Spec.Signatures, func(i, j int) bool { return b.Spec.Signatures[i].Signature < b.Spec.Signatures[j].Signature })
+	return canonicalJSON(b)
+}
+
+// matchVerifiers finds, as Rekor does, the verifier of every envelope
+// signature (decoded in sigs) over msg: verifiers are tried in order until
+// every signature is verified, and each verifier tried must verify at
+// least one signature.
+func matchVerifiers(verifiers []*string, env dsseEnvelope, sigs [][]byte, msg *message) (map[string]*verifier, error) {
 	remaining := make(map[string]bool, len(env.Signatures))
 	for _, es := range env.Signatures {
 		remaining[es.Sig] = true
 	}
 	bySig := make(map[string]*verifier, len(env.Signatures))
-	for vi, vb := range pc.Verifiers {
+	for vi, vb := range verifiers {
 		if len(remaining) == 0 {
 			break
 		}
@@ -182,17 +200,7 @@ func canonicalDSSE(raw json.RawMessage) ([]byte, error) {
 	if len(remaining) > 0 {
 		return nil, invalidf("dsse: %d envelope signature(s) verify with none of the verifiers; every signature needs its verifier", len(remaining))
 	}
-
-	b := dsseBody{APIVersion: APIVersion, Kind: KindDSSE}
-	eh := sha256.Sum256([]byte(*pc.Envelope))
-	ph := sha256.Sum256(body)
-	b.Spec.EnvelopeHash = Hash{"sha256", hex.EncodeToString(eh[:])}
-	b.Spec.PayloadHash = Hash{"sha256", hex.EncodeToString(ph[:])}
-	for sig, v := range bySig {
-		b.Spec.Signatures = append(b.Spec.Signatures, DSSESignature{Signature: sig, Verifier: v.canonical})
-	}
-	sort.Slice(b.Spec.Signatures, func(i, j int) bool { return b.Spec.Signatures[i].Signature < b.Spec.Signatures[j].Signature })
-	return canonicalJSON(b)
+	return bySig, nil
 }
 
 // message is a DSSE PAE, hashed once for every ECDSA and RSA attempt,
