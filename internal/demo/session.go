@@ -184,40 +184,26 @@ func (s *Session) Sign(ctx context.Context, ref name.Digest, tag string) (*Signe
 	if err != nil {
 		return nil, err
 	}
-	body, err := payload.New(ref.Context().Name(), h.String(), ann).Bytes()
-	if err != nil {
-		return nil, err
-	}
-	opts := sign.AttachOptions{Remote: s.remote(ctx), Blobs: s.blobs}
-	prepared := make(chan *sign.Attachment, 1)
-	go func() { prepared <- sign.PrepareAttach(ctx, ref.Context(), h, body, opts) }()
 	out := &Signed{Image: ref, Tag: tag, Annotations: ann}
-	var sig *sign.Signature
-	var verifier crypto.PublicKey
 	log := &sign.TransparencyLog{URL: s.cfg.Trust.LogURL, Keys: s.cfg.Trust.Material.TlogKeys, HTTPClient: s.http}
-	if s.cfg.Key != nil {
-		ks := sign.KeySigner{Key: s.cfg.Key, Log: log}
-		sig, err = ks.Sign(ctx, body)
-		verifier = ks.PublicKey()
-	} else {
-		var ksg *sign.KeylessSigner
-		ksg, err = sign.NewKeylessSigner(ctx, sign.KeylessConfig{CA: &sign.Fulcio{URL: s.cfg.Trust.CAURL, HTTPClient: s.http},
-			Token: s.env["SIGSTORE_ID_TOKEN"], Trust: s.cfg.Trust.Material, Log: log})
-		if err == nil {
-			out.Certificate = ksg.Certificate()
-			sig, err = ksg.Sign(ctx, body)
+	signer := func() (sign.Signer, error) {
+		if s.cfg.Key != nil {
+			return sign.KeySigner{Key: s.cfg.Key, Log: log}, nil
 		}
+		ksg, err := sign.NewKeylessSigner(ctx, sign.KeylessConfig{CA: &sign.Fulcio{URL: s.cfg.Trust.CAURL, HTTPClient: s.http},
+			Token: s.env["SIGSTORE_ID_TOKEN"], Trust: s.cfg.Trust.Material, Log: log})
+		if err != nil {
+			return nil, err
+		}
+		out.Certificate = ksg.Certificate()
+		return ksg, nil
 	}
-	a := <-prepared
+	res, err := sign.Image(ctx, signer, sign.ImageRequest{Repo: ref.Context(), Digest: h, DockerReference: ref.Context().Name(), Annotations: ann,
+		Attach: sign.AttachOptions{Remote: s.remote(ctx), Blobs: s.blobs}})
 	if err != nil {
 		return nil, fmt.Errorf("signing %s: %w", ref, err)
 	}
-	out.LogIndex = sig.LogIndex
-	res, err := a.Commit(sig, verifier)
-	if err != nil {
-		return nil, fmt.Errorf("attaching the signature of %s: %w", ref, err)
-	}
-	out.Manifest = res.Digest
+	out.LogIndex, out.Manifest = res.Signature.LogIndex, res.Attached.Digest
 	return out, nil
 }
 
