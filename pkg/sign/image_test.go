@@ -86,4 +86,6 @@ func TestAttestation(t *testing.T) {
 // signerOnly signs payloads but not DSSE envelopes.
 type signerOnly struct{}
 
-func (signerOnly) Sign(context.Context, []byte) (*Signature, error) { return nil, errors.New("not used") }
+func (signerOnly) Sign(context.Context, []byte) (*Signature, error) {
+	return nil, errors.New("not used")
+}
