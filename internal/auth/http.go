@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/hallmark-dev/hallmark/pkg/oci"
 )
 
 // Endpoint kinds of /v2/ requests, as internal/registry.ParseEndpoint
@@ -127,27 +129,10 @@ func allows(granted []Access, need Access) bool {
 	return true
 }
 
-type ociError struct {
-	Code    string `json:"code"`
-	Message string `json:"message"`
-	Detail  any    `json:"detail,omitempty"`
-}
-
 type challengeDetail struct {
 	Type   string `json:"Type"`
 	Name   string `json:"Name"`
 	Action string `json:"Action"`
-}
-
-func writeOCIError(w http.ResponseWriter, r *http.Request, status int, e ociError) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	if r.Method == http.MethodHead {
-		return
-	}
-	json.NewEncoder(w).Encode(struct {
-		Errors []ociError `json:"errors"`
-	}{[]ociError{e}})
 }
 
 // challenge answers 401 with the Bearer challenge docker clients follow.
@@ -170,11 +155,11 @@ func (s *Service) challenge(w http.ResponseWriter, r *http.Request, need []Acces
 	}
 	w.Header().Set("WWW-Authenticate", b.String())
 	w.Header().Set("Docker-Distribution-API-Version", "registry/2.0")
-	e := ociError{Code: "UNAUTHORIZED", Message: msg}
+	e := oci.ErrorInfo{Code: oci.CodeUnauthorized, Message: msg}
 	if len(detail) > 0 {
 		e.Detail = detail
 	}
-	writeOCIError(w, r, http.StatusUnauthorized, e)
+	oci.WriteError(w, r, http.StatusUnauthorized, e)
 }
 
 func tooMany(w http.ResponseWriter, r *http.Request, err error) {
@@ -184,7 +169,7 @@ func tooMany(w http.ResponseWriter, r *http.Request, err error) {
 		retry = te.RetryAfter
 	}
 	w.Header().Set("Retry-After", strconv.Itoa(int((retry+time.Second-1)/time.Second)))
-	writeOCIError(w, r, http.StatusTooManyRequests, ociError{Code: "TOOMANYREQUESTS", Message: err.Error()})
+	oci.WriteError(w, r, http.StatusTooManyRequests, oci.ErrorInfo{Code: oci.CodeTooManyRequests, Message: err.Error()})
 }
 
 // Guard protects the registry handler: every /v2/ request needs a valid
@@ -291,20 +276,20 @@ func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 const maxTokenForm = 64 << 10
 
 type oauthError struct {
-	Errors      []ociError `json:"errors"`
-	Error       string     `json:"error"`
-	Description string     `json:"error_description"`
+	oci.ErrorResponse
+	Error       string `json:"error"`
+	Description string `json:"error_description"`
 }
 
 // tokenError answers a failed token request in both shapes clients parse:
-// the registry error list and the OAuth2 error object.
-func tokenError(w http.ResponseWriter, status int, code, oauthCode, msg string) {
+// the registry error list (pkg/oci's) and the OAuth2 error object.
+func tokenError(w http.ResponseWriter, status int, code oci.ErrorCode, oauthCode, msg string) {
 	w.Header().Set("Content-Type", "application/json")
 	if status == http.StatusUnauthorized {
 		w.Header().Set("WWW-Authenticate", `Basic realm="hallmark"`)
 	}
 	w.WriteHeader(status)
-	json.NewEncoder(w).Encode(oauthError{Errors: []ociError{{Code: code, Message: msg}}, Error: oauthCode, Description: msg})
+	json.NewEncoder(w).Encode(oauthError{ErrorResponse: oci.ErrorResponse{Errors: []oci.ErrorInfo{{Code: code, Message: msg}}}, Error: oauthCode, Description: msg})
 }
 
 // TokenHandler serves the token endpoint: GET with optional Basic
@@ -331,7 +316,7 @@ func (s *Service) TokenHandler() http.Handler {
 			creds, perr := parseAuthorization(r.Header.Get("Authorization"))
 			switch {
 			case perr != nil || creds.scheme == "bearer":
-				tokenError(w, http.StatusUnauthorized, "UNAUTHORIZED", "invalid_request", "use Basic credentials (or none, for anonymous access)")
+				tokenError(w, http.StatusUnauthorized, oci.CodeUnauthorized, "invalid_request", "use Basic credentials (or none, for anonymous access)")
 				return
 			case creds.scheme == "basic":
 				p, err = s.Authenticate(ctx, creds.user, creds.password, remote)
@@ -342,7 +327,7 @@ func (s *Service) TokenHandler() http.Handler {
 			isOAuth2 = true
 			r.Body = http.MaxBytesReader(w, r.Body, maxTokenForm)
 			if perr := r.ParseForm(); perr != nil {
-				tokenError(w, http.StatusBadRequest, "UNSUPPORTED", "invalid_request", "malformed form body")
+				tokenError(w, http.StatusBadRequest, oci.CodeUnsupported, "invalid_request", "malformed form body")
 				return
 			}
 			f := r.PostForm
@@ -358,12 +343,12 @@ func (s *Service) TokenHandler() http.Handler {
 				p, err = s.Refresh(ctx, f.Get("refresh_token"), remote)
 				offline = true // hand back a refresh token, as the client holds one
 			default:
-				tokenError(w, http.StatusBadRequest, "UNSUPPORTED", "unsupported_grant_type", "grant_type must be password or refresh_token")
+				tokenError(w, http.StatusBadRequest, oci.CodeUnsupported, "unsupported_grant_type", "grant_type must be password or refresh_token")
 				return
 			}
 		default:
 			w.Header().Set("Allow", "GET, POST")
-			tokenError(w, http.StatusMethodNotAllowed, "UNSUPPORTED", "invalid_request", "use GET or POST")
+			tokenError(w, http.StatusMethodNotAllowed, oci.CodeUnsupported, "invalid_request", "use GET or POST")
 			return
 		}
 		switch {
@@ -371,26 +356,26 @@ func (s *Service) TokenHandler() http.Handler {
 			tooMany(w, r, err)
 			return
 		case errors.Is(err, ErrBadCredentials):
-			tokenError(w, http.StatusUnauthorized, "UNAUTHORIZED", "invalid_grant", err.Error())
+			tokenError(w, http.StatusUnauthorized, oci.CodeUnauthorized, "invalid_grant", err.Error())
 			return
 		case err != nil:
 			s.log.ErrorContext(ctx, "token request failed", "err", err)
-			tokenError(w, http.StatusInternalServerError, "UNKNOWN", "server_error", "internal error; see the server log")
+			tokenError(w, http.StatusInternalServerError, oci.CodeUnknown, "server_error", "internal error; see the server log")
 			return
 		}
 		if service != "" && service != s.cfg.Service {
-			tokenError(w, http.StatusBadRequest, "UNSUPPORTED", "invalid_request", fmt.Sprintf("service %q is not %q", service, s.cfg.Service))
+			tokenError(w, http.StatusBadRequest, oci.CodeUnsupported, "invalid_request", fmt.Sprintf("service %q is not %q", service, s.cfg.Service))
 			return
 		}
 		requested, err := ParseScopes(scopes)
 		if err != nil {
-			tokenError(w, http.StatusBadRequest, "UNSUPPORTED", "invalid_scope", err.Error())
+			tokenError(w, http.StatusBadRequest, oci.CodeUnsupported, "invalid_scope", err.Error())
 			return
 		}
 		resp, err := s.IssueToken(ctx, p, requested, offline, remote)
 		if err != nil {
 			s.log.ErrorContext(ctx, "issuing token failed", "err", err)
-			tokenError(w, http.StatusInternalServerError, "UNKNOWN", "server_error", "internal error; see the server log")
+			tokenError(w, http.StatusInternalServerError, oci.CodeUnknown, "server_error", "internal error; see the server log")
 			return
 		}
 		if !isOAuth2 {

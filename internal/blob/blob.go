@@ -39,11 +39,32 @@ type Store interface {
 	Uploads() Uploads
 }
 
+// MaxUploadIDLength is the longest upload session id a driver may hand out.
+const MaxUploadIDLength = 64
+
+// ValidUploadID reports whether id has the shape of an upload session id:
+// 1 to MaxUploadIDLength ASCII letters, digits, '-' or '_'. Every driver's
+// ids have it, so a request naming anything else can be answered without
+// asking the driver (or keeping anything about it).
+func ValidUploadID(id string) bool {
+	if id == "" || len(id) > MaxUploadIDLength {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
 // Uploads creates and resumes upload sessions. Session state lives in the
 // store, not in process memory, so a session survives a restart and can be
 // continued by any server sharing the store.
 type Uploads interface {
-	// New starts an upload for repository repo that hashes with alg.
+	// New starts an upload for repository repo that hashes with alg. Its
+	// id satisfies ValidUploadID.
 	New(ctx context.Context, repo string, alg digest.Algorithm) (Upload, error)
 	// Resume reopens the session id, or returns ErrUploadNotFound.
 	Resume(ctx context.Context, id string) (Upload, error)

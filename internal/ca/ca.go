@@ -43,6 +43,7 @@ type CA struct {
 	verifier TokenVerifier
 	cfg      Config
 	h        *hierarchy
+	gens     []Generation
 	ct       *ctLog
 }
 
@@ -64,7 +65,7 @@ func New(ks *keystore.Dir, verifier TokenVerifier, log *slog.Logger, cfg Config)
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	h, err := loadOrCreateHierarchy(ks, cfg.Organization, cfg.Now())
+	h, gens, err := loadGenerations(ks, cfg.Organization, cfg.Now())
 	if err != nil {
 		return nil, err
 	}
@@ -76,8 +77,13 @@ func New(ks *keystore.Dir, verifier TokenVerifier, log *slog.Logger, cfg Config)
 	if err != nil {
 		return nil, err
 	}
-	return &CA{log: log, verifier: verifier, cfg: cfg, h: h, ct: ctl}, nil
+	return &CA{log: log, verifier: verifier, cfg: cfg, h: h, gens: gens, ct: ctl}, nil
 }
+
+// Generations lists the CA's hierarchies, oldest first; the last is the
+// one it issues from (Chain). Clients must trust each older one for what
+// it issued until its Until.
+func (c *CA) Generations() []Generation { return c.gens }
 
 // Chain returns the CA chain a client trusts: the intermediate, then the
 // root (what Fulcio's trust bundle and sigstore trusted roots list).

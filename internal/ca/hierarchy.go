@@ -36,21 +36,38 @@ type hierarchy struct {
 	key                crypto.Signer // intermediate's private key
 }
 
-// loadOrCreateHierarchy returns the root and intermediate kept in ks,
-// creating keys and certificates on first start. Existing files are
-// checked (certificate matches key, intermediate chains to root) and never
-// replaced: that would change what every client trusts.
-func loadOrCreateHierarchy(ks *keystore.Dir, org string, now time.Time) (*hierarchy, error) {
-	rootKey, err := ks.LoadOrCreate(rootKeyName, keystore.ECDSAP384)
+// hierarchyNames are the key and certificate file names of one CA
+// generation, and the label its certificates' common names carry.
+type hierarchyNames struct {
+	rootKey, interKey, rootCert, interCert string
+	label                                  string // "" for generation 1, " 2" for generation 2, ...
+}
+
+// generationNames: generation 1 keeps the original names (ca-root, ...);
+// generation n > 1 appends "-n" (ca-root-2, ...).
+func generationNames(n int) hierarchyNames {
+	if n <= 1 {
+		return hierarchyNames{rootKeyName, intermediateKeyName, rootCertName, intermediateCertName, ""}
+	}
+	sfx := fmt.Sprintf("-%d", n)
+	return hierarchyNames{rootKeyName + sfx, intermediateKeyName + sfx, rootCertName + sfx, intermediateCertName + sfx, fmt.Sprintf(" %d", n)}
+}
+
+// loadOrCreateHierarchy returns the root and intermediate kept in ks under
+// nm, creating keys and certificates if they do not exist yet. Existing
+// files are checked (certificate matches key, intermediate chains to root)
+// and never replaced: that would change what every client trusts.
+func loadOrCreateHierarchy(ks *keystore.Dir, nm hierarchyNames, org string, now time.Time) (*hierarchy, error) {
+	rootKey, err := ks.LoadOrCreate(nm.rootKey, keystore.ECDSAP384)
 	if err != nil {
 		return nil, fmt.Errorf("ca: root key: %w", err)
 	}
-	interKey, err := ks.LoadOrCreate(intermediateKeyName, keystore.ECDSAP384)
+	interKey, err := ks.LoadOrCreate(nm.interKey, keystore.ECDSAP384)
 	if err != nil {
 		return nil, fmt.Errorf("ca: intermediate key: %w", err)
 	}
-	root, err := loadOrCreateCert(ks, rootCertName, rootKey, func() (*x509.Certificate, error) {
-		tmpl, err := caTemplate(pkix.Name{Organization: []string{org}, CommonName: org + " root"}, rootKey.Public(), now)
+	root, err := loadOrCreateCert(ks, nm.rootCert, nm.rootKey, rootKey, func() (*x509.Certificate, error) {
+		tmpl, err := caTemplate(pkix.Name{Organization: []string{org}, CommonName: org + " root" + nm.label}, rootKey.Public(), now)
 		if err != nil {
 			return nil, err
 		}
@@ -59,8 +76,8 @@ func loadOrCreateHierarchy(ks *keystore.Dir, org string, now time.Time) (*hierar
 	if err != nil {
 		return nil, err
 	}
-	inter, err := loadOrCreateCert(ks, intermediateCertName, interKey, func() (*x509.Certificate, error) {
-		tmpl, err := caTemplate(pkix.Name{Organization: []string{org}, CommonName: org + " intermediate"}, interKey.Public(), now)
+	inter, err := loadOrCreateCert(ks, nm.interCert, nm.interKey, interKey, func() (*x509.Certificate, error) {
+		tmpl, err := caTemplate(pkix.Name{Organization: []string{org}, CommonName: org + " intermediate" + nm.label}, interKey.Public(), now)
 		if err != nil {
 			return nil, err
 		}
@@ -78,14 +95,14 @@ func loadOrCreateHierarchy(ks *keystore.Dir, org string, now time.Time) (*hierar
 		return nil, errors.New("ca: stored root or intermediate certificate is not a CA certificate")
 	}
 	if err := inter.CheckSignatureFrom(root); err != nil {
-		return nil, fmt.Errorf("ca: stored intermediate %s is not signed by the stored root %s: %w", ks.Path(intermediateCertName), ks.Path(rootCertName), err)
+		return nil, fmt.Errorf("ca: stored intermediate %s is not signed by the stored root %s: %w", ks.Path(nm.interCert), ks.Path(nm.rootCert), err)
 	}
 	return &hierarchy{root: root, intermediate: inter, key: interKey}, nil
 }
 
 // loadOrCreateCert reads the certificate file name from ks, or creates it
 // with create and stores it. The certificate's key must be key's.
-func loadOrCreateCert(ks *keystore.Dir, name string, key crypto.Signer, create func() (*x509.Certificate, error)) (*x509.Certificate, error) {
+func loadOrCreateCert(ks *keystore.Dir, name, keyName string, key crypto.Signer, create func() (*x509.Certificate, error)) (*x509.Certificate, error) {
 	path := ks.Path(name)
 	raw, err := os.ReadFile(path)
 	switch {
@@ -98,7 +115,7 @@ func loadOrCreateCert(ks *keystore.Dir, name string, key crypto.Signer, create f
 		if err := keystore.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Raw})); err != nil {
 			if errors.Is(err, os.ErrExist) {
 				// Another replica sharing the data dir stored one first: use it.
-				return loadOrCreateCert(ks, name, key, func() (*x509.Certificate, error) {
+				return loadOrCreateCert(ks, name, keyName, key, func() (*x509.Certificate, error) {
 					return nil, fmt.Errorf("%s vanished after a concurrent create", path)
 				})
 			}
@@ -117,16 +134,9 @@ func loadOrCreateCert(ks *keystore.Dir, name string, key crypto.Signer, create f
 		return nil, fmt.Errorf("ca: parse %s: %w", path, err)
 	}
 	if !samePublicKey(cert.PublicKey, key.Public()) {
-		return nil, fmt.Errorf("ca: %s does not belong to the key %s; restore the matching pair from a backup", path, ks.Path(nameOfKey(name)))
+		return nil, fmt.Errorf("ca: %s does not belong to the key %s; restore the matching pair from a backup", path, ks.Path(keyName))
 	}
 	return cert, nil
-}
-
-func nameOfKey(certName string) string {
-	if certName == rootCertName {
-		return rootKeyName
-	}
-	return intermediateKeyName
 }
 
 func samePublicKey(a, b crypto.PublicKey) bool {

@@ -1,6 +1,7 @@
 package ca
 
 import (
+	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
@@ -159,23 +160,33 @@ func (c *CA) serveV2SigningCert(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, resp)
 }
 
-func (c *CA) chainPEM() []string {
+func chainPEM(chain []*x509.Certificate) []string {
 	var out []string
-	for _, cert := range c.Chain() {
+	for _, cert := range chain {
 		out = append(out, pemCert(cert.Raw)+"\n")
 	}
 	return out
 }
 
-// serveTrustBundle returns the CA chain (intermediate, root).
+// serveTrustBundle returns every CA generation's chain (intermediate,
+// root), the current one first, as Fulcio lists its chains.
 func (c *CA) serveTrustBundle(w http.ResponseWriter, _ *http.Request) {
-	writeJSON(w, map[string]any{"chains": []certificateChain{{Certificates: c.chainPEM()}}})
+	var chains []certificateChain
+	for i := len(c.gens) - 1; i >= 0; i-- {
+		chains = append(chains, certificateChain{Certificates: chainPEM(c.gens[i].Chain)})
+	}
+	writeJSON(w, map[string]any{"chains": chains})
 }
 
-// serveRootCert is the legacy trust endpoint: every CA certificate as PEM.
+// serveRootCert is the legacy trust endpoint: every CA certificate as PEM,
+// the current generation's first.
 func (c *CA) serveRootCert(w http.ResponseWriter, _ *http.Request) {
+	var all []string
+	for i := len(c.gens) - 1; i >= 0; i-- {
+		all = append(all, chainPEM(c.gens[i].Chain)...)
+	}
 	w.Header().Set("Content-Type", pemChainType)
-	io.WriteString(w, strings.TrimSpace(strings.Join(c.chainPEM(), "")))
+	io.WriteString(w, strings.TrimSpace(strings.Join(all, "")))
 }
 
 type oidcIssuerJSON struct {

@@ -54,6 +54,7 @@ Start with "hallmark demo", which runs the whole flow on the embedded defaults.`
 	root.AddCommand(newCICmd())
 	root.AddCommand(newAttestCmd(), newVerifyAttestationCmd())
 	root.AddCommand(newDemoCmd())
+	root.AddCommand(newTUFCmd(), newCACmd())
 	return root
 }
 

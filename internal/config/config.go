@@ -23,6 +23,9 @@ type Server struct {
 	MaxManifestSize int64         // bytes
 	UploadTTL       time.Duration // abandoned uploads are removed after this
 	ShutdownTimeout time.Duration
+	// BodyReadTimeout cuts off a request body that delivers less than
+	// reqbody.MinProgress bytes (and does not end) within this long.
+	BodyReadTimeout time.Duration
 	TrustedKeys     []string // PEM public keys whose signatures the index marks verified
 
 	// Access control and transport security (internal/auth).
@@ -38,6 +41,8 @@ type Server struct {
 	OIDCMaxTokenTTL  time.Duration // longest lifetime a token may be minted with
 	OIDCKeyRotation  time.Duration // rotate the signing key when older than this; 0 = on request only
 	OIDCJWKSCacheTTL time.Duration // how long external issuers' discovery + JWKS are cached
+
+	TUFTimestampExpiry time.Duration // lifetime of TUF timestamp metadata (internal/tuf)
 }
 
 // Defaults are the embedded defaults: a loopback registry keeping its data
@@ -51,11 +56,14 @@ func Defaults() Server {
 		MaxManifestSize:  8 << 20,
 		UploadTTL:        24 * time.Hour,
 		ShutdownTimeout:  30 * time.Second,
+		BodyReadTimeout:  30 * time.Second,
 		Auth:             "on",
 		OIDCBuiltin:      true,
 		OIDCTokenTTL:     10 * time.Minute,
 		OIDCMaxTokenTTL:  time.Hour,
 		OIDCJWKSCacheTTL: 10 * time.Minute,
+
+		TUFTimestampExpiry: 24 * time.Hour,
 	}
 }
 
@@ -69,6 +77,7 @@ func (c *Server) BindFlags(fs *pflag.FlagSet) {
 	fs.Int64Var(&c.MaxManifestSize, "max-manifest-size", c.MaxManifestSize, "largest manifest accepted, in bytes (at least 4194304)")
 	fs.DurationVar(&c.UploadTTL, "upload-ttl", c.UploadTTL, "remove upload sessions idle for longer than this")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "how long to wait for requests to finish on SIGINT/SIGTERM")
+	fs.DurationVar(&c.BodyReadTimeout, "body-read-timeout", c.BodyReadTimeout, "cut off a request body that sends less than 64 KiB (and does not end) within this long; a large upload may take any time as long as it keeps coming")
 	fs.StringSliceVar(&c.TrustedKeys, "trusted-key", c.TrustedKeys, "PEM public key file whose signatures the signature index marks verified (repeatable)")
 	fs.StringVar(&c.Auth, "auth", c.Auth, "registry access control: on (token auth, users, projects, CI job tokens) or off (anyone may push and pull; refused on a non-loopback address)")
 	fs.StringVar(&c.TLSCert, "tls-cert", c.TLSCert, "PEM certificate (chain) file; with --tls-key the server speaks HTTPS")
@@ -79,6 +88,7 @@ func (c *Server) BindFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&c.OIDCTokenTTL, "oidc-token-ttl", c.OIDCTokenTTL, "default lifetime of CI job ID tokens minted by the built-in issuer")
 	fs.DurationVar(&c.OIDCMaxTokenTTL, "oidc-max-token-ttl", c.OIDCMaxTokenTTL, "longest lifetime a minted token may ask for; a rotated-out key stays published this long (plus 5m)")
 	fs.DurationVar(&c.OIDCKeyRotation, "oidc-key-rotation", c.OIDCKeyRotation, "rotate the built-in issuer's signing key when it is older than this (e.g. 720h); 0 = only on request (hallmark token rotate-key)")
+	fs.DurationVar(&c.TUFTimestampExpiry, "tuf-timestamp-expiry", c.TUFTimestampExpiry, "lifetime of the TUF repository's timestamp metadata (/tuf/timestamp.json); the server re-signs it when half has passed, and clients refuse the repository once it expires while the server is down (2s to 336h)")
 	fs.DurationVar(&c.OIDCJWKSCacheTTL, "oidc-jwks-cache-ttl", c.OIDCJWKSCacheTTL, "how long an external issuer's discovery document and JWKS are cached (an unknown kid refetches sooner)")
 }
 
@@ -181,6 +191,12 @@ func (c *Server) Validate() error {
 	}
 	if c.UploadTTL <= 0 {
 		errs = append(errs, errors.New("upload-ttl must be positive"))
+	}
+	if c.BodyReadTimeout <= 0 {
+		errs = append(errs, errors.New("body-read-timeout must be positive (e.g. 30s): without it a client sending a byte at a time holds a connection and its buffered body forever"))
+	}
+	if c.TUFTimestampExpiry < 2*time.Second || c.TUFTimestampExpiry > 14*24*time.Hour {
+		errs = append(errs, fmt.Errorf("tuf-timestamp-expiry %v: use 2s to 336h (at most the snapshot's 14 days)", c.TUFTimestampExpiry))
 	}
 	errs = append(errs, c.validateOIDC()...)
 	errs = append(errs, c.validateAccess()...)

@@ -118,6 +118,9 @@ func TestValidateSaysWhatToFix(t *testing.T) {
 		{"log format", func(c *Server) { c.LogFormat = "xml" }, "log-format"},
 		{"manifest size", func(c *Server) { c.MaxManifestSize = 1 << 20 }, "4 MiB"},
 		{"upload ttl", func(c *Server) { c.UploadTTL = 0 }, "upload-ttl"},
+		{"body read timeout", func(c *Server) { c.BodyReadTimeout = 0 }, "body-read-timeout"},
+		{"tuf timestamp expiry short", func(c *Server) { c.TUFTimestampExpiry = time.Second }, "tuf-timestamp-expiry"},
+		{"tuf timestamp expiry long", func(c *Server) { c.TUFTimestampExpiry = 15 * 24 * time.Hour }, "tuf-timestamp-expiry"},
 		{"external url path", func(c *Server) { c.ExternalURL = "http://h/x" }, "external-url"},
 		{"external url scheme", func(c *Server) { c.ExternalURL = "ftp://h" }, "external-url"},
 	} {

@@ -26,6 +26,9 @@ func Open(path string) (*Dir, error) {
 	return &Dir{path: path}, nil
 }
 
+// Dir is the directory's path (for files kept beside the keys).
+func (d *Dir) Dir() string { return d.path }
+
 // Path returns the file path of the key called name.
 func (d *Dir) Path(name string) string { return filepath.Join(d.path, name+".pem") }
 
@@ -53,21 +56,48 @@ func (d *Dir) LoadOrCreate(name string, kind Kind) (crypto.Signer, error) {
 	if !errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("keystore: read %s: %w", p, err)
 	}
-	k, err := generate(kind)
+	k, err := Generate(kind)
 	if err != nil {
 		return nil, err
 	}
-	der, err := x509.MarshalPKCS8PrivateKey(k)
-	if err != nil {
-		return nil, fmt.Errorf("keystore: encode %s: %w", name, err)
-	}
-	if err := WriteFile(p, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})); err != nil {
+	if err := d.Put(name, k); err != nil {
 		return nil, err
 	}
 	return k, nil
 }
 
-func generate(kind Kind) (crypto.Signer, error) {
+// Load returns the existing key called name; an error wrapping
+// os.ErrNotExist when there is none.
+func (d *Dir) Load(name string) (crypto.Signer, error) {
+	p := d.Path(name)
+	raw, err := os.ReadFile(p)
+	if err != nil {
+		return nil, fmt.Errorf("keystore: read %s: %w", p, err)
+	}
+	return Parse(raw)
+}
+
+// Put stores k as the key called name (PKCS#8 PEM, 0600). It refuses to
+// replace an existing key (the error wraps os.ErrExist).
+func (d *Dir) Put(name string, k crypto.Signer) error {
+	der, err := x509.MarshalPKCS8PrivateKey(k)
+	if err != nil {
+		return fmt.Errorf("keystore: encode %s: %w", name, err)
+	}
+	return WriteFile(d.Path(name), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}))
+}
+
+// Remove deletes the key called name (a retired key); a missing key is
+// not an error.
+func (d *Dir) Remove(name string) error {
+	if err := os.Remove(d.Path(name)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("keystore: %w", err)
+	}
+	return nil
+}
+
+// Generate creates a new private key of kind (not stored: see Put).
+func Generate(kind Kind) (crypto.Signer, error) {
 	switch kind {
 	case ECDSAP256:
 		return ecdsa.GenerateKey(elliptic.P256(), rand.Reader)

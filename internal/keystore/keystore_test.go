@@ -3,6 +3,7 @@ package keystore
 import (
 	"crypto/ecdsa"
 	"crypto/ed25519"
+	"errors"
 	"os"
 	"reflect"
 	"testing"
@@ -85,4 +86,38 @@ func FuzzParse(f *testing.F) {
 			t.Fatal("nil key without error")
 		}
 	})
+}
+
+func TestPutLoadRemove(t *testing.T) {
+	d, _ := Open(t.TempDir())
+	if _, err := d.Load("k"); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("load of a missing key: %v", err)
+	}
+	k, err := Generate(Ed25519)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Put("k", k); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(d.Path("k")); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("stored key: %v %v", fi, err)
+	}
+	other, _ := Generate(Ed25519)
+	if err := d.Put("k", other); !errors.Is(err, os.ErrExist) {
+		t.Fatalf("Put replaced an existing key: %v", err)
+	}
+	got, err := d.Load("k")
+	if err != nil || !reflect.DeepEqual(got.Public(), k.Public()) {
+		t.Fatalf("loaded %v (%v), want the stored key", got, err)
+	}
+	if err := d.Remove("k"); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Remove("k"); err != nil {
+		t.Fatalf("removing a missing key: %v", err)
+	}
+	if _, err := d.Load("k"); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("load after remove: %v", err)
+	}
 }

@@ -15,7 +15,41 @@ var (
 	ErrManifestNotFound   = errors.New("manifest not found")
 	ErrTagNotFound        = errors.New("tag not found")
 	ErrBlobNotFound       = errors.New("blob not linked to repository")
+	// ErrPreconditionFailed: a TagCondition of PutManifest does not hold;
+	// nothing was stored.
+	ErrPreconditionFailed = errors.New("tag precondition failed")
 )
+
+// TagCondition makes PutManifest conditional on where Tag points when its
+// transaction runs (HTTP If-Match / If-None-Match on a manifest PUT by
+// tag): Holds gets the digest the tag points at, "" when there is no such
+// tag, and the put fails with ErrPreconditionFailed unless it returns true.
+// It is how concurrent writers of one tag (signers appending to a ".sig"
+// tag) avoid overwriting each other.
+type TagCondition struct {
+	Tag   string
+	Holds func(current digest.Digest) bool
+}
+
+// RepositoryNotFoundError is what a lookup or delete in a repository
+// returns when the repository itself does not exist. errors.Is matches it
+// with ErrRepositoryNotFound and with the miss the call returns otherwise
+// (Miss: ErrManifestNotFound, ErrTagNotFound or ErrBlobNotFound), so a
+// caller asking only whether the item was there needs not tell the two
+// apart, and the registry answers NAME_UNKNOWN without asking again.
+type RepositoryNotFoundError struct {
+	Repository string
+	Miss       error
+}
+
+func (e *RepositoryNotFoundError) Error() string {
+	return fmt.Sprintf("repository %q not found", e.Repository)
+}
+
+// Is matches ErrRepositoryNotFound and e.Miss.
+func (e *RepositoryNotFoundError) Is(target error) bool {
+	return target == ErrRepositoryNotFound || target == e.Miss
+}
 
 // MissingReferenceError is returned by PutManifest when the manifest refers
 // to a blob or child manifest that the repository does not have.
@@ -28,6 +62,18 @@ func (e *MissingReferenceError) Error() string {
 	return fmt.Sprintf("manifest references %s %s, which is not in the repository; push it first", e.Kind, e.Digest)
 }
 
+// SizeMismatchError is returned by PutManifest when a reference's declared
+// size is not the size of the content the repository has under its digest.
+type SizeMismatchError struct {
+	Digest         digest.Digest
+	Kind           RefKind
+	Declared, Have int64
+}
+
+func (e *SizeMismatchError) Error() string {
+	return fmt.Sprintf("manifest says %s %s has %d bytes, but it has %d; fix the descriptor's size", e.Kind, e.Digest, e.Declared, e.Have)
+}
+
 // RefKind says what a manifest reference points at.
 type RefKind string
 
@@ -38,10 +84,12 @@ const (
 )
 
 // Reference is one descriptor of a manifest that must exist in the
-// repository: a config or layer blob, or an index child manifest.
+// repository, with the size it declares: a config or layer blob, or an
+// index child manifest.
 type Reference struct {
 	Digest digest.Digest
 	Kind   RefKind
+	Size   int64
 }
 
 // Manifest is a stored manifest with its exact bytes.
@@ -71,22 +119,30 @@ type Blobs interface {
 	// LinkBlob makes blob d (already in the blob store) part of repo,
 	// creating the repository if needed.
 	LinkBlob(ctx context.Context, repo string, d digest.Digest, size int64) error
-	// BlobSize returns the size of d if repo has it, else ErrBlobNotFound.
+	// BlobSize returns the size of d if repo has it, else ErrBlobNotFound
+	// (a *RepositoryNotFoundError when repo does not exist).
 	BlobSize(ctx context.Context, repo string, d digest.Digest) (int64, error)
-	// UnlinkBlob removes d from repo, or returns ErrBlobNotFound.
+	// UnlinkBlob removes d from repo, or returns ErrBlobNotFound (a
+	// *RepositoryNotFoundError when repo does not exist).
 	UnlinkBlob(ctx context.Context, repo string, d digest.Digest) error
 }
 
 // Manifests stores manifests and tags.
 type Manifests interface {
-	// PutManifest stores m and points tags at it in one transaction. It
-	// fails with *MissingReferenceError when a reference is absent.
-	PutManifest(ctx context.Context, m *Manifest, tags []string) error
-	// GetManifest looks a manifest up by tag or digest ("sha256:...").
+	// PutManifest stores m and points tags at it in one transaction, if
+	// every condition holds (else ErrPreconditionFailed). It fails with
+	// *MissingReferenceError when a reference is absent and with
+	// *SizeMismatchError when one has another size.
+	PutManifest(ctx context.Context, m *Manifest, tags []string, conds ...TagCondition) error
+	// GetManifest looks a manifest up by tag or digest ("sha256:..."), or
+	// returns ErrManifestNotFound (a *RepositoryNotFoundError when repo
+	// does not exist).
 	GetManifest(ctx context.Context, repo, reference string) (*Manifest, error)
-	// DeleteManifest deletes the manifest with digest d and every tag on it.
+	// DeleteManifest deletes the manifest with digest d and every tag on
+	// it, or returns ErrManifestNotFound (as GetManifest).
 	DeleteManifest(ctx context.Context, repo string, d digest.Digest) error
-	// DeleteTag removes one tag; the manifest stays.
+	// DeleteTag removes one tag; the manifest stays. ErrTagNotFound (a
+	// *RepositoryNotFoundError when repo does not exist) if there is none.
 	DeleteTag(ctx context.Context, repo, tag string) error
 	// Referrers lists the manifests in repo whose subject is d, optionally
 	// only those with the given artifact type.

@@ -17,7 +17,7 @@ import (
 func parseDigestParam(s string) (digest.Digest, error) {
 	d, err := oci.ParseDigest(s)
 	if err != nil {
-		return "", apiErr(http.StatusBadRequest, CodeDigestInvalid, err.Error(), nil)
+		return "", apiErr(http.StatusBadRequest, oci.CodeDigestInvalid, err.Error(), nil)
 	}
 	return d, nil
 }
@@ -29,7 +29,7 @@ func (h *Handler) getBlob(w http.ResponseWriter, r *http.Request, rt route) erro
 	}
 	ctx := r.Context()
 	size, err := h.meta.BlobSize(ctx, rt.name, d)
-	if errors.Is(err, meta.ErrBlobNotFound) {
+	if errors.Is(err, meta.ErrBlobNotFound) && !errors.Is(err, meta.ErrRepositoryNotFound) {
 		// Manifests are content too: serve one by digest as a blob.
 		if m, merr := h.meta.GetManifest(ctx, rt.name, d.String()); merr == nil {
 			hd := w.Header()
@@ -39,7 +39,7 @@ func (h *Handler) getBlob(w http.ResponseWriter, r *http.Request, rt route) erro
 			http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(m.Payload))
 			return nil
 		}
-		return h.orNameUnknown(ctx, rt.name, err)
+		return err
 	}
 	if err != nil {
 		return err
@@ -75,9 +75,6 @@ func (h *Handler) deleteBlob(w http.ResponseWriter, r *http.Request, rt route) e
 		return err
 	}
 	if err := h.meta.UnlinkBlob(r.Context(), rt.name, d); err != nil {
-		if errors.Is(err, meta.ErrBlobNotFound) {
-			return h.orNameUnknown(r.Context(), rt.name, err)
-		}
 		return err
 	}
 	h.log.InfoContext(r.Context(), "blob deleted", "repository", rt.name, "digest", d)

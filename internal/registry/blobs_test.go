@@ -14,6 +14,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/hallmark-dev/hallmark/internal/registry"
+	"github.com/hallmark-dev/hallmark/pkg/oci"
 )
 
 func TestBase(t *testing.T) {
@@ -65,7 +66,7 @@ func TestBlobGetHead(t *testing.T) {
 	}
 
 	unknown := digest.FromString("nope")
-	wantError(t, "GET unknown blob", e.do(http.MethodGet, "/v2/app/blobs/"+unknown.String(), nil), http.StatusNotFound, registry.CodeBlobUnknown)
+	wantError(t, "GET unknown blob", e.do(http.MethodGet, "/v2/app/blobs/"+unknown.String(), nil), http.StatusNotFound, oci.CodeBlobUnknown)
 	r = e.do(http.MethodHead, "/v2/app/blobs/"+unknown.String(), nil)
 	wantStatus(t, "HEAD unknown blob", r, http.StatusNotFound)
 	if len(r.body) != 0 {
@@ -73,10 +74,10 @@ func TestBlobGetHead(t *testing.T) {
 	}
 	// A blob pushed to one repository is not served from another one.
 	e.pushBlob("other", []byte("x"))
-	wantError(t, "GET blob via other repo", e.do(http.MethodGet, "/v2/other/blobs/"+d.String(), nil), http.StatusNotFound, registry.CodeBlobUnknown)
+	wantError(t, "GET blob via other repo", e.do(http.MethodGet, "/v2/other/blobs/"+d.String(), nil), http.StatusNotFound, oci.CodeBlobUnknown)
 	// Malformed and unsupported digests.
 	for _, bad := range []string{"sha256:abc", "md5:d41d8cd98f00b204e9800998ecf8427e", "sha256:" + strings.Repeat("G", 64), "latest"} {
-		wantError(t, "GET blob "+bad, e.do(http.MethodGet, "/v2/app/blobs/"+bad, nil), http.StatusBadRequest, registry.CodeDigestInvalid)
+		wantError(t, "GET blob "+bad, e.do(http.MethodGet, "/v2/app/blobs/"+bad, nil), http.StatusBadRequest, oci.CodeDigestInvalid)
 	}
 }
 
@@ -188,7 +189,7 @@ func TestUploadPostPut(t *testing.T) {
 		t.Fatal("blob differs")
 	}
 	// The finished session is gone.
-	wantError(t, "GET finished session", e.do(http.MethodGet, loc, nil), http.StatusNotFound, registry.CodeBlobUploadUnknown)
+	wantError(t, "GET finished session", e.do(http.MethodGet, loc, nil), http.StatusNotFound, oci.CodeBlobUploadUnknown)
 	// The abandoned one still answers.
 	wantStatus(t, "GET other session", e.do(http.MethodGet, r2.h.Get("Location"), nil), http.StatusNoContent)
 }
@@ -215,12 +216,12 @@ func TestUploadChunked(t *testing.T) {
 
 	// Out of order: skips bytes 1000-1999.
 	r = patch(loc, 2000, 2999, "out of order")
-	wantError(t, "PATCH out of order", r, http.StatusRequestedRangeNotSatisfiable, registry.CodeBlobUploadInvalid)
+	wantError(t, "PATCH out of order", r, http.StatusRequestedRangeNotSatisfiable, oci.CodeBlobUploadInvalid)
 	if r.h.Get("Range") != "0-999" {
 		t.Errorf("416: Range %q, want 0-999", r.h.Get("Range"))
 	}
 	// Overlapping: resends the first chunk.
-	wantError(t, "PATCH overlapping", patch(loc, 0, 999, "again"), http.StatusRequestedRangeNotSatisfiable, registry.CodeBlobUploadInvalid)
+	wantError(t, "PATCH overlapping", patch(loc, 0, 999, "again"), http.StatusRequestedRangeNotSatisfiable, oci.CodeBlobUploadInvalid)
 	// Content-Length disagreeing with Content-Range.
 	r = e.do(http.MethodPatch, loc, data[1000:1500], "Content-Range", "1000-1999")
 	if r.code != http.StatusBadRequest && r.code != http.StatusRequestedRangeNotSatisfiable {
@@ -241,12 +242,12 @@ func TestUploadChunked(t *testing.T) {
 	// to compare with) and with a Content-Length.
 	fresh := e.do(http.MethodPost, "/v2/group/sub/app/blobs/uploads/", nil).h.Get("Location")
 	r = e.doReader(http.MethodPatch, fresh, bytes.NewReader(data[:1000]), -1, "Content-Range", "0-9223372036854775807")
-	wantError(t, "PATCH overflowing Content-Range, streamed", r, http.StatusRequestedRangeNotSatisfiable, registry.CodeBlobUploadInvalid)
+	wantError(t, "PATCH overflowing Content-Range, streamed", r, http.StatusRequestedRangeNotSatisfiable, oci.CodeBlobUploadInvalid)
 	r = e.do(http.MethodPatch, fresh, data[:1000], "Content-Range", "0-9223372036854775807")
-	wantError(t, "PATCH overflowing Content-Range", r, http.StatusRequestedRangeNotSatisfiable, registry.CodeBlobUploadInvalid)
+	wantError(t, "PATCH overflowing Content-Range", r, http.StatusRequestedRangeNotSatisfiable, oci.CodeBlobUploadInvalid)
 	// Garbage Content-Range.
 	r = e.do(http.MethodPatch, loc, data[1000:2000], "Content-Range", "a-b")
-	wantError(t, "PATCH bad Content-Range", r, http.StatusRequestedRangeNotSatisfiable, registry.CodeBlobUploadInvalid)
+	wantError(t, "PATCH bad Content-Range", r, http.StatusRequestedRangeNotSatisfiable, oci.CodeBlobUploadInvalid)
 
 	// Status: 204 with the resume point.
 	r = e.do(http.MethodGet, loc, nil)
@@ -262,7 +263,7 @@ func TestUploadChunked(t *testing.T) {
 	}
 	// An out-of-order final chunk on the PUT is refused too.
 	r = e.do(http.MethodPut, withQuery(r.h.Get("Location"), "digest", d.String()), data[2500:], "Content-Range", "2500-3499")
-	wantError(t, "PUT out-of-order final chunk", r, http.StatusRequestedRangeNotSatisfiable, registry.CodeBlobUploadInvalid)
+	wantError(t, "PUT out-of-order final chunk", r, http.StatusRequestedRangeNotSatisfiable, oci.CodeBlobUploadInvalid)
 	// The final chunk rides on the PUT.
 	r = e.do(http.MethodPut, withQuery(loc, "digest", d.String()), data[2000:],
 		"Content-Type", "application/octet-stream", "Content-Range", "2000-3499")
@@ -312,7 +313,7 @@ func TestUploadCancel(t *testing.T) {
 		t.Errorf("cancelled upload left files: %v", f)
 	}
 	for _, m := range []string{http.MethodGet, http.MethodPatch, http.MethodPut, http.MethodDelete} {
-		wantError(t, m+" cancelled upload", e.do(m, withQuery(loc, "digest", digest.FromString("x").String()), []byte("x")), http.StatusNotFound, registry.CodeBlobUploadUnknown)
+		wantError(t, m+" cancelled upload", e.do(m, withQuery(loc, "digest", digest.FromString("x").String()), []byte("x")), http.StatusNotFound, oci.CodeBlobUploadUnknown)
 	}
 }
 
@@ -328,7 +329,7 @@ func TestUploadUnknown(t *testing.T) {
 		loc := "/v2/app/blobs/uploads/" + id
 		for _, m := range []string{http.MethodGet, http.MethodPatch, http.MethodPut, http.MethodDelete} {
 			r := e.do(m, withQuery(loc, "digest", digest.FromString("x").String()), []byte("x"))
-			wantError(t, m+" "+id, r, http.StatusNotFound, registry.CodeBlobUploadUnknown)
+			wantError(t, m+" "+id, r, http.StatusNotFound, oci.CodeBlobUploadUnknown)
 		}
 	}
 }
@@ -342,11 +343,11 @@ func TestUploadFromOtherRepo(t *testing.T) {
 	data := []byte("secret content")
 	d := digest.FromBytes(data)
 	for _, m := range []string{http.MethodGet, http.MethodPatch, http.MethodPut, http.MethodDelete} {
-		wantError(t, m+" via other repo", e.do(m, withQuery(other, "digest", d.String()), data), http.StatusNotFound, registry.CodeBlobUploadUnknown)
+		wantError(t, m+" via other repo", e.do(m, withQuery(other, "digest", d.String()), data), http.StatusNotFound, oci.CodeBlobUploadUnknown)
 	}
 	// The session is untouched and still usable from its own repository.
 	wantStatus(t, "PUT own repo", e.do(http.MethodPut, withQuery(loc, "digest", d.String()), data), http.StatusCreated)
-	wantError(t, "blob not in beta", e.do(http.MethodGet, "/v2/beta/blobs/"+d.String(), nil), http.StatusNotFound, registry.CodeNameUnknown)
+	wantError(t, "blob not in beta", e.do(http.MethodGet, "/v2/beta/blobs/"+d.String(), nil), http.StatusNotFound, oci.CodeNameUnknown)
 }
 
 func TestUploadDigestInvalid(t *testing.T) {
@@ -357,12 +358,12 @@ func TestUploadDigestInvalid(t *testing.T) {
 	seed := e.pushBlob("app", []byte("seed")) // the repository exists
 	check := func(what string, r resp) {
 		t.Helper()
-		wantError(t, what, r, http.StatusBadRequest, registry.CodeDigestInvalid)
+		wantError(t, what, r, http.StatusBadRequest, oci.CodeDigestInvalid)
 		for _, d := range []digest.Digest{wrong, real} {
 			if _, err := os.Stat(e.blobFile(d)); !os.IsNotExist(err) {
 				t.Errorf("%s: blob file for %s exists on disk (err %v)", what, d, err)
 			}
-			wantError(t, what+": GET", e.do(http.MethodGet, "/v2/app/blobs/"+d.String(), nil), http.StatusNotFound, registry.CodeBlobUnknown)
+			wantError(t, what+": GET", e.do(http.MethodGet, "/v2/app/blobs/"+d.String(), nil), http.StatusNotFound, oci.CodeBlobUnknown)
 		}
 		if f := files(t, e.blobDir+"/blobs"); len(f) != 1 || !strings.HasSuffix(f[0], seed.Encoded()) {
 			t.Errorf("%s: blob files stored: %v", what, f)
@@ -389,14 +390,14 @@ func TestUploadDigestInvalid(t *testing.T) {
 
 	// Malformed or missing digest parameters.
 	for _, bad := range []string{"sha256:zz", "sha256", "foo:bar", "sha1:" + strings.Repeat("a", 40)} {
-		wantError(t, "POST digest="+bad, e.do(http.MethodPost, withQuery("/v2/app/blobs/uploads/", "digest", bad), data), http.StatusBadRequest, registry.CodeDigestInvalid)
+		wantError(t, "POST digest="+bad, e.do(http.MethodPost, withQuery("/v2/app/blobs/uploads/", "digest", bad), data), http.StatusBadRequest, oci.CodeDigestInvalid)
 		r := e.do(http.MethodPost, "/v2/app/blobs/uploads/", nil)
-		wantError(t, "PUT digest="+bad, e.do(http.MethodPut, withQuery(r.h.Get("Location"), "digest", bad), data), http.StatusBadRequest, registry.CodeDigestInvalid)
+		wantError(t, "PUT digest="+bad, e.do(http.MethodPut, withQuery(r.h.Get("Location"), "digest", bad), data), http.StatusBadRequest, oci.CodeDigestInvalid)
 		e.do(http.MethodDelete, r.h.Get("Location"), nil)
 	}
 	r = e.do(http.MethodPost, "/v2/app/blobs/uploads/", nil)
-	wantError(t, "PUT without digest", e.do(http.MethodPut, r.h.Get("Location"), data), http.StatusBadRequest, registry.CodeDigestInvalid)
-	wantError(t, "POST digest-algorithm=md5", e.do(http.MethodPost, "/v2/app/blobs/uploads/?digest-algorithm=md5", nil), http.StatusBadRequest, registry.CodeDigestInvalid)
+	wantError(t, "PUT without digest", e.do(http.MethodPut, r.h.Get("Location"), data), http.StatusBadRequest, oci.CodeDigestInvalid)
+	wantError(t, "POST digest-algorithm=md5", e.do(http.MethodPost, "/v2/app/blobs/uploads/?digest-algorithm=md5", nil), http.StatusBadRequest, oci.CodeDigestInvalid)
 }
 
 func TestMount(t *testing.T) {
@@ -433,7 +434,7 @@ func TestMount(t *testing.T) {
 		blob := []byte("fallback " + q)
 		wantStatus(t, "PUT after fallback", e.do(http.MethodPut, withQuery(r.h.Get("Location"), "digest", digest.FromBytes(blob).String()), blob), http.StatusCreated)
 	}
-	wantError(t, "mount bad digest", e.do(http.MethodPost, "/v2/third/blobs/uploads/?mount=sha256:xyz&from=src/app", nil), http.StatusBadRequest, registry.CodeDigestInvalid)
+	wantError(t, "mount bad digest", e.do(http.MethodPost, "/v2/third/blobs/uploads/?mount=sha256:xyz&from=src/app", nil), http.StatusBadRequest, oci.CodeDigestInvalid)
 }
 
 func TestBlobDelete(t *testing.T) {
@@ -442,9 +443,9 @@ func TestBlobDelete(t *testing.T) {
 	e.pushBlob("keep", []byte("delete me"))
 	r := e.do(http.MethodDelete, "/v2/app/blobs/"+d.String(), nil)
 	wantStatus(t, "DELETE blob", r, http.StatusAccepted)
-	wantError(t, "GET deleted blob", e.do(http.MethodGet, "/v2/app/blobs/"+d.String(), nil), http.StatusNotFound, registry.CodeBlobUnknown)
-	wantError(t, "DELETE again", e.do(http.MethodDelete, "/v2/app/blobs/"+d.String(), nil), http.StatusNotFound, registry.CodeBlobUnknown)
-	wantError(t, "DELETE bad digest", e.do(http.MethodDelete, "/v2/app/blobs/sha256:1", nil), http.StatusBadRequest, registry.CodeDigestInvalid)
+	wantError(t, "GET deleted blob", e.do(http.MethodGet, "/v2/app/blobs/"+d.String(), nil), http.StatusNotFound, oci.CodeBlobUnknown)
+	wantError(t, "DELETE again", e.do(http.MethodDelete, "/v2/app/blobs/"+d.String(), nil), http.StatusNotFound, oci.CodeBlobUnknown)
+	wantError(t, "DELETE bad digest", e.do(http.MethodDelete, "/v2/app/blobs/sha256:1", nil), http.StatusBadRequest, oci.CodeDigestInvalid)
 	// Other repositories keep their link.
 	wantStatus(t, "GET in other repo", e.do(http.MethodGet, "/v2/keep/blobs/"+d.String(), nil), http.StatusOK)
 }

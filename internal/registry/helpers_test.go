@@ -159,7 +159,7 @@ func truncate(b []byte) string {
 }
 
 // wantError checks status, the OCI error body shape and the error code.
-func wantError(t *testing.T, what string, r resp, status int, code registry.Code) {
+func wantError(t *testing.T, what string, r resp, status int, code oci.ErrorCode) {
 	t.Helper()
 	wantStatus(t, what, r, status)
 	if ct := r.h.Get("Content-Type"); ct != "application/json" {

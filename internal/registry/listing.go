@@ -4,6 +4,8 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+
+	"github.com/hallmark-dev/hallmark/pkg/oci"
 )
 
 // maxPage caps a listing page when the client asks for no or too large n.
@@ -16,7 +18,7 @@ func pageParams(r *http.Request) (last string, n int, err error) {
 	if s := q.Get("n"); s != "" {
 		v, perr := strconv.Atoi(s)
 		if perr != nil || v < 0 {
-			return "", 0, apiErr(http.StatusBadRequest, CodePaginationInvalid, "n must be a non-negative integer, got "+strconv.Quote(truncate(s, 50)), nil)
+			return "", 0, apiErr(http.StatusBadRequest, oci.CodePaginationInvalid, "n must be a non-negative integer, got "+strconv.Quote(truncate(s, 50)), nil)
 		}
 		n = min(v, maxPage)
 	}
@@ -52,7 +54,7 @@ func (h *Handler) tags(w http.ResponseWriter, r *http.Request, rt route) error {
 	}{rt.name, tags})
 }
 
-func (h *Handler) catalog(w http.ResponseWriter, r *http.Request) error {
+func (h *Handler) catalog(w http.ResponseWriter, r *http.Request, _ route) error {
 	last, n, err := pageParams(r)
 	if err != nil {
 		return err

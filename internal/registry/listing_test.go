@@ -112,10 +112,10 @@ func TestTagsList(t *testing.T) {
 		t.Errorf("n=0: Link %q body %s", r.h.Get("Link"), r.body)
 	}
 	// Errors.
-	wantError(t, "n=-1", e.do(http.MethodGet, "/v2/group/app/tags/list?n=-1", nil), http.StatusBadRequest, registry.CodePaginationInvalid)
-	wantError(t, "n=x", e.do(http.MethodGet, "/v2/group/app/tags/list?n=x", nil), http.StatusBadRequest, registry.CodePaginationInvalid)
-	wantError(t, "unknown repo", e.do(http.MethodGet, "/v2/no/such/tags/list", nil), http.StatusNotFound, registry.CodeNameUnknown)
-	wantError(t, "unknown repo n=0", e.do(http.MethodGet, "/v2/no/such/tags/list?n=0", nil), http.StatusNotFound, registry.CodeNameUnknown)
+	wantError(t, "n=-1", e.do(http.MethodGet, "/v2/group/app/tags/list?n=-1", nil), http.StatusBadRequest, oci.CodePaginationInvalid)
+	wantError(t, "n=x", e.do(http.MethodGet, "/v2/group/app/tags/list?n=x", nil), http.StatusBadRequest, oci.CodePaginationInvalid)
+	wantError(t, "unknown repo", e.do(http.MethodGet, "/v2/no/such/tags/list", nil), http.StatusNotFound, oci.CodeNameUnknown)
+	wantError(t, "unknown repo n=0", e.do(http.MethodGet, "/v2/no/such/tags/list?n=0", nil), http.StatusNotFound, oci.CodeNameUnknown)
 
 	// A repository with blobs but no tags lists an empty array.
 	e.pushBlob("untagged", []byte("x"))
@@ -161,7 +161,7 @@ func TestCatalog(t *testing.T) {
 	if got := flatten(p); !slices.Equal(got, sorted[slices.Index(sorted, "b/c")+1:]) {
 		t.Errorf("last=b/c: %v", got)
 	}
-	wantError(t, "n=-5", e.do(http.MethodGet, "/v2/_catalog?n=-5", nil), http.StatusBadRequest, registry.CodePaginationInvalid)
+	wantError(t, "n=-5", e.do(http.MethodGet, "/v2/_catalog?n=-5", nil), http.StatusBadRequest, oci.CodePaginationInvalid)
 	// Empty registry.
 	empty := newEnv(t, registry.Config{})
 	if r := empty.do(http.MethodGet, "/v2/_catalog", nil); r.code != 200 || !strings.Contains(string(r.body), `"repositories":[]`) {
@@ -311,6 +311,6 @@ func TestReferrers(t *testing.T) {
 	}
 	// Bad digests.
 	for _, bad := range []string{"sha256:abc", "latest", "md5:" + strings.Repeat("a", 32)} {
-		wantError(t, "referrers "+bad, e.do(http.MethodGet, "/v2/app/referrers/"+bad, nil), http.StatusBadRequest, registry.CodeDigestInvalid)
+		wantError(t, "referrers "+bad, e.do(http.MethodGet, "/v2/app/referrers/"+bad, nil), http.StatusBadRequest, oci.CodeDigestInvalid)
 	}
 }

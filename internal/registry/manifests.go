@@ -19,13 +19,13 @@ func (h *Handler) getManifest(w http.ResponseWriter, r *http.Request, rt route) 
 		if _, err := parseDigestParam(rt.ref); err != nil {
 			return err
 		}
-	} else if !oci.ValidTag(rt.ref) {
-		return apiErr(http.StatusBadRequest, CodeManifestInvalid, "invalid tag "+strconv.Quote(truncate(rt.ref, 200)), nil)
+	} else if err := checkTag(rt.ref); err != nil {
+		return err
 	}
 	m, err := h.meta.GetManifest(r.Context(), rt.name, rt.ref)
 	if err != nil {
-		if errors.Is(err, meta.ErrManifestNotFound) {
-			return h.orNameUnknown(r.Context(), rt.name, apiErr(http.StatusNotFound, CodeManifestUnknown, "manifest unknown", map[string]string{"reference": rt.ref}))
+		if errors.Is(err, meta.ErrManifestNotFound) && !errors.Is(err, meta.ErrRepositoryNotFound) {
+			return apiErr(http.StatusNotFound, oci.CodeManifestUnknown, "manifest unknown", map[string]string{"reference": rt.ref})
 		}
 		return err
 	}
@@ -48,40 +48,13 @@ func (h *Handler) getManifest(w http.ResponseWriter, r *http.Request, rt route) 
 
 func (h *Handler) putManifest(w http.ResponseWriter, r *http.Request, rt route) error {
 	ctx := r.Context()
-	max := h.cfg.MaxManifestSize
-	if r.ContentLength > max {
-		return apiErr(http.StatusRequestEntityTooLarge, CodeSizeInvalid, "manifest is "+strconv.FormatInt(r.ContentLength, 10)+" bytes; the limit is "+strconv.FormatInt(max, 10), nil)
-	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, max+1))
+	body, err := h.readManifest(r)
 	if err != nil {
 		return err
 	}
-	if int64(len(body)) > max {
-		return apiErr(http.StatusRequestEntityTooLarge, CodeSizeInvalid, "manifest exceeds the limit of "+strconv.FormatInt(max, 10)+" bytes", nil)
-	}
-	var tags []string
-	var dgst digest.Digest
-	if oci.IsDigestReference(rt.ref) {
-		want, err := parseDigestParam(rt.ref)
-		if err != nil {
-			return err
-		}
-		dgst = want.Algorithm().FromBytes(body)
-		if dgst != want {
-			return apiErr(http.StatusBadRequest, CodeDigestInvalid, "manifest content has digest "+dgst.String()+", not "+want.String(), nil)
-		}
-	} else {
-		if !oci.ValidTag(rt.ref) {
-			return apiErr(http.StatusBadRequest, CodeManifestInvalid, "invalid tag "+strconv.Quote(truncate(rt.ref, 200)), nil)
-		}
-		dgst = digest.Canonical.FromBytes(body)
-		tags = append(tags, rt.ref)
-	}
-	for _, t := range r.URL.Query()["tag"] {
-		if !oci.ValidTag(t) {
-			return apiErr(http.StatusBadRequest, CodeManifestInvalid, "invalid tag "+strconv.Quote(truncate(t, 200)), nil)
-		}
-		tags = append(tags, t)
+	dgst, tags, err := manifestTarget(r, rt, body)
+	if err != nil {
+		return err
 	}
 	pm, err := oci.ParseManifest(r.Header.Get("Content-Type"), body)
 	if err != nil {
@@ -99,7 +72,7 @@ func (h *Handler) putManifest(w http.ResponseWriter, r *http.Request, rt route) 
 	if pm.Subject != nil {
 		m.Subject = pm.Subject.Digest
 	}
-	if err := h.meta.PutManifest(ctx, m, tags); err != nil {
+	if err := h.meta.PutManifest(ctx, m, tags, tagConditions(r, rt)...); err != nil {
 		return err
 	}
 	h.log.InfoContext(ctx, "manifest pushed", "repository", rt.name, "digest", dgst, "tags", tags, "media_type", pm.MediaType)
@@ -120,6 +93,115 @@ func (h *Handler) putManifest(w http.ResponseWriter, r *http.Request, rt route) 
 	return nil
 }
 
+// readManifest reads a manifest body of at most MaxManifestSize bytes.
+func (h *Handler) readManifest(r *http.Request) ([]byte, error) {
+	max := h.cfg.MaxManifestSize
+	if r.ContentLength > max {
+		return nil, apiErr(http.StatusRequestEntityTooLarge, oci.CodeSizeInvalid, "manifest is "+strconv.FormatInt(r.ContentLength, 10)+" bytes; the limit is "+strconv.FormatInt(max, 10), nil)
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, max+1))
+	if err != nil {
+		return nil, bodyReadError(err, oci.CodeManifestInvalid)
+	}
+	if int64(len(body)) > max {
+		return nil, apiErr(http.StatusRequestEntityTooLarge, oci.CodeSizeInvalid, "manifest exceeds the limit of "+strconv.FormatInt(max, 10)+" bytes", nil)
+	}
+	return body, nil
+}
+
+// manifestTarget returns the digest a pushed manifest is stored under and
+// the tags to point at it: the reference of the URL (a digest the body
+// must have, or a tag) and the tag query parameters (OCI 1.1).
+func manifestTarget(r *http.Request, rt route, body []byte) (digest.Digest, []string, error) {
+	var tags []string
+	var dgst digest.Digest
+	if oci.IsDigestReference(rt.ref) {
+		want, err := parseDigestParam(rt.ref)
+		if err != nil {
+			return "", nil, err
+		}
+		dgst = want.Algorithm().FromBytes(body)
+		if dgst != want {
+			return "", nil, apiErr(http.StatusBadRequest, oci.CodeDigestInvalid, "manifest content has digest "+dgst.String()+", not "+want.String(), nil)
+		}
+	} else {
+		if err := checkTag(rt.ref); err != nil {
+			return "", nil, err
+		}
+		dgst = digest.Canonical.FromBytes(body)
+		tags = append(tags, rt.ref)
+	}
+	for _, t := range r.URL.Query()["tag"] {
+		if err := checkTag(t); err != nil {
+			return "", nil, err
+		}
+		tags = append(tags, t)
+	}
+	return dgst, tags, nil
+}
+
+// tagConditions turns If-Match and If-None-Match on a PUT by tag into the
+// condition the store checks in its transaction (RFC 9110 13.1.1, 13.1.2;
+// a manifest's entity tag is its quoted digest, as GET sends it): "*"
+// stands for any manifest, a list for those digests. A client that read
+// the tag at digest D and writes it with If-Match: "D" overwrites nobody
+// else's write; one that found no tag sends If-None-Match: *. A PUT by
+// digest has no conditions: its content is its name.
+func tagConditions(r *http.Request, rt route) []meta.TagCondition {
+	im, hasIM := entityTags(r.Header.Values("If-Match"))
+	inm, hasINM := entityTags(r.Header.Values("If-None-Match"))
+	if oci.IsDigestReference(rt.ref) || !hasIM && !hasINM {
+		return nil
+	}
+	holds := func(cur digest.Digest) bool {
+		if hasIM && (cur == "" || !im.matches(cur)) {
+			return false
+		}
+		return !hasINM || cur == "" || !inm.matches(cur)
+	}
+	return []meta.TagCondition{{Tag: rt.ref, Holds: holds}}
+}
+
+// etagList is the value of an If-Match or If-None-Match header.
+type etagList struct {
+	any  bool            // "*"
+	tags map[string]bool // unquoted entity tags
+}
+
+func (l etagList) matches(d digest.Digest) bool { return l.any || l.tags[d.String()] }
+
+// entityTags parses the header values (comma-separated entity tags, or
+// "*"); ok is false when the header is absent. Weak tags (W/"...") never
+// match: the conditions here compare strongly.
+func entityTags(values []string) (l etagList, ok bool) {
+	for _, v := range values {
+		for _, t := range strings.Split(v, ",") {
+			t = strings.TrimSpace(t)
+			switch {
+			case t == "":
+				continue
+			case t == "*":
+				l.any = true
+			case len(t) >= 2 && t[0] == '"' && t[len(t)-1] == '"':
+				if l.tags == nil {
+					l.tags = map[string]bool{}
+				}
+				l.tags[t[1:len(t)-1]] = true
+			}
+			ok = true
+		}
+	}
+	return l, ok
+}
+
+// checkTag fails with MANIFEST_INVALID unless t is a valid tag.
+func checkTag(t string) error {
+	if !oci.ValidTag(t) {
+		return apiErr(http.StatusBadRequest, oci.CodeManifestInvalid, "invalid tag "+strconv.Quote(truncate(t, 200)), nil)
+	}
+	return nil
+}
+
 // references lists what must already be in the repository for m to be
 // accepted. The subject is deliberately absent: a referrer may be pushed
 // before its subject.
@@ -127,16 +209,16 @@ func references(m *oci.Manifest) []meta.Reference {
 	var refs []meta.Reference
 	if oci.IsIndex(m.MediaType) {
 		for _, d := range m.Manifests {
-			refs = append(refs, meta.Reference{Digest: d.Digest, Kind: meta.RefManifest})
+			refs = append(refs, meta.Reference{Digest: d.Digest, Kind: meta.RefManifest, Size: d.Size})
 		}
 		return refs
 	}
-	refs = append(refs, meta.Reference{Digest: m.Config.Digest, Kind: meta.RefBlob})
+	refs = append(refs, meta.Reference{Digest: m.Config.Digest, Kind: meta.RefBlob, Size: m.Config.Size})
 	for _, l := range m.Layers {
 		if oci.IsNonDistributable(l.MediaType) || len(l.URLs) > 0 {
 			continue
 		}
-		refs = append(refs, meta.Reference{Digest: l.Digest, Kind: meta.RefBlob})
+		refs = append(refs, meta.Reference{Digest: l.Digest, Kind: meta.RefBlob, Size: l.Size})
 	}
 	return refs
 }
@@ -148,21 +230,14 @@ func (h *Handler) deleteManifest(w http.ResponseWriter, r *http.Request, rt rout
 		if err != nil {
 			return err
 		}
-		err = h.meta.DeleteManifest(ctx, rt.name, d)
-		if errors.Is(err, meta.ErrManifestNotFound) {
-			return h.orNameUnknown(ctx, rt.name, err)
-		}
-		if err != nil {
+		if err := h.meta.DeleteManifest(ctx, rt.name, d); err != nil {
 			return err
 		}
 	} else {
-		if !oci.ValidTag(rt.ref) {
-			return apiErr(http.StatusBadRequest, CodeManifestInvalid, "invalid tag "+strconv.Quote(truncate(rt.ref, 200)), nil)
+		if err := checkTag(rt.ref); err != nil {
+			return err
 		}
 		if err := h.meta.DeleteTag(ctx, rt.name, rt.ref); err != nil {
-			if errors.Is(err, meta.ErrTagNotFound) {
-				return h.orNameUnknown(ctx, rt.name, err)
-			}
 			return err
 		}
 	}

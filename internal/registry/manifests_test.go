@@ -160,44 +160,51 @@ func TestManifestErrors(t *testing.T) {
 		mt     string
 		body   []byte
 		status int
-		code   registry.Code
+		code   oci.ErrorCode
 	}{
 		{"missing layer", "t", oci.MediaTypeOCIManifest, mutate(func(m map[string]any) {
 			m["layers"] = []any{m["layers"].([]any)[0], missing}
-		}), 400, registry.CodeManifestBlobUnknown},
+		}), 400, oci.CodeManifestBlobUnknown},
 		{"missing config", "t", oci.MediaTypeOCIManifest, mutate(func(m map[string]any) {
 			m["config"] = desc(oci.MediaTypeOCIConfig, []byte("no config"))
-		}), 400, registry.CodeManifestBlobUnknown},
+		}), 400, oci.CodeManifestBlobUnknown},
 		{"blob only in another repo", "t", oci.MediaTypeOCIManifest, mutate(func(m map[string]any) {
 			m["layers"] = []any{desc(oci.MediaTypeOCILayerGzip, []byte("only in another repo"))}
-		}), 400, registry.CodeManifestBlobUnknown},
+		}), 400, oci.CodeManifestBlobUnknown},
 		{"index child missing", "t", oci.MediaTypeOCIIndex, marshalOdd(t, map[string]any{
 			"schemaVersion": 2, "mediaType": oci.MediaTypeOCIIndex,
 			"manifests": []oci.Descriptor{desc(oci.MediaTypeOCIManifest, []byte("{}"))},
-		}), 400, registry.CodeManifestBlobUnknown},
-		{"invalid JSON", "t", oci.MediaTypeOCIManifest, []byte(`{"schemaVersion":2,`), 400, registry.CodeManifestInvalid},
-		{"not an object", "t", oci.MediaTypeOCIManifest, []byte(`[1,2]`), 400, registry.CodeManifestInvalid},
-		{"empty body", "t", oci.MediaTypeOCIManifest, []byte{}, 400, registry.CodeManifestInvalid},
-		{"schemaVersion 1", "t", oci.MediaTypeOCIManifest, mutate(func(m map[string]any) { m["schemaVersion"] = 1 }), 400, registry.CodeManifestInvalid},
-		{"no config", "t", oci.MediaTypeOCIManifest, mutate(func(m map[string]any) { delete(m, "config") }), 400, registry.CodeManifestInvalid},
+		}), 400, oci.CodeManifestBlobUnknown},
+		{"config size wrong", "t", oci.MediaTypeOCIManifest, mutate(func(m map[string]any) {
+			m["config"].(map[string]any)["size"] = 999999
+		}), 400, oci.CodeManifestInvalid},
+		{"layer size wrong", "t", oci.MediaTypeOCIManifest, mutate(func(m map[string]any) {
+			l := m["layers"].([]any)[0].(map[string]any)
+			l["size"] = l["size"].(float64) - 1
+		}), 400, oci.CodeManifestInvalid},
+		{"invalid JSON", "t", oci.MediaTypeOCIManifest, []byte(`{"schemaVersion":2,`), 400, oci.CodeManifestInvalid},
+		{"not an object", "t", oci.MediaTypeOCIManifest, []byte(`[1,2]`), 400, oci.CodeManifestInvalid},
+		{"empty body", "t", oci.MediaTypeOCIManifest, []byte{}, 400, oci.CodeManifestInvalid},
+		{"schemaVersion 1", "t", oci.MediaTypeOCIManifest, mutate(func(m map[string]any) { m["schemaVersion"] = 1 }), 400, oci.CodeManifestInvalid},
+		{"no config", "t", oci.MediaTypeOCIManifest, mutate(func(m map[string]any) { delete(m, "config") }), 400, oci.CodeManifestInvalid},
 		{"bad layer digest", "t", oci.MediaTypeOCIManifest, mutate(func(m map[string]any) {
 			m["layers"] = []any{map[string]any{"mediaType": oci.MediaTypeOCILayer, "digest": "sha256:123", "size": 1}}
-		}), 400, registry.CodeManifestInvalid},
+		}), 400, oci.CodeManifestInvalid},
 		{"negative size", "t", oci.MediaTypeOCIManifest, mutate(func(m map[string]any) {
 			l := m["layers"].([]any)[0].(map[string]any)
 			l["size"] = -1
-		}), 400, registry.CodeManifestInvalid},
-		{"Content-Type differs from mediaType", "t", oci.MediaTypeDockerManifest, good, 400, registry.CodeManifestInvalid},
-		{"unsupported Content-Type", "t", "text/plain", good, 400, registry.CodeManifestInvalid},
-		{"index with layers", "t", oci.MediaTypeOCIIndex, mutate(func(m map[string]any) { m["mediaType"] = oci.MediaTypeOCIIndex }), 400, registry.CodeManifestInvalid},
+		}), 400, oci.CodeManifestInvalid},
+		{"Content-Type differs from mediaType", "t", oci.MediaTypeDockerManifest, good, 400, oci.CodeManifestInvalid},
+		{"unsupported Content-Type", "t", "text/plain", good, 400, oci.CodeManifestInvalid},
+		{"index with layers", "t", oci.MediaTypeOCIIndex, mutate(func(m map[string]any) { m["mediaType"] = oci.MediaTypeOCIIndex }), 400, oci.CodeManifestInvalid},
 		{"bad subject", "t", oci.MediaTypeOCIManifest, mutate(func(m map[string]any) {
 			m["subject"] = map[string]any{"mediaType": oci.MediaTypeOCIManifest, "digest": "nope", "size": 2}
-		}), 400, registry.CodeManifestInvalid},
-		{"digest mismatch", digest.FromString("other").String(), oci.MediaTypeOCIManifest, good, 400, registry.CodeDigestInvalid},
-		{"sha512 digest mismatch", digest.SHA512.FromString("other").String(), oci.MediaTypeOCIManifest, good, 400, registry.CodeDigestInvalid},
-		{"malformed digest", "sha256:xyz", oci.MediaTypeOCIManifest, good, 400, registry.CodeDigestInvalid},
-		{"invalid tag", "-bad", oci.MediaTypeOCIManifest, good, 400, registry.CodeManifestInvalid},
-		{"tag too long", strings.Repeat("t", 129), oci.MediaTypeOCIManifest, good, 400, registry.CodeManifestInvalid},
+		}), 400, oci.CodeManifestInvalid},
+		{"digest mismatch", digest.FromString("other").String(), oci.MediaTypeOCIManifest, good, 400, oci.CodeDigestInvalid},
+		{"sha512 digest mismatch", digest.SHA512.FromString("other").String(), oci.MediaTypeOCIManifest, good, 400, oci.CodeDigestInvalid},
+		{"malformed digest", "sha256:xyz", oci.MediaTypeOCIManifest, good, 400, oci.CodeDigestInvalid},
+		{"invalid tag", "-bad", oci.MediaTypeOCIManifest, good, 400, oci.CodeManifestInvalid},
+		{"tag too long", strings.Repeat("t", 129), oci.MediaTypeOCIManifest, good, 400, oci.CodeManifestInvalid},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -241,33 +248,33 @@ func TestManifestSizeLimit(t *testing.T) {
 	}
 	// Above the limit: 413 with Content-Length, and when streamed without.
 	over := mk(registry.DefaultMaxManifestSize + 1)
-	wantError(t, "PUT oversized", e.pushManifest("big", "over", oci.MediaTypeOCIManifest, over), http.StatusRequestEntityTooLarge, registry.CodeSizeInvalid)
+	wantError(t, "PUT oversized", e.pushManifest("big", "over", oci.MediaTypeOCIManifest, over), http.StatusRequestEntityTooLarge, oci.CodeSizeInvalid)
 	r = e.doReader(http.MethodPut, "/v2/big/manifests/over", bytes.NewReader(over), -1, "Content-Type", oci.MediaTypeOCIManifest)
-	wantError(t, "PUT oversized, chunked", r, http.StatusRequestEntityTooLarge, registry.CodeSizeInvalid)
+	wantError(t, "PUT oversized, chunked", r, http.StatusRequestEntityTooLarge, oci.CodeSizeInvalid)
 	// A configured lower limit applies.
 	small := newEnv(t, registry.Config{MaxManifestSize: 1000})
 	b := small.image("app", oci.MediaTypeOCIManifest, map[string]any{"annotations": map[string]string{"pad": strings.Repeat("y", 1000)}})
-	wantError(t, "PUT above configured limit", small.pushManifest("app", "x", oci.MediaTypeOCIManifest, b), http.StatusRequestEntityTooLarge, registry.CodeSizeInvalid)
+	wantError(t, "PUT above configured limit", small.pushManifest("app", "x", oci.MediaTypeOCIManifest, b), http.StatusRequestEntityTooLarge, oci.CodeSizeInvalid)
 }
 
 func TestManifestNotFound(t *testing.T) {
 	e := newEnv(t, registry.Config{})
 	wantStatus(t, "PUT", e.pushManifest("app", "v1", oci.MediaTypeOCIManifest, e.image("app", oci.MediaTypeOCIManifest, nil)), http.StatusCreated)
 	for _, ref := range []string{"nope", digest.FromString("nope").String(), digest.SHA512.FromString("nope").String()} {
-		wantError(t, "GET "+ref, e.do(http.MethodGet, "/v2/app/manifests/"+ref, nil), http.StatusNotFound, registry.CodeManifestUnknown)
+		wantError(t, "GET "+ref, e.do(http.MethodGet, "/v2/app/manifests/"+ref, nil), http.StatusNotFound, oci.CodeManifestUnknown)
 		r := e.do(http.MethodHead, "/v2/app/manifests/"+ref, nil)
 		if r.code != http.StatusNotFound || len(r.body) != 0 {
 			t.Errorf("HEAD %s: %d with %d body bytes", ref, r.code, len(r.body))
 		}
-		wantError(t, "DELETE "+ref, e.do(http.MethodDelete, "/v2/app/manifests/"+ref, nil), http.StatusNotFound, registry.CodeManifestUnknown)
+		wantError(t, "DELETE "+ref, e.do(http.MethodDelete, "/v2/app/manifests/"+ref, nil), http.StatusNotFound, oci.CodeManifestUnknown)
 	}
 	// Unknown repository.
-	wantError(t, "GET in unknown repo", e.do(http.MethodGet, "/v2/no/such/repo/manifests/v1", nil), http.StatusNotFound, registry.CodeNameUnknown)
-	wantError(t, "DELETE in unknown repo", e.do(http.MethodDelete, "/v2/no/such/repo/manifests/v1", nil), http.StatusNotFound, registry.CodeNameUnknown)
-	wantError(t, "GET blob in unknown repo", e.do(http.MethodGet, "/v2/no/such/repo/blobs/"+digest.FromString("x").String(), nil), http.StatusNotFound, registry.CodeNameUnknown)
+	wantError(t, "GET in unknown repo", e.do(http.MethodGet, "/v2/no/such/repo/manifests/v1", nil), http.StatusNotFound, oci.CodeNameUnknown)
+	wantError(t, "DELETE in unknown repo", e.do(http.MethodDelete, "/v2/no/such/repo/manifests/v1", nil), http.StatusNotFound, oci.CodeNameUnknown)
+	wantError(t, "GET blob in unknown repo", e.do(http.MethodGet, "/v2/no/such/repo/blobs/"+digest.FromString("x").String(), nil), http.StatusNotFound, oci.CodeNameUnknown)
 	// Invalid references.
-	wantError(t, "GET invalid tag", e.do(http.MethodGet, "/v2/app/manifests/-x", nil), http.StatusBadRequest, registry.CodeManifestInvalid)
-	wantError(t, "GET invalid digest", e.do(http.MethodGet, "/v2/app/manifests/sha256:abc", nil), http.StatusBadRequest, registry.CodeDigestInvalid)
+	wantError(t, "GET invalid tag", e.do(http.MethodGet, "/v2/app/manifests/-x", nil), http.StatusBadRequest, oci.CodeManifestInvalid)
+	wantError(t, "GET invalid digest", e.do(http.MethodGet, "/v2/app/manifests/sha256:abc", nil), http.StatusBadRequest, oci.CodeDigestInvalid)
 }
 
 func TestManifestTagQuery(t *testing.T) {
@@ -303,7 +310,7 @@ func TestManifestTagQuery(t *testing.T) {
 	body2 := e.image("app", oci.MediaTypeOCIManifest, nil)
 	d2 := digest.FromBytes(body2)
 	r = e.do(http.MethodPut, "/v2/app/manifests/"+d2.String()+"?tag=ok2&tag=.bad", body2, "Content-Type", oci.MediaTypeOCIManifest)
-	wantError(t, "PUT with invalid ?tag", r, http.StatusBadRequest, registry.CodeManifestInvalid)
+	wantError(t, "PUT with invalid ?tag", r, http.StatusBadRequest, oci.CodeManifestInvalid)
 	for _, ref := range []string{"ok2", d2.String()} {
 		if g := e.do(http.MethodGet, "/v2/app/manifests/"+ref, nil); g.code != 404 {
 			t.Errorf("GET %s after rejected push: %d", ref, g.code)
@@ -329,14 +336,14 @@ func TestTagMoveAndDelete(t *testing.T) {
 	}
 	// Delete a tag: the manifest and its other tags stay.
 	wantStatus(t, "DELETE tag v1", e.do(http.MethodDelete, "/v2/app/manifests/v1", nil), http.StatusAccepted)
-	wantError(t, "GET deleted tag", e.do(http.MethodGet, "/v2/app/manifests/v1", nil), http.StatusNotFound, registry.CodeManifestUnknown)
+	wantError(t, "GET deleted tag", e.do(http.MethodGet, "/v2/app/manifests/v1", nil), http.StatusNotFound, oci.CodeManifestUnknown)
 	wantStatus(t, "GET m1 by digest", e.do(http.MethodGet, "/v2/app/manifests/"+d1.String(), nil), http.StatusOK)
 	wantStatus(t, "GET stable", e.do(http.MethodGet, "/v2/app/manifests/stable", nil), http.StatusOK)
-	wantError(t, "DELETE tag again", e.do(http.MethodDelete, "/v2/app/manifests/v1", nil), http.StatusNotFound, registry.CodeManifestUnknown)
+	wantError(t, "DELETE tag again", e.do(http.MethodDelete, "/v2/app/manifests/v1", nil), http.StatusNotFound, oci.CodeManifestUnknown)
 	// Delete m1 by digest: its remaining tag goes with it; m2 untouched.
 	wantStatus(t, "DELETE m1", e.do(http.MethodDelete, "/v2/app/manifests/"+d1.String(), nil), http.StatusAccepted)
-	wantError(t, "GET stable after delete", e.do(http.MethodGet, "/v2/app/manifests/stable", nil), http.StatusNotFound, registry.CodeManifestUnknown)
-	wantError(t, "GET m1 after delete", e.do(http.MethodGet, "/v2/app/manifests/"+d1.String(), nil), http.StatusNotFound, registry.CodeManifestUnknown)
+	wantError(t, "GET stable after delete", e.do(http.MethodGet, "/v2/app/manifests/stable", nil), http.StatusNotFound, oci.CodeManifestUnknown)
+	wantError(t, "GET m1 after delete", e.do(http.MethodGet, "/v2/app/manifests/"+d1.String(), nil), http.StatusNotFound, oci.CodeManifestUnknown)
 	wantStatus(t, "GET latest", e.do(http.MethodGet, "/v2/app/manifests/latest", nil), http.StatusOK)
 	var tl struct{ Tags []string }
 	json.Unmarshal(e.do(http.MethodGet, "/v2/app/tags/list", nil).body, &tl)
@@ -399,5 +406,58 @@ func TestSHA512Manifests(t *testing.T) {
 		t.Errorf("referrers of sha512 subject: %+v", idx.Manifests)
 	}
 	wantStatus(t, "DELETE sha512", e.do(http.MethodDelete, "/v2/app/manifests/"+d.String(), nil), http.StatusAccepted)
-	wantError(t, "GET deleted sha512", e.do(http.MethodGet, "/v2/app/manifests/"+d.String(), nil), http.StatusNotFound, registry.CodeManifestUnknown)
+	wantError(t, "GET deleted sha512", e.do(http.MethodGet, "/v2/app/manifests/"+d.String(), nil), http.StatusNotFound, oci.CodeManifestUnknown)
+}
+
+// TestConditionalTagPut: If-Match / If-None-Match on a PUT by tag are
+// checked against where the tag points, so two writers of one tag (signers
+// appending to ".sig") cannot overwrite each other unseen.
+func TestConditionalTagPut(t *testing.T) {
+	e := newEnv(t, registry.Config{})
+	one := e.image("app", oci.MediaTypeOCIManifest, nil)
+	two := e.image("app", oci.MediaTypeOCIManifest, nil)
+	three := e.image("app", oci.MediaTypeOCIManifest, nil)
+	etag := func(b []byte) string { return `"` + digest.FromBytes(b).String() + `"` }
+	put := func(body []byte, hdr ...string) resp {
+		return e.do(http.MethodPut, "/v2/app/manifests/sig", body, append([]string{"Content-Type", oci.MediaTypeOCIManifest}, hdr...)...)
+	}
+	steps := []struct {
+		name   string
+		body   []byte
+		hdr    []string
+		status int
+		at     []byte // where the tag points afterwards
+	}{
+		{"If-Match on a missing tag", one, []string{"If-Match", "*"}, 412, nil},
+		{"If-None-Match: * creates", one, []string{"If-None-Match", "*"}, 201, one},
+		{"If-None-Match: * when it exists", two, []string{"If-None-Match", "*"}, 412, one},
+		{"If-Match the version read", two, []string{"If-Match", etag(one)}, 201, two},
+		{"If-Match a stale version", three, []string{"If-Match", etag(one)}, 412, two},
+		{"If-Match one of a list", three, []string{"If-Match", etag(one) + ", " + etag(two)}, 201, three},
+		{"If-Match a weak tag", one, []string{"If-Match", "W/" + etag(three)}, 412, three},
+		{"If-None-Match the current version", one, []string{"If-None-Match", etag(three)}, 412, three},
+		{"If-None-Match another version", one, []string{"If-None-Match", etag(two)}, 201, one},
+		{"unconditional", two, nil, 201, two},
+	}
+	for _, st := range steps {
+		r := put(st.body, st.hdr...)
+		if st.status == 412 {
+			wantError(t, st.name, r, http.StatusPreconditionFailed, oci.CodeDenied)
+		} else {
+			wantStatus(t, st.name, r, st.status)
+		}
+		g := e.do(http.MethodGet, "/v2/app/manifests/sig", nil, "Accept", oci.MediaTypeOCIManifest)
+		if st.at == nil {
+			if g.code != http.StatusNotFound {
+				t.Fatalf("%s: tag exists (%d)", st.name, g.code)
+			}
+			continue
+		}
+		if g.code != http.StatusOK || !bytes.Equal(g.body, st.at) || g.h.Get("ETag") != etag(st.at) {
+			t.Fatalf("%s: tag at %s (ETag %s), want %s", st.name, digest.FromBytes(g.body), g.h.Get("ETag"), etag(st.at))
+		}
+	}
+	// A PUT by digest ignores them: its content is its name.
+	wantStatus(t, "by digest", e.do(http.MethodPut, "/v2/app/manifests/"+digest.FromBytes(three).String(), three,
+		"Content-Type", oci.MediaTypeOCIManifest, "If-Match", `"sha256:nothing"`), http.StatusCreated)
 }

@@ -41,7 +41,7 @@ func TestInvalidNames(t *testing.T) {
 			{http.MethodGet, "/v2/" + name + "/referrers/" + d},
 		} {
 			r := e.do(ep.method, ep.path, []byte("{}"))
-			wantError(t, ep.method+" "+ep.path, r, http.StatusBadRequest, registry.CodeNameInvalid)
+			wantError(t, ep.method+" "+ep.path, r, http.StatusBadRequest, oci.CodeNameInvalid)
 		}
 	}
 	// Nothing was created.
@@ -110,7 +110,7 @@ func TestMethodNotAllowed(t *testing.T) {
 		{"OPTIONS", "/v2/app/manifests/latest"},
 	}
 	for _, tc := range tests {
-		wantError(t, tc.method+" "+tc.path, e.do(tc.method, tc.path, nil), http.StatusMethodNotAllowed, registry.CodeUnsupported)
+		wantError(t, tc.method+" "+tc.path, e.do(tc.method, tc.path, nil), http.StatusMethodNotAllowed, oci.CodeUnsupported)
 	}
 	// A HEAD error has no body.
 	r := e.do(http.MethodHead, "/v2/app/tags/list", nil)
@@ -127,6 +127,6 @@ func TestUnknownEndpoints(t *testing.T) {
 			t.Errorf("GET %s: %d, want 404", p, r.code)
 			continue
 		}
-		wantError(t, "GET "+p, r, http.StatusNotFound, registry.CodeUnsupported)
+		wantError(t, "GET "+p, r, http.StatusNotFound, oci.CodeUnsupported)
 	}
 }

@@ -5,10 +5,12 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
-	"sync"
+
+	"github.com/opencontainers/go-digest"
 
 	"github.com/hallmark-dev/hallmark/internal/blob"
 	"github.com/hallmark-dev/hallmark/internal/meta"
+	"github.com/hallmark-dev/hallmark/pkg/oci"
 )
 
 // DefaultMaxManifestSize is the largest manifest accepted unless configured
@@ -30,21 +32,53 @@ type EventSink interface {
 	ManifestDeleted(ctx context.Context, repo, reference string)
 }
 
+// Store is the metadata the registry keeps: which blobs each repository
+// has, its manifests and tags. Lookups and deletes in a repository that
+// does not exist return a *meta.RepositoryNotFoundError (NAME_UNKNOWN).
+// The meta drivers implement it.
+type Store interface {
+	blobLinks
+	manifestStore
+	listing
+}
+
+// blobLinks records which blobs each repository may serve.
+type blobLinks interface {
+	LinkBlob(ctx context.Context, repo string, d digest.Digest, size int64) error
+	BlobSize(ctx context.Context, repo string, d digest.Digest) (int64, error)
+	UnlinkBlob(ctx context.Context, repo string, d digest.Digest) error
+}
+
+// manifestStore keeps manifests, tags and the subject of each referrer.
+type manifestStore interface {
+	PutManifest(ctx context.Context, m *meta.Manifest, tags []string, conds ...meta.TagCondition) error
+	GetManifest(ctx context.Context, repo, reference string) (*meta.Manifest, error)
+	DeleteManifest(ctx context.Context, repo string, d digest.Digest) error
+	DeleteTag(ctx context.Context, repo, tag string) error
+	Referrers(ctx context.Context, repo string, d digest.Digest, artifactType string) ([]meta.Descriptor, error)
+}
+
+// listing pages through tags and repositories.
+type listing interface {
+	ListTags(ctx context.Context, repo, last string, n int) (tags []string, more bool, err error)
+	ListRepositories(ctx context.Context, last string, n int) (repos []string, more bool, err error)
+}
+
 // Handler serves the /v2/ API.
 type Handler struct {
 	blobs blob.Store
-	meta  meta.Store
+	meta  Store
 	cfg   Config
 	log   *slog.Logger
 
 	// uploadLocks serialises requests on one upload session in this process.
-	uploadLocks sync.Map // id -> *sync.Mutex
+	uploadLocks keyedLocks
 	// UploadsInProgress, if set, is called with +1/-1 as sessions start and end.
 	UploadsInProgress func(delta int)
 }
 
 // New returns a registry handler over the given stores.
-func New(blobs blob.Store, store meta.Store, log *slog.Logger, cfg Config) (*Handler, error) {
+func New(blobs blob.Store, store Store, log *slog.Logger, cfg Config) (*Handler, error) {
 	if blobs == nil || store == nil {
 		return nil, errors.New("registry: blob store and metadata store are required")
 	}
@@ -69,65 +103,66 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		rs.SetRoute(routeLabel(rt.kind, r.Method))
 	}
 	if perr != nil {
-		writeError(w, perr)
+		writeError(w, r, perr)
 		return
 	}
-	var err error
+	if err := h.serve(w, r, rt); err != nil {
+		h.fail(w, r, err)
+	}
+}
+
+// serve dispatches a parsed request to its endpoint.
+func (h *Handler) serve(w http.ResponseWriter, r *http.Request, rt route) error {
 	switch rt.kind {
 	case routeBase:
-		err = allow(r, http.MethodGet, http.MethodHead)
-		if err == nil {
-			w.Header().Set("Content-Type", "application/json")
-			w.Header().Set("Content-Length", "2")
-			w.WriteHeader(http.StatusOK)
-			if r.Method == http.MethodGet {
-				w.Write([]byte("{}"))
-			}
+		if err := allow(r, http.MethodGet, http.MethodHead); err != nil {
+			return err
 		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Content-Length", "2")
+		w.WriteHeader(http.StatusOK)
+		if r.Method == http.MethodGet {
+			w.Write([]byte("{}"))
+		}
+		return nil
 	case routeCatalog:
-		if err = allow(r, http.MethodGet); err == nil {
-			err = h.catalog(w, r)
-		}
+		return h.only(w, r, rt, h.catalog, http.MethodGet)
 	case routeTags:
-		if err = allow(r, http.MethodGet); err == nil {
-			err = h.tags(w, r, rt)
-		}
+		return h.only(w, r, rt, h.tags, http.MethodGet)
 	case routeReferrers:
-		if err = allow(r, http.MethodGet); err == nil {
-			err = h.referrers(w, r, rt)
-		}
+		return h.only(w, r, rt, h.referrers, http.MethodGet)
+	case routeUploadStart:
+		return h.only(w, r, rt, h.startUpload, http.MethodPost)
+	case routeUpload:
+		return h.upload(w, r, rt)
 	case routeManifest:
 		switch r.Method {
 		case http.MethodGet, http.MethodHead:
-			err = h.getManifest(w, r, rt)
+			return h.getManifest(w, r, rt)
 		case http.MethodPut:
-			err = h.putManifest(w, r, rt)
+			return h.putManifest(w, r, rt)
 		case http.MethodDelete:
-			err = h.deleteManifest(w, r, rt)
-		default:
-			err = methodNotAllowed(r)
+			return h.deleteManifest(w, r, rt)
 		}
+		return methodNotAllowed(r)
 	case routeBlob:
 		switch r.Method {
 		case http.MethodGet, http.MethodHead:
-			err = h.getBlob(w, r, rt)
+			return h.getBlob(w, r, rt)
 		case http.MethodDelete:
-			err = h.deleteBlob(w, r, rt)
-		default:
-			err = methodNotAllowed(r)
+			return h.deleteBlob(w, r, rt)
 		}
-	case routeUploadStart:
-		if err = allow(r, http.MethodPost); err == nil {
-			err = h.startUpload(w, r, rt)
-		}
-	case routeUpload:
-		err = h.upload(w, r, rt)
-	default:
-		err = apiErr(http.StatusNotFound, CodeUnsupported, "no such endpoint: "+truncate(r.URL.Path, 200), nil)
+		return methodNotAllowed(r)
 	}
-	if err != nil {
-		h.fail(w, r, err)
+	return apiErr(http.StatusNotFound, oci.CodeUnsupported, "no such endpoint: "+truncate(r.URL.Path, 200), nil)
+}
+
+// only serves the request with serve if its method is one of methods.
+func (h *Handler) only(w http.ResponseWriter, r *http.Request, rt route, serve func(http.ResponseWriter, *http.Request, route) error, methods ...string) error {
+	if err := allow(r, methods...); err != nil {
+		return err
 	}
+	return serve(w, r, rt)
 }
 
 func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
@@ -135,22 +170,7 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 	if internal {
 		h.log.ErrorContext(r.Context(), "request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 	}
-	if r.Method == http.MethodHead {
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(e.Status)
-		return
-	}
-	writeError(w, e)
-}
-
-// orNameUnknown is called when a lookup in repo missed: it returns
-// NAME_UNKNOWN when the repository itself does not exist, else miss. The
-// extra query runs only on this miss path.
-func (h *Handler) orNameUnknown(ctx context.Context, repo string, miss error) error {
-	if _, _, err := h.meta.ListTags(ctx, repo, "", 0); errors.Is(err, meta.ErrRepositoryNotFound) {
-		return apiErr(http.StatusNotFound, CodeNameUnknown, "repository name not known to registry", map[string]string{"name": repo})
-	}
-	return miss
+	writeError(w, r, e)
 }
 
 func allow(r *http.Request, methods ...string) error {
@@ -163,5 +183,5 @@ func allow(r *http.Request, methods ...string) error {
 }
 
 func methodNotAllowed(r *http.Request) error {
-	return apiErr(http.StatusMethodNotAllowed, CodeUnsupported, "method "+r.Method+" is not allowed on this endpoint", nil)
+	return apiErr(http.StatusMethodNotAllowed, oci.CodeUnsupported, "method "+r.Method+" is not allowed on this endpoint", nil)
 }

@@ -83,7 +83,7 @@ func parseRoute(path string) (route, *Error) {
 		}
 	}
 	if err := oci.ValidateName(rt.name); err != nil {
-		return rt, apiErr(http.StatusBadRequest, CodeNameInvalid, err.Error(), map[string]string{"name": truncate(rt.name, 300)})
+		return rt, apiErr(http.StatusBadRequest, oci.CodeNameInvalid, err.Error(), map[string]string{"name": truncate(rt.name, 300)})
 	}
 	return rt, nil
 }

@@ -59,7 +59,7 @@ func TestParseRoute(t *testing.T) {
 		if (err != nil) != tc.invalid {
 			t.Errorf("parseRoute(%q) error %v, want invalid=%v", tc.path, err, tc.invalid)
 		}
-		if err != nil && err.Code != CodeNameInvalid {
+		if err != nil && err.Code != oci.CodeNameInvalid {
 			t.Errorf("parseRoute(%q) code %s", tc.path, err.Code)
 		}
 	}
@@ -136,7 +136,7 @@ func FuzzParseRoute(f *testing.F) {
 			return
 		}
 		if err != nil {
-			if err.Code != CodeNameInvalid || oci.ValidateName(rt.name) == nil {
+			if err.Code != oci.CodeNameInvalid || oci.ValidateName(rt.name) == nil {
 				t.Fatalf("parseRoute(%q): %v for name %q", path, err, rt.name)
 			}
 			return
@@ -196,7 +196,7 @@ func FuzzParseContentRange(f *testing.F) {
 		start, end, err := parseContentRange(s)
 		if err != nil {
 			e, ok := err.(*Error)
-			if !ok || e.Status != 416 || e.Code != CodeBlobUploadInvalid {
+			if !ok || e.Status != 416 || e.Code != oci.CodeBlobUploadInvalid {
 				t.Fatalf("parseContentRange(%q): %v", s, err)
 			}
 			return

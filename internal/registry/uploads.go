@@ -7,11 +7,11 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"sync"
 
 	"github.com/opencontainers/go-digest"
 
 	"github.com/hallmark-dev/hallmark/internal/blob"
+	"github.com/hallmark-dev/hallmark/pkg/oci"
 )
 
 func uploadLocation(name, id string) string { return "/v2/" + name + "/blobs/uploads/" + id }
@@ -51,7 +51,7 @@ func (h *Handler) startUpload(w http.ResponseWriter, r *http.Request, rt route) 
 	if a := q.Get("digest-algorithm"); a != "" {
 		alg = digest.Algorithm(a)
 		if alg != digest.SHA256 && alg != digest.SHA512 {
-			return apiErr(http.StatusBadRequest, CodeDigestInvalid, "digest-algorithm "+strconv.Quote(a)+" is not supported; use sha256 or sha512", nil)
+			return apiErr(http.StatusBadRequest, oci.CodeDigestInvalid, "digest-algorithm "+strconv.Quote(a)+" is not supported; use sha256 or sha512", nil)
 		}
 	}
 	var want digest.Digest
@@ -102,15 +102,8 @@ func (h *Handler) uploadsDelta(d int) {
 	}
 }
 
-func (h *Handler) lockUpload(id string) func() {
-	v, _ := h.uploadLocks.LoadOrStore(id, &sync.Mutex{})
-	mu := v.(*sync.Mutex)
-	mu.Lock()
-	return func() { mu.Unlock() }
-}
-
 // upload serves GET (status), PATCH (append), PUT (finish) and DELETE
-// (cancel) on an upload session.
+// (cancel) on an upload session, one request per session at a time.
 func (h *Handler) upload(w http.ResponseWriter, r *http.Request, rt route) error {
 	switch r.Method {
 	case http.MethodGet, http.MethodPatch, http.MethodPut, http.MethodDelete:
@@ -118,7 +111,12 @@ func (h *Handler) upload(w http.ResponseWriter, r *http.Request, rt route) error
 		return methodNotAllowed(r)
 	}
 	ctx := r.Context()
-	unlock := h.lockUpload(rt.ref)
+	// An id no driver hands out is unknown: answered before anything
+	// (a lock, a lookup) is spent on it.
+	if !blob.ValidUploadID(rt.ref) {
+		return blob.ErrUploadNotFound
+	}
+	unlock := h.uploadLocks.lock(rt.ref)
 	defer unlock()
 	up, err := h.blobs.Uploads().Resume(ctx, rt.ref)
 	if err != nil {
@@ -137,51 +135,60 @@ func (h *Handler) upload(w http.ResponseWriter, r *http.Request, rt route) error
 		if err := up.Cancel(ctx); err != nil {
 			return err
 		}
-		h.uploadLocks.Delete(rt.ref)
 		h.uploadsDelta(-1)
 		w.Header().Set("Content-Length", "0")
 		w.WriteHeader(http.StatusNoContent)
 		return nil
 	case http.MethodPatch:
-		err := h.appendChunk(r, up)
-		if cerr := up.Close(); err == nil {
-			err = cerr
-		}
-		if err != nil {
+		return h.patchUpload(w, r, rt, up)
+	}
+	return h.putUpload(w, r, rt, up)
+}
+
+// patchUpload appends the request body to up (PATCH).
+func (h *Handler) patchUpload(w http.ResponseWriter, r *http.Request, rt route, up blob.Upload) error {
+	err := h.appendChunk(r, up)
+	if cerr := up.Close(); err == nil {
+		err = cerr
+	}
+	if errors.Is(err, blob.ErrRangeMismatch) {
+		writeRangeError(w, r, rt.name, up)
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	writeUploadStatus(w, rt.name, up, http.StatusAccepted)
+	return nil
+}
+
+// putUpload appends the request body, if any, and finishes up with the
+// digest the query names (PUT).
+func (h *Handler) putUpload(w http.ResponseWriter, r *http.Request, rt route, up blob.Upload) error {
+	ds := r.URL.Query().Get("digest")
+	if ds == "" {
+		up.Close()
+		return apiErr(http.StatusBadRequest, oci.CodeDigestInvalid, "the digest query parameter is required to finish an upload", nil)
+	}
+	want, err := parseDigestParam(ds)
+	if err != nil {
+		up.Close()
+		return err
+	}
+	if hasBody(r) {
+		if err := h.appendChunk(r, up); err != nil {
+			up.Close()
 			if errors.Is(err, blob.ErrRangeMismatch) {
-				writeRangeError(w, rt.name, up)
+				writeRangeError(w, r, rt.name, up)
 				return nil
 			}
 			return err
 		}
-		writeUploadStatus(w, rt.name, up, http.StatusAccepted)
-		return nil
-	default: // PUT
-		ds := r.URL.Query().Get("digest")
-		if ds == "" {
-			up.Close()
-			return apiErr(http.StatusBadRequest, CodeDigestInvalid, "the digest query parameter is required to finish an upload", nil)
-		}
-		want, err := parseDigestParam(ds)
-		if err != nil {
-			up.Close()
-			return err
-		}
-		if hasBody(r) {
-			if err := h.appendChunk(r, up); err != nil {
-				up.Close()
-				if errors.Is(err, blob.ErrRangeMismatch) {
-					writeRangeError(w, rt.name, up)
-					return nil
-				}
-				return err
-			}
-		}
-		return h.finishUpload(w, r, rt, up, want)
 	}
+	return h.finishUpload(w, r, rt, up, want)
 }
 
-func writeRangeError(w http.ResponseWriter, name string, up blob.Upload) {
+func writeRangeError(w http.ResponseWriter, r *http.Request, name string, up blob.Upload) {
 	hd := w.Header()
 	hd.Set("Location", uploadLocation(name, up.ID()))
 	end := up.Size() - 1
@@ -189,7 +196,7 @@ func writeRangeError(w http.ResponseWriter, name string, up blob.Upload) {
 		end = 0
 	}
 	hd.Set("Range", "0-"+strconv.FormatInt(end, 10))
-	writeError(w, apiErr(http.StatusRequestedRangeNotSatisfiable, CodeBlobUploadInvalid,
+	writeError(w, r, apiErr(http.StatusRequestedRangeNotSatisfiable, oci.CodeBlobUploadInvalid,
 		"chunk does not start where the upload ends (at byte "+strconv.FormatInt(up.Size(), 10)+"); send the next chunk from there", nil))
 }
 
@@ -205,7 +212,7 @@ func (h *Handler) appendChunk(r *http.Request, up blob.Upload) error {
 			return blob.ErrRangeMismatch
 		}
 		if r.ContentLength >= 0 && r.ContentLength != end-start+1 {
-			return apiErr(http.StatusBadRequest, CodeSizeInvalid, "Content-Length "+strconv.FormatInt(r.ContentLength, 10)+" does not match Content-Range "+cr, nil)
+			return apiErr(http.StatusBadRequest, oci.CodeSizeInvalid, "Content-Length "+strconv.FormatInt(r.ContentLength, 10)+" does not match Content-Range "+cr, nil)
 		}
 		offset = start
 		if r.ContentLength < 0 {
@@ -214,7 +221,7 @@ func (h *Handler) appendChunk(r *http.Request, up blob.Upload) error {
 			body := &exactReader{r: r.Body, left: end - start + 1}
 			_, err = up.Append(r.Context(), offset, body)
 			if body.err != nil {
-				return apiErr(http.StatusBadRequest, CodeSizeInvalid, body.err.Error()+" (Content-Range "+cr+"); the chunk was discarded", nil)
+				return apiErr(http.StatusBadRequest, oci.CodeSizeInvalid, body.err.Error()+" (Content-Range "+cr+"); the chunk was discarded", nil)
 			}
 			return uploadIOError(err)
 		}
@@ -264,11 +271,7 @@ func uploadIOError(err error) error {
 	if err == nil || errors.Is(err, blob.ErrRangeMismatch) {
 		return err
 	}
-	var mbe *http.MaxBytesError
-	if errors.As(err, &mbe) {
-		return apiErr(http.StatusRequestEntityTooLarge, CodeSizeInvalid, err.Error(), nil)
-	}
-	return err
+	return bodyReadError(err, oci.CodeBlobUploadInvalid)
 }
 
 // parseContentRange accepts "start-end" (the OCI form) and tolerates the
@@ -286,7 +289,7 @@ func parseContentRange(s string) (int64, int64, error) {
 	// end must leave room for end-start+1: a range reaching MaxInt64 would
 	// overflow the chunk length.
 	if !ok || err1 != nil || err2 != nil || start < 0 || end < start || end == math.MaxInt64 {
-		return 0, 0, apiErr(http.StatusRequestedRangeNotSatisfiable, CodeBlobUploadInvalid, "invalid Content-Range "+strconv.Quote(truncate(s, 100))+"; want <start>-<end>", nil)
+		return 0, 0, apiErr(http.StatusRequestedRangeNotSatisfiable, oci.CodeBlobUploadInvalid, "invalid Content-Range "+strconv.Quote(truncate(s, 100))+"; want <start>-<end>", nil)
 	}
 	return start, end, nil
 }
@@ -294,7 +297,6 @@ func parseContentRange(s string) (int64, int64, error) {
 func (h *Handler) finishUpload(w http.ResponseWriter, r *http.Request, rt route, up blob.Upload, want digest.Digest) error {
 	ctx := r.Context()
 	size, err := up.Commit(ctx, want)
-	h.uploadLocks.Delete(up.ID())
 	h.uploadsDelta(-1)
 	if err != nil {
 		return err

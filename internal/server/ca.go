@@ -2,10 +2,16 @@ package server
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
+	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
+	"time"
 
 	"github.com/hallmark-dev/hallmark/internal/ca"
+	"github.com/hallmark-dev/hallmark/internal/keystore"
 )
 
 // setupCA builds the Fulcio-compatible CA (root, intermediate and CT log
@@ -27,4 +33,19 @@ func (s *Server) setupCA(ctx context.Context, mux *http.ServeMux) error {
 	root := c.Chain()[len(c.Chain())-1]
 	s.log.InfoContext(ctx, "ca: ready", "root", root.Subject.String(), "root_not_after", root.NotAfter)
 	return nil
+}
+
+// RotateCA creates the next CA generation in a server's data dir, for
+// `hallmark ca rotate`. The server issues from it from its next start on;
+// its trusted root (and the TUF target) then lists both generations, the
+// older valid until that start.
+func RotateCA(dataDir string, now time.Time) (int, *x509.Certificate, error) {
+	if fi, err := os.Stat(filepath.Join(dataDir, "keys")); err != nil || !fi.IsDir() {
+		return 0, nil, fmt.Errorf("data dir %s holds no keys: pass the server's --data-dir (env HALLMARK_DATA_DIR) or start the server once", dataDir)
+	}
+	keys, err := keystore.Open(filepath.Join(dataDir, "keys"))
+	if err != nil {
+		return 0, nil, err
+	}
+	return ca.Rotate(keys, now)
 }

@@ -27,7 +27,9 @@ import (
 	"github.com/hallmark-dev/hallmark/internal/meta/sqlite"
 	"github.com/hallmark-dev/hallmark/internal/oidc"
 	"github.com/hallmark-dev/hallmark/internal/registry"
+	"github.com/hallmark-dev/hallmark/internal/reqbody"
 	"github.com/hallmark-dev/hallmark/internal/tlog"
+	"github.com/hallmark-dev/hallmark/internal/tuf"
 	"github.com/hallmark-dev/hallmark/internal/web"
 	"github.com/hallmark-dev/hallmark/pkg/root"
 	"github.com/hallmark-dev/hallmark/pkg/verify"
@@ -53,6 +55,8 @@ type Server struct {
 	metrics *metrics  // HTTP metrics, for components' route instrumentation
 	tlog    *tlog.Log // Rekor-compatible transparency log
 	trust   *trust    // published trusted root and signing config
+
+	tuf *tuf.Repository // TUF repository of the trust material
 }
 
 // New opens the listener on cfg.Addr (so a ":0" port is known from here
@@ -153,12 +157,13 @@ func build(ctx context.Context, cfg config.Server, log *slog.Logger, ln net.List
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	s.setupCI(mux)
 	s.setupDownload(mux)
-	s.handler = mux
+	s.handler = reqbody.Handler(mux, cfg.BodyReadTimeout)
 	return s, nil
 }
 
-// setupServices builds the OIDC issuer, the CA, the transparency log and
-// the trusted root describing them, in that order, on mux.
+// setupServices builds the OIDC issuer, the CA, the transparency log, the
+// trusted root describing them and the TUF repository publishing it, in
+// that order, on mux.
 func (s *Server) setupServices(ctx context.Context, mux *http.ServeMux) error {
 	if err := s.setupOIDC(ctx, mux); err != nil {
 		return fmt.Errorf("oidc: %w", err)
@@ -171,6 +176,9 @@ func (s *Server) setupServices(ctx context.Context, mux *http.ServeMux) error {
 	}
 	if err := s.setupTrust(ctx, mux); err != nil {
 		return fmt.Errorf("trust: %w", err)
+	}
+	if err := s.setupTUF(ctx, mux); err != nil {
+		return fmt.Errorf("tuf: %w", err)
 	}
 	return nil
 }
@@ -219,6 +227,7 @@ func (s *Server) Run(ctx context.Context, ready func(addr net.Addr)) error {
 	}
 	fresh := trackFreshConns(srv)
 	go s.janitor(ctx)
+	go s.maintainTUF(ctx)
 	s.log.Info("hallmark server listening", "addr", ln.Addr().String(), "data_dir", s.cfg.DataDir)
 	if ready != nil {
 		ready(ln.Addr())

@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/hallmark-dev/hallmark/pkg/root"
 )
@@ -60,11 +61,23 @@ func (s *Server) setupTrust(ctx context.Context, mux *http.ServeMux) error {
 // trusted root, and the server as CA, OIDC issuer and Rekor v1 log in a
 // signing config, and encodes both. Everything in them is persistent (keys,
 // certificates, the log's creation time), so the bytes only change with the
-// external URL.
+// external URL or a CA rotation.
 func (s *Server) buildTrust() (*root.TrustedRoot, *trust, error) {
 	chain := s.ca.Chain()
 	caRoot := chain[len(chain)-1]
 	caStart := caRoot.NotBefore
+	// Every CA generation, the older ones valid until the next took over
+	// (`hallmark ca rotate`), so that what they issued keeps verifying.
+	gens := s.ca.Generations()
+	var cas []root.CertificateAuthority
+	for _, g := range gens {
+		ca := root.NewCA(s.url, g.Chain, g.Chain[len(g.Chain)-1].NotBefore)
+		if !g.Until.IsZero() {
+			end := g.Until.UTC().Truncate(time.Second)
+			ca.ValidFor.End = &end
+		}
+		cas = append(cas, ca)
+	}
 	tl, err := root.NewLog(s.url, s.tlog.PublicKey(), s.tlog.CreatedAt())
 	if err != nil {
 		return nil, nil, fmt.Errorf("transparency log key: %w", err)
@@ -72,9 +85,10 @@ func (s *Server) buildTrust() (*root.TrustedRoot, *trust, error) {
 	if id := s.tlog.LogID(); string(id[:]) != string(tl.LogID.KeyID) {
 		return nil, nil, errors.New("the transparency log's ID is not the SHA-256 of its public key")
 	}
-	// The CT log key is created with the CA, so it is valid from the root's
-	// NotBefore on, like the CA.
-	ct, err := root.NewLog(s.url, s.ca.CTLogPublicKey(), caStart)
+	// The CT log key is created with the first CA generation (and kept
+	// across rotations), so it is valid from that root's NotBefore on.
+	firstRoot := gens[0].Chain[len(gens[0].Chain)-1]
+	ct, err := root.NewLog(s.url, s.ca.CTLogPublicKey(), firstRoot.NotBefore)
 	if err != nil {
 		return nil, nil, fmt.Errorf("CT log key: %w", err)
 	}
@@ -84,7 +98,7 @@ func (s *Server) buildTrust() (*root.TrustedRoot, *trust, error) {
 	tr := &root.TrustedRoot{
 		MediaType:              root.TrustedRootMediaType,
 		Tlogs:                  []root.TransparencyLog{tl},
-		CertificateAuthorities: []root.CertificateAuthority{root.NewCA(s.url, chain, caStart)},
+		CertificateAuthorities: cas,
 		Ctlogs:                 []root.TransparencyLog{ct},
 	}
 	operator := s.url

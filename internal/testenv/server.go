@@ -31,6 +31,16 @@ type Server struct {
 // start.
 func StartServer(tb testing.TB, mod func(*config.Server)) *Server {
 	tb.Helper()
+	s, _ := StartStoppableServer(tb, mod)
+	return s
+}
+
+// StartStoppableServer is StartServer, also returning a function that
+// stops the server (graceful shutdown, then the stores are closed) before
+// the test ends, e.g. to start another on the same data dir and address.
+// Calling it more than once is harmless.
+func StartStoppableServer(tb testing.TB, mod func(*config.Server)) (*Server, func()) {
+	tb.Helper()
 	cfg := config.Defaults()
 	cfg.Addr = "127.0.0.1:0"
 	cfg.DataDir = tb.TempDir()
@@ -55,14 +65,18 @@ func StartServer(tb testing.TB, mod func(*config.Server)) *Server {
 	}
 	done := make(chan error, 1)
 	go func() { done <- srv.Run(ctx, nil) }()
-	tb.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
-			tb.Logf("testenv: server stopped with: %v", err)
-		}
-		srv.Close()
-	})
-	return &Server{Addr: srv.Addr().String(), URL: srv.URL(), DataDir: cfg.DataDir, Config: cfg}
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
+				tb.Logf("testenv: server stopped with: %v", err)
+			}
+			srv.Close()
+		})
+	}
+	tb.Cleanup(stop)
+	return &Server{Addr: srv.Addr().String(), URL: srv.URL(), DataDir: cfg.DataDir, Config: cfg}, stop
 }
 
 var (

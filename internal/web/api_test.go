@@ -29,7 +29,7 @@ func TestAPI(t *testing.T) {
 	}
 	raw := []byte(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"` + cfg.String() + `","size":3},"layers":[]}`)
 	img := &meta.Manifest{Repository: "group/sub/app", Digest: digest.FromBytes(raw), MediaType: "application/vnd.oci.image.manifest.v1+json", Payload: raw,
-		References: []meta.Reference{{Digest: cfg, Kind: meta.RefBlob}}}
+		References: []meta.Reference{{Digest: cfg, Kind: meta.RefBlob, Size: 3}}}
 	if err := store.PutManifest(ctx, img, []string{"v1", "latest"}); err != nil {
 		t.Fatal(err)
 	}

@@ -7,14 +7,17 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"math/rand/v2"
 	"net/http"
 	"sync"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"github.com/google/go-containerregistry/pkg/v1/static"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
@@ -136,18 +139,37 @@ func attach(repo name.Repository, subject v1.Hash, suffix, mediaType string, blo
 // can run while the payload is being signed and logged; Commit then writes
 // the manifest with the layer's annotations (signature, certificate,
 // chain, bundle) in one request.
+//
+// The registry has no compare-and-swap for tags, so signers of the same
+// image race: each reads the tag, appends its layer and writes the tag
+// back, and the last writer would drop the others' layers. Commit
+// therefore checks the tag just before writing (and merges onto what is
+// there now if it moved), and reads it back after writing: if another
+// writer replaced it, Commit merges again and retries, a bounded number of
+// times with backoff.
 type Attachment struct {
+	// ctx is the context of PrepareAttach: an Attachment is one request in
+	// flight, finished by Commit, which takes none.
+	ctx       context.Context
 	tag       name.Tag
+	drop      func(v1.Descriptor) bool
 	base      v1.Image
+	baseHash  v1.Hash // digest of base as read from the tag; zero when the tag was absent
 	m         *v1.Manifest
 	layer     v1.Layer
 	mediaType string
 	blob      []byte
 	config    v1.Hash // the config digest the uploaded config blob has
 	o         AttachOptions
-	ropts     []remote.Option // registry options for the signature image
+	ropts     []remote.Option // registry options for reading the signature image
+	wopts     []remote.Option // and for writing it (with cond)
+	cond      *condTransport  // makes the manifest PUT conditional on baseHash
 	err       error
 }
+
+// maxAttachAttempts bounds how often Commit merges and writes again when
+// other writers keep replacing the tag.
+const maxAttachAttempts = 10
 
 // PrepareAttach prepares attaching a signature over payload to subject (see
 // Attach); Commit finishes it. Errors are reported by Commit.
@@ -166,14 +188,14 @@ func (a *Attachment) Commit(sig *Signature, verifier crypto.PublicKey) (*AttachR
 }
 
 func prepare(ctx context.Context, repo name.Repository, subject v1.Hash, suffix, mediaType string, blob []byte, drop func(v1.Descriptor) bool, o AttachOptions) *Attachment {
-	a := &Attachment{tag: oci.AttachmentTag(repo, o.TagPrefix, subject, suffix),
-		mediaType: mediaType, blob: blob, o: o}
-	a.err = a.load(ctx, drop)
+	a := &Attachment{ctx: ctx, tag: oci.AttachmentTag(repo, o.TagPrefix, subject, suffix),
+		drop: drop, mediaType: mediaType, blob: blob, o: o}
+	a.err = a.load()
 	return a
 }
 
-func (a *Attachment) load(ctx context.Context, drop func(v1.Descriptor) bool) error {
-	tag, o := a.tag, a.o
+func (a *Attachment) load() error {
+	ctx, tag, o := a.ctx, a.tag, a.o
 	a.layer = static.NewLayer(a.blob, types.MediaType(a.mediaType))
 	// The payload blob is new and needs nothing else: with a BlobWriter
 	// it is uploaded while the existing signatures are read.
@@ -188,7 +210,7 @@ func (a *Attachment) load(ctx context.Context, drop func(v1.Descriptor) bool) er
 			payloadDone <- err
 		}()
 	}
-	err := a.loadBase(ctx, drop)
+	err := a.loadBase()
 	if payloadDone != nil {
 		if perr := <-payloadDone; perr != nil && err == nil {
 			err = fmt.Errorf("pushing signature to %s: %w", tag, perr)
@@ -202,31 +224,51 @@ type transporter interface {
 	RepoTransport(ctx context.Context, repo name.Repository) (http.RoundTripper, error)
 }
 
-func (a *Attachment) loadBase(ctx context.Context, drop func(v1.Descriptor) bool) error {
-	tag, o := a.tag, a.o
-	if t, ok := o.Blobs.(transporter); ok {
+func (a *Attachment) loadBase() error {
+	repo := a.tag.Context()
+	a.cond = &condTransport{path: "/v2/" + repo.RepositoryStr() + "/manifests/" + a.tag.TagStr()}
+	if t, ok := a.o.Blobs.(transporter); ok {
 		// Read the existing signatures and write the manifest on the
 		// connection the uploads use (one authentication for all).
-		if rt, err := t.RepoTransport(ctx, tag.Context()); err == nil {
-			a.ropts = []remote.Option{remote.WithContext(ctx), remote.WithTransport(rt)}
+		if rt, err := t.RepoTransport(a.ctx, repo); err == nil {
+			a.ropts = []remote.Option{remote.WithContext(a.ctx), remote.WithTransport(rt)}
+			a.cond.inner = rt
+			a.wopts = []remote.Option{remote.WithContext(a.ctx), remote.WithTransport(a.cond)}
 		}
 	}
 	if a.ropts == nil {
-		a.ropts = o.Remote
+		a.ropts = a.o.Remote
+		// The caller's own transport, if any, comes later and wins; the
+		// write is then unconditional (and checked by reading it back).
+		a.cond.inner = remote.DefaultTransport
+		a.wopts = append([]remote.Option{remote.WithTransport(a.cond)}, a.o.Remote...)
 	}
+	if err := a.readBase(); err != nil {
+		return err
+	}
+	return a.uploadBlobs(a.o.Blobs == nil)
+}
+
+// readBase reads the signature image now under the tag (or starts from the
+// empty one) into base, baseHash and m, without the layers drop selects.
+func (a *Attachment) readBase() error {
+	tag, o := a.tag, a.o
+	a.baseHash = v1.Hash{}
 	base, err := remote.Image(tag, a.ropts...)
 	if err != nil {
 		if !oci.IsNotFound(err) {
 			return fmt.Errorf("reading existing signatures %s: %w", tag, err)
 		}
 		base = emptySignatureImage(o.DockerMediaTypes)
+	} else if a.baseHash, err = base.Digest(); err != nil {
+		return fmt.Errorf("reading existing signatures %s: %w", tag, err)
 	}
 	m, err := base.Manifest()
 	if err != nil {
 		return fmt.Errorf("reading existing signatures %s: %w (the tag does not hold a signature manifest; delete it or sign into another repository with COSIGN_REPOSITORY)", tag, err)
 	}
-	if drop != nil {
-		if base, err = dropLayers(base, m, drop, o.DockerMediaTypes); err != nil {
+	if a.drop != nil {
+		if base, err = dropLayers(base, m, a.drop, o.DockerMediaTypes); err != nil {
 			return fmt.Errorf("replacing attestations in %s: %w", tag, err)
 		}
 		if m, err = base.Manifest(); err != nil {
@@ -234,9 +276,14 @@ func (a *Attachment) loadBase(ctx context.Context, drop func(v1.Descriptor) bool
 		}
 	}
 	a.base, a.m = base, m
-	// The blobs do not depend on the annotations: upload the payload and
-	// the config the new manifest will reference now.
-	provisional, err := mutate.Append(base, mutate.Addendum{Layer: a.layer})
+	return nil
+}
+
+// uploadBlobs uploads the config the new manifest will reference (it does
+// not depend on the annotations) and, with withLayer, the payload layer.
+func (a *Attachment) uploadBlobs(withLayer bool) error {
+	tag, o := a.tag, a.o
+	provisional, err := mutate.Append(a.base, mutate.Addendum{Layer: a.layer})
 	if err != nil {
 		return err
 	}
@@ -252,19 +299,19 @@ func (a *Attachment) loadBase(ctx context.Context, drop func(v1.Descriptor) bool
 		return err
 	}
 	if o.Blobs != nil {
-		if err := o.Blobs.WriteBlob(ctx, tag.Context(), a.config, cfg); err != nil {
+		if err := o.Blobs.WriteBlob(a.ctx, tag.Context(), a.config, cfg); err != nil {
 			return fmt.Errorf("pushing signature to %s: %w", tag, err)
 		}
 		return nil
 	}
+	layers := []v1.Layer{static.NewLayer(cfg, cm.Config.MediaType)}
+	if withLayer {
+		layers = append(layers, a.layer)
+	}
 	var wg sync.WaitGroup
-	errs := make([]error, 2)
-	for i, l := range []v1.Layer{a.layer, static.NewLayer(cfg, cm.Config.MediaType)} {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errs[i] = remote.WriteLayer(tag.Context(), l, o.Remote...)
-		}()
+	errs := make([]error, len(layers))
+	for i, l := range layers {
+		wg.Go(func() { errs[i] = remote.WriteLayer(tag.Context(), l, o.Remote...) })
 	}
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
@@ -277,6 +324,50 @@ func (a *Attachment) commit(ann map[string]string, verifier crypto.PublicKey) (*
 	if a.err != nil {
 		return nil, a.err
 	}
+	for attempt := 1; ; attempt++ {
+		// Merge onto the tag as it is now if it moved since it was read.
+		if moved, err := a.tagMoved(); err != nil {
+			return nil, err
+		} else if moved {
+			if err := a.rebase(); err != nil {
+				return nil, err
+			}
+		}
+		res, err := a.write(ann, verifier)
+		var te *transport.Error
+		switch {
+		case errors.As(err, &te) && te.StatusCode == http.StatusPreconditionFailed:
+			// The registry refused the write: the tag moved since it was
+			// read. Merge again.
+		case err != nil || res.Duplicate:
+			return res, err
+		default:
+			// Read it back: a registry that ignores the condition may
+			// have let another writer replace it with a version that
+			// lacks this layer.
+			kept, err := a.layerKept(res.Digest, ann)
+			if err != nil {
+				return nil, err
+			}
+			if kept {
+				return res, nil
+			}
+		}
+		if attempt == maxAttachAttempts {
+			return nil, fmt.Errorf("pushing signature to %s: other signers replaced the tag %d times in a row, dropping this signature; sign again", a.tag, attempt)
+		}
+		if err := a.backoff(attempt); err != nil {
+			return nil, err
+		}
+		if err := a.rebase(); err != nil {
+			return nil, err
+		}
+	}
+}
+
+// write appends the layer to base and writes the manifest under the tag,
+// unless verifier recognises an identical signature already there.
+func (a *Attachment) write(ann map[string]string, verifier crypto.PublicKey) (*AttachResult, error) {
 	tag, m, base := a.tag, a.m, a.base
 	ld, err := a.layer.Digest()
 	if err != nil {
@@ -303,13 +394,14 @@ func (a *Attachment) commit(ann map[string]string, verifier crypto.PublicKey) (*
 	// Every blob is in the repository (the existing layers were read from
 	// it, the new ones uploaded by load): write only the manifest, unless
 	// the config somehow differs from the one uploaded.
-	write := remote.Put
+	put := remote.Put
 	if cn, err := img.ConfigName(); err != nil || cn != a.config {
-		write = func(ref name.Reference, t remote.Taggable, opts ...remote.Option) error {
+		put = func(ref name.Reference, t remote.Taggable, opts ...remote.Option) error {
 			return remote.Write(ref, img, opts...)
 		}
 	}
-	if err := write(tag, img, a.ropts...); err != nil {
+	a.cond.set(a.baseHash)
+	if err := put(tag, img, a.wopts...); err != nil {
 		return nil, fmt.Errorf("pushing signature to %s: %w", tag, err)
 	}
 	d, err := img.Digest()
@@ -317,6 +409,107 @@ func (a *Attachment) commit(ann map[string]string, verifier crypto.PublicKey) (*
 		return nil, err
 	}
 	return &AttachResult{Tag: tag, Digest: d, Layers: len(m.Layers) + 1}, nil
+}
+
+// tagMoved reports whether the tag no longer holds the image base was read
+// from (another signer wrote it since).
+func (a *Attachment) tagMoved() (bool, error) {
+	desc, err := remote.Head(a.tag, a.ropts...)
+	if err != nil {
+		if oci.IsNotFound(err) {
+			return false, nil // deleted since (cosign clean): write ours
+		}
+		return false, fmt.Errorf("reading existing signatures %s: %w", a.tag, err)
+	}
+	return desc.Digest != a.baseHash, nil
+}
+
+// rebase reads the tag again and uploads the config of the merged image.
+func (a *Attachment) rebase() error {
+	if err := a.readBase(); err != nil {
+		return err
+	}
+	return a.uploadBlobs(false)
+}
+
+// layerKept reports whether the tag, just written with the manifest
+// written, still holds a layer with this payload and exactly these
+// annotations (the signature is in them).
+func (a *Attachment) layerKept(written v1.Hash, ann map[string]string) (bool, error) {
+	if desc, err := remote.Head(a.tag, a.ropts...); err == nil && desc.Digest == written {
+		return true, nil
+	}
+	ld, err := a.layer.Digest()
+	if err != nil {
+		return false, err
+	}
+	img, err := remote.Image(a.tag, a.ropts...)
+	if err != nil {
+		if oci.IsNotFound(err) {
+			return false, nil
+		}
+		return false, fmt.Errorf("reading back signatures %s: %w", a.tag, err)
+	}
+	m, err := img.Manifest()
+	if err != nil {
+		return false, fmt.Errorf("reading back signatures %s: %w", a.tag, err)
+	}
+	for _, l := range m.Layers {
+		if l.Digest == ld && maps.Equal(l.Annotations, ann) {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// condTransport sends the manifest PUT of one tag with the condition that
+// the tag still holds what the attachment was merged onto: If-Match with
+// its digest (a manifest's entity tag, as GET sends it), or If-None-Match: *
+// when there was no tag. A registry that honours it (Hallmark) refuses
+// with 412 when another signer wrote the tag in between; others ignore it.
+type condTransport struct {
+	inner http.RoundTripper
+	path  string // /v2/<repository>/manifests/<tag>
+
+	mu   sync.Mutex
+	base v1.Hash // zero: the tag did not exist
+}
+
+func (c *condTransport) set(base v1.Hash) {
+	c.mu.Lock()
+	c.base = base
+	c.mu.Unlock()
+}
+
+func (c *condTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.Method != http.MethodPut || req.URL.Path != c.path {
+		return c.inner.RoundTrip(req)
+	}
+	c.mu.Lock()
+	base := c.base
+	c.mu.Unlock()
+	req = req.Clone(req.Context())
+	if base == (v1.Hash{}) {
+		req.Header.Set("If-None-Match", "*")
+	} else {
+		req.Header.Set("If-Match", `"`+base.String()+`"`)
+	}
+	return c.inner.RoundTrip(req)
+}
+
+// backoff waits before attempt+1: 20 ms doubling per attempt, at most 1 s,
+// with jitter so that racing signers spread out.
+func (a *Attachment) backoff(attempt int) error {
+	d := min(20*time.Millisecond<<(attempt-1), time.Second)
+	d = d/2 + time.Duration(rand.Int64N(int64(d)))
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-a.ctx.Done():
+		return a.ctx.Err()
+	case <-t.C:
+		return nil
+	}
 }
 
 // dropLayers rebuilds the signature image without the layers drop selects.

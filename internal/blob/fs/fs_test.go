@@ -80,7 +80,7 @@ func TestCommit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if up.Repository() != "app" || up.Size() != 0 || up.Started().IsZero() || len(up.ID()) != 32 {
+	if up.Repository() != "app" || up.Size() != 0 || up.Started().IsZero() || len(up.ID()) != 32 || !blob.ValidUploadID(up.ID()) {
 		t.Fatalf("new upload: repo %q size %d started %v id %q", up.Repository(), up.Size(), up.Started(), up.ID())
 	}
 	for off := 0; off < len(data); off += 1 << 20 {
@@ -221,6 +221,33 @@ func TestInterruptedAppendRollsBack(t *testing.T) {
 	}
 	if !bytes.Equal(readBlob(t, s, d), data) {
 		t.Fatal("content differs")
+	}
+}
+
+// TestTruncatedChunkDropped: an HTTP body that ends before its
+// Content-Length reads io.ErrUnexpectedEOF; the chunk is dropped, whether
+// it broke off inside the first block or later (issue 9, defect 7).
+func TestTruncatedChunkDropped(t *testing.T) {
+	for _, n := range []int{50, 5 << 19} {
+		s, _ := newStore(t)
+		data := randBytes(t, 3<<20)
+		up, _ := s.Uploads().New(ctx, "app", digest.SHA256)
+		if _, err := up.Append(ctx, 0, bytes.NewReader(data[:10])); err != nil {
+			t.Fatal(err)
+		}
+		_, err := up.Append(ctx, 10, &failingReader{data: data[10 : 10+n], err: io.ErrUnexpectedEOF})
+		if !errors.Is(err, io.ErrUnexpectedEOF) {
+			t.Fatalf("%d bytes then ErrUnexpectedEOF: Append = %v, want it to fail with ErrUnexpectedEOF", n, err)
+		}
+		if up.Size() != 10 {
+			t.Fatalf("%d bytes then ErrUnexpectedEOF: size %d, want 10 (the chunk dropped)", n, up.Size())
+		}
+		if _, err := up.Append(ctx, 10, bytes.NewReader(data[10:])); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := up.Commit(ctx, digest.FromBytes(data)); err != nil {
+			t.Fatalf("Commit after the chunk was sent again: %v", err)
+		}
 	}
 }
 

@@ -49,6 +49,9 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if err := os.MkdirAll(filepath.Dir(cfg.Path), 0o700); err != nil {
 		return nil, fmt.Errorf("sqlite: create database directory: %w", err)
 	}
+	if err := privateFiles(cfg.Path); err != nil {
+		return nil, err
+	}
 	q := url.Values{}
 	for _, p := range []string{"busy_timeout(10000)", "journal_mode(WAL)", "synchronous(FULL)", "foreign_keys(1)"} {
 		q.Add("_pragma", p)
@@ -83,20 +86,52 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 			*dst, err = r.PrepareContext(ctx, q)
 		}
 	}
-	prep(&s.getByTag, `SELECT m.digest, m.media_type, m.artifact_type, m.payload, m.subject_digest, m.created_at
-		FROM repositories r JOIN tags t ON t.repository_id = r.id JOIN manifests m ON m.id = t.manifest_id
-		WHERE r.name = ? AND t.name = ?`)
-	prep(&s.getByDigest, `SELECT m.digest, m.media_type, m.artifact_type, m.payload, m.subject_digest, m.created_at
-		FROM repositories r JOIN manifests m ON m.repository_id = r.id
-		WHERE r.name = ? AND m.digest = ?`)
+	// The lookups start from the repository and left-join what is looked
+	// up: no row means no repository, a row of NULLs no such item.
+	const manifestColumns = `COALESCE(m.digest, ''), COALESCE(m.media_type, ''), COALESCE(m.artifact_type, ''),
+		m.payload, COALESCE(m.subject_digest, ''), COALESCE(m.created_at, 0)`
+	prep(&s.getByTag, `SELECT `+manifestColumns+` FROM repositories r
+		LEFT JOIN tags t ON t.repository_id = r.id AND t.name = ?2 LEFT JOIN manifests m ON m.id = t.manifest_id
+		WHERE r.name = ?1`)
+	prep(&s.getByDigest, `SELECT `+manifestColumns+` FROM repositories r
+		LEFT JOIN manifests m ON m.repository_id = r.id AND m.digest = ?2
+		WHERE r.name = ?1`)
 	prep(&s.blobSize, `SELECT b.size FROM repositories r
-		JOIN repository_blobs rb ON rb.repository_id = r.id JOIN blobs b ON b.digest = rb.digest
-		WHERE r.name = ? AND rb.digest = ?`)
+		LEFT JOIN repository_blobs rb ON rb.repository_id = r.id AND rb.digest = ?2 LEFT JOIN blobs b ON b.digest = rb.digest
+		WHERE r.name = ?1`)
 	if err != nil {
 		s.Close()
 		return nil, fmt.Errorf("sqlite: prepare statements: %w", err)
 	}
 	return s, nil
+}
+
+// privateFiles makes the database's files readable by their owner only:
+// they hold password and token hashes and the audit log. SQLite creates
+// the -wal and -shm files with the mode of the database file, so creating
+// that one 0600 covers all three; files an earlier version left readable
+// by others are tightened.
+func privateFiles(path string) error {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return fmt.Errorf("sqlite: open %s: %w", path, err)
+	}
+	f.Close()
+	for _, p := range []string{path, path + "-wal", path + "-shm", path + "-journal"} {
+		fi, err := os.Stat(p)
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("sqlite: %w", err)
+		}
+		if perm := fi.Mode().Perm(); perm&0o077 != 0 {
+			if err := os.Chmod(p, perm&0o600); err != nil {
+				return fmt.Errorf("sqlite: %s is readable by other users (mode %04o) and cannot be made private: %w", p, perm, err)
+			}
+		}
+	}
+	return nil
 }
 
 func (s *Store) migrate(ctx context.Context) error {
@@ -171,6 +206,29 @@ func repoID(ctx context.Context, q interface {
 	return id, err
 }
 
+// deleteIn runs q (a DELETE whose first argument is the repository id) in
+// repo's transaction: miss when it deletes nothing, a
+// *meta.RepositoryNotFoundError wrapping miss when repo does not exist.
+func (s *Store) deleteIn(ctx context.Context, repo string, miss error, q string, args ...any) error {
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		id, err := repoID(ctx, tx, repo)
+		if errors.Is(err, meta.ErrRepositoryNotFound) {
+			return &meta.RepositoryNotFoundError{Repository: repo, Miss: miss}
+		}
+		if err != nil {
+			return err
+		}
+		res, err := tx.ExecContext(ctx, q, append([]any{id}, args...)...)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return miss
+		}
+		return nil
+	})
+}
+
 // LinkBlob implements meta.Blobs.
 func (s *Store) LinkBlob(ctx context.Context, repo string, d digest.Digest, size int64) error {
 	now := time.Now().UnixNano()
@@ -189,30 +247,24 @@ func (s *Store) LinkBlob(ctx context.Context, repo string, d digest.Digest, size
 
 // BlobSize implements meta.Blobs.
 func (s *Store) BlobSize(ctx context.Context, repo string, d digest.Digest) (int64, error) {
-	var size int64
+	var size sql.NullInt64
 	err := s.blobSize.QueryRowContext(ctx, repo, d.String()).Scan(&size)
 	if errors.Is(err, sql.ErrNoRows) {
+		return 0, &meta.RepositoryNotFoundError{Repository: repo, Miss: meta.ErrBlobNotFound}
+	}
+	if err == nil && !size.Valid {
 		return 0, meta.ErrBlobNotFound
 	}
-	return size, err
+	return size.Int64, err
 }
 
 // UnlinkBlob implements meta.Blobs.
 func (s *Store) UnlinkBlob(ctx context.Context, repo string, d digest.Digest) error {
-	return s.tx(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `DELETE FROM repository_blobs WHERE digest = ? AND repository_id = (SELECT id FROM repositories WHERE name = ?)`, d.String(), repo)
-		if err != nil {
-			return err
-		}
-		if n, _ := res.RowsAffected(); n == 0 {
-			return meta.ErrBlobNotFound
-		}
-		return nil
-	})
+	return s.deleteIn(ctx, repo, meta.ErrBlobNotFound, `DELETE FROM repository_blobs WHERE repository_id = ? AND digest = ?`, d.String())
 }
 
 // PutManifest implements meta.Manifests.
-func (s *Store) PutManifest(ctx context.Context, m *meta.Manifest, tags []string) error {
+func (s *Store) PutManifest(ctx context.Context, m *meta.Manifest, tags []string, conds ...meta.TagCondition) error {
 	now := time.Now()
 	if !m.Created.IsZero() {
 		now = m.Created
@@ -230,17 +282,23 @@ func (s *Store) PutManifest(ctx context.Context, m *meta.Manifest, tags []string
 		if err != nil {
 			return err
 		}
+		if err := checkTagConditions(ctx, tx, rid, conds); err != nil {
+			return err
+		}
 		for _, ref := range m.References {
-			q := `SELECT 1 FROM repository_blobs WHERE repository_id = ? AND digest = ?`
+			q := `SELECT b.size FROM repository_blobs rb JOIN blobs b ON b.digest = rb.digest WHERE rb.repository_id = ? AND rb.digest = ?`
 			if ref.Kind == meta.RefManifest {
-				q = `SELECT 1 FROM manifests WHERE repository_id = ? AND digest = ?`
+				q = `SELECT size FROM manifests WHERE repository_id = ? AND digest = ?`
 			}
-			var one int
-			if err := tx.QueryRowContext(ctx, q, rid, ref.Digest.String()).Scan(&one); err != nil {
+			var size int64
+			if err := tx.QueryRowContext(ctx, q, rid, ref.Digest.String()).Scan(&size); err != nil {
 				if errors.Is(err, sql.ErrNoRows) {
 					return &meta.MissingReferenceError{Digest: ref.Digest, Kind: ref.Kind}
 				}
 				return err
+			}
+			if size != ref.Size {
+				return &meta.SizeMismatchError{Digest: ref.Digest, Kind: ref.Kind, Declared: ref.Size, Have: size}
 			}
 		}
 		var mid int64
@@ -268,6 +326,27 @@ func (s *Store) PutManifest(ctx context.Context, m *meta.Manifest, tags []string
 	})
 }
 
+// checkTagConditions fails with meta.ErrPreconditionFailed unless every
+// condition holds for where its tag points now. The transaction holds the
+// database's write lock, so nothing moves the tag before it commits.
+func checkTagConditions(ctx context.Context, tx *sql.Tx, rid int64, conds []meta.TagCondition) error {
+	for _, c := range conds {
+		var cur string
+		err := tx.QueryRowContext(ctx, `SELECT m.digest FROM tags t JOIN manifests m ON m.id = t.manifest_id
+			WHERE t.repository_id = ? AND t.name = ?`, rid, c.Tag).Scan(&cur)
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return err
+		}
+		if !c.Holds(digest.Digest(cur)) {
+			if cur == "" {
+				return fmt.Errorf("%w: tag %s does not exist", meta.ErrPreconditionFailed, c.Tag)
+			}
+			return fmt.Errorf("%w: tag %s points at %s", meta.ErrPreconditionFailed, c.Tag, cur)
+		}
+	}
+	return nil
+}
+
 // GetManifest implements meta.Manifests.
 func (s *Store) GetManifest(ctx context.Context, repo, reference string) (*meta.Manifest, error) {
 	stmt := s.getByTag
@@ -279,10 +358,13 @@ func (s *Store) GetManifest(ctx context.Context, repo, reference string) (*meta.
 	var created int64
 	err := stmt.QueryRowContext(ctx, repo, reference).Scan(&dg, &m.MediaType, &m.ArtifactType, &m.Payload, &subject, &created)
 	if errors.Is(err, sql.ErrNoRows) {
-		return nil, meta.ErrManifestNotFound
+		return nil, &meta.RepositoryNotFoundError{Repository: repo, Miss: meta.ErrManifestNotFound}
 	}
 	if err != nil {
 		return nil, err
+	}
+	if dg == "" {
+		return nil, meta.ErrManifestNotFound
 	}
 	m.Digest, m.Subject, m.Created = digest.Digest(dg), digest.Digest(subject), time.Unix(0, created)
 	return m, nil
@@ -290,30 +372,12 @@ func (s *Store) GetManifest(ctx context.Context, repo, reference string) (*meta.
 
 // DeleteManifest implements meta.Manifests.
 func (s *Store) DeleteManifest(ctx context.Context, repo string, d digest.Digest) error {
-	return s.tx(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `DELETE FROM manifests WHERE digest = ? AND repository_id = (SELECT id FROM repositories WHERE name = ?)`, d.String(), repo)
-		if err != nil {
-			return err
-		}
-		if n, _ := res.RowsAffected(); n == 0 {
-			return meta.ErrManifestNotFound
-		}
-		return nil
-	})
+	return s.deleteIn(ctx, repo, meta.ErrManifestNotFound, `DELETE FROM manifests WHERE repository_id = ? AND digest = ?`, d.String())
 }
 
 // DeleteTag implements meta.Manifests.
 func (s *Store) DeleteTag(ctx context.Context, repo, tag string) error {
-	return s.tx(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `DELETE FROM tags WHERE name = ? AND repository_id = (SELECT id FROM repositories WHERE name = ?)`, tag, repo)
-		if err != nil {
-			return err
-		}
-		if n, _ := res.RowsAffected(); n == 0 {
-			return meta.ErrTagNotFound
-		}
-		return nil
-	})
+	return s.deleteIn(ctx, repo, meta.ErrTagNotFound, `DELETE FROM tags WHERE repository_id = ? AND name = ?`, tag)
 }
 
 // Referrers implements meta.Manifests.

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"slices"
 	"sync"
@@ -55,7 +56,7 @@ func manifest(t *testing.T, s *sqlite.Store, repo, seed string, link bool, subje
 		ArtifactType: "application/vnd.oci.image.config.v1+json",
 		Payload:      payload,
 		Subject:      subject,
-		References:   []meta.Reference{{Digest: cfg, Kind: meta.RefBlob}, {Digest: layer, Kind: meta.RefBlob}},
+		References:   []meta.Reference{{Digest: cfg, Kind: meta.RefBlob, Size: 10}, {Digest: layer, Kind: meta.RefBlob, Size: 10}},
 	}
 }
 
@@ -225,7 +226,7 @@ func TestMissingReferences(t *testing.T) {
 	}
 	// Blobs of another repository do not count.
 	for _, r := range m.References {
-		s.LinkBlob(ctx, "other", r.Digest, 1)
+		s.LinkBlob(ctx, "other", r.Digest, 10)
 	}
 	if err := s.PutManifest(ctx, m, nil); !errors.As(err, &mr) {
 		t.Fatalf("PutManifest with blobs in another repo: %v", err)
@@ -233,7 +234,7 @@ func TestMissingReferences(t *testing.T) {
 	// Index children must be manifests of the repository.
 	child := manifest(t, s, "app", "child", true, "")
 	idx := &meta.Manifest{Repository: "app", Digest: digest.FromString("idx"), MediaType: "application/vnd.oci.image.index.v1+json",
-		Payload: []byte("idx"), References: []meta.Reference{{Digest: child.Digest, Kind: meta.RefManifest}}}
+		Payload: []byte("idx"), References: []meta.Reference{{Digest: child.Digest, Kind: meta.RefManifest, Size: int64(len(child.Payload))}}}
 	if err := s.PutManifest(ctx, idx, nil); !errors.As(err, &mr) || mr.Kind != meta.RefManifest {
 		t.Fatalf("index with missing child: %v", err)
 	}
@@ -242,6 +243,37 @@ func TestMissingReferences(t *testing.T) {
 	}
 	if err := s.PutManifest(ctx, idx, []string{"multi"}); err != nil {
 		t.Fatalf("index after its child: %v", err)
+	}
+}
+
+// TestReferenceSizes: a reference must declare the size of the content it
+// names, blob or child manifest (issue 9, defect 10).
+func TestReferenceSizes(t *testing.T) {
+	s, _ := newStore(t)
+	child := manifest(t, s, "app", "child", true, "")
+	if err := s.PutManifest(ctx, child, nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		ref  meta.Reference
+		have int64
+	}{
+		{"blob larger", meta.Reference{Digest: child.References[0].Digest, Kind: meta.RefBlob, Size: 999999}, 10},
+		{"blob smaller", meta.Reference{Digest: child.References[0].Digest, Kind: meta.RefBlob, Size: 9}, 10},
+		{"blob empty", meta.Reference{Digest: child.References[1].Digest, Kind: meta.RefBlob, Size: 0}, 10},
+		{"child manifest", meta.Reference{Digest: child.Digest, Kind: meta.RefManifest, Size: int64(len(child.Payload)) + 1}, int64(len(child.Payload))},
+	} {
+		m := &meta.Manifest{Repository: "app", Digest: digest.FromString(tc.name), MediaType: "application/vnd.oci.image.index.v1+json",
+			Payload: []byte(tc.name), References: []meta.Reference{tc.ref}}
+		err := s.PutManifest(ctx, m, []string{"bad"})
+		var sm *meta.SizeMismatchError
+		if !errors.As(err, &sm) || sm.Digest != tc.ref.Digest || sm.Kind != tc.ref.Kind || sm.Declared != tc.ref.Size || sm.Have != tc.have {
+			t.Errorf("%s: PutManifest = %v, want a *SizeMismatchError declaring %d, having %d", tc.name, err, tc.ref.Size, tc.have)
+		}
+		if _, err := s.GetManifest(ctx, "app", "bad"); !errors.Is(err, meta.ErrManifestNotFound) {
+			t.Errorf("%s: the manifest was stored anyway: %v", tc.name, err)
+		}
 	}
 }
 
@@ -481,5 +513,121 @@ func TestConcurrentTagMoves(t *testing.T) {
 	}
 	if tags, _, _ := s.ListTags(ctx, "app", "", 10); !slices.Equal(tags, []string{"latest"}) {
 		t.Errorf("tags %v", tags)
+	}
+}
+
+// TestDatabaseFilesPrivate: the database, its WAL and shared-memory files
+// are 0600, also when an earlier version left the database 0644 (issue 9,
+// defect 9).
+func TestDatabaseFilesPrivate(t *testing.T) {
+	for _, existing := range []bool{false, true} {
+		p := filepath.Join(t.TempDir(), "hallmark.db")
+		if existing {
+			s, err := sqlite.Open(ctx, sqlite.Config{Path: p})
+			if err != nil {
+				t.Fatal(err)
+			}
+			s.Close()
+			if err := os.Chmod(p, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		s := open(t, p)
+		if err := s.LinkBlob(ctx, "app", digest.FromString("x"), 1); err != nil { // a write: the WAL exists
+			t.Fatal(err)
+		}
+		for _, f := range []string{p, p + "-wal", p + "-shm"} {
+			fi, err := os.Stat(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if perm := fi.Mode().Perm(); perm != 0o600 {
+				t.Errorf("existing=%v: %s has mode %04o, want 0600", existing, filepath.Base(f), perm)
+			}
+		}
+	}
+}
+
+// TestRepositoryNotFound: a lookup or delete in a repository that does not
+// exist says so (and is still the miss), one in a repository that exists
+// is only the miss. The registry answers NAME_UNKNOWN from this alone.
+func TestRepositoryNotFound(t *testing.T) {
+	s, _ := newStore(t)
+	m := manifest(t, s, "app", "x", true, "")
+	if err := s.PutManifest(ctx, m, []string{"v1"}); err != nil {
+		t.Fatal(err)
+	}
+	d := digest.FromString("absent")
+	calls := []struct {
+		name string
+		miss error
+		call func(repo string) error
+	}{
+		{"GetManifest by tag", meta.ErrManifestNotFound, func(repo string) error { _, err := s.GetManifest(ctx, repo, "nope"); return err }},
+		{"GetManifest by digest", meta.ErrManifestNotFound, func(repo string) error { _, err := s.GetManifest(ctx, repo, d.String()); return err }},
+		{"BlobSize", meta.ErrBlobNotFound, func(repo string) error { _, err := s.BlobSize(ctx, repo, d); return err }},
+		{"UnlinkBlob", meta.ErrBlobNotFound, func(repo string) error { return s.UnlinkBlob(ctx, repo, d) }},
+		{"DeleteManifest", meta.ErrManifestNotFound, func(repo string) error { return s.DeleteManifest(ctx, repo, d) }},
+		{"DeleteTag", meta.ErrTagNotFound, func(repo string) error { return s.DeleteTag(ctx, repo, "nope") }},
+	}
+	for _, c := range calls {
+		err := c.call("no/such/repo")
+		var rn *meta.RepositoryNotFoundError
+		if !errors.Is(err, meta.ErrRepositoryNotFound) || !errors.Is(err, c.miss) || !errors.As(err, &rn) || rn.Repository != "no/such/repo" {
+			t.Errorf("%s in an unknown repository: %v; want a *RepositoryNotFoundError that is also %v", c.name, err, c.miss)
+		}
+		err = c.call("app")
+		if !errors.Is(err, c.miss) || errors.Is(err, meta.ErrRepositoryNotFound) {
+			t.Errorf("%s in a known repository: %v; want only %v", c.name, err, c.miss)
+		}
+	}
+	// Hits still hit.
+	if got, err := s.GetManifest(ctx, "app", "v1"); err != nil || got.Digest != m.Digest || string(got.Payload) != string(m.Payload) {
+		t.Errorf("GetManifest v1: %v %v", got, err)
+	}
+	if size, err := s.BlobSize(ctx, "app", m.References[0].Digest); err != nil || size != 10 {
+		t.Errorf("BlobSize: %d %v", size, err)
+	}
+}
+
+// TestTagConditions: PutManifest with a TagCondition stores only if the
+// tag is where the condition wants it, checked in the same transaction.
+func TestTagConditions(t *testing.T) {
+	s, _ := newStore(t)
+	m1 := manifest(t, s, "app", "one", true, "")
+	m2 := manifest(t, s, "app", "two", true, "")
+	at := func(d digest.Digest) func(digest.Digest) bool {
+		return func(cur digest.Digest) bool { return cur == d }
+	}
+	steps := []struct {
+		name string
+		m    *meta.Manifest
+		cond func(digest.Digest) bool
+		ok   bool
+		want digest.Digest // where v1 points afterwards
+	}{
+		{"create while absent", m1, at(""), true, m1.Digest},
+		{"create again while present", m2, at(""), false, m1.Digest},
+		{"replace the wrong version", m2, at(m2.Digest), false, m1.Digest},
+		{"replace the version read", m2, at(m1.Digest), true, m2.Digest},
+		{"replace a stale version", m1, at(m1.Digest), false, m2.Digest},
+	}
+	for _, st := range steps {
+		err := s.PutManifest(ctx, st.m, []string{"v1"}, meta.TagCondition{Tag: "v1", Holds: st.cond})
+		if st.ok && err != nil || !st.ok && !errors.Is(err, meta.ErrPreconditionFailed) {
+			t.Fatalf("%s: PutManifest = %v, want ok=%v", st.name, err, st.ok)
+		}
+		got, err := s.GetManifest(ctx, "app", "v1")
+		if err != nil || got.Digest != st.want {
+			t.Fatalf("%s: v1 is at %v (%v), want %s", st.name, got, err, st.want)
+		}
+	}
+	// A failed condition stores nothing, not even the manifest by digest.
+	m3 := manifest(t, s, "app", "three", true, "")
+	if err := s.PutManifest(ctx, m3, []string{"v1"}, meta.TagCondition{Tag: "v1", Holds: at("")}); !errors.Is(err, meta.ErrPreconditionFailed) {
+		t.Fatal(err)
+	}
+	if _, err := s.GetManifest(ctx, "app", m3.Digest.String()); !errors.Is(err, meta.ErrManifestNotFound) {
+		t.Fatalf("manifest of a failed conditional put is stored: %v", err)
 	}
 }

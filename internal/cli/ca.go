@@ -1,0 +1,46 @@
+package cli
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/hallmark-dev/hallmark/internal/server"
+)
+
+func newCACmd() *cobra.Command {
+	var dd dataDirOption
+	cmd := &cobra.Command{
+		Use:   "ca",
+		Short: "Manage the server's certificate authority",
+	}
+	dd.bind(cmd.PersistentFlags())
+	cmd.AddCommand(&cobra.Command{
+		Use:   "rotate",
+		Short: "Create a new CA root and intermediate; the server issues from them from its next start",
+		Long: `Create the next generation of the certificate authority (new root and intermediate keys
+and certificates) in <data-dir>/keys. The running server keeps issuing from the current one;
+restart it (every replica sharing the data dir) to issue from the new one. From that start
+on its trusted root lists both, the old one valid until the start, so signatures made
+before keep verifying, and the TUF repository publishes the new trusted root: clients that
+took trust with "cosign initialize" pick it up at their next update. Clients that pinned
+trusted_root.json must fetch it again (hallmark trust init).`,
+		Example: `  hallmark ca rotate --data-dir ./hallmark-data && systemctl restart hallmark`,
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			n, root, err := server.RotateCA(dd.dir, time.Now())
+			if err != nil {
+				return err
+			}
+			sum := sha256.Sum256(root.Raw)
+			fmt.Fprintf(cmd.ErrOrStderr(), "created CA generation %d: root %q (sha256 %s), valid until %s; restart the server to issue from it\n",
+				n, root.Subject.CommonName, hex.EncodeToString(sum[:]), root.NotAfter.UTC().Format(time.RFC3339))
+			fmt.Fprintln(cmd.OutOrStdout(), n)
+			return nil
+		},
+	})
+	return cmd
+}
