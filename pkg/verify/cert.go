@@ -122,6 +122,12 @@ func (c *Chain) TrustedAt(t time.Time, event string) error {
 // the CAs' validity windows at the signature's observer time
 // (Chain.TrustedAt).
 func VerifyChain(leaf *x509.Certificate, chain []*x509.Certificate, cas []root.CA) (*Chain, error) {
+	return verifyChain(leaf, chain, cas, nil)
+}
+
+// verifyChain is VerifyChain, taking, with anchors, the shortcut through
+// intermediates already verified to a CA's root (anchorCache).
+func verifyChain(leaf *x509.Certificate, chain []*x509.Certificate, cas []root.CA, anchors *anchorCache) (*Chain, error) {
 	if len(cas) == 0 {
 		return nil, errors.New("no trusted root certificates: give --trusted-root or run 'hallmark trust init'")
 	}
@@ -145,35 +151,42 @@ func VerifyChain(leaf *x509.Certificate, chain []*x509.Certificate, cas []root.C
 	var stored *x509.CertPool
 	verified := &Chain{}
 	var firstErr error
-	for _, ca := range cas {
+	for i, ca := range cas {
 		if ca.Roots == nil {
 			continue
 		}
-		inter := ca.Intermediates
-		if inter == nil {
-			if stored == nil {
-				stored = x509.NewCertPool()
-				for _, c := range chain {
-					if c.IsCA && !isSelfSigned(c) {
-						stored.AddCert(c)
+		certs := anchors.shortcut(i, leaf)
+		if certs == nil {
+			inter := ca.Intermediates
+			if inter == nil {
+				if stored == nil {
+					stored = x509.NewCertPool()
+					for _, c := range chain {
+						if c.IsCA && !isSelfSigned(c) {
+							stored.AddCert(c)
+						}
 					}
 				}
+				inter = stored
 			}
-			inter = stored
-		}
-		chains, err := leaf.Verify(x509.VerifyOptions{
-			Roots: ca.Roots, Intermediates: inter,
-			CurrentTime: leaf.NotBefore,
-			KeyUsages:   []x509.ExtKeyUsage{x509.ExtKeyUsageCodeSigning},
-		})
-		if err != nil {
-			if firstErr == nil {
-				firstErr = err
+			chains, err := leaf.Verify(x509.VerifyOptions{
+				Roots: ca.Roots, Intermediates: inter,
+				CurrentTime: leaf.NotBefore,
+				KeyUsages:   []x509.ExtKeyUsage{x509.ExtKeyUsageCodeSigning},
+			})
+			if err != nil {
+				if firstErr == nil {
+					firstErr = err
+				}
+				continue
 			}
-			continue
+			certs = chains[0]
+			if ca.Intermediates != nil {
+				anchors.learn(i, certs)
+			}
 		}
 		if verified.Certificates == nil {
-			verified.Certificates = chains[0]
+			verified.Certificates = certs
 		}
 		verified.CAs = append(verified.CAs, ca)
 	}

@@ -92,7 +92,7 @@ func (r *run) signer() error {
 	t := r.trust
 	switch {
 	case cert != nil && len(t.CAs) > 0:
-		verified, err := VerifyChain(cert, chain, t.CAs)
+		verified, err := verifyChain(cert, chain, t.CAs, t.anchors)
 		if err != nil {
 			return r.failErr(CheckCertificate, Unverifiable, err)
 		}

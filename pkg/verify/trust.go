@@ -23,6 +23,9 @@ type Trust struct {
 	TlogKeys  map[string]root.LogKey
 	// Keys verify key-based signatures.
 	Keys []Key
+
+	// anchors speeds up chains through the CAs' intermediates (NewTrust).
+	anchors *anchorCache
 }
 
 // Key is a trusted public key.
@@ -52,9 +55,11 @@ func (k Key) DER() []byte {
 }
 
 // NewTrust returns the union of trusted roots (each root's CAs and log
-// keys) and keys.
+// keys) and keys. It is safe for concurrent use by any number of Verify
+// calls; it remembers which intermediates of its CAs it has verified, so
+// that each later certificate they issue costs one signature check.
 func NewTrust(roots []*root.Material, keys ...Key) *Trust {
-	t := &Trust{CTLogKeys: map[string]root.LogKey{}, TlogKeys: map[string]root.LogKey{}, Keys: keys}
+	t := &Trust{CTLogKeys: map[string]root.LogKey{}, TlogKeys: map[string]root.LogKey{}, Keys: keys, anchors: &anchorCache{}}
 	for _, m := range roots {
 		t.AddRoot(m)
 	}
