@@ -399,7 +399,7 @@ func (o *signOptions) digestsToSign(ctx context.Context, ref name.Reference, rop
 		exists := make(chan error, 1)
 		go func() {
 			err := o.blobs.CheckManifest(ctx, ref.Context(), h)
-			if errors.Is(err, sign.ErrImageNotFound) {
+			if errors.Is(err, oci.ErrImageNotFound) {
 				err = fmt.Errorf("image %s not found in the registry: %w", ref, err)
 			} else if err != nil {
 				err = fmt.Errorf("resolving %s: %w", ref, err)
