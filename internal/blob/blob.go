@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"time"
 
@@ -15,7 +16,30 @@ var (
 	ErrNotFound       = errors.New("blob not found")
 	ErrUploadNotFound = errors.New("upload session not found")
 	ErrRangeMismatch  = errors.New("chunk does not start where the upload ends")
+	// ErrUnavailable wraps failures to reach the storage backend (network
+	// errors, 5xx answers, throttling): the request may succeed if retried
+	// later, and nothing was changed.
+	ErrUnavailable = errors.New("blob storage is unavailable")
 )
+
+// ReadBlock fills buf from r, for drivers that read a chunk in blocks. It
+// returns io.EOF when r ended (buf may be partly filled) and any other
+// error of r as it is. io.ReadFull would not do: it reports a clean end
+// after a partial block as io.ErrUnexpectedEOF, the error an HTTP body cut
+// short of its Content-Length returns, so a truncated chunk would pass for
+// a complete one. Append must fail with that error (wrapped or not) and
+// drop the chunk.
+func ReadBlock(r io.Reader, buf []byte) (int, error) {
+	n := 0
+	for n < len(buf) {
+		k, err := r.Read(buf[n:])
+		n += k
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
+}
 
 // DigestMismatchError is returned by Commit when the uploaded bytes do not
 // hash to the digest the client claimed. The upload is discarded.
@@ -28,6 +52,31 @@ func (e *DigestMismatchError) Error() string {
 	return fmt.Sprintf("uploaded content (%d bytes) has digest %s, not %s", e.Size, e.Got, e.Want)
 }
 
+// Verify checks an upload of size bytes against want at Commit: h is the
+// session's running hash, of algorithm alg; reread writes the content
+// again, for a digest of another algorithm. When the content is not want
+// it calls discard (the session's Cancel) and returns a
+// *DigestMismatchError (joined with discard's error).
+func Verify(want digest.Digest, alg digest.Algorithm, h hash.Hash, size int64, reread func(io.Writer) error, discard func() error) error {
+	if err := want.Validate(); err != nil {
+		return err
+	}
+	var got digest.Digest
+	if want.Algorithm() == alg {
+		got = digest.NewDigest(alg, h)
+	} else {
+		h2 := want.Algorithm().Hash()
+		if err := reread(h2); err != nil {
+			return err
+		}
+		got = digest.NewDigest(want.Algorithm(), h2)
+	}
+	if got != want {
+		return errors.Join(&DigestMismatchError{Want: want, Got: got, Size: size}, discard())
+	}
+	return nil
+}
+
 // Store is a content-addressed blob store.
 type Store interface {
 	// Stat returns the size of blob d or ErrNotFound.
@@ -37,6 +86,13 @@ type Store interface {
 	Open(ctx context.Context, d digest.Digest) (io.ReadSeekCloser, int64, error)
 	// Uploads gives access to resumable upload sessions.
 	Uploads() Uploads
+}
+
+// Redirector is an optional ability of a Store: a blob GET may be answered
+// with a redirect to a URL that serves the blob directly (a presigned S3
+// URL). An empty URL means the caller serves the blob itself.
+type Redirector interface {
+	RedirectURL(ctx context.Context, d digest.Digest) (string, error)
 }
 
 // MaxUploadIDLength is the longest upload session id a driver may hand out.

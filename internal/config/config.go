@@ -18,9 +18,12 @@ type Server struct {
 	Addr            string        // listen address
 	ExternalURL     string        // base URL clients use to reach the server; default http://<addr>
 	DataDir         string        // blobs, database and keys
+	BlobURL         string        // s3://bucket/prefix?...: blobs in S3; "" = the filesystem under DataDir
+	BlobRedirect    bool          // answer blob GETs with a redirect to a presigned URL (S3 only)
 	LogLevel        string        // debug, info, warn, error
 	LogFormat       string        // json or text
 	MaxManifestSize int64         // bytes
+	SparseManifests bool          // accept manifests naming blobs or child manifests the repository lacks (OCI 1.1 sparse)
 	UploadTTL       time.Duration // abandoned uploads are removed after this
 	ShutdownTimeout time.Duration
 	// BodyReadTimeout cuts off a request body that delivers less than
@@ -72,9 +75,12 @@ func (c *Server) BindFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.Addr, "addr", c.Addr, "listen address (host:port)")
 	fs.StringVar(&c.ExternalURL, "external-url", c.ExternalURL, "base URL clients reach this server at (issuer URL of the built-in OIDC issuer, URLs in the trusted root); default http://<addr>")
 	fs.StringVar(&c.DataDir, "data-dir", c.DataDir, "directory for blobs, the metadata database and keys")
+	fs.StringVar(&c.BlobURL, "blob-url", c.BlobURL, "blob storage: s3://bucket/prefix?endpoint=URL&region=REGION&path-style=true for S3 (credentials from the AWS environment: AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE, shared files); empty: the filesystem under --data-dir")
+	fs.BoolVar(&c.BlobRedirect, "blob-redirect", c.BlobRedirect, "answer blob GETs with a 307 redirect to a short-lived presigned S3 URL (clients must reach the S3 endpoint)")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "log level: debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "log format: json or text")
 	fs.Int64Var(&c.MaxManifestSize, "max-manifest-size", c.MaxManifestSize, "largest manifest accepted, in bytes (at least 4194304)")
+	fs.BoolVar(&c.SparseManifests, "sparse-manifests", c.SparseManifests, "accept manifests that name content the repository does not have (OCI 1.1 sparse manifests, e.g. an index mirrored with only some of its platforms): an index's child manifests and an image manifest's config and layers may be absent, and answer 404 until pushed; what is present must still match its descriptor. Off: such a push fails with MANIFEST_BLOB_UNKNOWN")
 	fs.DurationVar(&c.UploadTTL, "upload-ttl", c.UploadTTL, "remove upload sessions idle for longer than this")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "how long to wait for requests to finish on SIGINT/SIGTERM")
 	fs.DurationVar(&c.BodyReadTimeout, "body-read-timeout", c.BodyReadTimeout, "cut off a request body that sends less than 64 KiB (and does not end) within this long; a large upload may take any time as long as it keeps coming")
@@ -175,6 +181,12 @@ func (c *Server) Validate() error {
 	}
 	if c.DataDir == "" {
 		errs = append(errs, errors.New("data-dir is empty"))
+	}
+	if c.BlobURL != "" && !strings.HasPrefix(c.BlobURL, "s3://") {
+		errs = append(errs, errors.New("blob-url: want s3://bucket/prefix?endpoint=...&region=..., or leave it empty for the filesystem under data-dir"))
+	}
+	if c.BlobRedirect && c.BlobURL == "" {
+		errs = append(errs, errors.New("blob-redirect needs an S3 blob-url (filesystem blobs are served by the registry)"))
 	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":

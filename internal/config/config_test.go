@@ -48,8 +48,46 @@ func TestPrecedenceFlagEnvFileDefault(t *testing.T) {
 	if c.LogLevel != "warn" || c.UploadTTL != 2*time.Hour {
 		t.Errorf("log-level %q, upload-ttl %v: the file must win over defaults", c.LogLevel, c.UploadTTL)
 	}
+	if c.BlobURL != "" || c.BlobRedirect {
+		t.Errorf("blob-url %q, blob-redirect %v: the filesystem must be the default", c.BlobURL, c.BlobRedirect)
+	}
+	if c, err := parse(t, []string{"--blob-redirect"}, map[string]string{"HALLMARK_BLOB_URL": "s3://b-1/p"}, ""); err != nil || c.BlobURL != "s3://b-1/p" || !c.BlobRedirect || c.Validate() != nil {
+		t.Errorf("HALLMARK_BLOB_URL and --blob-redirect: %+v, %v", c, err)
+	}
 	if c.LogFormat != "json" || c.ShutdownTimeout != 30*time.Second {
 		t.Errorf("defaults lost: log-format %q, shutdown-timeout %v", c.LogFormat, c.ShutdownTimeout)
+	}
+}
+
+// TestSparseManifestsFlag: --sparse-manifests is off by default and can be
+// switched on by flag, HALLMARK_SPARSE_MANIFESTS or the file key.
+func TestSparseManifestsFlag(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		args []string
+		env  map[string]string
+		file string
+		want bool
+	}{
+		{"default", nil, nil, "", false},
+		{"flag", []string{"--sparse-manifests"}, nil, "", true},
+		{"env", nil, map[string]string{"HALLMARK_SPARSE_MANIFESTS": "true"}, "", true},
+		{"file", nil, nil, "sparse-manifests: true\n", true},
+		{"flag off wins over env", []string{"--sparse-manifests=false"}, map[string]string{"HALLMARK_SPARSE_MANIFESTS": "true"}, "", false},
+		{"env off wins over file", nil, map[string]string{"HALLMARK_SPARSE_MANIFESTS": "false"}, "sparse-manifests: true\n", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := parse(t, tc.args, tc.env, tc.file)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.SparseManifests != tc.want {
+				t.Errorf("SparseManifests = %v, want %v", c.SparseManifests, tc.want)
+			}
+		})
+	}
+	if _, err := parse(t, nil, map[string]string{"HALLMARK_SPARSE_MANIFESTS": "sometimes"}, ""); err == nil || !strings.Contains(err.Error(), "HALLMARK_SPARSE_MANIFESTS") {
+		t.Errorf("malformed HALLMARK_SPARSE_MANIFESTS: %v", err)
 	}
 }
 
@@ -123,6 +161,8 @@ func TestValidateSaysWhatToFix(t *testing.T) {
 		{"tuf timestamp expiry long", func(c *Server) { c.TUFTimestampExpiry = 15 * 24 * time.Hour }, "tuf-timestamp-expiry"},
 		{"external url path", func(c *Server) { c.ExternalURL = "http://h/x" }, "external-url"},
 		{"external url scheme", func(c *Server) { c.ExternalURL = "ftp://h" }, "external-url"},
+		{"blob url scheme", func(c *Server) { c.BlobURL = "gs://bucket" }, "blob-url"},
+		{"blob redirect on fs", func(c *Server) { c.BlobRedirect = true }, "blob-redirect"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := Defaults()

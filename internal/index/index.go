@@ -24,6 +24,8 @@ const maxSignatureBlob = 4 << 20
 // Store is what the indexer needs of the metadata database.
 type Store interface {
 	RecordSignatures(ctx context.Context, sigs []meta.Signature) (int, error)
+	// BlobSize tells whether repo has blob d: a layer is read only then.
+	BlobSize(ctx context.Context, repo string, d digest.Digest) (int64, error)
 }
 
 // knownKeys is an optional Store ability: which of keys are already
@@ -162,7 +164,7 @@ func (ix *Indexer) signatures(ctx context.Context, m *meta.Manifest, tags []stri
 		}
 		s := base
 		s.Layer = l.Digest
-		data, err := ix.readBlob(ctx, l)
+		data, err := ix.readBlob(ctx, m.Repository, l)
 		if err != nil {
 			out = append(out, invalid(l.Digest, "layer:"+l.Digest.String()+":"+m.Digest.String(), err.Error()))
 			continue
@@ -173,9 +175,16 @@ func (ix *Indexer) signatures(ctx context.Context, m *meta.Manifest, tags []stri
 	return out
 }
 
-func (ix *Indexer) readBlob(ctx context.Context, l oci.Descriptor) ([]byte, error) {
+// readBlob reads layer l of a manifest of repo. The layer must be repo's:
+// the registry lets a manifest name layers the repository lacks (foreign
+// layers; any with --sparse-manifests), and the blob store, shared by all
+// repositories, would otherwise hand out another repository's content.
+func (ix *Indexer) readBlob(ctx context.Context, repo string, l oci.Descriptor) ([]byte, error) {
 	if l.Size > maxSignatureBlob {
 		return nil, fmt.Errorf("signature layer is %d bytes; the limit is %d", l.Size, maxSignatureBlob)
+	}
+	if _, err := ix.store.BlobSize(ctx, repo, l.Digest); err != nil {
+		return nil, fmt.Errorf("signature layer %s is not in repository %s: %v", l.Digest, repo, err)
 	}
 	rc, _, err := ix.blobs.Open(ctx, l.Digest)
 	if err != nil {

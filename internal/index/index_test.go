@@ -62,10 +62,17 @@ func newEnv(t testing.TB, trusted bool, roots ...*root.Material) *env {
 	return &env{t: t, blobs: blobs, store: store, ix: index.New(store, blobs, nil, cfg), key: key}
 }
 
+// putBlob stores b and links it to group/app, as an upload there does.
 func (e *env) putBlob(b []byte) digest.Digest {
 	e.t.Helper()
+	return e.putBlobIn("group/app", b)
+}
+
+// putBlobIn stores b and links it to repo.
+func (e *env) putBlobIn(repo string, b []byte) digest.Digest {
+	e.t.Helper()
 	ctx := context.Background()
-	up, err := e.blobs.Uploads().New(ctx, "group/app", digest.SHA256)
+	up, err := e.blobs.Uploads().New(ctx, repo, digest.SHA256)
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -74,6 +81,9 @@ func (e *env) putBlob(b []byte) digest.Digest {
 	}
 	d := digest.FromBytes(b)
 	if _, err := up.Commit(ctx, d); err != nil {
+		e.t.Fatal(err)
+	}
+	if err := e.store.LinkBlob(ctx, repo, d, int64(len(b))); err != nil {
 		e.t.Fatal(err)
 	}
 	return d
@@ -277,6 +287,55 @@ func TestMalformedManifestsAreIndexedAsInvalid(t *testing.T) {
 	}
 }
 
+// TestLayerOfAnotherRepositoryIsNotRead: a signature manifest whose layer
+// is stored only for another repository (one the pusher may not read) is
+// recorded as invalid, and nothing of that layer reaches the index. The
+// registry does not require such a layer in the repository when it is
+// marked foreign (urls, non-distributable) or the server accepts sparse
+// manifests, so the indexer must not read the blob store by digest alone.
+func TestLayerOfAnotherRepositoryIsNotRead(t *testing.T) {
+	e := newEnv(t, true)
+	ctx := context.Background()
+	subject := digest.FromString("image manifest")
+	secret := e.signedLayer(subject, map[string]string{"tag": "v1", "com.example.secret": "private value"})
+	// The signature layer exists, but only in private/other.
+	d := e.putBlobIn("private/other", secret.payload)
+	cfg := e.putBlob([]byte(`{}`))
+	for _, tc := range []struct {
+		name string
+		urls []string
+	}{
+		{"sparse layer", nil},
+		{"foreign layer", []string{"https://example.com/" + d.Encoded()}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m := oci.Manifest{SchemaVersion: 2, MediaType: oci.MediaTypeOCIManifest,
+				Config: &oci.Descriptor{MediaType: oci.MediaTypeOCIConfig, Digest: cfg, Size: 2},
+				Layers: []oci.Descriptor{{MediaType: sign.SimpleSigningMediaType, Digest: d, Size: int64(len(secret.payload)), Annotations: secret.ann, URLs: tc.urls}}}
+			raw, _ := json.Marshal(m)
+			mm := &meta.Manifest{Repository: "group/app", Digest: digest.FromBytes(raw), MediaType: oci.MediaTypeOCIManifest, Payload: raw}
+			sigs := e.ix.Signatures(ctx, mm, []string{"sha256-" + subject.Encoded() + ".sig"})
+			if len(sigs) != 1 {
+				t.Fatalf("%d records, want one for the one layer", len(sigs))
+			}
+			for _, s := range sigs {
+				if s.Status != meta.StatusInvalid || len(s.Annotations) != 0 || !strings.Contains(s.StatusDetail, "not in repository group/app") {
+					t.Errorf("layer of another repository indexed: %s (%s), annotations %v", s.Status, s.StatusDetail, s.Annotations)
+				}
+			}
+		})
+	}
+	// Linked to this repository, the same layer is read and verified.
+	if err := e.store.LinkBlob(ctx, "group/app", d, int64(len(secret.payload))); err != nil {
+		t.Fatal(err)
+	}
+	e.push(subject, secret)
+	sigs, err := e.store.ListSignatures(ctx, "group/app", subject)
+	if err != nil || len(sigs) != 1 || sigs[0].Status != meta.StatusVerified {
+		t.Fatalf("layer of this repository: %+v, %v", sigs, err)
+	}
+}
+
 func TestNonSignatureManifestsAreIgnored(t *testing.T) {
 	e := newEnv(t, false)
 	raw := []byte(`{"schemaVersion":2,"config":{"mediaType":"x","digest":"sha256:` + strings.Repeat("0", 64) + `","size":1},"layers":[]}`)
@@ -289,9 +348,7 @@ func TestNonSignatureManifestsAreIgnored(t *testing.T) {
 func FuzzSignatureManifest(f *testing.F) {
 	f.Add([]byte(`{"schemaVersion":2,"config":{"mediaType":"x","digest":"sha256:` + strings.Repeat("0", 64) + `","size":1},"layers":[{"mediaType":"a","digest":"sha256:` + strings.Repeat("1", 64) + `","size":3}]}`))
 	f.Add([]byte(`{}`))
-	dir := f.TempDir()
-	blobs, _ := blobfs.New(filepath.Join(dir, "blobs"))
-	ix := index.New(nil, blobs, nil, index.Config{})
+	ix := newEnv(f, false).ix
 	subject := digest.FromString("s")
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		m := &meta.Manifest{Repository: "r", Digest: digest.FromBytes(raw), MediaType: oci.MediaTypeOCIManifest, Payload: raw}

@@ -83,13 +83,16 @@ const (
 	RefManifest RefKind = "manifest"
 )
 
-// Reference is one descriptor of a manifest that must exist in the
-// repository, with the size it declares: a config or layer blob, or an
-// index child manifest.
+// Reference is one descriptor of a manifest that the repository should
+// have, with the size it declares: a config or layer blob, or an index
+// child manifest.
 type Reference struct {
 	Digest digest.Digest
 	Kind   RefKind
 	Size   int64
+	// Optional: the reference may be absent (a sparse manifest, OCI 1.1);
+	// it is recorded all the same, and if present its size is checked.
+	Optional bool
 }
 
 // Manifest is a stored manifest with its exact bytes.
@@ -101,7 +104,7 @@ type Manifest struct {
 	Payload      []byte
 	Subject      digest.Digest // empty when the manifest has no subject
 	Annotations  map[string]string
-	References   []Reference // checked on PutManifest, recorded for lookups
+	References   []Reference // checked on PutManifest, recorded for lookups (present or not)
 	Created      time.Time
 }
 
@@ -131,8 +134,8 @@ type Blobs interface {
 type Manifests interface {
 	// PutManifest stores m and points tags at it in one transaction, if
 	// every condition holds (else ErrPreconditionFailed). It fails with
-	// *MissingReferenceError when a reference is absent and with
-	// *SizeMismatchError when one has another size.
+	// *MissingReferenceError when a reference that is not Optional is
+	// absent and with *SizeMismatchError when one has another size.
 	PutManifest(ctx context.Context, m *Manifest, tags []string, conds ...TagCondition) error
 	// GetManifest looks a manifest up by tag or digest ("sha256:..."), or
 	// returns ErrManifestNotFound (a *RepositoryNotFoundError when repo

@@ -44,6 +44,20 @@ func (h *Handler) getBlob(w http.ResponseWriter, r *http.Request, rt route) erro
 	if err != nil {
 		return err
 	}
+	if rd, ok := h.blobs.(blob.Redirector); ok && r.Method == http.MethodGet {
+		// The storage serves the bytes itself (a presigned S3 URL). The
+		// redirect must not be cached longer than the URL is valid.
+		u, err := rd.RedirectURL(ctx, d)
+		if err != nil {
+			return err
+		}
+		if u != "" {
+			w.Header().Set("Docker-Content-Digest", d.String())
+			w.Header().Set("Cache-Control", "no-store")
+			http.Redirect(w, r, u, http.StatusTemporaryRedirect)
+			return nil
+		}
+	}
 	hd := w.Header()
 	hd.Set("Docker-Content-Digest", d.String())
 	hd.Set("ETag", `"`+d.String()+`"`)

@@ -48,6 +48,7 @@ var errorTable = []struct {
 	{is(blob.ErrRangeMismatch), http.StatusRequestedRangeNotSatisfiable, oci.CodeBlobUploadInvalid, "", nil},
 	{as[*blob.DigestMismatchError], http.StatusBadRequest, oci.CodeDigestInvalid, "", nil},
 	{is(oci.ErrInvalidManifest), http.StatusBadRequest, oci.CodeManifestInvalid, "", nil},
+	{is(blob.ErrUnavailable), http.StatusServiceUnavailable, oci.CodeUnavailable, "blob storage is unavailable; retry later", nil},
 }
 
 func is(target error) func(error) bool { return func(err error) bool { return errors.Is(err, target) } }

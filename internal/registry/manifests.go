@@ -67,7 +67,7 @@ func (h *Handler) putManifest(w http.ResponseWriter, r *http.Request, rt route) 
 		ArtifactType: pm.EffectiveArtifactType(),
 		Payload:      body,
 		Annotations:  pm.Annotations,
-		References:   references(pm),
+		References:   references(pm, h.cfg.SparseManifests),
 	}
 	if pm.Subject != nil {
 		m.Subject = pm.Subject.Digest
@@ -203,22 +203,23 @@ func checkTag(t string) error {
 }
 
 // references lists what must already be in the repository for m to be
-// accepted. The subject is deliberately absent: a referrer may be pushed
+// accepted, or with sparse what may be absent (and is checked only if
+// present). The subject is deliberately absent: a referrer may be pushed
 // before its subject.
-func references(m *oci.Manifest) []meta.Reference {
+func references(m *oci.Manifest, sparse bool) []meta.Reference {
 	var refs []meta.Reference
 	if oci.IsIndex(m.MediaType) {
 		for _, d := range m.Manifests {
-			refs = append(refs, meta.Reference{Digest: d.Digest, Kind: meta.RefManifest, Size: d.Size})
+			refs = append(refs, meta.Reference{Digest: d.Digest, Kind: meta.RefManifest, Size: d.Size, Optional: sparse})
 		}
 		return refs
 	}
-	refs = append(refs, meta.Reference{Digest: m.Config.Digest, Kind: meta.RefBlob, Size: m.Config.Size})
+	refs = append(refs, meta.Reference{Digest: m.Config.Digest, Kind: meta.RefBlob, Size: m.Config.Size, Optional: sparse})
 	for _, l := range m.Layers {
 		if oci.IsNonDistributable(l.MediaType) || len(l.URLs) > 0 {
 			continue
 		}
-		refs = append(refs, meta.Reference{Digest: l.Digest, Kind: meta.RefBlob, Size: l.Size})
+		refs = append(refs, meta.Reference{Digest: l.Digest, Kind: meta.RefBlob, Size: l.Size, Optional: sparse})
 	}
 	return refs
 }

@@ -21,6 +21,13 @@ const DefaultMaxManifestSize = 8 << 20
 type Config struct {
 	// MaxManifestSize is the largest manifest body accepted (413 above).
 	MaxManifestSize int64
+	// SparseManifests accepts manifests whose descriptors name content the
+	// repository does not have (yet): an index's child manifests, an image
+	// manifest's config and layers (OCI 1.1 lets a registry accept them;
+	// used to mirror some platforms of an index). What is present must
+	// still match its descriptor's size. Off, such a push fails with
+	// MANIFEST_BLOB_UNKNOWN.
+	SparseManifests bool
 	// Events, if set, is told about every successful push and delete.
 	Events EventSink
 }
@@ -169,6 +176,10 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 	e, internal := toAPIError(err)
 	if internal {
 		h.log.ErrorContext(r.Context(), "request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+	} else if e.Status == http.StatusServiceUnavailable {
+		// The client sees only "unavailable"; the operator needs the cause.
+		h.log.WarnContext(r.Context(), "request failed: storage unavailable", "method", r.Method, "path", r.URL.Path, "err", err)
+		w.Header().Set("Retry-After", "5")
 	}
 	writeError(w, r, e)
 }

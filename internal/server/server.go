@@ -18,7 +18,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/hallmark-dev/hallmark/internal/auth"
-	blobfs "github.com/hallmark-dev/hallmark/internal/blob/fs"
 	"github.com/hallmark-dev/hallmark/internal/ca"
 	"github.com/hallmark-dev/hallmark/internal/config"
 	"github.com/hallmark-dev/hallmark/internal/index"
@@ -41,7 +40,7 @@ type Server struct {
 	log     *slog.Logger
 	ln      net.Listener
 	url     string // external base URL, no trailing slash
-	blobs   *blobfs.Store
+	blobs   blobStore
 	meta    meta.Store
 	keys    *keystore.Dir // <data-dir>/keys: the token, OIDC, CA and log keys
 	handler http.Handler
@@ -87,7 +86,7 @@ func New(ctx context.Context, cfg config.Server, log *slog.Logger) (*Server, err
 }
 
 func build(ctx context.Context, cfg config.Server, log *slog.Logger, ln net.Listener) (*Server, error) {
-	blobs, err := blobfs.New(filepath.Join(cfg.DataDir, "blobs"))
+	blobs, err := openBlobs(ctx, cfg, log)
 	if err != nil {
 		return nil, err
 	}
@@ -136,7 +135,7 @@ func build(ctx context.Context, cfg config.Server, log *slog.Logger, ln net.List
 	}
 	icfg.Roots = []*root.Material{s.trust.material}
 	indexer := index.New(store, blobs, log, icfg)
-	rh, err := registry.New(blobs, store, log, registry.Config{MaxManifestSize: cfg.MaxManifestSize, Events: s.registryEvents(indexer)})
+	rh, err := registry.New(blobs, store, log, registry.Config{MaxManifestSize: cfg.MaxManifestSize, SparseManifests: cfg.SparseManifests, Events: s.registryEvents(indexer)})
 	if err != nil {
 		store.Close()
 		return nil, err
@@ -201,7 +200,8 @@ func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "database not ready", http.StatusServiceUnavailable)
 		return
 	}
-	if _, err := os.Stat(filepath.Join(s.cfg.DataDir, "blobs")); err != nil {
+	if err := s.blobs.Ping(ctx); err != nil {
+		s.log.Error("readiness: blob store", "err", err)
 		http.Error(w, "blob store not ready", http.StatusServiceUnavailable)
 		return
 	}
@@ -256,7 +256,7 @@ func (s *Server) janitor(ctx context.Context) {
 	t := time.NewTicker(time.Hour)
 	defer t.Stop()
 	for {
-		if n, err := s.blobs.PurgeUploads(s.cfg.UploadTTL); err != nil {
+		if n, err := s.blobs.PurgeUploads(ctx, s.cfg.UploadTTL); err != nil {
 			s.log.Warn("purging abandoned uploads", "err", err)
 		} else if n > 0 {
 			s.log.Info("purged abandoned uploads", "count", n)

@@ -28,6 +28,7 @@ const (
 	CodeTooManyRequests     ErrorCode = "TOOMANYREQUESTS"
 	CodePaginationInvalid   ErrorCode = "PAGINATION_NUMBER_INVALID"
 	CodeRangeInvalid        ErrorCode = "RANGE_INVALID"
+	CodeUnavailable         ErrorCode = "UNAVAILABLE" // distribution's code for a 503 (storage down)
 	CodeUnknown             ErrorCode = "UNKNOWN"
 )
 

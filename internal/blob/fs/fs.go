@@ -86,9 +86,20 @@ func (s *Store) Open(_ context.Context, d digest.Digest) (io.ReadSeekCloser, int
 // Uploads implements blob.Store.
 func (s *Store) Uploads() blob.Uploads { return uploads{s} }
 
+// Ping checks that the store's directories are there (for readiness
+// probes).
+func (s *Store) Ping(context.Context) error {
+	for _, d := range []string{"blobs", "uploads"} {
+		if _, err := os.Stat(filepath.Join(s.root, d)); err != nil {
+			return fmt.Errorf("%w: %v", blob.ErrUnavailable, err)
+		}
+	}
+	return nil
+}
+
 // PurgeUploads removes upload sessions not touched for longer than age and
 // returns how many it removed.
-func (s *Store) PurgeUploads(age time.Duration) (int, error) {
+func (s *Store) PurgeUploads(_ context.Context, age time.Duration) (int, error) {
 	dir := filepath.Join(s.root, "uploads")
 	entries, err := os.ReadDir(dir)
 	if err != nil {
@@ -260,25 +271,15 @@ func (up *upload) Append(_ context.Context, offset int64, r io.Reader) (int64, e
 }
 
 func (up *upload) Commit(ctx context.Context, want digest.Digest) (int64, error) {
-	if err := want.Validate(); err != nil {
-		return 0, err
-	}
-	var got digest.Digest
-	if want.Algorithm() == digest.Algorithm(up.st.Algorithm) {
-		got = digest.NewDigest(want.Algorithm(), up.h)
-	} else {
+	err := blob.Verify(want, digest.Algorithm(up.st.Algorithm), up.h, up.st.Size, func(w io.Writer) error {
 		if _, err := up.f.Seek(0, io.SeekStart); err != nil {
-			return 0, err
+			return err
 		}
-		h := want.Algorithm().Hash()
-		if _, err := io.Copy(h, io.LimitReader(up.f, up.st.Size)); err != nil {
-			return 0, err
-		}
-		got = digest.NewDigest(want.Algorithm(), h)
-	}
-	if got != want {
-		err := &blob.DigestMismatchError{Want: want, Got: got, Size: up.st.Size}
-		return 0, errors.Join(err, up.Cancel(ctx))
+		_, err := io.Copy(w, io.LimitReader(up.f, up.st.Size))
+		return err
+	}, func() error { return up.Cancel(ctx) })
+	if err != nil {
+		return 0, err
 	}
 	target, err := up.store.blobPath(want)
 	if err != nil {

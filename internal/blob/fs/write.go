@@ -11,6 +11,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/hallmark-dev/hallmark/internal/blob"
 )
 
 // The upload write path. Appending a request body is a pipeline of three
@@ -106,7 +108,7 @@ func (w *fileWriter) close() error {
 func appendData(f *os.File, offset int64, r io.Reader, h hash.Hash) (int64, error) {
 	w := &fileWriter{f: f}
 	first := blockPool.Get().(*[]byte)
-	k, err := readBlock(r, *first)
+	k, err := blob.ReadBlock(r, *first)
 	if err != nil { // the whole body is in this block (or r failed)
 		if err == io.EOF {
 			err = nil
@@ -187,7 +189,7 @@ func appendData(f *os.File, offset int64, r io.Reader, h hash.Hash) (int64, erro
 				buf = <-free
 			}
 		}
-		k, err := readBlock(r, *buf)
+		k, err := blob.ReadBlock(r, *buf)
 		if k > 0 {
 			send(buf, k, pos)
 			pos += int64(k)
@@ -208,21 +210,4 @@ func appendData(f *os.File, offset int64, r io.Reader, h hash.Hash) (int64, erro
 		blockPool.Put(<-free)
 	}
 	return pos - offset, errors.Join(rerr, werr)
-}
-
-// readBlock fills buf from r. It returns io.EOF when r ended (buf may be
-// partly filled) and any other error of r as it is. io.ReadFull would not
-// do: it reports a clean end after a partial block as io.ErrUnexpectedEOF,
-// the error an HTTP body cut short of its Content-Length returns, so a
-// truncated chunk would pass for a complete one.
-func readBlock(r io.Reader, buf []byte) (int, error) {
-	n := 0
-	for n < len(buf) {
-		k, err := r.Read(buf[n:])
-		n += k
-		if err != nil {
-			return n, err
-		}
-	}
-	return n, nil
 }

@@ -293,6 +293,9 @@ func (s *Store) PutManifest(ctx context.Context, m *meta.Manifest, tags []string
 			var size int64
 			if err := tx.QueryRowContext(ctx, q, rid, ref.Digest.String()).Scan(&size); err != nil {
 				if errors.Is(err, sql.ErrNoRows) {
+					if ref.Optional {
+						continue // sparse: recorded below all the same
+					}
 					return &meta.MissingReferenceError{Digest: ref.Digest, Kind: ref.Kind}
 				}
 				return err

@@ -246,6 +246,99 @@ func TestMissingReferences(t *testing.T) {
 	}
 }
 
+// TestOptionalReferences: an Optional reference (a sparse manifest) may be
+// absent; it is recorded like a present one, a present one is still
+// checked for its size, and a reference that is not Optional still has to
+// be there.
+func TestOptionalReferences(t *testing.T) {
+	s, path := newStore(t)
+	present := manifest(t, s, "app", "amd64", true, "")
+	if err := s.PutManifest(ctx, present, nil); err != nil {
+		t.Fatal(err)
+	}
+	child := manifest(t, s, "app", "arm64", true, "") // built, not pushed yet
+	absent := child.Digest
+	missingLayer := digest.FromString("layer, not pushed")
+	index := func(seed string, refs ...meta.Reference) *meta.Manifest {
+		return &meta.Manifest{Repository: "app", Digest: digest.FromString(seed), MediaType: "application/vnd.oci.image.index.v1+json",
+			Payload: []byte(seed), References: refs}
+	}
+	presentRef := meta.Reference{Digest: present.Digest, Kind: meta.RefManifest, Size: int64(len(present.Payload)), Optional: true}
+	absentRef := meta.Reference{Digest: absent, Kind: meta.RefManifest, Size: int64(len(child.Payload)), Optional: true}
+	blobRef := meta.Reference{Digest: missingLayer, Kind: meta.RefBlob, Size: 175, Optional: true}
+
+	sparse := index("sparse", presentRef, absentRef, blobRef)
+	if err := s.PutManifest(ctx, sparse, []string{"sparse"}); err != nil {
+		t.Fatalf("PutManifest with optional absent references: %v", err)
+	}
+	if got, err := s.GetManifest(ctx, "app", "sparse"); err != nil || got.Digest != sparse.Digest {
+		t.Fatalf("GetManifest(sparse) = %v, %v", got, err)
+	}
+	if _, err := s.GetManifest(ctx, "app", absent.String()); !errors.Is(err, meta.ErrManifestNotFound) {
+		t.Errorf("absent child: %v, want ErrManifestNotFound", err)
+	}
+	// Every reference is recorded, present or not.
+	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(10000)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	rows, err := db.Query(`SELECT r.child_digest, r.kind FROM manifest_references r JOIN manifests m ON m.id = r.manifest_id
+		WHERE m.digest = ? ORDER BY r.child_digest`, sparse.Digest.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	recorded := map[string]string{}
+	for rows.Next() {
+		var d, k string
+		if err := rows.Scan(&d, &k); err != nil {
+			t.Fatal(err)
+		}
+		recorded[d] = k
+	}
+	rows.Close()
+	want := map[string]string{present.Digest.String(): "manifest", absent.String(): "manifest", missingLayer.String(): "blob"}
+	if fmt.Sprint(recorded) != fmt.Sprint(want) {
+		t.Errorf("recorded references %v, want %v", recorded, want)
+	}
+
+	// A present optional reference must still have the declared size.
+	wrong := presentRef
+	wrong.Size++
+	var sm *meta.SizeMismatchError
+	if err := s.PutManifest(ctx, index("wrong size", wrong, absentRef), []string{"bad"}); !errors.As(err, &sm) || sm.Digest != present.Digest {
+		t.Errorf("optional present reference with a wrong size: %v, want *SizeMismatchError", err)
+	}
+	// A reference that is not optional is still required next to optional ones.
+	required := absentRef
+	required.Optional = false
+	var mr *meta.MissingReferenceError
+	if err := s.PutManifest(ctx, index("required", presentRef, required), []string{"bad"}); !errors.As(err, &mr) || mr.Digest != absent {
+		t.Errorf("required absent reference: %v, want *MissingReferenceError", err)
+	}
+	if _, err := s.GetManifest(ctx, "app", "bad"); !errors.Is(err, meta.ErrManifestNotFound) {
+		t.Errorf("a rejected manifest was stored: %v", err)
+	}
+
+	// The absent child can be pushed later; deleting the sparse index
+	// takes its references with it and leaves the children.
+	if err := s.PutManifest(ctx, child, nil); err != nil {
+		t.Fatalf("pushing a child after its sparse index: %v", err)
+	}
+	if err := s.DeleteManifest(ctx, "app", sparse.Digest); err != nil {
+		t.Fatal(err)
+	}
+	var left int
+	if err := db.QueryRow(`SELECT COUNT(*) FROM manifest_references WHERE child_digest IN (?, ?, ?)`, present.Digest.String(), absent.String(), missingLayer.String()).Scan(&left); err != nil || left != 0 {
+		t.Errorf("references left after deleting the index: %d, %v", left, err)
+	}
+	for _, d := range []digest.Digest{present.Digest, absent} {
+		if _, err := s.GetManifest(ctx, "app", d.String()); err != nil {
+			t.Errorf("child %s after deleting its index: %v", d, err)
+		}
+	}
+}
+
 // TestReferenceSizes: a reference must declare the size of the content it
 // names, blob or child manifest (issue 9, defect 10).
 func TestReferenceSizes(t *testing.T) {
