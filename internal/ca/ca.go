@@ -174,7 +174,7 @@ func (c *CA) issue(pub crypto.PublicKey, p *Principal) (*x509.Certificate, error
 	}
 	exts, err := p.Extensions.Render()
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w: %v", ErrInvalidToken, err)
 	}
 	tmpl := &x509.Certificate{
 		SerialNumber:          serial,

@@ -26,6 +26,7 @@ import (
 	ctx509 "github.com/google/certificate-transparency-go/x509"
 
 	"github.com/hallmark-dev/hallmark/internal/ca"
+	"github.com/hallmark-dev/hallmark/pkg/fulcio"
 )
 
 // verifyLeaf checks what a sigstore client checks: the chain to the CA's
@@ -194,11 +195,11 @@ func TestLeafProfile(t *testing.T) {
 		t.Errorf("serial %s not positive or longer than 160 bits", leaf.SerialNumber)
 	}
 	// .1.1 raw, .1.8 DER: the issuer both ways.
-	e1, _ := extValue(leaf, ca.OIDIssuer)
+	e1, _ := extValue(leaf, fulcio.OIDIssuerV1)
 	if string(e1.Value) != f.iss.gitlab.URL || e1.Critical {
 		t.Errorf(".1.1 = %q, want raw %q", e1.Value, f.iss.gitlab.URL)
 	}
-	e8, _ := extValue(leaf, ca.OIDIssuerV2)
+	e8, _ := extValue(leaf, fulcio.OIDIssuerV2)
 	if derString(t, e8.Value) != f.iss.gitlab.URL {
 		t.Errorf(".1.8 = %x", e8.Value)
 	}

@@ -2,114 +2,20 @@ package ca
 
 import (
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/asn1"
 	"fmt"
 	"net/mail"
 	"net/url"
 	"strings"
 
 	"github.com/hallmark-dev/hallmark/internal/oidc"
+	"github.com/hallmark-dev/hallmark/pkg/fulcio"
 )
-
-// Fulcio's OID arc 1.3.6.1.4.1.57264.1.x (fulcio docs/oid-info.md).
-var (
-	OIDIssuer                              = fulcioOID(1) // raw string, read by cosign v2
-	OIDOtherName                           = fulcioOID(7)
-	OIDIssuerV2                            = fulcioOID(8)
-	OIDBuildSignerURI                      = fulcioOID(9)
-	OIDBuildSignerDigest                   = fulcioOID(10)
-	OIDRunnerEnvironment                   = fulcioOID(11)
-	OIDSourceRepositoryURI                 = fulcioOID(12)
-	OIDSourceRepositoryDigest              = fulcioOID(13)
-	OIDSourceRepositoryRef                 = fulcioOID(14)
-	OIDSourceRepositoryIdentifier          = fulcioOID(15)
-	OIDSourceRepositoryOwnerURI            = fulcioOID(16)
-	OIDSourceRepositoryOwnerIdentifier     = fulcioOID(17)
-	OIDBuildConfigURI                      = fulcioOID(18)
-	OIDBuildConfigDigest                   = fulcioOID(19)
-	OIDBuildTrigger                        = fulcioOID(20)
-	OIDRunInvocationURI                    = fulcioOID(21)
-	OIDSourceRepositoryVisibilityAtSigning = fulcioOID(22)
-	OIDDeploymentEnvironment               = fulcioOID(23)
-	OIDTokenSubject                        = fulcioOID(24)
-)
-
-func fulcioOID(n int) asn1.ObjectIdentifier {
-	return asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 57264, 1, n}
-}
-
-var oidSubjectAltName = asn1.ObjectIdentifier{2, 5, 29, 17}
-
-// Extensions are the values of Fulcio's certificate extensions; an empty
-// field is left out of the certificate.
-type Extensions struct {
-	Issuer                              string // .1.1 (raw) and .1.8
-	BuildSignerURI                      string // .1.9
-	BuildSignerDigest                   string // .1.10
-	RunnerEnvironment                   string // .1.11
-	SourceRepositoryURI                 string // .1.12
-	SourceRepositoryDigest              string // .1.13
-	SourceRepositoryRef                 string // .1.14
-	SourceRepositoryIdentifier          string // .1.15
-	SourceRepositoryOwnerURI            string // .1.16
-	SourceRepositoryOwnerIdentifier     string // .1.17
-	BuildConfigURI                      string // .1.18
-	BuildConfigDigest                   string // .1.19
-	BuildTrigger                        string // .1.20
-	RunInvocationURI                    string // .1.21
-	SourceRepositoryVisibilityAtSigning string // .1.22
-	DeploymentEnvironment               string // .1.23
-	TokenSubject                        string // .1.24
-}
-
-// Render encodes e in Fulcio's order: .1.1 (the raw issuer string, no
-// ASN.1 tag: cosign v2's --certificate-oidc-issuer reads only this one),
-// then .1.8 to .1.24 as DER UTF8Strings. All are non-critical.
-func (e Extensions) Render() ([]pkix.Extension, error) {
-	if e.Issuer == "" {
-		return nil, fmt.Errorf("%w: the token has no issuer", ErrInvalidToken)
-	}
-	exts := []pkix.Extension{{Id: OIDIssuer, Value: []byte(e.Issuer)}}
-	for _, f := range []struct {
-		oid asn1.ObjectIdentifier
-		v   string
-	}{
-		{OIDIssuerV2, e.Issuer},
-		{OIDBuildSignerURI, e.BuildSignerURI},
-		{OIDBuildSignerDigest, e.BuildSignerDigest},
-		{OIDRunnerEnvironment, e.RunnerEnvironment},
-		{OIDSourceRepositoryURI, e.SourceRepositoryURI},
-		{OIDSourceRepositoryDigest, e.SourceRepositoryDigest},
-		{OIDSourceRepositoryRef, e.SourceRepositoryRef},
-		{OIDSourceRepositoryIdentifier, e.SourceRepositoryIdentifier},
-		{OIDSourceRepositoryOwnerURI, e.SourceRepositoryOwnerURI},
-		{OIDSourceRepositoryOwnerIdentifier, e.SourceRepositoryOwnerIdentifier},
-		{OIDBuildConfigURI, e.BuildConfigURI},
-		{OIDBuildConfigDigest, e.BuildConfigDigest},
-		{OIDBuildTrigger, e.BuildTrigger},
-		{OIDRunInvocationURI, e.RunInvocationURI},
-		{OIDSourceRepositoryVisibilityAtSigning, e.SourceRepositoryVisibilityAtSigning},
-		{OIDDeploymentEnvironment, e.DeploymentEnvironment},
-		{OIDTokenSubject, e.TokenSubject},
-	} {
-		if f.v == "" {
-			continue
-		}
-		der, err := asn1.MarshalWithParams(f.v, "utf8")
-		if err != nil {
-			return nil, fmt.Errorf("%w: extension %s: %v", ErrInvalidToken, f.oid, err)
-		}
-		exts = append(exts, pkix.Extension{Id: f.oid, Value: der})
-	}
-	return exts, nil
-}
 
 // Subject is the certificate identity: exactly one of the fields is set.
 type Subject struct {
 	Email     string   // rfc822Name SAN
 	URI       *url.URL // URI SAN
-	OtherName string   // OtherName SAN of type 1.3.6.1.4.1.57264.1.7 (UTF8String)
+	OtherName string   // Fulcio's username otherName SAN (fulcio.OtherNameSAN)
 }
 
 // String is the identity as clients print and match it.
@@ -128,7 +34,7 @@ func (s Subject) String() string {
 type Principal struct {
 	Challenge  string
 	Subject    Subject
-	Extensions Extensions
+	Extensions fulcio.Extensions
 }
 
 // PrincipalFromToken maps a verified token onto the certificate content,
@@ -141,7 +47,7 @@ func PrincipalFromToken(tok *oidc.Token) (*Principal, error) {
 	if p.Challenge == "" {
 		p.Challenge = tok.Subject
 	}
-	p.Extensions = Extensions{Issuer: tok.Issuer, TokenSubject: tok.Subject}
+	p.Extensions = fulcio.Extensions{Issuer: tok.Issuer, TokenSubject: tok.Subject}
 	switch tok.IssuerType {
 	case oidc.TypeGitLab:
 		if err := gitlabPrincipal(tok, p); err != nil {
@@ -288,33 +194,6 @@ func isASCII(s string) bool {
 	return true
 }
 
-// otherNameSAN encodes a critical SAN extension holding one OtherName of
-// type 1.3.6.1.4.1.57264.1.7 with a UTF8String value, as Fulcio does for
-// username identities.
-func otherNameSAN(name string) (pkix.Extension, error) {
-	val, err := asn1.MarshalWithParams(name, "utf8")
-	if err != nil {
-		return pkix.Extension{}, err
-	}
-	oid, err := asn1.Marshal(OIDOtherName)
-	if err != nil {
-		return pkix.Extension{}, err
-	}
-	explicit, err := asn1.Marshal(asn1.RawValue{Class: asn1.ClassContextSpecific, Tag: 0, IsCompound: true, Bytes: val})
-	if err != nil {
-		return pkix.Extension{}, err
-	}
-	gn, err := asn1.Marshal(asn1.RawValue{Class: asn1.ClassContextSpecific, Tag: 0, IsCompound: true, Bytes: append(oid, explicit...)})
-	if err != nil {
-		return pkix.Extension{}, err
-	}
-	seq, err := asn1.Marshal(asn1.RawValue{Class: asn1.ClassUniversal, Tag: asn1.TagSequence, IsCompound: true, Bytes: gn})
-	if err != nil {
-		return pkix.Extension{}, err
-	}
-	return pkix.Extension{Id: oidSubjectAltName, Critical: true, Value: seq}, nil
-}
-
 // applySubject writes s into the certificate template.
 func applySubject(tmpl *x509.Certificate, s Subject) error {
 	switch {
@@ -323,7 +202,7 @@ func applySubject(tmpl *x509.Certificate, s Subject) error {
 	case s.URI != nil:
 		tmpl.URIs = []*url.URL{s.URI}
 	case s.OtherName != "":
-		ext, err := otherNameSAN(s.OtherName)
+		ext, err := fulcio.OtherNameSAN(s.OtherName)
 		if err != nil {
 			return fmt.Errorf("%w: identity %q: %v", ErrInvalidToken, s.OtherName, err)
 		}

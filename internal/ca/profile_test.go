@@ -11,6 +11,7 @@ import (
 
 	"github.com/hallmark-dev/hallmark/internal/ca"
 	"github.com/hallmark-dev/hallmark/internal/oidc"
+	"github.com/hallmark-dev/hallmark/pkg/fulcio"
 )
 
 type golden struct {
@@ -44,7 +45,7 @@ func renderedValues(t *testing.T, exts []pkix.Extension) map[string]string {
 	t.Helper()
 	out := map[string]string{}
 	for _, e := range exts {
-		if e.Id.Equal(ca.OIDIssuer) {
+		if e.Id.Equal(fulcio.OIDIssuerV1) {
 			out[e.Id.String()] = string(e.Value) // raw, no tag
 			continue
 		}
@@ -89,7 +90,7 @@ func TestGitLabGoldenFulcio(t *testing.T) {
 	}
 	// Fulcio's raw .1.8 encoding of the issuer (sigstore-server.md A6 worked example form).
 	for _, e := range exts {
-		if e.Id.Equal(ca.OIDIssuerV2) && string(e.Value) != "\x0c\x12https://gitlab.com" {
+		if e.Id.Equal(fulcio.OIDIssuerV2) && string(e.Value) != "\x0c\x12https://gitlab.com" {
 			t.Errorf(".1.8 bytes %x", e.Value)
 		}
 		if e.Critical {
@@ -192,7 +193,7 @@ func TestIssuedGitLabCertificateExtensions(t *testing.T) {
 		19: claims["ci_config_sha"].(string), 20: "push", 21: u + "/grp/app/-/jobs/302", 22: "internal",
 		24: claims["sub"].(string),
 	}
-	e1, _ := extValue(leaf, ca.OIDIssuer)
+	e1, _ := extValue(leaf, fulcio.OIDIssuerV1)
 	if string(e1.Value) != u {
 		t.Errorf(".1.1 = %q", e1.Value)
 	}
@@ -249,7 +250,7 @@ func TestGenericAndEmailIdentities(t *testing.T) {
 			asn1.Unmarshal(rest, &explicit)
 			var name string
 			asn1.UnmarshalWithParams(explicit.Bytes, &name, "utf8")
-			if gn.Tag != 0 || !oid.Equal(ca.OIDOtherName) || name != "builder-7" {
+			if gn.Tag != 0 || !oid.Equal(fulcio.OIDOtherName) || name != "builder-7" {
 				t.Errorf("OtherName SAN: tag %d oid %s name %q", gn.Tag, oid, name)
 			}
 		}},
@@ -266,7 +267,7 @@ func TestGenericAndEmailIdentities(t *testing.T) {
 			}
 			chain := parsePEMChain(t, body)
 			verifyLeaf(t, f.ca, chain)
-			e1, _ := extValue(chain[0], ca.OIDIssuer)
+			e1, _ := extValue(chain[0], fulcio.OIDIssuerV1)
 			if string(e1.Value) != tc.iss.URL {
 				t.Errorf(".1.1 = %q, want %q", e1.Value, tc.iss.URL)
 			}

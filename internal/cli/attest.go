@@ -142,37 +142,25 @@ func (o *attestOptions) attestImage(ctx context.Context, image, predType string,
 		}
 		return fmt.Errorf("resolving %s: %w", ref, err)
 	}
-	d := desc.Digest
-	st := payload.NewStatement(predType, pred, payload.Subject{Name: ref.Context().Name(), Digest: map[string]string{d.Algorithm: d.Hex}})
-	body, err := st.Bytes()
-	if err != nil {
-		return err
+	var target name.Repository
+	if !o.noUpload {
+		if target, err = sign.TargetRepository(ref.Context(), os.Getenv("COSIGN_REPOSITORY"), o.s.reg.nameOptions()...); err != nil {
+			return err
+		}
 	}
-	signer, err := pending.get()
-	if err != nil {
-		return err
-	}
-	as, ok := signer.(sign.AttestationSigner)
-	if !ok {
-		return fmt.Errorf("signer %T cannot sign attestations", signer)
-	}
-	sig, err := as.SignDSSE(ctx, payload.InTotoPayloadType, body)
-	if err != nil {
-		return err
-	}
-	if sig.Bundle != nil {
-		fmt.Fprintln(stderr, "tlog entry created with index:", sig.LogIndex)
-	}
-	if o.noUpload {
-		_, err := fmt.Fprintln(stdout, string(sig.Payload))
-		return err
-	}
-	target, err := sign.TargetRepository(ref.Context(), os.Getenv("COSIGN_REPOSITORY"), o.s.reg.nameOptions()...)
-	if err != nil {
-		return err
-	}
-	_, err = sign.AttachAttestation(target, d, sig, predType, o.replace,
-		sign.AttachOptions{TagPrefix: o.s.reg.tagPrefix, DockerMediaTypes: os.Getenv("COSIGN_DOCKER_MEDIA_TYPES") == "1", Remote: ropts})
+	_, err = sign.Attestation(ctx, pending.get, sign.AttestationRequest{Repo: target, Digest: desc.Digest, Name: ref.Context().Name(),
+		PredicateType: predType, Predicate: pred, Replace: o.replace, NoUpload: o.noUpload,
+		Attach: sign.AttachOptions{TagPrefix: o.s.reg.tagPrefix, DockerMediaTypes: os.Getenv("COSIGN_DOCKER_MEDIA_TYPES") == "1", Remote: ropts},
+		Signed: func(sig *sign.Signature) error {
+			if sig.Bundle != nil {
+				fmt.Fprintln(stderr, "tlog entry created with index:", sig.LogIndex)
+			}
+			if o.noUpload {
+				_, err := fmt.Fprintln(stdout, string(sig.Payload))
+				return err
+			}
+			return nil
+		}})
 	return err
 }
 
@@ -222,7 +210,7 @@ func (o *verifyAttestationOptions) run(ctx context.Context, images []string, std
 	if err != nil {
 		return err
 	}
-	opts, err := o.v.options(nil)
+	trust, policy, err := o.v.options(nil)
 	if err != nil {
 		return err
 	}
@@ -239,7 +227,7 @@ func (o *verifyAttestationOptions) run(ctx context.Context, images []string, std
 		if err != nil {
 			return fmt.Errorf("image reference %q: %w", img, err)
 		}
-		res, err := client.Attestations(ctx, verify.Target{Image: ref, SignatureRepo: sigRepo, TagPrefix: o.v.reg.tagPrefix}, pt, opts)
+		res, err := verify.Attestations(ctx, client, verify.Target{Image: ref, SignatureRepo: sigRepo, TagPrefix: o.v.reg.tagPrefix}, pt, trust, policy)
 		if err != nil {
 			return withExitCode(err)
 		}

@@ -187,9 +187,9 @@ func TestSignatureIndex(t *testing.T) {
 			detail        string
 		}{
 			{"garbage payload", "\x00\x01not json", map[string]string{"dev.cosignproject.cosign/signature": sigOf("\x00\x01not json")}, "not simple-signing JSON"},
-			{"garbage base64 signature", payload(img.DigestStr()), map[string]string{"dev.cosignproject.cosign/signature": "%%%"}, "malformed dev.cosignproject.cosign/signature"},
-			{"no signature annotation", payload(img.DigestStr()), nil, "malformed dev.cosignproject.cosign/signature"},
-			{"payload for another image", payload(other.DigestStr()), map[string]string{"dev.cosignproject.cosign/signature": sigOf(payload(other.DigestStr()))}, "not for " + img.DigestStr()},
+			{"garbage base64 signature", payload(img.DigestStr()), map[string]string{"dev.cosignproject.cosign/signature": "%%%"}, "annotation dev.cosignproject.cosign/signature is not standard base64"},
+			{"no signature annotation", payload(img.DigestStr()), nil, "layer has no dev.cosignproject.cosign/signature annotation"},
+			{"payload for another image", payload(other.DigestStr()), map[string]string{"dev.cosignproject.cosign/signature": sigOf(payload(other.DigestStr()))}, "not the image " + img.DigestStr()},
 			{"truncated certificate", payload(img.DigestStr()), map[string]string{"dev.cosignproject.cosign/signature": "MEUCIQ==", "dev.sigstore.cosign/certificate": "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"}, "certificate"},
 			{"bad signature", payload(img.DigestStr()), map[string]string{"dev.cosignproject.cosign/signature": "MEUCIQ=="}, "does not trust"},
 		}

@@ -26,6 +26,8 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/hallmark-dev/hallmark/internal/testenv"
+	"github.com/hallmark-dev/hallmark/pkg/oci"
+	"github.com/hallmark-dev/hallmark/pkg/rekor"
 	"github.com/hallmark-dev/hallmark/pkg/root"
 	"github.com/hallmark-dev/hallmark/pkg/verify"
 )
@@ -263,12 +265,12 @@ func TestKeylessNegative(t *testing.T) {
 			t.Fatal(err)
 		}
 		ann := man.Layers[0].Annotations
-		b, err := verify.ParseRekorBundle(ann[verify.AnnotationBundle])
+		b, err := rekor.ParseBundle(ann[oci.AnnotationBundle])
 		if err != nil {
 			t.Fatal(err)
 		}
 		at := time.Unix(b.Payload.IntegratedTime, 0)
-		leaf, err := verify.ParseCertificatePEM([]byte(ann[verify.AnnotationCertificate]))
+		leaf, err := verify.ParseCertificatePEM([]byte(ann[oci.AnnotationCertificate]))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -438,17 +440,17 @@ func TestKeylessNegative(t *testing.T) {
 			t.Fatal(err)
 		}
 		m, _ := tr.Material()
-		opts := verify.Options{IgnoreTlog: true, Now: time.Now().Add(time.Hour),
-			Cert: &verify.CertOptions{CAs: m.CAs, CTLogKeys: m.CTLogKeys,
-				Identities: []verify.Identity{{Subject: e.identity, Issuer: srv.URL}}}}
-		_, err = verify.NewClient(verify.ClientConfig{}).Image(context.Background(), verify.Target{Image: nolog}, opts)
+		trust := verify.NewTrust([]*root.Material{m})
+		policy := verify.Policy{IgnoreTlogUnsafe: true, Now: time.Now().Add(time.Hour),
+			Identities: []verify.Identity{{Subject: e.identity, Issuer: srv.URL}}}
+		_, err = verify.Image(context.Background(), oci.NewClient(oci.ClientConfig{}), verify.Target{Image: nolog}, trust, policy)
 		if err == nil || !strings.Contains(err.Error(), "expected a signed timestamp to verify an expired certificate") {
 			t.Errorf("an expired certificate without a log entry: %v", err)
 		}
 		// With the log entry, the certificate only had to be valid when
 		// it was logged: the signed image still verifies an hour later.
-		opts.IgnoreTlog, opts.TlogKeys = false, m.TlogKeys
-		if _, err := verify.NewClient(verify.ClientConfig{}).Image(context.Background(), verify.Target{Image: img}, opts); err != nil {
+		policy.IgnoreTlogUnsafe = false
+		if _, err := verify.Image(context.Background(), oci.NewClient(oci.ClientConfig{}), verify.Target{Image: img}, trust, policy); err != nil {
 			t.Errorf("a logged signature an hour later: %v", err)
 		}
 	})

@@ -13,7 +13,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/spf13/pflag"
 
-	"github.com/hallmark-dev/hallmark/pkg/verify"
+	"github.com/hallmark-dev/hallmark/pkg/oci"
 )
 
 // registryOptions are the registry client flags shared by sign and verify,
@@ -108,8 +108,8 @@ func (o *registryOptions) remoteOptions(ctx context.Context) ([]remote.Option, e
 }
 
 // verifyClient is the registry client of the verification side.
-func (o *registryOptions) verifyClient() *verify.Client {
-	return verify.NewClient(verify.ClientConfig{
+func (o *registryOptions) verifyClient() *oci.Client {
+	return oci.NewClient(oci.ClientConfig{
 		Transport: o.transport(),
 		Keychain:  o.keychain(),
 		UserAgent: "hallmark/" + Version,

@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"crypto"
 	"errors"
 	"fmt"
 	"io"
@@ -18,7 +17,6 @@ import (
 
 	"github.com/hallmark-dev/hallmark/internal/config"
 	"github.com/hallmark-dev/hallmark/pkg/oci"
-	"github.com/hallmark-dev/hallmark/pkg/payload"
 	"github.com/hallmark-dev/hallmark/pkg/provenance"
 	"github.com/hallmark-dev/hallmark/pkg/sign"
 )
@@ -321,63 +319,13 @@ func (o *signOptions) signImage(ctx context.Context, image string, explicit map[
 			"    (example.com/ubuntu:latest) for the input to hallmark. The ability to refer to\n"+
 			"    images by tag may be removed in a future release.\n\n", ref)
 	}
-	ann := explicit
-	if o.ciAnnotations {
-		var popts []provenance.Option
-		if t, ok := ref.(name.Tag); ok && os.Getenv("IMAGE_TAG") == "" {
-			popts = append(popts, provenance.WithImageTag(t.TagStr()))
-		}
-		collected, err := provenance.Collect(os.LookupEnv, popts...)
-		if err != nil {
-			return fmt.Errorf("--ci-annotations: %w", err)
-		}
-		ann = provenance.Merge(collected, explicit)
+	ann, err := o.annotationsFor(ref, explicit)
+	if err != nil {
+		return err
 	}
-	resolve := func() (*remote.Descriptor, error) {
-		desc, err := remote.Get(ref, ropts...)
-		if err != nil {
-			if oci.IsNotFound(err) {
-				return nil, fmt.Errorf("image %s not found in the registry: %w", ref, err)
-			}
-			return nil, fmt.Errorf("resolving %s: %w", ref, err)
-		}
-		return desc, nil
-	}
-	// exists is nil, or reports whether the image exists: for a digest
-	// reference (what CI jobs sign) everything that needs the digest starts
-	// at once, and the image must have been found before anything is
-	// logged.
-	var exists chan error
-	var digests []v1.Hash
-	if dref, ok := ref.(name.Digest); ok && !o.recursive {
-		h, err := v1.NewHash(dref.DigestStr())
-		if err != nil {
-			return fmt.Errorf("image reference %q: %w", image, err)
-		}
-		digests = []v1.Hash{h}
-		exists = make(chan error, 1)
-		go func() {
-			err := o.blobs.CheckManifest(ctx, ref.Context(), h)
-			if errors.Is(err, sign.ErrImageNotFound) {
-				err = fmt.Errorf("image %s not found in the registry: %w", ref, err)
-			} else if err != nil {
-				err = fmt.Errorf("resolving %s: %w", ref, err)
-			}
-			exists <- err
-		}()
-	} else {
-		desc, err := resolve()
-		if err != nil {
-			return err
-		}
-		digests = []v1.Hash{desc.Digest}
-		if o.recursive && desc.MediaType.IsIndex() {
-			children, err := indexChildren(ref.Context(), desc, ropts)
-			if err != nil {
-				return err
-			}
-			digests = append(digests, children...)
-		}
+	digests, exists, err := o.digestsToSign(ctx, ref, ropts)
+	if err != nil {
+		return err
 	}
 	repo := ref.Context()
 	override := os.Getenv("COSIGN_REPOSITORY")
@@ -396,51 +344,86 @@ func (o *signOptions) signImage(ctx context.Context, image string, explicit map[
 	aopts := sign.AttachOptions{TagPrefix: o.reg.tagPrefix, DockerMediaTypes: os.Getenv("COSIGN_DOCKER_MEDIA_TYPES") == "1", Remote: ropts,
 		Blobs: o.blobs}
 	for _, d := range digests {
-		body, err := payload.New(dockerRef, d.String(), ann).Bytes()
-		if err != nil {
-			return err
-		}
-		// The registry work that needs only the payload (reading the
-		// existing signatures, uploading the payload and config blobs)
-		// runs while the payload is signed and logged.
-		var prepared chan *sign.Attachment
-		if o.upload {
-			prepared = make(chan *sign.Attachment, 1)
-			go func() { prepared <- sign.PrepareAttach(ctx, target, d, body, aopts) }()
-		}
+		req := sign.ImageRequest{Repo: target, Digest: d, DockerReference: dockerRef, Annotations: ann, NoUpload: !o.upload, Attach: aopts,
+			Signed: func(sig *sign.Signature) error {
+				if sig.Bundle != nil {
+					fmt.Fprintln(stderr, "tlog entry created with index:", sig.LogIndex)
+				}
+				if err := o.writeOutputs(sig); err != nil {
+					return err
+				}
+				if o.upload {
+					fmt.Fprintln(stderr, "Pushing signature to:", shown)
+				}
+				return nil
+			}}
 		if exists != nil {
-			if err := <-exists; err != nil {
-				return err
-			}
-			exists = nil
+			// The image must have been found before anything is logged.
+			check := exists
+			req.Ready, exists = func() error { return <-check }, nil
 		}
-		signer, err := pending.get()
-		if err != nil {
-			return err
-		}
-		sig, err := signer.Sign(ctx, body)
-		if err != nil {
-			return fmt.Errorf("signing %s: %w", d, err)
-		}
-		if sig.Bundle != nil {
-			fmt.Fprintln(stderr, "tlog entry created with index:", sig.LogIndex)
-		}
-		if err := o.writeOutputs(sig); err != nil {
-			return err
-		}
-		if !o.upload {
-			continue
-		}
-		fmt.Fprintln(stderr, "Pushing signature to:", shown)
-		var verifier crypto.PublicKey
-		if ks, ok := signer.(sign.KeySigner); ok {
-			verifier = ks.PublicKey()
-		}
-		if _, err := (<-prepared).Commit(sig, verifier); err != nil {
+		if _, err := sign.Image(ctx, pending.get, req); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// annotationsFor adds, with --ci-annotations, the CI job's provenance to
+// the explicit -a annotations (which win).
+func (o *signOptions) annotationsFor(ref name.Reference, explicit map[string]string) (map[string]string, error) {
+	if !o.ciAnnotations {
+		return explicit, nil
+	}
+	var popts []provenance.Option
+	if t, ok := ref.(name.Tag); ok && os.Getenv("IMAGE_TAG") == "" {
+		popts = append(popts, provenance.WithImageTag(t.TagStr()))
+	}
+	collected, err := provenance.Collect(os.LookupEnv, popts...)
+	if err != nil {
+		return nil, fmt.Errorf("--ci-annotations: %w", err)
+	}
+	return provenance.Merge(collected, explicit), nil
+}
+
+// digestsToSign resolves ref to the digests to sign (with --recursive, an
+// index's manifests too). For a digest reference (what CI jobs sign)
+// nothing is asked first: exists then reports, later, whether the image
+// exists, so everything that needs only the digest starts at once.
+func (o *signOptions) digestsToSign(ctx context.Context, ref name.Reference, ropts []remote.Option) ([]v1.Hash, chan error, error) {
+	if dref, ok := ref.(name.Digest); ok && !o.recursive {
+		h, err := v1.NewHash(dref.DigestStr())
+		if err != nil {
+			return nil, nil, fmt.Errorf("image reference %q: %w", ref, err)
+		}
+		exists := make(chan error, 1)
+		go func() {
+			err := o.blobs.CheckManifest(ctx, ref.Context(), h)
+			if errors.Is(err, oci.ErrImageNotFound) {
+				err = fmt.Errorf("image %s not found in the registry: %w", ref, err)
+			} else if err != nil {
+				err = fmt.Errorf("resolving %s: %w", ref, err)
+			}
+			exists <- err
+		}()
+		return []v1.Hash{h}, exists, nil
+	}
+	desc, err := remote.Get(ref, ropts...)
+	if err != nil {
+		if oci.IsNotFound(err) {
+			return nil, nil, fmt.Errorf("image %s not found in the registry: %w", ref, err)
+		}
+		return nil, nil, fmt.Errorf("resolving %s: %w", ref, err)
+	}
+	digests := []v1.Hash{desc.Digest}
+	if o.recursive && desc.MediaType.IsIndex() {
+		children, err := indexChildren(ref.Context(), desc, ropts)
+		if err != nil {
+			return nil, nil, err
+		}
+		digests = append(digests, children...)
+	}
+	return digests, nil, nil
 }
 
 // indexChildren lists the manifests of the index desc, depth first (an

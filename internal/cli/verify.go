@@ -20,7 +20,10 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/hallmark-dev/hallmark/internal/config"
+	"github.com/hallmark-dev/hallmark/pkg/fulcio"
 	"github.com/hallmark-dev/hallmark/pkg/oci"
+	"github.com/hallmark-dev/hallmark/pkg/payload"
+	"github.com/hallmark-dev/hallmark/pkg/root"
 	"github.com/hallmark-dev/hallmark/pkg/sign"
 	"github.com/hallmark-dev/hallmark/pkg/verify"
 )
@@ -88,10 +91,11 @@ prints for bundles: critical.type is the predicate type and optional holds the
 statement's annotations (cosign v3's -a), which -a checks.
 
 --provenance compares each signed annotation with what the signing certificate attests
-(commit SHA with 1.3.6.1.4.1.57264.1.13, ref with .1.14, project and pipeline URL with
-.1.12, job URL and id with .1.21, ...), prints the comparison as a table on standard
-error and fails a signature whose annotation contradicts its certificate. Standard
-output stays cosign's.
+in Fulcio's extensions (commit SHA with sourceRepositoryDigest, ref with
+sourceRepositoryRef, project and pipeline URL with sourceRepositoryURI, job URL and id
+with runInvocationURI, ...), prints the comparison as a table on standard error and
+fails a signature whose annotation contradicts its certificate. Standard output stays
+cosign's.
 
 Signatures made without a transparency log (--tlog-upload=false) verify only with
 --insecure-ignore-tlog (or --private-infrastructure, the same without the warning).`,
@@ -194,7 +198,7 @@ func (o *verifyOptions) run(ctx context.Context, images []string, stdout, stderr
 	if err != nil {
 		return err
 	}
-	opts, err := o.options(ann)
+	trust, policy, err := o.options(ann)
 	if err != nil {
 		return err
 	}
@@ -225,40 +229,9 @@ func (o *verifyOptions) run(ctx context.Context, images []string, stdout, stderr
 	}
 
 	// Verify in parallel, print in input order as results come in.
-	outcomes := make([]verifyOutcome, len(jobs))
-	done := make([]chan struct{}, len(jobs))
-	for i := range done {
-		done[i] = make(chan struct{})
-	}
-	next := make(chan int)
-	var wg sync.WaitGroup
-	for range min(max(1, o.maxWorkers), len(jobs)) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range next {
-				j := jobs[i]
-				res, err := client.Image(ctx, verify.Target{Image: j.ref, Digest: j.digest, SignatureRepo: sigRepo, TagPrefix: o.reg.tagPrefix}, opts)
-				outcomes[i] = verifyOutcome{job: j, result: res, err: err}
-				close(done[i])
-			}
-		}()
-	}
-	go func() {
-		for i := range jobs {
-			select {
-			case next <- i:
-			case <-ctx.Done():
-				for k := i; k < len(jobs); k++ {
-					outcomes[k] = verifyOutcome{job: jobs[k], err: ctx.Err()}
-					close(done[k])
-				}
-				close(next)
-				return
-			}
-		}
-		close(next)
-	}()
+	outcomes, done, wait := verifyInParallel(ctx, jobs, o.maxWorkers, func(j verifyJob) (*verify.ImageResult, error) {
+		return verify.Image(ctx, client, verify.Target{Image: j.ref, Digest: j.digest, SignatureRepo: sigRepo, TagPrefix: o.reg.tagPrefix}, trust, policy)
+	})
 	var firstErr error
 	failed := 0
 	bw := bufio.NewWriter(stdout)
@@ -279,7 +252,7 @@ func (o *verifyOptions) run(ctx context.Context, images []string, stdout, stderr
 			return err
 		}
 	}
-	wg.Wait()
+	wait()
 	if err := bw.Flush(); err != nil {
 		return err
 	}
@@ -292,42 +265,84 @@ func (o *verifyOptions) run(ctx context.Context, images []string, stdout, stderr
 	return withExitCode(firstErr)
 }
 
-// options builds the verification options: the key, or the keyless trust
-// and identity, and the trusted log keys.
-func (o *verifyOptions) options(ann map[string]string) (verify.Options, error) {
-	opts := verify.Options{Annotations: ann, SkipClaims: !o.checkClaims,
-		IgnoreTlog: o.insecureIgnoreTlog || o.privateInfrastructure, Provenance: o.provenance}
+// verifyInParallel verifies jobs with up to workers goroutines. done[i] is
+// closed once outcomes[i] is set (a job not started when ctx ends gets
+// ctx's error); wait returns when every worker has stopped.
+func verifyInParallel(ctx context.Context, jobs []verifyJob, workers int, one func(verifyJob) (*verify.ImageResult, error)) (outcomes []verifyOutcome, done []chan struct{}, wait func()) {
+	outcomes = make([]verifyOutcome, len(jobs))
+	done = make([]chan struct{}, len(jobs))
+	for i := range done {
+		done[i] = make(chan struct{})
+	}
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for range min(max(1, workers), len(jobs)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				res, err := one(jobs[i])
+				outcomes[i] = verifyOutcome{job: jobs[i], result: res, err: err}
+				close(done[i])
+			}
+		}()
+	}
+	go func() {
+		defer close(next)
+		for i := range jobs {
+			select {
+			case next <- i:
+			case <-ctx.Done():
+				for k := i; k < len(jobs); k++ {
+					outcomes[k] = verifyOutcome{job: jobs[k], err: ctx.Err()}
+					close(done[k])
+				}
+				return
+			}
+		}
+	}()
+	return outcomes, done, wg.Wait
+}
+
+// options builds what signatures are checked against and must satisfy:
+// the key (and the log keys of the trusted root, when the log is checked),
+// or the trusted root with the identity to require; the claims, the log
+// and the SCT as the flags say.
+func (o *verifyOptions) options(ann map[string]string) (*verify.Trust, verify.Policy, error) {
+	policy := verify.Policy{Annotations: ann, WithoutClaimsUnsafe: !o.checkClaims,
+		IgnoreTlogUnsafe: o.insecureIgnoreTlog || o.privateInfrastructure, IgnoreSCTUnsafe: o.insecureIgnoreSCT, Provenance: o.provenance}
 	if o.key != "" {
 		pub, err := loadVerifyKey(o.key)
 		if err != nil {
-			return opts, err
+			return nil, policy, err
 		}
-		opts.PublicKey = pub
-		if !opts.IgnoreTlog {
+		k, err := verify.NewKey(pub)
+		if err != nil {
+			return nil, policy, fmt.Errorf("--key %s: %w", o.key, err)
+		}
+		trust := verify.NewTrust(nil, k)
+		if !policy.IgnoreTlogUnsafe {
 			// Log keys: cosign's SIGSTORE_REKOR_PUBLIC_KEY, else the
 			// trusted root when there is one.
 			tr, err := o.trust.loadVerify(false)
 			if err != nil {
-				return opts, err
+				return nil, policy, err
 			}
 			if tr != nil {
-				opts.TlogKeys = tr.material.TlogKeys
+				trust.TlogKeys = tr.material.TlogKeys
 			}
 		}
-		return opts, nil
+		return trust, policy, nil
 	}
 	if err := o.identity.Validate(); err != nil {
-		return opts, err
+		return nil, policy, err
 	}
 	tr, err := o.trust.loadVerify(true)
 	if err != nil {
-		return opts, err
+		return nil, policy, err
 	}
-	m := tr.material
-	opts.Cert = &verify.CertOptions{CAs: m.CAs, CTLogKeys: m.CTLogKeys,
-		IgnoreSCT: o.insecureIgnoreSCT, Identities: []verify.Identity{o.identity}}
-	opts.TlogKeys = m.TlogKeys
-	return opts, nil
+	policy.Identities = []verify.Identity{o.identity}
+	return verify.NewTrust([]*root.Material{tr.material}), policy, nil
 }
 
 // withExitCode attaches cosign's exit code for a verification error.
@@ -335,7 +350,7 @@ func withExitCode(err error) error {
 	switch {
 	case errors.Is(err, verify.ErrNoSignatures):
 		return &exitError{code: exitNoSignatures, err: err}
-	case errors.Is(err, verify.ErrImageNotFound):
+	case errors.Is(err, oci.ErrImageNotFound):
 		return &exitError{code: exitTagNotFound, err: err}
 	case errors.Is(err, verify.ErrNoMatching):
 		return &exitError{code: exitNoMatching, err: err}
@@ -361,7 +376,7 @@ func loadVerifyKey(ref string) (crypto.PublicKey, error) {
 }
 
 // expandIndexes adds the platform manifests of every index among refs.
-func expandIndexes(ctx context.Context, client *verify.Client, refs []name.Reference) ([]verifyJob, error) {
+func expandIndexes(ctx context.Context, client *oci.Client, refs []name.Reference) ([]verifyJob, error) {
 	var out []verifyJob
 	for _, ref := range refs {
 		m, d, err := client.Manifest(ctx, ref)
@@ -423,7 +438,7 @@ func (o *verifyOptions) print(oc verifyOutcome, annotations bool, stdout, stderr
 		}
 		return nil
 	}
-	claims := make([]verify.Claims, 0, len(res.Verified))
+	claims := make([]payload.SimpleSigning, 0, len(res.Verified))
 	for _, v := range res.Verified {
 		claims = append(claims, v.Claims)
 	}
@@ -438,17 +453,18 @@ func (o *verifyOptions) print(oc verifyOutcome, annotations bool, stdout, stderr
 // printCertLines prints what cosign prints for a certificate in text
 // output: its subject and issuer (and GitHub workflow fields).
 func printCertLines(w io.Writer, c *x509.Certificate) {
-	if sans := verify.SubjectAlternativeNames(c); len(sans) > 0 {
+	if sans := fulcio.SubjectAlternativeNames(c); len(sans) > 0 {
 		fmt.Fprintln(w, "Certificate subject:", sans[0])
 	}
-	if iss, ok := verify.FulcioExtension(c, 1); ok {
+	if iss, ok := fulcio.Value(c, fulcio.IssuerV1); ok {
 		fmt.Fprintln(w, "Certificate issuer URL:", iss)
 	}
 	for _, f := range []struct {
 		n    int
 		name string
-	}{{2, "GitHub Workflow Trigger"}, {3, "GitHub Workflow SHA"}, {4, "GitHub Workflow Name"}, {5, "GitHub Workflow Repository"}, {6, "GitHub Workflow Ref"}} {
-		if v, ok := verify.FulcioExtension(c, f.n); ok {
+	}{{fulcio.GitHubWorkflowTrigger, "GitHub Workflow Trigger"}, {fulcio.GitHubWorkflowSHA, "GitHub Workflow SHA"}, {fulcio.GitHubWorkflowName, "GitHub Workflow Name"},
+		{fulcio.GitHubWorkflowRepository, "GitHub Workflow Repository"}, {fulcio.GitHubWorkflowRef, "GitHub Workflow Ref"}} {
+		if v, ok := fulcio.Value(c, f.n); ok {
 			fmt.Fprintf(w, "%s: %s\n", f.name, v)
 		}
 	}
@@ -460,7 +476,7 @@ func printProvenance(w io.Writer, image string, verified []*verify.Verified) {
 	for i, v := range verified {
 		who := "signed with a key: no certificate attests anything"
 		if v.Certificate != nil {
-			if sans := verify.SubjectAlternativeNames(v.Certificate); len(sans) > 0 {
+			if sans := fulcio.SubjectAlternativeNames(v.Certificate); len(sans) > 0 {
 				who = "certificate " + sans[0]
 			}
 		}

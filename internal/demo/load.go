@@ -19,6 +19,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 
+	"github.com/hallmark-dev/hallmark/pkg/oci"
 	"github.com/hallmark-dev/hallmark/pkg/verify"
 )
 
@@ -197,7 +198,7 @@ func VerifyAll(ctx context.Context, imgs []LoadImage, trust *Trust, key crypto.P
 	if tr == nil {
 		tr = NewTransport()
 	}
-	client := verify.NewClient(verify.ClientConfig{Transport: tr, UserAgent: UserAgent,
+	client := oci.NewClient(oci.ClientConfig{Transport: tr, UserAgent: UserAgent,
 		Keychain: staticKeychain{authn.FromConfig(authn.AuthConfig{Username: creds.Username, Password: creds.Password})}})
 	workers = max(1, min(workers, len(imgs)))
 	next := make(chan int)
@@ -211,7 +212,11 @@ func VerifyAll(ctx context.Context, imgs []LoadImage, trust *Trust, key crypto.P
 			defer wg.Done()
 			for i := range next {
 				im := imgs[i]
-				r, err := client.Image(ctx, verify.Target{Image: im.Ref}, VerifyOptions(trust, key, im.Identity, im.Issuer, im.Tag))
+				vt, policy, err := VerifyOptions(trust, key, im.Identity, im.Issuer, im.Tag)
+				var r *verify.ImageResult
+				if err == nil {
+					r, err = verify.Image(ctx, client, verify.Target{Image: im.Ref}, vt, policy)
+				}
 				if err == nil && len(r.Verified) == 0 {
 					err = errors.New("no verified signature")
 				}

@@ -18,8 +18,10 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
+	"github.com/hallmark-dev/hallmark/pkg/oci"
 	"github.com/hallmark-dev/hallmark/pkg/payload"
 	"github.com/hallmark-dev/hallmark/pkg/provenance"
+	"github.com/hallmark-dev/hallmark/pkg/root"
 	"github.com/hallmark-dev/hallmark/pkg/sign"
 	"github.com/hallmark-dev/hallmark/pkg/verify"
 )
@@ -51,7 +53,7 @@ type Session struct {
 	cfg      SessionConfig
 	keychain authn.Keychain
 	blobs    *sign.MonolithicBlobs
-	verifier *verify.Client
+	verifier *oci.Client
 	http     *http.Client
 	nameOpts []name.Option
 }
@@ -80,7 +82,7 @@ func NewSession(env map[string]string, cfg SessionConfig) (*Session, error) {
 		s.nameOpts = []name.Option{name.Insecure}
 	}
 	s.blobs = &sign.MonolithicBlobs{Keychain: kc, Transport: cfg.Transport, UserAgent: UserAgent}
-	s.verifier = verify.NewClient(verify.ClientConfig{Transport: cfg.Transport, Keychain: kc, UserAgent: UserAgent})
+	s.verifier = oci.NewClient(oci.ClientConfig{Transport: cfg.Transport, Keychain: kc, UserAgent: UserAgent})
 	return s, nil
 }
 
@@ -182,56 +184,45 @@ func (s *Session) Sign(ctx context.Context, ref name.Digest, tag string) (*Signe
 	if err != nil {
 		return nil, err
 	}
-	body, err := payload.New(ref.Context().Name(), h.String(), ann).Bytes()
-	if err != nil {
-		return nil, err
-	}
-	opts := sign.AttachOptions{Remote: s.remote(ctx), Blobs: s.blobs}
-	prepared := make(chan *sign.Attachment, 1)
-	go func() { prepared <- sign.PrepareAttach(ctx, ref.Context(), h, body, opts) }()
 	out := &Signed{Image: ref, Tag: tag, Annotations: ann}
-	var sig *sign.Signature
-	var verifier crypto.PublicKey
 	log := &sign.TransparencyLog{URL: s.cfg.Trust.LogURL, Keys: s.cfg.Trust.Material.TlogKeys, HTTPClient: s.http}
-	if s.cfg.Key != nil {
-		ks := sign.KeySigner{Key: s.cfg.Key, Log: log}
-		sig, err = ks.Sign(ctx, body)
-		verifier = ks.PublicKey()
-	} else {
-		var ksg *sign.KeylessSigner
-		ksg, err = sign.NewKeylessSigner(ctx, sign.KeylessConfig{CA: &sign.Fulcio{URL: s.cfg.Trust.CAURL, HTTPClient: s.http},
-			Token: s.env["SIGSTORE_ID_TOKEN"], Trust: s.cfg.Trust.Material, Log: log})
-		if err == nil {
-			out.Certificate = ksg.Certificate()
-			sig, err = ksg.Sign(ctx, body)
+	signer := func() (sign.Signer, error) {
+		if s.cfg.Key != nil {
+			return sign.KeySigner{Key: s.cfg.Key, Log: log}, nil
 		}
+		ksg, err := sign.NewKeylessSigner(ctx, sign.KeylessConfig{CA: &sign.Fulcio{URL: s.cfg.Trust.CAURL, HTTPClient: s.http},
+			Token: s.env["SIGSTORE_ID_TOKEN"], Trust: s.cfg.Trust.Material, Log: log})
+		if err != nil {
+			return nil, err
+		}
+		out.Certificate = ksg.Certificate()
+		return ksg, nil
 	}
-	a := <-prepared
+	res, err := sign.Image(ctx, signer, sign.ImageRequest{Repo: ref.Context(), Digest: h, DockerReference: ref.Context().Name(), Annotations: ann,
+		Attach: sign.AttachOptions{Remote: s.remote(ctx), Blobs: s.blobs}})
 	if err != nil {
 		return nil, fmt.Errorf("signing %s: %w", ref, err)
 	}
-	out.LogIndex = sig.LogIndex
-	res, err := a.Commit(sig, verifier)
-	if err != nil {
-		return nil, fmt.Errorf("attaching the signature of %s: %w", ref, err)
-	}
-	out.Manifest = res.Digest
+	out.LogIndex, out.Manifest = res.Signature.LogIndex, res.Attached.Digest
 	return out, nil
 }
 
-// VerifyOptions are the checks `hallmark verify --certificate-identity
-// IDENTITY --certificate-oidc-issuer ISSUER -a tag=TAG` makes, with trust
-// (or, for key, `--key`).
-func VerifyOptions(trust *Trust, key crypto.PublicKey, identity, issuer, tag string) verify.Options {
-	opts := verify.Options{Annotations: map[string]string{"tag": tag}, TlogKeys: trust.Material.TlogKeys}
+// VerifyOptions are the trust and checks of `hallmark verify
+// --certificate-identity IDENTITY --certificate-oidc-issuer ISSUER -a
+// tag=TAG` with trust (or, for key, `--key`).
+func VerifyOptions(trust *Trust, key crypto.PublicKey, identity, issuer, tag string) (*verify.Trust, verify.Policy, error) {
+	policy := verify.Policy{Annotations: map[string]string{"tag": tag}}
 	if key != nil {
-		opts.PublicKey = key
-		return opts
+		k, err := verify.NewKey(key)
+		if err != nil {
+			return nil, policy, err
+		}
+		t := verify.NewTrust(nil, k)
+		t.TlogKeys = trust.Material.TlogKeys
+		return t, policy, nil
 	}
-	m := trust.Material
-	opts.Cert = &verify.CertOptions{CAs: m.CAs, CTLogKeys: m.CTLogKeys,
-		Identities: []verify.Identity{{Subject: identity, Issuer: issuer}}}
-	return opts
+	policy.Identities = []verify.Identity{{Subject: identity, Issuer: issuer}}
+	return verify.NewTrust([]*root.Material{trust.Material}), policy, nil
 }
 
 // Verify verifies the signatures of ref as the job's verify step does:
@@ -242,14 +233,18 @@ func (s *Session) Verify(ctx context.Context, ref name.Digest, tag string) (*ver
 	if s.cfg.Key != nil {
 		pub = s.cfg.Key.Public()
 	}
-	return s.verifier.Image(ctx, verify.Target{Image: ref}, VerifyOptions(s.cfg.Trust, pub, s.Identity(), s.Issuer(), tag))
+	trust, policy, err := VerifyOptions(s.cfg.Trust, pub, s.Identity(), s.Issuer(), tag)
+	if err != nil {
+		return nil, err
+	}
+	return verify.Image(ctx, s.verifier, verify.Target{Image: ref}, trust, policy)
 }
 
 // VerificationJSON is what `hallmark verify` (and cosign verify) prints on
 // standard output for a verified image: the JSON array of the verified
 // payloads' claims.
 func VerificationJSON(res *verify.ImageResult) ([]byte, error) {
-	claims := make([]verify.Claims, 0, len(res.Verified))
+	claims := make([]payload.SimpleSigning, 0, len(res.Verified))
 	for _, v := range res.Verified {
 		claims = append(claims, v.Claims)
 	}

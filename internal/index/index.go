@@ -2,25 +2,17 @@ package index
 
 import (
 	"context"
-	"crypto"
 	"crypto/sha256"
-	"crypto/x509"
-	"encoding/asn1"
-	"encoding/base64"
 	"encoding/hex"
-	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"strings"
-	"sync/atomic"
-	"unicode/utf8"
 
 	"github.com/opencontainers/go-digest"
 
 	"github.com/hallmark-dev/hallmark/internal/meta"
+	"github.com/hallmark-dev/hallmark/pkg/fulcio"
 	"github.com/hallmark-dev/hallmark/pkg/oci"
 	"github.com/hallmark-dev/hallmark/pkg/root"
 	"github.com/hallmark-dev/hallmark/pkg/verify"
@@ -48,60 +40,29 @@ type Blobs interface {
 	Open(ctx context.Context, d digest.Digest) (io.ReadSeekCloser, int64, error)
 }
 
-// TrustedKey is a public key whose signatures count as verified.
-type TrustedKey struct {
-	Key         crypto.PublicKey
-	Fingerprint string
-}
-
-// Config is the indexer's trust configuration.
+// Config is what the indexer verifies signatures against: the trusted
+// roots (the one the server publishes: its CA, CT log and transparency
+// log) and the --trusted-key keys. A signature is verified when they cover
+// it and every check passes, the SCT and the log entry included.
 type Config struct {
-	Keys []TrustedKey
-}
-
-// KeylessTrust is what keyless signatures are verified against: the
-// server's own CA (its chain and CT log key) and transparency log key,
-// each trusted within its window.
-type KeylessTrust struct {
-	CAs       []root.CA
-	CTLogKeys map[string]root.LogKey // hex log ID -> key
-	TlogKeys  map[string]root.LogKey // hex log ID -> key
+	Roots []*root.Material
+	Keys  []verify.Key
 }
 
 // Indexer records signatures as manifests are pushed.
 type Indexer struct {
-	store   Store
-	blobs   Blobs
-	cfg     Config
-	log     *slog.Logger
-	keyless atomic.Pointer[KeylessTrust]
+	store Store
+	blobs Blobs
+	log   *slog.Logger
+	trust *verify.Trust
 }
-
-// SetKeylessTrust makes keyless signatures verifiable: a signature whose
-// certificate chains to t's CA (with an SCT of its CT log) and whose log
-// bundle's SET verifies with t's log key is recorded as verified. Until it
-// is called, keyless signatures are recorded as unverified.
-func (ix *Indexer) SetKeylessTrust(t KeylessTrust) { ix.keyless.Store(&t) }
 
 // New returns an indexer.
 func New(store Store, blobs Blobs, log *slog.Logger, cfg Config) *Indexer {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Indexer{store: store, blobs: blobs, cfg: cfg, log: log}
-}
-
-// LoadTrustedKey parses a PEM public key for Config.Keys.
-func LoadTrustedKey(pemBytes []byte) (TrustedKey, error) {
-	pub, err := verify.ParsePublicKey(pemBytes)
-	if err != nil {
-		return TrustedKey{}, err
-	}
-	fp, err := verify.Fingerprint(pub)
-	if err != nil {
-		return TrustedKey{}, err
-	}
-	return TrustedKey{Key: pub, Fingerprint: fp}, nil
+	return &Indexer{store: store, blobs: blobs, log: log, trust: verify.NewTrust(cfg.Roots, cfg.Keys...)}
 }
 
 // ManifestPushed implements registry.EventSink.
@@ -148,11 +109,11 @@ func (ix *Indexer) Signatures(ctx context.Context, m *meta.Manifest, tags []stri
 
 // layerKey is the dedupe key of one signature layer.
 func layerKey(l oci.Descriptor, bundleKind bool) string {
-	if bundleKind || strings.HasPrefix(l.MediaType, meta.BundleTypePrefix) {
+	if bundleKind || oci.IsBundleType(l.MediaType) {
 		return dedupeKey(l.Digest.String())
 	}
-	sigB64, certPEM := l.Annotations[verify.AnnotationSignature], l.Annotations[verify.AnnotationCertificate]
-	if b := l.Annotations[verify.AnnotationBundle]; b != "" {
+	sigB64, certPEM := l.Annotations[oci.AnnotationSignature], l.Annotations[oci.AnnotationCertificate]
+	if b := l.Annotations[oci.AnnotationBundle]; b != "" {
 		// A re-pushed layer with another log bundle (e.g. a forged SET) is
 		// another record, judged on its own.
 		return dedupeKey(l.Digest.String(), sigB64, certPEM, b)
@@ -168,9 +129,9 @@ func (ix *Indexer) signatures(ctx context.Context, m *meta.Manifest, tags []stri
 	if !ok {
 		return nil
 	}
-	base := meta.Signature{Repository: m.Repository, Subject: subject, Manifest: m.Digest, Kind: "cosign"}
-	if strings.HasPrefix(m.ArtifactType, meta.BundleTypePrefix) {
-		base.Kind = "sigstore-bundle"
+	base := meta.Signature{Repository: m.Repository, Subject: subject, Manifest: m.Digest, Kind: verify.KindSimpleSigning}
+	if oci.IsBundleType(m.ArtifactType) {
+		base.Kind = verify.KindBundle
 	}
 	invalid := func(layer digest.Digest, key, detail string) meta.Signature {
 		s := base
@@ -188,7 +149,7 @@ func (ix *Indexer) signatures(ctx context.Context, m *meta.Manifest, tags []stri
 	var known map[string]bool
 	if recorded != nil {
 		for _, l := range pm.Layers[:min(len(pm.Layers), 1000)] {
-			keys = append(keys, layerKey(l, base.Kind == "sigstore-bundle"))
+			keys = append(keys, layerKey(l, base.Kind == verify.KindBundle))
 		}
 		known = recorded(keys)
 	}
@@ -208,12 +169,7 @@ func (ix *Indexer) signatures(ctx context.Context, m *meta.Manifest, tags []stri
 			out = append(out, invalid(l.Digest, "layer:"+l.Digest.String()+":"+m.Digest.String(), err.Error()))
 			continue
 		}
-		if base.Kind == "sigstore-bundle" || strings.HasPrefix(l.MediaType, meta.BundleTypePrefix) {
-			s.Kind = "sigstore-bundle"
-			ix.bundle(&s, data)
-		} else {
-			ix.simpleSigning(&s, l, data)
-		}
+		ix.record(ctx, &s, l, data)
 		out = append(out, s)
 	}
 	return out
@@ -254,149 +210,55 @@ func dedupeKey(parts ...string) string {
 	return hex.EncodeToString(h.Sum(nil))
 }
 
-// simpleSigning fills s from a cosign simple-signing layer.
-func (ix *Indexer) simpleSigning(s *meta.Signature, l oci.Descriptor, payload []byte) {
-	sigB64 := l.Annotations[verify.AnnotationSignature]
-	certPEM := l.Annotations[verify.AnnotationCertificate]
-	s.Key = layerKey(l, false)
-	s.PayloadType = l.MediaType
-	setStatus := func(status, detail string) { s.Status, s.StatusDetail = status, detail }
-
-	claims, err := verify.ParseClaims(payload)
-	if err != nil {
-		setStatus(meta.StatusInvalid, err.Error())
-		return
+// record fills s from one stored signature layer: what the signature says
+// about itself, and the outcome of verifying it, once, against the
+// indexer's trust.
+func (ix *Indexer) record(ctx context.Context, s *meta.Signature, l oci.Descriptor, data []byte) {
+	var signed verify.Signed
+	if s.Kind == verify.KindBundle || oci.IsBundleType(l.MediaType) {
+		s.Kind = verify.KindBundle
+		s.Key = layerKey(l, true)
+		signed = verify.BundleSignature(data, l.Digest.String())
+	} else {
+		s.Key = layerKey(l, false)
+		s.PayloadType = l.MediaType
+		signed = verify.LayerSignature(verify.Layer{Digest: l.Digest.String(), MediaType: l.MediaType, Payload: data, Annotations: l.Annotations})
 	}
-	s.Annotations = stringAnnotations(claims.Optional)
-	if bundle := l.Annotations[verify.AnnotationBundle]; bundle != "" {
-		var rb struct {
-			Payload struct {
-				LogIndex *int64 `json:"logIndex"`
-			} `json:"Payload"`
-		}
-		if json.Unmarshal([]byte(bundle), &rb) == nil {
-			s.LogIndex = rb.Payload.LogIndex
-		}
+	d := verify.Describe(signed, s.Subject.String())
+	s.Annotations, s.LogIndex = d.Annotations, d.LogIndex
+	if d.PayloadType != "" {
+		s.PayloadType = d.PayloadType
 	}
-	if claims.Critical.Image.DockerManifestDigest != s.Subject.String() {
-		setStatus(meta.StatusInvalid, fmt.Sprintf("payload is for %q, not for %s", claims.Critical.Image.DockerManifestDigest, s.Subject))
-		return
+	if d.Certificate != nil {
+		s.Signer, s.CertIssuer = fulcio.Identity(d.Certificate)
+		s.CertExtensions = fulcio.Values(d.Certificate)
+	} else if d.KeyHint != "" {
+		s.Signer = "SHA256:" + d.KeyHint
 	}
-	sig, err := base64.StdEncoding.DecodeString(sigB64)
-	if err != nil || len(sig) == 0 {
-		setStatus(meta.StatusInvalid, "missing or malformed "+verify.AnnotationSignature+" annotation")
-		return
+	v, err := verify.Verify(ctx, signed, ix.trust, verify.Policy{Subject: s.Subject.String(),
+		// The index records the identity rather than selecting one, and
+		// trusts --trusted-key signatures made without a log.
+		WithoutIdentitiesUnsafe: true, IgnoreTlogForKeysUnsafe: true})
+	if v != nil && v.Key != "" {
+		s.Signer = v.Key
 	}
-	if certPEM != "" {
-		cert, err := parseCert(certPEM)
-		if err != nil {
-			setStatus(meta.StatusInvalid, "certificate: "+err.Error())
-			return
-		}
-		s.Signer, s.CertIssuer = certIdentity(cert)
-		s.CertExtensions = certExtensions(cert)
-		if err := verify.VerifySignature(cert.PublicKey, payload, sig); err != nil {
-			setStatus(meta.StatusInvalid, "signature does not verify with the certificate's key")
-			return
-		}
-		t := ix.keyless.Load()
-		if t == nil {
-			setStatus(meta.StatusUnverified, "signature matches its certificate; no trusted certificate authority is configured")
-			return
-		}
-		layer := verify.Layer{Digest: l.Digest.String(), MediaType: l.MediaType, Payload: payload, Annotations: l.Annotations}
-		_, err = verify.VerifyLayer(layer, s.Subject.String(), t.options())
-		setStatus(keylessStatus(err, s.LogIndex))
-		return
-	}
-	for _, k := range ix.cfg.Keys {
-		if verify.VerifySignature(k.Key, payload, sig) == nil {
-			s.Signer = k.Fingerprint
-			setStatus(meta.StatusVerified, "verified with trusted key "+k.Fingerprint)
-			return
-		}
-	}
-	setStatus(meta.StatusUnverified, "signed with a key the server does not trust")
+	s.Status, s.StatusDetail = status(v, err)
 }
 
-func stringAnnotations(opt map[string]any) map[string]string {
-	out := make(map[string]string, len(opt))
-	for k, v := range opt {
-		if s, ok := v.(string); ok {
-			out[k] = s
-		} else if b, err := json.Marshal(v); err == nil {
-			out[k] = string(b)
-		}
-	}
-	return out
-}
-
-func parseCert(p string) (*x509.Certificate, error) {
-	block, _ := pem.Decode([]byte(p))
-	if block == nil || block.Type != "CERTIFICATE" {
-		return nil, fmt.Errorf("not a PEM certificate")
-	}
-	return x509.ParseCertificate(block.Bytes)
-}
-
-// certIdentity returns the certificate identity (the first subject
-// alternative name, in cosign's order) and the OIDC issuer (.1.1, else
-// .1.8) recorded in a Fulcio certificate.
-func certIdentity(c *x509.Certificate) (subject, issuer string) {
-	if sans := verify.SubjectAlternativeNames(c); len(sans) > 0 {
-		subject = sans[0]
-	}
-	return subject, verify.CertIssuer(c)
-}
-
-// fulcioArc is the OID prefix of Fulcio's certificate extensions.
-var fulcioArc = asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 57264, 1}
-
-// maxCertExtensions bounds the extensions recorded per certificate.
-const maxCertExtensions = 64
-
-// certExtensions returns the Fulcio extensions 1.3.6.1.4.1.57264.1.N of c
-// by dotted OID: raw strings for N < 8 (as Fulcio writes them), DER
-// UTF8Strings from .1.8 on. Values that do not decode are skipped.
-func certExtensions(c *x509.Certificate) map[string]string {
-	var out map[string]string
-	for _, e := range c.Extensions {
-		if len(e.Id) != len(fulcioArc)+1 || !e.Id[:len(fulcioArc)].Equal(fulcioArc) || len(out) >= maxCertExtensions {
-			continue
-		}
-		n := e.Id[len(fulcioArc)]
-		v, ok := verify.FulcioExtension(c, n)
-		if !ok || !utf8.ValidString(v) || len(v) > 4096 || n == 7 {
-			continue // .1.7 is the otherName SAN type, not an extension
-		}
-		if out == nil {
-			out = map[string]string{}
-		}
-		out[e.Id.String()] = v
-	}
-	return out
-}
-
-// options verifies keyless signatures against the server's own trust,
-// without selecting an identity and without the claims (checked apart).
-func (t *KeylessTrust) options() verify.Options {
-	return verify.Options{SkipClaims: true, TlogKeys: t.TlogKeys, Cert: &verify.CertOptions{CAs: t.CAs,
-		CTLogKeys: t.CTLogKeys, IgnoreSCT: true, AnyIdentity: true}}
-}
-
-// keylessStatus turns the outcome of verifying a keyless signature
-// against the server's own CA and log into a status: verified; invalid when
-// something the server's services vouched for does not hold (a bad SCT or
-// SET, a log entry for another signature, a certificate not valid at the
-// logged time); unverified when the server cannot vouch (another CA,
-// another log, not logged).
-func keylessStatus(err error, logIndex *int64) (string, string) {
+// status turns the outcome of Verify into the index's status: verified;
+// invalid when the signature is broken (a bad signature, certificate, SCT
+// or log entry, a payload for another image); unverified when the
+// server's trust does not cover it (another key, CA or log, not logged).
+// Until projects have trust policies nothing the policy refuses reaches
+// here; it would be unverified.
+func status(v *verify.Verified, err error) (string, string) {
 	if err == nil {
-		detail := "certificate issued by this server's CA; "
-		if logIndex != nil {
-			detail += fmt.Sprintf("transparency log entry %d verified (SET)", *logIndex)
-		} else {
-			detail += "transparency log entry verified (SET)"
+		if v.Key != "" {
+			return meta.StatusVerified, "verified with trusted key " + v.Key
+		}
+		detail := "certificate issued by this server's CA; transparency log entry verified (SET)"
+		if e := v.LogEntry; e != nil {
+			detail = fmt.Sprintf("certificate issued by this server's CA; transparency log entry %d verified (SET)", e.LogIndex)
 		}
 		return meta.StatusVerified, detail
 	}
@@ -404,7 +266,12 @@ func keylessStatus(err error, logIndex *int64) (string, string) {
 	if !errors.As(err, &ce) {
 		return meta.StatusInvalid, err.Error()
 	}
+	if ce.Class == verify.Invalid {
+		return meta.StatusInvalid, ce.Check + ": " + ce.Reason
+	}
 	switch {
+	case ce.Check == verify.CheckSignature:
+		return meta.StatusUnverified, "signed with a key the server does not trust"
 	case ce.Check == verify.CheckCertificate:
 		return meta.StatusUnverified, "certificate is not issued by this server's CA: " + ce.Reason
 	case errors.Is(err, verify.ErrNoBundle):
@@ -412,5 +279,5 @@ func keylessStatus(err error, logIndex *int64) (string, string) {
 	case errors.Is(err, verify.ErrUnknownLog):
 		return meta.StatusUnverified, "logged in a transparency log this server does not know: " + ce.Reason
 	}
-	return meta.StatusInvalid, ce.Check + ": " + ce.Reason
+	return meta.StatusUnverified, ce.Check + ": " + ce.Reason
 }

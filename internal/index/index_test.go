@@ -22,7 +22,9 @@ import (
 	"github.com/hallmark-dev/hallmark/internal/meta"
 	"github.com/hallmark-dev/hallmark/internal/meta/sqlite"
 	"github.com/hallmark-dev/hallmark/pkg/oci"
+	"github.com/hallmark-dev/hallmark/pkg/root"
 	"github.com/hallmark-dev/hallmark/pkg/sign"
+	"github.com/hallmark-dev/hallmark/pkg/verify"
 )
 
 type env struct {
@@ -33,7 +35,9 @@ type env struct {
 	key   *ecdsa.PrivateKey
 }
 
-func newEnv(t testing.TB, trusted bool) *env {
+// newEnv is an indexer on a fresh store; trusted makes it trust the env's
+// key, roots are its trusted roots.
+func newEnv(t testing.TB, trusted bool, roots ...*root.Material) *env {
 	t.Helper()
 	dir := t.TempDir()
 	blobs, err := blobfs.New(filepath.Join(dir, "blobs"))
@@ -46,10 +50,10 @@ func newEnv(t testing.TB, trusted bool) *env {
 	}
 	t.Cleanup(func() { store.Close() })
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	var cfg index.Config
+	cfg := index.Config{Roots: roots}
 	if trusted {
 		pemBytes, _ := sign.PublicKeyPEM(&key.PublicKey)
-		k, err := index.LoadTrustedKey(pemBytes)
+		k, err := verify.ParseKey(pemBytes)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -231,10 +235,10 @@ func TestStatuses(t *testing.T) {
 		{"garbage signature", func(_ *env, l layer) layer {
 			l.ann = map[string]string{sign.AnnotationSignature: "!!"}
 			return l
-		}, "malformed"},
+		}, "not standard base64"},
 		{"signature for another digest", func(e *env, _ layer) layer {
 			return e.signedLayer(digest.FromString("other"), map[string]string{"tag": "x"})
-		}, "not for"},
+		}, "not the image"},
 		{"payload not JSON", func(_ *env, l layer) layer {
 			l.payload = []byte("\x00\x01garbage")
 			return l

@@ -13,8 +13,8 @@ import (
 	"github.com/hallmark-dev/hallmark/internal/index"
 	"github.com/hallmark-dev/hallmark/internal/meta"
 	"github.com/hallmark-dev/hallmark/pkg/oci"
+	"github.com/hallmark-dev/hallmark/pkg/rekor"
 	"github.com/hallmark-dev/hallmark/pkg/root"
-	"github.com/hallmark-dev/hallmark/pkg/verify"
 )
 
 // realKeyless is cosign v2.6.5's keyless signature against a real
@@ -23,7 +23,7 @@ type realKeyless struct {
 	subject digest.Digest
 	layer   oci.Descriptor
 	payload []byte
-	trust   index.KeylessTrust
+	trust   *root.Material
 }
 
 func loadRealKeyless(t testing.TB) realKeyless {
@@ -45,10 +45,12 @@ func loadRealKeyless(t testing.TB) realKeyless {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mat, _ := tr.Material()
+	mat, err := tr.Material()
+	if err != nil {
+		t.Fatal(err)
+	}
 	return realKeyless{subject: digest.Digest(read("cosign2-signature.subject")), layer: m.Layers[len(m.Layers)-1],
-		payload: read("cosign2-signature.payload.json"),
-		trust:   index.KeylessTrust{CAs: mat.CAs, CTLogKeys: mat.CTLogKeys, TlogKeys: mat.TlogKeys}}
+		payload: read("cosign2-signature.payload.json"), trust: mat}
 }
 
 func (r realKeyless) index(ix *index.Indexer, edit func(map[string]string)) meta.Signature {
@@ -68,12 +70,12 @@ func (r realKeyless) index(ix *index.Indexer, edit func(map[string]string)) meta
 func TestKeylessIndex(t *testing.T) {
 	r := loadRealKeyless(t)
 	e := newEnv(t, false)
-	// Before the server's trust is set: unverified, identity recorded.
+	// Without a trusted root: unverified, identity recorded.
 	s := r.index(e.ix, nil)
 	if s.Status != meta.StatusUnverified || s.Signer != "http://127.0.0.1:5077/grp/app//.gitlab-ci.yml@refs/heads/main" || s.CertIssuer != "http://127.0.0.1:5077" {
 		t.Errorf("without trust: %+v", s)
 	}
-	e.ix.SetKeylessTrust(r.trust)
+	e = newEnv(t, false, r.trust)
 	s = r.index(e.ix, nil)
 	if s.Status != meta.StatusVerified || s.LogIndex == nil || *s.LogIndex != 1 || !strings.Contains(s.StatusDetail, "log entry 1 verified") {
 		t.Errorf("with the server's trust: %+v", s)
@@ -89,13 +91,13 @@ func TestKeylessIndex(t *testing.T) {
 		t.Error("the otherName SAN type recorded as an extension")
 	}
 
-	editBundle := func(fn func(b *verify.RekorBundle)) func(map[string]string) {
+	editBundle := func(fn func(b *rekor.Bundle)) func(map[string]string) {
 		return func(ann map[string]string) {
-			var b verify.RekorBundle
-			json.Unmarshal([]byte(ann[verify.AnnotationBundle]), &b)
+			var b rekor.Bundle
+			json.Unmarshal([]byte(ann[oci.AnnotationBundle]), &b)
 			fn(&b)
 			raw, _ := json.Marshal(b)
-			ann[verify.AnnotationBundle] = string(raw)
+			ann[oci.AnnotationBundle] = string(raw)
 		}
 	}
 	for _, tc := range []struct {
@@ -104,11 +106,11 @@ func TestKeylessIndex(t *testing.T) {
 		status string
 		detail string
 	}{
-		{"bad SET", editBundle(func(b *verify.RekorBundle) { b.Payload.IntegratedTime++ }), meta.StatusInvalid, "signed entry timestamp does not verify"},
-		{"SET of another log", editBundle(func(b *verify.RekorBundle) { b.Payload.LogID = strings.Repeat("ab", 32) }), meta.StatusUnverified, "transparency log this server does not know"},
-		{"not logged", func(ann map[string]string) { delete(ann, verify.AnnotationBundle) }, meta.StatusUnverified, "carries no transparency log bundle"},
+		{"bad SET", editBundle(func(b *rekor.Bundle) { b.Payload.IntegratedTime++ }), meta.StatusInvalid, "signed entry timestamp does not verify"},
+		{"SET of another log", editBundle(func(b *rekor.Bundle) { b.Payload.LogID = strings.Repeat("ab", 32) }), meta.StatusUnverified, "transparency log this server does not know"},
+		{"not logged", func(ann map[string]string) { delete(ann, oci.AnnotationBundle) }, meta.StatusUnverified, "carries no transparency log bundle"},
 		{"signature changed", func(ann map[string]string) {
-			ann[verify.AnnotationSignature] = r.layer.Annotations[verify.AnnotationSignature][:20] + "AAAA" + r.layer.Annotations[verify.AnnotationSignature][24:]
+			ann[oci.AnnotationSignature] = r.layer.Annotations[oci.AnnotationSignature][:20] + "AAAA" + r.layer.Annotations[oci.AnnotationSignature][24:]
 		}, meta.StatusInvalid, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -119,10 +121,9 @@ func TestKeylessIndex(t *testing.T) {
 		})
 	}
 	t.Run("another CA", func(t *testing.T) {
-		other := newEnv(t, false)
-		tr := r.trust
+		tr := *r.trust
 		tr.CAs = []root.CA{{Roots: x509.NewCertPool(), Intermediates: x509.NewCertPool()}}
-		other.ix.SetKeylessTrust(tr)
+		other := newEnv(t, false, &tr)
 		if s := r.index(other.ix, nil); s.Status != meta.StatusUnverified || !strings.Contains(s.StatusDetail, "not issued by this server's CA") {
 			t.Errorf("another CA: %s (%s)", s.Status, s.StatusDetail)
 		}
@@ -134,48 +135,33 @@ func TestKeylessIndex(t *testing.T) {
 // verified.
 func FuzzKeylessLayer(f *testing.F) {
 	r := loadRealKeyless(f)
-	e := newEnv(f, false)
-	e.ix.SetKeylessTrust(r.trust)
+	e := newEnv(f, false, r.trust)
 	a := r.layer.Annotations
-	f.Add(a[verify.AnnotationSignature], a[verify.AnnotationCertificate], a[verify.AnnotationChain], a[verify.AnnotationBundle])
+	f.Add(a[oci.AnnotationSignature], a[oci.AnnotationCertificate], a[oci.AnnotationChain], a[oci.AnnotationBundle])
 	f.Add("", "", "", "")
-	f.Add(a[verify.AnnotationSignature], a[verify.AnnotationCertificate], "", `{"SignedEntryTimestamp":"AA==","Payload":{"body":"e30=","logID":"00"}}`)
+	f.Add(a[oci.AnnotationSignature], a[oci.AnnotationCertificate], "", `{"SignedEntryTimestamp":"AA==","Payload":{"body":"e30=","logID":"00"}}`)
 	f.Fuzz(func(t *testing.T, sig, cert, chain, bundle string) {
 		s := r.index(e.ix, func(ann map[string]string) {
-			ann[verify.AnnotationSignature], ann[verify.AnnotationCertificate], ann[verify.AnnotationChain], ann[verify.AnnotationBundle] = sig, cert, chain, bundle
+			ann[oci.AnnotationSignature], ann[oci.AnnotationCertificate], ann[oci.AnnotationChain], ann[oci.AnnotationBundle] = sig, cert, chain, bundle
 		})
 		if s.Status == "" || s.Key == "" {
 			t.Fatalf("no status or key: %+v", s)
 		}
-		if s.Status == meta.StatusVerified && (sig != a[verify.AnnotationSignature] || bundle == "") {
+		if s.Status == meta.StatusVerified && (sig != a[oci.AnnotationSignature] || bundle == "") {
 			t.Fatalf("verified a signature that is not the real one: %+v", s)
 		}
 	})
 }
 
 // BenchmarkKeylessLayer measures what indexing one keyless signature layer
-// costs the server (parse, chain, SCT, SET, signature).
+// costs the server (parse, chain to root through the intermediate, SCT,
+// SET, signature), with the trusted root the server publishes.
 func BenchmarkKeylessLayer(b *testing.B) {
 	r := loadRealKeyless(b)
-	e := newEnv(b, false)
-	t := r.trust
-	ca := root.CA{Roots: t.CAs[0].Roots.Clone(), Intermediates: x509.NewCertPool()}
-	for _, c := range leafChain(b, r) {
-		ca.Roots.AddCert(c) // as the server does: its whole chain is trusted
-	}
-	t.CAs = []root.CA{ca}
-	e.ix.SetKeylessTrust(t)
+	e := newEnv(b, false, r.trust)
 	for b.Loop() {
 		if s := r.index(e.ix, nil); s.Status != meta.StatusVerified {
 			b.Fatal(s.StatusDetail)
 		}
 	}
-}
-
-func leafChain(t testing.TB, r realKeyless) []*x509.Certificate {
-	chain, err := verify.ParseCertificatesPEM([]byte(r.layer.Annotations[verify.AnnotationChain]))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return chain
 }

@@ -198,8 +198,8 @@ type Signature struct {
 	Status       string
 	StatusDetail string
 	Annotations  map[string]string
-	// CertExtensions are the Fulcio extensions (1.3.6.1.4.1.57264.1.N,
-	// keyed by dotted OID) of a keyless signature's certificate.
+	// CertExtensions are the Fulcio extensions (fulcio.Values: keyed by
+	// dotted OID) of a keyless signature's certificate.
 	CertExtensions map[string]string
 	Created        time.Time
 }

@@ -28,11 +28,11 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
-	"github.com/hallmark-dev/hallmark/internal/ca"
 	"github.com/hallmark-dev/hallmark/internal/config"
 	"github.com/hallmark-dev/hallmark/internal/oidc"
 	"github.com/hallmark-dev/hallmark/internal/server"
 	"github.com/hallmark-dev/hallmark/internal/testenv"
+	"github.com/hallmark-dev/hallmark/pkg/fulcio"
 	"github.com/hallmark-dev/hallmark/pkg/root"
 )
 
@@ -252,16 +252,16 @@ func TestCIJob(t *testing.T) {
 	if len(cert.URIs) != 1 || cert.URIs[0].String() != identity {
 		t.Errorf("certificate SAN %v, want %s", cert.URIs, identity)
 	}
-	if got := certExt(cert, ca.OIDIssuerV2); got != v["CI_SERVER_URL"] {
+	if got := certExt(cert, fulcio.OIDIssuerV2); got != v["CI_SERVER_URL"] {
 		t.Errorf("certificate issuer %q, want CI_SERVER_URL %q", got, v["CI_SERVER_URL"])
 	}
-	if got := certExt(cert, ca.OIDSourceRepositoryDigest); got != ciSHA {
+	if got := certExt(cert, fulcio.OID(fulcio.SourceRepositoryDigest)); got != ciSHA {
 		t.Errorf("certificate source digest %q, want %s", got, ciSHA)
 	}
-	if got := certExt(cert, ca.OIDSourceRepositoryRef); got != "refs/heads/main" {
+	if got := certExt(cert, fulcio.OID(fulcio.SourceRepositoryRef)); got != "refs/heads/main" {
 		t.Errorf("certificate source ref %q", got)
 	}
-	if got := certExt(cert, ca.OIDRunInvocationURI); got != v["CI_JOB_URL"] {
+	if got := certExt(cert, fulcio.OID(fulcio.RunInvocationURI)); got != v["CI_JOB_URL"] {
 		t.Errorf("certificate run invocation URI %q, want CI_JOB_URL %q", got, v["CI_JOB_URL"])
 	}
 

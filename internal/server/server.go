@@ -29,6 +29,8 @@ import (
 	"github.com/hallmark-dev/hallmark/internal/tlog"
 	"github.com/hallmark-dev/hallmark/internal/tuf"
 	"github.com/hallmark-dev/hallmark/internal/web"
+	"github.com/hallmark-dev/hallmark/pkg/root"
+	"github.com/hallmark-dev/hallmark/pkg/verify"
 )
 
 // Server is a configured Hallmark server.
@@ -109,8 +111,8 @@ func build(ctx context.Context, cfg config.Server, log *slog.Logger, ln net.List
 	for _, path := range cfg.TrustedKeys {
 		raw, err := os.ReadFile(path)
 		if err == nil {
-			var k index.TrustedKey
-			if k, err = index.LoadTrustedKey(raw); err == nil {
+			var k verify.Key
+			if k, err = verify.ParseKey(raw); err == nil {
 				icfg.Keys = append(icfg.Keys, k)
 				continue
 			}
@@ -118,12 +120,20 @@ func build(ctx context.Context, cfg config.Server, log *slog.Logger, ln net.List
 		store.Close()
 		return nil, fmt.Errorf("trusted-key %s: %w", path, err)
 	}
-	indexer := index.New(store, blobs, log, icfg)
 
 	if err := s.setupAuth(ctx, store); err != nil {
 		store.Close()
 		return nil, fmt.Errorf("auth: %w", err)
 	}
+	// The signing services and the trusted root they publish come first:
+	// the indexer verifies signatures against that trusted root.
+	mux := http.NewServeMux()
+	if err := s.setupServices(ctx, mux); err != nil {
+		store.Close()
+		return nil, err
+	}
+	icfg.Roots = []*root.Material{s.trust.material}
+	indexer := index.New(store, blobs, log, icfg)
 	rh, err := registry.New(blobs, store, log, registry.Config{MaxManifestSize: cfg.MaxManifestSize, SparseManifests: cfg.SparseManifests, Events: s.registryEvents(indexer)})
 	if err != nil {
 		store.Close()
@@ -131,7 +141,6 @@ func build(ctx context.Context, cfg config.Server, log *slog.Logger, ln net.List
 	}
 	rh.UploadsInProgress = func(d int) { m.uploads.Add(float64(d)) }
 
-	mux := http.NewServeMux()
 	v2 := m.instrument("unknown", s.protectRegistry(rh))
 	mux.Handle("/v2/", v2)
 	mux.Handle("/v2", v2)
@@ -144,27 +153,6 @@ func build(ctx context.Context, cfg config.Server, log *slog.Logger, ln net.List
 	web.NewAPI(store, log, s.webOptions()...).Register(api)
 	mux.Handle("/api/", m.instrument("api", api))
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	if err := s.setupOIDC(ctx, mux); err != nil {
-		store.Close()
-		return nil, fmt.Errorf("oidc: %w", err)
-	}
-	if err := s.setupCA(ctx, mux); err != nil {
-		store.Close()
-		return nil, fmt.Errorf("ca: %w", err)
-	}
-	if err := s.setupTlog(ctx, mux); err != nil {
-		store.Close()
-		return nil, fmt.Errorf("tlog: %w", err)
-	}
-	s.setupIndexTrust(indexer)
-	if err := s.setupTrust(ctx, mux); err != nil {
-		store.Close()
-		return nil, fmt.Errorf("trust: %w", err)
-	}
-	if err := s.setupTUF(ctx, mux); err != nil {
-		store.Close()
-		return nil, fmt.Errorf("tuf: %w", err)
-	}
 	if err := s.setupCI(mux); err != nil {
 		store.Close()
 		return nil, fmt.Errorf("ci: %w", err)
@@ -172,6 +160,28 @@ func build(ctx context.Context, cfg config.Server, log *slog.Logger, ln net.List
 	s.setupDownload(mux)
 	s.handler = reqbody.Handler(mux, cfg.BodyReadTimeout)
 	return s, nil
+}
+
+// setupServices builds the OIDC issuer, the CA, the transparency log, the
+// trusted root describing them and the TUF repository publishing it, in
+// that order, on mux.
+func (s *Server) setupServices(ctx context.Context, mux *http.ServeMux) error {
+	if err := s.setupOIDC(ctx, mux); err != nil {
+		return fmt.Errorf("oidc: %w", err)
+	}
+	if err := s.setupCA(ctx, mux); err != nil {
+		return fmt.Errorf("ca: %w", err)
+	}
+	if err := s.setupTlog(ctx, mux); err != nil {
+		return fmt.Errorf("tlog: %w", err)
+	}
+	if err := s.setupTrust(ctx, mux); err != nil {
+		return fmt.Errorf("trust: %w", err)
+	}
+	if err := s.setupTUF(ctx, mux); err != nil {
+		return fmt.Errorf("tuf: %w", err)
+	}
+	return nil
 }
 
 // Handler returns the server's HTTP handler (for tests).

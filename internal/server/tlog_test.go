@@ -28,7 +28,7 @@ import (
 
 	"github.com/hallmark-dev/hallmark/internal/config"
 	"github.com/hallmark-dev/hallmark/internal/testenv"
-	"github.com/hallmark-dev/hallmark/internal/tlog"
+	"github.com/hallmark-dev/hallmark/pkg/rekor"
 )
 
 var tlogHTTP = &http.Client{Timeout: 30 * time.Second}
@@ -72,7 +72,7 @@ func tlogHead(t *testing.T, base string, pub *ecdsa.PublicKey) (tlogInfo, []byte
 	t.Helper()
 	var info tlogInfo
 	getOK(t, base+"/api/v1/log", &info)
-	sc, err := tlog.VerifyCheckpoint([]byte(info.SignedTreeHead), pub)
+	sc, err := rekor.VerifyCheckpoint([]byte(info.SignedTreeHead), pub)
 	if err != nil {
 		t.Fatalf("signed tree head: %v\n%s", err, info.SignedTreeHead)
 	}

@@ -24,11 +24,13 @@ const (
 // --data-dir`).
 const TrustDir = "trust"
 
-// trust is the trust material the server publishes, encoded once.
+// trust is the trust material the server publishes, encoded once, and
+// what its indexer verifies with.
 type trust struct {
 	trustedRoot   []byte
 	signingConfig []byte
-	fingerprint   string // root.Fingerprint(trustedRoot)
+	fingerprint   string         // root.Fingerprint(trustedRoot)
+	material      *root.Material // the published trusted root, for verification
 }
 
 // setupTrust builds trusted_root.json and signing_config.json from the CA,
@@ -132,6 +134,9 @@ func (s *Server) buildTrust() (*root.TrustedRoot, *trust, error) {
 		return nil, nil, fmt.Errorf("built an invalid signing config: %w", err)
 	}
 	t.fingerprint = root.Fingerprint(t.trustedRoot)
+	if t.material, err = tr.Material(); err != nil {
+		return nil, nil, fmt.Errorf("built a trusted root that cannot verify: %w", err)
+	}
 	return tr, t, nil
 }
 

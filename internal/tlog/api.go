@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/x509"
-	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
@@ -15,10 +14,9 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-)
 
-// Rekor's limit on the number of queries in one entries/retrieve request.
-const maxSearchQueries = 10
+	"github.com/hallmark-dev/hallmark/pkg/rekor"
+)
 
 // APIConfig configures the HTTP API.
 type APIConfig struct {
@@ -75,43 +73,17 @@ func (a *API) Register(mux *http.ServeMux, wrap func(route string, h http.Handle
 	handle("POST /api/v1/index/retrieve", "tlog_index", a.index)
 }
 
-// Wire types (Rekor's generated models; hashes and log ID in hex).
-type wireProof struct {
-	Checkpoint string   `json:"checkpoint"`
-	Hashes     []string `json:"hashes"`
-	LogIndex   int64    `json:"logIndex"`
-	RootHash   string   `json:"rootHash"`
-	TreeSize   int64    `json:"treeSize"`
-}
-
-type wireEntry struct {
-	Body           string `json:"body"`
-	IntegratedTime int64  `json:"integratedTime"`
-	LogID          string `json:"logID"`
-	LogIndex       int64  `json:"logIndex"`
-	Verification   struct {
-		InclusionProof       wireProof `json:"inclusionProof"`
-		SignedEntryTimestamp string    `json:"signedEntryTimestamp"`
-	} `json:"verification"`
-}
-
 type wireError struct {
 	Code    int    `json:"code"`
 	Message string `json:"message"`
 }
 
-func (a *API) wire(e *LogEntry) map[string]wireEntry {
-	var w wireEntry
-	w.Body = base64.StdEncoding.EncodeToString(e.Body)
-	w.IntegratedTime = e.IntegratedTime
-	w.LogID = a.l.logIDHex
-	w.LogIndex = int64(e.Index)
-	w.Verification.SignedEntryTimestamp = base64.StdEncoding.EncodeToString(e.SET)
-	w.Verification.InclusionProof = wireProof{
-		Checkpoint: string(e.Proof.Checkpoint), Hashes: hexAll(e.Proof.Hashes),
-		LogIndex: int64(e.Proof.LogIndex), RootHash: hex.EncodeToString(e.Proof.RootHash[:]), TreeSize: int64(e.Proof.TreeSize),
-	}
-	return map[string]wireEntry{e.EntryID: w}
+// wire is e as the API returns it, keyed by its entry ID.
+func (a *API) wire(e *LogEntry) map[string]rekor.WireEntry {
+	re := &rekor.LogEntry{Body: e.Body, IntegratedTime: e.IntegratedTime, LogIndex: int64(e.Index), LogID: a.l.logIDHex, SET: e.SET,
+		Proof: &rekor.InclusionProof{LogIndex: int64(e.Proof.LogIndex), TreeSize: int64(e.Proof.TreeSize), RootHash: e.Proof.RootHash[:],
+			Hashes: e.Proof.Hashes, Checkpoint: string(e.Proof.Checkpoint)}}
+	return map[string]rekor.WireEntry{e.EntryID: re.Wire()}
 }
 
 func hexAll(hs [][]byte) []string {
@@ -145,7 +117,7 @@ func (a *API) create(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	c, err := Canonicalize(body)
+	c, err := rekor.Canonicalize(body)
 	if err != nil {
 		a.failErr(w, r, err)
 		return
@@ -183,7 +155,7 @@ func (a *API) getByIndex(w http.ResponseWriter, r *http.Request) {
 	}
 	idx, err := strconv.ParseUint(v, 10, 63)
 	if err != nil {
-		a.fail(w, r, http.StatusBadRequest, fmt.Sprintf("logIndex %q must be a non-negative integer", truncate(v, 32)))
+		a.fail(w, r, http.StatusBadRequest, fmt.Sprintf("logIndex %.32q must be a non-negative integer", v))
 		return
 	}
 	e, err := a.l.EntryByIndex(r.Context(), idx)
@@ -194,28 +166,17 @@ func (a *API) getByIndex(w http.ResponseWriter, r *http.Request) {
 	a.reply(w, http.StatusOK, a.wire(e))
 }
 
-// searchQuery is Rekor's SearchLogQuery.
-type searchQuery struct {
-	EntryUUIDs []string          `json:"entryUUIDs"`
-	LogIndexes []*int64          `json:"logIndexes"`
-	Entries    []json.RawMessage `json:"entries"`
-}
-
 func (a *API) retrieve(w http.ResponseWriter, r *http.Request) {
 	body, ok := a.readBody(w, r)
 	if !ok {
 		return
 	}
-	var q searchQuery
-	if err := strictUnmarshal(body, &q); err != nil {
-		a.fail(w, r, http.StatusUnprocessableEntity, "search query is not valid JSON ({entryUUIDs|logIndexes|entries: [...]}): "+err.Error())
+	q, err := rekor.ParseSearchQuery(body)
+	if err != nil {
+		a.fail(w, r, http.StatusUnprocessableEntity, err.Error())
 		return
 	}
-	if n := len(q.EntryUUIDs) + len(q.LogIndexes) + len(q.Entries); n > maxSearchQueries {
-		a.fail(w, r, http.StatusUnprocessableEntity, fmt.Sprintf("maximum number of queries in one search is %d (got %d)", maxSearchQueries, n))
-		return
-	}
-	out := []map[string]wireEntry{}
+	out := []map[string]rekor.WireEntry{}
 	add := func(e *LogEntry, err error) bool {
 		if errors.Is(err, ErrNotFound) {
 			return true
@@ -234,7 +195,7 @@ func (a *API) retrieve(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	for i, pe := range q.Entries {
-		c, err := Canonicalize(pe)
+		c, err := rekor.Canonicalize(pe)
 		if err != nil {
 			a.failErr(w, r, fmt.Errorf("entries[%d]: %w", i, err))
 			return
@@ -244,10 +205,6 @@ func (a *API) retrieve(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	for _, idx := range q.LogIndexes {
-		if idx == nil || *idx < 0 {
-			a.fail(w, r, http.StatusUnprocessableEntity, "logIndexes must be non-negative integers")
-			return
-		}
 		if !add(a.l.EntryByIndex(ctx, uint64(*idx))) {
 			return
 		}
@@ -276,7 +233,7 @@ func (a *API) info(w http.ResponseWriter, r *http.Request) {
 
 func (a *API) checkTreeID(w http.ResponseWriter, r *http.Request) bool {
 	if t := r.URL.Query().Get("treeID"); t != "" && t != strconv.FormatInt(a.l.TreeID(), 10) {
-		a.fail(w, r, http.StatusNotFound, fmt.Sprintf("treeID %s is not a tree of this log (its tree is %d)", truncate(t, 32), a.l.TreeID()))
+		a.fail(w, r, http.StatusNotFound, fmt.Sprintf("treeID %.32s is not a tree of this log (its tree is %d)", t, a.l.TreeID()))
 		return false
 	}
 	return true
@@ -304,7 +261,7 @@ func (a *API) consistency(w http.ResponseWriter, r *http.Request) {
 	if v := q.Get("firstSize"); v != "" {
 		n, err := strconv.ParseUint(v, 10, 63)
 		if err != nil {
-			a.fail(w, r, http.StatusBadRequest, fmt.Sprintf("firstSize %q must be a non-negative integer", truncate(v, 32)))
+			a.fail(w, r, http.StatusBadRequest, fmt.Sprintf("firstSize %.32q must be a non-negative integer", v))
 			return
 		}
 		first = n
@@ -316,7 +273,7 @@ func (a *API) consistency(w http.ResponseWriter, r *http.Request) {
 	}
 	last, err := strconv.ParseUint(v, 10, 63)
 	if err != nil || last == 0 {
-		a.fail(w, r, http.StatusBadRequest, fmt.Sprintf("lastSize %q must be a positive integer", truncate(v, 32)))
+		a.fail(w, r, http.StatusBadRequest, fmt.Sprintf("lastSize %.32q must be a positive integer", v))
 		return
 	}
 	root, hs, err := a.l.Consistency(r.Context(), first, last)
@@ -355,9 +312,9 @@ func (a *API) fail(w http.ResponseWriter, _ *http.Request, code int, msg string)
 func (a *API) failErr(w http.ResponseWriter, r *http.Request, err error) {
 	code := http.StatusInternalServerError
 	switch {
-	case errors.Is(err, ErrTooLarge):
+	case errors.Is(err, rekor.ErrTooLarge):
 		code = http.StatusRequestEntityTooLarge
-	case errors.Is(err, ErrInvalidEntry), errors.Is(err, ErrUnsupported), errors.Is(err, ErrBadRequest):
+	case errors.Is(err, rekor.ErrInvalidEntry), errors.Is(err, rekor.ErrUnsupported), errors.Is(err, ErrBadRequest):
 		code = http.StatusBadRequest
 	case errors.Is(err, ErrNotFound):
 		code = http.StatusNotFound

@@ -20,6 +20,8 @@ import (
 	"github.com/transparency-dev/merkle/rfc6962"
 
 	"github.com/hallmark-dev/hallmark/internal/tlog"
+	"github.com/hallmark-dev/hallmark/pkg/rekor"
+	"github.com/hallmark-dev/hallmark/pkg/rekor/rekortest"
 )
 
 type apiEnv struct {
@@ -123,7 +125,7 @@ func verifyRekorEntry(t *testing.T, pub *ecdsa.PublicKey, uuid string, e rekorEn
 	if err := proof.VerifyInclusion(rfc6962.DefaultHasher, uint64(p.LogIndex), uint64(p.TreeSize), leaf[:], hashes, root); err != nil {
 		t.Fatalf("inclusion proof: %v", err)
 	}
-	sc, err := tlog.VerifyCheckpoint([]byte(p.Checkpoint), pub)
+	sc, err := rekor.VerifyCheckpoint([]byte(p.Checkpoint), pub)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -167,8 +169,8 @@ func wantError(t *testing.T, resp *http.Response, body []byte, code int, msg str
 func TestAPICreateAndGet(t *testing.T) {
 	env := newAPI(t, 0)
 	pub := &env.key.PublicKey
-	k := newKey(t)
-	entry := signedEntry(t, k, []byte("api artifact"))
+	k := rekortest.NewKey(t)
+	entry := rekortest.SignedEntry(t, k, []byte("api artifact"))
 
 	resp, b := env.do(t, "POST", "/api/v1/log/entries", entry)
 	if resp.StatusCode != http.StatusCreated {
@@ -191,7 +193,7 @@ func TestAPICreateAndGet(t *testing.T) {
 	}
 
 	// A second entry, then read both back in every way.
-	resp, b = env.do(t, "POST", "/api/v1/log/entries", signedEntry(t, k, []byte("second")))
+	resp, b = env.do(t, "POST", "/api/v1/log/entries", rekortest.SignedEntry(t, k, []byte("second")))
 	if resp.StatusCode != http.StatusCreated {
 		t.Fatalf("create: %s %s", resp.Status, b)
 	}
@@ -233,10 +235,10 @@ func TestAPICreateAndGet(t *testing.T) {
 func TestAPILogInfoKeyAndProof(t *testing.T) {
 	env := newAPI(t, 0)
 	pub := &env.key.PublicKey
-	k := newKey(t)
+	k := rekortest.NewKey(t)
 	var roots []string
 	for i := 0; i < 6; i++ {
-		resp, b := env.do(t, "POST", "/api/v1/log/entries", signedEntry(t, k, []byte{byte(i)}))
+		resp, b := env.do(t, "POST", "/api/v1/log/entries", rekortest.SignedEntry(t, k, []byte{byte(i)}))
 		if resp.StatusCode != http.StatusCreated {
 			t.Fatalf("create: %s", b)
 		}
@@ -257,7 +259,7 @@ func TestAPILogInfoKeyAndProof(t *testing.T) {
 	if info.TreeSize != 6 || info.RootHash != roots[5] || info.TreeID != fmt.Sprint(env.TreeID()) {
 		t.Fatalf("log info %+v", info)
 	}
-	sc, err := tlog.VerifyCheckpoint([]byte(info.SignedTreeHead), pub)
+	sc, err := rekor.VerifyCheckpoint([]byte(info.SignedTreeHead), pub)
 	if err != nil || sc.Size != 6 || hex.EncodeToString(sc.Root[:]) != info.RootHash {
 		t.Fatalf("signed tree head: %v", err)
 	}
@@ -302,10 +304,10 @@ func TestAPILogInfoKeyAndProof(t *testing.T) {
 
 func TestAPIErrors(t *testing.T) {
 	env := newAPI(t, 4096)
-	k := newKey(t)
-	alg, d, sig := signDigest(t, k, []byte("x"))
-	keyPEM := pubPEM(t, k.Public())
-	good := string(hashedRekord(alg, d, sig, keyPEM))
+	k := rekortest.NewKey(t)
+	alg, d, sig := rekortest.SignDigest(t, k, []byte("x"))
+	keyPEM := rekortest.PublicKeyPEM(t, k.Public())
+	good := string(rekortest.HashedRekord(alg, d, sig, keyPEM))
 	huge := strings.Replace(good, `"kind"`, `"pad":"`+strings.Repeat("A", 8192)+`","kind"`, 1)
 	for _, tc := range []struct {
 		name, method, path, body string
@@ -315,8 +317,8 @@ func TestAPIErrors(t *testing.T) {
 		{"bad base64", "POST", "/api/v1/log/entries", strings.Replace(good, base64.StdEncoding.EncodeToString(sig), "@@@", 1), 400, "not valid standard base64"},
 		{"wrong kind", "POST", "/api/v1/log/entries", strings.Replace(good, `"hashedrekord"`, `"alpine"`, 1), 400, `entry kind "alpine"`},
 		{"wrong apiVersion", "POST", "/api/v1/log/entries", strings.Replace(good, `"0.0.1"`, `"9.9.9"`, 1), 400, `apiVersion "9.9.9"`},
-		{"bad signature", "POST", "/api/v1/log/entries", string(hashedRekord(alg, d, sig, pubPEM(t, newKey(t).Public()))), 400, "does not verify"},
-		{"unsupported key", "POST", "/api/v1/log/entries", string(hashedRekord(alg, d, sig, []byte("-----BEGIN RSA PUBLIC KEY-----\nAA==\n-----END RSA PUBLIC KEY-----\n"))), 400, `PEM block type "RSA PUBLIC KEY"`},
+		{"bad signature", "POST", "/api/v1/log/entries", string(rekortest.HashedRekord(alg, d, sig, rekortest.PublicKeyPEM(t, rekortest.NewKey(t).Public()))), 400, "does not verify"},
+		{"unsupported key", "POST", "/api/v1/log/entries", string(rekortest.HashedRekord(alg, d, sig, []byte("-----BEGIN RSA PUBLIC KEY-----\nAA==\n-----END RSA PUBLIC KEY-----\n"))), 400, `PEM block type "RSA PUBLIC KEY"`},
 		{"not json", "POST", "/api/v1/log/entries", "hello", 400, "not valid JSON"},
 		{"huge body", "POST", "/api/v1/log/entries", huge, 413, "larger than the log accepts (4096 bytes)"},
 		{"unknown uuid", "GET", "/api/v1/log/entries/" + strings.Repeat("cd", 32), "", 404, "no entry with UUID"},
@@ -349,8 +351,8 @@ func TestAPIErrors(t *testing.T) {
 // must never panic or answer 5xx, and every error is Rekor's JSON.
 func FuzzAPIRequests(f *testing.F) {
 	env := newAPI(f, 1<<16)
-	k := newKey(f)
-	seed := signedEntry(f, k, []byte("fuzz seed"))
+	k := rekortest.NewKey(f)
+	seed := rekortest.SignedEntry(f, k, []byte("fuzz seed"))
 	f.Add(uint8(0), string(seed))
 	f.Add(uint8(1), `{"entryUUIDs":["`+strings.Repeat("ab", 32)+`"],"logIndexes":[0],"entries":[`+string(seed)+`]}`)
 	f.Add(uint8(2), "0")

@@ -24,6 +24,8 @@ import (
 	"github.com/hallmark-dev/hallmark/internal/meta/sqlite"
 	"github.com/hallmark-dev/hallmark/internal/testenv"
 	"github.com/hallmark-dev/hallmark/internal/tlog"
+	"github.com/hallmark-dev/hallmark/pkg/rekor"
+	"github.com/hallmark-dev/hallmark/pkg/rekor/rekortest"
 )
 
 // Benchmarks (not part of the default test run; run with -bench):
@@ -55,9 +57,9 @@ func TestMain(m *testing.M) {
 }
 
 // signedEntries makes n valid canonical hashedrekord entries, in parallel.
-func signedEntries(b *testing.B, n int) ([]*tlog.Canonical, [][]byte) {
+func signedEntries(b *testing.B, n int) ([]*rekor.Canonical, [][]byte) {
 	b.Helper()
-	cs := make([]*tlog.Canonical, n)
+	cs := make([]*rekor.Canonical, n)
 	raws := make([][]byte, n)
 	var next atomic.Int64
 	var wg sync.WaitGroup
@@ -67,8 +69,8 @@ func signedEntries(b *testing.B, n int) ([]*tlog.Canonical, [][]byte) {
 			defer wg.Done()
 			k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 			for i := int(next.Add(1) - 1); i < n; i = int(next.Add(1) - 1) {
-				raws[i] = signedEntry(b, k, []byte(fmt.Sprintf("bench artifact %d %d", i, time.Now().UnixNano())))
-				c, err := tlog.Canonicalize(raws[i])
+				raws[i] = rekortest.SignedEntry(b, k, []byte(fmt.Sprintf("bench artifact %d %d", i, time.Now().UnixNano())))
+				c, err := rekor.Canonicalize(raws[i])
 				if err != nil {
 					b.Error(err)
 					return
@@ -96,7 +98,7 @@ func BenchmarkAppendConcurrent32(b *testing.B) {
 // (two pools and Logs on one database).
 func BenchmarkAppendConcurrent32Postgres(b *testing.B) {
 	url := testenv.Postgres(b)
-	key := newKey(b)
+	key := rekortest.NewKey(b)
 	var logs []*tlog.Log
 	for range 2 {
 		st, err := postgres.Open(context.Background(), postgres.Config{URL: url})
@@ -174,10 +176,10 @@ func BenchmarkAppendHTTP32(b *testing.B) {
 
 // syntheticEntry is a canonical hashedrekord-shaped body for bulk-built
 // trees (the proof benchmark measures storage, not signature checks).
-func syntheticEntry(i uint64, keyB64 string) *tlog.Canonical {
+func syntheticEntry(i uint64, keyB64 string) *rekor.Canonical {
 	body := fmt.Sprintf(`{"apiVersion":"0.0.1","kind":"hashedrekord","spec":{"data":{"hash":{"algorithm":"sha256","value":"%064x"}},"signature":{"content":"MEUCIQD%064dAiB%040d","publicKey":{"content":"%s"}}}}`,
 		i, i, i, keyB64)
-	return &tlog.Canonical{Kind: tlog.KindHashedRekord, Body: []byte(body), LeafHash: tlog.LeafHash([]byte(body))}
+	return &rekor.Canonical{Kind: rekor.KindHashedRekord, Body: []byte(body), LeafHash: rekor.LeafHash([]byte(body))}
 }
 
 // buildBigTree builds (once per process) a tree of HALLMARK_TLOG_BENCH_SIZE
@@ -214,11 +216,11 @@ func buildBigTree(b *testing.B) {
 			return
 		}
 		bigTree.log = l
-		keyB64 := base64.StdEncoding.EncodeToString(pubPEM(b, k.Public()))
+		keyB64 := base64.StdEncoding.EncodeToString(rekortest.PublicKeyPEM(b, k.Public()))
 		start := time.Now()
 		const batch = 10_000
 		for n := uint64(0); n < size; n += batch {
-			cs := make([]*tlog.Canonical, 0, batch)
+			cs := make([]*rekor.Canonical, 0, batch)
 			for i := n; i < min(n+batch, size); i++ {
 				cs = append(cs, syntheticEntry(i, keyB64))
 			}

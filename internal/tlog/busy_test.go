@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/hallmark-dev/hallmark/internal/tlog"
+	"github.com/hallmark-dev/hallmark/pkg/rekor"
+	"github.com/hallmark-dev/hallmark/pkg/rekor/rekortest"
 )
 
 // gatedStore is the real SQLite storage with a gate in front of Sequence:
@@ -35,14 +37,14 @@ func TestBusyPushback(t *testing.T) {
 	ctx := context.Background()
 	ts := tlogStore(t, openStore(t, filepath.Join(t.TempDir(), "db")))
 	g := &gatedStore{Storage: ts, entered: make(chan struct{}, 4), release: make(chan struct{})}
-	l, err := tlog.New(ctx, g, newKey(t), nil, tlog.Config{Hostname: "busy.test", MaxQueue: 1, MaxBatch: 1})
+	l, err := tlog.New(ctx, g, rekortest.NewKey(t), nil, tlog.Config{Hostname: "busy.test", MaxQueue: 1, MaxBatch: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
-	k := newKey(t)
+	k := rekortest.NewKey(t)
 	res := make(chan error, 3)
 	add := func(name string) {
-		c, _ := tlog.Canonicalize(signedEntry(t, k, []byte(name)))
+		c, _ := rekor.Canonicalize(rekortest.SignedEntry(t, k, []byte(name)))
 		go func() { _, err := l.Add(ctx, c); res <- err }()
 	}
 	add("first")
@@ -62,7 +64,7 @@ func TestBusyPushback(t *testing.T) {
 	api, _ := tlog.NewAPI(l, nil, tlog.APIConfig{BaseURL: "http://busy.test"})
 	api.Register(mux, nil)
 	rec := httptest.NewRecorder()
-	mux.ServeHTTP(rec, httptest.NewRequest("POST", "/api/v1/log/entries", strings.NewReader(string(signedEntry(t, k, []byte("fourth"))))))
+	mux.ServeHTTP(rec, httptest.NewRequest("POST", "/api/v1/log/entries", strings.NewReader(string(rekortest.SignedEntry(t, k, []byte("fourth"))))))
 	if rec.Code != http.StatusServiceUnavailable || rec.Header().Get("Retry-After") == "" || !strings.Contains(rec.Body.String(), "busy") {
 		t.Fatalf("API while busy: %d %q %s", rec.Code, rec.Header().Get("Retry-After"), rec.Body)
 	}

@@ -3,11 +3,13 @@ package tlog
 import (
 	"context"
 	"errors"
+
+	"github.com/hallmark-dev/hallmark/pkg/rekor"
 )
 
 // AppendBulk appends already canonical entries through the sequencer's own
 // integrate path in one transaction (benchmarks build large trees with it).
-func (l *Log) AppendBulk(ctx context.Context, cs []*Canonical) error {
+func (l *Log) AppendBulk(ctx context.Context, cs []*rekor.Canonical) error {
 	ps := make([]*pending, len(cs))
 	for i, c := range cs {
 		ps[i] = &pending{leaf: c.LeafHash, body: c.Body, done: make(chan struct{})}

@@ -53,6 +53,9 @@ import (
 	_ "github.com/sigstore/rekor/pkg/types/hashedrekord/v0.0.1"
 
 	"github.com/hallmark-dev/hallmark/internal/tlog"
+	"github.com/hallmark-dev/hallmark/pkg/payload"
+	"github.com/hallmark-dev/hallmark/pkg/rekor"
+	"github.com/hallmark-dev/hallmark/pkg/rekor/rekortest"
 )
 
 // rekorCanonical is what Rekor itself stores for a proposed entry.
@@ -76,34 +79,34 @@ func rekorCanonical(t *testing.T, raw []byte) []byte {
 // Differential test: for entries of every accepted shape, the stored body is
 // byte for byte what Rekor's own type code produces.
 func TestCanonicalBodyMatchesRekor(t *testing.T) {
-	p256 := newKey(t)
+	p256 := rekortest.NewKey(t)
 	p384, _ := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
 	rsaKey, _ := rsa.GenerateKey(rand.Reader, 2048)
 	_, ed := mustEd25519(t)
-	rootKey := newKey(t)
-	rootCert, rootPEM := makeCert(t, rootKey, nil, nil, true)
-	_, leafPEM := makeCert(t, p256, rootCert, rootKey, false)
-	_, selfPEM := makeCert(t, p384, nil, nil, false)
+	rootKey := rekortest.NewKey(t)
+	rootCert, rootPEM := rekortest.Cert(t, rootKey, nil, nil, true)
+	_, leafPEM := rekortest.Cert(t, p256, rootCert, rootKey, false)
+	_, selfPEM := rekortest.Cert(t, p384, nil, nil, false)
 	hr := func(k crypto.Signer, keyPEM []byte) []byte {
-		alg, d, sig := signDigest(t, k, []byte("artifact"))
-		return hashedRekord(alg, d, sig, keyPEM)
+		alg, d, sig := rekortest.SignDigest(t, k, []byte("artifact"))
+		return rekortest.HashedRekord(alg, d, sig, keyPEM)
 	}
 	stmt := []byte(`{"_type":"https://in-toto.io/Statement/v1","subject":[{"name":"a","digest":{"sha256":"abcd"}}],"predicateType":"x","predicate":{"<&>":"é"}}`)
 	cases := map[string][]byte{
-		"hashedrekord ecdsa key":   hr(p256, pubPEM(t, p256.Public())),
+		"hashedrekord ecdsa key":   hr(p256, rekortest.PublicKeyPEM(t, p256.Public())),
 		"hashedrekord p384 cert":   hr(p384, selfPEM),
-		"hashedrekord rsa key":     hr(rsaKey, pubPEM(t, rsaKey.Public())),
-		"hashedrekord ed25519ph":   hr(ed, pubPEM(t, ed.Public())),
+		"hashedrekord rsa key":     hr(rsaKey, rekortest.PublicKeyPEM(t, rsaKey.Public())),
+		"hashedrekord ed25519ph":   hr(ed, rekortest.PublicKeyPEM(t, ed.Public())),
 		"hashedrekord chain":       hr(p256, append(append([]byte{}, leafPEM...), rootPEM...)),
-		"dsse one signature":       dsseEntry(signEnvelope(t, stmt, p256), pubPEM(t, p256.Public())),
-		"dsse two signatures":      dsseEntry(signEnvelope(t, stmt, p256, p384), selfPEM, pubPEM(t, p256.Public())),
-		"dsse ed25519 and rsa":     dsseEntry(signEnvelope(t, stmt, ed, rsaKey), pubPEM(t, rsaKey.Public()), pubPEM(t, ed.Public())),
-		"dsse certificate chain":   dsseEntry(signEnvelope(t, stmt, p256), append(append([]byte{}, leafPEM...), rootPEM...)),
-		"dsse html characters env": dsseEntry(strings.Replace(signEnvelope(t, stmt, p256), `"payloadType"`, ` "payloadType"`, 1), pubPEM(t, p256.Public())),
+		"dsse one signature":       rekortest.DSSEEntry(rekortest.SignEnvelope(t, stmt, p256), rekortest.PublicKeyPEM(t, p256.Public())),
+		"dsse two signatures":      rekortest.DSSEEntry(rekortest.SignEnvelope(t, stmt, p256, p384), selfPEM, rekortest.PublicKeyPEM(t, p256.Public())),
+		"dsse ed25519 and rsa":     rekortest.DSSEEntry(rekortest.SignEnvelope(t, stmt, ed, rsaKey), rekortest.PublicKeyPEM(t, rsaKey.Public()), rekortest.PublicKeyPEM(t, ed.Public())),
+		"dsse certificate chain":   rekortest.DSSEEntry(rekortest.SignEnvelope(t, stmt, p256), append(append([]byte{}, leafPEM...), rootPEM...)),
+		"dsse html characters env": rekortest.DSSEEntry(strings.Replace(rekortest.SignEnvelope(t, stmt, p256), `"payloadType"`, ` "payloadType"`, 1), rekortest.PublicKeyPEM(t, p256.Public())),
 	}
 	for name, raw := range cases {
 		t.Run(name, func(t *testing.T) {
-			c, err := tlog.Canonicalize(raw)
+			c, err := rekor.Canonicalize(raw)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -132,7 +135,7 @@ func TestRealRekorEntryRoundTrips(t *testing.T) {
 		t.Fatal(err)
 	}
 	body, _ := base64.StdEncoding.DecodeString(b.VerificationMaterial.TlogEntries[0].CanonicalizedBody)
-	c, err := tlog.Canonicalize(body)
+	c, err := rekor.Canonicalize(body)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -174,8 +177,8 @@ func TestRekorClientAsCosign(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	k := newKey(t)
-	raw := signedEntry(t, k, []byte("cosign style"))
+	k := rekortest.NewKey(t)
+	raw := rekortest.SignedEntry(t, k, []byte("cosign style"))
 	pe, err := models.UnmarshalProposedEntry(bytes.NewReader(raw), runtime.JSONConsumer())
 	if err != nil {
 		t.Fatal(err)
@@ -248,7 +251,7 @@ func TestRekorClientAsCosign(t *testing.T) {
 		t.Fatal("rekor cannot verify the signed tree head")
 	}
 	for i := 0; i < 5; i++ {
-		created, err := rc.Entries.CreateLogEntry(entries.NewCreateLogEntryParamsWithContext(ctx).WithProposedEntry(mustProposed(t, signedEntry(t, k, []byte{byte(i)}))))
+		created, err := rc.Entries.CreateLogEntry(entries.NewCreateLogEntryParamsWithContext(ctx).WithProposedEntry(mustProposed(t, rekortest.SignedEntry(t, k, []byte{byte(i)}))))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -305,7 +308,7 @@ func trustedMaterial(t *testing.T, env *apiEnv, logKey crypto.PublicKey, hint st
 func signThroughLog(t *testing.T, url, kind string, k *ecdsa.PrivateKey, artifact, stmt []byte) (*protobundle.Bundle, string) {
 	t.Helper()
 	ctx := context.Background()
-	keyPEM := pubPEM(t, k.Public())
+	keyPEM := rekortest.PublicKeyPEM(t, k.Public())
 	der, _ := x509.MarshalPKIXPublicKey(k.Public())
 	hint := base64.StdEncoding.EncodeToString(sha256Sum(der))
 	props := types.ArtifactProperties{PublicKeyBytes: [][]byte{keyPEM}}
@@ -325,7 +328,7 @@ func signThroughLog(t *testing.T, url, kind string, k *ecdsa.PrivateKey, artifac
 			MessageDigest: &protocommon.HashOutput{Algorithm: protocommon.HashAlgorithm_SHA2_256, Digest: digest}, Signature: sig}}
 	case "dsse":
 		const typ = "application/vnd.in-toto+json"
-		sig, _ := ecdsa.SignASN1(rand.Reader, k, sha256Sum(pae(typ, stmt)))
+		sig, _ := ecdsa.SignASN1(rand.Reader, k, sha256Sum(payload.PAE(typ, stmt)))
 		env := &protodsse.Envelope{Payload: stmt, PayloadType: typ, Signatures: []*protodsse.Signature{{Sig: sig}}}
 		props.ArtifactBytes, _ = json.Marshal(env)
 		pe, err = rekordsse.New().CreateProposedEntry(ctx, "", props)
@@ -358,7 +361,7 @@ func TestSigstoreGoVerifiesBundles(t *testing.T) {
 		hex.EncodeToString(sha256Sum(artifact)) + `"}}],"predicateType":"https://slsa.dev/provenance/v1","predicate":{}}`)
 	for _, kind := range []string{"hashedrekord", "dsse"} {
 		t.Run(kind, func(t *testing.T) {
-			k := newKey(t)
+			k := rekortest.NewKey(t)
 			pb, hint := signThroughLog(t, env.srv.URL, kind, k, artifact, stmt)
 			if kv := pb.VerificationMaterial.TlogEntries[0].KindVersion; kv.Kind != kind || kv.Version != "0.0.1" {
 				t.Fatalf("entry kind %s/%s", kv.Kind, kv.Version)
@@ -386,8 +389,8 @@ func TestSigstoreGoVerifiesBundles(t *testing.T) {
 			// SET made by another key (the same log ID claimed).
 			forged := cloneBundle(t, pb)
 			ft := forged.VerificationMaterial.TlogEntries[0]
-			other := newKey(t)
-			payload, _ := tlog.SETPayload(ft.CanonicalizedBody, ft.IntegratedTime, hex.EncodeToString(ft.LogId.KeyId), ft.LogIndex)
+			other := rekortest.NewKey(t)
+			payload, _ := rekor.SETPayload(ft.CanonicalizedBody, ft.IntegratedTime, hex.EncodeToString(ft.LogId.KeyId), ft.LogIndex)
 			ft.InclusionPromise.SignedEntryTimestamp, _ = ecdsa.SignASN1(rand.Reader, other, sha256Sum(payload))
 			expectReject(t, v, forged, policy, "SET from another key")
 
@@ -395,7 +398,7 @@ func TestSigstoreGoVerifiesBundles(t *testing.T) {
 			// same key, so only the proof itself can give it away.
 			otherLog := openTestLog(t, filepath.Join(t.TempDir(), "other.db"), env.key, tlog.Config{})
 			for i := 0; i < 3; i++ {
-				add(t, otherLog.Log, signedEntry(t, other, []byte{byte(i)}))
+				add(t, otherLog.Log, rekortest.SignedEntry(t, other, []byte{byte(i)}))
 			}
 			oe, err := otherLog.EntryByIndex(ctx, uint64(pb.VerificationMaterial.TlogEntries[0].LogIndex)%3)
 			if err != nil {

@@ -20,6 +20,8 @@ import (
 	"github.com/transparency-dev/merkle/compact"
 	"github.com/transparency-dev/merkle/proof"
 	"github.com/transparency-dev/merkle/rfc6962"
+
+	"github.com/hallmark-dev/hallmark/pkg/rekor"
 )
 
 // Config configures a Log.
@@ -167,7 +169,7 @@ func (l *Log) checkpointCurrent(head TreeState) bool {
 	if len(head.Checkpoint) == 0 {
 		return false
 	}
-	sc, err := VerifyCheckpoint(head.Checkpoint, l.pub)
+	sc, err := rekor.VerifyCheckpoint(head.Checkpoint, l.pub)
 	return err == nil && sc.Origin == l.Origin() && sc.Size == head.Size && sc.Root == head.Root
 }
 
@@ -188,8 +190,27 @@ func (l *Log) resign(ctx context.Context) error {
 	})
 }
 
+// sign signs the checkpoint of a tree head (the key hint is the first four
+// bytes of the log ID, the SHA-256 of the key).
 func (l *Log) sign(size uint64, root [32]byte) ([]byte, error) {
-	return signCheckpoint(l.signer, l.logID[:4], l.hostname, Checkpoint{Origin: l.Origin(), Size: size, Root: root})
+	return rekor.Checkpoint{Origin: l.Origin(), Size: size, Root: root}.Sign(l.signer, [4]byte(l.logID[:4]), l.hostname)
+}
+
+// signSET signs the entry timestamp of e (rekor.SETPayload).
+func (l *Log) signSET(e Entry) ([]byte, error) {
+	if e.Index > 1<<53 {
+		return nil, fmt.Errorf("tlog: log index %d exceeds what JSON numbers carry exactly", e.Index)
+	}
+	payload, err := rekor.SETPayload(e.Body, e.IntegratedTime, l.logIDHex, int64(e.Index))
+	if err != nil {
+		return nil, fmt.Errorf("tlog: SET payload: %w", err)
+	}
+	d := sha256.Sum256(payload)
+	sig, err := l.signer.Sign(rand.Reader, d[:], crypto.SHA256)
+	if err != nil {
+		return nil, fmt.Errorf("tlog: sign SET: %w", err)
+	}
+	return sig, nil
 }
 
 // EntryID is the 80-hex Rekor entry ID of a leaf in this log.
@@ -215,7 +236,7 @@ type pending struct {
 // checkpoint and SET once it is durably committed. Concurrent calls are
 // batched into one transaction. An entry already in the log yields a
 // *DuplicateError.
-func (l *Log) Add(ctx context.Context, c *Canonical) (*LogEntry, error) {
+func (l *Log) Add(ctx context.Context, c *rekor.Canonical) (*LogEntry, error) {
 	p := &pending{leaf: c.LeafHash, body: c.Body, done: make(chan struct{})}
 	if !l.submit(ctx, p) {
 		return nil, fmt.Errorf("%w: %d submissions are already waiting for the log", ErrBusy, l.maxQueue)
@@ -437,7 +458,7 @@ func (l *Log) EntryByIndex(ctx context.Context, index uint64) (*LogEntry, error)
 }
 
 // Lookup returns the entry whose canonical form is c, if logged.
-func (l *Log) Lookup(ctx context.Context, c *Canonical) (*LogEntry, error) {
+func (l *Log) Lookup(ctx context.Context, c *rekor.Canonical) (*LogEntry, error) {
 	e, err := l.store.EntryByLeafHash(ctx, c.LeafHash)
 	if err != nil {
 		return nil, err
@@ -455,16 +476,16 @@ func (l *Log) ParseEntryID(id string) ([32]byte, error) {
 		tree := id[:16]
 		if !strings.EqualFold(tree, fmt.Sprintf("%016x", l.treeID)) {
 			if _, err := hex.DecodeString(tree); err != nil {
-				return leaf, fmt.Errorf("%w: entry ID %q is not hex", ErrBadRequest, truncate(id, 80))
+				return leaf, fmt.Errorf("%w: entry ID %.80q is not hex", ErrBadRequest, id)
 			}
 			return leaf, fmt.Errorf("%w: entry ID %s is in tree %s; this log is tree %016x", ErrNotFound, id, tree, l.treeID)
 		}
 		id = id[16:]
 	default:
-		return leaf, fmt.Errorf("%w: entry UUID %q must be 64 hex characters (leaf hash) or 80 (tree ID and leaf hash)", ErrBadRequest, truncate(id, 90))
+		return leaf, fmt.Errorf("%w: entry UUID %.90q must be 64 hex characters (leaf hash) or 80 (tree ID and leaf hash)", ErrBadRequest, id)
 	}
 	if _, err := hex.Decode(leaf[:], []byte(id)); err != nil {
-		return leaf, fmt.Errorf("%w: entry UUID %q is not hex", ErrBadRequest, truncate(id, 80))
+		return leaf, fmt.Errorf("%w: entry UUID %.80q is not hex", ErrBadRequest, id)
 	}
 	return leaf, nil
 }

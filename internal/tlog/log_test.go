@@ -21,6 +21,8 @@ import (
 	"github.com/hallmark-dev/hallmark/internal/meta/sqlstore"
 	"github.com/hallmark-dev/hallmark/internal/testenv"
 	"github.com/hallmark-dev/hallmark/internal/tlog"
+	"github.com/hallmark-dev/hallmark/pkg/rekor"
+	"github.com/hallmark-dev/hallmark/pkg/rekor/rekortest"
 	"github.com/hallmark-dev/hallmark/pkg/root"
 	"github.com/hallmark-dev/hallmark/pkg/verify"
 )
@@ -46,17 +48,17 @@ func mth(leaves [][32]byte) [32]byte {
 // checkEntry verifies everything a client checks on a log entry: the SET,
 // the inclusion proof against the proof's root, and the checkpoint's
 // signature, size and root.
-func checkEntry(t *testing.T, l *tlog.Log, e *tlog.LogEntry) *tlog.SignedCheckpoint {
+func checkEntry(t *testing.T, l *tlog.Log, e *tlog.LogEntry) *rekor.SignedCheckpoint {
 	t.Helper()
 	pub := l.PublicKey().(*ecdsa.PublicKey)
 	id := l.LogID()
 	// The SET is checked with the client's own verifier, as cosign would.
 	logID := hex.EncodeToString(id[:])
-	ve := &verify.LogEntry{Body: e.Body, IntegratedTime: e.IntegratedTime, LogIndex: int64(e.Index), LogID: logID, SET: e.SET}
+	ve := &rekor.LogEntry{Body: e.Body, IntegratedTime: e.IntegratedTime, LogIndex: int64(e.Index), LogID: logID, SET: e.SET}
 	if err := verify.VerifySET(ve, map[string]root.LogKey{logID: {Key: pub}}); err != nil {
 		t.Fatalf("entry %d: %v", e.Index, err)
 	}
-	if e.LeafHash != tlog.LeafHash(e.Body) {
+	if e.LeafHash != rekor.LeafHash(e.Body) {
 		t.Fatalf("entry %d: leaf hash does not match body", e.Index)
 	}
 	if want := l.EntryID(e.LeafHash); e.EntryID != want || !strings.HasSuffix(want, hex.EncodeToString(e.LeafHash[:])) || len(want) != 80 {
@@ -68,7 +70,7 @@ func checkEntry(t *testing.T, l *tlog.Log, e *tlog.LogEntry) *tlog.SignedCheckpo
 	if err := proof.VerifyInclusion(rfc6962.DefaultHasher, e.Index, e.Proof.TreeSize, e.LeafHash[:], e.Proof.Hashes, e.Proof.RootHash[:]); err != nil {
 		t.Fatalf("entry %d: inclusion proof: %v", e.Index, err)
 	}
-	sc, err := tlog.VerifyCheckpoint(e.Proof.Checkpoint, pub)
+	sc, err := rekor.VerifyCheckpoint(e.Proof.Checkpoint, pub)
 	if err != nil {
 		t.Fatalf("entry %d: %v\n%s", e.Index, err, e.Proof.Checkpoint)
 	}
@@ -80,7 +82,7 @@ func checkEntry(t *testing.T, l *tlog.Log, e *tlog.LogEntry) *tlog.SignedCheckpo
 
 func add(t *testing.T, l *tlog.Log, entry []byte) *tlog.LogEntry {
 	t.Helper()
-	c, err := tlog.Canonicalize(entry)
+	c, err := rekor.Canonicalize(entry)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -107,16 +109,16 @@ func TestAppendProofsAndConsistency(t *testing.T) {
 	if head.Size != 0 || head.Root != sha256.Sum256(nil) {
 		t.Fatalf("empty head: size %d root %x", head.Size, head.Root)
 	}
-	if _, err := tlog.VerifyCheckpoint(head.Checkpoint, &l.key.PublicKey); err != nil {
+	if _, err := rekor.VerifyCheckpoint(head.Checkpoint, &l.key.PublicKey); err != nil {
 		t.Fatalf("empty tree checkpoint: %v", err)
 	}
 
-	k := newKey(t)
+	k := rekortest.NewKey(t)
 	const n = 37
 	var leaves [][32]byte
 	roots := map[uint64][32]byte{0: sha256.Sum256(nil)}
 	for i := 0; i < n; i++ {
-		e := add(t, l.Log, signedEntry(t, k, []byte(fmt.Sprint("artifact ", i))))
+		e := add(t, l.Log, rekortest.SignedEntry(t, k, []byte(fmt.Sprint("artifact ", i))))
 		if e.Index != uint64(i) {
 			t.Fatalf("entry %d got index %d", i, e.Index)
 		}
@@ -199,9 +201,9 @@ func TestConcurrentAppendsAreBatched(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			k := newKey(t)
+			k := rekortest.NewKey(t)
 			for i := 0; i < each; i++ {
-				c, err := tlog.Canonicalize(signedEntry(t, k, []byte(fmt.Sprint(w, "/", i))))
+				c, err := rekor.Canonicalize(rekortest.SignedEntry(t, k, []byte(fmt.Sprint(w, "/", i))))
 				if err != nil {
 					t.Error(err)
 					return
@@ -247,10 +249,10 @@ func TestConcurrentAppendsAreBatched(t *testing.T) {
 func TestDuplicates(t *testing.T) {
 	ctx := context.Background()
 	l := newTestLog(t, tlog.Config{})
-	k := newKey(t)
-	entry := signedEntry(t, k, []byte("once"))
+	k := rekortest.NewKey(t)
+	entry := rekortest.SignedEntry(t, k, []byte("once"))
 	first := add(t, l.Log, entry)
-	c, _ := tlog.Canonicalize(entry)
+	c, _ := rekor.Canonicalize(entry)
 	_, err := l.Add(ctx, c)
 	var dup *tlog.DuplicateError
 	if !errors.As(err, &dup) || dup.EntryID != first.EntryID || dup.Index != first.Index {
@@ -262,7 +264,7 @@ func TestDuplicates(t *testing.T) {
 
 	// The same new entry submitted concurrently: one wins, the rest are
 	// duplicates of it, whether they meet in one batch or not.
-	c2, _ := tlog.Canonicalize(signedEntry(t, k, []byte("race")))
+	c2, _ := rekor.Canonicalize(rekortest.SignedEntry(t, k, []byte("race")))
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	var wins, dups int
@@ -336,7 +338,7 @@ func TestReplicasShareOneTree(t *testing.T) {
 
 func testReplicas(t *testing.T, backend string) {
 	ctx := context.Background()
-	key := newKey(t)
+	key := rekortest.NewKey(t)
 	var logs [2]*tlog.Log
 	for i, st := range replicaStores(t, backend) {
 		l, err := tlog.New(ctx, st, key, nil, tlog.Config{Hostname: "replica-a"})
@@ -357,9 +359,9 @@ func testReplicas(t *testing.T, backend string) {
 		go func() {
 			defer wg.Done()
 			l := logs[w%2]
-			k := newKey(t)
+			k := rekortest.NewKey(t)
 			for i := 0; i < perWriter; i++ {
-				c, _ := tlog.Canonicalize(signedEntry(t, k, []byte(fmt.Sprint(w, i))))
+				c, _ := rekor.Canonicalize(rekortest.SignedEntry(t, k, []byte(fmt.Sprint(w, i))))
 				e, err := l.Add(ctx, c)
 				if err != nil {
 					t.Error(err)
@@ -467,9 +469,9 @@ func testReplicas(t *testing.T, backend string) {
 func TestReopenKeepsTreeAndResigns(t *testing.T) {
 	ctx := context.Background()
 	l := newTestLog(t, tlog.Config{})
-	k := newKey(t)
-	e := add(t, l.Log, signedEntry(t, k, []byte("durable")))
-	add(t, l.Log, signedEntry(t, k, []byte("durable 2")))
+	k := rekortest.NewKey(t)
+	e := add(t, l.Log, rekortest.SignedEntry(t, k, []byte("durable")))
+	add(t, l.Log, rekortest.SignedEntry(t, k, []byte("durable 2")))
 
 	// Same key, same name: same tree, same signed head.
 	again := openTestLog(t, l.path, l.key, tlog.Config{})
@@ -486,7 +488,7 @@ func TestReopenKeepsTreeAndResigns(t *testing.T) {
 	// A new hostname re-signs the head under the new origin.
 	renamed := openTestLog(t, l.path, l.key, tlog.Config{Hostname: "rekor.renamed"})
 	h3, _ := renamed.Head(ctx)
-	sc, err := tlog.VerifyCheckpoint(h3.Checkpoint, &l.key.PublicKey)
+	sc, err := rekor.VerifyCheckpoint(h3.Checkpoint, &l.key.PublicKey)
 	if err != nil || sc.Origin != fmt.Sprintf("rekor.renamed - %d", l.TreeID()) || sc.Size != 2 || sc.Root != h1.Root {
 		t.Fatalf("re-signed checkpoint: %v %+v", err, sc)
 	}
@@ -494,7 +496,7 @@ func TestReopenKeepsTreeAndResigns(t *testing.T) {
 
 func TestRejectsNonP256Key(t *testing.T) {
 	st := tlogStore(t, openStore(t, t.TempDir()+"/db"))
-	k := newKey(t)
+	k := rekortest.NewKey(t)
 	if _, err := tlog.New(context.Background(), st, k, nil, tlog.Config{Hostname: "a b"}); err == nil {
 		t.Fatal("hostname with a space accepted")
 	}

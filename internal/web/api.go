@@ -14,8 +14,8 @@ import (
 
 	"github.com/hallmark-dev/hallmark/internal/auth"
 	"github.com/hallmark-dev/hallmark/internal/meta"
+	"github.com/hallmark-dev/hallmark/pkg/fulcio"
 	"github.com/hallmark-dev/hallmark/pkg/oci"
-	"github.com/hallmark-dev/hallmark/pkg/verify"
 )
 
 // Store is what the API reads from the metadata database.
@@ -120,7 +120,8 @@ type SignatureJSON struct {
 	StatusDetail string            `json:"statusDetail,omitempty"`
 	Annotations  map[string]string `json:"annotations"`
 	// CertExtensions are the keyless certificate's Fulcio extensions by
-	// dotted OID (1.3.6.1.4.1.57264.1.13 = commit SHA, .1.14 = ref, ...).
+	// dotted OID (fulcio.OID(fulcio.SourceRepositoryDigest) is the commit
+	// SHA, ...).
 	CertExtensions map[string]string `json:"certificateExtensions,omitempty"`
 	Created        time.Time         `json:"created"`
 }
@@ -237,7 +238,7 @@ const maxSearch = 1000
 //	annotation=<key>=<value>      a signed annotation (e.g. com.gitlab.ci.commit.sha=<sha>)
 //	certificate=<ext>=<value>     a keyless certificate extension, by name (sourceRepositoryDigest,
 //	                              sourceRepositoryRef, runInvocationURI, runnerEnvironment, ...),
-//	                              number (13) or dotted OID (1.3.6.1.4.1.57264.1.13)
+//	                              number (13) or dotted OID (fulcio.Resolve)
 //	identity=<identity>           the signer: certificate identity (SAN) or key fingerprint
 //
 // and an optional limit (1..1000, default 100). Results are newest first
@@ -280,9 +281,9 @@ func (a *API) search(w http.ResponseWriter, r *http.Request) {
 	case q.Has("certificate"):
 		field, query = "certificate", q.Get("certificate")
 		ext, value, ok := strings.Cut(query, "=")
-		oid, known := verify.ExtensionOID(ext)
+		oid, known := fulcio.Resolve(ext)
 		if !ok || !known {
-			a.fail(w, r, http.StatusBadRequest, "certificate="+strconv.Quote(query)+": want <extension>=<value> with the extension by name (e.g. sourceRepositoryDigest, sourceRepositoryRef, runInvocationURI, runnerEnvironment, buildConfigURI), number (13) or OID (1.3.6.1.4.1.57264.1.13)", nil)
+			a.fail(w, r, http.StatusBadRequest, "certificate="+strconv.Quote(query)+": want <extension>=<value> with the extension by name (e.g. sourceRepositoryDigest, sourceRepositoryRef, runInvocationURI, runnerEnvironment, buildConfigURI), number (13) or OID ("+fulcio.OID(fulcio.SourceRepositoryDigest).String()+")", nil)
 			return
 		}
 		run = func(n int) ([]meta.Signature, error) { return a.store.SearchCertificate(r.Context(), oid, value, n) }

@@ -5,6 +5,7 @@ import (
 	_ "crypto/sha256"
 	_ "crypto/sha512"
 	"fmt"
+	"strings"
 
 	"github.com/opencontainers/go-digest"
 )
@@ -22,4 +23,23 @@ func ParseDigest(s string) (digest.Digest, error) {
 	default:
 		return "", fmt.Errorf("digest algorithm %q is not supported; use sha256 or sha512", d.Algorithm())
 	}
+}
+
+// DigestMatches reports whether b hashes to d ("sha256:<hex>" or
+// "sha512:<hex>"), and the digest of that algorithm b does hash to (empty
+// for another algorithm, which never matches).
+func DigestMatches(d string, b []byte) (bool, string) {
+	alg, _, ok := strings.Cut(d, ":")
+	if !ok {
+		return false, ""
+	}
+	switch alg {
+	case "sha256":
+		got := digest.SHA256.FromBytes(b).String()
+		return got == d, got
+	case "sha512":
+		got := digest.SHA512.FromBytes(b).String()
+		return got == d, got
+	}
+	return false, ""
 }

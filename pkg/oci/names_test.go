@@ -207,3 +207,41 @@ func FuzzParseDigest(f *testing.F) {
 		}
 	})
 }
+
+func TestSignedDigest(t *testing.T) {
+	h256, h512 := strings.Repeat("ab", 32), strings.Repeat("cd", 64)
+	for tag, want := range map[string]string{
+		"sha256-" + h256 + ".sig":                  "sha256:" + h256,
+		"sha512-" + h512 + ".sig":                  "sha512:" + h512,
+		"sha256-" + h256 + ".att":                  "",
+		"sha256-" + h256:                           "",
+		"x-sha256-" + h256 + ".sig":                "",
+		"sha256-" + strings.ToUpper(h256) + ".sig": "",
+		"sha256-" + h256[:63] + ".sig":             "",
+		"sha512-" + h256 + ".sig":                  "",
+		"md5-" + h256[:32] + ".sig":                "",
+		"v1":                                       "",
+		"sha256-" + h256 + ".sig.sig":              "",
+	} {
+		d, ok := SignedDigest(tag)
+		if string(d) != want || ok != (want != "") {
+			t.Errorf("%s: %q %v, want %q", tag, d, ok, want)
+		}
+	}
+}
+
+// FuzzSignedDigest: any tag pushed is either not a signature tag or names
+// a valid sha256/sha512 digest that maps back to the same tag.
+func FuzzSignedDigest(f *testing.F) {
+	f.Add("sha256-" + strings.Repeat("ab", 32) + ".sig")
+	f.Add("sha512-.sig")
+	f.Fuzz(func(t *testing.T, tag string) {
+		d, ok := SignedDigest(tag)
+		if !ok {
+			return
+		}
+		if _, err := ParseDigest(string(d)); err != nil || string(d.Algorithm())+"-"+d.Encoded()+".sig" != tag {
+			t.Fatalf("%q gave %q", tag, d)
+		}
+	})
+}

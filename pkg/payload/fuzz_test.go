@@ -114,3 +114,28 @@ func FuzzParseStatement(f *testing.F) {
 		}
 	})
 }
+
+// FuzzParseLenient: the lenient parser never panics, every error matches
+// ErrInvalidPayload, and what it accepts has a digest claim and satisfies
+// its own annotations.
+func FuzzParseLenient(f *testing.F) {
+	addTestdata(f, "simplesigning")
+	f.Add([]byte(`{"critical":{"image":{"docker-manifest-digest":"x"}},"optional":{"n":1,"s":"v"}}`))
+	f.Add([]byte(`{"critical":null}`))
+	f.Add([]byte(`[]`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		p, err := ParseLenient(b)
+		if err != nil {
+			if !errors.Is(err, ErrInvalidPayload) {
+				t.Fatalf("error %v does not match ErrInvalidPayload", err)
+			}
+			return
+		}
+		if p.Critical.Image.DockerManifestDigest == "" {
+			t.Fatal("accepted a payload without a digest claim")
+		}
+		if err := p.CheckAnnotations(p.StringAnnotations()); err != nil {
+			t.Fatalf("payload does not satisfy its own annotations: %v", err)
+		}
+	})
+}

@@ -33,11 +33,13 @@ type Statement struct {
 	Predicate     json.RawMessage `json:"predicate,omitempty"`
 }
 
-// Subject is one artifact a statement is about: an optional name and a
-// digest set (algorithm -> lowercase hex).
+// Subject is one artifact a statement is about: an optional name, a
+// digest set (algorithm -> lowercase hex) and, in the statement cosign v3
+// signs for an image, the signed annotations (cosign's -a).
 type Subject struct {
-	Name   string            `json:"name,omitempty"`
-	Digest map[string]string `json:"digest"`
+	Name        string            `json:"name,omitempty"`
+	Digest      map[string]string `json:"digest"`
+	Annotations map[string]any    `json:"annotations,omitempty"`
 }
 
 // NewStatement returns an in-toto Statement v1. A nil predicate is omitted,
@@ -120,14 +122,22 @@ func checkDigestValue(alg, v string) error {
 // HasSubjectDigest reports whether a subject carries digest ("sha256:<hex>"
 // form), the check cosign verify-attestation makes against the image digest.
 func (s Statement) HasSubjectDigest(digest string) bool {
+	_, ok := s.SubjectFor(digest)
+	return ok
+}
+
+// SubjectFor returns the first subject that carries digest ("sha256:<hex>"
+// form): a statement about several images holds each image's annotations
+// in its own subject.
+func (s Statement) SubjectFor(digest string) (Subject, bool) {
 	alg, hex, ok := strings.Cut(digest, ":")
 	if !ok || hex == "" {
-		return false
+		return Subject{}, false
 	}
 	for _, sub := range s.Subject {
 		if sub.Digest[alg] == hex {
-			return true
+			return sub, true
 		}
 	}
-	return false
+	return Subject{}, false
 }

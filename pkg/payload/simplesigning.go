@@ -166,11 +166,40 @@ func Parse(b []byte) (SimpleSigning, error) {
 	return s, nil
 }
 
-// StringAnnotations returns the optional entries whose values are strings,
-// the only ones cosign -a can set or check.
-func (s SimpleSigning) StringAnnotations() map[string]string {
-	out := make(map[string]string, len(s.Optional))
-	for k, v := range s.Optional {
+// ParseLenient reads a simple-signing payload as cosign verify does: any
+// JSON object of the simple-signing shape, with numbers as float64 (as
+// cosign prints them back), whose critical.type and docker-reference are
+// not checked. Only the digest claim must be present. Errors match
+// ErrInvalidPayload; use Parse for what a signer must produce.
+func ParseLenient(b []byte) (SimpleSigning, error) {
+	var s SimpleSigning
+	if err := json.Unmarshal(b, &s); err != nil {
+		return SimpleSigning{}, invalidPayload("payload is not simple-signing JSON: " + err.Error())
+	}
+	if s.Critical.Image.DockerManifestDigest == "" {
+		return SimpleSigning{}, invalidPayload("payload has no critical.image.docker-manifest-digest")
+	}
+	return s, nil
+}
+
+// invalidPayload is a ParseLenient error: its text is cosign's, and it
+// matches ErrInvalidPayload.
+type invalidPayload string
+
+func (e invalidPayload) Error() string        { return string(e) }
+func (e invalidPayload) Is(target error) bool { return target == ErrInvalidPayload }
+
+// StringAnnotations returns the payload's annotations (Annotations).
+func (s SimpleSigning) StringAnnotations() map[string]string { return Annotations(s.Optional) }
+
+// Annotations are the signed annotations of a simple-signing payload's
+// optional map or of an in-toto subject: the entries whose values are
+// strings, the only ones cosign -a can set or check. It is the one rule
+// for what an annotation is: CheckAnnotations matches against it, and the
+// signature index records it.
+func Annotations(m map[string]any) map[string]string {
+	out := make(map[string]string, len(m))
+	for k, v := range m {
 		if str, ok := v.(string); ok {
 			out[k] = str
 		}
@@ -194,7 +223,8 @@ func (e *AnnotationError) Error() string {
 	case isString(got):
 		return fmt.Sprintf("annotation %q is %q in the signed payload, want %q", e.Key, got, e.Want)
 	default:
-		return fmt.Sprintf("annotation %q is the non-string JSON value %v in the signed payload, want the string %q (only string values can match)", e.Key, got, e.Want)
+		b, _ := json.Marshal(got)
+		return fmt.Sprintf("annotation %q is the non-string JSON value %s in the signed payload, want the string %q", e.Key, b, e.Want)
 	}
 }
 
@@ -204,14 +234,22 @@ func (e *AnnotationError) Is(target error) bool { return target == ErrAnnotation
 func isString(v any) bool { _, ok := v.(string); return ok }
 
 // CheckAnnotations checks that every wanted key is in the payload's
-// optional map with exactly the wanted string value, the check cosign verify
-// -a performs (a non-string value never matches; an empty wanted value does
-// not match a missing key). It returns nil or one *AnnotationError per
-// failing key, in key order, joined with errors.Join.
+// optional map with exactly the wanted string value (CheckAnnotations).
 func (s SimpleSigning) CheckAnnotations(want map[string]string) error {
+	return CheckAnnotations(s.Optional, want)
+}
+
+// CheckAnnotations checks that every wanted key is among the signed
+// annotations in have (a payload's optional map, an in-toto subject's
+// annotations) with exactly the wanted string value, the check cosign
+// verify -a performs: a non-string value never matches, and an empty
+// wanted value does not match a missing key (observed with cosign v2.6.5).
+// It returns nil or one *AnnotationError per failing key, in key order,
+// joined with errors.Join.
+func CheckAnnotations(have map[string]any, want map[string]string) error {
 	var errs []error
 	for _, k := range slices.Sorted(maps.Keys(want)) {
-		got, ok := s.Optional[k]
+		got, ok := have[k]
 		switch {
 		case !ok:
 			errs = append(errs, &AnnotationError{Key: k, Want: want[k], Missing: true})

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -261,11 +262,52 @@ func TestAnnotationErrorText(t *testing.T) {
 	}{
 		{AnnotationError{Key: "tag", Want: "v1", Missing: true}, `annotation "tag" is not in the signed payload (want "v1")`},
 		{AnnotationError{Key: "tag", Want: "v1", Got: "v2"}, `annotation "tag" is "v2" in the signed payload, want "v1"`},
-		{AnnotationError{Key: "n", Want: "1", Got: json.Number("1")}, `annotation "n" is the non-string JSON value 1 in the signed payload, want the string "1" (only string values can match)`},
+		{AnnotationError{Key: "n", Want: "1", Got: json.Number("1")}, `annotation "n" is the non-string JSON value 1 in the signed payload, want the string "1"`},
+		{AnnotationError{Key: "o", Want: "x", Got: map[string]any{"a": "b"}}, `annotation "o" is the non-string JSON value {"a":"b"} in the signed payload, want the string "x"`},
 	}
 	for _, tc := range tests {
 		if got := tc.err.Error(); got != tc.want {
 			t.Errorf("Error() = %q, want %q", got, tc.want)
 		}
+	}
+}
+
+// TestParseLenient: what cosign verify reads (any type, float numbers as
+// cosign prints them back), and what it refuses, with cosign's words.
+func TestParseLenient(t *testing.T) {
+	p, err := ParseLenient([]byte(`{"critical":{"image":{"docker-manifest-digest":"sha256:x"},"type":"other"},"optional":{"n":1.50,"tag":"v1"}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Critical.Type != "other" || p.Optional["n"] != 1.5 || !reflect.DeepEqual(p.StringAnnotations(), map[string]string{"tag": "v1"}) {
+		t.Errorf("parsed %+v", p)
+	}
+	for in, want := range map[string]string{
+		"not json": "payload is not simple-signing JSON: ",
+		`[]`:       "payload is not simple-signing JSON: ",
+		`{}`:       "payload has no critical.image.docker-manifest-digest",
+		`{"critical":{"image":{"docker-manifest-digest":""}}}`: "payload has no critical.image.docker-manifest-digest",
+	} {
+		_, err := ParseLenient([]byte(in))
+		if !errors.Is(err, ErrInvalidPayload) || !strings.HasPrefix(err.Error(), want) {
+			t.Errorf("%s: %v, want %q", in, err, want)
+		}
+	}
+}
+
+// TestSubjectFor: the annotations of a statement are those of the subject
+// that is the image.
+func TestSubjectFor(t *testing.T) {
+	st, err := ParseStatement([]byte(`{"_type":"https://in-toto.io/Statement/v1","subject":[{"digest":{"sha256":"` + strings.Repeat("a", 64) +
+		`"},"annotations":{"tag":"prod"}},{"digest":{"sha256":"` + strings.Repeat("b", 64) + `"},"annotations":{"tag":"dev","n":2}}],"predicateType":"p"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, ok := st.SubjectFor("sha256:" + strings.Repeat("b", 64))
+	if !ok || !reflect.DeepEqual(Annotations(s.Annotations), map[string]string{"tag": "dev"}) {
+		t.Errorf("subject %+v %v", s, ok)
+	}
+	if _, ok := st.SubjectFor("sha256:" + strings.Repeat("c", 64)); ok {
+		t.Error("found a subject for another digest")
 	}
 }

@@ -27,20 +27,20 @@ import (
 )
 
 // Media types and annotation keys of cosign's signature layout (the ones
-// pkg/payload and pkg/verify define).
+// pkg/payload and pkg/oci define).
 const (
 	SimpleSigningMediaType = payload.SimpleSigningMediaType
-	AnnotationSignature    = verify.AnnotationSignature
-	AnnotationCertificate  = verify.AnnotationCertificate
-	AnnotationChain        = verify.AnnotationChain
-	AnnotationBundle       = verify.AnnotationBundle
-	SignatureTagSuffix     = "sig"
-	AttestationTagSuffix   = "att"
+	AnnotationSignature    = oci.AnnotationSignature
+	AnnotationCertificate  = oci.AnnotationCertificate
+	AnnotationChain        = oci.AnnotationChain
+	AnnotationBundle       = oci.AnnotationBundle
+	SignatureTagSuffix     = oci.SignatureSuffix
+	AttestationTagSuffix   = oci.AttestationSuffix
 )
 
 // MaxSignatureLayers is the number of signature layers cosign reads; Attach
 // refuses to grow a signature manifest beyond it.
-const MaxSignatureLayers = verify.MaxSignatureLayers
+const MaxSignatureLayers = oci.MaxSignatureLayers
 
 // TargetRepository is where signatures of an image in repo are stored:
 // repo itself, or the COSIGN_REPOSITORY override when set.
@@ -109,7 +109,7 @@ func Attach(repo name.Repository, subject v1.Hash, sig *Signature, o AttachOptio
 const AttestationMediaType = payload.DSSEMediaType
 
 // AnnotationPredicateType is the attestation layer's predicate type.
-const AnnotationPredicateType = verify.AnnotationPredicateType
+const AnnotationPredicateType = oci.AnnotationPredicateType
 
 // AttachAttestation appends an attestation (sig.Payload is the DSSE
 // envelope) as a new layer of the image under the ".att" tag of subject,
@@ -188,7 +188,7 @@ func (a *Attachment) Commit(sig *Signature, verifier crypto.PublicKey) (*AttachR
 }
 
 func prepare(ctx context.Context, repo name.Repository, subject v1.Hash, suffix, mediaType string, blob []byte, drop func(v1.Descriptor) bool, o AttachOptions) *Attachment {
-	a := &Attachment{ctx: ctx, tag: verify.AttachmentTag(repo, o.TagPrefix, subject, suffix),
+	a := &Attachment{ctx: ctx, tag: oci.AttachmentTag(repo, o.TagPrefix, subject, suffix),
 		drop: drop, mediaType: mediaType, blob: blob, o: o}
 	a.err = a.load()
 	return a

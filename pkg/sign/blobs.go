@@ -3,7 +3,6 @@ package sign
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -15,6 +14,8 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/hallmark-dev/hallmark/pkg/oci"
 )
 
 // BlobWriter uploads small blobs to a repository.
@@ -123,11 +124,9 @@ func (m *MonolithicBlobs) WriteBlob(ctx context.Context, repo name.Repository, d
 	return transport.CheckError(resp, http.StatusCreated)
 }
 
-// ErrImageNotFound is returned by CheckManifest for a missing manifest.
-var ErrImageNotFound = errors.New("image not found in the registry")
-
 // CheckManifest makes sure the manifest digest exists in repo (a HEAD on
-// the same authenticated connection the uploads use).
+// the same authenticated connection the uploads use); a missing one is an
+// error wrapping oci.ErrImageNotFound.
 func (m *MonolithicBlobs) CheckManifest(ctx context.Context, repo name.Repository, digest v1.Hash) error {
 	rt, err := m.transport(ctx, repo)
 	if err != nil {
@@ -146,7 +145,7 @@ func (m *MonolithicBlobs) CheckManifest(ctx context.Context, repo name.Repositor
 	}
 	resp.Body.Close()
 	if resp.StatusCode == http.StatusNotFound {
-		return fmt.Errorf("%w: %s@%s", ErrImageNotFound, repo, digest)
+		return fmt.Errorf("%w: %s@%s", oci.ErrImageNotFound, repo, digest)
 	}
 	return transport.CheckError(resp, http.StatusOK)
 }

@@ -25,6 +25,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/hallmark-dev/hallmark/pkg/internal/peertest"
+	"github.com/hallmark-dev/hallmark/pkg/oci"
 	"github.com/hallmark-dev/hallmark/pkg/payload"
 	"github.com/hallmark-dev/hallmark/pkg/verify"
 )
@@ -110,7 +111,7 @@ func pushGoldenImage(t *testing.T, host string, docker bool) name.Digest {
 func sigArtifacts(t *testing.T, img name.Digest) (manifest, config, lastPayload []byte) {
 	t.Helper()
 	h, _ := v1.NewHash(img.DigestStr())
-	tag := verify.SignatureTag(img.Context(), "", h)
+	tag := oci.SignatureTag(img.Context(), "", h)
 	desc, err := remote.Get(tag)
 	if err != nil {
 		t.Fatal(err)

@@ -8,12 +8,14 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/x509"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
 
 	"github.com/hallmark-dev/hallmark/pkg/payload"
+	"github.com/hallmark-dev/hallmark/pkg/rekor"
 	"github.com/hallmark-dev/hallmark/pkg/root"
 	"github.com/hallmark-dev/hallmark/pkg/verify"
 )
@@ -93,8 +95,7 @@ func (k *KeylessSigner) Verified() error {
 // skipSCT) has a valid embedded SCT, or a valid detached one, from one of
 // its CT logs, issued while that log's key is trusted.
 func CheckCertificate(cc *CertificateChain, trust *root.Material, skipSCT bool) error {
-	opts := verify.CertOptions{CAs: trust.CAs, CTLogKeys: trust.CTLogKeys, IgnoreSCT: true}
-	chain, err := verify.VerifyChain(cc.Leaf, cc.Chain, opts)
+	chain, err := verify.VerifyChain(cc.Leaf, cc.Chain, trust.CAs)
 	if err != nil {
 		return err
 	}
@@ -104,13 +105,9 @@ func CheckCertificate(cc *CertificateChain, trust *root.Material, skipSCT bool) 
 	if skipSCT {
 		return nil
 	}
-	var issuer *x509.Certificate
-	if len(chain.Certificates) > 1 {
-		issuer = chain.Certificates[1]
-	}
-	err = verify.VerifyEmbeddedSCT(cc.Leaf, issuer, trust.CTLogKeys)
+	err = chain.VerifySCT(trust.CTLogKeys)
 	if err != nil && len(cc.DetachedSCT) > 0 {
-		err = verify.VerifyDetachedSCT(cc.DetachedSCT, cc.Leaf, issuer, trust.CTLogKeys)
+		err = verify.VerifyDetachedSCT(cc.DetachedSCT, cc.Leaf, chain.Issuer(), trust.CTLogKeys)
 	}
 	return err
 }
@@ -130,11 +127,11 @@ func (k *KeylessSigner) Sign(ctx context.Context, p []byte) (*Signature, error) 
 	}
 	out := &Signature{Payload: p, Signature: sig, Certificate: k.cert.LeafPEM, Chain: k.cert.ChainPEM}
 	if k.log != nil {
-		entry, err := HashedRekord(p, sig, k.cert.LeafPEM)
+		h := sha256.Sum256(p)
+		entry, err := rekor.NewHashedRekord(rekor.Hash{Algorithm: "sha256", Value: hex.EncodeToString(h[:])}, sig, k.cert.LeafPEM)
 		if err != nil {
 			return nil, err
 		}
-		h := sha256.Sum256(p)
 		if err := out.logged(ctx, k.log, entry, h[:], sig, k.cert.Leaf.Raw); err != nil {
 			return nil, errors.Join(err, k.Verified())
 		}
@@ -163,7 +160,7 @@ func (s *Signature) logged(ctx context.Context, log *TransparencyLog, entry, con
 	if err != nil {
 		return err
 	}
-	b, err := json.Marshal(verify.BundleFromEntry(e))
+	b, err := json.Marshal(rekor.BundleOf(e))
 	if err != nil {
 		return err
 	}
@@ -200,7 +197,7 @@ func signDSSE(ctx context.Context, key crypto.Signer, certPEM, chainPEM, keyDER 
 				return nil, err
 			}
 		}
-		entry, err := DSSEEntry(envJSON, material)
+		entry, err := rekor.NewDSSE(envJSON, material)
 		if err != nil {
 			return nil, err
 		}

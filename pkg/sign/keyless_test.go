@@ -22,6 +22,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hallmark-dev/hallmark/pkg/rekor"
 	"github.com/hallmark-dev/hallmark/pkg/root"
 	"github.com/hallmark-dev/hallmark/pkg/sign"
 	"github.com/hallmark-dev/hallmark/pkg/verify"
@@ -66,34 +67,6 @@ func TestTokenSubject(t *testing.T) {
 	if sign.TokenIssuer(jwt(`{"alg":"RS256"}`, `{"iss":"https://gitlab.example"}`)) != "https://gitlab.example" {
 		t.Error("TokenIssuer")
 	}
-}
-
-// TestProposedEntries: the proposed entries have cosign's exact shape.
-func TestProposedEntries(t *testing.T) {
-	b, err := sign.HashedRekord([]byte("payload"), []byte{1, 2}, []byte("PEM"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	h := sha256.Sum256([]byte("payload"))
-	want := `{"apiVersion":"0.0.1","spec":{"data":{"hash":{"algorithm":"sha256","value":"` + hexs(h[:]) +
-		`"}},"signature":{"content":"AQI=","publicKey":{"content":"UEVN"}}},"kind":"hashedrekord"}`
-	if string(b) != want {
-		t.Errorf("hashedrekord:\n%s\nwant\n%s", b, want)
-	}
-	b, _ = sign.DSSEEntry([]byte(`{"payloadType":"x"}`), []byte("PEM"))
-	want = `{"apiVersion":"0.0.1","spec":{"proposedContent":{"envelope":"{\"payloadType\":\"x\"}","verifiers":["UEVN"]}},"kind":"dsse"}`
-	if string(b) != want {
-		t.Errorf("dsse:\n%s\nwant\n%s", b, want)
-	}
-}
-
-func hexs(b []byte) string {
-	const digits = "0123456789abcdef"
-	out := make([]byte, 0, 2*len(b))
-	for _, c := range b {
-		out = append(out, digits[c>>4], digits[c&15])
-	}
-	return string(out)
 }
 
 // testCA is a small CA for the Fulcio client tests.
@@ -246,7 +219,7 @@ func TestTransparencyLogUpload(t *testing.T) {
 	if err != nil || e.LogIndex != 1 || e.Proof == nil {
 		t.Fatalf("upload: %v %+v", err, e)
 	}
-	if _, err := log.Upload(context.Background(), []byte(`{}`), make([]byte, 32), sig, leaf.Raw); !errors.Is(err, verify.ErrEntryMismatch) {
+	if _, err := log.Upload(context.Background(), []byte(`{}`), make([]byte, 32), sig, leaf.Raw); !errors.Is(err, rekor.ErrEntryMismatch) {
 		t.Errorf("entry for another payload: %v", err)
 	}
 	other := &sign.TransparencyLog{URL: srv.URL, Keys: nil}

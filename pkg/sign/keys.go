@@ -17,8 +17,9 @@ import (
 	"os"
 	"strings"
 
-	"github.com/hallmark-dev/hallmark/pkg/internal/scrypt"
 	"golang.org/x/crypto/nacl/secretbox"
+
+	"github.com/hallmark-dev/hallmark/pkg/internal/scrypt"
 )
 
 // PEM block types of the key files cosign reads and writes.

@@ -9,11 +9,12 @@ import (
 	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/x509"
+	"encoding/hex"
 	"encoding/pem"
 	"errors"
 	"fmt"
 
-	"github.com/hallmark-dev/hallmark/pkg/verify"
+	"github.com/hallmark-dev/hallmark/pkg/rekor"
 )
 
 // Signature is one signature ready to be attached to an image: the exact
@@ -26,7 +27,7 @@ type Signature struct {
 	Bundle      []byte // JSON Rekor bundle (when logged), or nil
 	LogIndex    int64  // log index when Bundle is set
 	// Entry is the verified log entry when Bundle is set.
-	Entry *verify.LogEntry
+	Entry *rekor.LogEntry
 	// RawSignature is the DSSE signature of an attestation (whose layer
 	// signature annotation stays empty, as cosign writes it).
 	RawSignature []byte
@@ -61,11 +62,11 @@ func (k KeySigner) Sign(ctx context.Context, payload []byte) (*Signature, error)
 			return nil, err
 		}
 		der, _ := x509.MarshalPKIXPublicKey(k.Key.Public())
-		entry, err := HashedRekord(payload, sig, pubPEM)
+		h := sha256.Sum256(payload)
+		entry, err := rekor.NewHashedRekord(rekor.Hash{Algorithm: "sha256", Value: hex.EncodeToString(h[:])}, sig, pubPEM)
 		if err != nil {
 			return nil, err
 		}
-		h := sha256.Sum256(payload)
 		if err := out.logged(ctx, k.Log, entry, h[:], sig, der); err != nil {
 			return nil, err
 		}

@@ -16,7 +16,9 @@ import (
 
 	"github.com/transparency-dev/merkle/rfc6962"
 
+	"github.com/hallmark-dev/hallmark/pkg/oci"
 	"github.com/hallmark-dev/hallmark/pkg/payload"
+	"github.com/hallmark-dev/hallmark/pkg/rekor"
 )
 
 // bundleSpec says how testBundle builds a sigstore bundle.
@@ -55,7 +57,7 @@ func (p *pki) testBundle(t *testing.T, spec bundleSpec) []byte {
 		"kindVersion": map[string]string{"kind": "dsse", "version": "0.0.1"}, "integratedTime": strconv.FormatInt(spec.time, 10),
 		"canonicalizedBody": b64(body)}
 	if spec.set {
-		canon, _ := json.Marshal(canonicalSETPayload{Body: b64(body), IntegratedTime: spec.time, LogID: p.logID, LogIndex: 0})
+		canon, _ := rekor.SETPayload(body, spec.time, p.logID, 0)
 		ch := sha256.Sum256(canon)
 		set, _ := ecdsa.SignASN1(rand.Reader, p.logKey, ch[:])
 		entry["inclusionPromise"] = map[string]string{"signedEntryTimestamp": b64(set)}
@@ -78,7 +80,7 @@ func (p *pki) testBundle(t *testing.T, spec bundleSpec) []byte {
 		block, _ := pem.Decode(p.leafPEM)
 		vm["certificate"] = map[string]string{"rawBytes": b64(block.Bytes)}
 	}
-	out, _ := json.Marshal(map[string]any{"mediaType": BundleMediaTypeV03, "verificationMaterial": vm,
+	out, _ := json.Marshal(map[string]any{"mediaType": oci.BundleMediaTypeV03, "verificationMaterial": vm,
 		"dsseEnvelope": map[string]any{"payload": b64(spec.statement), "payloadType": payload.InTotoPayloadType,
 			"signatures": []map[string]string{{"sig": b64(sig)}}}})
 	return out
@@ -115,7 +117,7 @@ func TestBundleIntegratedTimeNeedsSET(t *testing.T) {
 	}
 	_, err := VerifySigstoreBundle(p.testBundle(t, bundleSpec{statement: st, proof: true, time: inside}), check, p.opts(exact), "b")
 	var ce *CheckError
-	if !errors.As(err, &ce) || ce.Check != CheckTlog || !errors.Is(err, ErrSET) || !strings.Contains(err.Error(), "integrated time") {
+	if !errors.As(err, &ce) || ce.Check != CheckTlog || !errors.Is(err, rekor.ErrSET) || !strings.Contains(err.Error(), "integrated time") {
 		t.Fatalf("certificate signature logged with only an inclusion proof (unauthenticated time) accepted or wrong error: %v", err)
 	}
 	// A key-based signature needs no trusted time: the proof suffices.

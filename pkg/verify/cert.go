@@ -11,23 +11,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hallmark-dev/hallmark/pkg/fulcio"
 	"github.com/hallmark-dev/hallmark/pkg/root"
-)
-
-// Fulcio certificate extension OIDs used in identity checks.
-var (
-	OIDIssuerV1  = asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 57264, 1, 1} // raw string
-	OIDIssuerV2  = asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 57264, 1, 8} // DER UTF8String
-	OIDOtherName = asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 57264, 1, 7} // username SAN
-	oidSAN       = asn1.ObjectIdentifier{2, 5, 29, 17}
-)
-
-// CheckCertificate names certificate failures in CheckError.
-const (
-	CheckCertificate = "certificate"
-	CheckIdentity    = "identity"
-	CheckTlog        = "transparency log"
-	CheckSCT         = "certificate transparency (SCT)"
 )
 
 // ErrIdentityMismatch is wrapped when a certificate matches none of the
@@ -62,24 +47,6 @@ func (id Identity) Validate() error {
 		}
 	}
 	return nil
-}
-
-// CertOptions configure keyless (certificate) verification.
-type CertOptions struct {
-	// CAs are the trusted certificate authorities: the certificate must
-	// chain to one of them, and (checked with the log entry) one it chains
-	// to must be trusted at the signature's observer time.
-	CAs []root.CA
-	// Identities: the certificate must match at least one.
-	Identities []Identity
-	// CTLogKeys map hex CT log IDs to keys: the certificate must carry an
-	// embedded SCT from one of them, timestamped while that key is
-	// trusted, unless IgnoreSCT.
-	CTLogKeys map[string]root.LogKey
-	IgnoreSCT bool
-	// AnyIdentity accepts every identity (for an index that records the
-	// identity instead of selecting one); Identities is then ignored.
-	AnyIdentity bool
 }
 
 // ParseCertificatePEM parses the first PEM certificate in b.
@@ -117,87 +84,6 @@ func ParseCertificatesPEM(b []byte) ([]*x509.Certificate, error) {
 	}
 }
 
-// CertIssuer returns the OIDC issuer recorded in a Fulcio certificate
-// (extension .1.1, else .1.8).
-func CertIssuer(c *x509.Certificate) string {
-	if v, ok := FulcioExtension(c, 1); ok {
-		return v
-	}
-	v, _ := FulcioExtension(c, 8)
-	return v
-}
-
-// SubjectAlternativeNames lists a certificate's SANs in cosign's order:
-// DNS names, emails, IP addresses, URIs, then Fulcio's username otherName.
-func SubjectAlternativeNames(c *x509.Certificate) []string {
-	var out []string
-	out = append(out, c.DNSNames...)
-	out = append(out, c.EmailAddresses...)
-	for _, ip := range c.IPAddresses {
-		out = append(out, ip.String())
-	}
-	for _, u := range c.URIs {
-		out = append(out, u.String())
-	}
-	return append(out, otherNames(c)...)
-}
-
-// otherNames returns the UTF-8 values of Fulcio username otherName SANs.
-func otherNames(c *x509.Certificate) []string {
-	var out []string
-	for _, e := range c.Extensions {
-		if !e.Id.Equal(oidSAN) {
-			continue
-		}
-		var seq asn1.RawValue
-		if rest, err := asn1.Unmarshal(e.Value, &seq); err != nil || len(rest) > 0 || !seq.IsCompound {
-			return nil
-		}
-		for b := seq.Bytes; len(b) > 0; {
-			var gn asn1.RawValue
-			var err error
-			if b, err = asn1.Unmarshal(b, &gn); err != nil {
-				return out
-			}
-			if gn.Class != asn1.ClassContextSpecific || gn.Tag != 0 {
-				continue
-			}
-			var other struct {
-				ID    asn1.ObjectIdentifier
-				Value asn1.RawValue `asn1:"explicit,tag:0"`
-			}
-			if _, err := asn1.UnmarshalWithParams(gn.FullBytes, &other, "tag:0"); err != nil || !other.ID.Equal(OIDOtherName) {
-				continue
-			}
-			var s string
-			if _, err := asn1.UnmarshalWithParams(other.Value.Bytes, &s, "utf8"); err == nil {
-				out = append(out, s)
-			}
-		}
-	}
-	return out
-}
-
-// VerifyCertificate checks that leaf chains to one of opts.CAs (through
-// its intermediates, or the intermediates of chain for a CA without any)
-// for code signing at the time it was issued, carries an SCT from a
-// trusted CT log (unless opts.IgnoreSCT), and matches one of
-// opts.Identities. The caller must then check the CAs' validity windows at
-// the signature's observer time with Chain.TrustedAt.
-func VerifyCertificate(leaf *x509.Certificate, chain []*x509.Certificate, opts CertOptions) (*Chain, error) {
-	verified, err := VerifyChain(leaf, chain, opts)
-	if err != nil {
-		return nil, err
-	}
-	if opts.AnyIdentity {
-		return verified, nil
-	}
-	if err := MatchIdentity(leaf, opts.Identities); err != nil {
-		return nil, err
-	}
-	return verified, nil
-}
-
 // Chain is a certificate chain verified to trusted CAs.
 type Chain struct {
 	// Certificates is the chain, leaf first, through the first CA it
@@ -229,9 +115,20 @@ func (c *Chain) TrustedAt(t time.Time, event string) error {
 		strings.Join(reasons, "; "), event, t.UTC().Format(time.RFC3339))
 }
 
-// VerifyChain is VerifyCertificate without the identity check.
-func VerifyChain(leaf *x509.Certificate, chain []*x509.Certificate, opts CertOptions) (*Chain, error) {
-	if len(opts.CAs) == 0 {
+// VerifyChain checks that leaf chains to one of cas (through the CA's
+// trusted intermediates, or, for a CA without any, the intermediates of
+// chain, the chain stored with the signature) for code signing at the time
+// it was issued. The caller must then check its SCT (Chain.VerifySCT) and
+// the CAs' validity windows at the signature's observer time
+// (Chain.TrustedAt).
+func VerifyChain(leaf *x509.Certificate, chain []*x509.Certificate, cas []root.CA) (*Chain, error) {
+	return verifyChain(leaf, chain, cas, nil)
+}
+
+// verifyChain is VerifyChain, taking, with anchors, the shortcut through
+// intermediates already verified to a CA's root (anchorCache).
+func verifyChain(leaf *x509.Certificate, chain []*x509.Certificate, cas []root.CA, anchors *anchorCache) (*Chain, error) {
+	if len(cas) == 0 {
 		return nil, errors.New("no trusted root certificates: give --trusted-root or run 'hallmark trust init'")
 	}
 	// A critical SAN holding only an otherName (Fulcio's username SAN) is
@@ -240,7 +137,7 @@ func VerifyChain(leaf *x509.Certificate, chain []*x509.Certificate, opts CertOpt
 	if len(leaf.UnhandledCriticalExtensions) > 0 {
 		var rest []asn1.ObjectIdentifier
 		for _, id := range leaf.UnhandledCriticalExtensions {
-			if !id.Equal(oidSAN) {
+			if !fulcio.IsSubjectAltName(id) {
 				rest = append(rest, id)
 			}
 		}
@@ -254,35 +151,42 @@ func VerifyChain(leaf *x509.Certificate, chain []*x509.Certificate, opts CertOpt
 	var stored *x509.CertPool
 	verified := &Chain{}
 	var firstErr error
-	for _, ca := range opts.CAs {
+	for i, ca := range cas {
 		if ca.Roots == nil {
 			continue
 		}
-		inter := ca.Intermediates
-		if inter == nil {
-			if stored == nil {
-				stored = x509.NewCertPool()
-				for _, c := range chain {
-					if c.IsCA && !isSelfSigned(c) {
-						stored.AddCert(c)
+		certs := anchors.shortcut(i, leaf)
+		if certs == nil {
+			inter := ca.Intermediates
+			if inter == nil {
+				if stored == nil {
+					stored = x509.NewCertPool()
+					for _, c := range chain {
+						if c.IsCA && !isSelfSigned(c) {
+							stored.AddCert(c)
+						}
 					}
 				}
+				inter = stored
 			}
-			inter = stored
-		}
-		chains, err := leaf.Verify(x509.VerifyOptions{
-			Roots: ca.Roots, Intermediates: inter,
-			CurrentTime: leaf.NotBefore,
-			KeyUsages:   []x509.ExtKeyUsage{x509.ExtKeyUsageCodeSigning},
-		})
-		if err != nil {
-			if firstErr == nil {
-				firstErr = err
+			chains, err := leaf.Verify(x509.VerifyOptions{
+				Roots: ca.Roots, Intermediates: inter,
+				CurrentTime: leaf.NotBefore,
+				KeyUsages:   []x509.ExtKeyUsage{x509.ExtKeyUsageCodeSigning},
+			})
+			if err != nil {
+				if firstErr == nil {
+					firstErr = err
+				}
+				continue
 			}
-			continue
+			certs = chains[0]
+			if ca.Intermediates != nil {
+				anchors.learn(i, certs)
+			}
 		}
 		if verified.Certificates == nil {
-			verified.Certificates = chains[0]
+			verified.Certificates = certs
 		}
 		verified.CAs = append(verified.CAs, ca)
 	}
@@ -292,16 +196,30 @@ func VerifyChain(leaf *x509.Certificate, chain []*x509.Certificate, opts CertOpt
 		}
 		return nil, fmt.Errorf("certificate does not chain to a trusted root: %w (verify with the trusted root of the CA that issued it: --trusted-root or 'hallmark trust init')", firstErr)
 	}
-	if !opts.IgnoreSCT {
-		var issuer *x509.Certificate
-		if len(verified.Certificates) > 1 {
-			issuer = verified.Certificates[1]
-		}
-		if err := VerifyEmbeddedSCT(leaf, issuer, opts.CTLogKeys); err != nil {
-			return nil, err
-		}
-	}
 	return verified, nil
+}
+
+// Issuer is the certificate that issued the leaf, if the chain has one.
+func (c *Chain) Issuer() *x509.Certificate {
+	if len(c.Certificates) > 1 {
+		return c.Certificates[1]
+	}
+	return nil
+}
+
+// VerifySCT checks the leaf's embedded SCT (VerifyEmbeddedSCT) with the
+// issuer of the verified chain.
+func (c *Chain) VerifySCT(ctKeys map[string]root.LogKey) error {
+	return VerifyEmbeddedSCT(c.Certificates[0], c.Issuer(), ctKeys)
+}
+
+// CA names the first trusted CA the chain verified through: its URI, else
+// its root's subject.
+func (c *Chain) CA() string {
+	if len(c.CAs) > 0 && c.CAs[0].URI != "" {
+		return c.CAs[0].URI
+	}
+	return c.Certificates[len(c.Certificates)-1].Subject.String()
 }
 
 // isSelfSigned reports whether c names itself as its issuer (a root). It
@@ -318,8 +236,8 @@ func MatchIdentity(c *x509.Certificate, ids []Identity) error {
 	if len(ids) == 0 {
 		return errors.New("no certificate identity to check: give --certificate-identity(-regexp) and --certificate-oidc-issuer(-regexp)")
 	}
-	sans := SubjectAlternativeNames(c)
-	issuer := CertIssuer(c)
+	sans := fulcio.SubjectAlternativeNames(c)
+	issuer := fulcio.Issuer(c)
 	for _, id := range ids {
 		if !matches(issuer, id.Issuer, id.IssuerRegexp) {
 			continue

@@ -1,14 +1,10 @@
-// Package verify checks cosign-compatible image signatures: the signature
-// over the exact payload bytes (with a public key, or a Fulcio certificate
-// chained to a trusted root, carrying an SCT of a trusted CT log and
-// matching an identity and issuer), the payload's integrity against its
-// layer digest, the digest claim, the requested annotations and, when
-// required, the transparency-log proof (SET, inclusion proof against a
-// signed checkpoint, the logged entry binding this very signature). It
-// verifies cosign's .sig layers, .att attestations (DSSE) and sigstore
-// bundle referrers (cosign v3). Client reads images, signature manifests
-// and referrers from any OCI registry (one authenticated transport per
-// repository, so batches are cheap). The CLI, the registry's signature
-// indexer and the UI all use it. Every failure names the check that failed
-// and the signature it failed for.
+// Package verify is Hallmark's verification policy, used by the CLI, the
+// signature indexer and the console: one Verify that checks any signed
+// thing (a cosign .sig layer, a .att attestation, a sigstore bundle, each
+// adapted to the small Signed interface) against a Trust (trusted roots
+// and keys) and a Policy (subject, identities, annotations, what may be
+// skipped), in the order of the specification, and says which check failed
+// and what that means (Class: invalid, unverifiable, not allowed). Image
+// and Attestations verify everything attached to an image through a
+// Registry; verify itself reads no network.
 package verify

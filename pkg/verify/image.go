@@ -2,16 +2,17 @@ package verify
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/base64"
 	"errors"
 	"fmt"
 	"slices"
 	"strings"
-	"sync"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
+	"github.com/hallmark-dev/hallmark/pkg/oci"
 	"github.com/hallmark-dev/hallmark/pkg/payload"
 )
 
@@ -34,6 +35,22 @@ type ImageResult struct {
 	Failed []error
 }
 
+// Registry reads an image's signatures from where they are stored;
+// oci.Client is the one that talks to OCI registries.
+type Registry interface {
+	// Resolve returns the manifest digest a reference points at; a
+	// missing tag is an error wrapping oci.ErrImageNotFound.
+	Resolve(ctx context.Context, ref name.Reference) (v1.Hash, error)
+	// SignatureManifest reads the manifest under a signature or
+	// attestation tag: nil, nil when the tag does not exist.
+	SignatureManifest(ctx context.Context, tag name.Tag) (*oci.SignatureManifest, error)
+	// SignatureLayers reads the payload of every layer of a signature
+	// manifest.
+	SignatureLayers(ctx context.Context, repo name.Repository, sm *oci.SignatureManifest) []oci.SignatureLayer
+	// BundleReferrers reads the sigstore bundles referring to a digest.
+	BundleReferrers(ctx context.Context, repo name.Repository, d v1.Hash) ([]oci.ReferrerBundle, error)
+}
+
 // Target says where an image's signatures live.
 type Target struct {
 	Image name.Reference
@@ -48,31 +65,18 @@ type Target struct {
 	NoReferrers bool
 }
 
-// SignatureTag returns the tag cosign stores the signatures of digest d
-// under in repo: "[prefix]<alg>-<hex>.sig".
-func SignatureTag(repo name.Repository, prefix string, d v1.Hash) name.Tag {
-	return AttachmentTag(repo, prefix, d, "sig")
-}
-
-// AttachmentTag returns the tag cosign stores an attachment of digest d
-// under in repo: "[prefix]<alg>-<hex>.<suffix>", suffix "sig" for
-// signatures and "att" for attestations.
-func AttachmentTag(repo name.Repository, prefix string, d v1.Hash, suffix string) name.Tag {
-	return repo.Tag(fmt.Sprintf("%s%s-%s.%s", prefix, d.Algorithm, d.Hex, suffix))
-}
-
-// Image verifies the signatures of the image at t against opts: the
-// layers of its cosign ".sig" manifest and the sigstore bundles attached
-// to it as OCI 1.1 referrers (cosign v3 and --new-bundle-format) whose
-// predicate type is cosign's signing one. Unlike cosign v2.6, which
-// ignores every .sig layer as soon as a bundle referrer exists, both are
-// verified: .sig results first, then bundles. It succeeds when at least
-// one signature passes every check; otherwise the error wraps
-// ErrNoSignatures (nothing attached), ErrImageNotFound (the image tag does
-// not exist) or ErrNoMatching, and lists, per signature, which check
-// failed and why.
-func (c *Client) Image(ctx context.Context, t Target, opts Options) (*ImageResult, error) {
-	return c.verifyImage(ctx, t, opts, "sig", payload.CosignSignPredicateType)
+// Image verifies the signatures of the image at t with trust and policy
+// (whose Subject is the image's digest): the layers of its cosign ".sig"
+// manifest and the sigstore bundles attached to it as OCI 1.1 referrers
+// (cosign v3 and --new-bundle-format) whose predicate type is cosign's
+// signing one. Unlike cosign v2.6, which ignores every .sig layer as soon
+// as a bundle referrer exists, both are verified: .sig results first, then
+// bundles. It succeeds when at least one signature passes every check;
+// otherwise the error wraps ErrNoSignatures (nothing attached),
+// oci.ErrImageNotFound (the image tag does not exist) or ErrNoMatching,
+// and lists, per signature, which check failed and why.
+func Image(ctx context.Context, reg Registry, t Target, trust *Trust, policy Policy) (*ImageResult, error) {
+	return verifyImage(ctx, reg, t, trust, policy, oci.SignatureSuffix, payload.CosignSignPredicateType)
 }
 
 // Attestations verifies the attestations of the image at t: the DSSE
@@ -80,8 +84,8 @@ func (c *Client) Image(ctx context.Context, t Target, opts Options) (*ImageResul
 // those whose statement has predicateType (any, when empty). When
 // attestations verify but none has the predicate type, the error says
 // which types were found, as cosign verify-attestation does.
-func (c *Client) Attestations(ctx context.Context, t Target, predicateType string, opts Options) (*ImageResult, error) {
-	res, err := c.verifyImage(ctx, t, opts, "att", "")
+func Attestations(ctx context.Context, reg Registry, t Target, predicateType string, trust *Trust, policy Policy) (*ImageResult, error) {
+	res, err := verifyImage(ctx, reg, t, trust, policy, oci.AttestationSuffix, "")
 	if err != nil || predicateType == "" {
 		return res, err
 	}
@@ -102,111 +106,87 @@ func (c *Client) Attestations(ctx context.Context, t Target, predicateType strin
 	return res, nil
 }
 
-func (c *Client) verifyImage(ctx context.Context, t Target, opts Options, suffix, bundlePredicate string) (*ImageResult, error) {
-	var dig v1.Hash
-	if t.Digest != nil {
-		dig = *t.Digest
-	} else {
-		var err error
-		if dig, err = c.Resolve(ctx, t.Image); err != nil {
-			return nil, err
-		}
-	}
+// attached is what is attached to an image: the layers of its signature
+// (or attestation) manifest, and its bundle referrers.
+type attached struct {
+	tag         name.Tag
+	manifest    *oci.SignatureManifest // nil when the tag does not exist
+	layers      []oci.SignatureLayer
+	bundles     []oci.ReferrerBundle
+	referrerErr error
+}
+
+// readAttached reads the signature manifest and, meanwhile, lists the
+// bundle referrers (one round trip of latency for both), keeping the
+// bundles of bundlePredicate (any, when empty).
+func readAttached(ctx context.Context, reg Registry, t Target, dig v1.Hash, suffix, bundlePredicate string) (*attached, error) {
 	repo := t.Image.Context()
 	if t.SignatureRepo != nil {
 		repo = *t.SignatureRepo
 	}
-	tag := AttachmentTag(repo, t.TagPrefix, dig, suffix)
-	res := &ImageResult{Reference: t.Image, Digest: dig, SignatureTag: tag}
-	// The referrers (sigstore bundles) are listed while the signature
-	// manifest is read: one round trip of latency for both.
-	var bundles []referrerBundle
-	var referrerErr error
+	a := &attached{tag: oci.AttachmentTag(repo, t.TagPrefix, dig, suffix)}
 	listed := make(chan struct{})
 	if t.NoReferrers {
 		close(listed)
 	} else {
 		go func() {
 			defer close(listed)
-			bundles, referrerErr = c.bundleReferrers(ctx, t.Image.Context(), dig)
+			a.bundles, a.referrerErr = reg.BundleReferrers(ctx, t.Image.Context(), dig)
 		}()
 	}
-	sm, err := c.signatureManifest(ctx, tag)
+	var err error
+	a.manifest, err = reg.SignatureManifest(ctx, a.tag)
 	<-listed
 	if err != nil {
-		return res, err
+		return a, err
 	}
-	if referrerErr != nil && (sm == nil || len(sm.Layers) == 0) {
-		return res, referrerErr
+	if a.referrerErr != nil && (a.manifest == nil || len(a.manifest.Layers) == 0) {
+		return a, a.referrerErr
 	}
 	if bundlePredicate != "" {
-		bundles = slices.DeleteFunc(bundles, func(b referrerBundle) bool {
+		a.bundles = slices.DeleteFunc(a.bundles, func(b oci.ReferrerBundle) bool {
 			return b.PredicateType != "" && b.PredicateType != bundlePredicate
 		})
 	}
+	if a.manifest != nil {
+		a.layers = reg.SignatureLayers(ctx, a.tag.Context(), a.manifest)
+	}
+	return a, nil
+}
+
+func verifyImage(ctx context.Context, reg Registry, t Target, trust *Trust, policy Policy, suffix, bundlePredicate string) (*ImageResult, error) {
+	var dig v1.Hash
+	if t.Digest != nil {
+		dig = *t.Digest
+	} else {
+		var err error
+		if dig, err = reg.Resolve(ctx, t.Image); err != nil {
+			return nil, err
+		}
+	}
+	a, err := readAttached(ctx, reg, t, dig, suffix, bundlePredicate)
+	res := &ImageResult{Reference: t.Image, Digest: dig, SignatureTag: a.tag}
+	if err != nil {
+		return res, err
+	}
 	what := "signature"
-	if suffix == "att" {
+	if suffix == oci.AttestationSuffix {
 		what = "attestation"
 	}
-	if (sm == nil || len(sm.Layers) == 0) && len(bundles) == 0 {
-		if sm == nil {
+	if len(a.layers) == 0 && len(a.bundles) == 0 {
+		if a.manifest == nil {
 			return res, fmt.Errorf("%w for %s: the %s tag %s does not exist and no sigstore bundle refers to the image (sign the image first; if signatures are stored in another repository, set COSIGN_REPOSITORY as when signing)",
-				ErrNoSignatures, imageName(t.Image, dig), what, tag)
+				ErrNoSignatures, imageName(t.Image, dig), what, a.tag)
 		}
-		return res, fmt.Errorf("%w for %s: the %s manifest %s has no layers", ErrNoSignatures, imageName(t.Image, dig), what, tag)
+		return res, fmt.Errorf("%w for %s: the %s manifest %s has no layers", ErrNoSignatures, imageName(t.Image, dig), what, a.tag)
 	}
-	var layers []fetchedLayer
-	if sm != nil {
-		layers = c.fetchLayers(ctx, tag.Context(), sm)
+	policy.Subject = dig.String()
+	total := len(a.layers) + len(a.bundles)
+	if a.referrerErr != nil {
+		res.Failed = append(res.Failed, &CheckError{Check: CheckFormat, Reason: "listing sigstore bundle referrers: " + a.referrerErr.Error()})
 	}
-	total := len(layers) + len(bundles)
-	if referrerErr != nil {
-		res.Failed = append(res.Failed, &CheckError{Check: CheckFormat, Reason: "listing sigstore bundle referrers: " + referrerErr.Error()})
-	}
-	for i, l := range layers {
-		if l.err != nil {
-			res.Failed = append(res.Failed, &CheckError{Check: CheckFormat, Signature: l.Digest, Index: i + 1, Total: total, Reason: l.err.Error()})
-			continue
-		}
-		var v *Verified
-		var err error
-		if suffix == "att" {
-			v, err = VerifyAttestationLayer(l.Layer, dig.String(), "", opts)
-		} else {
-			v, err = VerifyLayer(l.Layer, dig.String(), opts)
-		}
-		if err != nil {
-			var ce *CheckError
-			if errors.As(err, &ce) {
-				ce.Index, ce.Total = i+1, total
-				if suffix == "sig" && ce.Check == CheckSignature && opts.PublicKey != nil {
-					if j := swappedWith(layers, i, opts.PublicKey); j >= 0 {
-						ce.Reason = fmt.Sprintf("the signature annotation is a signature over the payload of layer %d (%s), not over this layer's payload: signatures were swapped between layers", j+1, layers[j].Digest)
-					}
-				}
-			}
-			res.Failed = append(res.Failed, err)
-			continue
-		}
-		res.Verified = append(res.Verified, v)
-	}
-	for i, b := range bundles {
-		idx := len(layers) + i + 1
-		if b.err != nil {
-			res.Failed = append(res.Failed, &CheckError{Check: CheckFormat, Signature: "bundle " + b.Manifest, Index: idx, Total: total, Reason: b.err.Error()})
-			continue
-		}
-		v, err := VerifySigstoreBundle(b.Raw, BundleCheck{ImageDigest: dig.String(), PredicateType: bundlePredicate, RefName: t.Image.Name()}, opts, "bundle "+b.Manifest)
-		if err != nil {
-			var ce *CheckError
-			if errors.As(err, &ce) {
-				ce.Index, ce.Total = idx, total
-			}
-			res.Failed = append(res.Failed, err)
-			continue
-		}
-		res.Verified = append(res.Verified, v)
-	}
+	verifyLayers(ctx, res, a.layers, total, suffix, trust, policy)
+	verifyBundles(ctx, res, a.bundles, len(a.layers), total, t.Image.Name(), trust, policy, bundlePredicate)
 	if len(res.Verified) == 0 {
 		lines := make([]string, len(res.Failed))
 		for i, err := range res.Failed {
@@ -217,6 +197,65 @@ func (c *Client) verifyImage(ctx context.Context, t Target, opts Options, suffix
 	return res, nil
 }
 
+// placed numbers a failure among the image's signatures.
+func placed(err error, index, total int) error {
+	var ce *CheckError
+	if errors.As(err, &ce) {
+		ce.Index, ce.Total = index, total
+	}
+	return err
+}
+
+// verifyLayers verifies the layers of a signature (or attestation)
+// manifest into res.
+func verifyLayers(ctx context.Context, res *ImageResult, layers []oci.SignatureLayer, total int, suffix string, trust *Trust, policy Policy) {
+	for i, l := range layers {
+		if l.Err != nil {
+			res.Failed = append(res.Failed, &CheckError{Check: CheckFormat, Signature: l.Digest.String(), Index: i + 1, Total: total, Reason: l.Err.Error()})
+			continue
+		}
+		stored := Layer{Digest: l.Digest.String(), MediaType: l.MediaType, Payload: l.Payload, Annotations: l.Annotations}
+		s := LayerSignature(stored)
+		if suffix == oci.AttestationSuffix {
+			s = LayerAttestation(stored)
+		}
+		v, err := Verify(ctx, s, trust, policy)
+		if err != nil {
+			var ce *CheckError
+			if errors.As(err, &ce) && suffix == oci.SignatureSuffix && ce.Check == CheckSignature {
+				if j := swappedWith(layers, i, trust.Keys); j >= 0 {
+					ce.Reason = fmt.Sprintf("the signature annotation is a signature over the payload of layer %d (%s), not over this layer's payload: signatures were swapped between layers", j+1, layers[j].Digest)
+				}
+			}
+			res.Failed = append(res.Failed, placed(err, i+1, total))
+			continue
+		}
+		res.Verified = append(res.Verified, v)
+	}
+}
+
+// verifyBundles verifies the bundle referrers into res; refName is the
+// reference cosign prints as their docker-reference.
+func verifyBundles(ctx context.Context, res *ImageResult, bundles []oci.ReferrerBundle, before, total int, refName string, trust *Trust, policy Policy, predicateType string) {
+	if predicateType != "" {
+		policy.PredicateType = predicateType
+	}
+	for i, b := range bundles {
+		idx := before + i + 1
+		if b.Err != nil {
+			res.Failed = append(res.Failed, &CheckError{Check: CheckFormat, Signature: "bundle " + b.Manifest, Index: idx, Total: total, Reason: b.Err.Error()})
+			continue
+		}
+		v, err := Verify(ctx, BundleSignature(b.Raw, "bundle "+b.Manifest), trust, policy)
+		if err != nil {
+			res.Failed = append(res.Failed, placed(err, idx, total))
+			continue
+		}
+		v.Claims.Critical.Identity.DockerReference = refName
+		res.Verified = append(res.Verified, v)
+	}
+}
+
 func imageName(ref name.Reference, d v1.Hash) string {
 	if _, ok := ref.(name.Digest); ok {
 		return ref.Name()
@@ -224,45 +263,22 @@ func imageName(ref name.Reference, d v1.Hash) string {
 	return ref.Name() + " (" + d.String() + ")"
 }
 
-// fetchedLayer is a signature layer or why it could not be read.
-type fetchedLayer struct {
-	Layer
-	err error
-}
-
-// fetchLayers reads every signature layer's payload, a few at a time.
-func (c *Client) fetchLayers(ctx context.Context, repo name.Repository, sm *SignatureManifest) []fetchedLayer {
-	out := make([]fetchedLayer, len(sm.Layers))
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, 4)
-	for i, d := range sm.Layers {
-		out[i].Layer = Layer{Digest: d.Digest.String(), MediaType: d.MediaType, Annotations: d.Annotations}
-		if len(sm.Layers) == 1 {
-			out[i].Payload, out[i].err = c.blob(ctx, repo, d.Digest.String(), d.Size)
-			break
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			sem <- struct{}{}
-			defer func() { <-sem }()
-			out[i].Payload, out[i].err = c.blob(ctx, repo, d.Digest.String(), d.Size)
-		}()
-	}
-	wg.Wait()
-	return out
-}
-
 // swappedWith returns the index of another layer whose payload layer i's
-// signature verifies over, or -1.
-func swappedWith(layers []fetchedLayer, i int, pub any) int {
-	sig, err := base64.StdEncoding.DecodeString(layers[i].Annotations[AnnotationSignature])
+// signature verifies over with one of keys, or -1.
+func swappedWith(layers []oci.SignatureLayer, i int, keys []Key) int {
+	sig, err := base64.StdEncoding.DecodeString(layers[i].Annotations[oci.AnnotationSignature])
 	if err != nil || len(sig) == 0 {
 		return -1
 	}
 	for j, l := range layers {
-		if j != i && l.err == nil && VerifySignature(pub, l.Payload, sig) == nil {
-			return j
+		if j == i || l.Err != nil {
+			continue
+		}
+		h := sha256.Sum256(l.Payload)
+		for _, k := range keys {
+			if verifySignature(k.PublicKey, l.Payload, h, sig) == nil {
+				return j
+			}
 		}
 	}
 	return -1

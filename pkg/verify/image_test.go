@@ -26,6 +26,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/static"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
+	"github.com/hallmark-dev/hallmark/pkg/oci"
 	"github.com/hallmark-dev/hallmark/pkg/payload"
 	"github.com/hallmark-dev/hallmark/pkg/sign"
 	"github.com/hallmark-dev/hallmark/pkg/verify"
@@ -44,7 +45,7 @@ type fixture struct {
 	t    *testing.T
 	host string
 	key  *ecdsa.PrivateKey
-	cli  *verify.Client
+	cli  *oci.Client
 }
 
 func newFixture(t *testing.T) *fixture {
@@ -52,7 +53,7 @@ func newFixture(t *testing.T) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &fixture{t: t, host: testRegistry(t), key: key, cli: verify.NewClient(verify.ClientConfig{})}
+	return &fixture{t: t, host: testRegistry(t), key: key, cli: oci.NewClient(oci.ClientConfig{})}
 }
 
 func (f *fixture) image(repo string) name.Digest {
@@ -90,7 +91,7 @@ func (f *fixture) pushLayers(img name.Digest, layers ...mutate.Addendum) {
 		f.t.Fatal(err)
 	}
 	h, _ := v1.NewHash(img.DigestStr())
-	if err := remote.Write(verify.SignatureTag(img.Context(), "", h), sigImg); err != nil {
+	if err := remote.Write(oci.SignatureTag(img.Context(), "", h), sigImg); err != nil {
 		f.t.Fatal(err)
 	}
 }
@@ -104,7 +105,18 @@ func layer(p []byte, ann ...string) mutate.Addendum {
 }
 
 func (f *fixture) verify(ref name.Reference, ann map[string]string) (*verify.ImageResult, error) {
-	return f.cli.Image(context.Background(), verify.Target{Image: ref}, verify.Options{PublicKey: &f.key.PublicKey, IgnoreTlog: true, Annotations: ann})
+	trust, policy := f.keyTrust()
+	policy.Annotations = ann
+	return verify.Image(context.Background(), f.cli, verify.Target{Image: ref}, trust, policy)
+}
+
+// keyTrust trusts the fixture's key, without a log.
+func (f *fixture) keyTrust() (*verify.Trust, verify.Policy) {
+	k, err := verify.NewKey(&f.key.PublicKey)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return verify.NewTrust(nil, k), verify.Policy{IgnoreTlogUnsafe: true}
 }
 
 func TestImage(t *testing.T) {
@@ -161,7 +173,7 @@ func TestImage(t *testing.T) {
 	t.Run("image tag not found", func(t *testing.T) {
 		ref, _ := name.NewTag(f.host + "/app/none:v9")
 		_, err := f.verify(ref, nil)
-		if !errors.Is(err, verify.ErrImageNotFound) {
+		if !errors.Is(err, oci.ErrImageNotFound) {
 			t.Fatalf("err = %v", err)
 		}
 	})
@@ -172,7 +184,7 @@ func TestImage(t *testing.T) {
 		f.pushLayers(img, layer(p, sign.AnnotationSignature, f.sig(p)))
 		// Re-point the tag at a manifest naming a blob that was never pushed.
 		h, _ := v1.NewHash(img.DigestStr())
-		tag := verify.SignatureTag(img.Context(), "", h)
+		tag := oci.SignatureTag(img.Context(), "", h)
 		missing := fmt.Sprintf("sha256:%x", sha256.Sum256([]byte("never pushed")))
 		raw := `{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","size":2,"digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"},"layers":[{"mediaType":"` +
 			sign.SimpleSigningMediaType + `","size":12,"digest":"` + missing + `","annotations":{"dev.cosignproject.cosign/signature":"` + f.sig(p) + `"}}]}`
@@ -186,11 +198,11 @@ func TestImage(t *testing.T) {
 	t.Run("index under the signature tag", func(t *testing.T) {
 		img := f.image("app/indexsig")
 		h, _ := v1.NewHash(img.DigestStr())
-		if err := remote.WriteIndex(verify.SignatureTag(img.Context(), "", h), empty.Index); err != nil {
+		if err := remote.WriteIndex(oci.SignatureTag(img.Context(), "", h), empty.Index); err != nil {
 			t.Fatal(err)
 		}
 		_, err := f.verify(img, nil)
-		if !errors.Is(err, verify.ErrInvalidSignatureManifest) || !strings.Contains(err.Error(), "holds an image index") {
+		if !errors.Is(err, oci.ErrInvalidSignatureManifest) || !strings.Contains(err.Error(), "holds an image index") {
 			t.Fatalf("err = %v", err)
 		}
 	})
@@ -204,7 +216,8 @@ func TestImage(t *testing.T) {
 		if _, err := sign.Attach(store, h, s, sign.AttachOptions{TagPrefix: "x-"}); err != nil {
 			t.Fatal(err)
 		}
-		res, err := f.cli.Image(context.Background(), verify.Target{Image: img, SignatureRepo: &store, TagPrefix: "x-"}, verify.Options{PublicKey: &f.key.PublicKey, IgnoreTlog: true})
+		trust, policy := f.keyTrust()
+		res, err := verify.Image(context.Background(), f.cli, verify.Target{Image: img, SignatureRepo: &store, TagPrefix: "x-"}, trust, policy)
 		if err != nil || res.SignatureTag.String() != store.Name()+":x-sha256-"+h.Hex+".sig" {
 			t.Fatalf("res %+v, err %v", res, err)
 		}
@@ -228,65 +241,4 @@ func putManifest(t *testing.T, tag name.Tag, raw string) {
 	if resp.StatusCode != http.StatusCreated {
 		t.Fatalf("PUT manifest: %s", resp.Status)
 	}
-}
-
-func TestParseSignatureManifest(t *testing.T) {
-	d := "sha256:" + strings.Repeat("a", 64)
-	cfg := `"config":{"mediaType":"application/vnd.oci.image.config.v1+json","size":2,"digest":"` + d + `"}`
-	many := make([]string, verify.MaxSignatureLayers+1)
-	for i := range many {
-		many[i] = `{"mediaType":"x","size":1,"digest":"` + d + `"}`
-	}
-	for _, tc := range []struct {
-		name, ct, body, err string
-		layers              int
-	}{
-		{"cosign", "application/vnd.oci.image.manifest.v1+json", `{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json",` + cfg + `,"layers":[{"mediaType":"application/vnd.dev.cosign.simplesigning.v1+json","size":3,"digest":"` + d + `","annotations":{"dev.cosignproject.cosign/signature":"MEU="}}]}`, "", 1},
-		{"docker media types", "", `{"schemaVersion":2,"mediaType":"application/vnd.docker.distribution.manifest.v2+json",` + cfg + `,"layers":[]}`, "", 0},
-		{"empty", "", ``, "body is empty", 0},
-		{"not json", "", `{{`, "not valid JSON", 0},
-		{"index", "", `{"schemaVersion":2,"manifests":[]}`, "holds an image index", 0},
-		{"too many layers", "", `{"schemaVersion":2,` + cfg + `,"layers":[` + strings.Join(many, ",") + `]}`, "1001 signature layers; cosign reads at most 1000", 0},
-		{"bad layer digest", "", `{"schemaVersion":2,` + cfg + `,"layers":[{"mediaType":"x","size":1,"digest":"sha256:zz"}]}`, "layers[0]", 0},
-		{"schema 1", "", `{"schemaVersion":1}`, "schemaVersion is 1", 0},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			sm, err := verify.ParseSignatureManifest(tc.ct, []byte(tc.body))
-			if tc.err != "" {
-				if !errors.Is(err, verify.ErrInvalidSignatureManifest) || !strings.Contains(err.Error(), tc.err) {
-					t.Fatalf("err = %v, want %q", err, tc.err)
-				}
-				return
-			}
-			if err != nil || len(sm.Layers) != tc.layers {
-				t.Fatalf("got %+v, %v", sm, err)
-			}
-		})
-	}
-}
-
-// FuzzParseSignatureManifest: no input crashes the parser, and what it
-// accepts stays within cosign's limits.
-func FuzzParseSignatureManifest(f *testing.F) {
-	d := "sha256:" + strings.Repeat("a", 64)
-	f.Add("application/vnd.oci.image.manifest.v1+json", []byte(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","size":233,"digest":"`+d+`"},"layers":[{"mediaType":"application/vnd.dev.cosign.simplesigning.v1+json","size":263,"digest":"`+d+`","annotations":{"dev.cosignproject.cosign/signature":"MEUCIEQLYweDDIz8hqGL60qj86gXhn50VDYGqLd+SK5mgREsAiEA1nXrPBETnckGM2uUq+stkSZ9D/khwN9eG0mG4qPUOdE="}}]}`))
-	f.Add("", []byte(`{"schemaVersion":2,"manifests":[]}`))
-	f.Add("application/json", []byte(`{}`))
-	f.Fuzz(func(t *testing.T, ct string, body []byte) {
-		sm, err := verify.ParseSignatureManifest(ct, body)
-		if err != nil {
-			if !errors.Is(err, verify.ErrInvalidSignatureManifest) {
-				t.Fatalf("error %v does not wrap ErrInvalidSignatureManifest", err)
-			}
-			return
-		}
-		if len(sm.Layers) > verify.MaxSignatureLayers {
-			t.Fatalf("accepted %d layers", len(sm.Layers))
-		}
-		for _, l := range sm.Layers {
-			if l.Digest.Validate() != nil {
-				t.Fatalf("accepted layer digest %q", l.Digest)
-			}
-		}
-	})
 }

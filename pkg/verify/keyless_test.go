@@ -16,6 +16,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hallmark-dev/hallmark/pkg/fulcio"
+	"github.com/hallmark-dev/hallmark/pkg/oci"
+	"github.com/hallmark-dev/hallmark/pkg/rekor"
 	"github.com/hallmark-dev/hallmark/pkg/root"
 )
 
@@ -46,7 +49,7 @@ func newPKI(t testing.TB) *pki {
 	u, _ := url.Parse(p.identity)
 	leafTmpl := &x509.Certificate{SerialNumber: big.NewInt(2), NotBefore: now, NotAfter: now.Add(10 * time.Minute),
 		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageCodeSigning}, URIs: []*url.URL{u},
-		ExtraExtensions: []pkix.Extension{{Id: OIDIssuerV1, Value: []byte(p.issuer)}}}
+		ExtraExtensions: []pkix.Extension{{Id: fulcio.OIDIssuerV1, Value: []byte(p.issuer)}}}
 	der, err = x509.CreateCertificate(rand.Reader, leafTmpl, p.root, &p.leafKey.PublicKey, p.rootKey)
 	if err != nil {
 		t.Fatal(err)
@@ -67,14 +70,14 @@ func (p *pki) layer(t testing.TB, payload []byte, logKey *ecdsa.PrivateKey) Laye
 	body, _ := json.Marshal(map[string]any{"apiVersion": "0.0.1", "kind": "hashedrekord", "spec": map[string]any{
 		"data":      map[string]any{"hash": map[string]string{"algorithm": "sha256", "value": hex.EncodeToString(h[:])}},
 		"signature": map[string]any{"content": sig, "publicKey": map[string]any{"content": p.leafPEM}}}})
-	pl := RekorPayload{Body: base64.StdEncoding.EncodeToString(body), IntegratedTime: p.integrated.Unix(), LogIndex: 7, LogID: p.logID}
-	canon, _ := json.Marshal(canonicalSETPayload{Body: pl.Body, IntegratedTime: pl.IntegratedTime, LogID: pl.LogID, LogIndex: pl.LogIndex})
+	e := &rekor.LogEntry{Body: body, IntegratedTime: p.integrated.Unix(), LogIndex: 7, LogID: p.logID}
+	canon, _ := rekor.SETPayload(e.Body, e.IntegratedTime, e.LogID, e.LogIndex)
 	ch := sha256.Sum256(canon)
-	set, _ := ecdsa.SignASN1(rand.Reader, logKey, ch[:])
-	bundle, _ := json.Marshal(RekorBundle{SignedEntryTimestamp: set, Payload: pl})
+	e.SET, _ = ecdsa.SignASN1(rand.Reader, logKey, ch[:])
+	bundle, _ := json.Marshal(rekor.BundleOf(e))
 	return Layer{Digest: layerDigest(payload), Payload: payload, Annotations: map[string]string{
-		AnnotationSignature: base64.StdEncoding.EncodeToString(sig), AnnotationCertificate: string(p.leafPEM),
-		AnnotationChain: string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: p.root.Raw})), AnnotationBundle: string(bundle)}}
+		oci.AnnotationSignature: base64.StdEncoding.EncodeToString(sig), oci.AnnotationCertificate: string(p.leafPEM),
+		oci.AnnotationChain: string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: p.root.Raw})), oci.AnnotationBundle: string(bundle)}}
 }
 
 func (p *pki) opts(ids ...Identity) Options {
@@ -103,15 +106,15 @@ func TestKeyless(t *testing.T) {
 
 	otherLog := newKey(t)
 	tamperedBundle := p.layer(t, payload, p.logKey)
-	var b RekorBundle
-	json.Unmarshal([]byte(tamperedBundle.Annotations[AnnotationBundle]), &b)
+	var b rekor.Bundle
+	json.Unmarshal([]byte(tamperedBundle.Annotations[oci.AnnotationBundle]), &b)
 	b.Payload.LogIndex = 8
 	raw, _ := json.Marshal(b)
-	tamperedBundle.Annotations[AnnotationBundle] = string(raw)
+	tamperedBundle.Annotations[oci.AnnotationBundle] = string(raw)
 	otherPayloadBundle := p.layer(t, payload, p.logKey)
-	otherPayloadBundle.Annotations[AnnotationBundle] = p.layer(t, testPayload(testDigest, `{"tag":"v2"}`), p.logKey).Annotations[AnnotationBundle]
+	otherPayloadBundle.Annotations[oci.AnnotationBundle] = p.layer(t, testPayload(testDigest, `{"tag":"v2"}`), p.logKey).Annotations[oci.AnnotationBundle]
 	noBundle := p.layer(t, payload, p.logKey)
-	delete(noBundle.Annotations, AnnotationBundle)
+	delete(noBundle.Annotations, oci.AnnotationBundle)
 	otherRoot := newPKI(t)
 
 	tests := []struct {

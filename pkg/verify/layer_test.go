@@ -11,10 +11,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"strings"
 	"testing"
 
-	"github.com/hallmark-dev/hallmark/pkg/root"
+	"github.com/hallmark-dev/hallmark/pkg/oci"
+	"github.com/hallmark-dev/hallmark/pkg/rekor/rekortest"
 )
 
 const testDigest = "sha256:71b2d9e2a34d6f8a3ab6fb5bc5f7fe14a2e1b7a3a0a6a91b9f3b1b5f4b7d140f"
@@ -31,7 +33,7 @@ func signLayer(t testing.TB, key *ecdsa.PrivateKey, payload []byte) Layer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return Layer{Digest: layerDigest(payload), Payload: payload, Annotations: map[string]string{AnnotationSignature: base64.StdEncoding.EncodeToString(sig)}}
+	return Layer{Digest: layerDigest(payload), Payload: payload, Annotations: map[string]string{oci.AnnotationSignature: base64.StdEncoding.EncodeToString(sig)}}
 }
 
 func layerDigest(p []byte) string { return fmt.Sprintf("sha256:%x", sha256.Sum256(p)) }
@@ -54,14 +56,8 @@ func withAnnotations(l Layer, kv ...string) Layer {
 	return l
 }
 
-func newKey(t testing.TB) *ecdsa.PrivateKey {
-	t.Helper()
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return k
-}
+// newKey is a fresh ECDSA P-256 key.
+var newKey = rekortest.NewKey
 
 func TestVerifyLayer(t *testing.T) {
 	key, other := newKey(t), newKey(t)
@@ -71,10 +67,10 @@ func TestVerifyLayer(t *testing.T) {
 	}
 	edPub, edPriv, _ := ed25519.GenerateKey(rand.Reader)
 	good := signLayer(t, key, testPayload(testDigest, `{"tag":"v1","com.gitlab.ci.commit.sha":"abc"}`))
-	goodSig := good.Annotations[AnnotationSignature]
+	goodSig := good.Annotations[oci.AnnotationSignature]
 	otherDigest := signLayer(t, key, testPayload("sha256:"+strings.Repeat("0", 64), `{"tag":"v1"}`))
 	tamperedPayload := []byte(strings.Replace(string(good.Payload), `"v1"`, `"v2"`, 1))
-	edSigned := withAnnotations(good, AnnotationSignature, base64.StdEncoding.EncodeToString(ed25519.Sign(edPriv, good.Payload)))
+	edSigned := withAnnotations(good, oci.AnnotationSignature, base64.StdEncoding.EncodeToString(ed25519.Sign(edPriv, good.Payload)))
 	notJSON := signLayer(t, key, []byte("not json"))
 	noDigest := signLayer(t, key, []byte(`{"critical":{"type":"cosign container image signature"}}`))
 	nonString := signLayer(t, key, testPayload(testDigest, `{"tag":1}`))
@@ -114,15 +110,15 @@ func TestVerifyLayer(t *testing.T) {
 		{"ECDSA key, Ed25519 signature", edSigned, ecdsaOpts, nil, CheckSignature,
 			"the key is ECDSA P-256 but the signature is not an ASN.1 ECDSA signature (64 bytes, looks like Ed25519)"},
 		{"no signature annotation", withAnnotations(good), ecdsaOpts, nil, CheckFormat, "layer has no dev.cosignproject.cosign/signature annotation"},
-		{"empty signature annotation", withAnnotations(good, AnnotationSignature, ""), ecdsaOpts, nil, CheckFormat,
+		{"empty signature annotation", withAnnotations(good, oci.AnnotationSignature, ""), ecdsaOpts, nil, CheckFormat,
 			"annotation dev.cosignproject.cosign/signature is empty"},
-		{"garbage base64", withAnnotations(good, AnnotationSignature, "%%%not base64"), ecdsaOpts, nil, CheckFormat,
+		{"garbage base64", withAnnotations(good, oci.AnnotationSignature, "%%%not base64"), ecdsaOpts, nil, CheckFormat,
 			"annotation dev.cosignproject.cosign/signature is not standard base64 (illegal base64 data at input byte 0)"},
-		{"base64 cut mid-quantum", withAnnotations(good, AnnotationSignature, goodSig[:21]), ecdsaOpts, nil, CheckFormat,
+		{"base64 cut mid-quantum", withAnnotations(good, oci.AnnotationSignature, goodSig[:21]), ecdsaOpts, nil, CheckFormat,
 			"is not standard base64"},
-		{"truncated signature", withAnnotations(good, AnnotationSignature, goodSig[:20]), ecdsaOpts, nil, CheckSignature,
+		{"truncated signature", withAnnotations(good, oci.AnnotationSignature, goodSig[:20]), ecdsaOpts, nil, CheckSignature,
 			"the key is ECDSA P-256 but the signature is not an ASN.1 ECDSA signature (15 bytes, unknown format)"},
-		{"garbage bundle when the log is required", withAnnotations(good, AnnotationSignature, goodSig, AnnotationBundle, "{garbage"),
+		{"garbage bundle when the log is required", withAnnotations(good, oci.AnnotationSignature, goodSig, oci.AnnotationBundle, "{garbage"),
 			Options{PublicKey: &key.PublicKey}, nil, CheckTlog, "bundle annotation is not valid JSON"},
 		{"payload not JSON", notJSON, ecdsaOpts, nil, CheckPayload, "payload is not simple-signing JSON"},
 		{"payload without digest", noDigest, ecdsaOpts, nil, CheckPayload, "payload has no critical.image.docker-manifest-digest"},
@@ -189,18 +185,6 @@ func TestParsePublicKeyErrors(t *testing.T) {
 	}
 }
 
-func FuzzParseClaims(f *testing.F) {
-	f.Add(testPayload(testDigest, `{"tag":"v1"}`))
-	f.Add([]byte(`{"critical":null}`))
-	f.Add([]byte(`[]`))
-	f.Fuzz(func(t *testing.T, b []byte) {
-		c, err := ParseClaims(b)
-		if err == nil && c.Critical.Image.DockerManifestDigest == "" {
-			t.Fatal("accepted a payload without a digest claim")
-		}
-	})
-}
-
 func FuzzVerifyLayer(f *testing.F) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -212,7 +196,7 @@ func FuzzVerifyLayer(f *testing.F) {
 	f.Add(p, base64.StdEncoding.EncodeToString(sig))
 	f.Add([]byte("{}"), "")
 	f.Fuzz(func(t *testing.T, payload []byte, sigB64 string) {
-		l := Layer{Digest: layerDigest(payload), Payload: payload, Annotations: map[string]string{AnnotationSignature: sigB64}}
+		l := Layer{Digest: layerDigest(payload), Payload: payload, Annotations: map[string]string{oci.AnnotationSignature: sigB64}}
 		v, err := VerifyLayer(l, testDigest, Options{PublicKey: &key.PublicKey, Annotations: map[string]string{"tag": "v1"}, IgnoreTlog: true})
 		if err == nil && (v.Claims.Critical.Image.DockerManifestDigest != testDigest || v.Claims.Optional["tag"] != "v1") {
 			t.Fatal("accepted a layer that does not satisfy the claims")
@@ -226,17 +210,17 @@ func FuzzRekorBundle(f *testing.F) {
 	p := newPKI(f)
 	payload := testPayload(testDigest, `{"tag":"v1"}`)
 	good := p.layer(f, payload, p.logKey)
-	f.Add(good.Annotations[AnnotationBundle])
+	f.Add(good.Annotations[oci.AnnotationBundle])
 	f.Add(`{"SignedEntryTimestamp":"","Payload":{"body":"","integratedTime":0,"logIndex":0,"logID":""}}`)
 	f.Add(`{}`)
 	f.Add(`null`)
-	sig := mustB64(good.Annotations[AnnotationSignature])
-	keys := map[string]root.LogKey{p.logID: {Key: &p.logKey.PublicKey}}
-	h := sha256.Sum256(payload)
-	want := loggedSignature{contentSHA256: h[:], sig: sig, keyDER: firstDER(p.leafPEM)}
+	opts := p.opts(Identity{Subject: p.identity, Issuer: p.issuer})
 	f.Fuzz(func(t *testing.T, raw string) {
-		b, err := checkBundleFor(raw, keys, want)
-		if err == nil && (b == nil || b.Payload.LogID != p.logID) {
+		l := good
+		l.Annotations = maps.Clone(good.Annotations)
+		l.Annotations[oci.AnnotationBundle] = raw
+		v, err := VerifyLayer(l, testDigest, opts)
+		if err == nil && (!v.TlogVerified || v.Bundle == nil || v.Bundle.Payload.LogID != p.logID) {
 			t.Fatalf("accepted bundle %q", raw)
 		}
 	})
@@ -247,7 +231,7 @@ func FuzzRekorBundle(f *testing.F) {
 func TestBundleKeptWhenLogIgnored(t *testing.T) {
 	key := newKey(t)
 	l := signLayer(t, key, testPayload(testDigest, `null`))
-	l.Annotations[AnnotationBundle] = `{"SignedEntryTimestamp":"AAAA","Payload":{"body":"e30=","integratedTime":1,"logIndex":7,"logID":"ab"}}`
+	l.Annotations[oci.AnnotationBundle] = `{"SignedEntryTimestamp":"AAAA","Payload":{"body":"e30=","integratedTime":1,"logIndex":7,"logID":"ab"}}`
 	v, err := VerifyLayer(l, testDigest, Options{PublicKey: &key.PublicKey, IgnoreTlog: true})
 	if err != nil {
 		t.Fatal(err)
@@ -259,7 +243,7 @@ func TestBundleKeptWhenLogIgnored(t *testing.T) {
 	if !strings.Contains(string(b), `"optional":{"Bundle":{"SignedEntryTimestamp":"AAAA","Payload":{"body":"e30=","integratedTime":1,"logIndex":7,"logID":"ab"}}}`) {
 		t.Errorf("printed %s", b)
 	}
-	l.Annotations[AnnotationBundle] = "{garbage"
+	l.Annotations[oci.AnnotationBundle] = "{garbage"
 	if v, err = VerifyLayer(l, testDigest, Options{PublicKey: &key.PublicKey, IgnoreTlog: true}); err != nil || v.Bundle != nil {
 		t.Fatalf("malformed bundle with the log ignored: %+v, %v", v, err)
 	}
@@ -281,7 +265,7 @@ func BenchmarkVerifyLayer(b *testing.B) {
 	})
 	b.Run("ecdsa.VerifyASN1", func(b *testing.B) {
 		h := sha256.Sum256(l.Payload)
-		sig := mustB64(l.Annotations[AnnotationSignature])
+		sig := mustB64(l.Annotations[oci.AnnotationSignature])
 		for b.Loop() {
 			ecdsa.VerifyASN1(&key.PublicKey, h[:], sig)
 		}

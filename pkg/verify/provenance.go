@@ -2,43 +2,12 @@ package verify
 
 import (
 	"crypto/x509"
-	"encoding/asn1"
 	"fmt"
 	"sort"
-	"strconv"
 	"strings"
+
+	"github.com/hallmark-dev/hallmark/pkg/fulcio"
 )
-
-// Fulcio extension OIDs (1.3.6.1.4.1.57264.1.N) whose values can confirm
-// provenance annotations.
-var fulcioArc = asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 57264, 1}
-
-func fulcioOID(n int) asn1.ObjectIdentifier {
-	return append(append(asn1.ObjectIdentifier{}, fulcioArc...), n)
-}
-
-// FulcioExtension returns the value of Fulcio extension .1.n in c (DER
-// UTF8String for n >= 8, raw string below), and whether it is present.
-func FulcioExtension(c *x509.Certificate, n int) (string, bool) {
-	if c == nil {
-		return "", false
-	}
-	oid := fulcioOID(n)
-	for _, e := range c.Extensions {
-		if !e.Id.Equal(oid) {
-			continue
-		}
-		if n < 8 {
-			return string(e.Value), true
-		}
-		var s string
-		if _, err := asn1.UnmarshalWithParams(e.Value, &s, "utf8"); err != nil {
-			return "", false
-		}
-		return s, true
-	}
-	return "", false
-}
 
 // Provenance check outcomes.
 const (
@@ -106,19 +75,19 @@ func githubRunID(c, a string) bool {
 // provenanceRules says which annotation each Fulcio extension attests
 // (GitLab's claim mapping in fulcio docs/oid-info.md; GitHub's likewise).
 var provenanceRules = map[string]provenanceRule{
-	"com.gitlab.ci.commit.sha":          {13, equal},
-	"org.opencontainers.image.revision": {13, equal},
-	"com.gitlab.ci.commit.ref.name":     {14, refName},
-	"com.gitlab.ci.project.path":        {12, projectPath},
-	"org.opencontainers.image.source":   {12, equal},
-	"com.gitlab.ci.job.url":             {21, equal},
-	"com.gitlab.ci.job.id":              {21, jobID},
-	"com.gitlab.ci.pipeline.url":        {12, pipelineURL},
-	"com.github.actions.commit.sha":     {13, equal},
-	"com.github.actions.ref.name":       {14, refName},
-	"com.github.actions.repository":     {12, githubRepo},
-	"com.github.actions.run.url":        {21, githubRunURL},
-	"com.github.actions.run.id":         {21, githubRunID},
+	"com.gitlab.ci.commit.sha":          {fulcio.SourceRepositoryDigest, equal},
+	"org.opencontainers.image.revision": {fulcio.SourceRepositoryDigest, equal},
+	"com.gitlab.ci.commit.ref.name":     {fulcio.SourceRepositoryRef, refName},
+	"com.gitlab.ci.project.path":        {fulcio.SourceRepositoryURI, projectPath},
+	"org.opencontainers.image.source":   {fulcio.SourceRepositoryURI, equal},
+	"com.gitlab.ci.job.url":             {fulcio.RunInvocationURI, equal},
+	"com.gitlab.ci.job.id":              {fulcio.RunInvocationURI, jobID},
+	"com.gitlab.ci.pipeline.url":        {fulcio.SourceRepositoryURI, pipelineURL},
+	"com.github.actions.commit.sha":     {fulcio.SourceRepositoryDigest, equal},
+	"com.github.actions.ref.name":       {fulcio.SourceRepositoryRef, refName},
+	"com.github.actions.repository":     {fulcio.SourceRepositoryURI, githubRepo},
+	"com.github.actions.run.url":        {fulcio.RunInvocationURI, githubRunURL},
+	"com.github.actions.run.id":         {fulcio.RunInvocationURI, githubRunID},
 }
 
 // CheckProvenance reports, for each annotation, whether the certificate
@@ -134,8 +103,8 @@ func CheckProvenance(c *x509.Certificate, annotations map[string]any) []Provenan
 		}
 		pc := ProvenanceCheck{Annotation: k, Value: v, Status: ProvenanceNotAttested}
 		if rule, ok := provenanceRules[k]; ok {
-			pc.Extension = fulcioOID(rule.ext).String()
-			if cv, ok := FulcioExtension(c, rule.ext); c != nil && ok {
+			pc.Extension = fulcio.OID(rule.ext).String()
+			if cv, ok := fulcio.Value(c, rule.ext); ok {
 				pc.Attested = cv
 				if rule.agree(cv, v) {
 					pc.Status = ProvenanceMatch
@@ -170,36 +139,4 @@ func sortedAnyKeys(m map[string]any) []string {
 	}
 	sort.Strings(keys)
 	return keys
-}
-
-// ExtensionNames names Fulcio's certificate extensions
-// 1.3.6.1.4.1.57264.1.N by N, as fulcio's docs/oid-info.md does (in
-// lowerCamelCase, as sigstore-go's certificate summary).
-var ExtensionNames = map[int]string{
-	1: "issuerV1", 2: "githubWorkflowTrigger", 3: "githubWorkflowSha", 4: "githubWorkflowName",
-	5: "githubWorkflowRepository", 6: "githubWorkflowRef", 8: "issuer", 9: "buildSignerURI",
-	10: "buildSignerDigest", 11: "runnerEnvironment", 12: "sourceRepositoryURI", 13: "sourceRepositoryDigest",
-	14: "sourceRepositoryRef", 15: "sourceRepositoryIdentifier", 16: "sourceRepositoryOwnerURI",
-	17: "sourceRepositoryOwnerIdentifier", 18: "buildConfigURI", 19: "buildConfigDigest", 20: "buildTrigger",
-	21: "runInvocationURI", 22: "sourceRepositoryVisibilityAtSigning", 23: "deploymentEnvironment", 24: "tokenSubject",
-}
-
-// ExtensionOID resolves an extension given by name (ExtensionNames), by
-// number ("13") or by dotted OID to its dotted OID.
-func ExtensionOID(s string) (string, bool) {
-	for n, name := range ExtensionNames {
-		if strings.EqualFold(name, s) {
-			return fulcioOID(n).String(), true
-		}
-	}
-	if n, err := strconv.Atoi(s); err == nil && n > 0 && n < 1000 {
-		return fulcioOID(n).String(), true
-	}
-	prefix := fulcioArc.String() + "."
-	if rest, ok := strings.CutPrefix(s, prefix); ok {
-		if n, err := strconv.Atoi(rest); err == nil && n > 0 {
-			return fulcioOID(n).String(), true
-		}
-	}
-	return "", false
 }

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/hallmark-dev/hallmark/pkg/fulcio"
 )
 
 func TestCheckProvenance(t *testing.T) {
@@ -16,10 +18,10 @@ func TestCheckProvenance(t *testing.T) {
 	utf8 := func(s string) []byte { b, _ := asn1.MarshalWithParams(s, "utf8"); return b }
 	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), NotBefore: time.Now(), NotAfter: time.Now().Add(time.Hour),
 		ExtraExtensions: []pkix.Extension{
-			{Id: fulcioOID(12), Value: utf8("https://hallmark.test/group/app")},
-			{Id: fulcioOID(13), Value: utf8("abc123")},
-			{Id: fulcioOID(14), Value: utf8("refs/heads/main")},
-			{Id: fulcioOID(21), Value: utf8("https://hallmark.test/group/app/-/jobs/302")},
+			{Id: fulcio.OID(fulcio.SourceRepositoryURI), Value: utf8("https://hallmark.test/group/app")},
+			{Id: fulcio.OID(fulcio.SourceRepositoryDigest), Value: utf8("abc123")},
+			{Id: fulcio.OID(fulcio.SourceRepositoryRef), Value: utf8("refs/heads/main")},
+			{Id: fulcio.OID(fulcio.RunInvocationURI), Value: utf8("https://hallmark.test/group/app/-/jobs/302")},
 		}}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
 	if err != nil {

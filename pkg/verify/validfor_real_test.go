@@ -19,6 +19,8 @@ import (
 	sgroot "github.com/sigstore/sigstore-go/pkg/root"
 	sgverify "github.com/sigstore/sigstore-go/pkg/verify"
 
+	"github.com/hallmark-dev/hallmark/pkg/oci"
+	"github.com/hallmark-dev/hallmark/pkg/rekor"
 	"github.com/hallmark-dev/hallmark/pkg/root"
 	"github.com/hallmark-dev/hallmark/pkg/sign"
 	"github.com/hallmark-dev/hallmark/pkg/verify"
@@ -77,8 +79,8 @@ func sctTime(t *testing.T, der []byte) time.Time {
 func TestRealValidForWindows(t *testing.T) {
 	l := realLayer(t)
 	subject2 := string(readTestdata(t, "cosign2-signature.subject"))
-	var rb verify.RekorBundle
-	if err := json.Unmarshal([]byte(l.Annotations[verify.AnnotationBundle]), &rb); err != nil {
+	var rb rekor.Bundle
+	if err := json.Unmarshal([]byte(l.Annotations[oci.AnnotationBundle]), &rb); err != nil {
 		t.Fatal(err)
 	}
 	leaf2, _ := leafAndIssuer(t)
@@ -216,7 +218,7 @@ func TestRealValidForWindows(t *testing.T) {
 // signature (SET, inclusion proof, as `hallmark sign` checks it before
 // attaching) is refused once the log key's window ends before the entry.
 func TestRealLogEntryOutsideValidFor(t *testing.T) {
-	e, err := sign.ParseLogEntryResponse(readTestdata(t, "rekor-entry-1.json"))
+	e, err := rekor.ParseEntryResponse(readTestdata(t, "rekor-entry-1.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -227,7 +229,7 @@ func TestRealLogEntryOutsideValidFor(t *testing.T) {
 	}
 	m, _ := tr.Material()
 	l := realLayer(t)
-	sig, _ := base64.StdEncoding.DecodeString(l.Annotations[verify.AnnotationSignature])
+	sig, _ := base64.StdEncoding.DecodeString(l.Annotations[oci.AnnotationSignature])
 	leaf, _ := leafAndIssuer(t)
 	h := sha256.Sum256(l.Payload)
 	want := "the entry (index 1) was integrated at " + at.UTC().Format(time.RFC3339)

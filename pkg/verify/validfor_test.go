@@ -17,6 +17,7 @@ import (
 	cttls "github.com/google/certificate-transparency-go/tls"
 	ctx509 "github.com/google/certificate-transparency-go/x509"
 
+	"github.com/hallmark-dev/hallmark/pkg/rekor"
 	"github.com/hallmark-dev/hallmark/pkg/root"
 )
 
@@ -98,7 +99,7 @@ func TestTlogKeyValidFor(t *testing.T) {
 	o := p.opts(exact)
 	o.TlogKeys[p.logID] = root.LogKey{Key: &p.logKey.PublicKey}
 	forged := p.layer(t, testPayload(testDigest, `{"tag":"v1"}`), newKey(t))
-	if _, err := VerifyLayer(forged, testDigest, o); !errors.Is(err, ErrSET) {
+	if _, err := VerifyLayer(forged, testDigest, o); !errors.Is(err, rekor.ErrSET) {
 		t.Errorf("SET of another key with an open window: %v", err)
 	}
 }

@@ -28,8 +28,8 @@ import (
 
 	"github.com/transparency-dev/merkle/rfc6962"
 
+	"github.com/hallmark-dev/hallmark/pkg/rekor"
 	"github.com/hallmark-dev/hallmark/pkg/root"
-	"github.com/hallmark-dev/hallmark/pkg/sign"
 	"github.com/hallmark-dev/hallmark/pkg/verify"
 )
 
@@ -398,7 +398,7 @@ func tlogVerifyEntry(raw []byte, key *ecdsa.PublicKey) error {
 	if err := json.Unmarshal(raw, &ids); err != nil || len(ids) != 1 {
 		return fmt.Errorf("not a one-entry LogEntry: %v", err)
 	}
-	e, err := sign.ParseLogEntryResponse(raw)
+	e, err := rekor.ParseEntryResponse(raw)
 	if err != nil {
 		return err
 	}

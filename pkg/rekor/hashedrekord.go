@@ -1,8 +1,7 @@
-package tlog
+package rekor
 
 import (
 	"crypto"
-	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 )
@@ -24,25 +23,50 @@ type hashedRekordSpec struct {
 	} `json:"signature"`
 }
 
-// The canonical hashedrekord body, as Rekor stores it: only the digest,
-// the signature bytes and the canonical key/certificate PEM.
+// Hash is a digest in an entry: algorithm ("sha256", ...) and lowercase
+// hex value.
+type Hash struct {
+	Algorithm string `json:"algorithm"`
+	Value     string `json:"value"`
+}
+
+// HashedRekord is the spec of a hashedrekord v0.0.1 entry: the digest of
+// the signed artifact, the signature and the PEM key or certificate that
+// made it. As the log stores it (canonical), the key is re-encoded; as a
+// client proposes it, it is what the client sends.
+type HashedRekord struct {
+	Data struct {
+		Hash Hash `json:"hash"`
+	} `json:"data"`
+	Signature struct {
+		Content   []byte `json:"content"` // the signature bytes (base64 in JSON)
+		PublicKey struct {
+			Content []byte `json:"content"` // PEM key or certificate (chain)
+		} `json:"publicKey"`
+	} `json:"signature"`
+}
+
+// hashedRekordBody is the canonical hashedrekord entry.
 type hashedRekordBody struct {
-	APIVersion string `json:"apiVersion"`
-	Kind       string `json:"kind"`
-	Spec       struct {
-		Data struct {
-			Hash struct {
-				Algorithm string `json:"algorithm"`
-				Value     string `json:"value"`
-			} `json:"hash"`
-		} `json:"data"`
-		Signature struct {
-			Content   string `json:"content"`
-			PublicKey struct {
-				Content string `json:"content"`
-			} `json:"publicKey"`
-		} `json:"signature"`
-	} `json:"spec"`
+	APIVersion string       `json:"apiVersion"`
+	Kind       string       `json:"kind"`
+	Spec       HashedRekord `json:"spec"`
+}
+
+// NewHashedRekord is the proposed hashedrekord v0.0.1 entry for sig over
+// an artifact whose digest is h, made by the key in verifierPEM (a PEM
+// public key or certificate), in the field order cosign sends.
+func NewHashedRekord(h Hash, sig, verifierPEM []byte) ([]byte, error) {
+	var e struct {
+		APIVersion string       `json:"apiVersion"`
+		Spec       HashedRekord `json:"spec"`
+		Kind       string       `json:"kind"`
+	}
+	e.APIVersion, e.Kind = APIVersion, KindHashedRekord
+	e.Spec.Data.Hash = h
+	e.Spec.Signature.Content = sig
+	e.Spec.Signature.PublicKey.Content = verifierPEM
+	return json.Marshal(e)
 }
 
 func canonicalHashedRekord(raw json.RawMessage) ([]byte, error) {
@@ -103,11 +127,9 @@ func canonicalHashedRekord(raw json.RawMessage) ([]byte, error) {
 		return nil, invalidf("hashedrekord: the signature does not verify with the given %s key over %s:%s; sign the artifact digest with the key or certificate you send",
 			describeKey(v.key), hashName(h), shortHex(digest))
 	}
-	var b hashedRekordBody
-	b.APIVersion, b.Kind = APIVersion, KindHashedRekord
-	b.Spec.Data.Hash.Algorithm = hashName(h)
-	b.Spec.Data.Hash.Value = value
-	b.Spec.Signature.Content = base64.StdEncoding.EncodeToString(sig)
-	b.Spec.Signature.PublicKey.Content = base64.StdEncoding.EncodeToString(v.canonical)
+	b := hashedRekordBody{APIVersion: APIVersion, Kind: KindHashedRekord}
+	b.Spec.Data.Hash = Hash{Algorithm: hashName(h), Value: value}
+	b.Spec.Signature.Content = sig
+	b.Spec.Signature.PublicKey.Content = v.canonical
 	return canonicalJSON(b)
 }

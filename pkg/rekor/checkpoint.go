@@ -1,4 +1,4 @@
-package tlog
+package rekor
 
 import (
 	"bytes"
@@ -6,6 +6,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/x509"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -26,9 +27,10 @@ func (c Checkpoint) Text() string {
 	return c.Origin + "\n" + strconv.FormatUint(c.Size, 10) + "\n" + base64.StdEncoding.EncodeToString(c.Root[:]) + "\n"
 }
 
-// signCheckpoint returns the signed note: text, a blank line and one
-// signature line "— <name> base64(keyHint[4] || ECDSA-DER(SHA-256(text)))".
-func signCheckpoint(signer crypto.Signer, keyHint []byte, name string, c Checkpoint) ([]byte, error) {
+// Sign returns c as a signed note: its text, a blank line and one
+// signature line "— <name> base64(keyHint[4] || ECDSA-DER(SHA-256(text)))"
+// (KeyHint gives the hint of the signer's key).
+func (c Checkpoint) Sign(signer crypto.Signer, keyHint [4]byte, name string) ([]byte, error) {
 	text := c.Text()
 	d := sha256.Sum256([]byte(text))
 	sig, err := signer.Sign(rand.Reader, d[:], crypto.SHA256)
@@ -40,7 +42,7 @@ func signCheckpoint(signer crypto.Signer, keyHint []byte, name string, c Checkpo
 	b.WriteString("\n\u2014 ")
 	b.WriteString(name)
 	b.WriteByte(' ')
-	b.WriteString(base64.StdEncoding.EncodeToString(append(append([]byte{}, keyHint[:4]...), sig...)))
+	b.WriteString(base64.StdEncoding.EncodeToString(append(keyHint[:], sig...)))
 	b.WriteByte('\n')
 	return b.Bytes(), nil
 }
@@ -110,6 +112,17 @@ func ParseCheckpoint(note []byte) (*SignedCheckpoint, error) {
 	return sc, nil
 }
 
+// KeyHint is the key hint of a note signature by pub: the first four
+// bytes of the SHA-256 of its DER SubjectPublicKeyInfo.
+func KeyHint(pub crypto.PublicKey) ([4]byte, error) {
+	der, err := x509.MarshalPKIXPublicKey(pub)
+	if err != nil {
+		return [4]byte{}, err
+	}
+	sum := sha256.Sum256(der)
+	return [4]byte(sum[:4]), nil
+}
+
 // VerifyCheckpoint parses note and checks that it carries a valid signature
 // by pub (ECDSA over SHA-256 of the note text, the key hint matching).
 func VerifyCheckpoint(note []byte, pub *ecdsa.PublicKey) (*SignedCheckpoint, error) {
@@ -117,15 +130,15 @@ func VerifyCheckpoint(note []byte, pub *ecdsa.PublicKey) (*SignedCheckpoint, err
 	if err != nil {
 		return nil, err
 	}
-	id, err := logIDOf(pub)
+	hint, err := KeyHint(pub)
 	if err != nil {
 		return nil, err
 	}
 	d := sha256.Sum256([]byte(sc.Text))
 	for _, s := range sc.Signatures {
-		if bytes.Equal(s.KeyHint[:], id[:4]) && ecdsa.VerifyASN1(pub, d[:], s.Sig) {
+		if s.KeyHint == hint && ecdsa.VerifyASN1(pub, d[:], s.Sig) {
 			return sc, nil
 		}
 	}
-	return nil, errors.New("checkpoint: no valid signature by the log key")
+	return nil, errors.New("checkpoint: not signed by the log's key")
 }

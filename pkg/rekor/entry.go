@@ -1,4 +1,4 @@
-package tlog
+package rekor
 
 import (
 	"bytes"
@@ -38,8 +38,9 @@ type proposedEntry struct {
 
 // Canonicalize parses a proposed entry (the body of POST
 // /api/v1/log/entries, or one element of entries/retrieve "entries"),
-// checks it strictly, verifies its signature(s) and returns the canonical
-// form. Errors wrap ErrInvalidEntry or ErrUnsupported and say what to fix.
+// checks it strictly and within the bounds on what one entry may cost,
+// verifies its signature(s) and returns the canonical form. Errors wrap
+// ErrInvalidEntry, ErrUnsupported or ErrTooLarge and say what to fix.
 func Canonicalize(raw []byte) (*Canonical, error) {
 	var pe proposedEntry
 	if err := strictUnmarshal(raw, &pe); err != nil {

@@ -1,8 +1,7 @@
-package verify
+package oci
 
 import (
 	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -16,15 +15,10 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"github.com/opencontainers/go-digest"
-
-	"github.com/hallmark-dev/hallmark/pkg/oci"
 )
 
 // Limits on what is read from a registry while verifying.
 const (
-	// MaxSignatureLayers is the number of layers cosign reads from a
-	// signature manifest; a manifest with more is refused.
-	MaxSignatureLayers = 1000
 	// DefaultMaxPayload is cosign's default COSIGN_MAX_ATTACHMENT_SIZE.
 	DefaultMaxPayload = 128 << 20
 	// maxManifest bounds a signature manifest (1000 keyless layers with
@@ -45,7 +39,7 @@ var (
 // manifestAccept lists the manifest media types a signature tag or an image
 // reference may resolve to.
 var manifestAccept = strings.Join([]string{
-	oci.MediaTypeOCIManifest, oci.MediaTypeDockerManifest, oci.MediaTypeOCIIndex, oci.MediaTypeDockerList,
+	MediaTypeOCIManifest, MediaTypeDockerManifest, MediaTypeOCIIndex, MediaTypeDockerList,
 }, ", ")
 
 // ClientConfig configures a Client.
@@ -213,7 +207,7 @@ func (c *Client) Resolve(ctx context.Context, ref name.Reference) (v1.Hash, erro
 
 // Manifest fetches the manifest ref names and parses it. A missing
 // manifest is an error wrapping ErrImageNotFound.
-func (c *Client) Manifest(ctx context.Context, ref name.Reference) (*oci.Manifest, v1.Hash, error) {
+func (c *Client) Manifest(ctx context.Context, ref name.Reference) (*Manifest, v1.Hash, error) {
 	resp, err := c.do(ctx, http.MethodGet, ref.Context(), "manifests", ref.Identifier(), manifestAccept, maxManifest)
 	if err != nil {
 		return nil, v1.Hash{}, err
@@ -221,7 +215,7 @@ func (c *Client) Manifest(ctx context.Context, ref name.Reference) (*oci.Manifes
 	if resp.status == http.StatusNotFound {
 		return nil, v1.Hash{}, fmt.Errorf("%w: %s does not exist in the registry", ErrImageNotFound, ref)
 	}
-	m, err := oci.ParseManifest(resp.contentType, resp.body)
+	m, err := ParseManifest(resp.contentType, resp.body)
 	if err != nil {
 		return nil, v1.Hash{}, fmt.Errorf("%s: %w", ref, err)
 	}
@@ -229,9 +223,9 @@ func (c *Client) Manifest(ctx context.Context, ref name.Reference) (*oci.Manifes
 	return m, h, nil
 }
 
-// signatureManifest fetches the manifest under a signature tag. It returns
-// nil, nil when the tag does not exist.
-func (c *Client) signatureManifest(ctx context.Context, tag name.Tag) (*SignatureManifest, error) {
+// SignatureManifest fetches the manifest under a signature (or
+// attestation) tag. It returns nil, nil when the tag does not exist.
+func (c *Client) SignatureManifest(ctx context.Context, tag name.Tag) (*SignatureManifest, error) {
 	resp, err := c.do(ctx, http.MethodGet, tag.Context(), "manifests", tag.TagStr(), manifestAccept, maxManifest)
 	if err != nil {
 		return nil, fmt.Errorf("reading signatures %s: %w", tag, err)
@@ -266,7 +260,7 @@ func (c *Client) blob(ctx context.Context, repo name.Repository, d string, size 
 // descriptors, one per signature.
 type SignatureManifest struct {
 	MediaType string
-	Layers    []oci.Descriptor
+	Layers    []Descriptor
 }
 
 // ParseSignatureManifest parses the manifest stored under a cosign
@@ -275,11 +269,11 @@ type SignatureManifest struct {
 // cosign does; an index, a malformed manifest or too many layers is an
 // error wrapping ErrInvalidSignatureManifest that says what is wrong.
 func ParseSignatureManifest(contentType string, body []byte) (*SignatureManifest, error) {
-	m, err := oci.ParseManifest(contentType, body)
+	m, err := ParseManifest(contentType, body)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidSignatureManifest, err)
 	}
-	if oci.IsIndex(m.MediaType) {
+	if IsIndex(m.MediaType) {
 		return nil, fmt.Errorf("%w: the signature tag holds an image index (%s), not an image manifest with signature layers", ErrInvalidSignatureManifest, m.MediaType)
 	}
 	if len(m.Layers) > MaxSignatureLayers {
@@ -288,46 +282,28 @@ func ParseSignatureManifest(contentType string, body []byte) (*SignatureManifest
 	return &SignatureManifest{MediaType: m.MediaType, Layers: m.Layers}, nil
 }
 
-// payloadDigestMatches reports whether payload hashes to the layer digest
-// d, and the digest it does hash to. Unknown algorithms never match.
-func payloadDigestMatches(d string, payload []byte) (bool, string) {
-	alg, _, ok := strings.Cut(d, ":")
-	if !ok {
-		return false, ""
-	}
-	switch alg {
-	case "sha256":
-		got := fmt.Sprintf("sha256:%x", sha256.Sum256(payload))
-		return got == d, got
-	case "sha512":
-		got := digest.SHA512.FromBytes(payload).String()
-		return got == d, got
-	}
-	return false, ""
-}
-
 // maxBundleReferrers bounds the sigstore bundle referrers read per image.
 const maxBundleReferrers = 100
 
 // maxBundleBlob bounds one sigstore bundle.
 const maxBundleBlob = 4 << 20
 
-// referrerBundle is a sigstore bundle attached to an image as an OCI 1.1
+// ReferrerBundle is a sigstore bundle attached to an image as an OCI 1.1
 // referrer, or why it could not be read.
-type referrerBundle struct {
+type ReferrerBundle struct {
 	Manifest      string // digest of the referrer manifest
 	PredicateType string // from the manifest annotation, if any
 	Raw           []byte
-	err           error
+	Err           error
 }
 
 // referrers lists the manifests referring to d in repo: the referrers API
 // when the registry answers it with an image index, else the referrers tag
 // schema's fallback tag "<alg>-<hex>" (as go-containerregistry does).
-func (c *Client) referrers(ctx context.Context, repo name.Repository, d v1.Hash) ([]oci.Descriptor, error) {
-	resp, err := c.do(ctx, http.MethodGet, repo, "referrers", d.String(), oci.MediaTypeOCIIndex, maxManifest)
-	if err == nil && resp.status == http.StatusOK && resp.contentType == oci.MediaTypeOCIIndex {
-		m, err := oci.ParseManifest(resp.contentType, resp.body)
+func (c *Client) referrers(ctx context.Context, repo name.Repository, d v1.Hash) ([]Descriptor, error) {
+	resp, err := c.do(ctx, http.MethodGet, repo, "referrers", d.String(), MediaTypeOCIIndex, maxManifest)
+	if err == nil && resp.status == http.StatusOK && resp.contentType == MediaTypeOCIIndex {
+		m, err := ParseManifest(resp.contentType, resp.body)
 		if err != nil {
 			return nil, fmt.Errorf("referrers of %s: %w", d, err)
 		}
@@ -341,29 +317,31 @@ func (c *Client) referrers(ctx context.Context, repo name.Repository, d v1.Hash)
 	if resp.status == http.StatusNotFound {
 		return nil, nil
 	}
-	m, err := oci.ParseManifest(resp.contentType, resp.body)
-	if err != nil || !oci.IsIndex(m.MediaType) {
+	m, err := ParseManifest(resp.contentType, resp.body)
+	if err != nil || !IsIndex(m.MediaType) {
 		return nil, nil // the tag is something else; no referrers
 	}
 	return m.Manifests, nil
 }
 
-// bundleReferrers fetches the sigstore bundles attached to d in repo.
-func (c *Client) bundleReferrers(ctx context.Context, repo name.Repository, d v1.Hash) ([]referrerBundle, error) {
+// BundleReferrers fetches the sigstore bundles attached to d in repo (at
+// most 100, each at most 4 MiB, their manifests and blobs checked against
+// their digests).
+func (c *Client) BundleReferrers(ctx context.Context, repo name.Repository, d v1.Hash) ([]ReferrerBundle, error) {
 	descs, err := c.referrers(ctx, repo, d)
 	if err != nil {
 		return nil, err
 	}
-	var out []referrerBundle
+	var out []ReferrerBundle
 	for _, desc := range descs {
-		if !strings.HasPrefix(desc.ArtifactType, BundleMediaTypePrefix) {
+		if !IsBundleType(desc.ArtifactType) {
 			continue
 		}
 		if len(out) == maxBundleReferrers {
 			break
 		}
-		rb := referrerBundle{Manifest: desc.Digest.String(), PredicateType: desc.Annotations["dev.sigstore.bundle.predicateType"]}
-		rb.Raw, rb.err = c.bundleBlob(ctx, repo, desc.Digest.String())
+		rb := ReferrerBundle{Manifest: desc.Digest.String(), PredicateType: desc.Annotations[AnnotationBundlePredicateType]}
+		rb.Raw, rb.Err = c.bundleBlob(ctx, repo, desc.Digest.String())
 		out = append(out, rb)
 	}
 	return out, nil
@@ -371,7 +349,7 @@ func (c *Client) bundleReferrers(ctx context.Context, repo name.Repository, d v1
 
 // bundleBlob reads the bundle layer of a referrer manifest.
 func (c *Client) bundleBlob(ctx context.Context, repo name.Repository, manifest string) ([]byte, error) {
-	resp, err := c.do(ctx, http.MethodGet, repo, "manifests", manifest, oci.MediaTypeOCIManifest, maxManifest)
+	resp, err := c.do(ctx, http.MethodGet, repo, "manifests", manifest, MediaTypeOCIManifest, maxManifest)
 	if err != nil {
 		return nil, err
 	}
@@ -381,12 +359,12 @@ func (c *Client) bundleBlob(ctx context.Context, repo name.Repository, manifest 
 	if digest.FromBytes(resp.body).String() != manifest {
 		return nil, fmt.Errorf("referrer manifest does not match its digest %s", manifest)
 	}
-	m, err := oci.ParseManifest(resp.contentType, resp.body)
+	m, err := ParseManifest(resp.contentType, resp.body)
 	if err != nil {
 		return nil, err
 	}
 	for _, l := range m.Layers {
-		if !strings.HasPrefix(l.MediaType, BundleMediaTypePrefix) {
+		if !IsBundleType(l.MediaType) {
 			continue
 		}
 		if l.Size > maxBundleBlob {
@@ -396,10 +374,43 @@ func (c *Client) bundleBlob(ctx context.Context, repo name.Repository, manifest 
 		if err != nil {
 			return nil, err
 		}
-		if ok, _ := payloadDigestMatches(l.Digest.String(), b); !ok {
+		if ok, _ := DigestMatches(l.Digest.String(), b); !ok {
 			return nil, fmt.Errorf("bundle blob does not match its digest %s", l.Digest)
 		}
 		return b, nil
 	}
 	return nil, fmt.Errorf("referrer manifest %s has no sigstore bundle layer", manifest)
+}
+
+// SignatureLayer is one layer of a signature manifest with its payload
+// blob, or why the blob could not be read. The payload is not checked
+// against the layer digest here: verification names that check.
+type SignatureLayer struct {
+	Descriptor
+	Payload []byte
+	Err     error
+}
+
+// SignatureLayers reads the payload of every layer of sm, stored in repo,
+// a few at a time.
+func (c *Client) SignatureLayers(ctx context.Context, repo name.Repository, sm *SignatureManifest) []SignatureLayer {
+	out := make([]SignatureLayer, len(sm.Layers))
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 4)
+	for i, d := range sm.Layers {
+		out[i].Descriptor = d
+		if len(sm.Layers) == 1 {
+			out[i].Payload, out[i].Err = c.blob(ctx, repo, d.Digest.String(), d.Size)
+			break
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			out[i].Payload, out[i].Err = c.blob(ctx, repo, d.Digest.String(), d.Size)
+		}()
+	}
+	wg.Wait()
+	return out
 }

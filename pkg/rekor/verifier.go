@@ -1,4 +1,4 @@
-package tlog
+package rekor
 
 import (
 	"bytes"
@@ -7,7 +7,6 @@ import (
 	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rsa"
-	"crypto/sha256"
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
@@ -186,22 +185,6 @@ func verifyDigest(k crypto.PublicKey, h crypto.Hash, digest, sig []byte) bool {
 		return rsa.VerifyPKCS1v15(k, h, digest, sig) == nil
 	case ed25519.PublicKey:
 		return h == crypto.SHA512 && ed25519.VerifyWithOptions(k, digest, sig, &ed25519.Options{Hash: crypto.SHA512}) == nil
-	}
-	return false
-}
-
-// verifyMessage checks sig over msg (DSSE PAE) as Rekor's dsse type does:
-// ECDSA and RSA PKCS#1 v1.5 over SHA-256, pure Ed25519.
-func verifyMessage(k crypto.PublicKey, msg, sig []byte) bool {
-	switch k := k.(type) {
-	case *ecdsa.PublicKey:
-		d := sha256.Sum256(msg)
-		return ecdsa.VerifyASN1(k, d[:], sig)
-	case *rsa.PublicKey:
-		d := sha256.Sum256(msg)
-		return rsa.VerifyPKCS1v15(k, crypto.SHA256, d[:], sig) == nil
-	case ed25519.PublicKey:
-		return ed25519.Verify(k, msg, sig)
 	}
 	return false
 }
