@@ -271,7 +271,7 @@ func (job JobClaims) normalized(now time.Time, invalid error) (JobClaims, error)
 	}
 	job.RefType = orDefault(job.RefType, "branch")
 	if job.RefType != "branch" && job.RefType != "tag" {
-		return job, bad("ref type %q: use branch or tag", job.RefType)
+		return job, bad("ref_type %q: use branch or tag", job.RefType)
 	}
 	if job.Ref == "" {
 		return job, bad("ref is required: a branch or tag name such as main")
