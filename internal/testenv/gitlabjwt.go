@@ -73,7 +73,7 @@ type GitLabJWTConfig struct {
 
 // GitLabJWT is a running GitLab-style token endpoint.
 type GitLabJWT struct {
-	URL      string // http://127.0.0.1:port
+	URL      string // http://localhost:port
 	Realm    string // URL/jwt/auth: Hallmark's --token-realm
 	Issuer   string // --token-issuer
 	Service  string // --token-service (container_registry)
@@ -127,8 +127,11 @@ func StartGitLabJWT(tb testing.TB, cfg GitLabJWTConfig) *GitLabJWT {
 	mux.HandleFunc("GET /jwt/auth", g.serveAuth)
 	srv := httptest.NewServer(mux)
 	tb.Cleanup(srv.Close)
-	g.URL = srv.URL
-	g.Realm = srv.URL + "/jwt/auth"
+	// The realm names the host, not the loopback IP literal: clients built
+	// on go-containerregistry (crane, cosign) refuse a realm that is a
+	// private IP literal other than the registry's own host.
+	g.URL = strings.Replace(srv.URL, "127.0.0.1", "localhost", 1)
+	g.Realm = g.URL + "/jwt/auth"
 	return g
 }
 
