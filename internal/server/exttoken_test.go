@@ -1,15 +1,25 @@
 package server_test
 
 import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
+	"log/slog"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/hallmark-dev/hallmark/internal/auth"
 	"github.com/hallmark-dev/hallmark/internal/config"
+	"github.com/hallmark-dev/hallmark/internal/server"
 	"github.com/hallmark-dev/hallmark/internal/testenv"
 	"github.com/hallmark-dev/hallmark/pkg/oci"
 )
@@ -200,5 +210,41 @@ func getJSONBasic(t *testing.T, u, user, pw string, v any) {
 	}
 	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
 		t.Fatalf("GET %s: %v", u, err)
+	}
+}
+
+// TestExternalTokenServiceBadCert: a --token-cert that is missing, holds
+// a private key or no key at all stops the start with a message naming
+// the flag, before anything listens.
+func TestExternalTokenServiceBadCert(t *testing.T) {
+	dir := t.TempDir()
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	der, _ := x509.MarshalPKCS8PrivateKey(key)
+	files := map[string][]byte{
+		"private.pem": pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}),
+		"empty.pem":   []byte("not a certificate\n"),
+	}
+	for name, b := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, tc := range []struct{ file, want string }{
+		{"missing.pem", "no such file"},
+		{"private.pem", "private key"},
+		{"empty.pem", "no certificate or public key"},
+	} {
+		c := config.Defaults()
+		c.Addr, c.DataDir = "127.0.0.1:0", t.TempDir()
+		c.Auth, c.TokenRealm, c.TokenService, c.TokenIssuer = "token", "https://gitlab.example.com/jwt/auth", "container_registry", "gitlab-issuer"
+		c.TokenCert = filepath.Join(dir, tc.file)
+		srv, err := server.New(context.Background(), c, slog.New(slog.DiscardHandler))
+		if err == nil {
+			srv.Close()
+			t.Fatalf("token-cert %s accepted", tc.file)
+		}
+		if !strings.Contains(err.Error(), "token-cert") || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("token-cert %s: %v, want it named with %q", tc.file, err, tc.want)
+		}
 	}
 }
