@@ -4,13 +4,9 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
-	"errors"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/url"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -33,41 +29,8 @@ type authEnv struct {
 // so tests can grep them for secrets) on a random loopback port.
 func startAuthServer(t *testing.T, mod func(*config.Server)) *authEnv {
 	t.Helper()
-	cfg := config.Defaults()
-	cfg.Addr = "127.0.0.1:0"
-	cfg.DataDir = t.TempDir()
-	cfg.ShutdownTimeout = 5 * time.Second
-	cfg.Auth = "on"
-	if mod != nil {
-		mod(&cfg)
-	}
-	logs := &testenv.SyncBuffer{}
-	var w io.Writer = logs
-	if testing.Verbose() {
-		w = io.MultiWriter(logs, os.Stderr)
-	}
-	log := slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	ctx, cancel := context.WithCancel(context.Background())
-	srv, err := server.New(ctx, cfg, log)
-	if err != nil {
-		cancel()
-		t.Fatalf("start server: %v", err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- srv.Run(ctx, nil) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
-			t.Logf("server stopped with: %v", err)
-		}
-		srv.Close()
-	})
-	pw, err := os.ReadFile(filepath.Join(cfg.DataDir, server.AdminPasswordFile))
-	if err != nil {
-		t.Fatalf("admin password file: %v", err)
-	}
-	u, _ := url.Parse(srv.URL())
-	return &authEnv{URL: srv.URL(), Host: u.Host, DataDir: cfg.DataDir, AdminPassword: strings.TrimSpace(string(pw)), Logs: logs, srv: srv}
+	e := testenv.StartAuthServer(t, mod)
+	return &authEnv{URL: e.URL, Host: e.Host, DataDir: e.DataDir, AdminPassword: e.AdminPassword, Logs: e.Logs, srv: e.Srv}
 }
 
 // admin opens the server's database as the management CLI does.
