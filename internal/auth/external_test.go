@@ -219,21 +219,7 @@ func TestExternalTokenKeyMatching(t *testing.T) {
 
 	claims := g.Claims("alice", "build", []map[string]any{repoAccess("group/app", "pull")})
 	sign := func(key any, alg jose.SignatureAlgorithm, hdr map[jose.HeaderKey]any) string {
-		opts := (&jose.SignerOptions{}).WithType("JWT")
-		for k, v := range hdr {
-			opts = opts.WithHeader(k, v)
-		}
-		s, err := jose.NewSigner(jose.SigningKey{Algorithm: alg, Key: key}, opts)
-		if err != nil {
-			t.Fatal(err)
-		}
-		payload, _ := json.Marshal(claims)
-		jws, err := s.Sign(payload)
-		if err != nil {
-			t.Fatal(err)
-		}
-		tok, _ := jws.CompactSerialize()
-		return tok
+		return testenv.SignWith(t, key, alg, hdr, claims)
 	}
 	thumb := func(k crypto.PublicKey) string {
 		tp, _ := (&jose.JSONWebKey{Key: k}).Thumbprint(crypto.SHA256)
@@ -275,10 +261,7 @@ func TestExternalTokenAccessClaims(t *testing.T) {
 	all := tok(repoAccess("group/app", "*"))
 	nested := g.PullNestedToken(t, "group/app")
 	catalog := tok(map[string]any{"type": "registry", "name": "catalog", "actions": []string{"*"}})
-	for _, tc := range []struct {
-		name, method, path, tok string
-		want                    int
-	}{
+	checkGuard(t, u, []guardCase{
 		{"pull: GET manifest", http.MethodGet, "/v2/group/app/manifests/v1", pull, 200},
 		{"pull: HEAD blob", http.MethodHead, "/v2/group/app/blobs/sha256:" + strings.Repeat("a", 64), pull, 200},
 		{"pull: tags", http.MethodGet, "/v2/group/app/tags/list", pull, 200},
@@ -302,19 +285,34 @@ func TestExternalTokenAccessClaims(t *testing.T) {
 		{"catalog", http.MethodGet, "/v2/_catalog", catalog, 200},
 		{"catalog: no repository", http.MethodGet, "/v2/group/app/tags/list", catalog, 401},
 		{"any valid token: base endpoint", http.MethodGet, "/v2/", catalog, 200},
-	} {
+	}, func(t *testing.T, tc guardCase, resp *http.Response, body []byte) {
+		if ch := resp.Header.Get("WWW-Authenticate"); resp.StatusCode != 401 || !strings.Contains(ch, `error="insufficient_scope"`) || !strings.Contains(ch, g.Realm) {
+			t.Fatalf("challenge %q", ch)
+		}
+		if tc.method != http.MethodHead {
+			ociError(t, body, oci.CodeUnauthorized)
+		}
+	})
+}
+
+// guardCase is a request through the guard and the status it must get.
+type guardCase struct {
+	name, method, path, tok string
+	want                    int
+}
+
+// checkGuard sends each case to u as a subtest and checks its status;
+// refused (4xx) answers are also given to refusal.
+func checkGuard(t *testing.T, u string, cases []guardCase, refusal func(*testing.T, guardCase, *http.Response, []byte)) {
+	t.Helper()
+	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			resp, body := testenv.Call(t, tc.method, u+tc.path, tc.tok, nil)
 			if resp.StatusCode != tc.want {
 				t.Fatalf("%s %s answered %d, want %d: %s", tc.method, tc.path, resp.StatusCode, tc.want, body)
 			}
-			if tc.want == 401 {
-				if ch := resp.Header.Get("WWW-Authenticate"); !strings.Contains(ch, `error="insufficient_scope"`) || !strings.Contains(ch, g.Realm) {
-					t.Fatalf("challenge %q", ch)
-				}
-				if tc.method != http.MethodHead {
-					ociError(t, body, oci.CodeUnauthorized)
-				}
+			if tc.want >= 400 {
+				refusal(t, tc, resp, body)
 			}
 		})
 	}
@@ -337,10 +335,7 @@ func TestExternalTokenProtectedTags(t *testing.T) {
 	broken["meta"].(map[string]any)["tag_deny_access_patterns"] = map[string][]string{"push": {"(unclosed"}}
 	brokenTok := g.Sign(t, g.Claims("dev", "gitlab_or_ldap", []map[string]any{broken}))
 	digest := "sha256:" + hex.EncodeToString(make([]byte, 32))
-	for _, tc := range []struct {
-		name, method, path, tok string
-		want                    int
-	}{
+	checkGuard(t, u, []guardCase{
 		{"push unprotected tag", http.MethodPut, "/v2/group/app/manifests/latest", tok, 200},
 		{"push protected tag", http.MethodPut, "/v2/group/app/manifests/v1.2", tok, 403},
 		{"push tag matching anywhere", http.MethodPut, "/v2/group/app/manifests/pre-release-3", tok, 403},
@@ -352,17 +347,7 @@ func TestExternalTokenProtectedTags(t *testing.T) {
 		{"pull protected tag", http.MethodGet, "/v2/group/app/manifests/v1", tok, 200},
 		{"broken pattern: push any tag", http.MethodPut, "/v2/group/app/manifests/latest", brokenTok, 403},
 		{"broken pattern: pull", http.MethodGet, "/v2/group/app/manifests/latest", brokenTok, 200},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			resp, body := testenv.Call(t, tc.method, u+tc.path, tc.tok, nil)
-			if resp.StatusCode != tc.want {
-				t.Fatalf("%s %s answered %d, want %d: %s", tc.method, tc.path, resp.StatusCode, tc.want, body)
-			}
-			if tc.want == 403 {
-				ociError(t, body, oci.CodeDenied)
-			}
-		})
-	}
+	}, func(t *testing.T, _ guardCase, _ *http.Response, body []byte) { ociError(t, body, oci.CodeDenied) })
 }
 
 // TestExternalTokenReplayAfterExpiry: a token the guard has verified and

@@ -304,25 +304,45 @@ func (g *GitLabJWT) PullNestedToken(tb testing.TB, name string) string {
 // libtrust key ID, typ JWT. tb may be nil (then a failure panics: it
 // cannot happen with this key).
 func (g *GitLabJWT) Sign(tb testing.TB, claims map[string]any) string {
-	s, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.RS256, Key: jose.JSONWebKey{Key: g.Key, KeyID: g.KeyID}},
-		(&jose.SignerOptions{}).WithType("JWT"))
-	if err == nil {
-		var payload []byte
-		if payload, err = json.Marshal(claims); err == nil {
-			var jws *jose.JSONWebSignature
-			if jws, err = s.Sign(payload); err == nil {
-				var tok string
-				if tok, err = jws.CompactSerialize(); err == nil {
-					return tok
-				}
-			}
-		}
-	}
-	if tb == nil {
+	tok, err := signJWT(g.Key, jose.RS256, map[jose.HeaderKey]any{"kid": g.KeyID}, claims)
+	if err != nil && tb == nil {
 		panic("testenv: signing a GitLab-style token: " + err.Error())
 	}
-	tb.Fatalf("testenv: signing a GitLab-style token: %v", err)
-	return ""
+	if err != nil {
+		tb.Fatalf("testenv: signing a GitLab-style token: %v", err)
+	}
+	return tok
+}
+
+// SignWith signs claims with any key and algorithm under the header
+// fields hdr (typ JWT besides), to forge and vary tokens.
+func SignWith(tb testing.TB, key any, alg jose.SignatureAlgorithm, hdr map[jose.HeaderKey]any, claims map[string]any) string {
+	tb.Helper()
+	tok, err := signJWT(key, alg, hdr, claims)
+	if err != nil {
+		tb.Fatalf("testenv: signing a token: %v", err)
+	}
+	return tok
+}
+
+func signJWT(key any, alg jose.SignatureAlgorithm, hdr map[jose.HeaderKey]any, claims map[string]any) (string, error) {
+	opts := (&jose.SignerOptions{}).WithType("JWT")
+	for k, v := range hdr {
+		opts = opts.WithHeader(k, v)
+	}
+	s, err := jose.NewSigner(jose.SigningKey{Algorithm: alg, Key: key}, opts)
+	if err != nil {
+		return "", err
+	}
+	payload, err := json.Marshal(claims)
+	if err != nil {
+		return "", err
+	}
+	jws, err := s.Sign(payload)
+	if err != nil {
+		return "", err
+	}
+	return jws.CompactSerialize()
 }
 
 // Token asks the endpoint for a token as docker does: GET realm with
@@ -375,24 +395,7 @@ func (g *GitLabJWT) Forgeries(tb testing.TB, access []map[string]any) []Forgery 
 	}
 	foreignCA, foreignLeaf, leafKey := foreignChain(tb)
 	sign := func(key any, alg jose.SignatureAlgorithm, hdr map[jose.HeaderKey]any, claims map[string]any) string {
-		opts := (&jose.SignerOptions{}).WithType("JWT")
-		for k, v := range hdr {
-			opts = opts.WithHeader(k, v)
-		}
-		s, err := jose.NewSigner(jose.SigningKey{Algorithm: alg, Key: key}, opts)
-		if err != nil {
-			tb.Fatal(err)
-		}
-		payload, _ := json.Marshal(claims)
-		jws, err := s.Sign(payload)
-		if err != nil {
-			tb.Fatal(err)
-		}
-		tok, err := jws.CompactSerialize()
-		if err != nil {
-			tb.Fatal(err)
-		}
-		return tok
+		return SignWith(tb, key, alg, hdr, claims)
 	}
 	b64 := func(v any) string {
 		b, _ := json.Marshal(v)

@@ -164,16 +164,6 @@ func longChainToken(t *testing.T, g *testenv.GitLabJWT, n int) string {
 		chain = append([]string{base64.StdEncoding.EncodeToString(der)}, chain...)
 		parent, parentKey = cert, k
 	}
-	s, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: parentKey},
-		(&jose.SignerOptions{}).WithType("JWT").WithHeader("x5c", chain).WithHeader("kid", g.KeyID))
-	if err != nil {
-		t.Fatal(err)
-	}
-	payload, _ := json.Marshal(g.Claims("alice", "build", []map[string]any{{"type": "repository", "name": "team/app", "actions": []string{"pull"}}}))
-	jws, err := s.Sign(payload)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tok, _ := jws.CompactSerialize()
-	return tok
+	return testenv.SignWith(t, parentKey, jose.ES256, map[jose.HeaderKey]any{"x5c": chain, "kid": g.KeyID},
+		g.Claims("alice", "build", []map[string]any{{"type": "repository", "name": "team/app", "actions": []string{"pull"}}}))
 }
