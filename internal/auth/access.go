@@ -98,21 +98,36 @@ func (c *accessCache) remove(key [32]byte) {
 
 // VerifyAccess verifies a registry access token presented by a client and
 // checks that the credential it was issued for may still be used (see
-// the bounds above). Errors: ErrTokenExpired, ErrTokenInvalid (forged,
+// the bounds above). With an external token service (Config.External) the
+// token must be one of that service's, and Hallmark's own are refused. Errors: ErrTokenExpired, ErrTokenInvalid (forged,
 // tampered, foreign, malformed), ErrTokenRevoked, or a store error.
 func (s *Service) VerifyAccess(ctx context.Context, raw string) (*Claims, error) {
 	now := s.cfg.Now()
-	if len(raw) > maxTokenLength {
-		return nil, fmt.Errorf("%w: longer than %d bytes", ErrTokenInvalid, maxTokenLength)
+	limit := maxTokenLength
+	if s.cfg.External != nil {
+		limit = maxExternalTokenLength
+	}
+	if len(raw) > limit {
+		return nil, fmt.Errorf("%w: longer than %d bytes", ErrTokenInvalid, limit)
 	}
 	key := sha256.Sum256([]byte(raw))
 	e := s.access.get(key)
 	if e == nil {
-		c, err := s.signer.VerifyAccess(raw, now)
+		var (
+			c      *Claims
+			err    error
+			leeway = clockLeeway
+		)
+		if s.cfg.External != nil {
+			c, err = s.cfg.External.Verify(raw, now)
+			leeway = externalLeeway
+		} else {
+			c, err = s.signer.VerifyAccess(raw, now)
+		}
 		if err != nil {
 			return nil, err
 		}
-		e = &accessEntry{claims: c, until: c.Expiry.Time().Add(clockLeeway)}
+		e = &accessEntry{claims: c, until: c.Expiry.Time().Add(leeway)}
 		s.access.put(key, e, now)
 	} else if now.After(e.until) {
 		s.access.remove(key)

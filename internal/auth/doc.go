@@ -4,6 +4,8 @@
 // (repository path prefixes with visibility and member roles), personal
 // access tokens, CI job tokens (and their revocation), OIDC ID-token logins,
 // failed-login throttling by client address (behind trusted proxies too),
-// the cache of verified access tokens, the provenance API's authorizer and
-// the audit log.
+// the cache of verified access tokens, the provenance API's authorizer,
+// the audit log, and external token services (--auth=token: GitLab's
+// /jwt/auth signs the tokens, the registry authorizes from their access
+// claim alone; external.go).
 package auth

@@ -136,10 +136,26 @@ type challengeDetail struct {
 	Action string `json:"Action"`
 }
 
+// realm and service are what the Bearer challenge names: the external
+// token service's with one, else this server's token endpoint.
+func (s *Service) realm() string {
+	if s.cfg.External != nil {
+		return s.cfg.External.Realm()
+	}
+	return s.cfg.Realm
+}
+
+func (s *Service) service() string {
+	if s.cfg.External != nil {
+		return s.cfg.External.Service()
+	}
+	return s.cfg.Service
+}
+
 // challenge answers 401 with the Bearer challenge docker clients follow.
 func (s *Service) challenge(w http.ResponseWriter, r *http.Request, need []Access, errCode, msg string) {
 	var b strings.Builder
-	fmt.Fprintf(&b, `Bearer realm=%q,service=%q`, s.cfg.Realm, s.cfg.Service)
+	fmt.Fprintf(&b, `Bearer realm=%q,service=%q`, s.realm(), s.service())
 	var scopes []string
 	var detail []challengeDetail
 	for _, a := range need {
@@ -187,9 +203,9 @@ func (s *Service) Guard(next http.Handler, parse EndpointParser) http.Handler {
 		}
 		creds, err := parseAuthorization(r.Header.Get("Authorization"))
 		if err != nil || creds.scheme != "bearer" {
-			msg := "authentication required: get a token from " + s.cfg.Realm
+			msg := "authentication required: get a token from " + s.realm()
 			if err == nil && creds.scheme == "basic" {
-				msg = "basic credentials are not accepted here; exchange them for a token at " + s.cfg.Realm + " (docker login does this)"
+				msg = "basic credentials are not accepted here; exchange them for a token at " + s.realm() + " (docker login does this)"
 			}
 			s.challenge(w, r, need, "", msg)
 			return
@@ -217,6 +233,12 @@ func (s *Service) Guard(next http.Handler, parse EndpointParser) http.Handler {
 		for _, n := range need {
 			if !allows(claims.Access, n) {
 				s.challenge(w, r, need, "insufficient_scope", "access token does not grant "+n.String())
+				return
+			}
+		}
+		if claims.tagRules != nil && ep.Kind == EndpointManifests {
+			if why := protectedTag(claims, r, ep); why != "" {
+				oci.WriteError(w, r, http.StatusForbidden, oci.ErrorInfo{Code: oci.CodeDenied, Message: why})
 				return
 			}
 		}

@@ -134,6 +134,13 @@ type Config struct {
 	// TrustedProxies are the peers (reverse proxies, load balancers) whose
 	// X-Forwarded-For and X-Real-IP headers name the client (ClientAddr).
 	TrustedProxies []netip.Prefix
+	// External, when set, is the external token service (--auth=token):
+	// /v2/ then accepts only its tokens, authorized from their access claim
+	// alone, and its Bearer challenge names the service's realm and service
+	// instead of Realm and Service (external.go). Logins with users, PATs,
+	// job tokens and ID tokens still authenticate the admin and provenance
+	// APIs.
+	External *ExternalTokens
 	// AdminToken returns the admin token (or "" if there is none); it
 	// authorises the admin API like an admin user's credentials.
 	AdminToken func() (string, error)

@@ -49,6 +49,8 @@ type Claims struct {
 	CredID  int64  `json:"hm_cred,omitempty"`
 	// OIDCIssuer is set on refresh tokens of OIDC logins.
 	OIDCIssuer string `json:"hm_oidc_iss,omitempty"`
+	// tagRules are an external token's protected-tag rules (external.go).
+	tagRules map[tagRuleKey]tagRule
 }
 
 // Principal rebuilds the principal a token was issued to (for audit and

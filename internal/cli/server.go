@@ -28,7 +28,8 @@ Access control is on: the first start creates the user "admin" and writes its pa
 <data-dir>/admin-password (0600); log in with "hallmark login" or "docker login".
 
 Endpoints:
-  /v2/                             OCI Distribution v1.1 registry (token auth: /auth/token)
+  /v2/                             OCI Distribution v1.1 registry (token auth: /auth/token; with --auth=token an
+                                   external token service such as GitLab's /jwt/auth issues the tokens)
   /.well-known/openid-configuration  built-in OIDC issuer for CI jobs (JWKS: /oauth/discovery/keys)
   /api/v1/signingCert, /api/v2/...   Fulcio-compatible certificate authority
   /api/v1/log/...                   Rekor v1-compatible transparency log

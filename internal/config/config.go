@@ -33,7 +33,7 @@ type Server struct {
 	TrustedKeys     []string // PEM public keys whose signatures the index marks verified
 
 	// Access control and transport security (internal/auth).
-	Auth         string // "on" (default) or "off" (open registry; loopback only)
+	Auth         string // "on" (default), "token" (external token service) or "off" (open registry; loopback only)
 	TLSCert      string // PEM certificate chain file; with TLSKey, serve HTTPS
 	TLSKey       string // PEM private key file
 	InsecureHTTP bool   // allow plain HTTP on a non-loopback address
@@ -41,6 +41,10 @@ type Server struct {
 	// whose X-Forwarded-For / X-Real-IP name the client (parsed and checked
 	// by internal/auth.ParseTrustedProxies when auth is on).
 	TrustedProxies []string
+	// External token service (Auth "token"): the realm clients get tokens
+	// from, the service (aud) and issuer (iss) of its tokens, and the PEM
+	// file of its signing certificates and/or public keys.
+	TokenRealm, TokenService, TokenIssuer, TokenCert string
 
 	// OIDC: built-in issuer and trusted external issuers (internal/oidc).
 	OIDCBuiltin      bool          // run the built-in CI job token issuer
@@ -91,7 +95,11 @@ func (c *Server) BindFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "how long to wait for requests to finish on SIGINT/SIGTERM")
 	fs.DurationVar(&c.BodyReadTimeout, "body-read-timeout", c.BodyReadTimeout, "cut off a request body that sends less than 64 KiB (and does not end) within this long; a large upload may take any time as long as it keeps coming")
 	fs.StringSliceVar(&c.TrustedKeys, "trusted-key", c.TrustedKeys, "PEM public key file whose signatures the signature index marks verified (repeatable)")
-	fs.StringVar(&c.Auth, "auth", c.Auth, "registry access control: on (token auth, users, projects, CI job tokens) or off (anyone may push and pull; refused on a non-loopback address)")
+	fs.StringVar(&c.Auth, "auth", c.Auth, "registry access control: on (token auth, users, projects, CI job tokens), token (tokens of an external token service such as GitLab's /jwt/auth: --token-realm, --token-service, --token-issuer, --token-cert) or off (anyone may push and pull; refused on a non-loopback address)")
+	fs.StringVar(&c.TokenRealm, "token-realm", c.TokenRealm, "with --auth=token: the external token service's endpoint clients are sent to (GitLab: https://gitlab.example.com/jwt/auth)")
+	fs.StringVar(&c.TokenService, "token-service", c.TokenService, "with --auth=token: the service name in the challenge and the aud its tokens must carry (GitLab: container_registry)")
+	fs.StringVar(&c.TokenIssuer, "token-issuer", c.TokenIssuer, "with --auth=token: the iss its tokens must carry (GitLab: its registry issuer, e.g. gitlab-issuer)")
+	fs.StringVar(&c.TokenCert, "token-cert", c.TokenCert, "with --auth=token: PEM file of the certificates and/or public keys that sign its tokens (GitLab: the certificate of its registry key); a token's kid names one (JWK thumbprint or libtrust key ID) or its x5c chain leads to one")
 	fs.StringVar(&c.TLSCert, "tls-cert", c.TLSCert, "PEM certificate (chain) file; with --tls-key the server speaks HTTPS")
 	fs.StringVar(&c.TLSKey, "tls-key", c.TLSKey, "PEM private key file for --tls-cert")
 	fs.BoolVar(&c.InsecureHTTP, "insecure-http", c.InsecureHTTP, "serve plain HTTP on a non-loopback address (only behind a TLS-terminating proxy: credentials and tokens would otherwise cross the network in clear text)")
@@ -232,18 +240,46 @@ func (c *Server) validateAccess() []error {
 	loopback := IsLoopback(c.Addr)
 	switch c.Auth {
 	case "on":
+	case "token":
+		errs = append(errs, c.validateTokenService()...)
 	case "off":
 		if !loopback {
 			errs = append(errs, fmt.Errorf("auth=off on %s: an open registry (anyone may push, overwrite and delete) is only allowed on a loopback address such as 127.0.0.1:5000; turn auth on or listen on loopback", c.Addr))
 		}
 	default:
-		errs = append(errs, fmt.Errorf("auth %q: use on or off", c.Auth))
+		errs = append(errs, fmt.Errorf("auth %q: use on, token or off", c.Auth))
+	}
+	if c.Auth != "token" && (c.TokenRealm != "" || c.TokenService != "" || c.TokenIssuer != "" || c.TokenCert != "") {
+		errs = append(errs, fmt.Errorf("token-realm, token-service, token-issuer and token-cert configure an external token service and need auth=token (auth is %q)", c.Auth))
 	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		errs = append(errs, errors.New("tls-cert and tls-key must be given together"))
 	}
 	if c.TLSCert == "" && !loopback && !c.InsecureHTTP {
 		errs = append(errs, fmt.Errorf("refusing plain HTTP on the non-loopback address %s: passwords, CI job tokens and access tokens would cross the network in clear text; give --tls-cert and --tls-key, or --insecure-http if a TLS-terminating proxy is in front", c.Addr))
+	}
+	return errs
+}
+
+// validateTokenService checks the external token service settings of
+// auth=token: all four are required; the realm, where clients send their
+// passwords and job tokens, must be https (http only on a loopback host).
+func (c *Server) validateTokenService() []error {
+	var errs []error
+	for _, f := range []struct{ name, v string }{{"token-realm", c.TokenRealm}, {"token-service", c.TokenService},
+		{"token-issuer", c.TokenIssuer}, {"token-cert", c.TokenCert}} {
+		if f.v == "" {
+			errs = append(errs, fmt.Errorf("auth=token needs %s (the external token service: --token-realm URL, --token-service NAME, --token-issuer NAME, --token-cert PEM-FILE; GitLab: https://gitlab.example.com/jwt/auth, container_registry, its registry issuer, its registry certificate)", f.name))
+		}
+	}
+	if c.TokenRealm != "" {
+		u, err := url.Parse(c.TokenRealm)
+		switch {
+		case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
+			errs = append(errs, fmt.Errorf("token-realm %q: want an http(s) URL such as https://gitlab.example.com/jwt/auth", c.TokenRealm))
+		case u.Scheme == "http" && !IsLoopback(net.JoinHostPort(u.Hostname(), "0")):
+			errs = append(errs, fmt.Errorf("token-realm %q: clients send their credentials there, so it must be https (plain http only for a loopback host)", c.TokenRealm))
+		}
 	}
 	return errs
 }

@@ -35,13 +35,13 @@ const (
 	JobTokenRevokePath = JobTokensPath + "/revoke"
 )
 
-// setupAuth builds the auth service when --auth=on: the registry token
-// signing key (data dir keys/registry-token.pem, ES256), the bootstrap
-// admin account, and the service itself. With auth off it does nothing.
-// It must run before the registry handler is built (the audit log hooks
-// its events).
+// setupAuth builds the auth service when --auth=on or token: the registry
+// token signing key (data dir keys/registry-token.pem, ES256), the
+// bootstrap admin account, the external token service (token), and the
+// service itself. With auth off it does nothing. It must run before the
+// registry handler is built (the audit log hooks its events).
 func (s *Server) setupAuth(ctx context.Context, store auth.Store) error {
-	if s.cfg.Auth != "on" {
+	if s.cfg.Auth == "off" {
 		s.log.WarnContext(ctx, "auth is OFF: anyone who can reach this address may push, overwrite and delete images", "addr", s.ln.Addr().String())
 		return nil
 	}
@@ -72,8 +72,13 @@ func (s *Server) setupAuth(ctx context.Context, store auth.Store) error {
 	if err != nil {
 		return err
 	}
+	external, err := s.externalTokens()
+	if err != nil {
+		return err
+	}
 	adminTokenPath := filepath.Join(s.cfg.DataDir, AdminTokenFile)
 	svc, err := auth.New(store, signer, verifier, s.log, auth.Config{
+		External:       external,
 		TrustedProxies: proxies,
 		Issuer:         s.url + "/auth",
 		Realm:          s.url + TokenPath,
@@ -96,8 +101,31 @@ func (s *Server) setupAuth(ctx context.Context, store auth.Store) error {
 			pwFile, u.Host, pwFile)
 	}
 	s.auth = svc
+	if external != nil {
+		s.log.InfoContext(ctx, "auth is on with an external token service: /v2/ accepts only its tokens", "token_realm", external.Realm(),
+			"service", external.Service(), "issuer", s.cfg.TokenIssuer, "key_ids", external.KeyIDs())
+		return nil
+	}
 	s.log.InfoContext(ctx, "auth is on", "token_realm", s.url+TokenPath, "service", service)
 	return nil
+}
+
+// externalTokens loads the external token service of --auth=token (nil
+// otherwise).
+func (s *Server) externalTokens() (*auth.ExternalTokens, error) {
+	if s.cfg.Auth != "token" {
+		return nil, nil
+	}
+	bundle, err := os.ReadFile(s.cfg.TokenCert)
+	if err != nil {
+		return nil, fmt.Errorf("token-cert: %w", err)
+	}
+	x, err := auth.NewExternalTokens(auth.ExternalConfig{Realm: s.cfg.TokenRealm, Service: s.cfg.TokenService,
+		Issuer: s.cfg.TokenIssuer, Bundle: bundle})
+	if err != nil {
+		return nil, fmt.Errorf("token-cert %s: %w", s.cfg.TokenCert, err)
+	}
+	return x, nil
 }
 
 // Auth returns the auth service (nil when --auth=off), e.g. to mint CI job
@@ -135,12 +163,15 @@ func (s *Server) protectRegistry(h http.Handler) http.Handler {
 	return s.auth.Guard(h, registry.ParseEndpoint)
 }
 
-// registerAuth mounts the token endpoint and the admin API.
+// registerAuth mounts the token endpoint (not with an external token
+// service: its tokens would not open /v2/) and the admin API.
 func (s *Server) registerAuth(mux *http.ServeMux, m *metrics) {
 	if s.auth == nil {
 		return
 	}
-	mux.Handle(TokenPath, m.instrument("auth_token", s.auth.TokenHandler()))
+	if s.cfg.Auth != "token" {
+		mux.Handle(TokenPath, m.instrument("auth_token", s.auth.TokenHandler()))
+	}
 	mux.Handle("GET "+AuditPath, m.instrument("audit", s.auth.RequireAdmin(s.auth.AuditHandler())))
 	mux.Handle("POST "+JobTokensPath, m.instrument("job_tokens", s.auth.RequireAdmin(s.auth.JobTokenHandler())))
 	mux.Handle("POST "+JobTokenRevokePath, m.instrument("job_token_revoke", s.auth.JobTokenRevokeHandler()))

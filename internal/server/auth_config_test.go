@@ -30,7 +30,7 @@ func TestAuthConfigRefusals(t *testing.T) {
 		{"plain HTTP allowed explicitly", func(c *config.Server) { c.Addr = "0.0.0.0:5000"; c.InsecureHTTP = true }, ""},
 		{"TLS on a non-loopback address", func(c *config.Server) { c.Addr = "0.0.0.0:5000"; c.TLSCert, c.TLSKey = "c.pem", "k.pem" }, ""},
 		{"cert without key", func(c *config.Server) { c.TLSCert = "c.pem" }, "together"},
-		{"unknown auth mode", func(c *config.Server) { c.Auth = "maybe" }, "use on or off"},
+		{"unknown auth mode", func(c *config.Server) { c.Auth = "maybe" }, "use on, token or off"},
 		{"localhost is loopback", func(c *config.Server) { c.Auth = "off"; c.Addr = "localhost:5000" }, ""},
 		{"IPv6 loopback", func(c *config.Server) { c.Auth = "off"; c.Addr = "[::1]:5000" }, ""},
 	}

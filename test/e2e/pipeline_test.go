@@ -68,11 +68,15 @@ func TestReferencePipeline(t *testing.T) {
 	type variant struct {
 		job, cosignPeer, project string
 		oidcLogin                bool // log in with an ID token (GitLab's HALLMARK_ID_TOKEN) instead of the job token
+		// gitlabTokens: Hallmark as GitLab's registry (--auth=token) with a
+		// GitLab-style /jwt/auth issuing the registry tokens.
+		gitlabTokens bool
 	}
 	variants := []variant{
 		{job: "sign-with-cosign", cosignPeer: "cosign", project: "e2e/app-cosign"},
 		{job: "sign-with-cosign-v3", cosignPeer: "cosign3", project: "e2e/app-cosign3", oidcLogin: true},
 		{job: "sign-with-hallmark", project: "e2e/app-hallmark"},
+		{job: "sign-with-cosign-v3-gitlab-tokens", cosignPeer: "cosign3", project: "e2e/app-gitlab", gitlabTokens: true},
 	}
 	for name := range jobs {
 		if !slices.ContainsFunc(variants, func(v variant) bool { return v.job == name }) {
@@ -88,6 +92,10 @@ func TestReferencePipeline(t *testing.T) {
 			tl := maps.Clone(tools)
 			if vt.cosignPeer != "" {
 				tl["cosign"] = testenv.Peer(t, vt.cosignPeer)
+			}
+			if vt.gitlabTokens {
+				runWithGitLabTokens(t, job, dockerHost, tl, vt.project)
+				return
 			}
 			run := newPipelineRun(t, srv, dockerHost, tl, vt.project)
 			run.oidcLogin = vt.oidcLogin
@@ -133,12 +141,61 @@ func (p *hallmarkProc) secrets() []string {
 	return slices.Clone(p.handedOut)
 }
 
-// startHallmark runs `hallmark server` with its defaults (auth on) on a
-// random loopback port and a temp data dir, debug logs captured.
-func startHallmark(t *testing.T, bin string) *hallmarkProc {
+// startHallmark runs `hallmark server` with its defaults (auth on) and
+// the extra flags args on a random loopback port and a temp data dir,
+// debug logs captured.
+func startHallmark(t *testing.T, bin string, args ...string) *hallmarkProc {
 	t.Helper()
 	env := append(os.Environ(), "HOME="+t.TempDir())
-	return &hallmarkProc{ServerProcess: testenv.StartServerProcess(t, bin, t.TempDir(), env, "--log-level", "debug")}
+	return &hallmarkProc{ServerProcess: testenv.StartServerProcess(t, bin, t.TempDir(), env, append([]string{"--log-level", "debug"}, args...)...)}
+}
+
+// runWithGitLabTokens runs the job with Hallmark as GitLab's container
+// registry (issue 12): GitLab cannot run here, so testenv.GitLabJWT plays
+// its /jwt/auth, minting registry tokens in GitLab's format for the job's
+// CI job token (push and pull in the job's project); the server runs with
+// --auth=token trusting it. The job gets what GitLab gives it - the job
+// token as CI_JOB_TOKEN and CI_REGISTRY_PASSWORD - and the root.json of
+// the server's TUF repository as the file variable HALLMARK_TUF_ROOT; the
+// rest is the tutorial's lines as written, with cosign v3. Besides the
+// usual checks, docker and cosign must have taken their tokens from the
+// GitLab endpoint and the audit log must name the GitLab user.
+func runWithGitLabTokens(t *testing.T, job pipelineJob, dockerHost string, tools map[string]string, project string) {
+	b := make([]byte, 16)
+	rand.Read(b)
+	jobToken := "glcbt-64_" + hex.EncodeToString(b)
+	g := testenv.StartGitLabJWT(t, testenv.GitLabJWTConfig{Logins: []testenv.GitLabLogin{{User: "gitlab-ci-token", Password: jobToken,
+		Subject: "alice", AuthType: "build", Grants: map[string][]string{project: {"pull", "push"}}}}})
+	srv := startHallmark(t, tools["hallmark"], "--auth", "token", "--token-realm", g.Realm, "--token-service", g.Service,
+		"--token-issuer", g.Issuer, "--token-cert", g.CertFile)
+	root := filepath.Join(t.TempDir(), "root.json")
+	if out, err := exec.Command(tools["hallmark"], "tuf", "root", "--data-dir", srv.DataDir, "--out", root).CombinedOutput(); err != nil {
+		t.Fatalf("hallmark tuf root: %v\n%s", err, out)
+	}
+	run := newPipelineRun(t, srv, dockerHost, tools, project)
+	run.exports = [][2]string{{"CI_JOB_TOKEN", jobToken}, {"CI_REGISTRY_PASSWORD", jobToken}, {"HALLMARK_TUF_ROOT", root}}
+	run.execute(t, job)
+	run.check(t, srv, false)
+	if n := g.Requests.Load(); n < 2 {
+		t.Errorf("the GitLab-style /jwt/auth issued %d tokens; docker and cosign must have taken theirs there", n)
+	}
+	pw, err := os.ReadFile(filepath.Join(srv.DataDir, "admin-password"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	status, body := httpGet(t, srv.URL+"/api/v1/audit?action=push&repository="+url.QueryEscape(project), strings.TrimSpace(string(pw)))
+	var audit struct {
+		Events []struct{ Actor, ActorKind string } `json:"events"`
+	}
+	if status != http.StatusOK || json.Unmarshal(body, &audit) != nil || len(audit.Events) == 0 ||
+		slices.ContainsFunc(audit.Events, func(e struct{ Actor, ActorKind string }) bool { return e.Actor != "alice" || e.ActorKind != "external" }) {
+		t.Errorf("audit of the pushes to %s: %d %s, want pushes by the GitLab user alice (external)", project, status, body)
+	}
+	for _, s := range srv.secrets() {
+		if strings.Contains(srv.Logs.String(), s) {
+			t.Errorf("a token handed to the pipeline appears in the server log")
+		}
+	}
 }
 
 // pipelineJob is one job of the pipeline file, template applied.
@@ -266,6 +323,7 @@ type pipelineRun struct {
 	userName             string
 	pipeline, jobID      string
 	oidcLogin            bool
+	exports              [][2]string // exported after the CI job environment (what GitLab gives the job besides)
 	steps                []string
 	vars                 map[string]string // the job's environment at the end of the run
 	dockerHost, imageURI string
@@ -330,6 +388,9 @@ func (r *pipelineRun) script(t *testing.T, job pipelineJob) string {
 		fmt.Fprintf(&b, "export HALLMARK_ID_TOKEN=\"$(hallmark token issue --server \"$CI_SERVER_URL\" --data-dir %s --aud \"$HALLMARK_URL\" "+
 			"--project \"$CI_PROJECT_PATH\" --ref \"$CI_COMMIT_REF_NAME\" --sha \"$CI_COMMIT_SHA\" --pipeline \"$CI_PIPELINE_ID\" --job \"$CI_JOB_ID\" --user \"$GITLAB_USER_LOGIN\")\"\n",
 			shq(r.srv.DataDir))
+	}
+	for _, kv := range r.exports {
+		fmt.Fprintf(&b, "export %s=%s\n", kv[0], shq(kv[1]))
 	}
 	for _, kv := range job.vars {
 		if !simpleVarValue.MatchString(kv[1]) {
