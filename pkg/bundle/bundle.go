@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/hallmark-dev/hallmark/pkg/oci"
+	"github.com/hallmark-dev/hallmark/pkg/payload"
 	"github.com/hallmark-dev/hallmark/pkg/rekor"
 )
 
@@ -246,7 +247,7 @@ func Parse(b []byte) (*Bundle, error) {
 // writes into the registry and sign-blob into --bundle files). It fails on
 // a bundle Parse would reject or that holds both kinds of content.
 func (sb *Bundle) Bytes() ([]byte, error) {
-	b, err := json.Marshal(sb)
+	b, err := payload.MarshalNoEscape(sb)
 	if err != nil {
 		return nil, err
 	}

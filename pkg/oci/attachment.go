@@ -38,6 +38,12 @@ const (
 	// AnnotationBundlePredicateType is the referrer manifest annotation
 	// naming the bundle's predicate type.
 	AnnotationBundlePredicateType = "dev.sigstore.bundle.predicateType"
+	// AnnotationBundleContent is the referrer manifest annotation naming
+	// what the bundle holds; cosign v3 writes BundleContentDSSE.
+	AnnotationBundleContent = "dev.sigstore.bundle.content"
+	BundleContentDSSE       = "dsse-envelope"
+	// AnnotationCreated is the OCI creation time annotation (RFC 3339).
+	AnnotationCreated = "org.opencontainers.image.created"
 )
 
 // AttachmentTag returns the tag cosign stores an attachment of digest d
