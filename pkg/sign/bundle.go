@@ -71,9 +71,9 @@ func (s *Signature) SigstoreBundle(pub crypto.PublicKey) ([]byte, error) {
 	return b.Bytes()
 }
 
-// publicKey is the public key of a signer that has one (KeySigner,
-// KeylessSigner): the key hint of a key-based bundle.
-func publicKey(s Signer) crypto.PublicKey {
+// PublicKeyOf is the public key of a signer that has one (KeySigner,
+// KeylessSigner), for SigstoreBundle's key hint; else nil.
+func PublicKeyOf(s Signer) crypto.PublicKey {
 	if k, ok := s.(interface{ PublicKey() crypto.PublicKey }); ok {
 		return k.PublicKey()
 	}

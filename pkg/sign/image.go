@@ -220,7 +220,7 @@ func signBundle(ctx context.Context, signer func() (Signer, error), ready func()
 	}
 	sig, s, err := signWhenReady(ctx, signer, ready, signStatement(body))
 	if err == nil {
-		sig.Sigstore, err = sig.SigstoreBundle(publicKey(s))
+		sig.Sigstore, err = sig.SigstoreBundle(PublicKeyOf(s))
 	}
 	if err == nil && signed != nil {
 		err = signed(sig)

@@ -232,9 +232,23 @@ func verifyImage(ctx context.Context, reg Registry, t Target, trust *Trust, poli
 		for i, err := range res.Failed {
 			lines[i] = err.Error()
 		}
-		return res, fmt.Errorf("%w for %s: %d %s(s) checked:\n  %s", ErrNoMatching, imageName(t.Image, dig), total, what, strings.Join(lines, "\n  "))
+		return res, fmt.Errorf("%w for %s: %d %s(s) checked (%s):\n  %s", ErrNoMatching, imageName(t.Image, dig), total, what,
+			layoutsRead(t.Layout, len(a.layers), len(a.bundles), a.tag), strings.Join(lines, "\n  "))
 	}
 	return res, nil
+}
+
+// layoutsRead says where the signatures checked came from.
+func layoutsRead(l Layout, layers, bundles int, tag name.Tag) string {
+	legacy := fmt.Sprintf("%d in the legacy tag %s", layers, tag.TagStr())
+	referrers := fmt.Sprintf("%d sigstore bundle referrer(s)", bundles)
+	switch l {
+	case LayoutLegacy:
+		return legacy + "; bundle referrers not read"
+	case LayoutBundle:
+		return referrers + "; the legacy tag not read"
+	}
+	return legacy + ", " + referrers
 }
 
 // nothingAttached says what was looked for and not found.

@@ -129,6 +129,8 @@ type Description struct {
 	Certificate *x509.Certificate
 	// PayloadType is the DSSE payload type (empty for simple signing).
 	PayloadType string
+	// PredicateType is the in-toto statement's predicate type (DSSE).
+	PredicateType string
 	// LogIndex is the index of the first log entry stored with it.
 	LogIndex *int64
 	// KeyHint is the public key hint of a key-based bundle.
@@ -143,6 +145,9 @@ func Describe(s Signed, subject string) Description {
 		d.PayloadType = c.PayloadType
 		if ann := c.signedAnnotations(subject); ann != nil {
 			d.Annotations = payload.Annotations(ann)
+		}
+		if c.statement != nil {
+			d.PredicateType = c.statement.PredicateType
 		}
 	}
 	d.Certificate, _, _ = s.Certificate()
