@@ -36,6 +36,11 @@ type ImageResult struct {
 	// Legacy and Bundles say what was found and verified in each layout:
 	// the layers under SignatureTag, and the sigstore bundle referrers.
 	Legacy, Bundles LayoutCount
+
+	// declared are the predicate types the layers (their annotation) and
+	// the bundle referrers (theirs) declare, "" for none: Attestations
+	// counts only those that may be of the type asked for.
+	declaredLegacy, declaredBundles []string
 }
 
 // LayoutCount is what one layout held for an image.
@@ -111,7 +116,8 @@ func Image(ctx context.Context, reg Registry, t Target, trust *Trust, policy Pol
 // layers of its ".att" manifest and the sigstore bundle referrers, keeping
 // those whose statement has predicateType (any, when empty). When
 // attestations verify but none has the predicate type, the error says
-// which types were found, as cosign verify-attestation does.
+// which types were found, as cosign verify-attestation does. The layout
+// counts are of the attestations that declare that type (or none).
 func Attestations(ctx context.Context, reg Registry, t Target, predicateType string, trust *Trust, policy Policy) (*ImageResult, error) {
 	res, err := verifyImage(ctx, reg, t, trust, policy, oci.AttestationSuffix, "")
 	if err != nil || predicateType == "" {
@@ -127,6 +133,7 @@ func Attestations(ctx context.Context, reg Registry, t Target, predicateType str
 		}
 	}
 	res.Verified = kept
+	res.Legacy.Found, res.Bundles.Found = mayBe(res.declaredLegacy, predicateType), mayBe(res.declaredBundles, predicateType)
 	res.Legacy.Verified, res.Bundles.Verified = 0, 0
 	for _, v := range kept {
 		if v.Kind == KindBundle {
@@ -135,11 +142,23 @@ func Attestations(ctx context.Context, reg Registry, t Target, predicateType str
 			res.Legacy.Verified++
 		}
 	}
+	res.Legacy.Found, res.Bundles.Found = max(res.Legacy.Found, res.Legacy.Verified), max(res.Bundles.Found, res.Bundles.Verified)
 	if len(kept) == 0 {
 		return res, fmt.Errorf("%w for %s: none of the attestations matched the predicate type: %s, found: %s",
 			ErrNoMatching, imageName(t.Image, res.Digest), predicateType, strings.Join(found, ","))
 	}
 	return res, nil
+}
+
+// mayBe counts the declared predicate types that are t or unknown.
+func mayBe(declared []string, t string) int {
+	n := 0
+	for _, d := range declared {
+		if d == "" || d == t {
+			n++
+		}
+	}
+	return n
 }
 
 // attached is what is attached to an image: the layers of its signature
@@ -210,6 +229,12 @@ func verifyImage(ctx context.Context, reg Registry, t Target, trust *Trust, poli
 		Bundles: LayoutCount{Read: t.Layout.bundles(), Found: len(a.bundles)}}
 	if err != nil {
 		return res, err
+	}
+	for _, l := range a.layers {
+		res.declaredLegacy = append(res.declaredLegacy, l.Annotations[oci.AnnotationPredicateType])
+	}
+	for _, b := range a.bundles {
+		res.declaredBundles = append(res.declaredBundles, b.PredicateType)
 	}
 	what := "signature"
 	if suffix == oci.AttestationSuffix {
