@@ -198,6 +198,15 @@ func TestBundleKeyHallmarkCosign3(t *testing.T) {
 		}
 		e.hm.fail(12, "verify", "--key", "cosign.pub", "-a", "by=cosign", img.String())
 	}
+	// COSIGN_REPOSITORY: the referrer is stored (and read) there.
+	img := pushImage(t, srv.Addr, klProject, "k-repo")
+	store := []string{"COSIGN_REPOSITORY=" + srv.Addr + "/grp/sigstore"}
+	e.hm.okEnv(append(store, pw...), "sign", "-y", "--key", "cosign.key", img.String())
+	if bs := imageBundles(t, img); len(bs) != 0 {
+		t.Errorf("the bundle was stored in the image's repository: %+v", bs)
+	}
+	e.hm.okEnv(store, "verify", "--key", "cosign.pub", img.String())
+	e.hm.fail(10, "verify", "--key", "cosign.pub", img.String())
 }
 
 var layoutsRE = regexp.MustCompile(`Layouts checked: legacy \S+: (none|\d of \d signature\(s\) verified); sigstore bundle referrers: (none|\d of \d bundle\(s\) verified)`)
