@@ -282,8 +282,13 @@ func ParseSignatureManifest(contentType string, body []byte) (*SignatureManifest
 	return &SignatureManifest{MediaType: m.MediaType, Layers: m.Layers}, nil
 }
 
-// maxBundleReferrers bounds the sigstore bundle referrers read per image.
-const maxBundleReferrers = 100
+// maxBundleReferrers bounds the sigstore bundle referrers read per image,
+// and maxReferrerReads the referrer manifests fetched to find them (those
+// listed with the empty media type may hold none).
+const (
+	maxBundleReferrers = 100
+	maxReferrerReads   = 2 * maxBundleReferrers
+)
 
 // maxBundleBlob bounds one sigstore bundle.
 const maxBundleBlob = 4 << 20
@@ -336,14 +341,16 @@ func (c *Client) BundleReferrers(ctx context.Context, repo name.Repository, d v1
 		return nil, err
 	}
 	var out []ReferrerBundle
+	reads := 0
 	for _, desc := range descs {
 		maybe := !IsBundleType(desc.ArtifactType)
 		if maybe && desc.ArtifactType != MediaTypeOCIEmptyJSON {
 			continue
 		}
-		if len(out) == maxBundleReferrers {
+		if len(out) == maxBundleReferrers || reads == maxReferrerReads {
 			break
 		}
+		reads++
 		rb := ReferrerBundle{Manifest: desc.Digest.String(), PredicateType: desc.Annotations[AnnotationBundlePredicateType]}
 		rb.Raw, rb.Err = c.bundleBlob(ctx, repo, desc.Digest.String())
 		if maybe && errors.Is(rb.Err, errNoBundle) {
