@@ -36,10 +36,17 @@ func newAttestCmd() *cobra.Command {
 		Short: "Attach a signed in-toto attestation (e.g. SLSA provenance) to images, as cosign attest does",
 		Long: `Make an in-toto statement about each IMAGE (a tag is resolved to its digest) with the
 predicate from --predicate FILE of type --type, sign it as a DSSE envelope (keylessly, or with
---key) and attach it as cosign attest does: a layer of media type
-application/vnd.dsse.envelope.v1+json under the tag sha256-<digest>.att, carrying the
-predicate type, the certificate, the chain and the transparency-log bundle (a dsse entry) as
-annotations. Real cosign verify-attestation verifies it.
+--key), log it as a dsse entry and attach it as cosign attest does:
+
+  --new-bundle-format (the default, as in cosign v3): a sigstore bundle in an OCI 1.1
+  referrer of the image annotated with the predicate type.
+
+  --new-bundle-format=false (cosign v2's layout): a layer of media type
+  application/vnd.dsse.envelope.v1+json under the tag sha256-<digest>.att, carrying the
+  predicate type, the certificate, the chain and the log bundle as annotations.
+  --replace drops earlier attestations of the same type there (bundles are never replaced).
+
+Real cosign verify-attestation verifies both.
 
 --type takes cosign's names (custom, slsaprovenance, slsaprovenance02, slsaprovenance1, spdx,
 spdxjson, cyclonedx, link, vuln, openvex) or a predicate type URI. As in cosign, a custom
@@ -148,8 +155,9 @@ func (o *attestOptions) attestImage(ctx context.Context, image, predType string,
 			return err
 		}
 	}
+	repo := ref.Context()
 	_, err = sign.Attestation(ctx, pending.get, sign.AttestationRequest{Repo: target, Digest: desc.Digest, Name: ref.Context().Name(),
-		PredicateType: predType, Predicate: pred, Replace: o.replace, NoUpload: o.noUpload,
+		PredicateType: predType, Predicate: pred, Replace: o.replace, NoUpload: o.noUpload, Bundle: o.s.newBundleFormat, ImageRepo: &repo,
 		Attach: sign.AttachOptions{TagPrefix: o.s.reg.tagPrefix, DockerMediaTypes: os.Getenv("COSIGN_DOCKER_MEDIA_TYPES") == "1", Remote: ropts},
 		Signed: func(sig *sign.Signature) error {
 			if sig.Bundle != nil {
@@ -174,8 +182,9 @@ func newVerifyAttestationCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "verify-attestation IMAGE [IMAGE...]",
 		Short: "Verify the attestations of images, as cosign verify-attestation does",
-		Long: `Verify the attestations attached to each IMAGE (cosign's .att layers and sigstore bundle
-referrers): the DSSE signature (with --key, or keylessly with the same trust and identity flags
+		Long: `Verify the attestations attached to each IMAGE (the layers of cosign's legacy .att tag and
+sigstore bundle referrers; --new-bundle-format reads only the bundles, --new-bundle-format=false
+only the tag; the "Layouts checked:" line says what each held): the DSSE signature (with --key, or keylessly with the same trust and identity flags
 as 'hallmark verify'), the transparency-log entry, and that the in-toto statement is about the
 image. Only attestations of predicate type --type count (cosign's default: custom); when others
 verify, the error names the types found.
@@ -227,7 +236,8 @@ func (o *verifyAttestationOptions) run(ctx context.Context, images []string, std
 		if err != nil {
 			return fmt.Errorf("image reference %q: %w", img, err)
 		}
-		res, err := verify.Attestations(ctx, client, verify.Target{Image: ref, SignatureRepo: sigRepo, TagPrefix: o.v.reg.tagPrefix}, pt, trust, policy)
+		res, err := verify.Attestations(ctx, client, verify.Target{Image: ref, SignatureRepo: sigRepo, TagPrefix: o.v.reg.tagPrefix,
+			Layout: o.v.layout.layout()}, pt, trust, policy)
 		if err != nil {
 			return withExitCode(err)
 		}
@@ -247,6 +257,7 @@ func (o *verifyAttestationOptions) run(ctx context.Context, images []string, std
 		} else {
 			fmt.Fprintln(stderr, "  - The code-signing certificate was verified using trusted certificate authority certificates")
 		}
+		fmt.Fprint(stderr, o.v.layout.layoutLine(res, "attestation"))
 		for _, v := range res.Verified {
 			if v.Certificate != nil {
 				printCertLines(stderr, v.Certificate)

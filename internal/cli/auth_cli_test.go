@@ -90,7 +90,7 @@ func TestAuthCommands(t *testing.T) {
 	d, _ := img.Digest()
 	signed := host + "/group/app/signed@" + d.String()
 	hm.ok("generate-key-pair", "--output-key-prefix", "k")
-	hm.ok("sign", "--key", "k.key", "--tlog-upload=false", "-y", signed)
+	hm.ok("sign", "--new-bundle-format=false", "--key", "k.key", "--tlog-upload=false", "-y", signed)
 	hm.ok("verify", "--key", "k.pub", "--insecure-ignore-tlog", signed)
 
 	// Personal access tokens and job tokens.

@@ -39,7 +39,7 @@ func TestSignWithRegistryAuth(t *testing.T) {
 	d, _ := img.Digest()
 	ref := tag.Context().Digest(d.String()).String()
 
-	hm.ok("sign", "--key", "cosign.key", "--tlog-upload=false", "-a", "auth=on", ref)
+	hm.ok("sign", "--new-bundle-format=false", "--key", "cosign.key", "--tlog-upload=false", "-a", "auth=on", ref)
 	want := cs.ok(verifyArgs("cosign.pub", "-a", "auth=on", ref)...)
 	got := hm.ok(verifyArgs("cosign.pub", "-a", "auth=on", ref)...)
 	if got.stdout != want.stdout {

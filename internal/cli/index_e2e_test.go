@@ -83,7 +83,7 @@ func TestSignatureIndex(t *testing.T) {
 
 	t.Run("CI annotations, search by commit", func(t *testing.T) {
 		img := pushImage(t, srv.Addr, "grp/proj", "01234567")
-		hm.okEnv(envList(gitlabEnv), "sign", "--key", "trusted.key", "--tlog-upload=false", "--ci-annotations", "-y", img.String())
+		hm.okEnv(envList(gitlabEnv), "sign", "--new-bundle-format=false", "--key", "trusted.key", "--tlog-upload=false", "--ci-annotations", "-y", img.String())
 		found := search(t, base, "com.gitlab.ci.commit.sha", gitlabAnnotations["com.gitlab.ci.commit.sha"])
 		if len(found) != 1 {
 			t.Fatalf("search found %d signatures, want 1: %+v", len(found), found)
@@ -111,10 +111,10 @@ func TestSignatureIndex(t *testing.T) {
 			t.Fatalf("after cosign sign: %+v", sigs)
 		}
 		cs.ok("sign", "--key", "other.key", "--tlog-upload=false", "-a", "by=cosign-other", img.String())
-		hm.ok("sign", "--key", "other.key", "--tlog-upload=false", "-a", "by=hallmark-other", img.String())
-		hm.ok("sign", "--key", "trusted.key", "--tlog-upload=false", "-a", "by=hallmark", "-a", "build=1", img.String())
+		hm.ok("sign", "--new-bundle-format=false", "--key", "other.key", "--tlog-upload=false", "-a", "by=hallmark-other", img.String())
+		hm.ok("sign", "--new-bundle-format=false", "--key", "trusted.key", "--tlog-upload=false", "-a", "by=hallmark", "-a", "build=1", img.String())
 		// Re-signing with the same key and payload adds nothing.
-		hm.ok("sign", "--key", "trusted.key", "--tlog-upload=false", "-a", "by=hallmark", "-a", "build=1", img.String())
+		hm.ok("sign", "--new-bundle-format=false", "--key", "trusted.key", "--tlog-upload=false", "-a", "by=hallmark", "-a", "build=1", img.String())
 		sigs = imageSignatures(t, base, img)
 		var got []string
 		for _, s := range sigs {
@@ -253,7 +253,7 @@ func TestSignatureIndex(t *testing.T) {
 	t.Run("a retried push indexes nothing new", func(t *testing.T) {
 		// Pushing the same signature manifest bytes again (a retry) adds nothing.
 		img := pushImage(t, srv.Addr, "team/retry", "v1")
-		hm.ok("sign", "--key", "trusted.key", "--tlog-upload=false", img.String())
+		hm.ok("sign", "--new-bundle-format=false", "--key", "trusted.key", "--tlog-upload=false", img.String())
 		h, _ := v1.NewHash(img.DigestStr())
 		tag := img.Context().Tag(fmt.Sprintf("sha256-%s.sig", h.Hex))
 		d, err := remote.Get(tag)

@@ -69,7 +69,7 @@ func TestSignatureIndexKeyless(t *testing.T) {
 	jobURL := srv.URL + "/" + klProject + "/-/jobs/" + klJob
 
 	hmImg := pushImage(t, srv.Addr, klProject, "hm")
-	e.hm.okEnv(append(e.gitlabEnv(klProject, "hm"), "SIGSTORE_ID_TOKEN="+tok), "sign", "-y", "--ci-annotations", hmImg.String())
+	e.hm.okEnv(append(e.gitlabEnv(klProject, "hm"), "SIGSTORE_ID_TOKEN="+tok), "sign", "--new-bundle-format=false", "-y", "--ci-annotations", hmImg.String())
 	csImg := pushImage(t, srv.Addr, klProject, "cs")
 	e.cs.ok("sign", "-y", "--fulcio-url", srv.URL, "--rekor-url", srv.URL, "--trusted-root", e.trustedRoot(), "--identity-token", tok, csImg.String())
 	signed := []string{hmImg.String(), csImg.String()}
@@ -143,7 +143,7 @@ func TestSignatureIndexKeyless(t *testing.T) {
 		other := testenv.StartServer(t, nil)
 		oe := newKeylessEnv(t, other)
 		img := pushImage(t, srv.Addr, klProject, "foreign")
-		oe.hm.ok("sign", "-y", "--identity-token", oe.token(klProject), img.String())
+		oe.hm.ok("sign", "--new-bundle-format=false", "-y", "--identity-token", oe.token(klProject), img.String())
 		var body struct {
 			Signatures []keylessAPISignature `json:"signatures"`
 		}
@@ -184,7 +184,7 @@ func TestProvenanceAPIAuth(t *testing.T) {
 		}
 		d, _ := img.Digest()
 		digests = append(digests, d.String())
-		e.hm.ok("sign", "-y", "--identity-token", e.token(repo), "-a", "release=r1", tag.Context().Digest(d.String()).String())
+		e.hm.ok("sign", "--new-bundle-format=false", "-y", "--identity-token", e.token(repo), "-a", "release=r1", tag.Context().Digest(d.String()).String())
 	}
 	repos := func(rs []keylessAPISignature) string {
 		var out []string

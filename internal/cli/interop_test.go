@@ -74,7 +74,7 @@ func TestInteropCosign(t *testing.T) {
 
 			t.Run("hallmark signs, cosign verifies", func(t *testing.T) {
 				img := pushImage(t, reg.host, "interop/hm-signs", "v1")
-				r := hm.ok("sign", "--key", "hallmark.key", "--tlog-upload=false", "-a", "env=prod", "-a", "team=core,pipeline=42", img.String())
+				r := hm.ok("sign", "--new-bundle-format=false", "--key", "hallmark.key", "--tlog-upload=false", "-a", "env=prod", "-a", "team=core,pipeline=42", img.String())
 				if r.stdout != "" || !strings.Contains(r.stderr, "Pushing signature to: "+img.Context().Name()) {
 					t.Errorf("sign output differs from cosign's: %s", r)
 				}
@@ -118,7 +118,7 @@ func TestInteropCosign(t *testing.T) {
 
 			t.Run("cosign key, hallmark signs", func(t *testing.T) {
 				img := pushImage(t, reg.host, "interop/cosign-key", "v1")
-				hm.ok("sign", "--key", "cosign.key", "--tlog-upload=false", "-a", "k=v", img.String())
+				hm.ok("sign", "--new-bundle-format=false", "--key", "cosign.key", "--tlog-upload=false", "-a", "k=v", img.String())
 				cs.ok(verifyArgs("cosign.pub", "-a", "k=v", img.String())...)
 			})
 
@@ -130,12 +130,12 @@ func TestInteropCosign(t *testing.T) {
 
 			t.Run("both sign one image, signatures append", func(t *testing.T) {
 				img := pushImage(t, reg.host, "interop/both", "v1")
-				hm.ok("sign", "--key", "hallmark.key", "--tlog-upload=false", "-a", "by=hallmark", img.String())
+				hm.ok("sign", "--new-bundle-format=false", "--key", "hallmark.key", "--tlog-upload=false", "-a", "by=hallmark", img.String())
 				cs.ok("sign", "--key", "cosign.key", "--tlog-upload=false", "-a", "by=cosign", img.String())
-				hm.ok("sign", "--key", "cosign.key", "--tlog-upload=false", "-a", "by=hallmark-with-cosign-key", img.String())
+				hm.ok("sign", "--new-bundle-format=false", "--key", "cosign.key", "--tlog-upload=false", "-a", "by=hallmark-with-cosign-key", img.String())
 				// Same key and payload again: cosign's duplicate detection,
 				// in both tools, adds nothing.
-				hm.ok("sign", "--key", "hallmark.key", "--tlog-upload=false", "-a", "by=hallmark", img.String())
+				hm.ok("sign", "--new-bundle-format=false", "--key", "hallmark.key", "--tlog-upload=false", "-a", "by=hallmark", img.String())
 				cs.ok("sign", "--key", "hallmark.key", "--tlog-upload=false", "-a", "by=hallmark", img.String())
 				m, err := remote.Get(img.Context().Tag("sha256-" + img.DigestStr()[len("sha256:"):] + ".sig"))
 				if err != nil {
@@ -163,7 +163,7 @@ func TestInteropCosign(t *testing.T) {
 			t.Run("tag reference and text output", func(t *testing.T) {
 				img := pushImage(t, reg.host, "interop/tagged", "release-1")
 				tag := img.Context().Tag("release-1").String()
-				hm.ok("sign", "--key", "hallmark.key", "--tlog-upload=false", "-a", "tag=release-1", tag)
+				hm.ok("sign", "--new-bundle-format=false", "--key", "hallmark.key", "--tlog-upload=false", "-a", "tag=release-1", tag)
 				for _, out := range []string{"json", "text"} {
 					args := verifyArgs("hallmark.pub", "-a", "tag=release-1", "-o", out, tag)
 					want, got := cs.ok(args...), hm.ok(args...)
@@ -176,7 +176,7 @@ func TestInteropCosign(t *testing.T) {
 			t.Run("exit codes", func(t *testing.T) {
 				unsigned := pushImage(t, reg.host, "interop/unsigned", "v1")
 				signed := pushImage(t, reg.host, "interop/exit", "v1")
-				hm.ok("sign", "--key", "hallmark.key", "--tlog-upload=false", "-a", "env=prod", signed.String())
+				hm.ok("sign", "--new-bundle-format=false", "--key", "hallmark.key", "--tlog-upload=false", "-a", "env=prod", signed.String())
 				missingTag := signed.Context().Tag("no-such-tag").String()
 				for _, tc := range []struct {
 					name string
@@ -206,7 +206,7 @@ func TestInteropCosign(t *testing.T) {
 
 			t.Run("recursive index", func(t *testing.T) {
 				idx, children := pushIndex(t, reg.host, "interop/multi", "v1")
-				hm.ok("sign", "--key", "hallmark.key", "--tlog-upload=false", "--recursive", "-a", "arch=any", idx.Context().Tag("v1").String())
+				hm.ok("sign", "--new-bundle-format=false", "--key", "hallmark.key", "--tlog-upload=false", "--recursive", "-a", "arch=any", idx.Context().Tag("v1").String())
 				for _, d := range append([]name.Digest{idx}, children...) {
 					cs.ok(verifyArgs("hallmark.pub", "-a", "arch=any", d.String())...)
 				}
@@ -223,7 +223,7 @@ func TestInteropCosign(t *testing.T) {
 				}
 				// Without --recursive only the index is signed.
 				other, kids := pushIndex(t, reg.host, "interop/multi-flat", "v1")
-				hm.ok("sign", "--key", "hallmark.key", "--tlog-upload=false", other.String())
+				hm.ok("sign", "--new-bundle-format=false", "--key", "hallmark.key", "--tlog-upload=false", other.String())
 				cs.ok(verifyArgs("hallmark.pub", other.String())...)
 				cs.fail(10, verifyArgs("hallmark.pub", kids[0].String())...)
 				hm.fail(10, verifyArgs("hallmark.pub", "--recursive", other.String())...)
@@ -232,7 +232,7 @@ func TestInteropCosign(t *testing.T) {
 			t.Run("COSIGN_REPOSITORY", func(t *testing.T) {
 				img := pushImage(t, reg.host, "interop/app-in-repo", "v1")
 				env := []string{"COSIGN_REPOSITORY=" + reg.host + "/interop/signatures"}
-				r := hm.okEnv(env, "sign", "--key", "hallmark.key", "--tlog-upload=false", img.String())
+				r := hm.okEnv(env, "sign", "--new-bundle-format=false", "--key", "hallmark.key", "--tlog-upload=false", img.String())
 				if !strings.Contains(r.stderr, "Pushing signature to: interop/signatures\n") {
 					t.Errorf("want cosign's 'Pushing signature to: interop/signatures', got %s", r.stderr)
 				}
@@ -253,7 +253,7 @@ func TestInteropCosign(t *testing.T) {
 				var want strings.Builder
 				for i := range 4 {
 					img := pushImage(t, reg.host, "interop/batch", "v"+string(rune('0'+i)))
-					hm.ok("sign", "--key", "hallmark.key", "--tlog-upload=false", "-a", "n="+string(rune('0'+i)), img.String())
+					hm.ok("sign", "--new-bundle-format=false", "--key", "hallmark.key", "--tlog-upload=false", "-a", "n="+string(rune('0'+i)), img.String())
 					refs = append(refs, img.String())
 					want.WriteString(cs.ok(verifyArgs("hallmark.pub", img.String())...).stdout)
 				}

@@ -42,7 +42,7 @@ func TestKeylessHallmarkSignsCosignVerifies(t *testing.T) {
 	e := newKeylessEnv(t, srv)
 	img := pushImage(t, srv.Addr, klProject, "v1")
 	env := append(e.gitlabEnv(klProject, "v1"), "SIGSTORE_ID_TOKEN="+e.token(klProject))
-	r := e.hm.okEnv(env, "sign", "-y", "--ci-annotations", img.String())
+	r := e.hm.okEnv(env, "sign", "--new-bundle-format=false", "-y", "--ci-annotations", img.String())
 	for _, want := range []string{"Generating ephemeral keys...", "Retrieving signed certificate...", "Successfully verified SCT...",
 		"transparency log at " + srv.URL, "Pushing signature to: " + img.Context().Name()} {
 		if !strings.Contains(r.stderr, want) {
@@ -202,7 +202,7 @@ func TestKeylessNegative(t *testing.T) {
 		t.Fatal(err)
 	}
 	// --identity-token given as a file (cosign reads non-JWT values as paths).
-	e.hm.ok("sign", "-y", "--identity-token", tokFile, "-a", "tag=neg", "-a", "com.gitlab.ci.commit.sha="+klSHA, img.String())
+	e.hm.ok("sign", "--new-bundle-format=false", "-y", "--identity-token", tokFile, "-a", "tag=neg", "-a", "com.gitlab.ci.commit.sha="+klSHA, img.String())
 	e.hm.ok(append(e.verifyArgs(), img.String())...)
 
 	check := func(t *testing.T, r result, code int, wants ...string) {
@@ -326,7 +326,7 @@ func TestKeylessNegative(t *testing.T) {
 			t.Run(tc.name, func(t *testing.T) {
 				edited := retireTrust(t, e.trustedRoot(), tc.field, now.Add(-2*time.Hour), now.Add(-time.Hour))
 				fresh := pushImage(t, srv.Addr, klProject, "retired")
-				check(t, e.hm.run("sign", "-y", "--trusted-root", edited, "--identity-token", tokFile, fresh.String()), 1,
+				check(t, e.hm.run("sign", "--new-bundle-format=false", "-y", "--trusted-root", edited, "--identity-token", tokFile, fresh.String()), 1,
 					"is trusted from "+f(now.Add(-2*time.Hour))+" until "+f(now.Add(-time.Hour)), tc.want)
 				if m, _ := remoteManifest(t, sigTagOf(t, fresh)); len(m.Layers) > 0 {
 					t.Error("a signature was attached")
@@ -336,7 +336,7 @@ func TestKeylessNegative(t *testing.T) {
 	})
 	t.Run("provenance contradiction", func(t *testing.T) {
 		forged := pushImage(t, srv.Addr, klProject, "forged")
-		e.hm.ok("sign", "-y", "--identity-token", tokFile, "-a", "com.gitlab.ci.commit.sha=0000000000000000000000000000000000000000",
+		e.hm.ok("sign", "--new-bundle-format=false", "-y", "--identity-token", tokFile, "-a", "com.gitlab.ci.commit.sha=0000000000000000000000000000000000000000",
 			"-a", "com.gitlab.ci.commit.ref.name=release", forged.String())
 		e.hm.ok(append(e.verifyArgs(), forged.String())...) // without --provenance the signature is fine
 		check(t, e.hm.run(append(e.verifyArgs("--provenance"), forged.String())...), 12,
@@ -397,7 +397,7 @@ func TestKeylessNegative(t *testing.T) {
 	})
 	t.Run("SET from another key", func(t *testing.T) {
 		other := pushImage(t, srv.Addr, klProject, "other")
-		e.hm.ok("sign", "-y", "--identity-token", tokFile, other.String())
+		e.hm.ok("sign", "--new-bundle-format=false", "-y", "--identity-token", tokFile, other.String())
 		var otherSET string
 		img, _ := remoteManifest(t, sigTagOf(t, other))
 		var ob map[string]any
@@ -407,7 +407,7 @@ func TestKeylessNegative(t *testing.T) {
 	})
 	t.Run("bundle of another signature", func(t *testing.T) {
 		other := pushImage(t, srv.Addr, klProject, "other2")
-		e.hm.ok("sign", "-y", "--identity-token", tokFile, other.String())
+		e.hm.ok("sign", "--new-bundle-format=false", "-y", "--identity-token", tokFile, other.String())
 		m, _ := remoteManifest(t, sigTagOf(t, other))
 		otherBundle := m.Layers[0].Annotations["dev.sigstore.cosign/bundle"]
 		tamper(t, func(ann map[string]string) { ann["dev.sigstore.cosign/bundle"] = otherBundle }, "logged entry does not match the signature")
@@ -422,7 +422,7 @@ func TestKeylessNegative(t *testing.T) {
 
 	t.Run("no transparency log", func(t *testing.T) {
 		nolog := pushImage(t, srv.Addr, klProject, "nolog")
-		r := e.hm.ok("sign", "--tlog-upload=false", "--identity-token", tokFile, nolog.String())
+		r := e.hm.ok("sign", "--new-bundle-format=false", "--tlog-upload=false", "--identity-token", tokFile, nolog.String())
 		if strings.Contains(r.stderr, "transparency log at") || strings.Contains(r.stderr, "tlog entry") {
 			t.Errorf("--tlog-upload=false talked about the log:\n%s", r.stderr)
 		}
@@ -457,23 +457,23 @@ func TestKeylessNegative(t *testing.T) {
 
 	t.Run("privacy prompt", func(t *testing.T) {
 		p := pushImage(t, srv.Addr, klProject, "prompt")
-		r := e.hm.runEnv(nil, "", "sign", "--identity-token", tokFile, p.String())
+		r := e.hm.runEnv(nil, "", "sign", "--new-bundle-format=false", "--identity-token", tokFile, p.String())
 		if r.code == 0 || !strings.Contains(r.stderr, "Are you sure you would like to continue? [y/N]") || !strings.Contains(r.stderr, "user declined the prompt") {
 			t.Errorf("declined prompt: %s", r)
 		}
-		r = e.hm.runEnv(nil, "y\n", "sign", "--identity-token", tokFile, p.String())
+		r = e.hm.runEnv(nil, "y\n", "sign", "--new-bundle-format=false", "--identity-token", tokFile, p.String())
 		if r.code != 0 || !tlogIndexRE.MatchString(r.stderr) {
 			t.Errorf("accepted prompt: %s", r)
 		}
-		e.hm.okEnv([]string{"COSIGN_YES=true"}, "sign", "--identity-token", tokFile, p.String())
+		e.hm.okEnv([]string{"COSIGN_YES=true"}, "sign", "--new-bundle-format=false", "--identity-token", tokFile, p.String())
 	})
 	t.Run("token problems", func(t *testing.T) {
 		p := pushImage(t, srv.Addr, klProject, "tok")
-		check(t, e.hm.run("sign", "-y", p.String()), 1, "no OIDC identity token for keyless signing")
-		check(t, e.hm.run("sign", "-y", "--identity-token", filepath.Join(e.hm.dir, "missing.jwt"), p.String()), 1, "reading id token")
+		check(t, e.hm.run("sign", "--new-bundle-format=false", "-y", p.String()), 1, "no OIDC identity token for keyless signing")
+		check(t, e.hm.run("sign", "--new-bundle-format=false", "-y", "--identity-token", filepath.Join(e.hm.dir, "missing.jwt"), p.String()), 1, "reading id token")
 		// A token for audience other than sigstore: the CA says why.
 		r := e.hm.ok("token", "issue", "--server", srv.URL, "--data-dir", srv.DataDir, "--project", klProject, "--ref", "main", "--aud", "other")
-		check(t, e.hm.runEnv([]string{"SIGSTORE_ID_TOKEN=" + strings.TrimSpace(r.stdout)}, "", "sign", "-y", p.String()), 1,
+		check(t, e.hm.runEnv([]string{"SIGSTORE_ID_TOKEN=" + strings.TrimSpace(r.stdout)}, "", "sign", "--new-bundle-format=false", "-y", p.String()), 1,
 			"getting a signing certificate failed", "/api/v1/signingCert returned")
 	})
 }

@@ -41,7 +41,7 @@ func TestKeylessOfflineVerify(t *testing.T) {
 		e = newKeylessEnv(parent, srv)
 		se := e.with(t)
 		img = pushImage(t, reg, klProject, "offline")
-		se.hm.ok("sign", "-y", "--identity-token", se.token(klProject), "-a", "tag=offline", img.String())
+		se.hm.ok("sign", "--new-bundle-format=false", "-y", "--identity-token", se.token(klProject), "-a", "tag=offline", img.String())
 	})
 	if e == nil || t.Failed() {
 		t.FailNow()
@@ -81,7 +81,7 @@ func TestKeylessLogProofChecks(t *testing.T) {
 		t.Fatal(err)
 	}
 	sign := func(img name.Digest) result {
-		return e.hm.run("sign", "-y", "--identity-token", tok, "--fulcio-url", srv.URL, "--rekor-url", proxy.URL, img.String())
+		return e.hm.run("sign", "--new-bundle-format=false", "-y", "--identity-token", tok, "--fulcio-url", srv.URL, "--rekor-url", proxy.URL, img.String())
 	}
 	// Two entries so that the tree has more than one leaf.
 	first := pushImage(t, srv.Addr, klProject, "p0")
@@ -216,7 +216,7 @@ func TestKeylessAttestations(t *testing.T) {
 	t.Run("hallmark attest --ci-provenance", func(t *testing.T) {
 		img := pushImage(t, srv.Addr, klProject, "att1")
 		env := append(e.gitlabEnv(klProject, "att1"), "SIGSTORE_ID_TOKEN="+tok)
-		r := e.hm.okEnv(env, "attest", "-y", "--ci-provenance", img.String())
+		r := e.hm.okEnv(env, "attest", "--new-bundle-format=false", "-y", "--ci-provenance", img.String())
 		if !tlogIndexRE.MatchString(r.stderr) {
 			t.Errorf("no tlog index:\n%s", r.stderr)
 		}
@@ -293,7 +293,7 @@ func TestKeylessAttestations(t *testing.T) {
 			t.Errorf("verify-attestation differs:\ncosign:\n%s\nhallmark:\n%s", cv, hv)
 		}
 		// hallmark attest with a predicate file, next to cosign's.
-		r := e.hm.ok("attest", "-y", "--identity-token", tok, "--predicate", pred, "--type", "slsaprovenance1", img.String())
+		r := e.hm.ok("attest", "--new-bundle-format=false", "-y", "--identity-token", tok, "--predicate", pred, "--type", "slsaprovenance1", img.String())
 		if !strings.Contains(r.stderr, "Using payload from: "+pred) {
 			t.Errorf("attest stderr: %s", r.stderr)
 		}
@@ -387,7 +387,7 @@ func TestKeySignWithLog(t *testing.T) {
 	pw := []string{"COSIGN_PASSWORD=pw"}
 	e.hm.okEnv(pw, "generate-key-pair")
 	img := pushImage(t, srv.Addr, klProject, "key")
-	r := e.hm.okEnv(pw, "sign", "-y", "--key", "cosign.key", "-a", "tag=key", img.String())
+	r := e.hm.okEnv(pw, "sign", "--new-bundle-format=false", "-y", "--key", "cosign.key", "-a", "tag=key", img.String())
 	if !tlogIndexRE.MatchString(r.stderr) {
 		t.Errorf("no log entry:\n%s", r.stderr)
 	}
@@ -407,7 +407,7 @@ func TestKeylessSigstoreGoVerifiesHallmark(t *testing.T) {
 	srv := testenv.StartServer(t, nil)
 	e := newKeylessEnv(t, srv)
 	img := pushImage(t, srv.Addr, klProject, "sg")
-	r := e.hm.ok("sign", "-y", "--identity-token", e.token(klProject), "-a", "tag=sg", img.String())
+	r := e.hm.ok("sign", "--new-bundle-format=false", "-y", "--identity-token", e.token(klProject), "-a", "tag=sg", img.String())
 	m := tlogIndexRE.FindStringSubmatch(r.stderr)
 	if m == nil {
 		t.Fatalf("no log index:\n%s", r.stderr)

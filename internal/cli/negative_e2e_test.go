@@ -40,7 +40,7 @@ func TestVerifyNegative(t *testing.T) {
 
 	signed := func(repo string, ann ...string) (string, []byte) {
 		img := pushImage(t, host, repo, "v1")
-		args := []string{"sign", "--key", "cosign.key", "--tlog-upload=false"}
+		args := []string{"sign", "--new-bundle-format=false", "--key", "cosign.key", "--tlog-upload=false"}
 		for _, a := range ann {
 			args = append(args, "-a", a)
 		}

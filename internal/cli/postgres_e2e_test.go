@@ -28,7 +28,7 @@ func TestKeylessOnPostgres(t *testing.T) {
 	e := newKeylessEnv(t, a)
 	img := pushImage(t, a.Addr, klProject, "v1")
 	env := append(e.gitlabEnv(klProject, "v1"), "SIGSTORE_ID_TOKEN="+e.token(klProject))
-	r := e.hm.okEnv(env, "sign", "-y", "--ci-annotations", img.String())
+	r := e.hm.okEnv(env, "sign", "--new-bundle-format=false", "-y", "--ci-annotations", img.String())
 	if !tlogIndexRE.MatchString(r.stderr) {
 		t.Fatalf("hallmark sign printed no tlog index:\n%s", r.stderr)
 	}

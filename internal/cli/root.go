@@ -53,6 +53,7 @@ Start with "hallmark demo", which runs the whole flow on the embedded defaults.`
 	root.AddCommand(newTrustCmd())
 	root.AddCommand(newCICmd())
 	root.AddCommand(newAttestCmd(), newVerifyAttestationCmd())
+	root.AddCommand(newSignBlobCmd(), newVerifyBlobCmd())
 	root.AddCommand(newDemoCmd())
 	root.AddCommand(newMigrateCmd())
 	root.AddCommand(newTUFCmd(), newCACmd())

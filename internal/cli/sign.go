@@ -34,6 +34,8 @@ type signOptions struct {
 	outputPayload     string
 	outputCertificate string
 	containerIdentity string
+	newBundleFormat   bool   // the bundle layout (cosign v3's default) rather than the legacy .sig/.att tag
+	bundlePath        string // also write the sigstore bundle here
 
 	blobs *sign.MonolithicBlobs // uploads signature blobs (shared by all images)
 
@@ -52,11 +54,21 @@ func newSignCmd() *cobra.Command {
 		Use:   "sign IMAGE [IMAGE...]",
 		Short: "Sign container images with provenance annotations, as cosign does",
 		Long: `Sign each IMAGE (a tag is resolved to its digest) and attach the signature to the
-registry exactly as cosign does: a simple-signing payload whose "optional" section
-carries the annotations, signed with the key (ECDSA P-256 for keys made by
-generate-key-pair), stored as a new layer of the image under the tag
-sha256-<digest>.sig. Real cosign verifies what this writes. Signing again with the
-same key and annotations adds nothing (cosign's duplicate detection).
+registry exactly as cosign does, in one of two layouts:
+
+  --new-bundle-format (the default, as in cosign v3): an in-toto statement about the
+  image whose subject carries the annotations, signed as a DSSE envelope, logged as a
+  dsse entry and attached as a sigstore bundle (v0.3) in an OCI 1.1 referrer of the
+  image (on a registry without the referrers API, in the referrers tag sha256-<digest>).
+  cosign v3, cosign v2 and sigstore-go verify it.
+
+  --new-bundle-format=false (cosign v2's layout): a simple-signing payload whose
+  "optional" section carries the annotations, stored as a new layer of the image under
+  the tag sha256-<digest>.sig. Signing again with the same key and annotations adds
+  nothing (cosign's duplicate detection). Use it for verifiers that read only .sig tags.
+
+cosign (v2 and v3) reads only the bundles once an image has any, so keep one layout per
+image; 'hallmark verify' reads both and says which it checked.
 
 -a key=value follows cosign's rules: one '=' per entry (a value containing '=' is
 refused) and commas separate entries.
@@ -116,6 +128,7 @@ media types.`,
 	fs.StringVar(&o.outputSignature, "output-signature", "", "also write the base64 signature to this file")
 	fs.StringVar(&o.outputPayload, "output-payload", "", "also write the signed payload to this file")
 	fs.StringVar(&o.containerIdentity, "sign-container-identity", "", "docker-reference to write in the payload instead of the image's repository")
+	fs.StringVar(&o.bundlePath, "bundle", "", "also write the sigstore bundle to this file (with --new-bundle-format)")
 	return cmd
 }
 
@@ -131,6 +144,7 @@ func (o *signOptions) bind(fs *pflag.FlagSet, what string) {
 	fs.BoolVar(&o.insecureSkipSCT, "insecure-skip-verify", false, "do not require the certificate's SCT from a trusted CT log (insecure)")
 	fs.BoolVarP(&o.yes, "yes", "y", false, "skip confirmation prompts")
 	fs.BoolVar(&o.tlogUpload, "tlog-upload", true, "record the "+what+" in the transparency log")
+	fs.BoolVar(&o.newBundleFormat, "new-bundle-format", true, "write a sigstore bundle (cosign v3's default); false: cosign v2's legacy layout")
 	o.trust.bind(fs)
 	o.reg.bind(fs)
 }
@@ -161,6 +175,9 @@ func (o *signOptions) run(ctx context.Context, images []string, stdin io.Reader,
 	ann, err := parseAnnotations(o.annotations)
 	if err != nil {
 		return err
+	}
+	if o.bundlePath != "" && !o.newBundleFormat {
+		return errors.New("--bundle writes a sigstore bundle: it needs --new-bundle-format")
 	}
 	load, err := o.newSigner(ctx, stdin, stderr)
 	if err != nil {
@@ -345,6 +362,7 @@ func (o *signOptions) signImage(ctx context.Context, image string, explicit map[
 		Blobs: o.blobs}
 	for _, d := range digests {
 		req := sign.ImageRequest{Repo: target, Digest: d, DockerReference: dockerRef, Annotations: ann, NoUpload: !o.upload, Attach: aopts,
+			Bundle: o.newBundleFormat, ImageRepo: &repo,
 			Signed: func(sig *sign.Signature) error {
 				if sig.Bundle != nil {
 					fmt.Fprintln(stderr, "tlog entry created with index:", sig.LogIndex)
@@ -455,9 +473,21 @@ func indexChildren(repo name.Repository, desc *remote.Descriptor, ropts []remote
 	return out, nil
 }
 
+// writeOutputs writes --output-signature (base64; of the DSSE signature
+// with the bundle layout), --output-payload (the signed payload; the DSSE
+// envelope), --output-certificate and --bundle.
 func (o *signOptions) writeOutputs(sig *sign.Signature) error {
 	if o.outputSignature != "" {
-		if err := os.WriteFile(o.outputSignature, []byte(encodeB64(sig.Signature)), 0o644); err != nil {
+		raw := sig.Signature
+		if len(raw) == 0 {
+			raw = sig.RawSignature
+		}
+		if err := os.WriteFile(o.outputSignature, []byte(encodeB64(raw)), 0o644); err != nil {
+			return err
+		}
+	}
+	if o.bundlePath != "" && sig.Sigstore != nil {
+		if err := os.WriteFile(o.bundlePath, sig.Sigstore, 0o600); err != nil {
 			return err
 		}
 	}

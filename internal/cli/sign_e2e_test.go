@@ -78,12 +78,12 @@ func TestSignFlagsAndEnv(t *testing.T) {
 
 	t.Run("tlog upload needs a configured log", func(t *testing.T) {
 		img := pushImage(t, host, "sign/tlog", "v1")
-		r := hm.fail(1, "sign", "--key", "cosign.key", img.String())
+		r := hm.fail(1, "sign", "--new-bundle-format=false", "--key", "cosign.key", img.String())
 		if !strings.Contains(r.stderr, "--tlog-upload=false") {
 			t.Errorf("the error must say how to sign without a log: %s", r)
 		}
-		hm.okEnv([]string{"COSIGN_TLOG_UPLOAD=false", "COSIGN_YES=true"}, "sign", "--key", "cosign.key", img.String())
-		hm.ok("sign", "-y", "--key", "cosign.key", "--tlog-upload=false", img.String())
+		hm.okEnv([]string{"COSIGN_TLOG_UPLOAD=false", "COSIGN_YES=true"}, "sign", "--new-bundle-format=false", "--key", "cosign.key", img.String())
+		hm.ok("sign", "--new-bundle-format=false", "-y", "--key", "cosign.key", "--tlog-upload=false", img.String())
 		cs.ok(verifyArgs("cosign.pub", img.String())...)
 	})
 
@@ -98,9 +98,9 @@ func TestSignFlagsAndEnv(t *testing.T) {
 		os.WriteFile(hm.path("plain.key"), plain, 0o600)
 		os.WriteFile(hm.path("plain.pub"), pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pubDER}), 0o644)
 
-		hm.okEnv([]string{"COSIGN_KEY_PEM=" + string(encrypted)}, "sign", "--key", "env://COSIGN_KEY_PEM", "--tlog-upload=false", "-a", "src=env", img.String())
+		hm.okEnv([]string{"COSIGN_KEY_PEM=" + string(encrypted)}, "sign", "--new-bundle-format=false", "--key", "env://COSIGN_KEY_PEM", "--tlog-upload=false", "-a", "src=env", img.String())
 		cs.ok(verifyArgs("cosign.pub", "-a", "src=env", img.String())...)
-		hm.okEnv([]string{"COSIGN_KEY=plain.key", "COSIGN_PASSWORD="}, "sign", "--tlog-upload=false", "-a", "src=plain", img.String())
+		hm.okEnv([]string{"COSIGN_KEY=plain.key", "COSIGN_PASSWORD="}, "sign", "--new-bundle-format=false", "--tlog-upload=false", "-a", "src=plain", img.String())
 		cs.ok(verifyArgs("plain.pub", "-a", "src=plain", img.String())...)
 		pubPEM, _ := os.ReadFile(hm.path("plain.pub"))
 		hm.okEnv([]string{"PUB=" + string(pubPEM)}, verifyArgs("env://PUB", "-a", "src=plain", img.String())...)
@@ -108,7 +108,7 @@ func TestSignFlagsAndEnv(t *testing.T) {
 
 	t.Run("password", func(t *testing.T) {
 		img := pushImage(t, host, "sign/password", "v1")
-		r := hm.runEnv([]string{"COSIGN_PASSWORD=wrong"}, "", "sign", "--key", "cosign.key", "--tlog-upload=false", img.String())
+		r := hm.runEnv([]string{"COSIGN_PASSWORD=wrong"}, "", "sign", "--new-bundle-format=false", "--key", "cosign.key", "--tlog-upload=false", img.String())
 		if r.code != 1 || !strings.Contains(r.stderr, "wrong password") || !strings.Contains(r.stderr, "COSIGN_PASSWORD") {
 			t.Errorf("wrong password: %s", r)
 		}
@@ -121,7 +121,7 @@ func TestSignFlagsAndEnv(t *testing.T) {
 		}
 		saved := hm.env
 		hm.env = env
-		r = hm.runEnv(nil, "e2e-password", "sign", "--key", "cosign.key", "--tlog-upload=false", "-a", "pw=stdin", img.String())
+		r = hm.runEnv(nil, "e2e-password", "sign", "--new-bundle-format=false", "--key", "cosign.key", "--tlog-upload=false", "-a", "pw=stdin", img.String())
 		hm.env = saved
 		if r.code != 0 {
 			t.Fatalf("password from stdin: %s", r)
@@ -136,7 +136,7 @@ func TestSignFlagsAndEnv(t *testing.T) {
 			{"k=a,b", "unable to parse annotation: b"},
 			{"novalue", "unable to parse annotation: novalue"},
 		} {
-			h := hm.fail(1, "sign", "--key", "cosign.key", "--tlog-upload=false", "-a", tc.arg, img.String())
+			h := hm.fail(1, "sign", "--new-bundle-format=false", "--key", "cosign.key", "--tlog-upload=false", "-a", tc.arg, img.String())
 			c := cs.fail(1, "sign", "--key", "cosign.key", "--tlog-upload=false", "-a", tc.arg, img.String())
 			if !strings.Contains(h.stderr, tc.msg) || !strings.Contains(c.stderr, tc.msg) {
 				t.Errorf("-a %s: want %q from both\nhallmark: %s\ncosign: %s", tc.arg, tc.msg, h.stderr, c.stderr)
@@ -146,13 +146,13 @@ func TestSignFlagsAndEnv(t *testing.T) {
 			t.Errorf("a rejected annotation still pushed a signature")
 		}
 		// Quoted CSV keeps a comma inside a value, as pflag/cosign do.
-		hm.ok("sign", "--key", "cosign.key", "--tlog-upload=false", "-a", `"list=a,b"`, img.String())
+		hm.ok("sign", "--new-bundle-format=false", "--key", "cosign.key", "--tlog-upload=false", "-a", `"list=a,b"`, img.String())
 		cs.ok(verifyArgs("cosign.pub", "-a", `"list=a,b"`, img.String())...)
 	})
 
 	t.Run("ci annotations", func(t *testing.T) {
 		img := pushImage(t, host, "grp/proj", "01234567")
-		hm.okEnv(envList(gitlabEnv), "sign", "--key", "cosign.key", "--tlog-upload=false", "--ci-annotations", "-y", img.String())
+		hm.okEnv(envList(gitlabEnv), "sign", "--new-bundle-format=false", "--key", "cosign.key", "--tlog-upload=false", "--ci-annotations", "-y", img.String())
 		r := cs.ok(verifyArgs("cosign.pub", append(annotationArgs(gitlabAnnotations), img.String())...)...)
 		opt := optional(t, payloads(t, r.stdout)[0][0])
 		if len(opt) != 11 {
@@ -161,7 +161,7 @@ func TestSignFlagsAndEnv(t *testing.T) {
 		// Explicit -a wins over a collected value; the tag of a tag
 		// reference is the "tag" annotation.
 		img2 := pushImage(t, host, "grp/proj", "v2.0")
-		hm.okEnv(envList(gitlabEnv), "sign", "--key", "cosign.key", "--tlog-upload=false", "--ci-annotations",
+		hm.okEnv(envList(gitlabEnv), "sign", "--new-bundle-format=false", "--key", "cosign.key", "--tlog-upload=false", "--ci-annotations",
 			"-a", "com.gitlab.ci.user.name=release-bot", img2.Context().Tag("v2.0").String())
 		want := map[string]string{"com.gitlab.ci.user.name": "release-bot", "tag": "v2.0", "com.gitlab.ci.commit.sha": gitlabAnnotations["com.gitlab.ci.commit.sha"]}
 		cs.ok(verifyArgs("cosign.pub", append(annotationArgs(want), img2.String())...)...)
@@ -170,14 +170,14 @@ func TestSignFlagsAndEnv(t *testing.T) {
 		// A missing variable is reported by name and nothing is signed.
 		img3 := pushImage(t, host, "grp/proj", "missing")
 		env := envList(gitlabEnv, "CI_JOB_URL=", "CI_PIPELINE_ID=")
-		r = hm.runEnv(env, "", "sign", "--key", "cosign.key", "--tlog-upload=false", "--ci-annotations", img3.String())
+		r = hm.runEnv(env, "", "sign", "--new-bundle-format=false", "--key", "cosign.key", "--tlog-upload=false", "--ci-annotations", img3.String())
 		if r.code != 1 || !strings.Contains(r.stderr, "CI_PIPELINE_ID, CI_JOB_URL") {
 			t.Errorf("missing variables must be named: %s", r)
 		}
 		cs.fail(10, verifyArgs("cosign.pub", img3.String())...)
 
 		// Outside CI.
-		r = hm.run("sign", "--key", "cosign.key", "--tlog-upload=false", "--ci-annotations", img3.String())
+		r = hm.run("sign", "--new-bundle-format=false", "--key", "cosign.key", "--tlog-upload=false", "--ci-annotations", img3.String())
 		if r.code != 1 || !strings.Contains(r.stderr, "no supported CI environment") {
 			t.Errorf("outside CI: %s", r)
 		}
@@ -187,14 +187,14 @@ func TestSignFlagsAndEnv(t *testing.T) {
 		gh := []string{"GITHUB_ACTIONS=true", "GITHUB_ACTOR=octocat", "GITHUB_SERVER_URL=https://github.com", "GITHUB_REPOSITORY=octo/app",
 			"GITHUB_RUN_ID=99", "GITHUB_RUN_ATTEMPT=1", "GITHUB_JOB=build", "GITHUB_WORKFLOW_REF=octo/app/.github/workflows/r.yml@refs/heads/main",
 			"GITHUB_SHA=fedcba9876543210fedcba9876543210fedcba98", "GITHUB_REF_NAME=main"}
-		hm.okEnv(gh, "sign", "--key", "cosign.key", "--tlog-upload=false", "--ci-annotations", img4.String())
+		hm.okEnv(gh, "sign", "--new-bundle-format=false", "--key", "cosign.key", "--tlog-upload=false", "--ci-annotations", img4.String())
 		cs.ok(verifyArgs("cosign.pub", "-a", "com.github.actions.commit.sha=fedcba9876543210fedcba9876543210fedcba98",
 			"-a", "org.opencontainers.image.source=https://github.com/octo/app", "-a", "tag=fedcba98", img4.String())...)
 	})
 
 	t.Run("outputs, no upload, docker media types", func(t *testing.T) {
 		img := pushImage(t, host, "sign/outputs", "v1")
-		hm.ok("sign", "--key", "cosign.key", "--tlog-upload=false", "--upload=false", "--output-signature", "sig.b64", "--output-payload", "payload.json", "-a", "a=b", img.String())
+		hm.ok("sign", "--new-bundle-format=false", "--key", "cosign.key", "--tlog-upload=false", "--upload=false", "--output-signature", "sig.b64", "--output-payload", "payload.json", "-a", "a=b", img.String())
 		p, err := os.ReadFile(hm.path("payload.json"))
 		if err != nil || !strings.Contains(string(p), `"optional":{"a":"b"}`) || !strings.Contains(string(p), img.DigestStr()) {
 			t.Errorf("payload file: %q, %v", p, err)
@@ -204,7 +204,7 @@ func TestSignFlagsAndEnv(t *testing.T) {
 		}
 		cs.fail(10, verifyArgs("cosign.pub", img.String())...)
 
-		hm.okEnv([]string{"COSIGN_DOCKER_MEDIA_TYPES=1"}, "sign", "--key", "cosign.key", "--tlog-upload=false", img.String())
+		hm.okEnv([]string{"COSIGN_DOCKER_MEDIA_TYPES=1"}, "sign", "--new-bundle-format=false", "--key", "cosign.key", "--tlog-upload=false", img.String())
 		d, err := remote.Get(img.Context().Tag("sha256-" + img.DigestStr()[7:] + ".sig"))
 		if err != nil {
 			t.Fatal(err)

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"text/tabwriter"
@@ -46,6 +47,62 @@ type verifyOptions struct {
 	insecureIgnoreSCT bool
 	offline           bool
 	provenance        bool
+	layout            layoutFlag
+}
+
+// layoutFlag is verify's --new-bundle-format: unset, both layouts are
+// read; true, only sigstore bundle referrers; false, only cosign's legacy
+// tag. (cosign v3 reads the bundles when there are any, else the tag.)
+type layoutFlag struct{ set, bundles bool }
+
+func (f *layoutFlag) String() string {
+	if !f.set {
+		return ""
+	}
+	return strconv.FormatBool(f.bundles)
+}
+
+func (f *layoutFlag) Set(s string) error {
+	v, err := strconv.ParseBool(s)
+	if err != nil {
+		return err
+	}
+	f.set, f.bundles = true, v
+	return nil
+}
+
+func (f *layoutFlag) Type() string { return "bool" }
+
+func (f *layoutFlag) layout() verify.Layout {
+	switch {
+	case !f.set:
+		return verify.LayoutAll
+	case f.bundles:
+		return verify.LayoutBundle
+	}
+	return verify.LayoutLegacy
+}
+
+// layoutLine says which layouts were read and what they held, for an
+// image that carries sigstore bundles or when a layout was chosen (an
+// image with only the legacy tag, read as cosign v2 reads it, gets
+// cosign's output unchanged). what names the signatures ("signature",
+// "attestation").
+func (f *layoutFlag) layoutLine(res *verify.ImageResult, what string) string {
+	if !f.set && res.Bundles.Found == 0 {
+		return ""
+	}
+	part := func(c verify.LayoutCount, name, noun, flag string) string {
+		switch {
+		case !c.Read:
+			return name + ": not read (" + flag + ")"
+		case c.Found == 0:
+			return name + ": none"
+		}
+		return fmt.Sprintf("%s: %d of %d %s(s) verified", name, c.Verified, c.Found, noun)
+	}
+	return "Layouts checked: " + part(res.Legacy, "legacy "+res.SignatureTag.TagStr(), what, "--new-bundle-format") + "; " +
+		part(res.Bundles, "sigstore bundle referrers", "bundle", "--new-bundle-format=false") + "\n"
 }
 
 func newVerifyCmd() *cobra.Command {
@@ -84,11 +141,17 @@ must carry a signed entry timestamp from a log of the trusted root, for exactly 
 signature, and the certificate must have been valid when it was logged. No CA or log
 is contacted.
 
-Sigstore bundles attached as OCI referrers (cosign v3, --new-bundle-format) are
-verified too, after the .sig signatures (cosign v2.6 ignores .sig signatures once a
-bundle exists; Hallmark verifies both and prints both). Their output is what cosign
-prints for bundles: critical.type is the predicate type and optional holds the
-statement's annotations (cosign v3's -a), which -a checks.
+Both layouts are read: the layers of the legacy tag sha256-<digest>.sig and the
+sigstore bundles attached as OCI 1.1 referrers (cosign v3, --new-bundle-format), the
+.sig signatures first. Each signature must pass every check on its own, -a included:
+an annotation signed in one layout does not vouch for a signature in the other. (cosign
+v2 and v3 ignore the .sig signatures once a bundle exists, and cosign v2 then ignores
+-a.) --new-bundle-format reads only the bundles, --new-bundle-format=false only the
+legacy tag. When the image carries bundles, or a layout was chosen, a "Layouts
+checked:" line on standard error says what each layout held and how many of its
+signatures verified. A bundle's output is what cosign prints for bundles:
+critical.type is the predicate type and optional holds the statement's annotations
+(cosign v3's -a), which -a checks.
 
 --provenance compares each signed annotation with what the signing certificate attests
 in Fulcio's extensions (commit SHA with sourceRepositoryDigest, ref with
@@ -145,6 +208,8 @@ func (o *verifyOptions) bind(fs *pflag.FlagSet, what string) {
 	fs.BoolVar(&o.insecureIgnoreSCT, "insecure-ignore-sct", false, "keyless: do not require an SCT from a CT log of the trusted root (insecure)")
 	fs.BoolVar(&o.offline, "offline", false, "only verify offline (always the case: accepted for cosign compatibility)")
 	fs.String("rekor-url", "", "accepted for cosign compatibility and not used: the log proof is the bundle stored with each "+what+", checked offline with the trusted root's log key")
+	fs.Var(&o.layout, "new-bundle-format", "read only sigstore bundle referrers (true) or only cosign's legacy tag (false) (default: both)")
+	fs.Lookup("new-bundle-format").NoOptDefVal = "true"
 	o.trust.bind(fs)
 	o.reg.bind(fs)
 }
@@ -230,7 +295,8 @@ func (o *verifyOptions) run(ctx context.Context, images []string, stdout, stderr
 
 	// Verify in parallel, print in input order as results come in.
 	outcomes, done, wait := verifyInParallel(ctx, jobs, o.maxWorkers, func(j verifyJob) (*verify.ImageResult, error) {
-		return verify.Image(ctx, client, verify.Target{Image: j.ref, Digest: j.digest, SignatureRepo: sigRepo, TagPrefix: o.reg.tagPrefix}, trust, policy)
+		return verify.Image(ctx, client, verify.Target{Image: j.ref, Digest: j.digest, SignatureRepo: sigRepo, TagPrefix: o.reg.tagPrefix,
+			Layout: o.layout.layout()}, trust, policy)
 	})
 	var firstErr error
 	failed := 0
@@ -423,6 +489,7 @@ func (o *verifyOptions) print(oc verifyOutcome, annotations bool, stdout, stderr
 	} else {
 		lines.WriteString("  - The code-signing certificate was verified using trusted certificate authority certificates\n")
 	}
+	lines.WriteString(o.layout.layoutLine(res, "signature"))
 	io.WriteString(stderr, lines.String())
 	if o.provenance {
 		printProvenance(stderr, oc.job.ref.Name(), res.Verified)

@@ -14,6 +14,7 @@ import (
 	"github.com/hallmark-dev/hallmark/internal/meta"
 	"github.com/hallmark-dev/hallmark/pkg/fulcio"
 	"github.com/hallmark-dev/hallmark/pkg/oci"
+	"github.com/hallmark-dev/hallmark/pkg/payload"
 	"github.com/hallmark-dev/hallmark/pkg/root"
 	"github.com/hallmark-dev/hallmark/pkg/verify"
 )
@@ -130,8 +131,11 @@ func (ix *Indexer) signatures(ctx context.Context, m *meta.Manifest, tags []stri
 		return nil
 	}
 	base := meta.Signature{Repository: m.Repository, Subject: subject, Manifest: m.Digest, Kind: verify.KindSimpleSigning}
-	if oci.IsBundleType(m.ArtifactType) {
+	switch {
+	case oci.IsBundleType(m.ArtifactType):
 		base.Kind = verify.KindBundle
+	case attestationTag(tags):
+		base.Kind = verify.KindAttestation
 	}
 	invalid := func(layer digest.Digest, key, detail string) meta.Signature {
 		s := base
@@ -173,6 +177,17 @@ func (ix *Indexer) signatures(ctx context.Context, m *meta.Manifest, tags []stri
 		out = append(out, s)
 	}
 	return out
+}
+
+// attestationTag reports whether the tag SignatureSubject goes by (the
+// first attachment tag) is cosign's legacy ".att" tag.
+func attestationTag(tags []string) bool {
+	for _, t := range tags {
+		if _, suffix, ok := oci.AttachedDigest(t); ok {
+			return suffix == oci.AttestationSuffix
+		}
+	}
+	return false
 }
 
 // readBlob reads layer l of a manifest of repo. The layer must be repo's:
@@ -222,10 +237,25 @@ func (ix *Indexer) record(ctx context.Context, s *meta.Signature, l oci.Descript
 	} else {
 		s.Key = layerKey(l, false)
 		s.PayloadType = l.MediaType
-		signed = verify.LayerSignature(verify.Layer{Digest: l.Digest.String(), MediaType: l.MediaType, Payload: data, Annotations: l.Annotations})
+		stored := verify.Layer{Digest: l.Digest.String(), MediaType: l.MediaType, Payload: data, Annotations: l.Annotations}
+		signed = verify.LayerSignature(stored)
+		if s.Kind == verify.KindAttestation {
+			signed = verify.LayerAttestation(stored)
+		}
 	}
 	d := verify.Describe(signed, s.Subject.String())
 	s.Annotations, s.LogIndex = d.Annotations, d.LogIndex
+	if d.PredicateType != "" && d.PredicateType != payload.CosignSignPredicateType {
+		// An attestation (legacy .att or bundle): its predicate type is
+		// searchable as the annotation cosign's .att layers carry it in,
+		// unless the statement signed an annotation of that name.
+		if _, signed := s.Annotations[oci.AnnotationPredicateType]; !signed {
+			if s.Annotations == nil {
+				s.Annotations = map[string]string{}
+			}
+			s.Annotations[oci.AnnotationPredicateType] = d.PredicateType
+		}
+	}
 	if d.PayloadType != "" {
 		s.PayloadType = d.PayloadType
 	}

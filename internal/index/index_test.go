@@ -22,6 +22,7 @@ import (
 	"github.com/hallmark-dev/hallmark/internal/meta"
 	"github.com/hallmark-dev/hallmark/internal/meta/sqlite"
 	"github.com/hallmark-dev/hallmark/pkg/oci"
+	"github.com/hallmark-dev/hallmark/pkg/payload"
 	"github.com/hallmark-dev/hallmark/pkg/root"
 	"github.com/hallmark-dev/hallmark/pkg/sign"
 	"github.com/hallmark-dev/hallmark/pkg/verify"
@@ -388,4 +389,86 @@ func FuzzSignatureLayer(f *testing.F) {
 			t.Fatalf("verified a payload that is not for the subject: %q", payload)
 		}
 	})
+}
+
+// pushAttestation stores a cosign .att manifest with one DSSE layer (as
+// cosign attest and hallmark attest --new-bundle-format=false write it)
+// and feeds it to the indexer.
+func (e *env) pushAttestation(subject digest.Digest, envelope []byte, predicateType string) {
+	e.t.Helper()
+	cfg := e.putBlob([]byte(`{}`))
+	d := e.putBlob(envelope)
+	m := oci.Manifest{SchemaVersion: 2, MediaType: oci.MediaTypeOCIManifest,
+		Config: &oci.Descriptor{MediaType: oci.MediaTypeOCIConfig, Digest: cfg, Size: 2},
+		Layers: []oci.Descriptor{{MediaType: payload.DSSEMediaType, Digest: d, Size: int64(len(envelope)),
+			Annotations: map[string]string{sign.AnnotationSignature: "", sign.AnnotationPredicateType: predicateType}}}}
+	raw, _ := json.Marshal(m)
+	mm := &meta.Manifest{Repository: "group/app", Digest: digest.FromBytes(raw), MediaType: oci.MediaTypeOCIManifest, Payload: raw}
+	tag := "sha256-" + subject.Encoded() + ".att"
+	if err := e.store.PutManifest(context.Background(), mm, []string{tag}); err != nil {
+		e.t.Fatal(err)
+	}
+	e.ix.ManifestPushed(context.Background(), mm, []string{tag})
+}
+
+// envelope signs an in-toto statement about subject with the env's key.
+func (e *env) envelope(subject digest.Digest, predicateType string) []byte {
+	e.t.Helper()
+	st, err := payload.NewStatement(predicateType, json.RawMessage(`{"buildDefinition":{}}`),
+		payload.Subject{Name: "r/group/app", Digest: map[string]string{"sha256": subject.Encoded()}}).Bytes()
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	sig, err := sign.KeySigner{Key: e.key}.SignDSSE(context.Background(), payload.InTotoPayloadType, st)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return sig.Payload
+}
+
+// TestIndexLegacyAttestation: a .att layer (a DSSE envelope) is recorded
+// as an attestation, verified like every other signature, its predicate
+// type searchable; a tampered one or one about another image is invalid.
+func TestIndexLegacyAttestation(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name, status, detail string
+		envelope             func(e *env, subject digest.Digest) []byte
+	}{
+		{"valid", meta.StatusVerified, "verified with trusted key", func(e *env, s digest.Digest) []byte { return e.envelope(s, payload.PredicateSLSA1) }},
+		// With keys, a signature that does not verify cannot be told from
+		// one by another key: unverified, as for .sig layers.
+		{"tampered statement", meta.StatusUnverified, "does not trust", func(e *env, s digest.Digest) []byte {
+			var env payload.Envelope
+			json.Unmarshal(e.envelope(s, payload.PredicateSLSA1), &env)
+			body, _ := env.DecodePayload()
+			env.Payload = base64.StdEncoding.EncodeToString(bytes.Replace(body, []byte("buildDefinition"), []byte("buildDefinitioN"), 1))
+			b, _ := json.Marshal(env)
+			return b
+		}},
+		{"about another image", meta.StatusInvalid, "not about the image", func(e *env, _ digest.Digest) []byte {
+			return e.envelope(digest.FromString("other image"), payload.PredicateSLSA1)
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, true)
+			subject := digest.FromString("image manifest")
+			e.pushAttestation(subject, tc.envelope(e, subject), payload.PredicateSLSA1)
+			sigs, err := e.store.ListSignatures(ctx, "group/app", subject)
+			if err != nil || len(sigs) != 1 {
+				t.Fatalf("ListSignatures = %+v, %v; want the attestation", sigs, err)
+			}
+			s := sigs[0]
+			if s.Kind != verify.KindAttestation || s.Status != tc.status || !strings.Contains(s.StatusDetail, tc.detail) ||
+				s.PayloadType != payload.InTotoPayloadType || tc.status == meta.StatusVerified && !strings.HasPrefix(s.Signer, "SHA256:") {
+				t.Fatalf("attestation record %+v", s)
+			}
+			if tc.status == meta.StatusVerified {
+				found, err := e.store.SearchAnnotation(ctx, "predicateType", payload.PredicateSLSA1, 10)
+				if err != nil || len(found) != 1 || found[0].Subject != subject {
+					t.Fatalf("search by predicate type = %+v, %v", found, err)
+				}
+			}
+		})
+	}
 }

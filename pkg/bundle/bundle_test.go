@@ -92,5 +92,10 @@ func FuzzParse(f *testing.F) {
 		for _, e := range b.VerificationMaterial.TlogEntries {
 			e.LogEntry()
 		}
+		if out, err := b.Bytes(); err == nil {
+			if _, err := bundle.Parse(out); err != nil {
+				t.Fatalf("written form %q does not parse: %v", out, err)
+			}
+		}
 	})
 }

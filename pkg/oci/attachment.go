@@ -38,6 +38,12 @@ const (
 	// AnnotationBundlePredicateType is the referrer manifest annotation
 	// naming the bundle's predicate type.
 	AnnotationBundlePredicateType = "dev.sigstore.bundle.predicateType"
+	// AnnotationBundleContent is the referrer manifest annotation naming
+	// what the bundle holds; cosign v3 writes BundleContentDSSE.
+	AnnotationBundleContent = "dev.sigstore.bundle.content"
+	BundleContentDSSE       = "dsse-envelope"
+	// AnnotationCreated is the OCI creation time annotation (RFC 3339).
+	AnnotationCreated = "org.opencontainers.image.created"
 )
 
 // AttachmentTag returns the tag cosign stores an attachment of digest d
@@ -57,7 +63,26 @@ func SignatureTag(repo name.Repository, prefix string, d v1.Hash) name.Tag {
 // "<alg>-<hex>.sig" with alg sha256 or sha512 and the full lowercase hex
 // of that algorithm (no tag prefix).
 func SignedDigest(tag string) (digest.Digest, bool) {
-	rest, ok := strings.CutSuffix(tag, "."+SignatureSuffix)
+	d, suffix, ok := AttachedDigest(tag)
+	if !ok || suffix != SignatureSuffix {
+		return "", false
+	}
+	return d, true
+}
+
+// AttachedDigest returns the image digest a signature or attestation tag
+// names ("<alg>-<hex>.sig" or ".att", as SignedDigest) and its suffix.
+func AttachedDigest(tag string) (digest.Digest, string, bool) {
+	for _, suffix := range []string{SignatureSuffix, AttestationSuffix} {
+		if d, ok := attachedDigest(tag, suffix); ok {
+			return d, suffix, true
+		}
+	}
+	return "", "", false
+}
+
+func attachedDigest(tag, suffix string) (digest.Digest, bool) {
+	rest, ok := strings.CutSuffix(tag, "."+suffix)
 	if !ok {
 		return "", false
 	}

@@ -282,8 +282,13 @@ func ParseSignatureManifest(contentType string, body []byte) (*SignatureManifest
 	return &SignatureManifest{MediaType: m.MediaType, Layers: m.Layers}, nil
 }
 
-// maxBundleReferrers bounds the sigstore bundle referrers read per image.
-const maxBundleReferrers = 100
+// maxBundleReferrers bounds the sigstore bundle referrers read per image,
+// and maxReferrerReads the referrer manifests fetched to find them (those
+// listed with the empty media type may hold none).
+const (
+	maxBundleReferrers = 100
+	maxReferrerReads   = 2 * maxBundleReferrers
+)
 
 // maxBundleBlob bounds one sigstore bundle.
 const maxBundleBlob = 4 << 20
@@ -326,26 +331,38 @@ func (c *Client) referrers(ctx context.Context, repo name.Repository, d v1.Hash)
 
 // BundleReferrers fetches the sigstore bundles attached to d in repo (at
 // most 100, each at most 4 MiB, their manifests and blobs checked against
-// their digests).
+// their digests). A referrer listed with the OCI empty media type as its
+// artifact type is read too, and kept if it holds a bundle: registries
+// that list the config media type instead of the manifest's artifactType
+// (go-containerregistry's) list cosign's bundles so.
 func (c *Client) BundleReferrers(ctx context.Context, repo name.Repository, d v1.Hash) ([]ReferrerBundle, error) {
 	descs, err := c.referrers(ctx, repo, d)
 	if err != nil {
 		return nil, err
 	}
 	var out []ReferrerBundle
+	reads := 0
 	for _, desc := range descs {
-		if !IsBundleType(desc.ArtifactType) {
+		maybe := !IsBundleType(desc.ArtifactType)
+		if maybe && desc.ArtifactType != MediaTypeOCIEmptyJSON {
 			continue
 		}
-		if len(out) == maxBundleReferrers {
+		if len(out) == maxBundleReferrers || reads == maxReferrerReads {
 			break
 		}
+		reads++
 		rb := ReferrerBundle{Manifest: desc.Digest.String(), PredicateType: desc.Annotations[AnnotationBundlePredicateType]}
 		rb.Raw, rb.Err = c.bundleBlob(ctx, repo, desc.Digest.String())
+		if maybe && errors.Is(rb.Err, errNoBundle) {
+			continue // another artifact with an empty config
+		}
 		out = append(out, rb)
 	}
 	return out, nil
 }
+
+// errNoBundle: a referrer manifest holds no sigstore bundle layer.
+var errNoBundle = errors.New("no sigstore bundle layer")
 
 // bundleBlob reads the bundle layer of a referrer manifest.
 func (c *Client) bundleBlob(ctx context.Context, repo name.Repository, manifest string) ([]byte, error) {
@@ -379,7 +396,7 @@ func (c *Client) bundleBlob(ctx context.Context, repo name.Repository, manifest 
 		}
 		return b, nil
 	}
-	return nil, fmt.Errorf("referrer manifest %s has no sigstore bundle layer", manifest)
+	return nil, fmt.Errorf("referrer manifest %s has %w", manifest, errNoBundle)
 }
 
 // SignatureLayer is one layer of a signature manifest with its payload

@@ -230,18 +230,47 @@ func TestSignedDigest(t *testing.T) {
 	}
 }
 
-// FuzzSignedDigest: any tag pushed is either not a signature tag or names
-// a valid sha256/sha512 digest that maps back to the same tag.
+func TestAttachedDigest(t *testing.T) {
+	h256 := strings.Repeat("ab", 32)
+	for tag, want := range map[string]string{
+		"sha256-" + h256 + ".sig":     "sha256:" + h256 + " sig",
+		"sha256-" + h256 + ".att":     "sha256:" + h256 + " att",
+		"sha256-" + h256 + ".sbom":    "",
+		"sha256-" + h256:              "",
+		"sha256-" + h256[:8] + ".att": "",
+		"sha256-" + h256 + ".sig.att": "",
+	} {
+		d, suffix, ok := AttachedDigest(tag)
+		got := ""
+		if ok {
+			got = string(d) + " " + suffix
+		}
+		if got != want {
+			t.Errorf("%s: %q, want %q", tag, got, want)
+		}
+	}
+}
+
+// FuzzSignedDigest: any tag pushed is either not a signature or
+// attestation tag or names a valid sha256/sha512 digest that maps back to
+// the same tag.
 func FuzzSignedDigest(f *testing.F) {
 	f.Add("sha256-" + strings.Repeat("ab", 32) + ".sig")
+	f.Add("sha256-" + strings.Repeat("ab", 32) + ".att")
 	f.Add("sha512-.sig")
 	f.Fuzz(func(t *testing.T, tag string) {
-		d, ok := SignedDigest(tag)
+		d, suffix, ok := AttachedDigest(tag)
 		if !ok {
+			if _, ok := SignedDigest(tag); ok {
+				t.Fatalf("%q is a signature tag but not an attached one", tag)
+			}
 			return
 		}
-		if _, err := ParseDigest(string(d)); err != nil || string(d.Algorithm())+"-"+d.Encoded()+".sig" != tag {
-			t.Fatalf("%q gave %q", tag, d)
+		if _, err := ParseDigest(string(d)); err != nil || string(d.Algorithm())+"-"+d.Encoded()+"."+suffix != tag {
+			t.Fatalf("%q gave %q %q", tag, d, suffix)
+		}
+		if sd, ok := SignedDigest(tag); ok != (suffix == SignatureSuffix) || ok && sd != d {
+			t.Fatalf("%q: SignedDigest %q %v", tag, sd, ok)
 		}
 	})
 }

@@ -39,7 +39,7 @@ type Statement struct {
 type Subject struct {
 	Name        string            `json:"name,omitempty"`
 	Digest      map[string]string `json:"digest"`
-	Annotations map[string]any    `json:"annotations,omitempty"`
+	Annotations map[string]any    `json:"annotations,omitzero"` // an empty map is written ({}), as cosign v3 does
 }
 
 // NewStatement returns an in-toto Statement v1. A nil predicate is omitted,
@@ -49,13 +49,26 @@ func NewStatement(predicateType string, predicate json.RawMessage, subjects ...S
 }
 
 // Bytes returns the statement as compact JSON (_type, subject,
-// predicateType, predicate). It fails on a statement ParseStatement would
-// reject.
+// predicateType, predicate) with '<', '>' and '&' left as they are, as
+// protojson (cosign v3) writes them. It fails on a statement
+// ParseStatement would reject.
 func (s Statement) Bytes() ([]byte, error) {
 	if err := s.validate(); err != nil {
 		return nil, err
 	}
-	return json.Marshal(s)
+	return MarshalNoEscape(s)
+}
+
+// MarshalNoEscape is json.Marshal without HTML escaping, the way protojson
+// writes strings.
+func MarshalNoEscape(v any) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
 }
 
 // ParseStatement parses an in-toto Statement strictly: _type v1 or v0.1, a

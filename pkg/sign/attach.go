@@ -87,10 +87,13 @@ type AttachOptions struct {
 	Blobs BlobWriter
 }
 
-// AttachResult says what Attach did.
+// AttachResult says what Attach (or a BundleAttachment) did.
 type AttachResult struct {
-	Tag       name.Tag
-	Digest    v1.Hash // digest of the signature manifest now under Tag
+	Tag name.Tag
+	// Referrer is the bundle referrer manifest (bundle layout; Tag is
+	// then empty).
+	Referrer  name.Digest
+	Digest    v1.Hash // digest of the signature manifest now under Tag (or of Referrer)
 	Layers    int     // signature layers in it
 	Duplicate bool    // the same signature was already attached; nothing pushed
 }

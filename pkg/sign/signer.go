@@ -31,6 +31,9 @@ type Signature struct {
 	// RawSignature is the DSSE signature of an attestation (whose layer
 	// signature annotation stays empty, as cosign writes it).
 	RawSignature []byte
+	// Sigstore is the signature as a sigstore bundle (SigstoreBundle),
+	// when it was made for the bundle layout.
+	Sigstore []byte
 }
 
 // Signer produces signatures over payloads. Key-based signing is KeySigner;

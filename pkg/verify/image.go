@@ -33,7 +33,38 @@ type ImageResult struct {
 	Verified []*Verified
 	// Failed are the errors (*CheckError) of the other signatures.
 	Failed []error
+	// Legacy and Bundles say what was found and verified in each layout:
+	// the layers under SignatureTag, and the sigstore bundle referrers.
+	Legacy, Bundles LayoutCount
+
+	// declared are the predicate types the layers (their annotation) and
+	// the bundle referrers (theirs) declare, "" for none: Attestations
+	// counts only those that may be of the type asked for.
+	declaredLegacy, declaredBundles []string
 }
+
+// LayoutCount is what one layout held for an image.
+type LayoutCount struct {
+	Read     bool // the layout was read (Target.Layout selected it)
+	Found    int  // signatures (layers, bundles) found, readable or not
+	Verified int  // of which passed every check
+}
+
+// Layout selects the stored forms of an image's signatures that are read.
+type Layout int
+
+const (
+	// LayoutAll reads both layouts: cosign's legacy ".sig" (".att") tag
+	// and the sigstore bundle referrers.
+	LayoutAll Layout = iota
+	// LayoutLegacy reads only the legacy tag.
+	LayoutLegacy
+	// LayoutBundle reads only the sigstore bundle referrers.
+	LayoutBundle
+)
+
+func (l Layout) legacy() bool  { return l != LayoutBundle }
+func (l Layout) bundles() bool { return l != LayoutLegacy }
 
 // Registry reads an image's signatures from where they are stored;
 // oci.Client is the one that talks to OCI registries.
@@ -61,17 +92,19 @@ type Target struct {
 	TagPrefix string
 	// Digest, when set, is the already resolved digest of Image.
 	Digest *v1.Hash
-	// NoReferrers skips looking for sigstore bundle referrers.
-	NoReferrers bool
+	// Layout selects the layouts read (default: both).
+	Layout Layout
 }
 
 // Image verifies the signatures of the image at t with trust and policy
 // (whose Subject is the image's digest): the layers of its cosign ".sig"
 // manifest and the sigstore bundles attached to it as OCI 1.1 referrers
 // (cosign v3 and --new-bundle-format) whose predicate type is cosign's
-// signing one. Unlike cosign v2.6, which ignores every .sig layer as soon
-// as a bundle referrer exists, both are verified: .sig results first, then
-// bundles. It succeeds when at least one signature passes every check;
+// signing one. Unlike cosign, which ignores every .sig layer as soon as a
+// bundle referrer exists, both are verified (unless t.Layout selects
+// one), each signature against the whole policy (-a annotations
+// included): .sig results first, then bundles. The result counts what
+// each layout held. It succeeds when at least one signature passes every check;
 // otherwise the error wraps ErrNoSignatures (nothing attached),
 // oci.ErrImageNotFound (the image tag does not exist) or ErrNoMatching,
 // and lists, per signature, which check failed and why.
@@ -83,7 +116,8 @@ func Image(ctx context.Context, reg Registry, t Target, trust *Trust, policy Pol
 // layers of its ".att" manifest and the sigstore bundle referrers, keeping
 // those whose statement has predicateType (any, when empty). When
 // attestations verify but none has the predicate type, the error says
-// which types were found, as cosign verify-attestation does.
+// which types were found, as cosign verify-attestation does. The layout
+// counts are of the attestations that declare that type (or none).
 func Attestations(ctx context.Context, reg Registry, t Target, predicateType string, trust *Trust, policy Policy) (*ImageResult, error) {
 	res, err := verifyImage(ctx, reg, t, trust, policy, oci.AttestationSuffix, "")
 	if err != nil || predicateType == "" {
@@ -99,11 +133,32 @@ func Attestations(ctx context.Context, reg Registry, t Target, predicateType str
 		}
 	}
 	res.Verified = kept
+	res.Legacy.Found, res.Bundles.Found = mayBe(res.declaredLegacy, predicateType), mayBe(res.declaredBundles, predicateType)
+	res.Legacy.Verified, res.Bundles.Verified = 0, 0
+	for _, v := range kept {
+		if v.Kind == KindBundle {
+			res.Bundles.Verified++
+		} else {
+			res.Legacy.Verified++
+		}
+	}
+	res.Legacy.Found, res.Bundles.Found = max(res.Legacy.Found, res.Legacy.Verified), max(res.Bundles.Found, res.Bundles.Verified)
 	if len(kept) == 0 {
 		return res, fmt.Errorf("%w for %s: none of the attestations matched the predicate type: %s, found: %s",
 			ErrNoMatching, imageName(t.Image, res.Digest), predicateType, strings.Join(found, ","))
 	}
 	return res, nil
+}
+
+// mayBe counts the declared predicate types that are t or unknown.
+func mayBe(declared []string, t string) int {
+	n := 0
+	for _, d := range declared {
+		if d == "" || d == t {
+			n++
+		}
+	}
+	return n
 }
 
 // attached is what is attached to an image: the layers of its signature
@@ -118,7 +173,9 @@ type attached struct {
 
 // readAttached reads the signature manifest and, meanwhile, lists the
 // bundle referrers (one round trip of latency for both), keeping the
-// bundles of bundlePredicate (any, when empty).
+// bundles of bundlePredicate (any, when empty). Both are read where the
+// signatures are stored (the COSIGN_REPOSITORY override, as cosign v3
+// reads referrers), each only when t.Layout selects it.
 func readAttached(ctx context.Context, reg Registry, t Target, dig v1.Hash, suffix, bundlePredicate string) (*attached, error) {
 	repo := t.Image.Context()
 	if t.SignatureRepo != nil {
@@ -126,16 +183,18 @@ func readAttached(ctx context.Context, reg Registry, t Target, dig v1.Hash, suff
 	}
 	a := &attached{tag: oci.AttachmentTag(repo, t.TagPrefix, dig, suffix)}
 	listed := make(chan struct{})
-	if t.NoReferrers {
+	if !t.Layout.bundles() {
 		close(listed)
 	} else {
 		go func() {
 			defer close(listed)
-			a.bundles, a.referrerErr = reg.BundleReferrers(ctx, t.Image.Context(), dig)
+			a.bundles, a.referrerErr = reg.BundleReferrers(ctx, repo, dig)
 		}()
 	}
 	var err error
-	a.manifest, err = reg.SignatureManifest(ctx, a.tag)
+	if t.Layout.legacy() {
+		a.manifest, err = reg.SignatureManifest(ctx, a.tag)
+	}
 	<-listed
 	if err != nil {
 		return a, err
@@ -165,20 +224,24 @@ func verifyImage(ctx context.Context, reg Registry, t Target, trust *Trust, poli
 		}
 	}
 	a, err := readAttached(ctx, reg, t, dig, suffix, bundlePredicate)
-	res := &ImageResult{Reference: t.Image, Digest: dig, SignatureTag: a.tag}
+	res := &ImageResult{Reference: t.Image, Digest: dig, SignatureTag: a.tag,
+		Legacy:  LayoutCount{Read: t.Layout.legacy(), Found: len(a.layers)},
+		Bundles: LayoutCount{Read: t.Layout.bundles(), Found: len(a.bundles)}}
 	if err != nil {
 		return res, err
+	}
+	for _, l := range a.layers {
+		res.declaredLegacy = append(res.declaredLegacy, l.Annotations[oci.AnnotationPredicateType])
+	}
+	for _, b := range a.bundles {
+		res.declaredBundles = append(res.declaredBundles, b.PredicateType)
 	}
 	what := "signature"
 	if suffix == oci.AttestationSuffix {
 		what = "attestation"
 	}
 	if len(a.layers) == 0 && len(a.bundles) == 0 {
-		if a.manifest == nil {
-			return res, fmt.Errorf("%w for %s: the %s tag %s does not exist and no sigstore bundle refers to the image (sign the image first; if signatures are stored in another repository, set COSIGN_REPOSITORY as when signing)",
-				ErrNoSignatures, imageName(t.Image, dig), what, a.tag)
-		}
-		return res, fmt.Errorf("%w for %s: the %s manifest %s has no layers", ErrNoSignatures, imageName(t.Image, dig), what, a.tag)
+		return res, fmt.Errorf("%w for %s: %s", ErrNoSignatures, imageName(t.Image, dig), nothingAttached(t.Layout, a, what))
 	}
 	policy.Subject = dig.String()
 	total := len(a.layers) + len(a.bundles)
@@ -186,15 +249,45 @@ func verifyImage(ctx context.Context, reg Registry, t Target, trust *Trust, poli
 		res.Failed = append(res.Failed, &CheckError{Check: CheckFormat, Reason: "listing sigstore bundle referrers: " + a.referrerErr.Error()})
 	}
 	verifyLayers(ctx, res, a.layers, total, suffix, trust, policy)
+	res.Legacy.Verified = len(res.Verified)
 	verifyBundles(ctx, res, a.bundles, len(a.layers), total, t.Image.Name(), trust, policy, bundlePredicate)
+	res.Bundles.Verified = len(res.Verified) - res.Legacy.Verified
 	if len(res.Verified) == 0 {
 		lines := make([]string, len(res.Failed))
 		for i, err := range res.Failed {
 			lines[i] = err.Error()
 		}
-		return res, fmt.Errorf("%w for %s: %d %s(s) checked:\n  %s", ErrNoMatching, imageName(t.Image, dig), total, what, strings.Join(lines, "\n  "))
+		return res, fmt.Errorf("%w for %s: %d %s(s) checked (%s):\n  %s", ErrNoMatching, imageName(t.Image, dig), total, what,
+			layoutsRead(t.Layout, len(a.layers), len(a.bundles), a.tag), strings.Join(lines, "\n  "))
 	}
 	return res, nil
+}
+
+// layoutsRead says where the signatures checked came from.
+func layoutsRead(l Layout, layers, bundles int, tag name.Tag) string {
+	legacy := fmt.Sprintf("%d in the legacy tag %s", layers, tag.TagStr())
+	referrers := fmt.Sprintf("%d sigstore bundle referrer(s)", bundles)
+	switch l {
+	case LayoutLegacy:
+		return legacy + "; bundle referrers not read"
+	case LayoutBundle:
+		return referrers + "; the legacy tag not read"
+	}
+	return legacy + ", " + referrers
+}
+
+// nothingAttached says what was looked for and not found.
+func nothingAttached(l Layout, a *attached, what string) string {
+	hint := "sign the image first; if signatures are stored in another repository, set COSIGN_REPOSITORY as when signing"
+	switch {
+	case l == LayoutBundle:
+		return fmt.Sprintf("no sigstore bundle refers to the image (only bundle referrers were read; the legacy %s tag was not: %s)", what, hint)
+	case a.manifest != nil:
+		return fmt.Sprintf("the %s manifest %s has no layers", what, a.tag)
+	case l == LayoutLegacy:
+		return fmt.Sprintf("the %s tag %s does not exist (only the legacy layout was read; sigstore bundle referrers were not: %s)", what, a.tag, hint)
+	}
+	return fmt.Sprintf("the %s tag %s does not exist and no sigstore bundle refers to the image (%s)", what, a.tag, hint)
 }
 
 // placed numbers a failure among the image's signatures.

@@ -242,3 +242,56 @@ func putManifest(t *testing.T, tag name.Tag, raw string) {
 		t.Fatalf("PUT manifest: %s", resp.Status)
 	}
 }
+
+// TestMixedLayoutCounts: an image signed in both layouts is verified in
+// both (or the one asked for), each signature against the whole policy:
+// -a passes on the signature that carries the annotation only, and the
+// counts say what each layout held.
+func TestMixedLayoutCounts(t *testing.T) {
+	f := newFixture(t)
+	img := f.image("group/mixed")
+	h, _ := v1.NewHash(img.DigestStr())
+	signer := func() (sign.Signer, error) { return sign.KeySigner{Key: f.key}, nil }
+	for _, bundle := range []bool{false, true} {
+		tag := map[bool]string{false: "legacy", true: "bundle"}[bundle]
+		if _, err := sign.Image(context.Background(), signer, sign.ImageRequest{Repo: img.Context(), Digest: h, DockerReference: img.Context().Name(),
+			Annotations: map[string]string{"tag": tag}, Bundle: bundle}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	trust, policy := f.keyTrust()
+	one := verify.LayoutCount{Read: true, Found: 1, Verified: 1}
+	none := verify.LayoutCount{Read: true, Found: 1}
+	for _, tc := range []struct {
+		layout          verify.Layout
+		tag             string
+		legacy, bundles verify.LayoutCount
+		fail            bool
+	}{
+		{verify.LayoutAll, "", one, one, false},
+		{verify.LayoutAll, "legacy", one, none, false},
+		{verify.LayoutAll, "bundle", none, one, false},
+		{verify.LayoutAll, "other", none, none, true},
+		{verify.LayoutBundle, "legacy", verify.LayoutCount{}, none, true},
+		{verify.LayoutLegacy, "bundle", none, verify.LayoutCount{}, true},
+		{verify.LayoutLegacy, "legacy", one, verify.LayoutCount{}, false},
+	} {
+		p := policy
+		if tc.tag != "" {
+			p.Annotations = map[string]string{"tag": tc.tag}
+		}
+		res, err := verify.Image(context.Background(), f.cli, verify.Target{Image: img, Layout: tc.layout}, trust, p)
+		if (err != nil) != tc.fail || res.Legacy != tc.legacy || res.Bundles != tc.bundles {
+			t.Errorf("layout %d -a tag=%s: legacy %+v bundles %+v, err %v", tc.layout, tc.tag, res.Legacy, res.Bundles, err)
+			continue
+		}
+		if tc.fail && (!errors.Is(err, verify.ErrNoMatching) || !strings.Contains(err.Error(), "checked (")) {
+			t.Errorf("layout %d -a tag=%s: %v", tc.layout, tc.tag, err)
+		}
+		for _, v := range res.Verified {
+			if tc.tag != "" && v.Annotations["tag"] != tc.tag {
+				t.Errorf("layout %d -a tag=%s verified a signature of tag=%s", tc.layout, tc.tag, v.Annotations["tag"])
+			}
+		}
+	}
+}

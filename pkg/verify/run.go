@@ -167,6 +167,9 @@ func keyWords(n int) string {
 // claims reads the signed payload and checks that it is about the image.
 func (r *run) claims() error {
 	c := r.c
+	if c.Blob {
+		return nil // the signature itself binds the blob; it claims nothing more
+	}
 	if err := c.parse(); err != nil {
 		return r.failErr(CheckPayload, Invalid, err)
 	}
@@ -367,6 +370,9 @@ func (r *run) output() {
 	case KindAttestation:
 		v.EnvelopeJSON = r.c.Stored
 	case KindBundle:
+		if r.c.Blob {
+			return
+		}
 		var predicateType string
 		if v.Statement != nil {
 			predicateType = v.Statement.PredicateType

@@ -1,6 +1,7 @@
 package verify
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/base64"
@@ -19,6 +20,7 @@ const (
 	KindSimpleSigning = "cosign"          // a .sig layer
 	KindBundle        = "sigstore-bundle" // a sigstore bundle referrer
 	KindAttestation   = "attestation"     // a .att layer (DSSE envelope)
+	KindBlob          = "blob"            // a signature over a blob (sign-blob without a sigstore bundle)
 )
 
 // Signed is one signature in the form it was stored, adapted to what
@@ -26,7 +28,7 @@ const (
 // adapt cosign's .sig layers, .att layers and sigstore bundles; they parse
 // what they are given on first use, once.
 type Signed interface {
-	// Kind is KindSimpleSigning, KindAttestation or KindBundle.
+	// Kind is KindSimpleSigning, KindAttestation, KindBundle or KindBlob.
 	Kind() string
 	// Name identifies the signature in errors: its layer digest, or
 	// "bundle <manifest digest>".
@@ -57,6 +59,10 @@ type Content struct {
 	// of an envelope whose payload is Payload, of PayloadType.
 	DSSE        bool
 	PayloadType string
+	// Blob: the signatures are over Payload itself, an artifact that
+	// claims nothing (sign-blob's message signature): it is about whatever
+	// has its digest.
+	Blob bool
 	// Signed are the exact bytes the signatures are over: the payload
 	// itself, or the DSSE pre-authentication encoding.
 	Signed []byte
@@ -103,7 +109,7 @@ func (c *Content) parse() error {
 // subject: a simple-signing payload's optional map, or the annotations of
 // the statement's subject that is the image.
 func (c *Content) signedAnnotations(subject string) map[string]any {
-	if c.parse() != nil {
+	if c.Blob || c.parse() != nil {
 		return nil
 	}
 	if c.statement == nil {
@@ -123,6 +129,8 @@ type Description struct {
 	Certificate *x509.Certificate
 	// PayloadType is the DSSE payload type (empty for simple signing).
 	PayloadType string
+	// PredicateType is the in-toto statement's predicate type (DSSE).
+	PredicateType string
 	// LogIndex is the index of the first log entry stored with it.
 	LogIndex *int64
 	// KeyHint is the public key hint of a key-based bundle.
@@ -137,6 +145,9 @@ func Describe(s Signed, subject string) Description {
 		d.PayloadType = c.PayloadType
 		if ann := c.signedAnnotations(subject); ann != nil {
 			d.Annotations = payload.Annotations(ann)
+		}
+		if c.statement != nil {
+			d.PredicateType = c.statement.PredicateType
 		}
 	}
 	d.Certificate, _, _ = s.Certificate()
@@ -257,13 +268,29 @@ func (a *layer) fail(check, format string, args ...any) error {
 // simple-signing payload signed as is, the signature in its annotation.
 func LayerSignature(l Layer) Signed { return &sigLayer{layer: layer{l: l}} }
 
+// BlobSignature adapts a signature over blob as cosign sign-blob makes it
+// without a sigstore bundle (or with --signature and --certificate): the
+// signature, certificate, chain and cosign bundle in the annotations a
+// ".sig" layer would carry them in (what cosign's bundle file holds).
+// It is named by the blob's digest.
+func BlobSignature(blob []byte, annotations map[string]string) Signed {
+	sum := sha256.Sum256(blob)
+	return &sigLayer{layer: layer{l: Layer{Digest: "sha256:" + hex.EncodeToString(sum[:]), Payload: blob, Annotations: annotations}}, blob: true}
+}
+
 type sigLayer struct {
 	layer
+	blob    bool // a BlobSignature
 	content *Content
 	err     error
 }
 
-func (a *sigLayer) Kind() string { return KindSimpleSigning }
+func (a *sigLayer) Kind() string {
+	if a.blob {
+		return KindBlob
+	}
+	return KindSimpleSigning
+}
 
 func (a *sigLayer) Content() (*Content, error) {
 	if a.content != nil || a.err != nil {
@@ -289,7 +316,7 @@ func (a *sigLayer) read() (*Content, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Content{Payload: a.l.Payload, Signed: a.l.Payload, Signatures: [][]byte{sig}, Stored: a.l.Payload, payloadSHA256: sum}, nil
+	return &Content{Payload: a.l.Payload, Signed: a.l.Payload, Signatures: [][]byte{sig}, Stored: a.l.Payload, Blob: a.blob, payloadSHA256: sum}, nil
 }
 
 // LayerAttestation adapts one layer of a cosign ".att" manifest: a DSSE
@@ -341,9 +368,18 @@ func envelopeContent(env payload.Envelope, stored []byte, fail func(check, forma
 // --new-bundle-format) named name in errors ("bundle <manifest digest>").
 func BundleSignature(raw []byte, name string) Signed { return &bundleSig{raw: raw, name: name} }
 
+// BlobBundle adapts a sigstore bundle of blob (sign-blob --bundle): a
+// message signature over blob, whose digest the bundle must name, or a
+// DSSE envelope over a statement whose subject is blob's digest.
+func BlobBundle(raw []byte, name string, blob []byte) Signed {
+	return &bundleSig{raw: raw, name: name, blob: blob, isBlob: true}
+}
+
 type bundleSig struct {
-	raw  []byte
-	name string
+	raw    []byte
+	name   string
+	blob   []byte // the artifact of a BlobBundle
+	isBlob bool
 
 	parsed    bool
 	b         *bundle.Bundle // nil when the bundle does not parse (err)
@@ -370,6 +406,8 @@ func (a *bundleSig) bundle() (*bundle.Bundle, error) {
 	}
 	env := a.b.DSSEEnvelope
 	switch {
+	case env == nil && a.isBlob:
+		a.content, a.cErr = a.messageContent(a.b.MessageSignature)
 	case env == nil:
 		a.cErr = &CheckError{Check: CheckFormat, Class: Unverifiable, Signature: a.name,
 			Reason: "the bundle holds a message signature, not a DSSE envelope over an in-toto statement; image bundles from cosign carry DSSE"}
@@ -383,6 +421,22 @@ func (a *bundleSig) bundle() (*bundle.Bundle, error) {
 		a.content = c
 	}
 	return a.b, nil
+}
+
+// messageContent is what a message signature covers: the blob, whose
+// digest the bundle must name.
+func (a *bundleSig) messageContent(m *bundle.MessageSignature) (*Content, error) {
+	sum := sha256.Sum256(a.blob)
+	if len(m.Signature) == 0 {
+		return nil, a.fail(CheckFormat, "the message signature is empty")
+	}
+	if d := m.MessageDigest; d != nil && d.Algorithm != bundle.SHA256 {
+		return nil, &CheckError{Check: CheckFormat, Class: Unverifiable, Signature: a.name,
+			Reason: fmt.Sprintf("the message digest is %s; only %s (SHA-256) is verified", d.Algorithm, bundle.SHA256)}
+	} else if d != nil && !bytes.Equal(d.Digest, sum[:]) {
+		return nil, a.fail(CheckIntegrity, "the bundle signs the digest sha256:%x, not the blob's (sha256:%x): it is the bundle of another file", []byte(d.Digest), sum[:])
+	}
+	return &Content{Payload: a.blob, Signed: a.blob, Signatures: [][]byte{m.Signature}, Stored: a.raw, Blob: true, payloadSHA256: &sum}, nil
 }
 
 func (a *bundleSig) Content() (*Content, error) {

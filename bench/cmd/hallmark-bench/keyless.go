@@ -104,7 +104,7 @@ func (k *keylessBench) run(ctx context.Context, bin string, args ...string) (tim
 }
 
 func (k *keylessBench) signArgs(run int, img string) []string {
-	return []string{"sign", "-y", "--identity-token", k.token, "--fulcio-url", k.url, "--rekor-url", k.url,
+	return []string{"sign", "-y", "--new-bundle-format=false", "--identity-token", k.token, "--fulcio-url", k.url, "--rekor-url", k.url,
 		"--trusted-root", k.trust, "-a", fmt.Sprintf("run=%d", run), img}
 }
 

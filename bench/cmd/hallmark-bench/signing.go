@@ -186,7 +186,7 @@ func (s *signBench) cliRows(ctx context.Context, t Target, reps int) ([]Row, err
 		for j := range names {
 			tool := names[(i+j)%len(names)] // rotate who runs first
 			img := imgs[3*i+j]
-			d, err := s.run(ctx, tools[tool], "sign", "--key", keys[tool], "--tlog-upload=false", "-a", "run="+fmt.Sprint(i), img)
+			d, err := s.run(ctx, tools[tool], "sign", "--new-bundle-format=false", "--key", keys[tool], "--tlog-upload=false", "-a", "run="+fmt.Sprint(i), img)
 			if err != nil {
 				return nil, err
 			}
@@ -195,7 +195,7 @@ func (s *signBench) cliRows(ctx context.Context, t Target, reps int) ([]Row, err
 	}
 	// Verify one image signed once by hallmark (both tools read the same bytes).
 	target := imgs[3*reps]
-	if _, err := s.run(ctx, s.e.HallmarkBin, "sign", "--key", "cosign.key", "--tlog-upload=false", "-a", "env=bench", target); err != nil {
+	if _, err := s.run(ctx, s.e.HallmarkBin, "sign", "--new-bundle-format=false", "--key", "cosign.key", "--tlog-upload=false", "-a", "env=bench", target); err != nil {
 		return nil, err
 	}
 	verifyT := map[string][]float64{}
