@@ -33,6 +33,11 @@ type Dialect struct {
 	// ForShare is appended to the checks that a manifest's references
 	// exist, so a concurrent unlink waits for the manifest's commit.
 	ForShare string
+	// SkipLocked is appended to the SELECT that picks index jobs to claim
+	// (" FOR UPDATE SKIP LOCKED" on PostgreSQL, so concurrent workers of
+	// several replicas claim different jobs without waiting; empty on
+	// SQLite, whose single writer claims one batch at a time).
+	SkipLocked string
 	// LockMigrations, when set, is run first in each migration transaction
 	// (PostgreSQL: a transaction-scoped advisory lock; SQLite's BEGIN
 	// IMMEDIATE already is one).
