@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"strings"
 	"time"
 
@@ -167,18 +168,19 @@ func keyWords(n int) string {
 // claims reads the signed payload and checks that it is about the image.
 func (r *run) claims() error {
 	c := r.c
-	if err := c.parse(); err != nil {
+	d, err := c.parse()
+	if err != nil {
 		return r.failErr(CheckPayload, Invalid, err)
 	}
 	r.annotations = c.signedAnnotations(r.policy.Subject)
-	if c.statement == nil {
-		r.payload = c.simple
-		if got := c.simple.Critical.Image.DockerManifestDigest; !r.policy.WithoutClaimsUnsafe && got != r.policy.Subject {
+	if d.statement == nil {
+		r.payload = d.simple
+		if got := d.simple.Critical.Image.DockerManifestDigest; !r.policy.WithoutClaimsUnsafe && got != r.policy.Subject {
 			return r.fail(CheckDigestClaim, Invalid, "payload is for %q, not the image %s", got, r.policy.Subject)
 		}
 		return nil
 	}
-	st := c.statement
+	st := d.statement
 	r.v.Statement = st
 	if !r.policy.WithoutClaimsUnsafe && !st.HasSubjectDigest(r.policy.Subject) {
 		what := "statement"
@@ -393,6 +395,8 @@ func (r *run) enrich() {
 	if v.Certificate == nil && v.Bundle == nil {
 		return
 	}
+	// The parsed payload's map may be shared (Payloads): add to a copy.
+	v.Claims.Optional = maps.Clone(v.Claims.Optional)
 	if v.Claims.Optional == nil {
 		v.Claims.Optional = map[string]any{}
 	}
