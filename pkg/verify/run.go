@@ -107,7 +107,7 @@ func (r *run) signer() error {
 			}
 		}
 		r.v.Certificate, r.chain, r.pub, r.keyDER = cert, verified, cert.PublicKey, cert.Raw
-		r.v.CA = verified.CA()
+		r.v.CA, r.v.Chain = verified.CA(), verified
 	case len(t.Keys) > 0:
 		// signature() tries every key.
 	case len(t.CAs) > 0:
