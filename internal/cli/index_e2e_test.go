@@ -38,8 +38,11 @@ type apiSignature struct {
 	Annotations  map[string]string `json:"annotations"`
 }
 
+// apiGet reads the provenance API once the server's index is idle (the
+// index works in the background after a push).
 func apiGet(t *testing.T, base, path string, out any) {
 	t.Helper()
+	testenv.WaitIndexed(t, base)
 	resp, err := http.Get(base + path)
 	if err != nil {
 		t.Fatal(err)
