@@ -194,7 +194,7 @@ func (ix *Indexer) indexManifest(ctx context.Context, m *meta.Manifest, subject 
 	layers := pm.Layers[:min(len(pm.Layers), MaxLayers)]
 	keys := make([]string, len(layers))
 	for i, l := range layers {
-		keys[i] = layerKey(l, base.Kind == verify.KindBundle)
+		keys[i] = layerKey(subject, l, base.Kind == verify.KindBundle)
 	}
 	decided, err := ix.store.SignatureGenerations(ctx, m.Repository, keys)
 	if err != nil {
@@ -229,18 +229,20 @@ func (ix *Indexer) indexManifest(ctx context.Context, m *meta.Manifest, subject 
 	return out
 }
 
-// layerKey is the dedupe key of one signature layer.
-func layerKey(l oci.Descriptor, bundleKind bool) string {
+// layerKey is the dedupe key of one signature layer of an image: the same
+// signature under another image's signature tag is another record (for
+// that image it is invalid).
+func layerKey(subject digest.Digest, l oci.Descriptor, bundleKind bool) string {
 	if bundleKind || oci.IsBundleType(l.MediaType) {
-		return dedupeKey(l.Digest.String())
+		return dedupeKey(subject.String(), l.Digest.String())
 	}
 	sigB64, certPEM := l.Annotations[oci.AnnotationSignature], l.Annotations[oci.AnnotationCertificate]
 	if b := l.Annotations[oci.AnnotationBundle]; b != "" {
 		// A re-pushed layer with another log bundle (e.g. a forged SET) is
 		// another record, judged on its own.
-		return dedupeKey(l.Digest.String(), sigB64, certPEM, b)
+		return dedupeKey(subject.String(), l.Digest.String(), sigB64, certPEM, b)
 	}
-	return dedupeKey(l.Digest.String(), sigB64, certPEM)
+	return dedupeKey(subject.String(), l.Digest.String(), sigB64, certPEM)
 }
 
 func dedupeKey(parts ...string) string {
@@ -317,10 +319,10 @@ func (ix *Indexer) record(ctx context.Context, s *meta.Signature, l oci.Descript
 	var signed verify.Signed
 	if s.Kind == verify.KindBundle || oci.IsBundleType(l.MediaType) {
 		s.Kind = verify.KindBundle
-		s.Key = layerKey(l, true)
+		s.Key = layerKey(s.Subject, l, true)
 		signed = verify.BundleSignature(data, l.Digest.String())
 	} else {
-		s.Key = layerKey(l, false)
+		s.Key = layerKey(s.Subject, l, false)
 		s.PayloadType = l.MediaType
 		signed = verify.LayerSignature(verify.Layer{Digest: l.Digest.String(), MediaType: l.MediaType, Payload: data, Annotations: l.Annotations, Payloads: ps})
 	}
@@ -342,7 +344,7 @@ func (ix *Indexer) record(ctx context.Context, s *meta.Signature, l oci.Descript
 	if v != nil && v.Key != "" {
 		s.Signer = v.Key
 	}
-	s.Status, s.StatusDetail = pol.status(v, err)
+	s.Status, s.StatusDetail = pol.status(v, err, d.Certificate != nil)
 	if len(dropped) > 0 {
 		s.StatusDetail += "; not stored (over the index's limits): " + strings.Join(dropped, ", ")
 	}
@@ -392,18 +394,19 @@ func truncate(s string, n int) string {
 }
 
 // status turns the outcome of Verify into the index's status, naming the
-// rule that failed.
-func (c *compiled) status(v *verify.Verified, err error) (string, string) {
+// rule that failed; keyless says whether the signature carries a
+// certificate.
+func (c *compiled) status(v *verify.Verified, err error, keyless bool) (string, string) {
 	if err == nil {
-		allowed := "; allowed by " + c.where
+		allowed := "allowed by " + c.where
 		if v.Key != "" {
-			return meta.StatusVerified, "verified with trusted key " + v.Key + allowed
+			return meta.StatusVerified, "verified with trusted key " + v.Key + "; " + allowed
 		}
 		detail := "certificate issued by " + c.caName(v)
 		if e := v.LogEntry; e != nil {
 			detail += fmt.Sprintf("; transparency log entry %d verified (SET)", e.LogIndex)
 		}
-		return meta.StatusVerified, detail + "; signer" + allowed
+		return meta.StatusVerified, detail + "; signer " + allowed
 	}
 	var ce *verify.CheckError
 	if !errors.As(err, &ce) {
@@ -424,7 +427,7 @@ func (c *compiled) status(v *verify.Verified, err error) (string, string) {
 	}
 	detail := ce.Check + ": " + ce.Reason
 	switch {
-	case ce.Check == verify.CheckSignature:
+	case ce.Check == verify.CheckSignature, ce.Check == verify.CheckCertificate && !keyless:
 		detail = "signed with a key the server does not trust (" + c.where + ")"
 	case ce.Check == verify.CheckCertificate:
 		detail = "certificate is not issued by " + c.rootsWords() + ": " + ce.Reason

@@ -8,13 +8,13 @@ import (
 	"github.com/opencontainers/go-digest"
 )
 
-// IndexJob is a signature manifest waiting to be indexed or re-evaluated.
-// PutManifest enqueues one, in the manifest's own transaction, for every
-// manifest Manifest.SignatureSubject calls a signature manifest, so an
-// acknowledged push is never lost to the index; a policy change or a
-// rebuild enqueues the signature manifests of the repositories concerned.
-// There is at most one job per (repository, manifest): asking again merges
-// into it.
+// IndexJob is a signature manifest of one image waiting to be indexed or
+// re-evaluated. PutManifest enqueues one, in the manifest's own
+// transaction, for every image Manifest.SignatureSubjects says the
+// manifest signs, so an acknowledged push is never lost to the index; a
+// policy change or a rebuild enqueues the signature manifests of the
+// repositories concerned. There is at most one job per (repository,
+// manifest, subject): asking again merges into it.
 type IndexJob struct {
 	ID         int64
 	Repository string

@@ -108,3 +108,26 @@ func loadTrustedRoot(spec string) (string, *root.Material, error) {
 	}
 	return name, m, nil
 }
+
+// OpenIndexAdmin opens the metadata database db names for the trust
+// policy and index commands (hallmark project set-policy, policy, index
+// rebuild): an indexer that manages policies and queues work, and runs no
+// workers (running servers index what it queues). The built-in issuer
+// (the server's URL, the default identities' issuer) is read from the
+// trusted root in the data dir when there is one. close must be called.
+func OpenIndexAdmin(ctx context.Context, db Database) (ix *index.Indexer, close func() error, err error) {
+	if err := db.checkDataDir(); err != nil {
+		return nil, nil, err
+	}
+	store, err := db.open(ctx, 2)
+	if err != nil {
+		return nil, nil, err
+	}
+	cfg := index.Config{Workers: -1}
+	if raw, err := os.ReadFile(filepath.Join(db.DataDir, TrustDir, root.TrustedRootFile)); err == nil {
+		if tr, err := root.Parse(raw); err == nil && len(tr.CertificateAuthorities) > 0 {
+			cfg.Issuer = tr.CertificateAuthorities[len(tr.CertificateAuthorities)-1].URI
+		}
+	}
+	return index.New(store, nil, nil, cfg), store.Close, nil
+}

@@ -342,6 +342,7 @@ func TestTUFClientsFollowCARotation(t *testing.T) {
 				Status, StatusDetail string
 			} `json:"signatures"`
 		}
+		testenv.WaitIndexed(t, srv2.URL)
 		getJSON(t, srv2.URL+"/api/v1/images/ca/"+peer+"/signatures?digest="+dgst.String(), &sigs)
 		if len(sigs.Signatures) != 1 || sigs.Signatures[0].Status != "verified" {
 			t.Errorf("index of the new CA's signature: %+v", sigs.Signatures)
@@ -362,6 +363,7 @@ func TestTUFClientsFollowCARotation(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
+			testenv.WaitIndexed(t, srv2.URL)
 			getJSON(t, srv2.URL+"/api/v1/images/ca/copied/signatures?digest="+d.String(), &sigs)
 			if len(sigs.Signatures) != 1 || sigs.Signatures[0].Status != "verified" {
 				t.Errorf("index of the old CA's signature pushed after the rotation: %+v", sigs.Signatures)

@@ -48,6 +48,15 @@ func testIndexQueue(t *testing.T, b Backend) {
 	if err := s.PutManifest(ctx, sm, tags); err != nil {
 		t.Fatal(err)
 	}
+	// The same manifest as the signature manifest of a second image.
+	img2 := digest.FromString("image 2")
+	if err := s.PutManifest(ctx, sm, []string{"sha256-" + img2.Encoded() + ".sig"}); err != nil {
+		t.Fatal(err)
+	}
+	if n := pending(t, s, "app", img2); n != 1 {
+		t.Fatalf("pending for the second image = %d, want 1", n)
+	}
+	drainImage(t, s, "app", img2)
 	// A referrer of a cosign signature type is a signature manifest too.
 	ref := manifest(t, s, "app", "referrer", true, img)
 	ref.ArtifactType = "application/vnd.dev.cosign.artifact.sig.v1+json"
@@ -205,6 +214,10 @@ func testTrustPolicies(t *testing.T, b Backend) {
 		sigs = append(sigs, meta.Signature{Repository: repo, Subject: img, Manifest: digest.FromString(repo), Layer: digest.FromString("l"),
 			Key: fmt.Sprint("k", i), Kind: "cosign", Status: meta.StatusVerified})
 	}
+	// One signature manifest may sign two images (its digest under both
+	// images' .sig tags): one job per image.
+	sigs = append(sigs, meta.Signature{Repository: "other", Subject: digest.FromString("image 2"), Manifest: digest.FromString("other"),
+		Layer: digest.FromString("l"), Key: "k-other-2", Kind: "cosign", Status: meta.StatusVerified})
 	if _, err := s.RecordSignatures(ctx, sigs); err != nil {
 		t.Fatal(err)
 	}
@@ -264,11 +277,11 @@ func testTrustPolicies(t *testing.T, b Backend) {
 	}
 	drain(t, s)
 	// A rebuild of everything, then of one project.
-	if g, n, err := s.Reindex(ctx, ""); err != nil || n != 4 || g <= g2 {
+	if g, n, err := s.Reindex(ctx, ""); err != nil || n != 5 || g <= g2 {
 		t.Fatalf("Reindex(all) = %d, %d, %v", g, n, err)
 	}
 	drain(t, s)
-	if _, n, err := s.Reindex(ctx, "other"); err != nil || n != 1 {
+	if _, n, err := s.Reindex(ctx, "other"); err != nil || n != 2 {
 		t.Fatalf("Reindex(other) = %d, %v", n, err)
 	}
 	drain(t, s)
@@ -280,14 +293,20 @@ func testTrustPolicies(t *testing.T, b Backend) {
 	}
 }
 
-// drain completes every pending job.
-func drain(t *testing.T, s *sqlstore.Store) {
+// drainImage completes the pending jobs of one image.
+func drainImage(t *testing.T, s *sqlstore.Store, repo string, subject digest.Digest) {
 	t.Helper()
-	jobs, err := s.ClaimIndexJobs(ctx, "drain", 1000, time.Hour, "", "")
+	jobs, err := s.ClaimIndexJobs(ctx, "drain", 1000, time.Hour, repo, subject)
 	if err == nil {
 		_, err = s.FinishIndexJobs(ctx, "drain", jobs, nil)
 	}
 	if err != nil {
 		t.Fatal(err)
 	}
+}
+
+// drain completes every pending job.
+func drain(t *testing.T, s *sqlstore.Store) {
+	t.Helper()
+	drainImage(t, s, "", "")
 }

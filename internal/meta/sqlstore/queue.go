@@ -20,15 +20,15 @@ import (
 // asked for again (its seq changes, so a worker holding it runs it once
 // more).
 func enqueueSignatureManifest(ctx context.Context, tx conn, m *meta.Manifest, tags []string, now int64) error {
-	subject, ok := m.SignatureSubject(tags)
-	if !ok {
-		return nil
+	for _, subject := range m.SignatureSubjects(tags) {
+		if _, err := tx.exec(ctx, `INSERT INTO index_jobs(repository, manifest_digest, subject_digest, generation, created_at)
+			VALUES (?, ?, ?, 0, ?)
+			ON CONFLICT(repository, manifest_digest, subject_digest) DO UPDATE SET seq = index_jobs.seq + 1`,
+			m.Repository, m.Digest.String(), subject.String(), now); err != nil {
+			return err
+		}
 	}
-	_, err := tx.exec(ctx, `INSERT INTO index_jobs(repository, manifest_digest, subject_digest, generation, created_at)
-		VALUES (?, ?, ?, 0, ?)
-		ON CONFLICT(repository, manifest_digest) DO UPDATE SET seq = index_jobs.seq + 1`,
-		m.Repository, m.Digest.String(), subject.String(), now)
-	return err
+	return nil
 }
 
 const jobColumns = `id, repository, manifest_digest, subject_digest, generation, seq`
@@ -172,7 +172,8 @@ func (s *Store) Reindex(ctx context.Context, project string) (gen int64, jobs in
 }
 
 // reindex starts a new index generation and enqueues, with it, every
-// signature manifest indexed in the repositories under project ("" : all).
+// signature manifest (and subject: one manifest may sign several images)
+// indexed in the repositories under project ("" : all).
 // The manifests of sub-projects come along; their jobs decide the same
 // statuses again.
 func reindex(ctx context.Context, tx conn, project string) (int64, int, error) {
@@ -184,7 +185,7 @@ func reindex(ctx context.Context, tx conn, project string) (int64, int, error) {
 	res, err := tx.exec(ctx, `INSERT INTO index_jobs(repository, manifest_digest, subject_digest, generation, created_at)
 		SELECT DISTINCT r.name, s.manifest_digest, s.subject_digest, CAST(? AS BIGINT), CAST(? AS BIGINT) FROM signatures s JOIN repositories r ON r.id = s.repository_id
 		WHERE ? = '' OR r.name = ? OR substr(r.name, 1, ?) = ?
-		ON CONFLICT(repository, manifest_digest) DO UPDATE SET generation = excluded.generation, seq = index_jobs.seq + 1`,
+		ON CONFLICT(repository, manifest_digest, subject_digest) DO UPDATE SET generation = excluded.generation, seq = index_jobs.seq + 1`,
 		gen, time.Now().UnixNano(), project, project, len([]rune(prefix)), prefix)
 	if err != nil {
 		return 0, 0, err

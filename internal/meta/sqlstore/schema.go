@@ -185,7 +185,7 @@ var migrations = []Migration{
 
 	// signature index: trust policies per project (a versioned JSON
 	// document internal/index applies), the durable queue of indexing work
-	// (one row per signature manifest to index or re-evaluate; PutManifest
+	// (one row per signature manifest and subject to index or re-evaluate; PutManifest
 	// adds one in the manifest's transaction), and the index generation:
 	// a policy change or rebuild starts a new one, and a signature records
 	// the generation its status was decided in.
@@ -206,7 +206,7 @@ var migrations = []Migration{
 			claimed_by TEXT NOT NULL DEFAULT '',
 			claimed_at BIGINT NOT NULL DEFAULT 0,
 			created_at BIGINT NOT NULL,
-			UNIQUE (repository, manifest_digest)
+			UNIQUE (repository, manifest_digest, subject_digest)
 		);
 		CREATE INDEX index_jobs_claim ON index_jobs(claimed_at, id);
 		CREATE INDEX index_jobs_subject ON index_jobs(repository, subject_digest);
