@@ -169,13 +169,21 @@ func (ix *Indexer) policy(ctx context.Context, repo string) (*compiled, error) {
 	return c, nil
 }
 
+// batch is what the jobs of one claimed batch share: the generation their
+// statuses are decided in, and the signatures already decided in it (the
+// records are written at the end of the batch).
+type batch struct {
+	gen     int64
+	decided map[string]bool // repository + "\x00" + key
+}
+
 // indexManifest returns the signature records of signature manifest m of
-// subject, with their status under policy pol, decided in generation gen.
-// Layers already decided in the job's generation jobGen are skipped (a
-// push's jobGen is 0: only layers not indexed yet). Every problem becomes
-// an invalid record, never an error.
-func (ix *Indexer) indexManifest(ctx context.Context, m *meta.Manifest, subject digest.Digest, pol *compiled, jobGen, gen int64) []meta.Signature {
-	base := meta.Signature{Repository: m.Repository, Subject: subject, Manifest: m.Digest, Kind: verify.KindSimpleSigning, Generation: gen}
+// subject, with their status under policy pol, decided in b's generation.
+// Layers already decided in the job's generation jobGen, or in b, are
+// skipped (a push's jobGen is 0: only layers not indexed yet). Every
+// problem becomes an invalid record, never an error.
+func (ix *Indexer) indexManifest(ctx context.Context, m *meta.Manifest, subject digest.Digest, pol *compiled, jobGen int64, b *batch) []meta.Signature {
+	base := meta.Signature{Repository: m.Repository, Subject: subject, Manifest: m.Digest, Kind: verify.KindSimpleSigning, Generation: b.gen}
 	if oci.IsBundleType(m.ArtifactType) {
 		base.Kind = verify.KindBundle
 	}
@@ -203,12 +211,12 @@ func (ix *Indexer) indexManifest(ctx context.Context, m *meta.Manifest, subject 
 	}
 	var out []meta.Signature
 	rd := &manifestReader{ix: ix, repo: m.Repository, budget: MaxReadPerManifest, blobs: map[digest.Digest]blobResult{}, payloads: verify.NewPayloads()}
-	seen := map[string]bool{}
 	for i, l := range layers {
-		if seen[keys[i]] {
-			continue // the same signature twice in one manifest
+		inBatch := m.Repository + "\x00" + keys[i]
+		if b.decided[inBatch] {
+			continue // the same signature twice in one manifest, or in the batch
 		}
-		seen[keys[i]] = true
+		b.decided[inBatch] = true
 		if g, ok := decided[keys[i]]; ok && g >= jobGen {
 			continue
 		}

@@ -54,15 +54,23 @@ func newEnv(t testing.TB, trusted bool, roots ...*root.Material) *env {
 	if len(roots) > 0 {
 		cfg.Roots = map[string]*root.Material{index.RootHallmark: roots[0]}
 	}
+	e := &env{t: t, blobs: blobs, store: store, key: key}
 	if trusted {
-		pemBytes, _ := sign.PublicKeyPEM(&key.PublicKey)
-		k, err := verify.ParseKey(pemBytes)
-		if err != nil {
-			t.Fatal(err)
-		}
-		cfg.Keys = append(cfg.Keys, k)
+		cfg.Keys = e.trustedKeys(t)
 	}
-	return &env{t: t, blobs: blobs, store: store, ix: index.New(store, blobs, nil, cfg), key: key}
+	e.ix = index.New(store, blobs, nil, cfg)
+	return e
+}
+
+// trustedKeys is the env's key as the server's --trusted-key.
+func (e *env) trustedKeys(t testing.TB) []verify.Key {
+	t.Helper()
+	pemBytes, _ := sign.PublicKeyPEM(&e.key.PublicKey)
+	k, err := verify.ParseKey(pemBytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return []verify.Key{k}
 }
 
 // putBlob stores b and links it to group/app, as an upload there does.
@@ -109,6 +117,13 @@ func (e *env) signedLayer(subject digest.Digest, ann map[string]string) layer {
 // feeds it to the indexer as the registry would.
 func (e *env) push(subject digest.Digest, layers ...layer) *meta.Manifest {
 	e.t.Helper()
+	return e.pushRaw(subject, e.manifestOf(layers...))
+}
+
+// manifestOf stores the layers' blobs and returns a cosign-style
+// signature manifest of them.
+func (e *env) manifestOf(layers ...layer) []byte {
+	e.t.Helper()
 	cfg := e.putBlob([]byte(`{}`))
 	m := oci.Manifest{SchemaVersion: 2, MediaType: oci.MediaTypeOCIManifest,
 		Config: &oci.Descriptor{MediaType: oci.MediaTypeOCIConfig, Digest: cfg, Size: 2}}
@@ -117,7 +132,7 @@ func (e *env) push(subject digest.Digest, layers ...layer) *meta.Manifest {
 		m.Layers = append(m.Layers, oci.Descriptor{MediaType: sign.SimpleSigningMediaType, Digest: d, Size: int64(len(l.payload)), Annotations: l.ann})
 	}
 	raw, _ := json.Marshal(m)
-	return e.pushRaw(subject, raw)
+	return raw
 }
 
 func (e *env) pushRaw(subject digest.Digest, raw []byte) *meta.Manifest {

@@ -128,10 +128,11 @@ func (ix *Indexer) runBatch(ctx context.Context, owner, repo string, subject dig
 	if err != nil {
 		return len(jobs), err
 	}
+	b := &batch{gen: gen, decided: map[string]bool{}}
 	var sigs []meta.Signature
 	done := jobs[:0:0]
 	for _, j := range jobs {
-		s, err := ix.indexJob(ctx, j, gen)
+		s, err := ix.indexJob(ctx, j, b)
 		if err != nil {
 			if ctx.Err() != nil {
 				return len(jobs), ctx.Err()
@@ -154,8 +155,8 @@ func (ix *Indexer) runBatch(ctx context.Context, owner, repo string, subject dig
 	return len(jobs), nil
 }
 
-// indexJob returns the records of job j, decided in generation gen.
-func (ix *Indexer) indexJob(ctx context.Context, j meta.IndexJob, gen int64) ([]meta.Signature, error) {
+// indexJob returns the records of job j, decided in b.
+func (ix *Indexer) indexJob(ctx context.Context, j meta.IndexJob, b *batch) ([]meta.Signature, error) {
 	m, err := ix.store.GetManifest(ctx, j.Repository, j.Manifest.String())
 	if errors.Is(err, meta.ErrManifestNotFound) {
 		return ix.gone(ctx, j)
@@ -167,7 +168,7 @@ func (ix *Indexer) indexJob(ctx context.Context, j meta.IndexJob, gen int64) ([]
 	if err != nil {
 		return nil, err
 	}
-	return ix.indexManifest(ctx, m, j.Subject, pol, j.Generation, gen), nil
+	return ix.indexManifest(ctx, m, j.Subject, pol, j.Generation, b), nil
 }
 
 // gone handles the job of a deleted signature manifest: nothing to index
