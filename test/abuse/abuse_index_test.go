@@ -273,9 +273,9 @@ func TestTrustPolicyAPIAbuse(t *testing.T) {
 		get, put   int
 	}{
 		{"anonymous", "", http.StatusUnauthorized, http.StatusUnauthorized},
-		{"another project's maintainer", "Basic "+authBasic(f.Outsider, policyPassword), http.StatusNotFound, http.StatusNotFound},
-		{"a developer", "Basic "+authBasic(f.Developer, policyPassword), http.StatusOK, http.StatusForbidden},
-		{"the project's CI job", "Basic "+authBasic(auth.JobTokenUser, f.JobToken), http.StatusOK, http.StatusForbidden},
+		{"another project's maintainer", "Basic " + authBasic(f.Outsider, policyPassword), http.StatusNotFound, http.StatusNotFound},
+		{"a developer", "Basic " + authBasic(f.Developer, policyPassword), http.StatusOK, http.StatusForbidden},
+		{"the project's CI job", "Basic " + authBasic(auth.JobTokenUser, f.JobToken), http.StatusOK, http.StatusForbidden},
 		{"a junk bearer", "Bearer not-a-token", http.StatusUnauthorized, http.StatusUnauthorized},
 	} {
 		if r := e.policyCall(t, http.MethodGet, f.Project, c.authz, nil); r.code != c.get {
@@ -285,7 +285,7 @@ func TestTrustPolicyAPIAbuse(t *testing.T) {
 			t.Errorf("%s PUT: %d %s, want %d", c.who, r.code, r.body, c.put)
 		}
 	}
-	maint := "Basic "+authBasic(f.Maintainer, policyPassword)
+	maint := "Basic " + authBasic(f.Maintainer, policyPassword)
 	for _, c := range []struct {
 		what string
 		body []byte
@@ -338,8 +338,8 @@ func TestTrustPolicyAPIAbuse(t *testing.T) {
 		{"anonymous, everything", "", ``, http.StatusUnauthorized},
 		{"anonymous, the project", "", `{"project":"team/app"}`, http.StatusUnauthorized},
 		{"a maintainer, everything", maint, `{}`, http.StatusForbidden},
-		{"a developer, the project", "Basic "+authBasic(f.Developer, policyPassword), `{"project":"team/app"}`, http.StatusForbidden},
-		{"another project's maintainer", "Basic "+authBasic(f.Outsider, policyPassword), `{"project":"team/app"}`, http.StatusNotFound},
+		{"a developer, the project", "Basic " + authBasic(f.Developer, policyPassword), `{"project":"team/app"}`, http.StatusForbidden},
+		{"another project's maintainer", "Basic " + authBasic(f.Outsider, policyPassword), `{"project":"team/app"}`, http.StatusNotFound},
 		{"a bad body", maint, `{"project":"team/app","x":1}`, http.StatusBadRequest},
 	} {
 		if r := rebuild(c.authz, c.body); r.code != c.code {
