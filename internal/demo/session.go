@@ -326,12 +326,13 @@ func WaitIndexed(ctx context.Context, client *http.Client, base string) error {
 	if client == nil {
 		client = http.DefaultClient
 	}
-	for {
+	// Each look counts the queue: look soon, then less often.
+	for wait := 5 * time.Millisecond; ; wait = min(2*wait, 250*time.Millisecond) {
 		n, err := pendingIndexJobs(ctx, client, base)
 		if err == nil && n == 0 {
 			return nil
 		}
-		t := time.NewTimer(10 * time.Millisecond)
+		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
 			t.Stop()

@@ -27,5 +27,5 @@ func (ix *Indexer) Signatures(ctx context.Context, m *meta.Manifest, subject dig
 	if err != nil {
 		panic(err)
 	}
-	return ix.indexManifest(ctx, m, subject, pol, 0, &batch{decided: map[string]bool{}})
+	return ix.indexManifest(ctx, m, subject, pol, 0, newBatch(0))
 }

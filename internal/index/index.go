@@ -173,8 +173,13 @@ func (ix *Indexer) policy(ctx context.Context, repo string) (*compiled, error) {
 // statuses are decided in, and the signatures already decided in it (the
 // records are written at the end of the batch).
 type batch struct {
-	gen     int64
-	decided map[string]bool // repository + "\x00" + key
+	gen      int64
+	decided  map[string]bool      // repository + "\x00" + key
+	policies map[string]*compiled // by repository
+}
+
+func newBatch(gen int64) *batch {
+	return &batch{gen: gen, decided: map[string]bool{}, policies: map[string]*compiled{}}
 }
 
 // indexManifest returns the signature records of signature manifest m of

@@ -21,7 +21,7 @@ import (
 const (
 	// batchSize jobs are claimed at once; their records are written in
 	// one transaction.
-	batchSize = 16
+	batchSize = 32
 	// lease is how long a claim holds a job: a worker that died gives its
 	// jobs up after it (a job takes milliseconds).
 	lease = 2 * time.Minute
@@ -128,7 +128,7 @@ func (ix *Indexer) runBatch(ctx context.Context, owner, repo string, subject dig
 	if err != nil {
 		return len(jobs), err
 	}
-	b := &batch{gen: gen, decided: map[string]bool{}}
+	b := newBatch(gen)
 	var sigs []meta.Signature
 	done := jobs[:0:0]
 	for _, j := range jobs {
@@ -164,9 +164,12 @@ func (ix *Indexer) indexJob(ctx context.Context, j meta.IndexJob, b *batch) ([]m
 	if err != nil {
 		return nil, err
 	}
-	pol, err := ix.policy(ctx, j.Repository)
-	if err != nil {
-		return nil, err
+	pol := b.policies[j.Repository]
+	if pol == nil {
+		if pol, err = ix.policy(ctx, j.Repository); err != nil {
+			return nil, err
+		}
+		b.policies[j.Repository] = pol
 	}
 	return ix.indexManifest(ctx, m, j.Subject, pol, j.Generation, b), nil
 }

@@ -204,6 +204,12 @@ type layer struct {
 	cert     *x509.Certificate
 	chain    []*x509.Certificate
 	certErr  error
+
+	// The bundle annotation, parsed once.
+	bundleDone bool
+	bundle     *rekor.Bundle
+	entries    []*rekor.LogEntry
+	bundleErr  error
 }
 
 func (a *layer) Name() string { return a.l.Digest }
@@ -230,32 +236,38 @@ func (a *layer) Certificate() (*x509.Certificate, []*x509.Certificate, error) {
 // TlogEntries reads the cosign bundle annotation: its log entry (with its
 // SET, without inclusion proof).
 func (a *layer) TlogEntries() ([]*rekor.LogEntry, error) {
+	a.readBundle()
+	return a.entries, a.bundleErr
+}
+
+// readBundle parses the bundle annotation and its log entry, once.
+func (a *layer) readBundle() {
+	if a.bundleDone {
+		return
+	}
+	a.bundleDone = true
 	raw, ok := a.l.Annotations[oci.AnnotationBundle]
 	if !ok {
-		return nil, nil
+		return
 	}
-	b, err := rekor.ParseBundle(raw)
+	if a.bundle, a.bundleErr = rekor.ParseBundle(raw); a.bundleErr != nil {
+		return
+	}
+	e, err := a.bundle.Entry()
 	if err != nil {
-		return nil, err
+		a.bundleErr = err
+		return
 	}
-	e, err := b.Entry()
-	if err != nil {
-		return nil, err
-	}
-	return []*rekor.LogEntry{e}, nil
+	a.entries = []*rekor.LogEntry{e}
 }
 
 // CosignBundle is the well-formed bundle annotation, or nil.
 func (a *layer) CosignBundle() *rekor.Bundle {
-	raw, ok := a.l.Annotations[oci.AnnotationBundle]
-	if !ok {
+	a.readBundle()
+	if a.bundle == nil {
 		return nil
 	}
-	b, err := rekor.ParseBundle(raw)
-	if err != nil {
-		return nil
-	}
-	return b
+	return a.bundle
 }
 
 // integrity checks that the layer's payload hashes to its digest, and

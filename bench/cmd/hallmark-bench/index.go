@@ -53,11 +53,15 @@ func indexScenario(ctx context.Context, e *Env) ([]Row, error) {
 	if e.Quick {
 		n = min(n, 2000)
 	}
-	cache := filepath.Join(filepath.Dir(e.DataDir), "index-cache", strconv.Itoa(n))
+	out, err := filepath.Abs(filepath.Dir(e.DataDir)) // the CLIs run in other directories
+	if err != nil {
+		return nil, err
+	}
+	cache := filepath.Join(out, "index-cache", strconv.Itoa(n))
 	if err := makeIndexCache(ctx, e, cache, n); err != nil {
 		return nil, err
 	}
-	run, err := os.MkdirTemp(filepath.Dir(e.DataDir), "index-run-")
+	run, err := os.MkdirTemp(out, "index-run-")
 	if err != nil {
 		return nil, err
 	}
@@ -68,7 +72,7 @@ func indexScenario(ctx context.Context, e *Env) ([]Row, error) {
 	}
 
 	// Push with no worker running: the queue fills.
-	srv, err := startServerProcess(ctx, e.HallmarkBin, data, "--auth", "off", "--index-workers", "-1", "--log-level", "warn")
+	srv, err := startServerProcess(ctx, e.HallmarkBin, data, "--auth", "off", "--external-url", indexURL, "--index-workers", "-1", "--log-level", "warn")
 	if err != nil {
 		return nil, err
 	}
@@ -81,7 +85,7 @@ func indexScenario(ctx context.Context, e *Env) ([]Row, error) {
 
 	// Index them.
 	loadStart := loadAvg()
-	srv, err = startServerProcess(ctx, e.HallmarkBin, data, "--auth", "off", "--log-level", "warn")
+	srv, err = startServerProcess(ctx, e.HallmarkBin, data, "--auth", "off", "--external-url", indexURL, "--log-level", "warn")
 	if err != nil {
 		return nil, err
 	}
@@ -148,6 +152,11 @@ type indexSignature struct {
 
 const indexRepo = "bench/app"
 
+// indexURL is the external URL of the index scenario's servers, fixed
+// while their ports are not: it is the built-in issuer in the signatures'
+// certificates, and the issuer of the project's default trust policy.
+const indexURL = "http://hallmark-bench.invalid"
+
 // makeIndexCache makes n keyless signatures through a server of its own
 // in cache/data, unless cache/complete says they are there.
 func makeIndexCache(ctx context.Context, e *Env, cache string, n int) error {
@@ -162,7 +171,7 @@ func makeIndexCache(ctx context.Context, e *Env, cache string, n int) error {
 	if err := os.MkdirAll(data, 0o700); err != nil {
 		return err
 	}
-	srv, err := startServerProcess(ctx, e.HallmarkBin, data, "--auth", "off", "--index-workers", "-1", "--log-level", "warn")
+	srv, err := startServerProcess(ctx, e.HallmarkBin, data, "--auth", "off", "--external-url", indexURL, "--index-workers", "-1", "--log-level", "warn")
 	if err != nil {
 		return err
 	}
@@ -275,7 +284,7 @@ func makeIndexSignature(ctx context.Context, base string, client *http.Client, t
 	}
 	subject := indexSubject(i)
 	sha := fmt.Sprintf("%040x", rand.Uint64())
-	pu := base + "/" + indexRepo
+	pu := indexURL + "/" + indexRepo
 	optional := map[string]string{
 		"com.gitlab.ci.user.name": "bench", "com.gitlab.ci.pipeline.id": strconv.FormatInt(1000+i, 10),
 		"com.gitlab.ci.pipeline.url": pu + "/-/pipelines/" + strconv.FormatInt(1000+i, 10), "com.gitlab.ci.job.id": strconv.FormatInt(5000+i, 10),
@@ -284,7 +293,7 @@ func makeIndexSignature(ctx context.Context, base string, client *http.Client, t
 		"org.opencontainers.image.revision": sha, "tag": "v" + strconv.FormatInt(i, 10),
 	}
 	opt, _ := json.Marshal(optional)
-	p := []byte(`{"critical":{"identity":{"docker-reference":"` + strings.TrimPrefix(base, "http://") + "/" + indexRepo +
+	p := []byte(`{"critical":{"identity":{"docker-reference":"` + strings.TrimPrefix(indexURL, "http://") + "/" + indexRepo +
 		`"},"image":{"docker-manifest-digest":"` + subject + `"},"type":"cosign container image signature"},"optional":` + string(opt) + `}`)
 	s, err := signer.Sign(ctx, p)
 	if err != nil {

@@ -162,3 +162,10 @@ type stmt struct {
 func (s stmt) queryRow(ctx context.Context, args ...any) row {
 	return row{s.st.QueryRowContext(ctx, textArgs(args)...), s.d}
 }
+
+func (s stmt) exec(ctx context.Context, args ...any) (sql.Result, error) {
+	res, err := s.st.ExecContext(ctx, textArgs(args)...)
+	return res, s.d.wrap(err)
+}
+
+func (s stmt) close() error { return s.st.Close() }

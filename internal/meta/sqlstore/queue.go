@@ -6,7 +6,6 @@ import (
 	"errors"
 	"maps"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/opencontainers/go-digest"
@@ -197,7 +196,8 @@ func reindex(ctx context.Context, tx conn, project string) (int64, int, error) {
 // recordSignatures records sigs: a new one with its annotations and
 // certificate extensions; a known one (same repository and key) is left
 // alone, or with update gets the new status, detail and generation. It
-// returns how many were new.
+// returns how many were new. Its statements are prepared once per call:
+// a batch of signatures writes a few dozen rows each.
 func recordSignatures(ctx context.Context, tx conn, sigs []meta.Signature, update bool) (int, error) {
 	added := 0
 	now := time.Now().UnixNano()
@@ -214,6 +214,26 @@ func recordSignatures(ctx context.Context, tx conn, sigs []meta.Signature, updat
 		}
 		repos[name] = rid
 	}
+	var st struct{ insert, update, annotation, extension stmt }
+	for _, p := range []struct {
+		dst *stmt
+		q   string
+	}{
+		{&st.insert, `INSERT INTO signatures(repository_id, subject_digest, manifest_digest, layer_digest, sig_key, kind,
+			payload_type, signer, cert_issuer, log_index, status, status_detail, created_at, generation)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+			ON CONFLICT(repository_id, sig_key) DO NOTHING RETURNING id`},
+		{&st.update, `UPDATE signatures SET status = ?, status_detail = ?, generation = ? WHERE repository_id = ? AND sig_key = ?`},
+		// Keys made equal by the text cleaning (textArgs) keep the first.
+		{&st.annotation, `INSERT INTO signature_annotations(signature_id, key, value) VALUES (?, ?, ?) ON CONFLICT DO NOTHING`},
+		{&st.extension, `INSERT INTO signature_cert_extensions(signature_id, oid, value) VALUES (?, ?, ?) ON CONFLICT DO NOTHING`},
+	} {
+		var err error
+		if *p.dst, err = tx.prepare(ctx, p.q); err != nil {
+			return 0, err
+		}
+		defer p.dst.close()
+	}
 	for _, sg := range sigs {
 		rid := repos[sg.Repository]
 		created := now
@@ -221,18 +241,13 @@ func recordSignatures(ctx context.Context, tx conn, sigs []meta.Signature, updat
 			created = sg.Created.UnixNano()
 		}
 		var id int64
-		err := tx.queryRow(ctx, `INSERT INTO signatures(repository_id, subject_digest, manifest_digest, layer_digest, sig_key, kind,
-			payload_type, signer, cert_issuer, log_index, status, status_detail, created_at, generation)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-			ON CONFLICT(repository_id, sig_key) DO NOTHING RETURNING id`,
-			rid, sg.Subject.String(), sg.Manifest.String(), sg.Layer.String(), sg.Key, sg.Kind,
+		err := st.insert.queryRow(ctx, rid, sg.Subject.String(), sg.Manifest.String(), sg.Layer.String(), sg.Key, sg.Kind,
 			sg.PayloadType, sg.Signer, sg.CertIssuer, sg.LogIndex, sg.Status, sg.StatusDetail, created, sg.Generation).Scan(&id)
 		if errors.Is(err, sql.ErrNoRows) {
 			if !update {
 				continue
 			}
-			if _, err := tx.exec(ctx, `UPDATE signatures SET status = ?, status_detail = ?, generation = ? WHERE repository_id = ? AND sig_key = ?`,
-				sg.Status, sg.StatusDetail, sg.Generation, rid, sg.Key); err != nil {
+			if _, err := st.update.exec(ctx, sg.Status, sg.StatusDetail, sg.Generation, rid, sg.Key); err != nil {
 				return 0, err
 			}
 			continue
@@ -241,43 +256,16 @@ func recordSignatures(ctx context.Context, tx conn, sigs []meta.Signature, updat
 			return 0, err
 		}
 		added++
-		if err := insertPairs(ctx, tx, `INSERT INTO signature_annotations(signature_id, key, value) VALUES `, id, sg.Annotations); err != nil {
-			return 0, err
-		}
-		if err := insertPairs(ctx, tx, `INSERT INTO signature_cert_extensions(signature_id, oid, value) VALUES `, id, sg.CertExtensions); err != nil {
-			return 0, err
+		for _, kv := range []struct {
+			st stmt
+			m  map[string]string
+		}{{st.annotation, sg.Annotations}, {st.extension, sg.CertExtensions}} {
+			for k, v := range kv.m {
+				if _, err := kv.st.exec(ctx, id, k, v); err != nil {
+					return 0, err
+				}
+			}
 		}
 	}
 	return added, nil
-}
-
-// insertPairs inserts the key/value rows of signature id with multi-row
-// INSERTs (one statement for a signature's usual dozen rows).
-func insertPairs(ctx context.Context, tx conn, insert string, id int64, kv map[string]string) error {
-	const perStatement = 100
-	keys := make([]string, 0, len(kv))
-	for k := range kv {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	for len(keys) > 0 {
-		n := min(len(keys), perStatement)
-		var b strings.Builder
-		b.WriteString(insert)
-		args := make([]any, 0, 3*n)
-		for i, k := range keys[:n] {
-			if i > 0 {
-				b.WriteString(", ")
-			}
-			b.WriteString("(?, ?, ?)")
-			args = append(args, id, k, kv[k])
-		}
-		// Keys made equal by the text cleaning (textArgs) keep the first.
-		b.WriteString(" ON CONFLICT DO NOTHING")
-		if _, err := tx.exec(ctx, b.String(), args...); err != nil {
-			return err
-		}
-		keys = keys[n:]
-	}
-	return nil
 }
