@@ -263,3 +263,45 @@ func TestTrustPolicyStatuses(t *testing.T) {
 		}
 	})
 }
+
+// TestSetPolicyRefusals: set-policy refuses incomplete or invalid rules
+// and unknown projects, and changes nothing then.
+func TestSetPolicyRefusals(t *testing.T) {
+	hm, _ := newTools(t)
+	srv := testenv.StartServer(t, nil)
+	dd := []string{"--data-dir", srv.DataDir}
+	hm.ok(append([]string{"project", "add", "grp/app"}, dd...)...)
+	if err := os.WriteFile(hm.path("policy.json"), []byte(`{"annotations":{"tag":"v1"}}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--issuer", "https://gitlab.example.com"}, "apply to the --identity and --identity-regexp given with them"},
+		{[]string{"--identity-regexp", "("}, "does not compile"},
+		{[]string{"--identity", "x", "--issuer", "gitlab.example.com"}, "not an http(s) URL"},
+		{[]string{"--require-annotation", "novalue"}, "want key=value"},
+		{[]string{"--key", hm.path("missing.pub")}, "--key"},
+		{[]string{"--trusted-root", hm.path("policy.json")}, "trusted root #1"},
+		{[]string{"--root", "Public Good"}, `root "Public Good"`},
+		{[]string{"--file", hm.path("policy.json"), "--identity", "x"}, "either as --file or with the rule flags"},
+	} {
+		r := hm.run(append(append([]string{"project", "set-policy", "grp/app"}, c.args...), dd...)...)
+		if r.code == 0 || !strings.Contains(r.stderr, c.want) {
+			t.Errorf("set-policy %v: %s; want a refusal with %q", c.args, r, c.want)
+		}
+	}
+	r := hm.run(append([]string{"project", "set-policy", "nope/app"}, dd...)...)
+	if r.code == 0 || !strings.Contains(r.stderr, "project not found") {
+		t.Errorf("set-policy of a missing project: %s", r)
+	}
+	shown := hm.ok(append([]string{"project", "policy", "grp/app"}, dd...)...)
+	if !strings.Contains(shown.stdout, "0 (the default)") || !strings.Contains(shown.stdout, "from "+srv.URL) {
+		t.Errorf("the policy after refusals:\n%s", shown.stdout)
+	}
+	hm.ok(append([]string{"project", "set-policy", "grp/app", "--file", hm.path("policy.json")}, dd...)...)
+	if shown = hm.ok(append([]string{"project", "policy", "grp/app"}, dd...)...); !strings.Contains(shown.stdout, "required annotation  tag=v1") {
+		t.Errorf("the policy from --file:\n%s", shown.stdout)
+	}
+}
