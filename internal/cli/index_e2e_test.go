@@ -38,7 +38,16 @@ type apiSignature struct {
 	Annotations  map[string]string `json:"annotations"`
 }
 
+// apiGet reads the provenance API once the server's index is idle (the
+// index works in the background after a push).
 func apiGet(t *testing.T, base, path string, out any) {
+	t.Helper()
+	testenv.WaitIndexed(t, base)
+	getJSON(t, base, path, out)
+}
+
+// getJSON decodes the JSON answer to GET base+path into out.
+func getJSON(t *testing.T, base, path string, out any) {
 	t.Helper()
 	resp, err := http.Get(base + path)
 	if err != nil {

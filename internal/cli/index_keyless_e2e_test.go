@@ -28,6 +28,7 @@ type keylessAPISignature struct {
 
 func apiGetAs(t *testing.T, base, path, user, pass string, wantStatus int, out any) {
 	t.Helper()
+	testenv.WaitIndexed(t, base)
 	req, _ := http.NewRequest(http.MethodGet, base+path, nil)
 	if user != "" {
 		req.SetBasicAuth(user, pass)

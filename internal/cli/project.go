@@ -214,7 +214,7 @@ expires. Running servers mint the same tokens at POST /api/v1/ci/job-tokens.`,
 	jobToken.Flags().StringVar(&ttl, "ttl", "1h", "lifetime (at most 7d)")
 	jobToken.AddCommand(newJobTokenRevokeCmd(&dd))
 
-	cmd.AddCommand(add, list, remove, setIssuer, grant, revoke, members, jobToken)
+	cmd.AddCommand(add, list, remove, setIssuer, grant, revoke, members, jobToken, newSetPolicyCmd(&dd), newShowPolicyCmd(&dd))
 	return cmd
 }
 

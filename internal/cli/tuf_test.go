@@ -82,7 +82,7 @@ func TestTUFCommands(t *testing.T) {
 	var ts struct {
 		Signed struct{ Expires time.Time } `json:"signed"`
 	}
-	apiGet(t, mirror, "/timestamp.json", &ts)
+	getJSON(t, mirror, "/timestamp.json", &ts)
 	if life := time.Until(ts.Signed.Expires); life > 4*time.Second {
 		t.Errorf("a timestamp signed by the commands lives %v, not the server's 4s", life)
 	}
@@ -91,7 +91,7 @@ func TestTUFCommands(t *testing.T) {
 	}
 	// Served at once by the running server.
 	var root5 json.RawMessage
-	apiGet(t, mirror, "/5.root.json", &root5)
+	getJSON(t, mirror, "/5.root.json", &root5)
 
 	// cosign, initialized with version 1, signs and verifies with trust
 	// from the repository only, and now trusts version 5.

@@ -31,6 +31,13 @@ type Server struct {
 	// reqbody.MinProgress bytes (and does not end) within this long.
 	BodyReadTimeout time.Duration
 	TrustedKeys     []string // PEM public keys whose signatures the index marks verified
+	// TrustedRoots are sigstore trusted roots (trusted_root.json files,
+	// "NAME=FILE" or "FILE" named by its base name) that projects' trust
+	// policies may name.
+	TrustedRoots []string
+	// IndexWorkers is the number of signature indexing workers (0:
+	// GOMAXPROCS; -1: none on this replica).
+	IndexWorkers int
 
 	// Access control and transport security (internal/auth).
 	Auth         string // "on" (default), "token" (external token service) or "off" (open registry; loopback only)
@@ -95,6 +102,8 @@ func (c *Server) BindFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "how long to wait for requests to finish on SIGINT/SIGTERM")
 	fs.DurationVar(&c.BodyReadTimeout, "body-read-timeout", c.BodyReadTimeout, "cut off a request body that sends less than 64 KiB (and does not end) within this long; a large upload may take any time as long as it keeps coming")
 	fs.StringSliceVar(&c.TrustedKeys, "trusted-key", c.TrustedKeys, "PEM public key file whose signatures the signature index marks verified (repeatable)")
+	fs.StringSliceVar(&c.TrustedRoots, "trusted-root", c.TrustedRoots, "sigstore trusted root (trusted_root.json, e.g. the public-good instance's) that projects' trust policies may name, as NAME=FILE or FILE (named by its base name without .json); repeatable; this server's own is named hallmark")
+	fs.IntVar(&c.IndexWorkers, "index-workers", c.IndexWorkers, "signature indexing workers on this replica (0: one per CPU; -1: none, other replicas index)")
 	fs.StringVar(&c.Auth, "auth", c.Auth, "registry access control: on (token auth, users, projects, CI job tokens), token (tokens of an external token service such as GitLab's /jwt/auth: --token-realm, --token-service, --token-issuer, --token-cert) or off (anyone may push and pull; refused on a non-loopback address)")
 	fs.StringVar(&c.TokenRealm, "token-realm", c.TokenRealm, "with --auth=token: the external token service's endpoint clients are sent to (GitLab: https://gitlab.example.com/jwt/auth)")
 	fs.StringVar(&c.TokenService, "token-service", c.TokenService, "with --auth=token: the service name in the challenge and the aud its tokens must carry (GitLab: container_registry)")

@@ -241,6 +241,9 @@ func VerifyAll(ctx context.Context, imgs []LoadImage, trust *Trust, key crypto.P
 // many of them the index verified, asking with the Authorization value
 // authz (e.g. "Bearer <admin token>").
 func IndexCount(ctx context.Context, base, authz string, projects []string, client *http.Client) (total, verified int, err error) {
+	if err := WaitIndexed(ctx, client, base); err != nil {
+		return 0, 0, err
+	}
 	for _, p := range projects {
 		r, err := Search(ctx, client, base, authz, url.Values{"annotation": {"com.gitlab.ci.project.path=" + p}, "limit": {"1000"}})
 		if err != nil {

@@ -1,6 +1,7 @@
 package demo
 
 import (
+	"bufio"
 	"context"
 	"crypto"
 	"crypto/x509"
@@ -10,6 +11,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -269,6 +271,9 @@ const SearchPath = "/api/v1/search"
 // Search queries the provenance index for signatures annotated key=value,
 // authenticated with the job token (a job sees its own project).
 func (s *Session) Search(ctx context.Context, key, value string) (*SearchResult, error) {
+	if err := WaitIndexed(ctx, s.http, s.env["HALLMARK_URL"]); err != nil {
+		return nil, err
+	}
 	authz := ""
 	if tok := s.env["CI_JOB_TOKEN"]; tok != "" {
 		r, _ := http.NewRequest(http.MethodGet, "http://x/", nil)
@@ -310,4 +315,53 @@ func Search(ctx context.Context, client *http.Client, base, authz string, q url.
 		return nil, fmt.Errorf("provenance search %s: the answer is not the API's JSON: %w", u, err)
 	}
 	return out, nil
+}
+
+// WaitIndexed waits until the signature index of the server at base has
+// no pending work (its /metrics gauge hallmark_index_jobs_pending is 0),
+// or ctx ends: every signature pushed before the call is then indexed.
+// The index works in the background after a push, so a search right after
+// signing waits for it first.
+func WaitIndexed(ctx context.Context, client *http.Client, base string) error {
+	if client == nil {
+		client = http.DefaultClient
+	}
+	// Each look counts the queue: look soon, then less often.
+	for wait := 5 * time.Millisecond; ; wait = min(2*wait, 250*time.Millisecond) {
+		n, err := pendingIndexJobs(ctx, client, base)
+		if err == nil && n == 0 {
+			return nil
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("waiting for the signature index of %s (%d jobs pending, %v): %w", base, n, err, ctx.Err())
+		case <-t.C:
+		}
+	}
+}
+
+func pendingIndexJobs(ctx context.Context, client *http.Client, base string) (int, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(base, "/")+"/metrics", nil)
+	if err != nil {
+		return -1, err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return -1, err
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "hallmark_index_jobs_pending "); ok {
+			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			return int(f), err
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return -1, err
+	}
+	return -1, fmt.Errorf("%s/metrics has no hallmark_index_jobs_pending gauge (a Hallmark server of this version?)", base)
 }

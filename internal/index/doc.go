@@ -1,10 +1,13 @@
-// Package index is the signature indexer. When the registry stores a
-// signature manifest (a cosign ".sig" tag, or a referrer whose artifact type
-// is a cosign signature or a sigstore bundle) it adapts every signature in
-// it to pkg/verify, verifies it once against the server's trust (the
-// trusted root the server publishes and the --trusted-key keys: chain, SCT,
-// log entry, signature) and records subject, signer identity, issuer, the
-// certificate's Fulcio extensions, annotations, log index and the outcome
-// as a status (verified, invalid, unverified) in the metadata database. It
-// checks nothing itself; nothing here can fail a push or crash the server.
+// Package index is the signature indexer and the projects' trust policies.
+// A pushed signature manifest (a cosign ".sig" tag, or a referrer whose
+// artifact type is a cosign signature or a sigstore bundle) is queued in
+// the transaction that stores it; workers (Run) claim queued manifests,
+// adapt each signature to pkg/verify and verify it once against the trust
+// roots and keys of the policy governing its repository (Policy: roots,
+// keys, allowed identities, required annotations; by default the server's
+// root and the project's own pipelines), and record subject, signer,
+// issuer, certificate extensions, annotations, log index and one status:
+// verified, untrusted (valid, but the policy does not allow it), invalid or
+// unverified. A policy change or a rebuild queues the signatures again.
+// What one manifest may cost is bounded; nothing here can fail a push.
 package index

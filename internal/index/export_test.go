@@ -3,12 +3,29 @@ package index
 import (
 	"context"
 
+	"github.com/opencontainers/go-digest"
+
 	"github.com/hallmark-dev/hallmark/internal/meta"
 	"github.com/hallmark-dev/hallmark/pkg/oci"
 )
 
 // SimpleSigningLayer exposes the per-layer path to the fuzz tests, which
-// would otherwise spend their time storing blobs.
+// would otherwise spend their time storing blobs: s is judged under the
+// policy governing its repository.
 func (ix *Indexer) SimpleSigningLayer(s *meta.Signature, l oci.Descriptor, payload []byte) {
-	ix.record(context.Background(), s, l, payload)
+	pol, err := ix.policy(context.Background(), s.Repository)
+	if err != nil {
+		panic(err)
+	}
+	ix.record(context.Background(), s, l, payload, nil, pol)
+}
+
+// Signatures returns the records of signature manifest m of subject as a
+// push's job would, without storing them.
+func (ix *Indexer) Signatures(ctx context.Context, m *meta.Manifest, subject digest.Digest) []meta.Signature {
+	pol, err := ix.policy(ctx, m.Repository)
+	if err != nil {
+		panic(err)
+	}
+	return ix.indexManifest(ctx, m, subject, pol, 0, newBatch(0))
 }

@@ -2,12 +2,19 @@ package index
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
+	"os"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"unicode/utf8"
 
 	"github.com/opencontainers/go-digest"
 
@@ -19,21 +26,38 @@ import (
 	"github.com/hallmark-dev/hallmark/pkg/verify"
 )
 
-// maxSignatureBlob bounds what is read of one signature layer.
-const maxSignatureBlob = 4 << 20
+// Bounds on what one signature manifest may cost the index and the
+// database (a manifest may name up to a thousand layers, all pointing at
+// one 4 MiB blob, each with other annotations).
+const (
+	// MaxLayers signature layers of a manifest are indexed; the rest are
+	// recorded as one invalid "overflow" record.
+	MaxLayers = 100
+	// maxSignatureBlob bounds one signature layer's blob.
+	maxSignatureBlob = 4 << 20
+	// MaxReadPerManifest bounds the bytes read from the blob store for one
+	// manifest; each distinct blob is read (and its payload parsed) once.
+	MaxReadPerManifest = 8 << 20
+	// MaxAnnotations signed annotations and certificate extensions are
+	// stored per signature, each with a key of at most MaxAnnotationKey
+	// bytes and a value of at most MaxAnnotationValue bytes; the others
+	// are named in the status detail, not stored (nor searchable).
+	MaxAnnotations     = 64
+	MaxAnnotationKey   = 256
+	MaxAnnotationValue = 4096
+	// maxText bounds a stored signer or issuer, maxDetail a status detail.
+	maxText   = 1024
+	maxDetail = 2048
+)
 
 // Store is what the indexer needs of the metadata database.
 type Store interface {
-	RecordSignatures(ctx context.Context, sigs []meta.Signature) (int, error)
+	GetManifest(ctx context.Context, repo, reference string) (*meta.Manifest, error)
 	// BlobSize tells whether repo has blob d: a layer is read only then.
 	BlobSize(ctx context.Context, repo string, d digest.Digest) (int64, error)
-}
-
-// knownKeys is an optional Store ability: which of keys are already
-// recorded in repo. With it, re-pushed signature manifests (cosign appends
-// a layer and pushes the whole manifest again) cost only their new layers.
-type knownKeys interface {
-	KnownSignatureKeys(ctx context.Context, repo string, keys []string) (map[string]bool, error)
+	ListSignatures(ctx context.Context, repo string, subject digest.Digest) ([]meta.Signature, error)
+	meta.IndexQueue
+	meta.TrustPolicies
 }
 
 // Blobs opens stored blobs.
@@ -41,21 +65,35 @@ type Blobs interface {
 	Open(ctx context.Context, d digest.Digest) (io.ReadSeekCloser, int64, error)
 }
 
-// Config is what the indexer verifies signatures against: the trusted
-// roots (the one the server publishes: its CA, CT log and transparency
-// log) and the --trusted-key keys. A signature is verified when they cover
-// it and every check passes, the SCT and the log entry included.
+// Config is what the indexer judges signatures with.
 type Config struct {
-	Roots []*root.Material
-	Keys  []verify.Key
+	// Roots are the trust roots a policy may name: RootHallmark, the
+	// trusted root this server publishes (its CA, CT log and transparency
+	// log), and those the server imports (--trusted-root NAME=FILE).
+	Roots map[string]*root.Material
+	// Keys (--trusted-key) are trusted by every project.
+	Keys []verify.Key
+	// Issuer is the built-in OIDC issuer's URL (the server's): the
+	// default issuer of a project not pinned to another.
+	Issuer string
+	// Workers is the number of indexing goroutines Run starts (0:
+	// GOMAXPROCS; negative: none, this replica leaves the queue to
+	// others).
+	Workers int
 }
 
-// Indexer records signatures as manifests are pushed.
+// Indexer indexes signature manifests from the queue (Run) and manages
+// trust policies.
 type Indexer struct {
 	store Store
 	blobs Blobs
 	log   *slog.Logger
-	trust *verify.Trust
+	cfg   Config
+	owner string // this process's name in job claims
+	kick  chan struct{}
+
+	policies policyCache
+	stats    counters
 }
 
 // New returns an indexer.
@@ -63,38 +101,38 @@ func New(store Store, blobs Blobs, log *slog.Logger, cfg Config) *Indexer {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Indexer{store: store, blobs: blobs, log: log, trust: verify.NewTrust(cfg.Roots, cfg.Keys...)}
+	host, _ := os.Hostname()
+	var b [6]byte
+	rand.Read(b[:])
+	return &Indexer{store: store, blobs: blobs, log: log, cfg: cfg, kick: make(chan struct{}, 1),
+		owner: fmt.Sprintf("%s/%d/%x", host, os.Getpid(), b)}
 }
 
-// ManifestPushed implements registry.EventSink.
-func (ix *Indexer) ManifestPushed(ctx context.Context, m *meta.Manifest, tags []string) {
-	defer func() {
-		if r := recover(); r != nil {
-			ix.log.Error("signature indexer panicked; manifest stored but not indexed", "repository", m.Repository, "digest", m.Digest, "panic", fmt.Sprint(r))
-		}
-	}()
-	var recorded func(keys []string) map[string]bool
-	if kk, ok := ix.store.(knownKeys); ok {
-		recorded = func(keys []string) map[string]bool {
-			known, err := kk.KnownSignatureKeys(ctx, m.Repository, keys)
-			if err != nil {
-				ix.log.Warn("looking up indexed signatures; indexing every layer", "repository", m.Repository, "err", err)
-				return nil
-			}
-			return known
-		}
-	}
-	sigs := ix.signatures(ctx, m, tags, recorded)
-	if len(sigs) == 0 {
-		return
-	}
-	n, err := ix.store.RecordSignatures(ctx, sigs)
-	if err != nil {
-		ix.log.Error("recording signatures", "repository", m.Repository, "digest", m.Digest, "err", err)
-		return
-	}
-	if n > 0 {
-		ix.log.Info("signatures indexed", "repository", m.Repository, "subject", sigs[0].Subject, "new", n)
+// counters are the indexer's progress, for /metrics.
+type counters struct {
+	jobs, signatures, blobReads, blobBytes, failures atomic.Int64
+}
+
+// Stats are the indexer's counters since start.
+type Stats struct {
+	Jobs       int64 // jobs completed
+	Signatures int64 // signatures whose status was decided
+	BlobReads  int64 // signature blobs read from the blob store
+	BlobBytes  int64 // bytes read
+	Failures   int64 // jobs that failed and will be retried
+}
+
+// Stats returns the counters.
+func (ix *Indexer) Stats() Stats {
+	c := &ix.stats
+	return Stats{Jobs: c.jobs.Load(), Signatures: c.signatures.Load(), BlobReads: c.blobReads.Load(), BlobBytes: c.blobBytes.Load(), Failures: c.failures.Load()}
+}
+
+// ManifestPushed implements registry.EventSink: the push enqueued its job
+// (PutManifest); the workers are woken.
+func (ix *Indexer) ManifestPushed(_ context.Context, m *meta.Manifest, tags []string) {
+	if _, ok := m.SignatureSubject(tags); ok {
+		ix.wake()
 	}
 }
 
@@ -102,44 +140,62 @@ func (ix *Indexer) ManifestPushed(ctx context.Context, m *meta.Manifest, tags []
 // index as history of what was signed.
 func (ix *Indexer) ManifestDeleted(context.Context, string, string) {}
 
-// Signatures parses the signatures in m (none if m is not a signature
-// manifest). Every problem becomes an invalid record, never an error.
-func (ix *Indexer) Signatures(ctx context.Context, m *meta.Manifest, tags []string) []meta.Signature {
-	return ix.signatures(ctx, m, tags, nil)
+func (ix *Indexer) wake() {
+	select {
+	case ix.kick <- struct{}{}:
+	default:
+	}
 }
 
-// layerKey is the dedupe key of one signature layer.
-func layerKey(l oci.Descriptor, bundleKind bool) string {
-	if bundleKind || oci.IsBundleType(l.MediaType) {
-		return dedupeKey(l.Digest.String())
+// policy returns the compiled policy governing repo.
+func (ix *Indexer) policy(ctx context.Context, repo string) (*compiled, error) {
+	tp, err := ix.store.TrustPolicyFor(ctx, repo)
+	if err != nil {
+		return nil, err
 	}
-	sigB64, certPEM := l.Annotations[oci.AnnotationSignature], l.Annotations[oci.AnnotationCertificate]
-	if b := l.Annotations[oci.AnnotationBundle]; b != "" {
-		// A re-pushed layer with another log bundle (e.g. a forged SET) is
-		// another record, judged on its own.
-		return dedupeKey(l.Digest.String(), sigB64, certPEM, b)
+	key := fmt.Sprintf("%s\x00%d\x00%s", tp.Project, tp.Version, tp.ProjectIssuer)
+	if tp.Project == "" {
+		key = "\x00repo\x00" + repo
 	}
-	return dedupeKey(l.Digest.String(), sigB64, certPEM)
+	if c := ix.policies.get(key); c != nil {
+		return c, nil
+	}
+	c, err := ix.compile(tp, repo)
+	if err != nil {
+		// A stored policy is validated when set; one that no longer
+		// compiles (e.g. written by a newer version) judges nothing.
+		return nil, fmt.Errorf("the trust policy governing %s: %w", repo, err)
+	}
+	ix.policies.put(key, c)
+	return c, nil
 }
 
-// signatures parses the signature layers of m. With recorded, the layers
-// whose dedupe keys it reports as already recorded are skipped (it is
-// asked once, with the keys of every layer read).
-func (ix *Indexer) signatures(ctx context.Context, m *meta.Manifest, tags []string, recorded func(keys []string) map[string]bool) []meta.Signature {
-	subject, ok := m.SignatureSubject(tags)
-	if !ok {
-		return nil
-	}
-	base := meta.Signature{Repository: m.Repository, Subject: subject, Manifest: m.Digest, Kind: verify.KindSimpleSigning}
-	switch {
-	case oci.IsBundleType(m.ArtifactType):
+// batch is what the jobs of one claimed batch share: the generation their
+// statuses are decided in, and the signatures already decided in it (the
+// records are written at the end of the batch).
+type batch struct {
+	gen      int64
+	decided  map[string]bool      // repository + "\x00" + key
+	policies map[string]*compiled // by repository
+}
+
+func newBatch(gen int64) *batch {
+	return &batch{gen: gen, decided: map[string]bool{}, policies: map[string]*compiled{}}
+}
+
+// indexManifest returns the signature records of signature manifest m of
+// subject, with their status under policy pol, decided in b's generation.
+// Layers already decided in the job's generation jobGen, or in b, are
+// skipped (a push's jobGen is 0: only layers not indexed yet). Every
+// problem becomes an invalid record, never an error.
+func (ix *Indexer) indexManifest(ctx context.Context, m *meta.Manifest, subject digest.Digest, pol *compiled, jobGen int64, b *batch) []meta.Signature {
+	base := meta.Signature{Repository: m.Repository, Subject: subject, Manifest: m.Digest, Kind: verify.KindSimpleSigning, Generation: b.gen}
+	if oci.IsBundleType(m.ArtifactType) {
 		base.Kind = verify.KindBundle
-	case attestationTag(tags):
-		base.Kind = verify.KindAttestation
 	}
 	invalid := func(layer digest.Digest, key, detail string) meta.Signature {
 		s := base
-		s.Layer, s.Key, s.Status, s.StatusDetail = layer, key, meta.StatusInvalid, detail
+		s.Layer, s.Key, s.Status, s.StatusDetail = layer, key, meta.StatusInvalid, truncate(detail, maxDetail)
 		return s
 	}
 	pm, err := oci.ParseManifest(m.MediaType, m.Payload)
@@ -149,71 +205,58 @@ func (ix *Indexer) signatures(ctx context.Context, m *meta.Manifest, tags []stri
 	if oci.IsIndex(pm.MediaType) || len(pm.Layers) == 0 {
 		return []meta.Signature{invalid("", "manifest:"+m.Digest.String(), "signature manifest has no signature layers")}
 	}
-	var keys []string
-	var known map[string]bool
-	if recorded != nil {
-		for _, l := range pm.Layers[:min(len(pm.Layers), 1000)] {
-			keys = append(keys, layerKey(l, base.Kind == verify.KindBundle))
-		}
-		known = recorded(keys)
+	layers := pm.Layers[:min(len(pm.Layers), MaxLayers)]
+	keys := make([]string, len(layers))
+	for i, l := range layers {
+		keys[i] = layerKey(subject, l, base.Kind == verify.KindBundle)
+	}
+	decided, err := ix.store.SignatureGenerations(ctx, m.Repository, keys)
+	if err != nil {
+		ix.log.Warn("looking up indexed signatures; deciding every layer", "repository", m.Repository, "err", err)
+		decided = nil
 	}
 	var out []meta.Signature
-	for i, l := range pm.Layers {
-		if i >= 1000 {
-			out = append(out, invalid("", "manifest:"+m.Digest.String()+":overflow", "more than 1000 signature layers; the rest are ignored"))
-			break
+	rd := &manifestReader{ix: ix, repo: m.Repository, budget: MaxReadPerManifest, blobs: map[digest.Digest]blobResult{}, payloads: verify.NewPayloads()}
+	for i, l := range layers {
+		inBatch := m.Repository + "\x00" + keys[i]
+		if b.decided[inBatch] {
+			continue // the same signature twice in one manifest, or in the batch
 		}
-		if known != nil && known[keys[i]] {
+		b.decided[inBatch] = true
+		if g, ok := decided[keys[i]]; ok && g >= jobGen {
 			continue
 		}
-		s := base
-		s.Layer = l.Digest
-		data, err := ix.readBlob(ctx, m.Repository, l)
+		data, err := rd.read(ctx, l)
 		if err != nil {
 			out = append(out, invalid(l.Digest, "layer:"+l.Digest.String()+":"+m.Digest.String(), err.Error()))
 			continue
 		}
-		ix.record(ctx, &s, l, data)
+		s := base
+		s.Layer = l.Digest
+		ix.record(ctx, &s, l, data, rd.payloads, pol)
 		out = append(out, s)
+	}
+	if len(pm.Layers) > MaxLayers {
+		out = append(out, invalid("", "manifest:"+m.Digest.String()+":overflow",
+			fmt.Sprintf("the signature manifest has %d layers; the index reads the first %d, the rest are not indexed", len(pm.Layers), MaxLayers)))
 	}
 	return out
 }
 
-// attestationTag reports whether the tag SignatureSubject goes by (the
-// first attachment tag) is cosign's legacy ".att" tag.
-func attestationTag(tags []string) bool {
-	for _, t := range tags {
-		if _, suffix, ok := oci.AttachedDigest(t); ok {
-			return suffix == oci.AttestationSuffix
-		}
+// layerKey is the dedupe key of one signature layer of an image: the same
+// signature under another image's signature tag is another record (for
+// that image it is invalid).
+func layerKey(subject digest.Digest, l oci.Descriptor, bundleKind bool) string {
+	if bundleKind || oci.IsBundleType(l.MediaType) {
+		return dedupeKey(subject.String(), l.Digest.String())
 	}
-	return false
-}
-
-// readBlob reads layer l of a manifest of repo. The layer must be repo's:
-// the registry lets a manifest name layers the repository lacks (foreign
-// layers; any with --sparse-manifests), and the blob store, shared by all
-// repositories, would otherwise hand out another repository's content.
-func (ix *Indexer) readBlob(ctx context.Context, repo string, l oci.Descriptor) ([]byte, error) {
-	if l.Size > maxSignatureBlob {
-		return nil, fmt.Errorf("signature layer is %d bytes; the limit is %d", l.Size, maxSignatureBlob)
+	sigB64, certPEM := l.Annotations[oci.AnnotationSignature], l.Annotations[oci.AnnotationCertificate]
+	if b := l.Annotations[oci.AnnotationBundle]; b != "" {
+		// A re-pushed layer with another log bundle (e.g. a forged SET) is
+		// another record, judged on its own.
+		return dedupeKey(subject.String(), l.Digest.String(), sigB64, certPEM, b)
 	}
-	if _, err := ix.store.BlobSize(ctx, repo, l.Digest); err != nil {
-		return nil, fmt.Errorf("signature layer %s is not in repository %s: %v", l.Digest, repo, err)
-	}
-	rc, _, err := ix.blobs.Open(ctx, l.Digest)
-	if err != nil {
-		return nil, fmt.Errorf("signature layer %s is not in the registry: %v", l.Digest, err)
-	}
-	defer rc.Close()
-	b, err := io.ReadAll(io.LimitReader(rc, maxSignatureBlob+1))
-	if err != nil {
-		return nil, err
-	}
-	if l.Digest.Algorithm().FromBytes(b) != l.Digest {
-		return nil, fmt.Errorf("signature layer content does not match its digest %s", l.Digest)
-	}
-	return b, nil
+	return dedupeKey(subject.String(), l.Digest.String(), sigB64, certPEM)
 }
 
 func dedupeKey(parts ...string) string {
@@ -225,89 +268,254 @@ func dedupeKey(parts ...string) string {
 	return hex.EncodeToString(h.Sum(nil))
 }
 
+// manifestReader reads the layers of one manifest: each distinct blob
+// once, within a budget of bytes.
+type manifestReader struct {
+	ix       *Indexer
+	repo     string
+	budget   int64
+	blobs    map[digest.Digest]blobResult
+	payloads *verify.Payloads
+}
+
+type blobResult struct {
+	data []byte
+	err  error
+}
+
+func (rd *manifestReader) read(ctx context.Context, l oci.Descriptor) ([]byte, error) {
+	if r, ok := rd.blobs[l.Digest]; ok {
+		return r.data, r.err
+	}
+	var r blobResult
+	switch {
+	case l.Size > maxSignatureBlob:
+		r.err = fmt.Errorf("signature layer is %d bytes; the limit is %d", l.Size, maxSignatureBlob)
+	case l.Size > rd.budget:
+		r.err = fmt.Errorf("not read: the layers of this signature manifest exceed the %d bytes the index reads per manifest", MaxReadPerManifest)
+	default:
+		r.data, r.err = rd.ix.readBlob(ctx, rd.repo, l)
+		rd.budget -= int64(len(r.data))
+	}
+	rd.blobs[l.Digest] = r
+	return r.data, r.err
+}
+
+// readBlob reads layer l of a manifest of repo. The layer must be repo's:
+// the registry lets a manifest name layers the repository lacks (foreign
+// layers; any with --sparse-manifests), and the blob store, shared by all
+// repositories, would otherwise hand out another repository's content.
+func (ix *Indexer) readBlob(ctx context.Context, repo string, l oci.Descriptor) ([]byte, error) {
+	if _, err := ix.store.BlobSize(ctx, repo, l.Digest); err != nil {
+		return nil, fmt.Errorf("signature layer %s is not in repository %s: %v", l.Digest, repo, err)
+	}
+	rc, _, err := ix.blobs.Open(ctx, l.Digest)
+	if err != nil {
+		return nil, fmt.Errorf("signature layer %s is not in the registry: %v", l.Digest, err)
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(io.LimitReader(rc, maxSignatureBlob+1))
+	ix.stats.blobReads.Add(1)
+	ix.stats.blobBytes.Add(int64(len(b)))
+	if err != nil {
+		return nil, err
+	}
+	if l.Digest.Algorithm().FromBytes(b) != l.Digest {
+		return nil, fmt.Errorf("signature layer content does not match its digest %s", l.Digest)
+	}
+	return b, nil
+}
+
 // record fills s from one stored signature layer: what the signature says
-// about itself, and the outcome of verifying it, once, against the
-// indexer's trust.
-func (ix *Indexer) record(ctx context.Context, s *meta.Signature, l oci.Descriptor, data []byte) {
+// about itself, and its status: Verify, once, against the policy's trust
+// and rules.
+func (ix *Indexer) record(ctx context.Context, s *meta.Signature, l oci.Descriptor, data []byte, ps *verify.Payloads, pol *compiled) {
 	var signed verify.Signed
 	if s.Kind == verify.KindBundle || oci.IsBundleType(l.MediaType) {
 		s.Kind = verify.KindBundle
-		s.Key = layerKey(l, true)
+		s.Key = layerKey(s.Subject, l, true)
 		signed = verify.BundleSignature(data, l.Digest.String())
 	} else {
-		s.Key = layerKey(l, false)
+		s.Key = layerKey(s.Subject, l, false)
 		s.PayloadType = l.MediaType
-		stored := verify.Layer{Digest: l.Digest.String(), MediaType: l.MediaType, Payload: data, Annotations: l.Annotations}
-		signed = verify.LayerSignature(stored)
-		if s.Kind == verify.KindAttestation {
+		stored := verify.Layer{Digest: l.Digest.String(), MediaType: l.MediaType, Payload: data, Annotations: l.Annotations, Payloads: ps}
+		if l.MediaType == payload.DSSEMediaType {
+			// A legacy ".att" layer: a DSSE envelope.
+			s.Kind = verify.KindAttestation
 			signed = verify.LayerAttestation(stored)
+		} else {
+			signed = verify.LayerSignature(stored)
 		}
 	}
 	d := verify.Describe(signed, s.Subject.String())
-	s.Annotations, s.LogIndex = d.Annotations, d.LogIndex
 	if d.PredicateType != "" && d.PredicateType != payload.CosignSignPredicateType {
 		// An attestation (legacy .att or bundle): its predicate type is
 		// searchable as the annotation cosign's .att layers carry it in,
 		// unless the statement signed an annotation of that name.
-		if _, signed := s.Annotations[oci.AnnotationPredicateType]; !signed {
-			if s.Annotations == nil {
-				s.Annotations = map[string]string{}
+		if _, signed := d.Annotations[oci.AnnotationPredicateType]; !signed {
+			if d.Annotations == nil {
+				d.Annotations = map[string]string{}
 			}
-			s.Annotations[oci.AnnotationPredicateType] = d.PredicateType
+			d.Annotations[oci.AnnotationPredicateType] = d.PredicateType
 		}
 	}
+	var dropped []string
+	s.Annotations, dropped = bounded(d.Annotations, "annotation", dropped)
+	s.LogIndex = d.LogIndex
 	if d.PayloadType != "" {
 		s.PayloadType = d.PayloadType
 	}
 	if d.Certificate != nil {
 		s.Signer, s.CertIssuer = fulcio.Identity(d.Certificate)
-		s.CertExtensions = fulcio.Values(d.Certificate)
+		s.CertExtensions, dropped = bounded(fulcio.Values(d.Certificate), "certificate extension", dropped)
 	} else if d.KeyHint != "" {
 		s.Signer = "SHA256:" + d.KeyHint
 	}
-	v, err := verify.Verify(ctx, signed, ix.trust, verify.Policy{Subject: s.Subject.String(),
-		// The index records the identity rather than selecting one, and
-		// trusts --trusted-key signatures made without a log.
-		WithoutIdentitiesUnsafe: true, IgnoreTlogForKeysUnsafe: true})
+	v, err := verify.Verify(ctx, signed, pol.trust, verify.Policy{Subject: s.Subject.String(), Identities: pol.identities,
+		Annotations: pol.annotations, IgnoreTlogForKeysUnsafe: true}) // --trusted-key signatures may be made without a log
 	if v != nil && v.Key != "" {
 		s.Signer = v.Key
 	}
-	s.Status, s.StatusDetail = status(v, err)
+	s.Status, s.StatusDetail = pol.status(v, err, d.Certificate != nil)
+	if len(dropped) > 0 {
+		s.StatusDetail += "; not stored (over the index's limits): " + strings.Join(dropped, ", ")
+	}
+	s.Signer, s.CertIssuer = truncate(s.Signer, maxText), truncate(s.CertIssuer, maxText)
+	s.StatusDetail = truncate(s.StatusDetail, maxDetail)
+	ix.stats.signatures.Add(1)
 }
 
-// status turns the outcome of Verify into the index's status: verified;
-// invalid when the signature is broken (a bad signature, certificate, SCT
-// or log entry, a payload for another image); unverified when the
-// server's trust does not cover it (another key, CA or log, not logged).
-// Until projects have trust policies nothing the policy refuses reaches
-// here; it would be unverified.
-func status(v *verify.Verified, err error) (string, string) {
+// bounded keeps the entries of kv within the storage limits (MaxAnnotations
+// entries, keys and values in bytes) and adds what it leaves out to
+// dropped.
+func bounded(kv map[string]string, what string, dropped []string) (map[string]string, []string) {
+	if len(kv) == 0 {
+		return kv, dropped
+	}
+	out := make(map[string]string, min(len(kv), MaxAnnotations))
+	var over int
+	for _, k := range slices.Sorted(maps.Keys(kv)) {
+		v := kv[k]
+		switch {
+		case len(k) > MaxAnnotationKey || len(v) > MaxAnnotationValue:
+			if len(dropped) < 8 {
+				dropped = append(dropped, fmt.Sprintf("%s %.64q (%d bytes)", what, k, len(k)+len(v)))
+			}
+		case len(out) == MaxAnnotations:
+			over++
+		default:
+			out[k] = v
+		}
+	}
+	if over > 0 {
+		dropped = append(dropped, fmt.Sprintf("%d more %ss (at most %d are stored)", over, what, MaxAnnotations))
+	}
+	return out, dropped
+}
+
+// truncate cuts s to at most n bytes, on a character boundary.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	i := n - 3
+	for i > 0 && !utf8.RuneStart(s[i]) {
+		i--
+	}
+	return s[:i] + "..."
+}
+
+// status turns the outcome of Verify into the index's status, naming the
+// rule that failed; keyless says whether the signature carries a
+// certificate.
+func (c *compiled) status(v *verify.Verified, err error, keyless bool) (string, string) {
 	if err == nil {
+		allowed := "allowed by " + c.where
 		if v.Key != "" {
-			return meta.StatusVerified, "verified with trusted key " + v.Key
+			return meta.StatusVerified, "verified with trusted key " + v.Key + "; " + allowed
 		}
-		detail := "certificate issued by this server's CA; transparency log entry verified (SET)"
+		detail := "certificate issued by " + c.caName(v)
 		if e := v.LogEntry; e != nil {
-			detail = fmt.Sprintf("certificate issued by this server's CA; transparency log entry %d verified (SET)", e.LogIndex)
+			detail += fmt.Sprintf("; transparency log entry %d verified (SET)", e.LogIndex)
 		}
-		return meta.StatusVerified, detail
+		return meta.StatusVerified, detail + "; signer " + allowed
 	}
 	var ce *verify.CheckError
 	if !errors.As(err, &ce) {
 		return meta.StatusInvalid, err.Error()
 	}
-	if ce.Class == verify.Invalid {
+	switch ce.Class {
+	case verify.Invalid:
 		return meta.StatusInvalid, ce.Check + ": " + ce.Reason
+	case verify.NotAllowed:
+		rule := "the " + ce.Check + " rule"
+		switch ce.Check {
+		case verify.CheckIdentity:
+			rule = "the identity rule (allowed: " + c.describeIdentities() + ")"
+		case verify.CheckAnnotation:
+			rule = "the required annotations rule"
+		}
+		return meta.StatusUntrusted, "valid, but " + c.where + " does not allow it: " + rule + " failed: " + ce.Reason
 	}
+	detail := ce.Check + ": " + ce.Reason
 	switch {
-	case ce.Check == verify.CheckSignature:
-		return meta.StatusUnverified, "signed with a key the server does not trust"
+	case ce.Check == verify.CheckSignature, ce.Check == verify.CheckCertificate && !keyless:
+		detail = "signed with a key the server does not trust (" + c.where + ")"
 	case ce.Check == verify.CheckCertificate:
-		return meta.StatusUnverified, "certificate is not issued by this server's CA: " + ce.Reason
+		detail = "certificate is not issued by " + c.rootsWords() + ": " + ce.Reason
 	case errors.Is(err, verify.ErrNoBundle):
-		return meta.StatusUnverified, "certificate issued by this server's CA, but the signature carries no transparency log bundle (signed with --tlog-upload=false)"
+		detail = "certificate issued by a trusted CA, but the signature carries no transparency log bundle (signed with --tlog-upload=false)"
 	case errors.Is(err, verify.ErrUnknownLog):
-		return meta.StatusUnverified, "logged in a transparency log this server does not know: " + ce.Reason
+		detail = "logged in a transparency log this server does not know: " + ce.Reason
 	}
-	return meta.StatusUnverified, ce.Check + ": " + ce.Reason
+	if len(c.missing) > 0 {
+		detail += fmt.Sprintf(" (the policy names trust roots this server does not import: %s; start it with --trusted-root NAME=FILE)", strings.Join(c.missing, ", "))
+	}
+	return meta.StatusUnverified, detail
+}
+
+// caName names the trust root a verified certificate chains to.
+func (c *compiled) caName(v *verify.Verified) string {
+	if v.Chain != nil {
+		for _, ca := range v.Chain.CAs {
+			if name, ok := c.rootOf[ca.Roots]; ok {
+				if name == RootHallmark {
+					return "this server's CA"
+				}
+				return "the CA " + v.CA + " of trust root " + name
+			}
+		}
+	}
+	return "the CA " + v.CA
+}
+
+// rootsWords names the policy's trust roots in a reason.
+func (c *compiled) rootsWords() string {
+	others := slices.DeleteFunc(slices.Clone(c.roots), func(n string) bool { return n == RootHallmark })
+	switch {
+	case len(others) == len(c.roots):
+		if len(others) == 0 {
+			return "a CA of the policy's trust roots (it names none this server has)"
+		}
+		return "a CA of the policy's trust roots (" + strings.Join(others, ", ") + ")"
+	case len(others) == 0:
+		return "this server's CA"
+	}
+	return "this server's CA or another trust root of the policy (" + strings.Join(others, ", ") + ")"
+}
+
+// describeIdentities lists the allowed identities in a reason.
+func (c *compiled) describeIdentities() string {
+	var out []string
+	for _, id := range c.identities {
+		iss, sub := id.Issuer, id.Subject
+		if iss == "" {
+			iss = "~" + id.IssuerRegexp
+		}
+		if sub == "" {
+			sub = "~" + id.SubjectRegexp
+		}
+		out = append(out, sub+" from "+iss)
+	}
+	return truncate(strings.Join(out, "; "), 512)
 }

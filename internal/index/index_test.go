@@ -51,16 +51,27 @@ func newEnv(t testing.TB, trusted bool, roots ...*root.Material) *env {
 	}
 	t.Cleanup(func() { store.Close() })
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	cfg := index.Config{Roots: roots}
-	if trusted {
-		pemBytes, _ := sign.PublicKeyPEM(&key.PublicKey)
-		k, err := verify.ParseKey(pemBytes)
-		if err != nil {
-			t.Fatal(err)
-		}
-		cfg.Keys = append(cfg.Keys, k)
+	cfg := index.Config{Issuer: realServer}
+	if len(roots) > 0 {
+		cfg.Roots = map[string]*root.Material{index.RootHallmark: roots[0]}
 	}
-	return &env{t: t, blobs: blobs, store: store, ix: index.New(store, blobs, nil, cfg), key: key}
+	e := &env{t: t, blobs: blobs, store: store, key: key}
+	if trusted {
+		cfg.Keys = e.trustedKeys(t)
+	}
+	e.ix = index.New(store, blobs, nil, cfg)
+	return e
+}
+
+// trustedKeys is the env's key as the server's --trusted-key.
+func (e *env) trustedKeys(t testing.TB) []verify.Key {
+	t.Helper()
+	pemBytes, _ := sign.PublicKeyPEM(&e.key.PublicKey)
+	k, err := verify.ParseKey(pemBytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return []verify.Key{k}
 }
 
 // putBlob stores b and links it to group/app, as an upload there does.
@@ -107,6 +118,13 @@ func (e *env) signedLayer(subject digest.Digest, ann map[string]string) layer {
 // feeds it to the indexer as the registry would.
 func (e *env) push(subject digest.Digest, layers ...layer) *meta.Manifest {
 	e.t.Helper()
+	return e.pushRaw(subject, e.manifestOf(layers...))
+}
+
+// manifestOf stores the layers' blobs and returns a cosign-style
+// signature manifest of them.
+func (e *env) manifestOf(layers ...layer) []byte {
+	e.t.Helper()
 	cfg := e.putBlob([]byte(`{}`))
 	m := oci.Manifest{SchemaVersion: 2, MediaType: oci.MediaTypeOCIManifest,
 		Config: &oci.Descriptor{MediaType: oci.MediaTypeOCIConfig, Digest: cfg, Size: 2}}
@@ -115,7 +133,7 @@ func (e *env) push(subject digest.Digest, layers ...layer) *meta.Manifest {
 		m.Layers = append(m.Layers, oci.Descriptor{MediaType: sign.SimpleSigningMediaType, Digest: d, Size: int64(len(l.payload)), Annotations: l.ann})
 	}
 	raw, _ := json.Marshal(m)
-	return e.pushRaw(subject, raw)
+	return raw
 }
 
 func (e *env) pushRaw(subject digest.Digest, raw []byte) *meta.Manifest {
@@ -124,8 +142,16 @@ func (e *env) pushRaw(subject digest.Digest, raw []byte) *meta.Manifest {
 	if err := e.store.PutManifest(context.Background(), mm, []string{tag}); err != nil {
 		e.t.Fatal(err)
 	}
-	e.ix.ManifestPushed(context.Background(), mm, []string{tag})
+	e.settle(subject)
 	return mm
+}
+
+// settle runs the image's indexing jobs, as a pull check would.
+func (e *env) settle(subject digest.Digest) {
+	e.t.Helper()
+	if err := e.ix.Settle(context.Background(), "group/app", subject); err != nil {
+		e.t.Fatal(err)
+	}
 }
 
 func ciAnnotations(sha string) map[string]string {
@@ -195,7 +221,7 @@ func (c *openCounter) Open(ctx context.Context, d digest.Digest) (io.ReadSeekClo
 func TestRepushReadsOnlyNewLayers(t *testing.T) {
 	e := newEnv(t, true)
 	blobs := &openCounter{Store: e.blobs}
-	e.ix = index.New(e.store, blobs, nil, index.Config{})
+	e.ix = index.New(e.store, blobs, nil, index.Config{Issuer: realServer})
 	subject := digest.FromString("image manifest")
 	first := e.signedLayer(subject, map[string]string{"tag": "v1"})
 	second := e.signedLayer(subject, map[string]string{"tag": "v2"})
@@ -315,7 +341,7 @@ func TestLayerOfAnotherRepositoryIsNotRead(t *testing.T) {
 				Layers: []oci.Descriptor{{MediaType: sign.SimpleSigningMediaType, Digest: d, Size: int64(len(secret.payload)), Annotations: secret.ann, URLs: tc.urls}}}
 			raw, _ := json.Marshal(m)
 			mm := &meta.Manifest{Repository: "group/app", Digest: digest.FromBytes(raw), MediaType: oci.MediaTypeOCIManifest, Payload: raw}
-			sigs := e.ix.Signatures(ctx, mm, []string{"sha256-" + subject.Encoded() + ".sig"})
+			sigs := e.ix.Signatures(ctx, mm, subject)
 			if len(sigs) != 1 {
 				t.Fatalf("%d records, want one for the one layer", len(sigs))
 			}
@@ -341,8 +367,11 @@ func TestNonSignatureManifestsAreIgnored(t *testing.T) {
 	e := newEnv(t, false)
 	raw := []byte(`{"schemaVersion":2,"config":{"mediaType":"x","digest":"sha256:` + strings.Repeat("0", 64) + `","size":1},"layers":[]}`)
 	m := &meta.Manifest{Repository: "group/app", Digest: digest.FromBytes(raw), MediaType: oci.MediaTypeOCIManifest, Payload: raw}
-	if got := e.ix.Signatures(context.Background(), m, []string{"v1", "sha256-abc.sig"}); len(got) != 0 {
-		t.Fatalf("indexed %d signatures from a plain image", len(got))
+	if err := e.store.PutManifest(context.Background(), m, []string{"v1", "sha256-abc.sig"}); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := e.ix.Pending(context.Background(), "", ""); err != nil || n != 0 {
+		t.Fatalf("a plain image was queued for indexing (%d jobs, %v)", n, err)
 	}
 }
 
@@ -353,7 +382,7 @@ func FuzzSignatureManifest(f *testing.F) {
 	subject := digest.FromString("s")
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		m := &meta.Manifest{Repository: "r", Digest: digest.FromBytes(raw), MediaType: oci.MediaTypeOCIManifest, Payload: raw}
-		for _, s := range ix.Signatures(context.Background(), m, []string{"sha256-" + subject.Encoded() + ".sig"}) {
+		for _, s := range ix.Signatures(context.Background(), m, subject) {
 			if s.Status == "" || s.Key == "" {
 				t.Fatalf("record without status or key: %+v", s)
 			}
@@ -408,7 +437,7 @@ func (e *env) pushAttestation(subject digest.Digest, envelope []byte, predicateT
 	if err := e.store.PutManifest(context.Background(), mm, []string{tag}); err != nil {
 		e.t.Fatal(err)
 	}
-	e.ix.ManifestPushed(context.Background(), mm, []string{tag})
+	e.settle(subject)
 }
 
 // envelope signs an in-toto statement about subject with the env's key.

@@ -17,6 +17,10 @@ import (
 	"github.com/hallmark-dev/hallmark/pkg/root"
 )
 
+// realServer is the URL of the Hallmark server that made the real keyless
+// signature (its CA, log and built-in issuer).
+const realServer = "http://127.0.0.1:5077"
+
 // realKeyless is cosign v2.6.5's keyless signature against a real
 // Hallmark server, and that server's trust (pkg/verify/testdata/keyless).
 type realKeyless struct {

@@ -138,7 +138,9 @@ type Manifests interface {
 	// PutManifest stores m and points tags at it in one transaction, if
 	// every condition holds (else ErrPreconditionFailed). It fails with
 	// *MissingReferenceError when a reference that is not Optional is
-	// absent and with *SizeMismatchError when one has another size.
+	// absent and with *SizeMismatchError when one has another size. A
+	// signature manifest (Manifest.SignatureSubject) gets its indexing job
+	// (IndexQueue) in the same transaction.
 	PutManifest(ctx context.Context, m *Manifest, tags []string, conds ...TagCondition) error
 	// GetManifest looks a manifest up by tag or digest ("sha256:..."), or
 	// returns ErrManifestNotFound (a *RepositoryNotFoundError when repo
@@ -170,15 +172,27 @@ type Store interface {
 	Manifests
 	Listing
 	Signatures
+	IndexQueue
+	TrustPolicies
 	Ping(ctx context.Context) error
 	Close() error
 }
 
-// Signature verification states recorded by the indexer.
+// Signature statuses recorded by the indexer: one per signature, under the
+// trust policy of the project that governs its repository.
 const (
-	StatusVerified   = "verified"   // verified against the server's configured trust
-	StatusInvalid    = "invalid"    // malformed, or the signature does not verify
-	StatusUnverified = "unverified" // well-formed, but no configured trust covers its signer
+	// StatusVerified: valid, and the policy allows its signer.
+	StatusVerified = "verified"
+	// StatusUntrusted: cryptographically valid under a trust root of the
+	// policy, but the policy does not allow its signer (identity) or it
+	// lacks a required annotation; the detail names the rule.
+	StatusUntrusted = "untrusted"
+	// StatusInvalid: broken (bad signature, chain, SCT, log proof, digest
+	// mismatch, malformed).
+	StatusInvalid = "invalid"
+	// StatusUnverified: cannot be checked: an unknown key, CA or log, or
+	// not logged.
+	StatusUnverified = "unverified"
 )
 
 // Signature is one indexed signature (one layer of a cosign signature
@@ -202,6 +216,9 @@ type Signature struct {
 	// dotted OID) of a keyless signature's certificate.
 	CertExtensions map[string]string
 	Created        time.Time
+	// Generation is the index generation the status was decided in
+	// (IndexQueue): a job of a later generation decides it again.
+	Generation int64
 }
 
 // Signatures is the signature index.

@@ -29,7 +29,6 @@ import (
 	"github.com/hallmark-dev/hallmark/internal/tlog"
 	"github.com/hallmark-dev/hallmark/internal/tuf"
 	"github.com/hallmark-dev/hallmark/internal/web"
-	"github.com/hallmark-dev/hallmark/pkg/root"
 	"github.com/hallmark-dev/hallmark/pkg/verify"
 )
 
@@ -55,6 +54,8 @@ type Server struct {
 	trust   *trust    // published trusted root and signing config
 
 	tuf *tuf.Repository // TUF repository of the trust material
+
+	indexer *index.Indexer // signature index: queue workers, trust policies
 }
 
 // New opens the listener on cfg.Addr (so a ":0" port is known from here
@@ -132,8 +133,11 @@ func build(ctx context.Context, cfg config.Server, log *slog.Logger, ln net.List
 		store.Close()
 		return nil, err
 	}
-	icfg.Roots = []*root.Material{s.trust.material}
-	indexer := index.New(store, blobs, log, icfg)
+	if err := s.setupIndex(&icfg, reg); err != nil {
+		store.Close()
+		return nil, err
+	}
+	indexer := s.indexer
 	rh, err := registry.New(blobs, store, log, registry.Config{MaxManifestSize: cfg.MaxManifestSize, SparseManifests: cfg.SparseManifests, Events: s.registryEvents(indexer)})
 	if err != nil {
 		store.Close()
@@ -228,6 +232,10 @@ func (s *Server) Run(ctx context.Context, ready func(addr net.Addr)) error {
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
 	fresh := trackFreshConns(srv)
+	ictx, stopIndex := context.WithCancel(ctx)
+	indexDone := make(chan struct{})
+	go func() { s.indexer.Run(ictx); close(indexDone) }()
+	defer func() { stopIndex(); <-indexDone }()
 	go s.janitor(ctx)
 	go s.maintainTUF(ctx)
 	s.log.Info("hallmark server listening", "addr", ln.Addr().String(), "data_dir", s.cfg.DataDir)

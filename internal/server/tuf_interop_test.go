@@ -310,7 +310,7 @@ func TestTUFClientsFollowCARotation(t *testing.T) {
 	before := map[string]string{} // peer -> image signed before the rotation
 	for _, peer := range peers {
 		clients[peer] = newTUFCosign(t, peer, srv)
-		before[peer], _ = klPush(t, srv, "ca/"+peer, "v1")
+		before[peer], _ = klPush(t, srv, "grp/app/"+peer, "v1")
 		tufSign(t, clients[peer], srv, before[peer])
 	}
 	oldTrust := klDownloadTrust(t, srv)
@@ -334,7 +334,7 @@ func TestTUFClientsFollowCARotation(t *testing.T) {
 	}
 	for _, peer := range peers {
 		c := clients[peer]
-		image, dgst := klPush(t, srv2, "ca/"+peer, "v2")
+		image, dgst := klPush(t, srv2, "grp/app/"+peer, "v2")
 		tufSign(t, c, srv2, image)
 		// The server's index trusts the new generation too.
 		var sigs struct {
@@ -342,7 +342,8 @@ func TestTUFClientsFollowCARotation(t *testing.T) {
 				Status, StatusDetail string
 			} `json:"signatures"`
 		}
-		getJSON(t, srv2.URL+"/api/v1/images/ca/"+peer+"/signatures?digest="+dgst.String(), &sigs)
+		testenv.WaitIndexed(t, srv2.URL)
+		getJSON(t, srv2.URL+"/api/v1/images/grp/app/"+peer+"/signatures?digest="+dgst.String(), &sigs)
 		if len(sigs.Signatures) != 1 || sigs.Signatures[0].Status != "verified" {
 			t.Errorf("index of the new CA's signature: %+v", sigs.Signatures)
 		}
@@ -351,18 +352,19 @@ func TestTUFClientsFollowCARotation(t *testing.T) {
 			// (copied with its image) is verified under the old CA's window.
 			ref, _ := name.ParseReference(before[peer])
 			d, _ := v1.NewHash(ref.Identifier())
-			for _, src := range []string{before[peer], srv.Addr + "/ca/" + peer + ":sha256-" + d.Hex + ".sig"} {
+			for _, src := range []string{before[peer], srv.Addr + "/grp/app/" + peer + ":sha256-" + d.Hex + ".sig"} {
 				from, _ := name.ParseReference(src)
 				img, err := remote.Image(from)
 				if err != nil {
 					t.Fatal(err)
 				}
-				to, _ := name.ParseReference(strings.Replace(src, "/ca/"+peer, "/ca/copied", 1))
+				to, _ := name.ParseReference(strings.Replace(src, "/grp/app/"+peer, "/grp/app/copied", 1))
 				if err := remote.Write(to, img); err != nil {
 					t.Fatal(err)
 				}
 			}
-			getJSON(t, srv2.URL+"/api/v1/images/ca/copied/signatures?digest="+d.String(), &sigs)
+			testenv.WaitIndexed(t, srv2.URL)
+			getJSON(t, srv2.URL+"/api/v1/images/grp/app/copied/signatures?digest="+d.String(), &sigs)
 			if len(sigs.Signatures) != 1 || sigs.Signatures[0].Status != "verified" {
 				t.Errorf("index of the old CA's signature pushed after the rotation: %+v", sigs.Signatures)
 			}

@@ -46,9 +46,10 @@ var ErrUnauthenticated = auth.ErrBadCredentials
 
 // API serves /api/v1/.
 type API struct {
-	store Store
-	log   *slog.Logger
-	authz Authorizer
+	store    Store
+	log      *slog.Logger
+	authz    Authorizer
+	policies Policies
 }
 
 // Option configures the API.
@@ -77,9 +78,16 @@ func (a *API) pullCheck(w http.ResponseWriter, r *http.Request) PullCheck {
 		return func(context.Context, string) (bool, error) { return true, nil }
 	}
 	check, err := a.authz.Authorize(r)
-	switch {
-	case err == nil:
+	if err == nil {
 		return check
+	}
+	a.authFailed(w, r, err)
+	return nil
+}
+
+// authFailed answers a request whose credentials the authorizer refused.
+func (a *API) authFailed(w http.ResponseWriter, r *http.Request, err error) {
+	switch {
 	case errors.Is(err, ErrUnauthenticated):
 		w.Header().Set("WWW-Authenticate", `Basic realm="hallmark"`)
 		a.fail(w, r, http.StatusUnauthorized, "credentials rejected: use Basic credentials (user and password, personal access token, CI job token) or none for public projects", nil)
@@ -95,13 +103,13 @@ func (a *API) pullCheck(w http.ResponseWriter, r *http.Request) PullCheck {
 		}
 		a.fail(w, r, status, msg, err)
 	}
-	return nil
 }
 
 // Register mounts the API on mux.
 func (a *API) Register(mux *http.ServeMux) {
 	mux.HandleFunc("GET /api/v1/images/", a.imageSignatures)
 	mux.HandleFunc("GET /api/v1/search", a.search)
+	a.registerPolicies(mux)
 }
 
 // SignatureJSON is one signature in API responses.
@@ -208,6 +216,15 @@ func (a *API) imageSignatures(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, http.StatusBadRequest, "give the image as ?digest=sha256:... or ?tag=...", nil)
 		return
 	}
+	// Pending first: when none is, the list read next is complete.
+	pending := -1
+	if a.policies != nil {
+		var err error
+		if pending, err = a.policies.Pending(r.Context(), repo, d); err != nil {
+			a.fail(w, r, http.StatusInternalServerError, "internal error", err)
+			return
+		}
+	}
 	sigs, err := a.store.ListSignatures(r.Context(), repo, d)
 	if err != nil {
 		a.fail(w, r, http.StatusInternalServerError, "internal error", err)
@@ -219,11 +236,22 @@ func (a *API) imageSignatures(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	out := struct {
-		Repository string          `json:"repository"`
-		Digest     string          `json:"digest"`
-		Tags       []string        `json:"tags"`
-		Signatures []SignatureJSON `json:"signatures"`
-	}{repo, d.String(), tags, make([]SignatureJSON, 0, len(sigs))}
+		Repository string   `json:"repository"`
+		Digest     string   `json:"digest"`
+		Tags       []string `json:"tags"`
+		// IndexState is "pending" while signature manifests of the image
+		// wait to be indexed (or judged again after a policy change),
+		// PendingManifests of them; else "indexed".
+		IndexState       string          `json:"indexState,omitempty"`
+		PendingManifests int             `json:"pendingManifests"`
+		Signatures       []SignatureJSON `json:"signatures"`
+	}{Repository: repo, Digest: d.String(), Tags: tags, Signatures: make([]SignatureJSON, 0, len(sigs))}
+	switch {
+	case pending > 0:
+		out.IndexState, out.PendingManifests = "pending", pending
+	case pending == 0:
+		out.IndexState = "indexed"
+	}
 	for _, s := range sigs {
 		out.Signatures = append(out.Signatures, toJSON(s, nil))
 	}

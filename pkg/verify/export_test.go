@@ -79,3 +79,16 @@ func VerifySigstoreBundle(raw []byte, check BundleCheck, o Options, name string)
 	}
 	return v, err
 }
+
+// SharesParse reports whether layers a and b, read as signatures, share
+// one parse of their payload (Payloads).
+func SharesParse(a, b Layer) bool {
+	ca, err1 := LayerSignature(a).Content()
+	cb, err2 := LayerSignature(b).Content()
+	if err1 != nil || err2 != nil {
+		return false
+	}
+	ca.parse()
+	cb.parse()
+	return ca.doc == cb.doc
+}

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"strings"
 	"time"
 
@@ -97,7 +98,7 @@ func (r *run) signer() error {
 			return r.failErr(CheckCertificate, Unverifiable, err)
 		}
 		if !r.policy.IgnoreSCTUnsafe {
-			if err := verified.VerifySCT(t.CTLogKeys); err != nil {
+			if err := verifyEmbeddedSCT(verified.Certificates[0], verified.Issuer(), t.CTLogKeys, t.anchors); err != nil {
 				class := Invalid
 				if errors.Is(err, ErrOutsideValidFor) {
 					class = Unverifiable
@@ -106,7 +107,7 @@ func (r *run) signer() error {
 			}
 		}
 		r.v.Certificate, r.chain, r.pub, r.keyDER = cert, verified, cert.PublicKey, cert.Raw
-		r.v.CA = verified.CA()
+		r.v.CA, r.v.Chain = verified.CA(), verified
 	case len(t.Keys) > 0:
 		// signature() tries every key.
 	case len(t.CAs) > 0:
@@ -170,18 +171,19 @@ func (r *run) claims() error {
 	if c.Blob {
 		return nil // the signature itself binds the blob; it claims nothing more
 	}
-	if err := c.parse(); err != nil {
+	d, err := c.parse()
+	if err != nil {
 		return r.failErr(CheckPayload, Invalid, err)
 	}
 	r.annotations = c.signedAnnotations(r.policy.Subject)
-	if c.statement == nil {
-		r.payload = c.simple
-		if got := c.simple.Critical.Image.DockerManifestDigest; !r.policy.WithoutClaimsUnsafe && got != r.policy.Subject {
+	if d.statement == nil {
+		r.payload = d.simple
+		if got := d.simple.Critical.Image.DockerManifestDigest; !r.policy.WithoutClaimsUnsafe && got != r.policy.Subject {
 			return r.fail(CheckDigestClaim, Invalid, "payload is for %q, not the image %s", got, r.policy.Subject)
 		}
 		return nil
 	}
-	st := c.statement
+	st := d.statement
 	r.v.Statement = st
 	if !r.policy.WithoutClaimsUnsafe && !st.HasSubjectDigest(r.policy.Subject) {
 		what := "statement"
@@ -399,6 +401,8 @@ func (r *run) enrich() {
 	if v.Certificate == nil && v.Bundle == nil {
 		return
 	}
+	// The parsed payload's map may be shared (Payloads): add to a copy.
+	v.Claims.Optional = maps.Clone(v.Claims.Optional)
 	if v.Claims.Optional == nil {
 		v.Claims.Optional = map[string]any{}
 	}

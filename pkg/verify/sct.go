@@ -29,6 +29,12 @@ const maxSCTs = 16
 // published the certificate, as cosign requires unless
 // --insecure-ignore-sct.
 func VerifyEmbeddedSCT(leaf, issuer *x509.Certificate, ctKeys map[string]root.LogKey) error {
+	return verifyEmbeddedSCT(leaf, issuer, ctKeys, nil)
+}
+
+// verifyEmbeddedSCT is VerifyEmbeddedSCT, taking the CT library's parse of
+// the issuer from c (the few intermediates of a trust issue every leaf).
+func verifyEmbeddedSCT(leaf, issuer *x509.Certificate, ctKeys map[string]root.LogKey, c *anchorCache) error {
 	if issuer == nil {
 		return fmt.Errorf("%w: the issuer of the certificate is unknown", ErrSCT)
 	}
@@ -39,7 +45,7 @@ func VerifyEmbeddedSCT(leaf, issuer *x509.Certificate, ctKeys map[string]root.Lo
 	if len(cl.SCTList.SCTList) == 0 {
 		return fmt.Errorf("%w: certificate does not include required embedded SCT and no detached SCT was set (verify with --insecure-ignore-sct if the CA publishes no SCTs)", ErrSCT)
 	}
-	ci, err := ctx509.ParseCertificate(issuer.Raw)
+	ci, err := c.ctIssuer(issuer.Raw)
 	if ci == nil {
 		return fmt.Errorf("%w: parsing the issuer certificate: %v", ErrSCT, err)
 	}

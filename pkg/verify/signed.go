@@ -74,48 +74,61 @@ type Content struct {
 
 	// payloadSHA256 is the SHA-256 of Payload when an adapter has it.
 	payloadSHA256 *[32]byte
-	// The payload, parsed once (simple-signing or in-toto).
+	// doc is the payload, parsed once; the layers of one blob may share
+	// it (Payloads).
+	doc *document
+}
+
+// document is a payload parsed: simple-signing or an in-toto statement.
+// Once parsed it is only read (several Contents may share it).
+type document struct {
 	parsed    bool
 	simple    payload.SimpleSigning
 	statement *payload.Statement
-	parseErr  error
+	err       error
 }
 
 // parse reads the payload once: a simple-signing payload as cosign verify
 // does (ParseLenient), or an in-toto statement.
-func (c *Content) parse() error {
-	if c.parsed {
-		return c.parseErr
+func (c *Content) parse() (*document, error) {
+	if c.doc == nil {
+		c.doc = &document{}
 	}
-	c.parsed = true
-	if !c.DSSE {
-		c.simple, c.parseErr = payload.ParseLenient(c.Payload)
-		return c.parseErr
+	d := c.doc
+	if d.parsed {
+		return d, d.err
 	}
-	if c.PayloadType != payload.InTotoPayloadType {
-		c.parseErr = fmt.Errorf("DSSE payload type %q is not %q", c.PayloadType, payload.InTotoPayloadType)
-		return c.parseErr
+	d.parsed = true
+	switch {
+	case !c.DSSE:
+		d.simple, d.err = payload.ParseLenient(c.Payload)
+	case c.PayloadType != payload.InTotoPayloadType:
+		d.err = fmt.Errorf("DSSE payload type %q is not %q", c.PayloadType, payload.InTotoPayloadType)
+	default:
+		st, err := payload.ParseStatement(c.Payload)
+		if d.err = err; err == nil {
+			d.statement = &st
+		}
 	}
-	st, err := payload.ParseStatement(c.Payload)
-	if err != nil {
-		c.parseErr = err
-		return err
-	}
-	c.statement = &st
-	return nil
+	return d, d.err
 }
 
 // signedAnnotations are the annotations signed for the image with digest
 // subject: a simple-signing payload's optional map, or the annotations of
-// the statement's subject that is the image.
+// the statement's subject that is the image. The map is shared: read it
+// only.
 func (c *Content) signedAnnotations(subject string) map[string]any {
-	if c.Blob || c.parse() != nil {
+	if c.Blob {
 		return nil
 	}
-	if c.statement == nil {
-		return c.simple.Optional
+	d, err := c.parse()
+	if err != nil {
+		return nil
 	}
-	s, _ := c.statement.SubjectFor(subject)
+	if d.statement == nil {
+		return d.simple.Optional
+	}
+	s, _ := d.statement.SubjectFor(subject)
 	return s.Annotations
 }
 
@@ -146,8 +159,8 @@ func Describe(s Signed, subject string) Description {
 		if ann := c.signedAnnotations(subject); ann != nil {
 			d.Annotations = payload.Annotations(ann)
 		}
-		if c.statement != nil {
-			d.PredicateType = c.statement.PredicateType
+		if doc, err := c.parse(); !c.Blob && err == nil && doc.statement != nil {
+			d.PredicateType = doc.statement.PredicateType
 		}
 	}
 	d.Certificate, _, _ = s.Certificate()
@@ -170,6 +183,30 @@ type Layer struct {
 	MediaType   string // informational; cosign does not check it
 	Payload     []byte
 	Annotations map[string]string
+	// Payloads, when set, shares the digest check and the parse of the
+	// payload with the other layers of the same blob given the same
+	// Payloads.
+	Payloads *Payloads
+}
+
+// Payloads lets the layers of one signature manifest that point at the
+// same blob share its reading: the digest check, the hash and the parse of
+// the payload run once per blob instead of once per layer (a manifest may
+// point many layers, each with other annotations, at one large blob). The
+// layers given one Payloads must carry the same payload bytes for the same
+// digest, as the layers of one manifest read from one blob store do. It is
+// not safe for concurrent use.
+type Payloads struct{ m map[string]*sharedPayload }
+
+// NewPayloads returns an empty Payloads.
+func NewPayloads() *Payloads { return &Payloads{m: map[string]*sharedPayload{}} }
+
+// sharedPayload is what the layers of one blob share: its digest check and
+// SHA-256, and its parse.
+type sharedPayload struct {
+	sum *[32]byte
+	err error
+	doc *document
 }
 
 // layer holds what .sig and .att layers share: the certificate, chain and
@@ -181,6 +218,12 @@ type layer struct {
 	cert     *x509.Certificate
 	chain    []*x509.Certificate
 	certErr  error
+
+	// The bundle annotation, parsed once.
+	bundleDone bool
+	bundle     *rekor.Bundle
+	entries    []*rekor.LogEntry
+	bundleErr  error
 }
 
 func (a *layer) Name() string { return a.l.Digest }
@@ -207,32 +250,38 @@ func (a *layer) Certificate() (*x509.Certificate, []*x509.Certificate, error) {
 // TlogEntries reads the cosign bundle annotation: its log entry (with its
 // SET, without inclusion proof).
 func (a *layer) TlogEntries() ([]*rekor.LogEntry, error) {
+	a.readBundle()
+	return a.entries, a.bundleErr
+}
+
+// readBundle parses the bundle annotation and its log entry, once.
+func (a *layer) readBundle() {
+	if a.bundleDone {
+		return
+	}
+	a.bundleDone = true
 	raw, ok := a.l.Annotations[oci.AnnotationBundle]
 	if !ok {
-		return nil, nil
+		return
 	}
-	b, err := rekor.ParseBundle(raw)
+	if a.bundle, a.bundleErr = rekor.ParseBundle(raw); a.bundleErr != nil {
+		return
+	}
+	e, err := a.bundle.Entry()
 	if err != nil {
-		return nil, err
+		a.bundleErr = err
+		return
 	}
-	e, err := b.Entry()
-	if err != nil {
-		return nil, err
-	}
-	return []*rekor.LogEntry{e}, nil
+	a.entries = []*rekor.LogEntry{e}
 }
 
 // CosignBundle is the well-formed bundle annotation, or nil.
 func (a *layer) CosignBundle() *rekor.Bundle {
-	raw, ok := a.l.Annotations[oci.AnnotationBundle]
-	if !ok {
+	a.readBundle()
+	if a.bundle == nil {
 		return nil
 	}
-	b, err := rekor.ParseBundle(raw)
-	if err != nil {
-		return nil
-	}
-	return b
+	return a.bundle
 }
 
 // integrity checks that the layer's payload hashes to its digest, and
@@ -312,11 +361,28 @@ func (a *sigLayer) read() (*Content, error) {
 	case err != nil:
 		return nil, a.fail(CheckFormat, "annotation %s is not standard base64 (%v); the signature layer is corrupt", oci.AnnotationSignature, err)
 	}
-	sum, err := a.integrity("payload")
-	if err != nil {
-		return nil, err
+	sp := a.shared()
+	if sp.err != nil {
+		return nil, sp.err
 	}
-	return &Content{Payload: a.l.Payload, Signed: a.l.Payload, Signatures: [][]byte{sig}, Stored: a.l.Payload, Blob: a.blob, payloadSHA256: sum}, nil
+	return &Content{Payload: a.l.Payload, Signed: a.l.Payload, Signatures: [][]byte{sig}, Stored: a.l.Payload, Blob: a.blob, payloadSHA256: sp.sum, doc: sp.doc}, nil
+}
+
+// shared checks the payload against its digest and prepares its parse,
+// once per blob of the layer's Payloads.
+func (a *sigLayer) shared() *sharedPayload {
+	ps := a.l.Payloads
+	if ps != nil && a.l.Digest != "" {
+		if sp, ok := ps.m[a.l.Digest]; ok {
+			return sp
+		}
+	}
+	sp := &sharedPayload{doc: &document{}}
+	sp.sum, sp.err = a.integrity("payload")
+	if ps != nil && a.l.Digest != "" {
+		ps.m[a.l.Digest] = sp
+	}
+	return sp
 }
 
 // LayerAttestation adapts one layer of a cosign ".att" manifest: a DSSE

@@ -159,6 +159,9 @@ type Verified struct {
 	// CA the certificate authority (its URI) it chains to.
 	Certificate *x509.Certificate
 	CA          string
+	// Chain is the certificate's verified chain and the trusted CAs it
+	// chains to (e.g. to tell which trusted root covers it).
+	Chain *Chain
 	// Key is the fingerprint of the trusted key of a key-based signature.
 	Key string
 	// Annotations are the string annotations signed for the image

@@ -580,6 +580,7 @@ func (r *pipelineRun) check(t *testing.T, srv *hallmarkProc, negative bool) {
 		} `json:"results"`
 	}
 	q := srv.URL + "/api/v1/search?annotation=" + url.QueryEscape("com.gitlab.ci.commit.sha="+r.sha)
+	testenv.WaitIndexed(t, srv.URL) // the index works in the background after a push
 	// The job's project is private: an anonymous search must not reveal it,
 	// an admin's finds it.
 	if status, body := httpGet(t, q, ""); status == http.StatusOK {

@@ -8,6 +8,8 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
+	"time"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
 
@@ -67,7 +69,27 @@ func OpenDB(cfg Config) (*sql.DB, error) {
 	}
 	w.SetMaxOpenConns(1)
 	w.SetConnMaxIdleTime(0)
+	if err := firstConnect(w); err != nil {
+		w.Close()
+		return nil, fmt.Errorf("sqlite: open %s: %w", cfg.Path, err)
+	}
 	return w, nil
+}
+
+// firstConnect opens the writer's connection. Switching a new database to
+// WAL (the journal_mode pragma each connection runs) fails at once with
+// SQLITE_BUSY, without waiting for busy_timeout, while another process
+// holds a lock on the file, e.g. a replica starting at the same moment
+// and migrating; it is tried again for up to ten seconds.
+func firstConnect(w *sql.DB) error {
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		err := w.Ping()
+		if err == nil || !strings.Contains(err.Error(), "SQLITE_BUSY") || time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 // Open opens (creating and migrating if needed) the database at cfg.Path.

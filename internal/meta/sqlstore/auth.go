@@ -112,14 +112,28 @@ func (s *Store) SetPassword(ctx context.Context, name, hash string, at time.Time
 	return affected(res, err, "user "+name)
 }
 
+// A new project, a deleted one or another pinned issuer changes the trust
+// policy of the project's repositories (its default identity is its own
+// pipelines from its issuer): their signatures are re-evaluated (reindex).
+
 // CreateProject implements auth.Projects.
 func (s *Store) CreateProject(ctx context.Context, p auth.Project) (auth.Project, error) {
-	err := s.w.queryRow(ctx, `INSERT INTO projects(path, visibility, oidc_issuer, created_at)
-		VALUES (?, ?, ?, ?) ON CONFLICT(path) DO NOTHING RETURNING id`, p.Path, p.Visibility, p.OIDCIssuer, nanos(p.Created)).Scan(&p.ID)
-	if errors.Is(err, sql.ErrNoRows) {
-		return auth.Project{}, fmt.Errorf("project %q: %w", p.Path, auth.ErrExists)
+	err := s.tx(ctx, func(tx conn) error {
+		err := tx.queryRow(ctx, `INSERT INTO projects(path, visibility, oidc_issuer, created_at)
+			VALUES (?, ?, ?, ?) ON CONFLICT(path) DO NOTHING RETURNING id`, p.Path, p.Visibility, p.OIDCIssuer, nanos(p.Created)).Scan(&p.ID)
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("project %q: %w", p.Path, auth.ErrExists)
+		}
+		if err != nil {
+			return err
+		}
+		_, _, err = reindex(ctx, tx, p.Path)
+		return err
+	})
+	if err != nil {
+		return auth.Project{}, err
 	}
-	return p, err
+	return p, nil
 }
 
 const projectCols = `id, path, visibility, oidc_issuer, created_at`
@@ -137,6 +151,18 @@ func scanProject(row rowScanner) (auth.Project, error) {
 // FindProject implements auth.Projects: the candidates are repo and each
 // of its '/'-prefixes; the longest existing one wins.
 func (s *Store) FindProject(ctx context.Context, repo string) (auth.Project, error) {
+	cands := projectCandidates(repo)
+	if len(cands) == 0 {
+		return auth.Project{}, fmt.Errorf("project for %q: %w", repo, auth.ErrNotFound)
+	}
+	q := `SELECT ` + projectCols + ` FROM projects WHERE path IN (` + placeholders(len(cands), 1) + `) ORDER BY length(path) DESC LIMIT 1`
+	p, err := scanProject(s.r.queryRow(ctx, q, cands...))
+	return p, notFound(err, "project for "+repo)
+}
+
+// projectCandidates are the paths of the projects that may cover repo:
+// repo and each of its parent paths, longest first.
+func projectCandidates(repo string) []any {
 	var cands []any
 	for p := repo; p != ""; {
 		cands = append(cands, p)
@@ -146,12 +172,7 @@ func (s *Store) FindProject(ctx context.Context, repo string) (auth.Project, err
 		}
 		p = p[:i]
 	}
-	if len(cands) == 0 {
-		return auth.Project{}, fmt.Errorf("project for %q: %w", repo, auth.ErrNotFound)
-	}
-	q := `SELECT ` + projectCols + ` FROM projects WHERE path IN (` + placeholders(len(cands), 1) + `) ORDER BY length(path) DESC LIMIT 1`
-	p, err := scanProject(s.r.queryRow(ctx, q, cands...))
-	return p, notFound(err, "project for "+repo)
+	return cands
 }
 
 // GetProject implements auth.Projects.
@@ -181,14 +202,25 @@ func (s *Store) ListProjects(ctx context.Context) ([]auth.Project, error) {
 // DeleteProject implements auth.Projects; memberships and job tokens go
 // with it, images stay.
 func (s *Store) DeleteProject(ctx context.Context, path string) error {
-	res, err := s.w.exec(ctx, `DELETE FROM projects WHERE path = ?`, path)
-	return affected(res, err, "project "+path)
+	return s.projectChange(ctx, path, `DELETE FROM projects WHERE path = ?`, path)
+}
+
+// projectChange runs q, which changes project path, and re-evaluates the
+// signatures of the project's repositories in the same transaction.
+func (s *Store) projectChange(ctx context.Context, path, q string, args ...any) error {
+	return s.tx(ctx, func(tx conn) error {
+		res, err := tx.exec(ctx, q, args...)
+		if err := affected(res, err, "project "+path); err != nil {
+			return err
+		}
+		_, _, err = reindex(ctx, tx, path)
+		return err
+	})
 }
 
 // SetProjectIssuer implements auth.Projects.
 func (s *Store) SetProjectIssuer(ctx context.Context, path, issuer string) error {
-	res, err := s.w.exec(ctx, `UPDATE projects SET oidc_issuer = ? WHERE path = ?`, issuer, path)
-	return affected(res, err, "project "+path)
+	return s.projectChange(ctx, path, `UPDATE projects SET oidc_issuer = ? WHERE path = ?`, issuer, path)
 }
 
 // SetMember implements auth.Projects (insert or change the role).

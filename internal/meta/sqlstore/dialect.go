@@ -33,6 +33,11 @@ type Dialect struct {
 	// ForShare is appended to the checks that a manifest's references
 	// exist, so a concurrent unlink waits for the manifest's commit.
 	ForShare string
+	// SkipLocked is appended to the SELECT that picks index jobs to claim
+	// (" FOR UPDATE SKIP LOCKED" on PostgreSQL, so concurrent workers of
+	// several replicas claim different jobs without waiting; empty on
+	// SQLite, whose single writer claims one batch at a time).
+	SkipLocked string
 	// LockMigrations, when set, is run first in each migration transaction
 	// (PostgreSQL: a transaction-scoped advisory lock; SQLite's BEGIN
 	// IMMEDIATE already is one).
@@ -157,3 +162,10 @@ type stmt struct {
 func (s stmt) queryRow(ctx context.Context, args ...any) row {
 	return row{s.st.QueryRowContext(ctx, textArgs(args)...), s.d}
 }
+
+func (s stmt) exec(ctx context.Context, args ...any) (sql.Result, error) {
+	res, err := s.st.ExecContext(ctx, textArgs(args)...)
+	return res, s.d.wrap(err)
+}
+
+func (s stmt) close() error { return s.st.Close() }

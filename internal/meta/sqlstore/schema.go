@@ -182,4 +182,39 @@ var migrations = []Migration{
 		);
 		CREATE INDEX signature_cert_extensions_kv ON signature_cert_extensions(oid, value);
 		CREATE INDEX signatures_signer ON signatures(signer);`},
+
+	// signature index: trust policies per project (a versioned JSON
+	// document internal/index applies), the durable queue of indexing work
+	// (one row per signature manifest and subject to index or re-evaluate; PutManifest
+	// adds one in the manifest's transaction), and the index generation:
+	// a policy change or rebuild starts a new one, and a signature records
+	// the generation its status was decided in.
+	{Version: 6, Name: "trust policies and the index queue", SQL: `CREATE TABLE trust_policies (
+			project_id BIGINT PRIMARY KEY REFERENCES projects(id) ON DELETE CASCADE,
+			version BIGINT NOT NULL,
+			document TEXT NOT NULL,
+			updated_at BIGINT NOT NULL,
+			updated_by TEXT NOT NULL DEFAULT ''
+		);
+		CREATE TABLE index_jobs (
+			id {{id}},
+			repository TEXT NOT NULL,
+			manifest_digest TEXT NOT NULL,
+			subject_digest TEXT NOT NULL,
+			generation BIGINT NOT NULL DEFAULT 0,
+			seq BIGINT NOT NULL DEFAULT 0,
+			claimed_by TEXT NOT NULL DEFAULT '',
+			claimed_at BIGINT NOT NULL DEFAULT 0,
+			created_at BIGINT NOT NULL,
+			UNIQUE (repository, manifest_digest, subject_digest)
+		);
+		CREATE INDEX index_jobs_claim ON index_jobs(claimed_at, id);
+		CREATE INDEX index_jobs_subject ON index_jobs(repository, subject_digest);
+		CREATE TABLE index_state (
+			id {{intkey}},
+			generation BIGINT NOT NULL
+		);
+		INSERT INTO index_state(id, generation) VALUES (1, 0);
+		ALTER TABLE signatures ADD COLUMN generation BIGINT NOT NULL DEFAULT 0;
+		CREATE INDEX signatures_manifest ON signatures(repository_id, manifest_digest);`},
 }

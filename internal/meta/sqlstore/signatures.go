@@ -3,7 +3,6 @@ package sqlstore
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
 	"time"
 
@@ -18,50 +17,16 @@ func (s *Store) RecordSignatures(ctx context.Context, sigs []meta.Signature) (in
 		return 0, nil
 	}
 	added := 0
-	now := time.Now().UnixNano()
 	err := s.tx(ctx, func(tx conn) error {
-		added = 0
-		for _, sg := range sigs {
-			rid, err := ensureRepo(ctx, tx, sg.Repository, now)
-			if err != nil {
-				return err
-			}
-			created := now
-			if !sg.Created.IsZero() {
-				created = sg.Created.UnixNano()
-			}
-			var id int64
-			err = tx.queryRow(ctx, `INSERT INTO signatures(repository_id, subject_digest, manifest_digest, layer_digest, sig_key, kind,
-				payload_type, signer, cert_issuer, log_index, status, status_detail, created_at)
-				VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-				ON CONFLICT(repository_id, sig_key) DO NOTHING RETURNING id`,
-				rid, sg.Subject.String(), sg.Manifest.String(), sg.Layer.String(), sg.Key, sg.Kind,
-				sg.PayloadType, sg.Signer, sg.CertIssuer, sg.LogIndex, sg.Status, sg.StatusDetail, created).Scan(&id)
-			if errors.Is(err, sql.ErrNoRows) {
-				continue // already indexed
-			}
-			if err != nil {
-				return err
-			}
-			added++
-			for k, v := range sg.Annotations {
-				if _, err := tx.exec(ctx, `INSERT INTO signature_annotations(signature_id, key, value) VALUES (?, ?, ?)`, id, k, v); err != nil {
-					return err
-				}
-			}
-			for k, v := range sg.CertExtensions {
-				if _, err := tx.exec(ctx, `INSERT INTO signature_cert_extensions(signature_id, oid, value) VALUES (?, ?, ?)`, id, k, v); err != nil {
-					return err
-				}
-			}
-		}
-		return nil
+		var err error
+		added, err = recordSignatures(ctx, tx, sigs, false)
+		return err
 	})
 	return added, err
 }
 
 const sigColumns = `s.id, r.name, s.subject_digest, s.manifest_digest, s.layer_digest, s.sig_key, s.kind, s.payload_type,
-	s.signer, s.cert_issuer, s.log_index, s.status, s.status_detail, s.created_at`
+	s.signer, s.cert_issuer, s.log_index, s.status, s.status_detail, s.created_at, s.generation`
 
 func (s *Store) querySignatures(ctx context.Context, q string, args ...any) ([]meta.Signature, error) {
 	rows, err := s.r.query(ctx, q, args...)
@@ -75,7 +40,7 @@ func (s *Store) querySignatures(ctx context.Context, q string, args ...any) ([]m
 		var logIndex sql.NullInt64
 		var created int64
 		if err := rows.Scan(&sg.ID, &sg.Repository, &subj, &man, &layer, &sg.Key, &sg.Kind, &sg.PayloadType,
-			&sg.Signer, &sg.CertIssuer, &logIndex, &sg.Status, &sg.StatusDetail, &created); err != nil {
+			&sg.Signer, &sg.CertIssuer, &logIndex, &sg.Status, &sg.StatusDetail, &created, &sg.Generation); err != nil {
 			rows.Close()
 			return nil, err
 		}
@@ -123,40 +88,6 @@ func (s *Store) SearchCertificate(ctx context.Context, oid, value string, limit 
 	return s.querySignatures(ctx, `SELECT `+sigColumns+` FROM signature_cert_extensions c
 		JOIN signatures s ON s.id = c.signature_id JOIN repositories r ON r.id = s.repository_id
 		WHERE c.oid = ? AND c.value = ? ORDER BY s.created_at DESC, s.id DESC LIMIT ?`, oid, value, limit)
-}
-
-// KnownSignatureKeys returns which of keys are recorded for repo (the
-// indexer skips re-pushed layers it has already indexed).
-func (s *Store) KnownSignatureKeys(ctx context.Context, repo string, keys []string) (map[string]bool, error) {
-	out := map[string]bool{}
-	for len(keys) > 0 {
-		n := min(len(keys), 500)
-		chunk := keys[:n]
-		keys = keys[n:]
-		args := make([]any, 0, n+1)
-		args = append(args, repo)
-		for _, k := range chunk {
-			args = append(args, k)
-		}
-		rows, err := s.r.query(ctx, `SELECT s.sig_key FROM signatures s JOIN repositories r ON r.id = s.repository_id
-			WHERE r.name = ? AND s.sig_key IN (`+placeholders(n, 1)+`)`, args...)
-		if err != nil {
-			return nil, err
-		}
-		for rows.Next() {
-			var k string
-			if err := rows.Scan(&k); err != nil {
-				rows.Close()
-				return nil, err
-			}
-			out[k] = true
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return nil, err
-		}
-	}
-	return out, nil
 }
 
 // SearchSigner implements meta.Signatures.

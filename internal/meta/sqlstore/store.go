@@ -256,7 +256,7 @@ func (s *Store) PutManifest(ctx context.Context, m *meta.Manifest, tags []string
 				return err
 			}
 		}
-		return nil
+		return enqueueSignatureManifest(ctx, tx, m, tags, now.UnixNano())
 	})
 }
 

@@ -1,0 +1,271 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"maps"
+	"slices"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/hallmark-dev/hallmark/internal/meta"
+)
+
+// enqueueSignatureManifest adds the indexing job of a signature manifest
+// in the transaction that stores it (PutManifest): a push acknowledged is
+// a job the index will run. A job already waiting for the manifest is
+// asked for again (its seq changes, so a worker holding it runs it once
+// more).
+func enqueueSignatureManifest(ctx context.Context, tx conn, m *meta.Manifest, tags []string, now int64) error {
+	for _, subject := range m.SignatureSubjects(tags) {
+		if _, err := tx.exec(ctx, `INSERT INTO index_jobs(repository, manifest_digest, subject_digest, generation, created_at)
+			VALUES (?, ?, ?, 0, ?)
+			ON CONFLICT(repository, manifest_digest, subject_digest) DO UPDATE SET seq = index_jobs.seq + 1`,
+			m.Repository, m.Digest.String(), subject.String(), now); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+const jobColumns = `id, repository, manifest_digest, subject_digest, generation, seq`
+
+// ClaimIndexJobs implements meta.IndexQueue. On PostgreSQL the candidate
+// rows are locked with SKIP LOCKED, so workers of several replicas claim
+// disjoint batches without waiting for each other; SQLite's single writer
+// runs one claim at a time.
+func (s *Store) ClaimIndexJobs(ctx context.Context, owner string, n int, lease time.Duration, repo string, subject digest.Digest) ([]meta.IndexJob, error) {
+	if n <= 0 {
+		return nil, nil
+	}
+	now := time.Now().UnixNano()
+	where, args := `claimed_at < ?`, []any{owner, now, now - lease.Nanoseconds()}
+	if repo != "" {
+		where += ` AND repository = ? AND subject_digest = ?`
+		args = append(args, repo, subject.String())
+	}
+	args = append(args, n)
+	var jobs []meta.IndexJob
+	err := s.tx(ctx, func(tx conn) error {
+		jobs = jobs[:0]
+		rows, err := tx.query(ctx, `UPDATE index_jobs SET claimed_by = ?, claimed_at = ? WHERE id IN (
+			SELECT id FROM index_jobs WHERE `+where+` ORDER BY id LIMIT ?`+s.d.SkipLocked+`) RETURNING `+jobColumns, args...)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var j meta.IndexJob
+			var man, subj string
+			if err := rows.Scan(&j.ID, &j.Repository, &man, &subj, &j.Generation, &j.Seq); err != nil {
+				return err
+			}
+			j.Manifest, j.Subject = digest.Digest(man), digest.Digest(subj)
+			jobs = append(jobs, j)
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return nil, err
+	}
+	slices.SortFunc(jobs, func(a, b meta.IndexJob) int { return int(a.ID - b.ID) })
+	return jobs, nil
+}
+
+// FinishIndexJobs implements meta.IndexQueue.
+func (s *Store) FinishIndexJobs(ctx context.Context, owner string, jobs []meta.IndexJob, sigs []meta.Signature) (int, error) {
+	added := 0
+	err := s.tx(ctx, func(tx conn) error {
+		var err error
+		if added, err = recordSignatures(ctx, tx, sigs, true); err != nil {
+			return err
+		}
+		for _, j := range jobs {
+			res, err := tx.exec(ctx, `DELETE FROM index_jobs WHERE id = ? AND seq = ? AND claimed_by = ?`, j.ID, j.Seq, owner)
+			if err != nil {
+				return err
+			}
+			if n, _ := res.RowsAffected(); n == 1 {
+				continue
+			}
+			// Asked for again while it ran: let it run once more.
+			if _, err := tx.exec(ctx, `UPDATE index_jobs SET claimed_by = '', claimed_at = 0 WHERE id = ? AND claimed_by = ?`, j.ID, owner); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return added, err
+}
+
+// ReleaseIndexJobs implements meta.IndexQueue.
+func (s *Store) ReleaseIndexJobs(ctx context.Context, owner string) error {
+	_, err := s.w.exec(ctx, `UPDATE index_jobs SET claimed_by = '', claimed_at = 0 WHERE claimed_by = ?`, owner)
+	return err
+}
+
+// PendingIndexJobs implements meta.IndexQueue.
+func (s *Store) PendingIndexJobs(ctx context.Context, repo string, subject digest.Digest) (int, error) {
+	q, args := `SELECT COUNT(*) FROM index_jobs`, []any{}
+	switch {
+	case repo != "" && subject != "":
+		q, args = q+` WHERE repository = ? AND subject_digest = ?`, []any{repo, subject.String()}
+	case repo != "":
+		q, args = q+` WHERE repository = ?`, []any{repo}
+	}
+	var n int
+	err := s.r.queryRow(ctx, q, args...).Scan(&n)
+	return n, err
+}
+
+// IndexGeneration implements meta.IndexQueue.
+func (s *Store) IndexGeneration(ctx context.Context) (int64, error) {
+	var g int64
+	err := s.r.queryRow(ctx, `SELECT generation FROM index_state WHERE id = 1`).Scan(&g)
+	return g, err
+}
+
+// SignatureGenerations implements meta.IndexQueue.
+func (s *Store) SignatureGenerations(ctx context.Context, repo string, keys []string) (map[string]int64, error) {
+	out := map[string]int64{}
+	for len(keys) > 0 {
+		n := min(len(keys), idsPerQuery)
+		chunk := keys[:n]
+		keys = keys[n:]
+		args := make([]any, 0, n+1)
+		args = append(args, repo)
+		for _, k := range chunk {
+			args = append(args, k)
+		}
+		rows, err := s.r.query(ctx, `SELECT s.sig_key, s.generation FROM signatures s JOIN repositories r ON r.id = s.repository_id
+			WHERE r.name = ? AND s.sig_key IN (`+placeholders(n, 1)+`)`, args...)
+		if err != nil {
+			return nil, err
+		}
+		for rows.Next() {
+			var k string
+			var g int64
+			if err := rows.Scan(&k, &g); err != nil {
+				rows.Close()
+				return nil, err
+			}
+			out[k] = g
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// Reindex implements meta.IndexQueue.
+func (s *Store) Reindex(ctx context.Context, project string) (gen int64, jobs int, err error) {
+	err = s.tx(ctx, func(tx conn) error {
+		gen, jobs, err = reindex(ctx, tx, project)
+		return err
+	})
+	return gen, jobs, err
+}
+
+// reindex starts a new index generation and enqueues, with it, every
+// signature manifest (and subject: one manifest may sign several images)
+// indexed in the repositories under project ("" : all).
+// The manifests of sub-projects come along; their jobs decide the same
+// statuses again.
+func reindex(ctx context.Context, tx conn, project string) (int64, int, error) {
+	var gen int64
+	if err := tx.queryRow(ctx, `UPDATE index_state SET generation = generation + 1 WHERE id = 1 RETURNING generation`).Scan(&gen); err != nil {
+		return 0, 0, err
+	}
+	prefix := project + "/"
+	res, err := tx.exec(ctx, `INSERT INTO index_jobs(repository, manifest_digest, subject_digest, generation, created_at)
+		SELECT DISTINCT r.name, s.manifest_digest, s.subject_digest, CAST(? AS BIGINT), CAST(? AS BIGINT) FROM signatures s JOIN repositories r ON r.id = s.repository_id
+		WHERE ? = '' OR r.name = ? OR substr(r.name, 1, ?) = ?
+		ON CONFLICT(repository, manifest_digest, subject_digest) DO UPDATE SET generation = excluded.generation, seq = index_jobs.seq + 1`,
+		gen, time.Now().UnixNano(), project, project, len([]rune(prefix)), prefix)
+	if err != nil {
+		return 0, 0, err
+	}
+	n, _ := res.RowsAffected()
+	return gen, int(n), nil
+}
+
+// recordSignatures records sigs: a new one with its annotations and
+// certificate extensions; a known one (same repository and key) is left
+// alone, or with update gets the new status, detail and generation. It
+// returns how many were new. Its statements are prepared once per call:
+// a batch of signatures writes a few dozen rows each.
+func recordSignatures(ctx context.Context, tx conn, sigs []meta.Signature, update bool) (int, error) {
+	added := 0
+	now := time.Now().UnixNano()
+	// The repositories' rows are locked in name order, so concurrent
+	// batches over the same repositories cannot deadlock.
+	repos := map[string]int64{}
+	for _, sg := range sigs {
+		repos[sg.Repository] = 0
+	}
+	for _, name := range slices.Sorted(maps.Keys(repos)) {
+		rid, err := ensureRepo(ctx, tx, name, now)
+		if err != nil {
+			return 0, err
+		}
+		repos[name] = rid
+	}
+	var st struct{ insert, update, annotation, extension stmt }
+	for _, p := range []struct {
+		dst *stmt
+		q   string
+	}{
+		{&st.insert, `INSERT INTO signatures(repository_id, subject_digest, manifest_digest, layer_digest, sig_key, kind,
+			payload_type, signer, cert_issuer, log_index, status, status_detail, created_at, generation)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+			ON CONFLICT(repository_id, sig_key) DO NOTHING RETURNING id`},
+		{&st.update, `UPDATE signatures SET status = ?, status_detail = ?, generation = ? WHERE repository_id = ? AND sig_key = ?`},
+		// Keys made equal by the text cleaning (textArgs) keep the first.
+		{&st.annotation, `INSERT INTO signature_annotations(signature_id, key, value) VALUES (?, ?, ?) ON CONFLICT DO NOTHING`},
+		{&st.extension, `INSERT INTO signature_cert_extensions(signature_id, oid, value) VALUES (?, ?, ?) ON CONFLICT DO NOTHING`},
+	} {
+		var err error
+		if *p.dst, err = tx.prepare(ctx, p.q); err != nil {
+			return 0, err
+		}
+		defer p.dst.close()
+	}
+	for _, sg := range sigs {
+		rid := repos[sg.Repository]
+		created := now
+		if !sg.Created.IsZero() {
+			created = sg.Created.UnixNano()
+		}
+		var id int64
+		err := st.insert.queryRow(ctx, rid, sg.Subject.String(), sg.Manifest.String(), sg.Layer.String(), sg.Key, sg.Kind,
+			sg.PayloadType, sg.Signer, sg.CertIssuer, sg.LogIndex, sg.Status, sg.StatusDetail, created, sg.Generation).Scan(&id)
+		if errors.Is(err, sql.ErrNoRows) {
+			if !update {
+				continue
+			}
+			if _, err := st.update.exec(ctx, sg.Status, sg.StatusDetail, sg.Generation, rid, sg.Key); err != nil {
+				return 0, err
+			}
+			continue
+		}
+		if err != nil {
+			return 0, err
+		}
+		added++
+		for _, kv := range []struct {
+			st stmt
+			m  map[string]string
+		}{{st.annotation, sg.Annotations}, {st.extension, sg.CertExtensions}} {
+			for k, v := range kv.m {
+				if _, err := kv.st.exec(ctx, id, k, v); err != nil {
+					return 0, err
+				}
+			}
+		}
+	}
+	return added, nil
+}
