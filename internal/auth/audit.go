@@ -17,6 +17,12 @@ const (
 	AuditInvalidToken = "auth.invalid"  // forged, tampered or foreign bearer token on /v2/
 	AuditThrottled    = "auth.throttle" // failed-login budget exhausted
 	AuditDenied       = "auth.denied"   // push/delete requested and not granted
+
+	AuditQuarantine     = "quarantine"                // manifest quarantined (one event per item; detail: the reason)
+	AuditQuarantineLift = "quarantine.lift"           // quarantine lifted
+	AuditRequireSig     = "project.require-signature" // a project's require-signature setting changed
+	AuditPullWarned     = "pull.warn"                 // served under require-signature: warn without a verified signature (sampled)
+	AuditPullDenied     = "pull.denied"               // refused: quarantined, or no verified signature under enforce (sampled)
 )
 
 type ctxKey struct{}

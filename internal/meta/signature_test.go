@@ -36,3 +36,33 @@ func TestSignatureSubject(t *testing.T) {
 		}
 	}
 }
+
+// Require-signature never gates what is attached to an image, and a
+// quarantine covers it: both ask AttachmentSubject.
+func TestAttachmentSubject(t *testing.T) {
+	hex64 := strings.Repeat("cd", 32)
+	subj := digest.Digest("sha256:" + hex64)
+	for _, tc := range []struct {
+		name string
+		m    meta.Manifest
+		tags []string
+		want digest.Digest // "" when not attached
+	}{
+		{"signature tag", meta.Manifest{}, []string{"sha256-" + hex64 + ".sig"}, subj},
+		{"attestation tag", meta.Manifest{}, []string{"v1", "sha256-" + hex64 + ".att"}, subj},
+		{"sbom tag", meta.Manifest{}, []string{"sha256-" + hex64 + ".sbom"}, subj},
+		{"other suffix", meta.Manifest{}, []string{"sha256-" + hex64 + ".foo"}, ""},
+		{"short digest", meta.Manifest{}, []string{"sha256-cd.att"}, ""},
+		{"image tags", meta.Manifest{}, []string{"v1", "latest"}, ""},
+		{"any referrer", meta.Manifest{Subject: subj, ArtifactType: "application/spdx+json"}, nil, subj},
+		{"subject wins over a tag", meta.Manifest{Subject: subj}, []string{"sha256-" + strings.Repeat("ef", 32) + ".sig"}, subj},
+	} {
+		got, ok := tc.m.AttachmentSubject(tc.tags)
+		if ok != (tc.want != "") || got != tc.want {
+			t.Errorf("%s: AttachmentSubject = %q, %v; want %q", tc.name, got, ok, tc.want)
+		}
+	}
+	if _, kind, ok := meta.AttachmentTagSubject("sha512-" + hex64 + hex64 + ".att"); !ok || kind != "att" {
+		t.Errorf("sha512 attestation tag: %q, %v", kind, ok)
+	}
+}

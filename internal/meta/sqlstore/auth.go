@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/hallmark-dev/hallmark/internal/auth"
+	"github.com/hallmark-dev/hallmark/internal/meta"
 )
 
 var _ auth.Store = (*Store)(nil)
@@ -114,23 +115,27 @@ func (s *Store) SetPassword(ctx context.Context, name, hash string, at time.Time
 
 // CreateProject implements auth.Projects.
 func (s *Store) CreateProject(ctx context.Context, p auth.Project) (auth.Project, error) {
-	err := s.w.queryRow(ctx, `INSERT INTO projects(path, visibility, oidc_issuer, created_at)
-		VALUES (?, ?, ?, ?) ON CONFLICT(path) DO NOTHING RETURNING id`, p.Path, p.Visibility, p.OIDCIssuer, nanos(p.Created)).Scan(&p.ID)
+	if p.RequireSignature == "" {
+		p.RequireSignature = meta.RequireSignatureOff
+	}
+	err := s.w.queryRow(ctx, `INSERT INTO projects(path, visibility, oidc_issuer, require_signature, created_at)
+		VALUES (?, ?, ?, ?, ?) ON CONFLICT(path) DO NOTHING RETURNING id`, p.Path, p.Visibility, p.OIDCIssuer, string(p.RequireSignature), nanos(p.Created)).Scan(&p.ID)
 	if errors.Is(err, sql.ErrNoRows) {
 		return auth.Project{}, fmt.Errorf("project %q: %w", p.Path, auth.ErrExists)
 	}
 	return p, err
 }
 
-const projectCols = `id, path, visibility, oidc_issuer, created_at`
+const projectCols = `id, path, visibility, oidc_issuer, require_signature, created_at`
 
 func scanProject(row rowScanner) (auth.Project, error) {
 	var p auth.Project
 	var created int64
-	if err := row.Scan(&p.ID, &p.Path, &p.Visibility, &p.OIDCIssuer, &created); err != nil {
+	var rs string
+	if err := row.Scan(&p.ID, &p.Path, &p.Visibility, &p.OIDCIssuer, &rs, &created); err != nil {
 		return auth.Project{}, err
 	}
-	p.Created = fromNanos(created)
+	p.RequireSignature, p.Created = meta.RequireSignature(rs), fromNanos(created)
 	return p, nil
 }
 
@@ -347,9 +352,7 @@ func (s *Store) RevokeJobToken(ctx context.Context, id int64) error {
 
 // RecordAudit implements auth.AuditLog.
 func (s *Store) RecordAudit(ctx context.Context, e auth.AuditEvent) error {
-	_, err := s.w.exec(ctx, `INSERT INTO audit_events(at, action, actor, actor_kind, repository, reference, digest, remote_addr, detail)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`, nanos(e.Time), e.Action, e.Actor, e.ActorKind, e.Repository, e.Reference, e.Digest, e.RemoteAddr, e.Detail)
-	return err
+	return recordAudit(ctx, s.w, e)
 }
 
 // QueryAudit implements auth.AuditLog: newest first.
