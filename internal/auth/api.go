@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"slices"
+	"time"
 )
 
 // PullCheck reports whether the authenticated caller may pull repo.
@@ -27,20 +28,52 @@ func (s *Service) APIAuthorizer() APIAuthorizer { return APIAuthorizer{s} }
 
 // Authorize authenticates r and returns the caller's pull check.
 func (z APIAuthorizer) Authorize(r *http.Request) (PullCheck, error) {
+	c, err := z.Caller(r)
+	if err != nil {
+		return nil, err
+	}
+	return func(ctx context.Context, repo string) (bool, error) { return c.May(ctx, repo, ActionPull) }, nil
+}
+
+// Caller is an authenticated caller of the JSON API: who it is, for the
+// audit log, and what it may do to which repository.
+type Caller struct {
+	Principal Principal
+	Remote    string // client address (ClientAddr)
+	may       func(ctx context.Context, repo, action string) (bool, error)
+}
+
+// May reports whether the caller may perform action (ActionPull,
+// ActionPush, ActionDelete) on repo, as the token endpoint would grant it:
+// maintainers (delete) of the project covering repo, admins everywhere.
+func (c Caller) May(ctx context.Context, repo, action string) (bool, error) {
+	if c.may == nil {
+		return false, nil
+	}
+	return c.may(ctx, repo, action)
+}
+
+// Identity is the caller as the audit log records it.
+func (c Caller) Identity() (name, kind, remote string) { return c.Principal.Name, c.Principal.Kind, c.Remote }
+
+// Caller authenticates r as Authorize does and returns the caller.
+// Anonymous callers (no credentials) get Principal.Kind KindAnonymous.
+func (z APIAuthorizer) Caller(r *http.Request) (Caller, error) {
 	ctx := r.Context()
+	remote := z.s.ClientAddr(r)
 	creds, err := parseAuthorization(r.Header.Get("Authorization"))
 	if err != nil {
-		return nil, ErrBadCredentials
+		return Caller{}, ErrBadCredentials
 	}
 	switch creds.scheme {
 	case "":
-		return z.principalCheck(Principal{Kind: KindAnonymous}), nil
+		return z.principalCaller(Principal{Kind: KindAnonymous}, remote), nil
 	case "basic":
-		p, err := z.s.Authenticate(ctx, creds.user, creds.password, z.s.ClientAddr(r))
+		p, err := z.s.Authenticate(ctx, creds.user, creds.password, remote)
 		if err != nil {
-			return nil, err
+			return Caller{}, err
 		}
-		return z.principalCheck(p), nil
+		return z.principalCaller(p, remote), nil
 	}
 	// Bearer: a registry access token (a JWT) or the admin token. Like
 	// on /v2/, a rejected access token is not a failed login.
@@ -48,28 +81,46 @@ func (z APIAuthorizer) Authorize(r *http.Request) (PullCheck, error) {
 		claims, err := z.s.VerifyAccess(ctx, creds.token)
 		switch {
 		case err == nil:
-			return func(_ context.Context, repo string) (bool, error) {
-				return allows(claims.Access, Access{Type: TypeRepository, Name: repo, Actions: []string{ActionPull}}), nil
-			}, nil
+			return Caller{Principal: claims.Principal(), Remote: remote, may: func(_ context.Context, repo, action string) (bool, error) {
+				return allows(claims.Access, Access{Type: TypeRepository, Name: repo, Actions: []string{action}}), nil
+			}}, nil
 		case errors.Is(err, ErrTokenExpired), errors.Is(err, ErrTokenInvalid), errors.Is(err, ErrTokenRevoked):
-			z.s.invalidToken(ctx, z.s.ClientAddr(r), "", "provenance API: "+err.Error())
-			return nil, ErrBadCredentials
+			z.s.invalidToken(ctx, remote, "", "API: "+err.Error())
+			return Caller{}, ErrBadCredentials
 		default:
-			return nil, err
+			return Caller{}, err
 		}
 	}
-	if _, err := z.s.AdminAuthorized(r); err != nil {
-		return nil, err
+	p, err := z.s.AdminAuthorized(r)
+	if err != nil {
+		return Caller{}, err
 	}
-	return func(context.Context, string) (bool, error) { return true, nil }, nil
+	return Caller{Principal: p, Remote: remote, may: func(context.Context, string, string) (bool, error) { return true, nil }}, nil
 }
 
-func (z APIAuthorizer) principalCheck(p Principal) PullCheck {
-	return func(ctx context.Context, repo string) (bool, error) {
+func (z APIAuthorizer) principalCaller(p Principal, remote string) Caller {
+	return Caller{Principal: p, Remote: remote, may: func(ctx context.Context, repo, action string) (bool, error) {
 		acts, err := z.s.Allowed(ctx, p, TypeRepository, repo)
 		if err != nil {
 			return false, err
 		}
-		return slices.Contains(acts, ActionPull) || slices.Contains(acts, ActionAll), nil
+		return slices.Contains(acts, action) || slices.Contains(acts, ActionAll), nil
+	}}
+}
+
+// EventLimit samples or bounds events per key: Burst at once, then one
+// per Every (the failed-login limiter's token bucket, in bounded memory).
+type EventLimit struct{ l *limiter }
+
+// NewEventLimit returns a limit of rl per key.
+func NewEventLimit(rl RateLimit) *EventLimit { return &EventLimit{newLimiter(rl)} }
+
+// Allow takes one event of key if its budget has one, and otherwise says
+// how long until it has.
+func (e *EventLimit) Allow(key string, now time.Time) (ok bool, retry time.Duration) {
+	if e.l.allow(key, now) {
+		return true, 0
 	}
+	ok, retry, _ = e.l.check(key, now)
+	return ok, max(retry, time.Second)
 }

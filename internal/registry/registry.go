@@ -40,13 +40,15 @@ type EventSink interface {
 }
 
 // Store is the metadata the registry keeps: which blobs each repository
-// has, its manifests and tags. Lookups and deletes in a repository that
-// does not exist return a *meta.RepositoryNotFoundError (NAME_UNKNOWN).
-// The meta drivers implement it.
+// has, its manifests and tags, and what the pull policy reads (policy.go).
+// Lookups and deletes in a repository that does not exist return a
+// *meta.RepositoryNotFoundError (NAME_UNKNOWN). The meta drivers
+// implement it.
 type Store interface {
 	blobLinks
 	manifestStore
 	listing
+	signaturePolicy
 }
 
 // blobLinks records which blobs each repository may serve.
@@ -82,6 +84,9 @@ type Handler struct {
 	uploadLocks keyedLocks
 	// UploadsInProgress, if set, is called with +1/-1 as sessions start and end.
 	UploadsInProgress func(delta int)
+	// PullOutcomes, if set, is called for every pull the pull policy
+	// refused or served with a warning (policy.go).
+	PullOutcomes func(PullOutcome)
 }
 
 // New returns a registry handler over the given stores.

@@ -24,6 +24,7 @@ import (
 	"github.com/hallmark-dev/hallmark/internal/keystore"
 	"github.com/hallmark-dev/hallmark/internal/meta"
 	"github.com/hallmark-dev/hallmark/internal/oidc"
+	"github.com/hallmark-dev/hallmark/internal/policy"
 	"github.com/hallmark-dev/hallmark/internal/registry"
 	"github.com/hallmark-dev/hallmark/internal/reqbody"
 	"github.com/hallmark-dev/hallmark/internal/tlog"
@@ -53,6 +54,8 @@ type Server struct {
 	trust   *trust    // published trusted root and signing config
 
 	tuf *tuf.Repository // TUF repository of the trust material
+
+	policy *policy.Service // pull policy: quarantine, require-signature
 }
 
 // New opens the listener on cfg.Addr (so a ":0" port is known from here
@@ -130,6 +133,7 @@ func build(ctx context.Context, cfg config.Server, log *slog.Logger, ln net.List
 		return nil, err
 	}
 	rh.UploadsInProgress = func(d int) { m.uploads.Add(float64(d)) }
+	rh.PullOutcomes = func(o registry.PullOutcome) { m.pulls.WithLabelValues(string(o)).Inc() }
 
 	mux := http.NewServeMux()
 	v2 := m.instrument("unknown", s.protectRegistry(rh))
@@ -142,6 +146,7 @@ func build(ctx context.Context, cfg config.Server, log *slog.Logger, ln net.List
 	mux.Handle("GET /readyz", m.instrument("readyz", http.HandlerFunc(s.ready)))
 	api := http.NewServeMux()
 	web.NewAPI(store, log, s.webOptions()...).Register(api)
+	s.setupPolicy(api, store)
 	mux.Handle("/api/", m.instrument("api", api))
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	if err := s.setupOIDC(ctx, mux); err != nil {
