@@ -54,7 +54,9 @@ func (c Caller) May(ctx context.Context, repo, action string) (bool, error) {
 }
 
 // Identity is the caller as the audit log records it.
-func (c Caller) Identity() (name, kind, remote string) { return c.Principal.Name, c.Principal.Kind, c.Remote }
+func (c Caller) Identity() (name, kind, remote string) {
+	return c.Principal.Name, c.Principal.Kind, c.Remote
+}
 
 // Caller authenticates r as Authorize does and returns the caller.
 // Anonymous callers (no credentials) get Principal.Kind KindAnonymous.
