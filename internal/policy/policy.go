@@ -11,8 +11,6 @@ import (
 	"unicode"
 	"unicode/utf8"
 
-	"github.com/opencontainers/go-digest"
-
 	"github.com/hallmark-dev/hallmark/internal/auth"
 	"github.com/hallmark-dev/hallmark/internal/meta"
 	"github.com/hallmark-dev/hallmark/pkg/oci"
@@ -366,17 +364,4 @@ func (s *Service) project(ctx context.Context, c Caller, path, action string) (a
 		return auth.Project{}, notFound
 	}
 	return p, err
-}
-
-// Items parses "repository@digest" references (CLI arguments).
-func Items(refs []string) ([]meta.QuarantineItem, error) {
-	out := make([]meta.QuarantineItem, 0, len(refs))
-	for _, ref := range refs {
-		repo, d, ok := strings.Cut(ref, "@")
-		if !ok {
-			return nil, fmt.Errorf("%w: %s: want REPOSITORY@sha256:..., e.g. group/app@sha256:... (a tag is not enough: quarantine names a digest)", ErrInvalid, strconv.Quote(ref))
-		}
-		out = append(out, meta.QuarantineItem{Repository: repo, Digest: digest.Digest(d)})
-	}
-	return CheckItems(out)
 }

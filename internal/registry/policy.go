@@ -28,11 +28,14 @@ import (
 //   - require-signature: enforce refuses a GET of an image that has no
 //     verified signature (403 DENIED saying what is missing and what to
 //     do); warn serves it with an HTTP Warning header (299, as the OCI
-//     spec's warnings), counted and audited. HEAD is answered either way:
-//     it serves no content, and signing needs it (hallmark sign and cosign
-//     v3 resolve the image they sign with HEAD). Attachments (cosign .sig,
-//     .att and .sbom tags, any manifest with a subject) are never gated:
-//     they are how an image gets its signatures.
+//     spec's warnings), counted and audited. Signing needs the image
+//     itself, so enforce gates consumers, not producers: a client that may
+//     push to the repository (Config.MayPush: the pipeline that builds and
+//     signs it, its maintainers) is served, with the warning (cosign sign
+//     GETs the manifest it signs; hallmark sign and cosign v3 HEAD it).
+//     HEAD is answered either way: it serves no content. Attachments
+//     (cosign .sig, .att and .sbom tags, any manifest with a subject) are
+//     never gated: they are how an image gets its signatures.
 
 // PullOutcome is what the pull policy did with a pull it did not simply
 // serve.
@@ -40,10 +43,13 @@ type PullOutcome string
 
 // Pull outcomes.
 const (
-	PullQuarantined    PullOutcome = "quarantined"       // refused: quarantined
-	PullUnsignedDenied PullOutcome = "unsigned_denied"   // refused: no verified signature (enforce)
-	PullUnsignedWarned PullOutcome = "unsigned_warned"   // served with a warning: no verified signature (warn)
-	PullPending        PullOutcome = "signature_pending" // served with a warning: its signature is still being verified
+	PullQuarantined    PullOutcome = "quarantined"     // refused: quarantined
+	PullUnsignedDenied PullOutcome = "unsigned_denied" // refused: no verified signature (enforce)
+	PullUnsignedWarned PullOutcome = "unsigned_warned" // served with a warning: no verified signature (warn)
+	// served with a warning: no verified signature (enforce), but the
+	// client may push to the repository (Config.MayPush)
+	PullUnsignedProducer PullOutcome = "unsigned_producer"
+	PullPending          PullOutcome = "signature_pending" // served with a warning: its signature is still being verified
 )
 
 // PullPolicySink is an optional ability of Config.Events: it is told of
@@ -75,7 +81,9 @@ func (h *Handler) applyPullPolicy(r *http.Request, rt route, m *meta.Manifest) (
 	if q := m.Quarantine; q != nil {
 		msg := quarantineMessage(m, tags, q)
 		h.pullOutcome(ctx, m, PullQuarantined, msg)
-		return "", apiErr(http.StatusForbidden, oci.CodeDenied, msg, map[string]string{"digest": m.Digest.String(), "quarantined": q.Digest.String()})
+		// No detail: clients print it after the message (crane: "; map[...]"),
+		// and the message names the digests already.
+		return "", apiErr(http.StatusForbidden, oci.CodeDenied, msg, nil)
 	}
 	if r.Method != http.MethodGet || m.RequireSignature == "" || m.RequireSignature == meta.RequireSignatureOff {
 		return "", nil
@@ -104,10 +112,22 @@ func (h *Handler) applyPullPolicy(r *http.Request, rt route, m *meta.Manifest) (
 		}
 	}
 	if m.RequireSignature != meta.RequireSignatureWarn { // enforce, and any setting this build does not know
+		producer := false
+		if h.cfg.MayPush != nil {
+			if producer, err = h.cfg.MayPush(ctx, m.Repository); err != nil {
+				return "", err
+			}
+		}
+		if producer {
+			msg := fmt.Sprintf("image %s in project %s has no verified signature; served because you may push to %s (to sign it: "+
+				"hallmark sign or cosign sign); pulls by others are refused (require-signature: %s)", m.Digest, m.Project, m.Repository, m.RequireSignature)
+			h.pullOutcome(ctx, m, PullUnsignedProducer, msg)
+			return msg, nil
+		}
 		msg := fmt.Sprintf("image %s in project %s has no verified signature; the project requires one (require-signature: %s). "+
 			"Sign it with hallmark sign or cosign sign, or ask a maintainer", m.Digest, m.Project, m.RequireSignature)
 		h.pullOutcome(ctx, m, PullUnsignedDenied, msg)
-		return "", apiErr(http.StatusForbidden, oci.CodeDenied, msg, map[string]string{"digest": m.Digest.String(), "project": m.Project})
+		return "", apiErr(http.StatusForbidden, oci.CodeDenied, msg, nil)
 	}
 	msg := fmt.Sprintf("image %s in project %s has no verified signature; the project asks for one (require-signature: warn). "+
 		"Sign it with hallmark sign or cosign sign", m.Digest, m.Project)

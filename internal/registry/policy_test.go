@@ -54,7 +54,9 @@ type policyEnv struct {
 
 func newPolicyEnv(t *testing.T) *policyEnv {
 	sink := &policySink{}
-	pe := &policyEnv{env: newEnv(t, registry.Config{Events: sink}), sink: sink, outcomes: map[registry.PullOutcome]int{}}
+	// Clients of repositories named .../producer may push to them.
+	mayPush := func(_ context.Context, repo string) (bool, error) { return strings.HasSuffix(repo, "/producer"), nil }
+	pe := &policyEnv{env: newEnv(t, registry.Config{Events: sink, MayPush: mayPush}), sink: sink, outcomes: map[registry.PullOutcome]int{}}
 	pe.h.PullOutcomes = func(o registry.PullOutcome) {
 		pe.mu.Lock()
 		pe.outcomes[o]++
@@ -307,6 +309,20 @@ func TestRequireSignature(t *testing.T) {
 	}
 	if e.outcomes[registry.PullUnsignedWarned] != 4 || e.outcomes[registry.PullUnsignedDenied] != 4 || e.outcomes[registry.PullPending] != 2 {
 		t.Errorf("outcomes counted: %v", e.outcomes)
+	}
+
+	// Under enforce, a client that may push (the pipeline that signs) is
+	// served, with the warning.
+	im := push("p/enforce/producer")
+	for _, ref := range []string{"unsigned", im.unsigned.String()} {
+		r := e.get("p/enforce/producer", ref)
+		wantStatus(t, "producer: GET "+ref, r, http.StatusOK)
+		if w := r.h.Get("Warning"); !strings.Contains(w, "served because you may push to p/enforce/producer") {
+			t.Errorf("producer: GET %s: Warning %q", ref, w)
+		}
+	}
+	if ev := e.sink.take(); len(ev) != 2 || !strings.HasPrefix(ev[0], "unsigned_producer served p/enforce/producer@") {
+		t.Errorf("producer: events %v", ev)
 	}
 
 	// The setting changes take effect at once: no cache.

@@ -30,6 +30,11 @@ type Config struct {
 	SparseManifests bool
 	// Events, if set, is told about every successful push and delete.
 	Events EventSink
+	// MayPush, if set, reports whether the client of a request (its
+	// context) may push to repo: under require-signature: enforce such a
+	// client is served unsigned images, so that it can sign them. Unset
+	// (access control off), nobody is.
+	MayPush func(ctx context.Context, repo string) (bool, error)
 }
 
 // EventSink receives registry events (used by the signature indexer and the

@@ -127,7 +127,11 @@ func build(ctx context.Context, cfg config.Server, log *slog.Logger, ln net.List
 		store.Close()
 		return nil, fmt.Errorf("auth: %w", err)
 	}
-	rh, err := registry.New(blobs, store, log, registry.Config{MaxManifestSize: cfg.MaxManifestSize, SparseManifests: cfg.SparseManifests, Events: s.registryEvents(indexer)})
+	rcfg := registry.Config{MaxManifestSize: cfg.MaxManifestSize, SparseManifests: cfg.SparseManifests, Events: s.registryEvents(indexer)}
+	if s.auth != nil {
+		rcfg.MayPush = s.auth.MayPush
+	}
+	rh, err := registry.New(blobs, store, log, rcfg)
 	if err != nil {
 		store.Close()
 		return nil, err
