@@ -201,6 +201,35 @@ func (s *Service) MayPush(ctx context.Context, repo string) (bool, error) {
 	if !ok || p.Kind == KindAnonymous {
 		return false, nil
 	}
+	// An access token names its principal but not its admin flag or PAT
+	// scopes: read them (this runs only for pulls that would be refused).
+	switch p.Kind {
+	case KindUser:
+		u, err := s.store.GetUser(ctx, p.User)
+		if errors.Is(err, ErrNotFound) {
+			return false, nil
+		}
+		if err != nil {
+			return false, err
+		}
+		p.Admin = u.Admin
+	case KindPAT:
+		t, err := s.store.GetPAT(ctx, p.CredID)
+		if errors.Is(err, ErrNotFound) {
+			return false, nil
+		}
+		if err != nil {
+			return false, err
+		}
+		u, err := s.store.GetUser(ctx, t.User)
+		if errors.Is(err, ErrNotFound) {
+			return false, nil
+		}
+		if err != nil {
+			return false, err
+		}
+		p = patPrincipal(u, t)
+	}
 	acts, err := s.Allowed(ctx, p, TypeRepository, repo)
 	if err != nil {
 		return false, err

@@ -45,8 +45,12 @@ func (o *policyOptions) bindRemote(fs *pflag.FlagSet) {
 }
 
 // remote reports whether the API is used; then it returns the server's
-// base URL and the Authorization header to send.
-func (o *policyOptions) remote() (use bool, base, authz string, err error) {
+// base URL and the Authorization header to send: the admin token, or the
+// credentials hallmark login / docker login stored for the server's host
+// (a password as Basic; a refresh token, which docker stores instead, is
+// exchanged at the token endpoint for an access token granting actions on
+// repos, as docker does).
+func (o *policyOptions) remote(ctx context.Context, repos []string, actions string) (use bool, base, authz string, err error) {
 	if o.server == "" {
 		return false, "", "", nil
 	}
@@ -70,12 +74,46 @@ func (o *policyOptions) remote() (use bool, base, authz string, err error) {
 	if err != nil {
 		return true, "", "", err
 	}
-	if cfg.Username == "" {
-		return true, "", "", fmt.Errorf("no credentials for %s: run hallmark login -u USER %s first, or pass --admin-token-file", u.Host, u.Host)
+	switch {
+	case cfg.Username != "" && cfg.Password != "":
+		req, _ := http.NewRequest(http.MethodGet, base, nil)
+		req.SetBasicAuth(cfg.Username, cfg.Password)
+		return true, base, req.Header.Get("Authorization"), nil
+	case cfg.IdentityToken != "":
+		tok, err := exchangeRefreshToken(ctx, base, u.Host, cfg.IdentityToken, repos, actions)
+		return true, base, "Bearer " + tok, err
 	}
-	req, _ := http.NewRequest(http.MethodGet, base, nil)
-	req.SetBasicAuth(cfg.Username, cfg.Password)
-	return true, base, req.Header.Get("Authorization"), nil
+	return true, "", "", fmt.Errorf("no credentials for %s: run hallmark login -u USER %s first, or pass --admin-token-file", u.Host, u.Host)
+}
+
+// exchangeRefreshToken asks the server's token endpoint for an access
+// token granting actions on repos (OAuth2 refresh_token grant).
+func exchangeRefreshToken(ctx context.Context, base, service, refresh string, repos []string, actions string) (string, error) {
+	var scopes []string
+	for _, r := range repos {
+		scopes = append(scopes, "repository:"+r+":"+actions)
+	}
+	form := url.Values{"grant_type": {"refresh_token"}, "refresh_token": {refresh}, "service": {service},
+		"client_id": {"hallmark"}, "scope": {strings.Join(scopes, " ")}}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+server.TokenPath, strings.NewReader(form.Encode()))
+	if err != nil {
+		return "", err
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("User-Agent", "hallmark/"+Version)
+	resp, err := (&http.Client{Timeout: time.Minute}).Do(req)
+	if err != nil {
+		return "", fmt.Errorf("contacting the Hallmark server at %s: %w", base, err)
+	}
+	defer resp.Body.Close()
+	var out struct {
+		AccessToken string `json:"access_token"`
+		Error       string `json:"error_description"`
+	}
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&out); err != nil || resp.StatusCode != http.StatusOK || out.AccessToken == "" {
+		return "", fmt.Errorf("%s refused the stored login (HTTP %d: %s): log in again with hallmark login", base, resp.StatusCode, out.Error)
+	}
+	return out.AccessToken, nil
 }
 
 func envSet(k string) bool {
@@ -182,7 +220,11 @@ server's database (--data-dir, --database-url), recorded as made by the OS user.
 					return fmt.Errorf("--reason: %w", err)
 				}
 				var results []policy.ResultJSON
-				remote, base, authz, err := o.remote()
+				repos := make([]string, len(items))
+				for i, it := range items {
+					repos[i] = it.Repository
+				}
+				remote, base, authz, err := o.remote(cmd.Context(), repos, "pull,delete")
 				switch {
 				case err != nil:
 					return err
@@ -251,10 +293,18 @@ server's database (--data-dir, --database-url), recorded as made by the OS user.
 	list := &cobra.Command{
 		Use:   "list",
 		Short: "List quarantines (active ones; --history: lifted ones too)",
-		Args:  cobra.NoArgs,
+		Long: `List quarantines, newest first: active ones, with --history lifted ones too. Through
+the API (--server) only those of repositories the caller may pull are listed; with the
+credentials hallmark login stored, give --repository (the access token they are exchanged
+for names the repositories it may read; the admin token sees all).`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var recs []policy.QuarantineJSON
-			remote, base, authz, err := o.remote()
+			var repos []string
+			if q.repository != "" {
+				repos = []string{q.repository}
+			}
+			remote, base, authz, err := o.remote(cmd.Context(), repos, "pull")
 			switch {
 			case err != nil:
 				return err
@@ -344,7 +394,7 @@ without it the server's database is changed directly.`,
 			if err != nil {
 				return err
 			}
-			remote, base, authz, err := o.remote()
+			remote, base, authz, err := o.remote(cmd.Context(), []string{args[0]}, "pull,delete")
 			var prev string
 			switch {
 			case err != nil:
