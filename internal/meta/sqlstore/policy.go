@@ -23,20 +23,18 @@ import (
 //     probe that finds nothing while no project asks for signatures); one
 //     of them governs the repository when it covers it and no longer
 //     project (an index range below its path) does.
-//   - quarantineJoin: the active quarantine of the manifest, of the image
+//   - then the id of the active quarantine of the manifest, of the image
 //     it is attached to (its subject, or the image named by the cosign
 //     attachment tag it is looked up by: the two parameters), or of a
 //     direct child of either. Behind a probe for any active quarantine in
 //     the repository, so a repository without one pays only that probe.
+//     The record itself is read only when there is one (a refused pull).
 const policyColumns = `COALESCE((SELECT e.require_signature || ' ' || e.path FROM projects e
 		WHERE e.require_signature IN ('warn', 'enforce')
 		AND substr(r.name, 1, length(e.path) + 1) IN (e.path, e.path || '/')
 		AND NOT EXISTS (SELECT 1 FROM projects o WHERE o.path > e.path || '/' AND o.path < e.path || '0'
 			AND substr(r.name, 1, length(o.path) + 1) IN (o.path, o.path || '/'))), ''),
-	q.id, COALESCE(q.digest, ''), COALESCE(q.reason, ''), COALESCE(q.actor, ''), COALESCE(q.created_at, 0)`
-
-const quarantineJoin = `
-	LEFT JOIN quarantine q ON q.id = CASE WHEN EXISTS (SELECT 1 FROM quarantine qa WHERE qa.repository = r.name AND qa.lifted_at IS NULL)
+	CASE WHEN EXISTS (SELECT 1 FROM quarantine qa WHERE qa.repository = r.name AND qa.lifted_at IS NULL)
 	THEN COALESCE(
 		(SELECT qs.id FROM quarantine qs WHERE qs.repository = r.name AND qs.lifted_at IS NULL
 			AND qs.digest IN (m.digest, m.subject_digest, ?) LIMIT 1),
@@ -48,20 +46,28 @@ const quarantineJoin = `
 
 // pullPolicy is what policyColumns read.
 type pullPolicy struct {
-	project                  string
-	qID                      sql.NullInt64
-	qDigest, qReason, qActor string
-	qCreated                 int64
+	project string
+	qID     sql.NullInt64
 }
 
-func (p *pullPolicy) apply(m *meta.Manifest) {
+// apply sets m's pull policy, reading the quarantine record if there is
+// one.
+func (p *pullPolicy) apply(ctx context.Context, s *Store, m *meta.Manifest) error {
 	if setting, path, ok := strings.Cut(p.project, " "); ok {
 		m.RequireSignature, m.Project = meta.RequireSignature(setting), path
 	}
-	if p.qID.Valid {
-		m.Quarantine = &meta.Quarantine{ID: p.qID.Int64, Repository: m.Repository, Digest: digest.Digest(p.qDigest),
-			Reason: p.qReason, Actor: p.qActor, Created: fromNanos(p.qCreated)}
+	if !p.qID.Valid {
+		return nil
 	}
+	q, err := scanQuarantine(s.r.queryRow(ctx, `SELECT `+quarantineCols+` FROM quarantine WHERE id = ?`, p.qID.Int64))
+	if errors.Is(err, sql.ErrNoRows) { // lifted (and gone) in between: no longer quarantined
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	m.Quarantine = &q
+	return nil
 }
 
 // SignatureVerdict implements meta.SignatureVerdicts: the statuses of the

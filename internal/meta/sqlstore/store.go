@@ -66,9 +66,9 @@ func open(ctx context.Context, d *Dialect, w, r *sql.DB) (*Store, error) {
 	const manifestColumns = `COALESCE(m.digest, ''), COALESCE(m.media_type, ''), COALESCE(m.artifact_type, ''),
 		m.payload, COALESCE(m.subject_digest, ''), COALESCE(m.created_at, 0)`
 	prep(&s.getByTag, `SELECT `+manifestColumns+`, `+policyColumns+` FROM (SELECT id, name FROM repositories WHERE name = ?) r
-		LEFT JOIN tags t ON t.repository_id = r.id AND t.name = ? LEFT JOIN manifests m ON m.id = t.manifest_id`+quarantineJoin)
+		LEFT JOIN tags t ON t.repository_id = r.id AND t.name = ? LEFT JOIN manifests m ON m.id = t.manifest_id`)
 	prep(&s.getByDigest, `SELECT `+manifestColumns+`, `+policyColumns+` FROM (SELECT id, name FROM repositories WHERE name = ?) r
-		LEFT JOIN manifests m ON m.repository_id = r.id AND m.digest = ?`+quarantineJoin)
+		LEFT JOIN manifests m ON m.repository_id = r.id AND m.digest = ?`)
 	prep(&s.blobSize, `SELECT b.size FROM (SELECT id FROM repositories WHERE name = ?) r
 		LEFT JOIN repository_blobs rb ON rb.repository_id = r.id AND rb.digest = ? LEFT JOIN blobs b ON b.digest = rb.digest`)
 	if err != nil {
@@ -296,9 +296,8 @@ func (s *Store) GetManifest(ctx context.Context, repo, reference string) (*meta.
 	var dg, subject string
 	var created int64
 	var pp pullPolicy
-	err := stmt.queryRow(ctx, repo, reference, attachedTo.String(), attachedTo.String()).Scan(
-		&dg, &m.MediaType, &m.ArtifactType, &m.Payload, &subject, &created,
-		&pp.project, &pp.qID, &pp.qDigest, &pp.qReason, &pp.qActor, &pp.qCreated)
+	err := stmt.queryRow(ctx, attachedTo.String(), attachedTo.String(), repo, reference).Scan(
+		&dg, &m.MediaType, &m.ArtifactType, &m.Payload, &subject, &created, &pp.project, &pp.qID)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, &meta.RepositoryNotFoundError{Repository: repo, Miss: meta.ErrManifestNotFound}
 	}
@@ -309,7 +308,9 @@ func (s *Store) GetManifest(ctx context.Context, repo, reference string) (*meta.
 		return nil, meta.ErrManifestNotFound
 	}
 	m.Digest, m.Subject, m.Created = digest.Digest(dg), digest.Digest(subject), time.Unix(0, created)
-	pp.apply(m)
+	if err := pp.apply(ctx, s, m); err != nil {
+		return nil, err
+	}
 	return m, nil
 }
 
