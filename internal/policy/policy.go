@@ -200,45 +200,35 @@ func repositories(items []meta.QuarantineItem) []string {
 // is audited with c's identity in the same transaction. Items already
 // quarantined keep their record (Changed false).
 func (s *Service) Quarantine(ctx context.Context, c Caller, items []meta.QuarantineItem, reason string) ([]meta.QuarantineOutcome, error) {
-	reason, err := CheckReason(reason, true)
-	if err != nil {
-		return nil, err
-	}
-	if items, err = CheckItems(items); err != nil {
-		return nil, err
-	}
-	if err := s.authorize(ctx, c, repositories(items), "quarantining"); err != nil {
-		return nil, err
-	}
-	out, err := s.store.Quarantine(ctx, s.change(c, items, reason))
-	if err != nil {
-		return nil, err
-	}
-	name, _, _ := c.Identity()
-	s.log.InfoContext(ctx, "quarantined", "actor", name, "items", len(items), "new", changed(out))
-	return out, nil
+	return s.changeItems(ctx, c, items, reason, true, "quarantining", s.store.Quarantine)
 }
 
 // Lift ends the quarantines of items (with an optional reason), for c
 // (rights as for Quarantine): pulls work again at once. The records stay
 // as history; each lift is audited in the same transaction.
 func (s *Service) Lift(ctx context.Context, c Caller, items []meta.QuarantineItem, reason string) ([]meta.QuarantineOutcome, error) {
-	reason, err := CheckReason(reason, false)
+	return s.changeItems(ctx, c, items, reason, false, "lifting a quarantine", s.store.LiftQuarantine)
+}
+
+// changeItems validates, authorizes and stores a quarantine change.
+func (s *Service) changeItems(ctx context.Context, c Caller, items []meta.QuarantineItem, reason string, reasonRequired bool, what string,
+	store func(context.Context, meta.QuarantineChange) ([]meta.QuarantineOutcome, error)) ([]meta.QuarantineOutcome, error) {
+	reason, err := CheckReason(reason, reasonRequired)
 	if err != nil {
 		return nil, err
 	}
 	if items, err = CheckItems(items); err != nil {
 		return nil, err
 	}
-	if err := s.authorize(ctx, c, repositories(items), "lifting a quarantine"); err != nil {
+	if err := s.authorize(ctx, c, repositories(items), what); err != nil {
 		return nil, err
 	}
-	out, err := s.store.LiftQuarantine(ctx, s.change(c, items, reason))
+	out, err := store(ctx, s.change(c, items, reason))
 	if err != nil {
 		return nil, err
 	}
 	name, _, _ := c.Identity()
-	s.log.InfoContext(ctx, "quarantine lifted", "actor", name, "items", len(items), "lifted", changed(out))
+	s.log.InfoContext(ctx, what, "actor", name, "items", len(items), "changed", changed(out))
 	return out, nil
 }
 

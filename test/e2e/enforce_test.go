@@ -5,11 +5,9 @@ import (
 	"encoding/json"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
@@ -50,15 +48,8 @@ func newToolHome(t *testing.T, dockerHost string) *toolHome {
 // whether it succeeded.
 func (h *toolHome) run(t *testing.T, stdin, bin string, args ...string) (string, bool) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, args...)
-	cmd.Env, cmd.Dir = h.env, h.dir
-	if stdin != "" {
-		cmd.Stdin = strings.NewReader(stdin)
-	}
-	out, err := cmd.CombinedOutput()
-	return string(out), err == nil
+	out, err := testenv.RunTool(t, h.dir, h.env, stdin, bin, args...)
+	return out, err == nil
 }
 
 // ok runs a tool that must succeed.

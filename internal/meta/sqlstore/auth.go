@@ -72,17 +72,23 @@ func (s *Store) GetUser(ctx context.Context, name string) (auth.User, error) {
 // ListUsers implements auth.Users.
 func (s *Store) ListUsers(ctx context.Context) ([]auth.User, error) {
 	rows, err := s.r.query(ctx, `SELECT `+userCols+` FROM users ORDER BY name`)
+	return collect(rows, err, scanUser)
+}
+
+// collect scans every row of a query (rows, err: what query returned)
+// with scan; it closes rows.
+func collect[T any](rows *sql.Rows, err error, scan func(rowScanner) (T, error)) ([]T, error) {
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	var out []auth.User
+	var out []T
 	for rows.Next() {
-		u, err := scanUser(rows)
+		v, err := scan(rows)
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, u)
+		out = append(out, v)
 	}
 	return out, rows.Err()
 }
@@ -168,19 +174,7 @@ func (s *Store) GetProject(ctx context.Context, path string) (auth.Project, erro
 // ListProjects implements auth.Projects.
 func (s *Store) ListProjects(ctx context.Context) ([]auth.Project, error) {
 	rows, err := s.r.query(ctx, `SELECT `+projectCols+` FROM projects ORDER BY path`)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []auth.Project
-	for rows.Next() {
-		p, err := scanProject(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, p)
-	}
-	return out, rows.Err()
+	return collect(rows, err, scanProject)
 }
 
 // DeleteProject implements auth.Projects; memberships and job tokens go
@@ -290,19 +284,7 @@ func (s *Store) GetPAT(ctx context.Context, id int64) (auth.PAT, error) {
 func (s *Store) ListPATs(ctx context.Context, user string) ([]auth.PAT, error) {
 	rows, err := s.r.query(ctx, `SELECT `+patCols+` FROM personal_access_tokens t JOIN users u ON u.id = t.user_id
 		WHERE ? = '' OR u.name = ? ORDER BY t.id`, user, user)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []auth.PAT
-	for rows.Next() {
-		t, err := scanPAT(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, t)
-	}
-	return out, rows.Err()
+	return collect(rows, err, scanPAT)
 }
 
 // RevokePAT implements auth.Tokens.

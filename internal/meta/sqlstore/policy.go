@@ -228,19 +228,11 @@ func (s *Store) ListQuarantine(ctx context.Context, q meta.QuarantineQuery) ([]m
 		sqlq += ` WHERE ` + strings.Join(where, " AND ")
 	}
 	rows, err := s.r.query(ctx, sqlq+` ORDER BY id DESC LIMIT ?`, append(args, q.Limit)...)
-	if err != nil {
-		return nil, err
+	out, err := collect(rows, err, scanQuarantine)
+	if out == nil && err == nil {
+		out = []meta.Quarantine{}
 	}
-	defer rows.Close()
-	out := []meta.Quarantine{}
-	for rows.Next() {
-		rec, err := scanQuarantine(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, rec)
-	}
-	return out, rows.Err()
+	return out, err
 }
 
 // SetProjectRequireSignature sets project path's require-signature
