@@ -246,9 +246,13 @@ func TestRequireSignatureAPI(t *testing.T) {
 	if r, _ := f.pull(t, http.MethodHead, f.rep, "team/app", "v1"); r.StatusCode != http.StatusOK {
 		t.Errorf("HEAD: %d", r.StatusCode)
 	}
-	r, _ := f.pull(t, http.MethodGet, f.dev, "team/app", f.teamImg)
-	if r.StatusCode != http.StatusOK || !strings.Contains(r.Header.Get("Warning"), "served because you may push") {
-		t.Errorf("developer pulls: %d, Warning %q", r.StatusCode, r.Header.Get("Warning"))
+	// Producers are served: a developer, and an admin (whose access token
+	// does not say it is an admin's).
+	for _, who := range []string{f.dev, "admin"} {
+		r, _ := f.pull(t, http.MethodGet, who, "team/app", f.teamImg)
+		if r.StatusCode != http.StatusOK || !strings.Contains(r.Header.Get("Warning"), "served because you may push") {
+			t.Errorf("%s pulls: %d, Warning %q", who, r.StatusCode, r.Header.Get("Warning"))
+		}
 	}
 	if r, _ := f.pull(t, http.MethodGet, f.o, "other/app", "v1"); r.StatusCode != http.StatusOK || r.Header.Get("Warning") != "" {
 		t.Errorf("another project's image: %d %q", r.StatusCode, r.Header.Get("Warning"))
@@ -258,7 +262,7 @@ func TestRequireSignatureAPI(t *testing.T) {
 	if resp.StatusCode != http.StatusOK {
 		t.Fatal(resp.Status)
 	}
-	for outcome, n := range map[string]string{"unsigned_denied": "20", "unsigned_producer": "1"} {
+	for outcome, n := range map[string]string{"unsigned_denied": "20", "unsigned_producer": "2"} {
 		if !regexp.MustCompile(`(?m)^hallmark_registry_pull_policy_total\{outcome="` + outcome + `"\} ` + n + `$`).Match(metrics) {
 			t.Errorf("metrics lack %s = %s:\n%s", outcome, n, grepLines(metrics, "pull_policy"))
 		}
@@ -276,7 +280,7 @@ func TestRequireSignatureAPI(t *testing.T) {
 	if status, _ := set("admin", "warn"); status != http.StatusOK {
 		t.Fatal(status)
 	}
-	r, _ = f.pull(t, http.MethodGet, f.rep, "team/app", "v1")
+	r, _ := f.pull(t, http.MethodGet, f.rep, "team/app", "v1")
 	if w := r.Header.Get("Warning"); r.StatusCode != http.StatusOK || !strings.HasPrefix(w, `299 - "image `) || !strings.Contains(w, "require-signature: warn") {
 		t.Errorf("warn: %d, Warning %q", r.StatusCode, w)
 	}
