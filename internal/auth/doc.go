@@ -4,6 +4,9 @@
 // (repository path prefixes with visibility and member roles), personal
 // access tokens, CI job tokens (and their revocation), OIDC ID-token logins,
 // failed-login throttling by client address (behind trusted proxies too),
-// the cache of verified access tokens, the provenance API's authorizer and
-// the audit log.
+// the cache of verified access tokens, the JSON APIs' authorizer (callers
+// with their rights, e.g. maintainers for quarantines), whether a
+// registry client may push (producers are served unsigned images under
+// require-signature: enforce) and the audit log (refused and warned pulls
+// sampled per image).
 package auth
