@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -204,3 +205,49 @@ func (s *Service) credentialRevoked(ctx context.Context, kind string, id int64, 
 // job token be checked again on its next use (called after a revocation
 // made through this server).
 func (s *Service) noteRevocation() { s.revocations.Add(1) }
+
+// MayPush reports whether the principal of a /v2/ request (the guard put
+// it in ctx) may push to repo, whatever its access token grants (a client
+// reading an image asks for pull only): the registry serves such a
+// producer unsigned images under require-signature: enforce, so that it
+// can sign them.
+func (s *Service) MayPush(ctx context.Context, repo string) (bool, error) {
+	p, ok := PrincipalFrom(ctx)
+	if !ok || p.Kind == KindAnonymous {
+		return false, nil
+	}
+	// An access token names its principal but not its admin flag or PAT
+	// scopes: read them (this runs only for pulls that would be refused).
+	switch p.Kind {
+	case KindUser:
+		u, err := s.store.GetUser(ctx, p.User)
+		if errors.Is(err, ErrNotFound) {
+			return false, nil
+		}
+		if err != nil {
+			return false, err
+		}
+		p.Admin = u.Admin
+	case KindPAT:
+		t, err := s.store.GetPAT(ctx, p.CredID)
+		if errors.Is(err, ErrNotFound) {
+			return false, nil
+		}
+		if err != nil {
+			return false, err
+		}
+		u, err := s.store.GetUser(ctx, t.User)
+		if errors.Is(err, ErrNotFound) {
+			return false, nil
+		}
+		if err != nil {
+			return false, err
+		}
+		p = patPrincipal(u, t)
+	}
+	acts, err := s.Allowed(ctx, p, TypeRepository, repo)
+	if err != nil {
+		return false, err
+	}
+	return slices.Contains(acts, ActionPush), nil
+}

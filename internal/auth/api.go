@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"slices"
+	"time"
 )
 
 // PullCheck reports whether the authenticated caller may pull repo.
@@ -31,48 +32,65 @@ func (z APIAuthorizer) Authorize(r *http.Request) (PullCheck, error) {
 	if err != nil {
 		return nil, err
 	}
-	return func(ctx context.Context, repo string) (bool, error) {
-		acts, err := c.Actions(ctx, repo)
-		return slices.Contains(acts, ActionPull) || slices.Contains(acts, ActionAll), err
-	}, nil
+	return func(ctx context.Context, repo string) (bool, error) { return c.May(ctx, repo, ActionPull) }, nil
 }
 
-// Caller is an authenticated API caller: who it is, and what it may do
-// on a repository or project path.
+// Caller is an authenticated caller of the JSON API: who it is, for the
+// audit log, and what it may do to which repository.
 type Caller struct {
-	Name  string // user name, job or token subject; "" for anonymous
-	Admin bool
-	// Actions lists what the caller may do on repo (pull, push, delete;
-	// "*" for admins).
-	Actions func(ctx context.Context, repo string) ([]string, error)
+	Principal Principal
+	Remote    string // client address (ClientAddr)
+	may       func(ctx context.Context, repo, action string) (bool, error)
+	open      bool // access control is off (OpenCaller)
 }
 
-// May reports whether the caller may do action on repo (an admin may do
-// anything).
+// May reports whether the caller may perform action (ActionPull,
+// ActionPush, ActionDelete) on repo, as the token endpoint would grant it:
+// maintainers (delete) of the project covering repo, admins everywhere.
 func (c Caller) May(ctx context.Context, repo, action string) (bool, error) {
-	if c.Admin {
-		return true, nil
+	if c.may == nil {
+		return false, nil
 	}
-	acts, err := c.Actions(ctx, repo)
-	return slices.Contains(acts, action) || slices.Contains(acts, ActionAll), err
+	return c.may(ctx, repo, action)
+}
+
+// Identity is the caller as the audit log records it.
+func (c Caller) Identity() (name, kind, remote string) {
+	return c.Principal.Name, c.Principal.Kind, c.Remote
+}
+
+// IsAdmin reports whether the caller is an admin user (password or
+// session) or the admin token. An admin's PAT is as powerful as its
+// scopes, not an admin.
+func (c Caller) IsAdmin() bool {
+	return c.open || c.Principal.Admin && (c.Principal.Kind == KindUser || c.Principal.Kind == KindAdminToken)
+}
+
+// OpenCaller is the caller when access control is off: anyone, with
+// every right.
+func OpenCaller(remote string) Caller {
+	return Caller{Principal: Principal{Kind: KindAnonymous, Name: "anonymous"}, Remote: remote, open: true,
+		may: func(context.Context, string, string) (bool, error) { return true, nil }}
 }
 
 // Caller authenticates r as Authorize does and returns the caller.
+// Anonymous callers (no credentials) get Principal.Kind KindAnonymous.
 func (z APIAuthorizer) Caller(r *http.Request) (Caller, error) {
 	ctx := r.Context()
+	remote := z.s.ClientAddr(r)
 	creds, err := parseAuthorization(r.Header.Get("Authorization"))
 	if err != nil {
 		return Caller{}, ErrBadCredentials
 	}
 	switch creds.scheme {
 	case "":
-		return z.principalCaller(Principal{Kind: KindAnonymous}), nil
+		return z.principalCaller(Principal{Kind: KindAnonymous}, remote), nil
 	case "basic":
-		p, err := z.s.Authenticate(ctx, creds.user, creds.password, z.s.ClientAddr(r))
+		p, err := z.s.Authenticate(ctx, creds.user, creds.password, remote)
 		if err != nil {
 			return Caller{}, err
 		}
-		return z.principalCaller(p), nil
+		return z.principalCaller(p, remote), nil
 	}
 	// Bearer: a registry access token (a JWT) or the admin token. Like
 	// on /v2/, a rejected access token is not a failed login.
@@ -80,17 +98,11 @@ func (z APIAuthorizer) Caller(r *http.Request) (Caller, error) {
 		claims, err := z.s.VerifyAccess(ctx, creds.token)
 		switch {
 		case err == nil:
-			return Caller{Name: claims.Subject, Actions: func(_ context.Context, repo string) ([]string, error) {
-				var acts []string
-				for _, a := range []string{ActionPull, ActionPush, ActionDelete} {
-					if allows(claims.Access, Access{Type: TypeRepository, Name: repo, Actions: []string{a}}) {
-						acts = append(acts, a)
-					}
-				}
-				return acts, nil
+			return Caller{Principal: claims.Principal(), Remote: remote, may: func(_ context.Context, repo, action string) (bool, error) {
+				return allows(claims.Access, Access{Type: TypeRepository, Name: repo, Actions: []string{action}}), nil
 			}}, nil
 		case errors.Is(err, ErrTokenExpired), errors.Is(err, ErrTokenInvalid), errors.Is(err, ErrTokenRevoked):
-			z.s.invalidToken(ctx, z.s.ClientAddr(r), "", "provenance API: "+err.Error())
+			z.s.invalidToken(ctx, remote, "", "API: "+err.Error())
 			return Caller{}, ErrBadCredentials
 		default:
 			return Caller{}, err
@@ -100,16 +112,38 @@ func (z APIAuthorizer) Caller(r *http.Request) (Caller, error) {
 	if err != nil {
 		return Caller{}, err
 	}
-	return z.principalCaller(p), nil
+	return Caller{Principal: p, Remote: remote, may: func(context.Context, string, string) (bool, error) { return true, nil }}, nil
 }
 
-func (z APIAuthorizer) principalCaller(p Principal) Caller {
-	// An admin's PAT is as powerful as its scopes (Allowed), not an admin.
-	admin := p.Admin && (p.Kind == KindUser || p.Kind == KindAdminToken)
-	return Caller{Name: p.Name, Admin: admin, Actions: func(ctx context.Context, repo string) ([]string, error) {
+func (z APIAuthorizer) principalCaller(p Principal, remote string) Caller {
+	c := Caller{Principal: p, Remote: remote}
+	admin := c.IsAdmin()
+	c.may = func(ctx context.Context, repo, action string) (bool, error) {
 		if admin {
-			return []string{ActionDelete, ActionPull, ActionPush}, nil
+			return true, nil
 		}
-		return z.s.Allowed(ctx, p, TypeRepository, repo)
-	}}
+		acts, err := z.s.Allowed(ctx, p, TypeRepository, repo)
+		if err != nil {
+			return false, err
+		}
+		return slices.Contains(acts, action) || slices.Contains(acts, ActionAll), nil
+	}
+	return c
+}
+
+// EventLimit samples or bounds events per key: Burst at once, then one
+// per Every (the failed-login limiter's token bucket, in bounded memory).
+type EventLimit struct{ l *limiter }
+
+// NewEventLimit returns a limit of rl per key.
+func NewEventLimit(rl RateLimit) *EventLimit { return &EventLimit{newLimiter(rl)} }
+
+// Allow takes one event of key if its budget has one, and otherwise says
+// how long until it has.
+func (e *EventLimit) Allow(key string, now time.Time) (ok bool, retry time.Duration) {
+	if e.l.allow(key, now) {
+		return true, 0
+	}
+	ok, retry, _ = e.l.check(key, now)
+	return ok, max(retry, time.Second)
 }

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/opencontainers/go-digest"
+
 	"github.com/hallmark-dev/hallmark/internal/meta"
 )
 
@@ -17,6 +19,12 @@ const (
 	AuditInvalidToken = "auth.invalid"  // forged, tampered or foreign bearer token on /v2/
 	AuditThrottled    = "auth.throttle" // failed-login budget exhausted
 	AuditDenied       = "auth.denied"   // push/delete requested and not granted
+
+	AuditQuarantine     = "quarantine"                // manifest quarantined (one event per item; detail: the reason)
+	AuditQuarantineLift = "quarantine.lift"           // quarantine lifted
+	AuditRequireSig     = "project.require-signature" // a project's require-signature setting changed
+	AuditPullWarned     = "pull.warn"                 // served under require-signature: warn without a verified signature (sampled)
+	AuditPullDenied     = "pull.denied"               // refused: quarantined, or no verified signature under enforce (sampled)
 )
 
 type ctxKey struct{}
@@ -107,6 +115,25 @@ func (a *AuditSink) ManifestDeleted(ctx context.Context, repo, reference string)
 		ev.Digest = reference
 	}
 	a.s.Audit(ctx, ev)
+}
+
+// PullPolicyApplied records a pull the registry's pull policy refused
+// (quarantine, require-signature: enforce) or served with a warning
+// (require-signature: warn, or a signature still being verified): at most
+// one event per image, outcome and Config.PullAuditInterval, so that a
+// pull storm cannot flood the audit log (the registry's metrics count
+// every one).
+func (a *AuditSink) PullPolicyApplied(ctx context.Context, repo string, d digest.Digest, outcome string, refused bool, detail string) {
+	if !a.s.pulls.allow(outcome+"\x00"+repo+"@"+d.String(), a.s.cfg.Now()) {
+		return
+	}
+	action := AuditPullWarned
+	if refused {
+		action = AuditPullDenied
+	}
+	name, kind, remote := a.actor(ctx)
+	a.s.Audit(ctx, AuditEvent{Action: action, Actor: name, ActorKind: kind, Repository: repo, Digest: d.String(),
+		RemoteAddr: remote, Detail: outcome + ": " + detail})
 }
 
 // blobDeleted records a blob deletion (the registry has no event for it;

@@ -144,6 +144,10 @@ type Config struct {
 	// AdminToken returns the admin token (or "" if there is none); it
 	// authorises the admin API like an admin user's credentials.
 	AdminToken func() (string, error)
+	// PullAuditInterval bounds the audit events of pulls the pull policy
+	// refused or warned about: one per image and outcome per interval
+	// (default 10 minutes).
+	PullAuditInterval time.Duration
 	// HashConcurrency bounds parallel password hashing (default NumCPU).
 	HashConcurrency int
 	// Now returns the current time (tests); default time.Now.
@@ -169,6 +173,9 @@ type Service struct {
 	// invalid samples the audit records of rejected bearer tokens per
 	// client address, so a flood of junk tokens cannot flood the audit log.
 	invalid *limiter
+	// pulls samples the audit records of refused and warned pulls per
+	// image and outcome.
+	pulls *limiter
 }
 
 // New returns the auth service. oidc may be nil (ID-token logins are then
@@ -220,6 +227,9 @@ func New(store Store, signer *TokenSigner, oidc OIDCVerifier, log *slog.Logger, 
 	if cfg.KnownAddrTTL <= 0 {
 		cfg.KnownAddrTTL = 30 * 24 * time.Hour
 	}
+	if cfg.PullAuditInterval <= 0 {
+		cfg.PullAuditInterval = 10 * time.Minute
+	}
 	if cfg.HashConcurrency <= 0 {
 		cfg.HashConcurrency = runtime.NumCPU()
 	}
@@ -233,7 +243,8 @@ func New(store Store, signer *TokenSigner, oidc OIDCVerifier, log *slog.Logger, 
 	return &Service{store: store, signer: signer, oidc: oidc, log: log, cfg: cfg, hasher: newHasher(cfg.HashConcurrency),
 		users: newLimiter(cfg.UserLimit), totals: newLimiter(cfg.UserTotalLimit), addrs: newLimiter(cfg.AddrLimit),
 		known: newRecentSet(cfg.KnownAddrTTL), dummyPW: dummy,
-		access: newAccessCache(cfg.AccessCacheSize), invalid: newLimiter(RateLimit{Burst: 5, Every: time.Minute})}, nil
+		access: newAccessCache(cfg.AccessCacheSize), invalid: newLimiter(RateLimit{Burst: 5, Every: time.Minute}),
+		pulls: newLimiter(RateLimit{Burst: 1, Every: cfg.PullAuditInterval})}, nil
 }
 
 // Signer returns the token signer.

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/hallmark-dev/hallmark/internal/meta"
 )
 
 // Sentinel errors returned by stores; test with errors.Is.
@@ -70,7 +72,11 @@ type Project struct {
 	// OIDCIssuer, when set, is the only issuer whose ID tokens may log in
 	// for this project; empty means only the built-in issuer's.
 	OIDCIssuer string
-	Created    time.Time
+	// RequireSignature is whether pulls of images without a verified
+	// signature are served (off, the default), warned about or refused
+	// (internal/policy sets it, internal/registry enforces it).
+	RequireSignature meta.RequireSignature
+	Created          time.Time
 }
 
 // Member is a user's role in a project.

@@ -103,6 +103,12 @@ type adminEndpoint struct {
 // the user not being an admin (403), the endpoint missing (404), else the
 // server's message.
 func postAdmin(ctx context.Context, base, authz string, ep adminEndpoint, body any) ([]byte, error) {
+	return callAPI(ctx, http.MethodPost, base, authz, ep, body, "the user is not an admin")
+}
+
+// callAPI is postAdmin for any method (ep.path may carry a query); a 403
+// is explained with forbidden.
+func callAPI(ctx context.Context, method, base, authz string, ep adminEndpoint, body any, forbidden string) ([]byte, error) {
 	var rd io.Reader = http.NoBody
 	if body != nil {
 		b, err := json.Marshal(body)
@@ -111,11 +117,13 @@ func postAdmin(ctx context.Context, base, authz string, ep adminEndpoint, body a
 		}
 		rd = bytes.NewReader(b)
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+ep.path, rd)
+	req, err := http.NewRequestWithContext(ctx, method, base+ep.path, rd)
 	if err != nil {
 		return nil, err
 	}
-	req.Header.Set("Authorization", authz)
+	if authz != "" {
+		req.Header.Set("Authorization", authz)
+	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", "hallmark/"+Version)
 	resp, err := (&http.Client{Timeout: 2 * time.Minute}).Do(req)
@@ -142,7 +150,7 @@ func postAdmin(ctx context.Context, base, authz string, ep adminEndpoint, body a
 	case http.StatusUnauthorized:
 		return nil, fmt.Errorf("admin credentials rejected by %s: %s", base, msg)
 	case http.StatusForbidden:
-		return nil, fmt.Errorf("%s refused: %s (the user is not an admin)", base, msg)
+		return nil, fmt.Errorf("%s refused: %s (%s)", base, msg, forbidden)
 	case http.StatusNotFound:
 		if e.Error == "" { // not the endpoint's own JSON answer: no such endpoint
 			return nil, fmt.Errorf("%s has no %s endpoint (HTTP 404): %s", base, ep.path, ep.notFound)

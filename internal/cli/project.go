@@ -89,20 +89,21 @@ owner of the same project path on another GitLab cannot push to it.`,
 				}
 				if jsonOut {
 					type p struct {
-						Path       string `json:"path"`
-						Visibility string `json:"visibility"`
-						OIDCIssuer string `json:"oidcIssuer,omitempty"`
+						Path             string `json:"path"`
+						Visibility       string `json:"visibility"`
+						OIDCIssuer       string `json:"oidcIssuer,omitempty"`
+						RequireSignature string `json:"requireSignature"`
 					}
 					out := []p{}
 					for _, x := range ps {
-						out = append(out, p{x.Path, x.Visibility, x.OIDCIssuer})
+						out = append(out, p{x.Path, x.Visibility, x.OIDCIssuer, string(x.RequireSignature)})
 					}
 					return json.NewEncoder(cmd.OutOrStdout()).Encode(out)
 				}
 				tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-				fmt.Fprintln(tw, "PATH\tVISIBILITY\tOIDC ISSUER")
+				fmt.Fprintln(tw, "PATH\tVISIBILITY\tREQUIRE-SIGNATURE\tOIDC ISSUER")
 				for _, x := range ps {
-					fmt.Fprintf(tw, "%s\t%s\t%s\n", x.Path, x.Visibility, x.OIDCIssuer)
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", x.Path, x.Visibility, x.RequireSignature, x.OIDCIssuer)
 				}
 				return tw.Flush()
 			})
@@ -214,7 +215,7 @@ expires. Running servers mint the same tokens at POST /api/v1/ci/job-tokens.`,
 	jobToken.Flags().StringVar(&ttl, "ttl", "1h", "lifetime (at most 7d)")
 	jobToken.AddCommand(newJobTokenRevokeCmd(&dd))
 
-	cmd.AddCommand(add, list, remove, setIssuer, grant, revoke, members, jobToken, newSetPolicyCmd(&dd), newShowPolicyCmd(&dd))
+	cmd.AddCommand(add, list, remove, setIssuer, grant, revoke, members, jobToken, newSetPolicyCmd(&dd), newShowPolicyCmd(&dd), newSetRequireSignatureCmd(&dd))
 	return cmd
 }
 

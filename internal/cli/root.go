@@ -49,6 +49,7 @@ Start with "hallmark demo", which runs the whole flow on the embedded defaults.`
 	root.AddCommand(newTokenCmd())
 	root.AddCommand(newUserCmd())
 	root.AddCommand(newProjectCmd())
+	root.AddCommand(newQuarantineCmd())
 	root.AddCommand(newLoginCmd(), newLogoutCmd())
 	root.AddCommand(newTrustCmd())
 	root.AddCommand(newCICmd())

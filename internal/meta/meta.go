@@ -109,6 +109,18 @@ type Manifest struct {
 	Annotations  map[string]string
 	References   []Reference // checked on PutManifest, recorded for lookups (present or not)
 	Created      time.Time
+
+	// Pull policy, reported by GetManifest from the same query (never
+	// stored by PutManifest). Quarantine is the active quarantine that
+	// blocks pulls of this manifest, nil when none: the manifest's own, or
+	// that of the image it is attached to (its subject, or the image named
+	// by the cosign attachment tag it was looked up by), or that of a
+	// direct child of the manifest or of that image (Quarantine.Digest says
+	// which). RequireSignature is the setting of the project covering the
+	// repository when it is not off ("" otherwise), Project that project.
+	Quarantine       *Quarantine
+	RequireSignature RequireSignature
+	Project          string
 }
 
 // Descriptor is a referrer as the referrers API lists it.
@@ -144,7 +156,8 @@ type Manifests interface {
 	PutManifest(ctx context.Context, m *Manifest, tags []string, conds ...TagCondition) error
 	// GetManifest looks a manifest up by tag or digest ("sha256:..."), or
 	// returns ErrManifestNotFound (a *RepositoryNotFoundError when repo
-	// does not exist).
+	// does not exist). It also reports the pull policy that applies
+	// (Manifest.Quarantine, RequireSignature, Project).
 	GetManifest(ctx context.Context, repo, reference string) (*Manifest, error)
 	// DeleteManifest deletes the manifest with digest d and every tag on
 	// it, or returns ErrManifestNotFound (as GetManifest).
@@ -174,6 +187,8 @@ type Store interface {
 	Signatures
 	IndexQueue
 	TrustPolicies
+	SignatureVerdicts
+	Quarantines
 	Ping(ctx context.Context) error
 	Close() error
 }

@@ -35,3 +35,22 @@ func (m *Manifest) SignatureSubjects(tags []string) []digest.Digest {
 	}
 	return out
 }
+
+// AttachmentSubject says whether m, known under tags, is attached to an
+// image rather than an image itself, and to which: a cosign attachment
+// (signature, attestation or SBOM under its "<alg>-<hex>.sig|att|sbom"
+// tag) or any referrer (a manifest with a subject: sigstore bundles,
+// SBOMs, ...). Signature enforcement never gates them (require-signature
+// asks for signatures of images, and they are how an image gets them),
+// and a quarantine of the image covers them.
+func (m *Manifest) AttachmentSubject(tags []string) (digest.Digest, bool) {
+	if m.Subject != "" {
+		return m.Subject, true
+	}
+	for _, t := range tags {
+		if d, _, ok := oci.AttachmentDigest(t); ok {
+			return d, true
+		}
+	}
+	return "", false
+}

@@ -31,6 +31,7 @@ type env struct {
 	blobDir string
 	dbPath  string
 	store   *sqlite.Store
+	h       *registry.Handler
 }
 
 func newEnv(t *testing.T, cfg registry.Config) *env {
@@ -54,7 +55,7 @@ func newEnv(t *testing.T, cfg registry.Config) *env {
 		srv.Close()
 		store.Close()
 	})
-	return &env{t: t, srv: srv, blobDir: filepath.Join(dir, "blobs"), dbPath: dbPath, store: store}
+	return &env{t: t, srv: srv, blobDir: filepath.Join(dir, "blobs"), dbPath: dbPath, store: store, h: h}
 }
 
 // resp is a fully read HTTP response.

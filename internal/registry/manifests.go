@@ -29,8 +29,15 @@ func (h *Handler) getManifest(w http.ResponseWriter, r *http.Request, rt route) 
 		}
 		return err
 	}
+	warning, err := h.applyPullPolicy(r, rt, m)
+	if err != nil {
+		return err
+	}
 	etag := `"` + m.Digest.String() + `"`
 	hd := w.Header()
+	if warning != "" {
+		hd.Add("Warning", warningHeader(warning))
+	}
 	hd.Set("Content-Type", m.MediaType)
 	hd.Set("Docker-Content-Digest", m.Digest.String())
 	hd.Set("ETag", etag)

@@ -30,6 +30,17 @@ type Config struct {
 	SparseManifests bool
 	// Events, if set, is told about every successful push and delete.
 	Events EventSink
+	// MayPush, if set, reports whether the client of a request (its
+	// context) may push to repo: under require-signature: enforce such a
+	// client is served unsigned images, so that it can sign them. Unset
+	// (access control off), nobody is.
+	MayPush func(ctx context.Context, repo string) (bool, error)
+	// SettleIndex, if set, indexes the signature manifests of image d of
+	// repo that are still queued (the signature index is asynchronous),
+	// until none is or ctx ends. Under require-signature, a pull of an
+	// image without a verified signature calls it before deciding, so a
+	// pull made right after signing sees the signature.
+	SettleIndex func(ctx context.Context, repo string, d digest.Digest) error
 }
 
 // EventSink receives registry events (used by the signature indexer and the
@@ -40,13 +51,15 @@ type EventSink interface {
 }
 
 // Store is the metadata the registry keeps: which blobs each repository
-// has, its manifests and tags. Lookups and deletes in a repository that
-// does not exist return a *meta.RepositoryNotFoundError (NAME_UNKNOWN).
-// The meta drivers implement it.
+// has, its manifests and tags, and what the pull policy reads (policy.go).
+// Lookups and deletes in a repository that does not exist return a
+// *meta.RepositoryNotFoundError (NAME_UNKNOWN). The meta drivers
+// implement it.
 type Store interface {
 	blobLinks
 	manifestStore
 	listing
+	signaturePolicy
 }
 
 // blobLinks records which blobs each repository may serve.
@@ -82,6 +95,9 @@ type Handler struct {
 	uploadLocks keyedLocks
 	// UploadsInProgress, if set, is called with +1/-1 as sessions start and end.
 	UploadsInProgress func(delta int)
+	// PullOutcomes, if set, is called for every pull the pull policy
+	// refused or served with a warning (policy.go).
+	PullOutcomes func(PullOutcome)
 }
 
 // New returns a registry handler over the given stores.

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/opencontainers/go-digest"
+
 	"github.com/hallmark-dev/hallmark/internal/auth"
 	"github.com/hallmark-dev/hallmark/internal/config"
 	"github.com/hallmark-dev/hallmark/internal/keystore"
@@ -152,6 +154,15 @@ func (f fanout) ManifestPushed(ctx context.Context, m *meta.Manifest, tags []str
 func (f fanout) ManifestDeleted(ctx context.Context, repo, reference string) {
 	for _, s := range f {
 		s.ManifestDeleted(ctx, repo, reference)
+	}
+}
+
+// PullPolicyApplied forwards to the sinks that have the ability.
+func (f fanout) PullPolicyApplied(ctx context.Context, repo string, d digest.Digest, outcome string, refused bool, detail string) {
+	for _, s := range f {
+		if ps, ok := s.(registry.PullPolicySink); ok {
+			ps.PullPolicyApplied(ctx, repo, d, outcome, refused, detail)
+		}
 	}
 }
 

@@ -45,15 +45,7 @@ func newClientEnv(t *testing.T) *clientEnv {
 
 func (c *clientEnv) run(t *testing.T, stdin string, bin string, args ...string) (string, error) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, args...)
-	cmd.Env, cmd.Dir = c.env, c.home
-	if stdin != "" {
-		cmd.Stdin = strings.NewReader(stdin)
-	}
-	out, err := cmd.CombinedOutput()
-	return string(out), err
+	return testenv.RunTool(t, c.home, c.env, stdin, bin, args...)
 }
 
 func (c *clientEnv) must(t *testing.T, stdin string, bin string, args ...string) string {

@@ -15,6 +15,8 @@ type metrics struct {
 	bytesIn  *prometheus.CounterVec
 	bytesOut *prometheus.CounterVec
 	uploads  prometheus.Gauge
+	// pulls counts the pulls the pull policy refused or warned about.
+	pulls *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -35,8 +37,12 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		uploads: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "hallmark_registry_uploads_in_progress", Help: "Blob upload sessions started by this process and not yet finished or cancelled.",
 		}),
+		pulls: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hallmark_registry_pull_policy_total",
+			Help: "Manifest pulls the pull policy refused (quarantined, unsigned_denied) or served with a warning (unsigned_warned, signature_pending), by outcome.",
+		}, []string{"outcome"}),
 	}
-	reg.MustRegister(m.requests, m.latency, m.bytesIn, m.bytesOut, m.uploads)
+	reg.MustRegister(m.requests, m.latency, m.bytesIn, m.bytesOut, m.uploads, m.pulls)
 	return m
 }
 

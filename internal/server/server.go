@@ -24,6 +24,7 @@ import (
 	"github.com/hallmark-dev/hallmark/internal/keystore"
 	"github.com/hallmark-dev/hallmark/internal/meta"
 	"github.com/hallmark-dev/hallmark/internal/oidc"
+	"github.com/hallmark-dev/hallmark/internal/policy"
 	"github.com/hallmark-dev/hallmark/internal/registry"
 	"github.com/hallmark-dev/hallmark/internal/reqbody"
 	"github.com/hallmark-dev/hallmark/internal/tlog"
@@ -56,6 +57,7 @@ type Server struct {
 	tuf *tuf.Repository // TUF repository of the trust material
 
 	indexer *index.Indexer // signature index: queue workers, trust policies
+	policy *policy.Service // pull policy: quarantine, require-signature
 }
 
 // New opens the listener on cfg.Addr (so a ":0" port is known from here
@@ -138,12 +140,20 @@ func build(ctx context.Context, cfg config.Server, log *slog.Logger, ln net.List
 		return nil, err
 	}
 	indexer := s.indexer
-	rh, err := registry.New(blobs, store, log, registry.Config{MaxManifestSize: cfg.MaxManifestSize, SparseManifests: cfg.SparseManifests, Events: s.registryEvents(indexer)})
+	rcfg := registry.Config{MaxManifestSize: cfg.MaxManifestSize, SparseManifests: cfg.SparseManifests, Events: s.registryEvents(indexer)}
+	if s.auth != nil {
+		rcfg.MayPush = s.auth.MayPush
+	}
+	if indexer != nil {
+		rcfg.SettleIndex = indexer.Settle
+	}
+	rh, err := registry.New(blobs, store, log, rcfg)
 	if err != nil {
 		store.Close()
 		return nil, err
 	}
 	rh.UploadsInProgress = func(d int) { m.uploads.Add(float64(d)) }
+	rh.PullOutcomes = func(o registry.PullOutcome) { m.pulls.WithLabelValues(string(o)).Inc() }
 
 	v2 := m.instrument("unknown", s.protectRegistry(rh))
 	mux.Handle("/v2/", v2)
@@ -155,6 +165,7 @@ func build(ctx context.Context, cfg config.Server, log *slog.Logger, ln net.List
 	mux.Handle("GET /readyz", m.instrument("readyz", http.HandlerFunc(s.ready)))
 	api := http.NewServeMux()
 	web.NewAPI(store, log, s.webOptions()...).Register(api)
+	s.setupPolicy(api, store)
 	mux.Handle("/api/", m.instrument("api", api))
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	if err := s.setupCI(mux); err != nil {

@@ -1,11 +1,14 @@
 package testenv
 
 import (
+	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 // DeadProxy is the address of an HTTP proxy nothing listens on. A client
@@ -39,4 +42,20 @@ func ToolEnv(tb testing.TB, home string, offline bool, extra ...string) []string
 		env = append(env, kv)
 	}
 	return env
+}
+
+// RunTool runs bin with args in dir with env (ToolEnv's, say), stdin as
+// its standard input ("" for none), for at most four minutes, and returns
+// its combined output.
+func RunTool(tb testing.TB, dir string, env []string, stdin, bin string, args ...string) (string, error) {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd.Env, cmd.Dir = env, dir
+	if stdin != "" {
+		cmd.Stdin = strings.NewReader(stdin)
+	}
+	out, err := cmd.CombinedOutput()
+	return string(out), err
 }

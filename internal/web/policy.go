@@ -56,7 +56,7 @@ func (a *API) registerPolicies(mux *http.ServeMux) {
 // anyone may do anything. On failure it has answered and returns false.
 func (a *API) caller(w http.ResponseWriter, r *http.Request) (auth.Caller, bool) {
 	if a.authz == nil {
-		return auth.Caller{Name: "anonymous", Admin: true}, true
+		return auth.OpenCaller(r.RemoteAddr), true
 	}
 	ca, ok := a.authz.(CallerAuthorizer)
 	if !ok {
@@ -114,7 +114,7 @@ func (a *API) projectPolicy(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		if p, err = index.ParsePolicy(body); err == nil {
-			v, err = a.policies.SetPolicy(ctx, project, p, c.Name)
+			v, err = a.policies.SetPolicy(ctx, project, p, c.Principal.Name)
 		}
 	}
 	switch {
@@ -136,7 +136,7 @@ func (a *API) allowed(w http.ResponseWriter, r *http.Request, c auth.Caller, pat
 	ok, err := c.May(r.Context(), path, action)
 	if err == nil && !ok && action != auth.ActionPull {
 		var see bool
-		if see, err = c.May(r.Context(), path, auth.ActionPull); err == nil && see && c.Name != "" {
+		if see, err = c.May(r.Context(), path, auth.ActionPull); err == nil && see && c.Principal.Name != "" {
 			a.fail(w, r, http.StatusForbidden, "changing the trust policy of "+path+" needs maintainer rights in the project (or an admin)", nil)
 			return false
 		}
@@ -146,7 +146,7 @@ func (a *API) allowed(w http.ResponseWriter, r *http.Request, c auth.Caller, pat
 		a.fail(w, r, http.StatusInternalServerError, "internal error", err)
 	case ok:
 		return true
-	case c.Name == "":
+	case c.Principal.Name == "":
 		w.Header().Set("WWW-Authenticate", `Basic realm="hallmark"`)
 		a.fail(w, r, http.StatusUnauthorized, "authenticate with Basic credentials of a maintainer of the project (or an admin)", nil)
 	default:
@@ -183,9 +183,9 @@ func (a *API) rebuild(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	if req.Project == "" && !c.Admin {
+	if req.Project == "" && !c.IsAdmin() {
 		status := http.StatusForbidden
-		if c.Name == "" {
+		if c.Principal.Name == "" {
 			status = http.StatusUnauthorized
 			w.Header().Set("WWW-Authenticate", `Basic realm="hallmark"`)
 		}

@@ -16,6 +16,8 @@ const (
 	// image's signatures and attestations under.
 	SignatureSuffix   = "sig"
 	AttestationSuffix = "att"
+	// SBOMSuffix ends the tag of an SBOM cosign attach sbom stored.
+	SBOMSuffix = "sbom"
 	// MaxSignatureLayers is the number of layers cosign reads from a
 	// signature manifest; a manifest with more is refused.
 	MaxSignatureLayers = 1000
@@ -79,6 +81,15 @@ func AttachedDigest(tag string) (digest.Digest, string, bool) {
 		}
 	}
 	return "", "", false
+}
+
+// AttachmentDigest is AttachedDigest for every cosign attachment tag:
+// ".sig", ".att" and ".sbom".
+func AttachmentDigest(tag string) (digest.Digest, string, bool) {
+	if d, ok := attachedDigest(tag, SBOMSuffix); ok {
+		return d, SBOMSuffix, true
+	}
+	return AttachedDigest(tag)
 }
 
 func attachedDigest(tag, suffix string) (digest.Digest, bool) {

@@ -30,6 +30,7 @@ func TestSlowBodyIsCutOff(t *testing.T) {
 	for _, tc := range []struct{ name, method, path, auth string }{
 		{"log entry, anonymous", http.MethodPost, "/api/v1/log/entries", ""},
 		{"certificate request, anonymous", http.MethodPost, "/api/v2/signingCert", ""},
+		{"quarantine API, anonymous", http.MethodPost, "/api/v1/quarantine", ""},
 		{"registry chunk", http.MethodPatch, upload, "Authorization: Bearer " + tok + "\r\n"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

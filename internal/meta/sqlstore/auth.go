@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/hallmark-dev/hallmark/internal/auth"
+	"github.com/hallmark-dev/hallmark/internal/meta"
 )
 
 var _ auth.Store = (*Store)(nil)
@@ -71,17 +72,23 @@ func (s *Store) GetUser(ctx context.Context, name string) (auth.User, error) {
 // ListUsers implements auth.Users.
 func (s *Store) ListUsers(ctx context.Context) ([]auth.User, error) {
 	rows, err := s.r.query(ctx, `SELECT `+userCols+` FROM users ORDER BY name`)
+	return collect(rows, err, scanUser)
+}
+
+// collect scans every row of a query (rows, err: what query returned)
+// with scan; it closes rows.
+func collect[T any](rows *sql.Rows, err error, scan func(rowScanner) (T, error)) ([]T, error) {
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	var out []auth.User
+	var out []T
 	for rows.Next() {
-		u, err := scanUser(rows)
+		v, err := scan(rows)
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, u)
+		out = append(out, v)
 	}
 	return out, rows.Err()
 }
@@ -118,9 +125,12 @@ func (s *Store) SetPassword(ctx context.Context, name, hash string, at time.Time
 
 // CreateProject implements auth.Projects.
 func (s *Store) CreateProject(ctx context.Context, p auth.Project) (auth.Project, error) {
+	if p.RequireSignature == "" {
+		p.RequireSignature = meta.RequireSignatureOff
+	}
 	err := s.tx(ctx, func(tx conn) error {
-		err := tx.queryRow(ctx, `INSERT INTO projects(path, visibility, oidc_issuer, created_at)
-			VALUES (?, ?, ?, ?) ON CONFLICT(path) DO NOTHING RETURNING id`, p.Path, p.Visibility, p.OIDCIssuer, nanos(p.Created)).Scan(&p.ID)
+		err := tx.queryRow(ctx, `INSERT INTO projects(path, visibility, oidc_issuer, require_signature, created_at)
+			VALUES (?, ?, ?, ?, ?) ON CONFLICT(path) DO NOTHING RETURNING id`, p.Path, p.Visibility, p.OIDCIssuer, string(p.RequireSignature), nanos(p.Created)).Scan(&p.ID)
 		if errors.Is(err, sql.ErrNoRows) {
 			return fmt.Errorf("project %q: %w", p.Path, auth.ErrExists)
 		}
@@ -136,15 +146,16 @@ func (s *Store) CreateProject(ctx context.Context, p auth.Project) (auth.Project
 	return p, nil
 }
 
-const projectCols = `id, path, visibility, oidc_issuer, created_at`
+const projectCols = `id, path, visibility, oidc_issuer, require_signature, created_at`
 
 func scanProject(row rowScanner) (auth.Project, error) {
 	var p auth.Project
 	var created int64
-	if err := row.Scan(&p.ID, &p.Path, &p.Visibility, &p.OIDCIssuer, &created); err != nil {
+	var rs string
+	if err := row.Scan(&p.ID, &p.Path, &p.Visibility, &p.OIDCIssuer, &rs, &created); err != nil {
 		return auth.Project{}, err
 	}
-	p.Created = fromNanos(created)
+	p.RequireSignature, p.Created = meta.RequireSignature(rs), fromNanos(created)
 	return p, nil
 }
 
@@ -184,19 +195,7 @@ func (s *Store) GetProject(ctx context.Context, path string) (auth.Project, erro
 // ListProjects implements auth.Projects.
 func (s *Store) ListProjects(ctx context.Context) ([]auth.Project, error) {
 	rows, err := s.r.query(ctx, `SELECT `+projectCols+` FROM projects ORDER BY path`)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []auth.Project
-	for rows.Next() {
-		p, err := scanProject(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, p)
-	}
-	return out, rows.Err()
+	return collect(rows, err, scanProject)
 }
 
 // DeleteProject implements auth.Projects; memberships and job tokens go
@@ -317,19 +316,7 @@ func (s *Store) GetPAT(ctx context.Context, id int64) (auth.PAT, error) {
 func (s *Store) ListPATs(ctx context.Context, user string) ([]auth.PAT, error) {
 	rows, err := s.r.query(ctx, `SELECT `+patCols+` FROM personal_access_tokens t JOIN users u ON u.id = t.user_id
 		WHERE ? = '' OR u.name = ? ORDER BY t.id`, user, user)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []auth.PAT
-	for rows.Next() {
-		t, err := scanPAT(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, t)
-	}
-	return out, rows.Err()
+	return collect(rows, err, scanPAT)
 }
 
 // RevokePAT implements auth.Tokens.
@@ -379,9 +366,7 @@ func (s *Store) RevokeJobToken(ctx context.Context, id int64) error {
 
 // RecordAudit implements auth.AuditLog.
 func (s *Store) RecordAudit(ctx context.Context, e auth.AuditEvent) error {
-	_, err := s.w.exec(ctx, `INSERT INTO audit_events(at, action, actor, actor_kind, repository, reference, digest, remote_addr, detail)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`, nanos(e.Time), e.Action, e.Actor, e.ActorKind, e.Repository, e.Reference, e.Digest, e.RemoteAddr, e.Detail)
-	return err
+	return recordAudit(ctx, s.w, e)
 }
 
 // QueryAudit implements auth.AuditLog: newest first.

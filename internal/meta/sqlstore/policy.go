@@ -10,7 +10,7 @@ import (
 	"github.com/hallmark-dev/hallmark/internal/meta"
 )
 
-const policyColumns = `p.path, p.oidc_issuer, COALESCE(tp.version, 0), COALESCE(tp.document, ''), COALESCE(tp.updated_at, 0), COALESCE(tp.updated_by, '')`
+const trustPolicyColumns = `p.path, p.oidc_issuer, COALESCE(tp.version, 0), COALESCE(tp.document, ''), COALESCE(tp.updated_at, 0), COALESCE(tp.updated_by, '')`
 
 func scanPolicy(row rowScanner) (meta.TrustPolicy, error) {
 	var p meta.TrustPolicy
@@ -27,7 +27,7 @@ func scanPolicy(row rowScanner) (meta.TrustPolicy, error) {
 
 // TrustPolicy implements meta.TrustPolicies.
 func (s *Store) TrustPolicy(ctx context.Context, project string) (meta.TrustPolicy, error) {
-	p, err := scanPolicy(s.r.queryRow(ctx, `SELECT `+policyColumns+` FROM projects p
+	p, err := scanPolicy(s.r.queryRow(ctx, `SELECT `+trustPolicyColumns+` FROM projects p
 		LEFT JOIN trust_policies tp ON tp.project_id = p.id WHERE p.path = ?`, project))
 	if errors.Is(err, sql.ErrNoRows) {
 		return meta.TrustPolicy{}, fmt.Errorf("project %q: %w", project, meta.ErrProjectNotFound)
@@ -43,7 +43,7 @@ func (s *Store) TrustPolicyFor(ctx context.Context, repo string) (meta.TrustPoli
 	if len(cands) == 0 {
 		return meta.TrustPolicy{}, nil
 	}
-	p, err := scanPolicy(s.r.queryRow(ctx, `SELECT `+policyColumns+` FROM projects p
+	p, err := scanPolicy(s.r.queryRow(ctx, `SELECT `+trustPolicyColumns+` FROM projects p
 		LEFT JOIN trust_policies tp ON tp.project_id = p.id
 		WHERE p.path IN (`+placeholders(len(cands), 1)+`) ORDER BY length(p.path) DESC LIMIT 1`, cands...))
 	if errors.Is(err, sql.ErrNoRows) {

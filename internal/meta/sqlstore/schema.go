@@ -217,4 +217,27 @@ var migrations = []Migration{
 		INSERT INTO index_state(id, generation) VALUES (1, 0);
 		ALTER TABLE signatures ADD COLUMN generation BIGINT NOT NULL DEFAULT 0;
 		CREATE INDEX signatures_manifest ON signatures(repository_id, manifest_digest);`},
+
+	// pull policy (internal/policy sets it, internal/registry enforces it):
+	// quarantined manifests with their history (a lift sets lifted_at; the
+	// row stays), at most one active quarantine per repository and digest,
+	// which the manifest lookup probes (the only index on the table, so that
+	// the planners of both databases pick it for that probe: a history
+	// listing may scan); and each project's require-signature
+	// setting, indexed so that the lookup finds the few projects that ask
+	// for signatures without reading the others.
+	{Version: 7, Name: "quarantine and require-signature", SQL: `CREATE TABLE quarantine (
+			id {{id}},
+			repository TEXT{{bytewise}} NOT NULL,
+			digest TEXT NOT NULL,
+			reason TEXT NOT NULL,
+			actor TEXT NOT NULL DEFAULT '',
+			created_at BIGINT NOT NULL,
+			lifted_at BIGINT,
+			lifted_by TEXT NOT NULL DEFAULT '',
+			lift_reason TEXT NOT NULL DEFAULT ''
+		);
+		CREATE UNIQUE INDEX quarantine_active ON quarantine(repository, digest) WHERE lifted_at IS NULL;
+		ALTER TABLE projects ADD COLUMN require_signature TEXT NOT NULL DEFAULT 'off';
+		CREATE INDEX projects_require_signature ON projects(require_signature);`},
 }

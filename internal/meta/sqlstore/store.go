@@ -14,6 +14,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/hallmark-dev/hallmark/internal/meta"
+	"github.com/hallmark-dev/hallmark/pkg/oci"
 )
 
 // Store is a meta.Store, auth.Store and tlog storage over database/sql,
@@ -61,12 +62,13 @@ func open(ctx context.Context, d *Dialect, w, r *sql.DB) (*Store, error) {
 		}
 	}
 	// The lookups start from the repository and left-join what is looked
-	// up: no row means no repository, a row of NULLs no such item.
+	// up: no row means no repository, a row of NULLs no such item. The
+	// pull policy comes along (pullPolicy).
 	const manifestColumns = `COALESCE(m.digest, ''), COALESCE(m.media_type, ''), COALESCE(m.artifact_type, ''),
 		m.payload, COALESCE(m.subject_digest, ''), COALESCE(m.created_at, 0)`
-	prep(&s.getByTag, `SELECT `+manifestColumns+` FROM (SELECT id FROM repositories WHERE name = ?) r
+	prep(&s.getByTag, `SELECT `+manifestColumns+`, `+pullPolicyColumns+` FROM (SELECT id, name FROM repositories WHERE name = ?) r
 		LEFT JOIN tags t ON t.repository_id = r.id AND t.name = ? LEFT JOIN manifests m ON m.id = t.manifest_id`)
-	prep(&s.getByDigest, `SELECT `+manifestColumns+` FROM (SELECT id FROM repositories WHERE name = ?) r
+	prep(&s.getByDigest, `SELECT `+manifestColumns+`, `+pullPolicyColumns+` FROM (SELECT id, name FROM repositories WHERE name = ?) r
 		LEFT JOIN manifests m ON m.repository_id = r.id AND m.digest = ?`)
 	prep(&s.blobSize, `SELECT b.size FROM (SELECT id FROM repositories WHERE name = ?) r
 		LEFT JOIN repository_blobs rb ON rb.repository_id = r.id AND rb.digest = ? LEFT JOIN blobs b ON b.digest = rb.digest`)
@@ -288,10 +290,15 @@ func (s *Store) GetManifest(ctx context.Context, repo, reference string) (*meta.
 	if _, err := digest.Parse(reference); err == nil {
 		stmt = s.getByDigest
 	}
+	// A cosign attachment looked up by its tag is covered by its image's
+	// quarantine: the lookup is told which image that is.
+	attachedTo, _, _ := oci.AttachmentDigest(reference)
 	m := &meta.Manifest{Repository: repo}
 	var dg, subject string
 	var created int64
-	err := stmt.queryRow(ctx, repo, reference).Scan(&dg, &m.MediaType, &m.ArtifactType, &m.Payload, &subject, &created)
+	var pp pullPolicy
+	err := stmt.queryRow(ctx, attachedTo.String(), attachedTo.String(), repo, reference).Scan(
+		&dg, &m.MediaType, &m.ArtifactType, &m.Payload, &subject, &created, &pp.project, &pp.qID)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, &meta.RepositoryNotFoundError{Repository: repo, Miss: meta.ErrManifestNotFound}
 	}
@@ -302,6 +309,9 @@ func (s *Store) GetManifest(ctx context.Context, repo, reference string) (*meta.
 		return nil, meta.ErrManifestNotFound
 	}
 	m.Digest, m.Subject, m.Created = digest.Digest(dg), digest.Digest(subject), time.Unix(0, created)
+	if err := pp.apply(ctx, s, m); err != nil {
+		return nil, err
+	}
 	return m, nil
 }
 
