@@ -27,20 +27,61 @@ func (s *Service) APIAuthorizer() APIAuthorizer { return APIAuthorizer{s} }
 
 // Authorize authenticates r and returns the caller's pull check.
 func (z APIAuthorizer) Authorize(r *http.Request) (PullCheck, error) {
+	c, err := z.caller(r)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case c.all:
+		return func(context.Context, string) (bool, error) { return true, nil }, nil
+	case c.principal == nil:
+		access := c.access
+		return func(_ context.Context, repo string) (bool, error) {
+			return allows(access, Access{Type: TypeRepository, Name: repo, Actions: []string{ActionPull}}), nil
+		}, nil
+	}
+	return z.principalCheck(*c.principal), nil
+}
+
+// Visible authenticates r as Authorize does and returns what the caller
+// may pull as a filter for a search's query (the same repositories as the
+// pull check).
+func (z APIAuthorizer) Visible(r *http.Request) (Visible, error) {
+	c, err := z.caller(r)
+	switch {
+	case err != nil:
+		return Visible{}, err
+	case c.all:
+		return Visible{All: true}, nil
+	case c.principal == nil:
+		return visibleByAccess(c.access), nil
+	}
+	return z.s.Visible(r.Context(), *c.principal)
+}
+
+// apiCaller is an authenticated API caller: a principal, the grants of a
+// registry access token (principal nil), or the admin token (all).
+type apiCaller struct {
+	principal *Principal
+	access    []Access
+	all       bool
+}
+
+func (z APIAuthorizer) caller(r *http.Request) (apiCaller, error) {
 	ctx := r.Context()
 	creds, err := parseAuthorization(r.Header.Get("Authorization"))
 	if err != nil {
-		return nil, ErrBadCredentials
+		return apiCaller{}, ErrBadCredentials
 	}
 	switch creds.scheme {
 	case "":
-		return z.principalCheck(Principal{Kind: KindAnonymous}), nil
+		return apiCaller{principal: &Principal{Kind: KindAnonymous}}, nil
 	case "basic":
 		p, err := z.s.Authenticate(ctx, creds.user, creds.password, z.s.ClientAddr(r))
 		if err != nil {
-			return nil, err
+			return apiCaller{}, err
 		}
-		return z.principalCheck(p), nil
+		return apiCaller{principal: &p}, nil
 	}
 	// Bearer: a registry access token (a JWT) or the admin token. Like
 	// on /v2/, a rejected access token is not a failed login.
@@ -48,20 +89,18 @@ func (z APIAuthorizer) Authorize(r *http.Request) (PullCheck, error) {
 		claims, err := z.s.VerifyAccess(ctx, creds.token)
 		switch {
 		case err == nil:
-			return func(_ context.Context, repo string) (bool, error) {
-				return allows(claims.Access, Access{Type: TypeRepository, Name: repo, Actions: []string{ActionPull}}), nil
-			}, nil
+			return apiCaller{access: claims.Access}, nil
 		case errors.Is(err, ErrTokenExpired), errors.Is(err, ErrTokenInvalid), errors.Is(err, ErrTokenRevoked):
 			z.s.invalidToken(ctx, z.s.ClientAddr(r), "", "provenance API: "+err.Error())
-			return nil, ErrBadCredentials
+			return apiCaller{}, ErrBadCredentials
 		default:
-			return nil, err
+			return apiCaller{}, err
 		}
 	}
 	if _, err := z.s.AdminAuthorized(r); err != nil {
-		return nil, err
+		return apiCaller{}, err
 	}
-	return func(context.Context, string) (bool, error) { return true, nil }, nil
+	return apiCaller{all: true}, nil
 }
 
 func (z APIAuthorizer) principalCheck(p Principal) PullCheck {

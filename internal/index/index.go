@@ -232,6 +232,8 @@ func (ix *Indexer) record(ctx context.Context, s *meta.Signature, l oci.Descript
 	if d.Certificate != nil {
 		s.Signer, s.CertIssuer = fulcio.Identity(d.Certificate)
 		s.CertExtensions = fulcio.Values(d.Certificate)
+		sum := sha256.Sum256(d.Certificate.Raw) // the link to the CA's record of it
+		s.CertSHA256 = hex.EncodeToString(sum[:])
 	} else if d.KeyHint != "" {
 		s.Signer = "SHA256:" + d.KeyHint
 	}
@@ -281,3 +283,9 @@ func status(v *verify.Verified, err error) (string, string) {
 	}
 	return meta.StatusUnverified, ce.Check + ": " + ce.Reason
 }
+
+// LayerKey is the dedupe key the indexer records for signature layer l of
+// a manifest (bundle: a sigstore bundle referrer's): it tells apart the
+// layers of one manifest that share a payload (several signers of one
+// image), for those who read a recorded signature back (exports).
+func LayerKey(l oci.Descriptor, bundle bool) string { return layerKey(l, bundle) }

@@ -150,7 +150,8 @@ func build(ctx context.Context, cfg config.Server, log *slog.Logger, ln net.List
 	})))
 	mux.Handle("GET /readyz", m.instrument("readyz", http.HandlerFunc(s.ready)))
 	api := http.NewServeMux()
-	web.NewAPI(store, log, s.webOptions()...).Register(api)
+	searcher := web.NewSearcher(store, web.SearchConfig{})
+	web.NewAPI(store, log, s.webOptions(searcher)...).Register(api)
 	mux.Handle("/api/", m.instrument("api", api))
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	if err := s.setupCI(mux); err != nil {

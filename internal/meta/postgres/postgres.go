@@ -46,11 +46,14 @@ func Dialect() *sqlstore.Dialect {
 			"bytes":    "BYTEA",
 			"bytewise": ` COLLATE "C"`,
 		},
-		ForUpdate:      " FOR UPDATE",
-		ForShare:       " FOR SHARE",
-		LockMigrations: fmt.Sprintf("SELECT pg_advisory_xact_lock(%d)", int64(migrationLockKey)),
-		Retryable:      retryable,
-		Unavailable:    unavailable,
+		ForUpdate: " FOR UPDATE",
+		ForShare:  " FOR SHARE",
+		// SHARE ROW EXCLUSIVE conflicts with the ROW EXCLUSIVE lock of an
+		// INSERT, and with itself.
+		LockRepositories: "LOCK TABLE repositories IN SHARE ROW EXCLUSIVE MODE",
+		LockMigrations:   fmt.Sprintf("SELECT pg_advisory_xact_lock(%d)", int64(migrationLockKey)),
+		Retryable:        retryable,
+		Unavailable:      unavailable,
 	}
 }
 

@@ -112,14 +112,45 @@ func (s *Store) SetPassword(ctx context.Context, name, hash string, at time.Time
 	return affected(res, err, "user "+name)
 }
 
-// CreateProject implements auth.Projects.
+// CreateProject implements auth.Projects. The repositories under the new
+// project's path that no longer project covers become its own (a search
+// filters by repository project).
 func (s *Store) CreateProject(ctx context.Context, p auth.Project) (auth.Project, error) {
-	err := s.w.queryRow(ctx, `INSERT INTO projects(path, visibility, oidc_issuer, created_at)
-		VALUES (?, ?, ?, ?) ON CONFLICT(path) DO NOTHING RETURNING id`, p.Path, p.Visibility, p.OIDCIssuer, nanos(p.Created)).Scan(&p.ID)
-	if errors.Is(err, sql.ErrNoRows) {
-		return auth.Project{}, fmt.Errorf("project %q: %w", p.Path, auth.ErrExists)
+	err := s.tx(ctx, func(tx conn) error {
+		if err := lockRepositories(ctx, tx); err != nil {
+			return err
+		}
+		err := tx.queryRow(ctx, `INSERT INTO projects(path, visibility, oidc_issuer, created_at)
+			VALUES (?, ?, ?, ?) ON CONFLICT(path) DO NOTHING RETURNING id`, p.Path, p.Visibility, p.OIDCIssuer, nanos(p.Created)).Scan(&p.ID)
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("project %q: %w", p.Path, auth.ErrExists)
+		}
+		if err != nil {
+			return err
+		}
+		// '0' follows '/': [path/, path0) are the names under path/.
+		_, err = tx.exec(ctx, `UPDATE repositories SET project_id = ?
+			WHERE (name = ? OR (name >= ? AND name < ?))
+			AND (project_id IS NULL OR project_id IN (SELECT id FROM projects WHERE length(path) < ?))`,
+			p.ID, p.Path, p.Path+"/", p.Path+"0", len(p.Path))
+		return err
+	})
+	if err != nil {
+		return auth.Project{}, err
 	}
-	return p, err
+	return p, nil
+}
+
+// lockRepositories keeps repositories from being created until the
+// transaction ends, where the dialect needs it for a repository to get
+// the project a concurrent CreateProject or DeleteProject gives it
+// (PostgreSQL; SQLite's writer lock already serializes them).
+func lockRepositories(ctx context.Context, tx conn) error {
+	if tx.d.LockRepositories == "" {
+		return nil
+	}
+	_, err := tx.exec(ctx, tx.d.LockRepositories)
+	return err
 }
 
 const projectCols = `id, path, visibility, oidc_issuer, created_at`
@@ -137,18 +168,10 @@ func scanProject(row rowScanner) (auth.Project, error) {
 // FindProject implements auth.Projects: the candidates are repo and each
 // of its '/'-prefixes; the longest existing one wins.
 func (s *Store) FindProject(ctx context.Context, repo string) (auth.Project, error) {
-	var cands []any
-	for p := repo; p != ""; {
-		cands = append(cands, p)
-		i := strings.LastIndexByte(p, '/')
-		if i < 0 {
-			break
-		}
-		p = p[:i]
-	}
-	if len(cands) == 0 {
+	if repo == "" {
 		return auth.Project{}, fmt.Errorf("project for %q: %w", repo, auth.ErrNotFound)
 	}
+	cands := pathPrefixes(repo)
 	q := `SELECT ` + projectCols + ` FROM projects WHERE path IN (` + placeholders(len(cands), 1) + `) ORDER BY length(path) DESC LIMIT 1`
 	p, err := scanProject(s.r.queryRow(ctx, q, cands...))
 	return p, notFound(err, "project for "+repo)
@@ -179,10 +202,25 @@ func (s *Store) ListProjects(ctx context.Context) ([]auth.Project, error) {
 }
 
 // DeleteProject implements auth.Projects; memberships and job tokens go
-// with it, images stay.
+// with it, images stay, and its repositories pass to the project with the
+// next longest path covering them, or to none (admins only).
 func (s *Store) DeleteProject(ctx context.Context, path string) error {
-	res, err := s.w.exec(ctx, `DELETE FROM projects WHERE path = ?`, path)
-	return affected(res, err, "project "+path)
+	return s.tx(ctx, func(tx conn) error {
+		if err := lockRepositories(ctx, tx); err != nil {
+			return err
+		}
+		var id int64
+		if err := tx.queryRow(ctx, `SELECT id FROM projects WHERE path = ?`, path).Scan(&id); err != nil {
+			return notFound(err, "project "+path)
+		}
+		if _, err := tx.exec(ctx, `DELETE FROM projects WHERE id = ?`, id); err != nil {
+			return err
+		}
+		_, err := tx.exec(ctx, `UPDATE repositories SET project_id = (SELECT p.id FROM projects p
+			WHERE p.path = repositories.name OR substr(repositories.name, 1, length(p.path) + 1) = p.path || '/'
+			ORDER BY length(p.path) DESC LIMIT 1) WHERE project_id = ?`, id)
+		return err
+	})
 }
 
 // SetProjectIssuer implements auth.Projects.
@@ -220,6 +258,25 @@ func (s *Store) MemberRole(ctx context.Context, projectID int64, user string) (a
 	err := s.r.queryRow(ctx, `SELECT m.role FROM project_members m JOIN users u ON u.id = m.user_id
 		WHERE m.project_id = ? AND u.name = ?`, projectID, user).Scan(&role)
 	return auth.Role(role), notFound(err, "member "+user)
+}
+
+// UserProjects implements auth.Projects.
+func (s *Store) UserProjects(ctx context.Context, user string) ([]string, error) {
+	rows, err := s.r.query(ctx, `SELECT p.path FROM project_members m JOIN projects p ON p.id = m.project_id
+		JOIN users u ON u.id = m.user_id WHERE u.name = ? ORDER BY p.path`, user)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var p string
+		if err := rows.Scan(&p); err != nil {
+			return nil, err
+		}
+		out = append(out, p)
+	}
+	return out, rows.Err()
 }
 
 // ListMembers implements auth.Projects.

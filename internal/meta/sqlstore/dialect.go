@@ -33,6 +33,11 @@ type Dialect struct {
 	// ForShare is appended to the checks that a manifest's references
 	// exist, so a concurrent unlink waits for the manifest's commit.
 	ForShare string
+	// LockRepositories, when set, is run first in the transactions that
+	// create or delete a project: it keeps repositories from being created
+	// until they commit (PostgreSQL: a table lock that conflicts with
+	// INSERT), so a new repository always gets the project they leave.
+	LockRepositories string
 	// LockMigrations, when set, is run first in each migration transaction
 	// (PostgreSQL: a transaction-scoped advisory lock; SQLite's BEGIN
 	// IMMEDIATE already is one).

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/opencontainers/go-digest"
@@ -12,7 +13,30 @@ import (
 	"github.com/hallmark-dev/hallmark/internal/meta"
 )
 
-// RecordSignatures implements meta.Signatures.
+// rowsPerInsert bounds the rows of one multi-row INSERT (SQLite allows
+// 32,766 parameters; the widest row here has 6).
+const rowsPerInsert = 500
+
+// insertRows inserts rows (each of the same width) with multi-row INSERTs:
+// head is "INSERT INTO t(cols) VALUES ", tail what follows the values
+// (e.g. " ON CONFLICT DO NOTHING").
+func insertRows(ctx context.Context, tx conn, head, tail string, rows [][]any) error {
+	for start := 0; start < len(rows); start += rowsPerInsert {
+		part := rows[start:min(start+rowsPerInsert, len(rows))]
+		args := make([]any, 0, len(part)*len(part[0]))
+		for _, r := range part {
+			args = append(args, r...)
+		}
+		if _, err := tx.exec(ctx, head+placeholders(len(part), len(part[0]))+tail, args...); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// RecordSignatures implements meta.Signatures. With each new signature it
+// stores its facts (meta.Facts), from its annotations, certificate and the
+// claims the CA recorded for its certificate.
 func (s *Store) RecordSignatures(ctx context.Context, sigs []meta.Signature) (int, error) {
 	if len(sigs) == 0 {
 		return 0, nil
@@ -21,6 +45,7 @@ func (s *Store) RecordSignatures(ctx context.Context, sigs []meta.Signature) (in
 	now := time.Now().UnixNano()
 	err := s.tx(ctx, func(tx conn) error {
 		added = 0
+		var ann, ext, facts [][]any
 		for _, sg := range sigs {
 			rid, err := ensureRepo(ctx, tx, sg.Repository, now)
 			if err != nil {
@@ -32,11 +57,11 @@ func (s *Store) RecordSignatures(ctx context.Context, sigs []meta.Signature) (in
 			}
 			var id int64
 			err = tx.queryRow(ctx, `INSERT INTO signatures(repository_id, subject_digest, manifest_digest, layer_digest, sig_key, kind,
-				payload_type, signer, cert_issuer, log_index, status, status_detail, created_at)
-				VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+				payload_type, signer, cert_issuer, log_index, status, status_detail, created_at, cert_sha256)
+				VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 				ON CONFLICT(repository_id, sig_key) DO NOTHING RETURNING id`,
 				rid, sg.Subject.String(), sg.Manifest.String(), sg.Layer.String(), sg.Key, sg.Kind,
-				sg.PayloadType, sg.Signer, sg.CertIssuer, sg.LogIndex, sg.Status, sg.StatusDetail, created).Scan(&id)
+				sg.PayloadType, sg.Signer, sg.CertIssuer, sg.LogIndex, sg.Status, sg.StatusDetail, created, sg.CertSHA256).Scan(&id)
 			if errors.Is(err, sql.ErrNoRows) {
 				continue // already indexed
 			}
@@ -45,24 +70,63 @@ func (s *Store) RecordSignatures(ctx context.Context, sigs []meta.Signature) (in
 			}
 			added++
 			for k, v := range sg.Annotations {
-				if _, err := tx.exec(ctx, `INSERT INTO signature_annotations(signature_id, key, value) VALUES (?, ?, ?)`, id, k, v); err != nil {
-					return err
-				}
+				ann = append(ann, []any{id, k, v, created})
 			}
 			for k, v := range sg.CertExtensions {
-				if _, err := tx.exec(ctx, `INSERT INTO signature_cert_extensions(signature_id, oid, value) VALUES (?, ?, ?)`, id, k, v); err != nil {
-					return err
-				}
+				ext = append(ext, []any{id, k, v})
+			}
+			claims, err := certClaims(ctx, tx, sg.CertSHA256)
+			if err != nil {
+				return err
+			}
+			for _, f := range meta.Facts(&sg, claims) {
+				facts = append(facts, []any{f.Field, f.Value, created, id, rid, f.Basis})
 			}
 		}
-		return nil
+		if err := insertRows(ctx, tx, `INSERT INTO signature_annotations(signature_id, key, value, created_at) VALUES `, "", ann); err != nil {
+			return err
+		}
+		if err := insertRows(ctx, tx, `INSERT INTO signature_cert_extensions(signature_id, oid, value) VALUES `, "", ext); err != nil {
+			return err
+		}
+		return insertRows(ctx, tx, `INSERT INTO signature_facts(field, value, created_at, signature_id, repository_id, basis) VALUES `,
+			` ON CONFLICT DO NOTHING`, facts)
 	})
 	return added, err
 }
 
-const sigColumns = `s.id, r.name, s.subject_digest, s.manifest_digest, s.layer_digest, s.sig_key, s.kind, s.payload_type,
-	s.signer, s.cert_issuer, s.log_index, s.status, s.status_detail, s.created_at`
+// certClaims returns the searchable claims the CA recorded for the
+// certificate with hex SHA-256 sha (none for "" or a certificate it did
+// not issue).
+func certClaims(ctx context.Context, q conn, sha string) (map[string]string, error) {
+	if sha == "" {
+		return nil, nil
+	}
+	rows, err := q.query(ctx, `SELECT claim, value FROM ca_certificate_claims WHERE cert_sha256 = ?`, sha)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out map[string]string
+	for rows.Next() {
+		var k, v string
+		if err := rows.Scan(&k, &v); err != nil {
+			return nil, err
+		}
+		if out == nil {
+			out = map[string]string{}
+		}
+		out[k] = v
+	}
+	return out, rows.Err()
+}
 
+const sigColumns = `s.id, r.name, s.subject_digest, s.manifest_digest, s.layer_digest, s.sig_key, s.kind, s.payload_type,
+	s.signer, s.cert_issuer, s.log_index, s.status, s.status_detail, s.created_at, s.cert_sha256`
+
+// querySignatures runs q (selecting sigColumns) and completes each
+// signature with its annotations, certificate extensions, facts and the
+// CA's record of its certificate.
 func (s *Store) querySignatures(ctx context.Context, q string, args ...any) ([]meta.Signature, error) {
 	rows, err := s.r.query(ctx, q, args...)
 	if err != nil {
@@ -75,7 +139,7 @@ func (s *Store) querySignatures(ctx context.Context, q string, args ...any) ([]m
 		var logIndex sql.NullInt64
 		var created int64
 		if err := rows.Scan(&sg.ID, &sg.Repository, &subj, &man, &layer, &sg.Key, &sg.Kind, &sg.PayloadType,
-			&sg.Signer, &sg.CertIssuer, &logIndex, &sg.Status, &sg.StatusDetail, &created); err != nil {
+			&sg.Signer, &sg.CertIssuer, &logIndex, &sg.Status, &sg.StatusDetail, &created, &sg.CertSHA256); err != nil {
 			rows.Close()
 			return nil, err
 		}
@@ -91,38 +155,117 @@ func (s *Store) querySignatures(ctx context.Context, q string, args ...any) ([]m
 	if err := rows.Err(); err != nil {
 		return nil, err
 	}
+	if len(out) == 0 {
+		return out, nil
+	}
 	ids := make([]int64, len(out))
+	var shas []string
 	for i := range out {
 		ids[i] = out[i].ID
+		if c := out[i].CertSHA256; c != "" && !slices.Contains(shas, c) {
+			shas = append(shas, c)
+		}
 	}
-	ann, err := s.stringMaps(ctx, `SELECT signature_id, key, value FROM signature_annotations WHERE signature_id IN (%s)`, ids)
+	ann, err := stringMaps(ctx, s.r, `SELECT signature_id, key, value FROM signature_annotations WHERE signature_id IN (%s)`, ids)
 	if err != nil {
 		return nil, err
 	}
-	ext, err := s.stringMaps(ctx, `SELECT signature_id, oid, value FROM signature_cert_extensions WHERE signature_id IN (%s)`, ids)
+	ext, err := stringMaps(ctx, s.r, `SELECT signature_id, oid, value FROM signature_cert_extensions WHERE signature_id IN (%s)`, ids)
+	if err != nil {
+		return nil, err
+	}
+	facts, err := s.facts(ctx, ids)
+	if err != nil {
+		return nil, err
+	}
+	certs, err := s.certificateRecords(ctx, shas)
 	if err != nil {
 		return nil, err
 	}
 	for i := range out {
-		out[i].Annotations, out[i].CertExtensions = ann[out[i].ID], ext[out[i].ID]
-		if out[i].Annotations == nil {
-			out[i].Annotations = map[string]string{}
+		sg := &out[i]
+		sg.Annotations, sg.CertExtensions, sg.Facts = ann[sg.ID], ext[sg.ID], facts[sg.ID]
+		if sg.Annotations == nil {
+			sg.Annotations = map[string]string{}
 		}
-		if out[i].CertExtensions == nil {
-			out[i].CertExtensions = map[string]string{}
+		if sg.CertExtensions == nil {
+			sg.CertExtensions = map[string]string{}
+		}
+		if c, ok := certs[sg.CertSHA256]; ok {
+			sg.Certificate = &c
 		}
 	}
 	return out, nil
 }
 
-// SearchCertificate implements meta.Signatures.
-func (s *Store) SearchCertificate(ctx context.Context, oid, value string, limit int) ([]meta.Signature, error) {
-	if limit <= 0 {
-		limit = 100
+// facts returns the facts of the signatures ids.
+func (s *Store) facts(ctx context.Context, ids []int64) (map[int64][]meta.Fact, error) {
+	out := map[int64][]meta.Fact{}
+	for start := 0; start < len(ids); start += idsPerQuery {
+		part := ids[start:min(start+idsPerQuery, len(ids))]
+		args := make([]any, len(part))
+		for i, id := range part {
+			args[i] = id
+		}
+		rows, err := s.r.query(ctx, `SELECT signature_id, field, value, basis FROM signature_facts WHERE signature_id IN (`+
+			placeholders(len(part), 1)+`) ORDER BY signature_id, field, value`, args...)
+		if err != nil {
+			return nil, err
+		}
+		for rows.Next() {
+			var id int64
+			var f meta.Fact
+			if err := rows.Scan(&id, &f.Field, &f.Value, &f.Basis); err != nil {
+				rows.Close()
+				return nil, err
+			}
+			out[id] = append(out[id], f)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, err
+		}
 	}
-	return s.querySignatures(ctx, `SELECT `+sigColumns+` FROM signature_cert_extensions c
-		JOIN signatures s ON s.id = c.signature_id JOIN repositories r ON r.id = s.repository_id
-		WHERE c.oid = ? AND c.value = ? ORDER BY s.created_at DESC, s.id DESC LIMIT ?`, oid, value, limit)
+	return out, nil
+}
+
+// idsPerQuery bounds the ids of one IN list (SQLite allows 32,766
+// parameters; a page of signatures is far smaller).
+const idsPerQuery = 500
+
+// stringMaps runs q (with %s for the placeholders of an IN list of ids,
+// selecting id, key, value) for ids and returns the key/value map of each
+// id: one query per idsPerQuery ids instead of one per signature.
+func stringMaps(ctx context.Context, c conn, q string, ids []int64) (map[int64]map[string]string, error) {
+	out := map[int64]map[string]string{}
+	for start := 0; start < len(ids); start += idsPerQuery {
+		part := ids[start:min(start+idsPerQuery, len(ids))]
+		args := make([]any, len(part))
+		for i, id := range part {
+			args[i] = id
+		}
+		rows, err := c.query(ctx, fmt.Sprintf(q, placeholders(len(part), 1)), args...)
+		if err != nil {
+			return nil, err
+		}
+		for rows.Next() {
+			var id int64
+			var k, v string
+			if err := rows.Scan(&id, &k, &v); err != nil {
+				rows.Close()
+				return nil, err
+			}
+			if out[id] == nil {
+				out[id] = map[string]string{}
+			}
+			out[id][k] = v
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
 }
 
 // KnownSignatureKeys returns which of keys are recorded for repo (the
@@ -159,68 +302,11 @@ func (s *Store) KnownSignatureKeys(ctx context.Context, repo string, keys []stri
 	return out, nil
 }
 
-// SearchSigner implements meta.Signatures.
-func (s *Store) SearchSigner(ctx context.Context, signer string, limit int) ([]meta.Signature, error) {
-	if limit <= 0 {
-		limit = 100
-	}
-	return s.querySignatures(ctx, `SELECT `+sigColumns+` FROM signatures s JOIN repositories r ON r.id = s.repository_id
-		WHERE s.signer = ? ORDER BY s.created_at DESC, s.id DESC LIMIT ?`, signer, limit)
-}
-
-// idsPerQuery bounds the ids of one IN list (SQLite allows 32,766
-// parameters; a page of signatures is far smaller).
-const idsPerQuery = 500
-
-// stringMaps runs q (with %s for the placeholders of an IN list of ids,
-// selecting id, key, value) for ids and returns the key/value map of each
-// id: one query per idsPerQuery ids instead of one per signature.
-func (s *Store) stringMaps(ctx context.Context, q string, ids []int64) (map[int64]map[string]string, error) {
-	out := map[int64]map[string]string{}
-	for start := 0; start < len(ids); start += idsPerQuery {
-		part := ids[start:min(start+idsPerQuery, len(ids))]
-		args := make([]any, len(part))
-		for i, id := range part {
-			args[i] = id
-		}
-		rows, err := s.r.query(ctx, fmt.Sprintf(q, placeholders(len(part), 1)), args...)
-		if err != nil {
-			return nil, err
-		}
-		for rows.Next() {
-			var id int64
-			var k, v string
-			if err := rows.Scan(&id, &k, &v); err != nil {
-				rows.Close()
-				return nil, err
-			}
-			if out[id] == nil {
-				out[id] = map[string]string{}
-			}
-			out[id][k] = v
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return nil, err
-		}
-	}
-	return out, nil
-}
-
-// ListSignatures implements meta.Signatures.
+// ListSignatures implements meta.Signatures (the image page: one index
+// range on repository and subject).
 func (s *Store) ListSignatures(ctx context.Context, repo string, subject digest.Digest) ([]meta.Signature, error) {
 	return s.querySignatures(ctx, `SELECT `+sigColumns+` FROM signatures s JOIN repositories r ON r.id = s.repository_id
 		WHERE r.name = ? AND s.subject_digest = ? ORDER BY s.created_at, s.id`, repo, subject.String())
-}
-
-// SearchAnnotation implements meta.Signatures.
-func (s *Store) SearchAnnotation(ctx context.Context, key, value string, limit int) ([]meta.Signature, error) {
-	if limit <= 0 {
-		limit = 100
-	}
-	return s.querySignatures(ctx, `SELECT `+sigColumns+` FROM signature_annotations a
-		JOIN signatures s ON s.id = a.signature_id JOIN repositories r ON r.id = s.repository_id
-		WHERE a.key = ? AND a.value = ? ORDER BY s.created_at DESC, s.id DESC LIMIT ?`, key, value, limit)
 }
 
 // TagsOf implements meta.Signatures.
@@ -240,4 +326,62 @@ func (s *Store) TagsOf(ctx context.Context, repo string, d digest.Digest) ([]str
 		tags = append(tags, t)
 	}
 	return tags, rows.Err()
+}
+
+// backfillFacts computes the facts of the signatures recorded before
+// migration 6 (they have no certificate hash, so no CA claims), 500 at a
+// time.
+func backfillFacts(ctx context.Context, tx conn) error {
+	var last int64
+	for {
+		rows, err := tx.query(ctx, `SELECT s.id, s.repository_id, r.name, s.signer, s.cert_issuer, s.created_at
+			FROM signatures s JOIN repositories r ON r.id = s.repository_id WHERE s.id > ? ORDER BY s.id LIMIT ?`, last, idsPerQuery)
+		if err != nil {
+			return err
+		}
+		type sigRow struct {
+			sig          meta.Signature
+			rid, created int64
+		}
+		var batch []sigRow
+		for rows.Next() {
+			var r sigRow
+			if err := rows.Scan(&r.sig.ID, &r.rid, &r.sig.Repository, &r.sig.Signer, &r.sig.CertIssuer, &r.created); err != nil {
+				rows.Close()
+				return err
+			}
+			batch = append(batch, r)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		if len(batch) == 0 {
+			return nil
+		}
+		ids := make([]int64, len(batch))
+		for i, r := range batch {
+			ids[i] = r.sig.ID
+		}
+		ann, err := stringMaps(ctx, tx, `SELECT signature_id, key, value FROM signature_annotations WHERE signature_id IN (%s)`, ids)
+		if err != nil {
+			return err
+		}
+		ext, err := stringMaps(ctx, tx, `SELECT signature_id, oid, value FROM signature_cert_extensions WHERE signature_id IN (%s)`, ids)
+		if err != nil {
+			return err
+		}
+		var facts [][]any
+		for _, r := range batch {
+			r.sig.Annotations, r.sig.CertExtensions = ann[r.sig.ID], ext[r.sig.ID]
+			for _, f := range meta.Facts(&r.sig, nil) {
+				facts = append(facts, []any{f.Field, f.Value, r.created, r.sig.ID, r.rid, f.Basis})
+			}
+		}
+		if err := insertRows(ctx, tx, `INSERT INTO signature_facts(field, value, created_at, signature_id, repository_id, basis) VALUES `,
+			` ON CONFLICT DO NOTHING`, facts); err != nil {
+			return err
+		}
+		last = batch[len(batch)-1].sig.ID
+	}
 }

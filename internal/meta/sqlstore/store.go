@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/opencontainers/go-digest"
@@ -121,11 +122,36 @@ func (s *Store) tx1(ctx context.Context, fn func(conn) error) error {
 	return tx.Commit()
 }
 
+// ensureRepo returns the id of repository name, creating it if needed with
+// its project: the project whose path is the longest of name and its
+// '/'-prefixes (auth's rule), kept up to date by CreateProject and
+// DeleteProject.
 func ensureRepo(ctx context.Context, tx conn, name string, now int64) (int64, error) {
 	var id int64
-	err := tx.queryRow(ctx, `INSERT INTO repositories(name, created_at) VALUES (?, ?)
-		ON CONFLICT(name) DO UPDATE SET name = excluded.name RETURNING id`, name, now).Scan(&id)
+	cands := pathPrefixes(name)
+	args := append([]any{name, now}, cands...)
+	err := tx.queryRow(ctx, `INSERT INTO repositories(name, created_at, project_id) VALUES (?, ?,
+		(SELECT id FROM projects WHERE path IN (`+placeholders(len(cands), 1)+`) ORDER BY length(path) DESC LIMIT 1))
+		ON CONFLICT(name) DO UPDATE SET name = excluded.name RETURNING id`, args...).Scan(&id)
 	return id, err
+}
+
+// pathPrefixes returns name and each of its '/'-prefixes, longest first:
+// the paths of the projects that may cover a repository of that name.
+func pathPrefixes(name string) []any {
+	var out []any
+	for p := name; p != ""; {
+		out = append(out, p)
+		i := strings.LastIndexByte(p, '/')
+		if i < 0 {
+			break
+		}
+		p = p[:i]
+	}
+	if len(out) == 0 {
+		out = append(out, "")
+	}
+	return out
 }
 
 func repoID(ctx context.Context, q conn, name string) (int64, error) {
