@@ -56,6 +56,7 @@ Start with "hallmark demo", which runs the whole flow on the embedded defaults.`
 	root.AddCommand(newDemoCmd())
 	root.AddCommand(newMigrateCmd())
 	root.AddCommand(newTUFCmd(), newCACmd())
+	root.AddCommand(newSearchCmd())
 	return root
 }
 

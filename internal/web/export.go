@@ -336,7 +336,7 @@ func (e *bundleExport) write(ctx context.Context, r Result) error {
 	name := fmt.Sprintf("%s/%s-%s/signature-%d.sigstore.json", s.Repository, s.Subject.Algorithm(), s.Subject.Encoded(), s.ID)
 	entry := map[string]any{"repository": s.Repository, "subject": s.Subject.String(), "signer": s.Signer, "status": s.Status,
 		"created": s.Created, "signatureManifest": s.Manifest.String(), "layer": s.Layer.String()}
-	b, err := e.bundle(ctx, s)
+	b, payload, err := e.bundle(ctx, s)
 	if err != nil {
 		if ctx.Err() != nil {
 			return ctx.Err()
@@ -348,11 +348,15 @@ func (e *bundleExport) write(ctx context.Context, r Result) error {
 		entry["error"] = skip.reason
 	} else {
 		entry["file"] = name
-		if err := e.w.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Size: int64(len(b)), ModTime: s.Created, Typeflag: tar.TypeReg, Format: tar.FormatPAX}); err != nil {
+		if err := e.file(name, b, s.Created); err != nil {
 			return err
 		}
-		if _, err := e.w.Write(b); err != nil {
-			return err
+		if payload != nil {
+			p := strings.TrimSuffix(name, ".sigstore.json") + ".payload.json"
+			entry["payload"] = p
+			if err := e.file(p, payload, s.Created); err != nil {
+				return err
+			}
 		}
 	}
 	line, _ := json.Marshal(entry)
@@ -367,13 +371,19 @@ func (e *bundleExport) end(stopped, next string) error {
 		line, _ := json.Marshal(map[string]string{"truncated": stopped, "next": next})
 		e.index = append(append(e.index, line...), '\n')
 	}
-	if err := e.w.WriteHeader(&tar.Header{Name: "export.ndjson", Mode: 0o644, Size: int64(len(e.index)), ModTime: time.Now(), Typeflag: tar.TypeReg, Format: tar.FormatPAX}); err != nil {
-		return err
-	}
-	if _, err := e.w.Write(e.index); err != nil {
+	if err := e.file("export.ndjson", e.index, time.Now()); err != nil {
 		return err
 	}
 	return e.w.Close()
+}
+
+// file writes one regular file into the tar.
+func (e *bundleExport) file(name string, b []byte, mod time.Time) error {
+	if err := e.w.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Size: int64(len(b)), ModTime: mod, Typeflag: tar.TypeReg, Format: tar.FormatPAX}); err != nil {
+		return err
+	}
+	_, err := e.w.Write(b)
+	return err
 }
 
 // skipError: one signature cannot be exported as a bundle (it is listed
@@ -388,34 +398,36 @@ func skip(format string, args ...any) error { return &skipError{fmt.Sprintf(form
 // stored; a cosign .sig layer converted (certificate or key hint, the
 // message signature over its payload, its log entry with the SET of its
 // bundle annotation and, when this server's log has it, the inclusion
-// proof: then a v0.3 bundle, else v0.1).
-func (e *bundleExport) bundle(ctx context.Context, s meta.Signature) ([]byte, error) {
+// proof: then a v0.3 bundle, else v0.1) with the payload it signs (the
+// simple-signing JSON naming the image), which a message signature's
+// verifier needs.
+func (e *bundleExport) bundle(ctx context.Context, s meta.Signature) (b, payload []byte, err error) {
 	if s.Layer == "" {
-		return nil, skip("no signature layer was recorded (%s)", s.StatusDetail)
+		return nil, nil, skip("no signature layer was recorded (%s)", s.StatusDetail)
 	}
 	l, err := e.layer(ctx, s)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	data, err := e.readBlob(ctx, l.Digest)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if s.Kind == verify.KindBundle || oci.IsBundleType(l.MediaType) {
-		return data, nil
+		return data, nil, nil
 	}
 	signed := verify.LayerSignature(verify.Layer{Digest: l.Digest.String(), MediaType: l.MediaType, Payload: data, Annotations: l.Annotations})
 	c, err := signed.Content()
 	if err != nil {
-		return nil, skip("the signature layer cannot be read: %v", err)
+		return nil, nil, skip("the signature layer cannot be read: %v", err)
 	}
 	cert, _, err := signed.Certificate()
 	if err != nil {
-		return nil, skip("the signing certificate cannot be read: %v", err)
+		return nil, nil, skip("the signing certificate cannot be read: %v", err)
 	}
 	entries, err := signed.TlogEntries()
 	if err != nil {
-		return nil, skip("the log entry cannot be read: %v", err)
+		return nil, nil, skip("the log entry cannot be read: %v", err)
 	}
 	bs := bundle.Signature{Payload: c.Payload, Sig: c.Signatures[0], Entries: entries}
 	if cert != nil {
@@ -427,16 +439,15 @@ func (e *bundleExport) bundle(ctx context.Context, s meta.Signature) ([]byte, er
 		for _, en := range entries {
 			p, err := e.api.export.proofs.InclusionProof(ctx, en)
 			if err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 			en.Proof = p
 		}
 	}
-	b, err := bundle.Encode(bs)
-	if err != nil {
-		return nil, skip("%v", err)
+	if b, err = bundle.Encode(bs); err != nil {
+		return nil, nil, skip("%v", err)
 	}
-	return b, nil
+	return b, c.Payload, nil
 }
 
 // layer finds s's layer in its signature manifest: the layer with s's
