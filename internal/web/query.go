@@ -218,13 +218,18 @@ func plainText(name, s string) error {
 	return nil
 }
 
+// keyValue reads key=value; the value is matched exactly, so it may hold
+// any character (annotations may), the key none that is a control.
 func keyValue(name, s string) (meta.KeyValue, error) {
-	if err := plainText(name, s); err != nil {
-		return meta.KeyValue{}, err
-	}
 	k, val, ok := strings.Cut(s, "=")
 	if !ok || strings.TrimSpace(k) == "" {
 		return meta.KeyValue{}, badQuery("%s=%q: want %s=<key>=<value>, e.g. annotation=com.gitlab.ci.commit.sha=<sha>", name, truncate(s, 80), name)
+	}
+	if err := plainText(name+" key", k); err != nil {
+		return meta.KeyValue{}, err
+	}
+	if len(val) > maxValue {
+		return meta.KeyValue{}, badQuery("%s value is %d bytes long; the limit is %d", name, len(val), maxValue)
 	}
 	return meta.KeyValue{Key: strings.TrimSpace(k), Value: val}, nil
 }
