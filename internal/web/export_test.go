@@ -160,3 +160,57 @@ func TestExportCap(t *testing.T) {
 		}
 	}
 }
+
+// slowStore is a real store whose searches hang until their context ends:
+// a database too slow for the query (the fault a flood of costly
+// searches causes).
+type slowStore struct {
+	*sqlite.Store
+	started chan struct{}
+}
+
+func (s slowStore) SearchSignatures(ctx context.Context, q meta.SignatureSearch) ([]meta.Signature, error) {
+	s.started <- struct{}{}
+	<-ctx.Done()
+	return nil, ctx.Err()
+}
+
+// TestSearchBoundedInTimeAndConcurrency: a search that runs out of time
+// answers 503 with Retry-After (not 500), and while every search slot is
+// taken another search waits at most its timeout, then answers 503 too.
+func TestSearchBoundedInTimeAndConcurrency(t *testing.T) {
+	store, err := sqlite.Open(context.Background(), sqlite.Config{Path: filepath.Join(t.TempDir(), "m.db")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	slow := slowStore{store, make(chan struct{}, 1)}
+	mux := http.NewServeMux()
+	web.NewAPI(slow, nil, web.WithSearcher(web.NewSearcher(slow, web.SearchConfig{Timeout: 300 * time.Millisecond, Concurrent: 1}))).Register(mux)
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	type answer struct {
+		status int
+		retry  string
+		body   string
+	}
+	get := func(out chan<- answer) {
+		resp, err := http.Get(srv.URL + "/api/v1/search?commit=abcdef1")
+		if err != nil {
+			out <- answer{status: -1, body: err.Error()}
+			return
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		out <- answer{resp.StatusCode, resp.Header.Get("Retry-After"), string(b)}
+	}
+	first, second := make(chan answer, 1), make(chan answer, 1)
+	go get(first)
+	<-slow.started // the first holds the only slot
+	go get(second)
+	for _, a := range []answer{<-second, <-first} {
+		if a.status != http.StatusServiceUnavailable || a.retry == "" {
+			t.Errorf("answer %+v; want 503 with Retry-After", a)
+		}
+	}
+}

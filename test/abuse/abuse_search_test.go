@@ -1,6 +1,7 @@
 package abuse
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -11,7 +12,10 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -21,8 +25,11 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/hallmark-dev/hallmark/internal/auth"
+	"github.com/hallmark-dev/hallmark/internal/demo"
+	"github.com/hallmark-dev/hallmark/internal/server"
 	"github.com/hallmark-dev/hallmark/pkg/oci"
 	"github.com/hallmark-dev/hallmark/pkg/payload"
+	"github.com/hallmark-dev/hallmark/pkg/root"
 	"github.com/hallmark-dev/hallmark/pkg/sign"
 )
 
@@ -220,5 +227,223 @@ func TestSearchNotSuppressedByOtherProjectsFlood(t *testing.T) {
 	if len(a.Results) != 1 || a.Results[0].Repository != "b/app" || a.Results[0].Subject != f.BImage {
 		t.Fatalf("b/app's maintainer searching its commit after a/app's flood of 1,000 fake layers found %d results (%+v); want b/app's one signature",
 			len(a.Results), a.Results)
+	}
+}
+
+// keylessJob runs one CI job of project against the server: it pushes an
+// image and signs it keylessly, so the CA records the job's verified
+// claims. It returns the job's environment and the signed image digest.
+func keylessJob(t *testing.T, e *env, project, user string) (map[string]string, string) {
+	t.Helper()
+	ctx := context.Background()
+	tokenFile, err := os.ReadFile(filepath.Join(e.DataDir, server.AdminTokenFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	local, err := os.ReadFile(filepath.Join(e.DataDir, server.TrustDir, root.TrustedRootFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	trust, err := demo.FetchTrust(ctx, nil, e.URL, root.Fingerprint(local))
+	if err != nil {
+		t.Fatal(err)
+	}
+	jobs := &demo.HTTPJobs{URL: e.URL, AdminToken: strings.TrimSpace(string(tokenFile))}
+	jobEnv, err := jobs.Job(ctx, demo.JobRequest{Project: project, Ref: "main", User: user})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := demo.NewSession(jobEnv, demo.SessionConfig{Trust: trust})
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := demo.BuildImage(jobEnv, project)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tag := s.Tag("")
+	ref, err := s.Push(ctx, img, tag)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Sign(ctx, ref, tag); err != nil {
+		t.Fatal(err)
+	}
+	return jobEnv, ref.DigestStr()
+}
+
+// rawGetAs sends GET path with the Authorization header authz (none when
+// empty) and returns the status, the trailers and the whole body.
+func rawGetAs(t *testing.T, e *env, path, authz string) (int, http.Header, []byte) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, e.URL+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if authz != "" {
+		req.Header.Set("Authorization", authz)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, resp.Trailer, b
+}
+
+// TestSearchLeaksNoOtherProjectsClaims: b/app's CI job signs keylessly, so
+// the CA holds its claims (pipeline, job, user). Searched by those claims,
+// and exported in every format, they reach neither a/app's CI job (job
+// token, OIDC ID token, a registry token of a/app), nor a member of
+// another project, nor anonymous callers; the admin finds them (the
+// searches are not simply broken). A cursor taken from the admin's search
+// gives nobody else more.
+func TestSearchLeaksNoOtherProjectsClaims(t *testing.T) {
+	f := newSearchFixture(t)
+	e := f.e
+	bEnv, bImage := keylessJob(t, e, "b/app", "bob-ci-user")
+	aEnv, _ := keylessJob(t, e, "a/app", "alice-ci-user")
+	secrets := []string{bImage, "bob-ci-user", "b/app"}
+	admin := "Basic " + authBasic("admin", e.AdminPassword)
+	regTok := "Bearer " + e.regToken(t, auth.JobTokenUser, f.JobToken, "repository:a/app:pull")
+	callers := map[string]string{
+		"anonymous":            "",
+		"a/app's job token":    "Basic " + authBasic(auth.JobTokenUser, aEnv["CI_JOB_TOKEN"]),
+		"a/app registry token": regTok,
+	}
+	// The signing ID token (audience sigstore) is no API credential.
+	if st, _, b := rawGetAs(t, e, "/api/v1/search?project=b/app", "Basic "+authBasic(auth.JobTokenUser, aEnv["SIGSTORE_ID_TOKEN"])); st != http.StatusUnauthorized {
+		t.Errorf("a/app's signing ID token as API credentials: %d %.200s", st, b)
+	}
+	queries := []string{"pipeline=" + bEnv["CI_PIPELINE_ID"], "job=" + bEnv["CI_JOB_ID"], "user=bob-ci-user", "commit=" + bEnv["CI_COMMIT_SHA"],
+		"project=b/app", "runner=1", ""}
+	for _, q := range queries {
+		st, _, b := rawGetAs(t, e, "/api/v1/search?"+q, admin)
+		if q != "runner=1" && q != "" && (st != http.StatusOK || !bytes.Contains(b, []byte(bImage))) {
+			t.Fatalf("admin's search %s does not find b/app's signature: %d %.300s", q, st, b)
+		}
+		for who, authz := range callers {
+			for _, path := range []string{"/api/v1/search?" + q, "/api/v1/search/export?format=ndjson&" + q, "/api/v1/search/export?format=csv&" + q,
+				"/api/v1/search/export?format=bundles&" + q} {
+				st, _, b := rawGetAs(t, e, path, authz)
+				if st != http.StatusOK {
+					t.Errorf("%s: %s answered %d: %.200s", who, path, st, b)
+					continue
+				}
+				if strings.HasPrefix(path, "/api/v1/search?") {
+					// The answer echoes the query; look at the results.
+					var a struct{ Results json.RawMessage }
+					if err := json.Unmarshal(b, &a); err != nil {
+						t.Fatalf("%s: %s: %v", who, path, err)
+					}
+					b = a.Results
+				}
+				for _, s := range secrets {
+					if bytes.Contains(b, []byte(s)) {
+						t.Errorf("%s: %s shows %q of b/app", who, path, s)
+					}
+				}
+			}
+		}
+	}
+	// The maintainer of b/app sees its claims; bob's search for a/app's
+	// user does not.
+	st, _, b := rawGetAs(t, e, "/api/v1/search?user=bob-ci-user", "Basic "+authBasic(f.Maintainer, f.Pass))
+	if st != http.StatusOK || !bytes.Contains(b, []byte(`"runner_id":"1"`)) || !bytes.Contains(b, []byte(bImage)) {
+		t.Errorf("b/app's maintainer searching by its job's user: %d %.300s", st, b)
+	}
+	if _, _, b := rawGetAs(t, e, "/api/v1/search?user=alice-ci-user", "Basic "+authBasic(f.Maintainer, f.Pass)); bytes.Contains(b, []byte("a/app")) {
+		t.Errorf("b/app's maintainer sees a/app's job: %.300s", b)
+	}
+	// A cursor from the admin's first page, reused by others: still
+	// only what they may see.
+	_, _, b = rawGetAs(t, e, "/api/v1/search?limit=1", admin)
+	var page searchAnswer
+	if err := json.Unmarshal(b, &page); err != nil || page.Next == "" {
+		t.Fatalf("admin's first page: %v %.300s", err, b)
+	}
+	for who, authz := range callers {
+		_, _, b := rawGetAs(t, e, "/api/v1/search?cursor="+page.Next, authz)
+		if bytes.Contains(b, []byte("b/app")) {
+			t.Errorf("%s with the admin's cursor sees b/app: %.300s", who, b)
+		}
+	}
+}
+
+// TestSearchFloodIsBounded: a flood of concurrent searches made expensive
+// (shortest commit prefixes, the largest pages, the longest time ranges,
+// exports) and malformed ones (too short prefixes, huge limits, huge and
+// garbled queries, forged cursors) is answered with results, 400s or a 503
+// to retry, never a 500; the server still answers afterwards.
+func TestSearchFloodIsBounded(t *testing.T) {
+	f := newSearchFixture(t)
+	e := f.e
+	f.pushFakeLayers(t, f.Commit, 300)
+	expensive := []string{"commit=0000000", "commit=b1b1b1b", "limit=1000", "since=36500d&limit=1000", "status=invalid&limit=1000",
+		"annotation=" + url.QueryEscape(commitKey+"="+f.Commit) + "&limit=1000"}
+	bad := []string{"commit=b1b", "limit=100000", "cursor=AAAA", "cursor=" + strings.Repeat("A", 5000), "since=1000000d",
+		"identity=" + strings.Repeat("x", 40<<10), "annotation=a", "%zz", "commit=b1b1b1b&commit=b1b1b1b"}
+	var paths []string
+	for _, q := range expensive {
+		paths = append(paths, "/api/v1/search?"+q, "/api/v1/search/export?format=csv&"+q)
+	}
+	for _, q := range bad {
+		paths = append(paths, "/api/v1/search?"+q)
+	}
+	type answer struct {
+		path   string
+		status int
+		retry  string
+	}
+	const rounds = 4
+	answers := make(chan answer, rounds*len(paths)*2)
+	var wg sync.WaitGroup
+	client := &http.Client{Timeout: 2 * time.Minute}
+	for range rounds {
+		for _, p := range paths {
+			for _, authz := range []string{"", "Basic " + authBasic(auth.JobTokenUser, f.JobToken)} {
+				wg.Go(func() {
+					req, _ := http.NewRequest(http.MethodGet, e.URL+p, nil)
+					if authz != "" {
+						req.Header.Set("Authorization", authz)
+					}
+					resp, err := client.Do(req)
+					if err != nil {
+						answers <- answer{path: p, status: -1}
+						return
+					}
+					io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					answers <- answer{p, resp.StatusCode, resp.Header.Get("Retry-After")}
+				})
+			}
+		}
+	}
+	wg.Wait()
+	close(answers)
+	count := map[int]int{}
+	for a := range answers {
+		count[a.status]++
+		switch a.status {
+		case http.StatusOK, http.StatusBadRequest, http.StatusRequestHeaderFieldsTooLarge, http.StatusRequestURITooLong:
+		case http.StatusServiceUnavailable:
+			if a.retry == "" {
+				t.Errorf("%.80s: 503 without Retry-After", a.path)
+			}
+		default:
+			t.Errorf("%.80s: status %d", a.path, a.status)
+		}
+	}
+	t.Logf("answers by status: %v", count)
+	if status, a := f.search(t, "commit="+f.Commit, f.Maintainer, f.Pass); status != http.StatusOK || len(a.Results) != 1 {
+		t.Errorf("after the flood, the maintainer's search: %d, %d results", status, len(a.Results))
+	}
+	// Exports are capped: a larger max is refused.
+	if st, _, b := rawGetAs(t, e, "/api/v1/search/export?format=ndjson&max=100000000", ""); st != http.StatusBadRequest {
+		t.Errorf("export with a huge max: %d %.200s", st, b)
 	}
 }
