@@ -53,7 +53,7 @@ func TestParseQuery(t *testing.T) {
 
 func TestParseQueryRejects(t *testing.T) {
 	for _, in := range []string{
-		"commit=abc12",                  // too short a prefix
+		"commit=abc12", // too short a prefix
 		"commit=" + strings.Repeat("a", 65),
 		"commit=xyz1234",
 		"limit=0", "limit=1001", "limit=x",
