@@ -138,6 +138,7 @@ func scenarios() []Scenario {
 		{Name: "signing", Help: "hallmark sign/verify vs cosign sign/verify wall time (key, no log), and one verify call over -batch-images images vs the ECDSA P-256 limit", Run: signingScenario},
 		{Name: "tlog", Help: "transparency log: durable appends/s at -conns clients, and entry + inclusion proof latency at 1,000,000 entries (HALLMARK_BENCH_TLOG_SIZE)", Run: tlogScenario},
 		{Name: "keyless", Help: "keyless hallmark sign/verify vs cosign sign/verify wall time against the same Hallmark server as registry, CA and log (own server, built-in issuer token)", Run: keylessScenario},
+		{Name: "search", Help: "incident search over 1,000,000 indexed keyless signatures of 100,000 images (generated once into bench/out/search-<n>; HALLMARK_BENCH_SEARCH_SIGNATURES): search p99 by query and caller, page sizes, the image API, an export (own server, auth on, SQLite); absolute targets", Run: searchScenario},
 		{Name: "load", Help: "load test, auth on: 50 concurrent CI jobs push, sign (keyless; then with a key) and verify 500 images; images/s per cycle and phase, latency percentiles, zero errors, batch re-verify, index count (own server; HALLMARK_BENCH_LOAD_CLIENTS/_IMAGES/_MODES)", Run: loadScenario},
 	}
 }
