@@ -213,6 +213,8 @@ type Signature struct {
 	Certificate *CertificateRecord
 	// Facts are the signature's searchable values (see Facts).
 	Facts []Fact
+	// Tags are the signed image's tags in its repository (SearchSignatures).
+	Tags []string
 }
 
 // Signatures is the signature index.

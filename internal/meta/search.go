@@ -139,6 +139,16 @@ var factRules = []factRule{
 	{field: FieldRunner, claims: []string{"runner_id"}},
 }
 
+// EvidenceExtensions are the certificate extensions (dotted OIDs) that
+// facts and contradictions rest on.
+var EvidenceExtensions = func() []string {
+	var out []string
+	for _, r := range factRules {
+		out = append(out, r.extensions...)
+	}
+	return out
+}()
+
 // NormalizeFact returns the form of value that field's facts are stored
 // and searched in: a commit in lowercase, a pipeline or job URL as its id
 // (…/-/pipelines/<id>, …/actions/runs/<id>, …/-/jobs/<id>), the rest as is.
@@ -336,6 +346,11 @@ type SignatureSearch struct {
 	After *Cursor
 	// Limit is the page size (1..MaxSearchLimit).
 	Limit int
+	// Brief loads of each signature what a page of results shows: of its
+	// certificate extensions only those facts rest on
+	// (EvidenceExtensions), of its facts only those of the fields searched
+	// for. Exports and the image page load everything.
+	Brief bool
 }
 
 // MaxSearchLimit bounds SignatureSearch.Limit: a page of 1,000 and one

@@ -21,6 +21,7 @@ import (
 type Store interface {
 	SearchStore
 	ListSignatures(ctx context.Context, repo string, subject digest.Digest) ([]meta.Signature, error)
+	TagsOf(ctx context.Context, repo string, d digest.Digest) ([]string, error)
 	GetManifest(ctx context.Context, repo, reference string) (*meta.Manifest, error)
 }
 
@@ -318,7 +319,7 @@ type SearchJSON struct {
 
 // search serves GET /api/v1/search: the conditions of Query as
 // parameters (ParseQuery), newest first, a page of limit results (1..1000,
-// default 50) and the cursor of the next. Only signatures in repositories
+// default 20) and the cursor of the next. Only signatures in repositories
 // the caller may pull are searched: access is part of the query.
 func (a *API) search(w http.ResponseWriter, r *http.Request) {
 	q, err := ParseQuery(r.URL.Query(), a.now())

@@ -130,7 +130,7 @@ func (a *API) exportSearch(w http.ResponseWriter, r *http.Request) {
 	var last *meta.Signature
 	flusher, _ := w.(http.Flusher)
 	begun := false
-	err = a.searcher.run(r.Context(), q, acc, exportPage, func(rs []Result, _ string) (bool, error) {
+	err = a.searcher.run(r.Context(), q, acc, exportPage, false, func(rs []Result, _ string) (bool, error) {
 		start()
 		if !begun {
 			begun = true

@@ -63,7 +63,7 @@ type Query struct {
 // Query limits.
 const (
 	MinCommitPrefix = 7
-	DefaultLimit    = 50
+	DefaultLimit    = 20
 	MaxLimit        = 1000
 	maxAnnotations  = 8
 	maxCertificate  = 4

@@ -7,8 +7,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/opencontainers/go-digest"
-
 	"github.com/hallmark-dev/hallmark/internal/meta"
 )
 
@@ -20,7 +18,6 @@ type Access = meta.Access
 // SearchStore is what the search reads from the metadata database.
 type SearchStore interface {
 	SearchSignatures(ctx context.Context, q meta.SignatureSearch) ([]meta.Signature, error)
-	TagsOf(ctx context.Context, repo string, d digest.Digest) ([]string, error)
 }
 
 // SearchConfig bounds what searches may cost.
@@ -96,10 +93,12 @@ type Match struct {
 	Source   string `json:"source,omitempty"` // the claim, extension or annotation
 }
 
-// Search runs q for a caller who may see a and returns one page.
+// Search runs q for a caller who may see a and returns one page. Its
+// results are brief: of the certificate extensions they hold none (the
+// image's signatures have them all), of the facts those matched.
 func (s *Searcher) Search(ctx context.Context, q Query, a Access) (Page, error) {
 	var page Page
-	err := s.run(ctx, q, a, q.Limit, func(rs []Result, next string) (bool, error) {
+	err := s.run(ctx, q, a, q.Limit, true, func(rs []Result, next string) (bool, error) {
 		page.Results, page.Next = rs, next
 		return false, nil
 	})
@@ -112,12 +111,13 @@ func (s *Searcher) Search(ctx context.Context, q Query, a Access) (Page, error) 
 // run runs q page by page (size rows each, at most), handing each page
 // and the cursor after it to fn until fn returns false or no page follows.
 // Each page holds a search slot and is bounded by the timeout.
-func (s *Searcher) run(ctx context.Context, q Query, a Access, size int, fn func(rs []Result, next string) (bool, error)) error {
+func (s *Searcher) run(ctx context.Context, q Query, a Access, size int, brief bool, fn func(rs []Result, next string) (bool, error)) error {
 	ms, err := q.search(a)
 	if err != nil {
 		return err
 	}
 	ms.Limit = size + 1 // one more: is there a next page?
+	ms.Brief = brief
 	for {
 		rs, next, err := s.page(ctx, q, ms, size)
 		if err != nil {
@@ -155,17 +155,12 @@ func (s *Searcher) page(ctx context.Context, q Query, ms meta.SignatureSearch, s
 		next = encodeCursor(meta.CursorOf(&sigs[size-1]))
 	}
 	rs := make([]Result, 0, len(sigs))
-	tags := map[[2]string][]string{}
 	for _, sg := range sigs {
-		k := [2]string{sg.Repository, sg.Subject.String()}
-		t, ok := tags[k]
-		if !ok {
-			if t, err = s.store.TagsOf(ctx, sg.Repository, sg.Subject); err != nil {
-				return nil, "", err
-			}
-			tags[k] = t
+		r := NewResult(sg, sg.Tags, q)
+		if ms.Brief {
+			r.CertExtensions = nil // only those facts rest on were read
 		}
-		rs = append(rs, NewResult(sg, t, q))
+		rs = append(rs, r)
 	}
 	return rs, next, nil
 }

@@ -113,7 +113,16 @@ func (s *Store) SearchSignatures(ctx context.Context, q meta.SignatureSearch) ([
 	b.args = append(b.args, b.accArgs...)
 	sqlq := `SELECT ` + sigColumns + ` FROM ` + from + ` WHERE ` + strings.Join(b.where, ` AND `) +
 		` ORDER BY ` + created + ` DESC, ` + id + ` DESC LIMIT ?`
-	return s.querySignatures(ctx, sqlq, append(b.args, q.Limit)...)
+	o := loadOptions{tags: true}
+	if q.Brief {
+		o.extensions, o.facts = meta.EvidenceExtensions, []string{}
+		for _, f := range q.Facts {
+			if !slices.Contains(o.facts, f.Field) {
+				o.facts = append(o.facts, f.Field)
+			}
+		}
+	}
+	return s.querySignatures(ctx, o, sqlq, append(b.args, q.Limit)...)
 }
 
 func rank(field string) int {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/opencontainers/go-digest"
@@ -122,27 +123,37 @@ func certClaims(ctx context.Context, q conn, sha string) (map[string]string, err
 }
 
 const sigColumns = `s.id, r.name, s.subject_digest, s.manifest_digest, s.layer_digest, s.sig_key, s.kind, s.payload_type,
-	s.signer, s.cert_issuer, s.log_index, s.status, s.status_detail, s.created_at, s.cert_sha256`
+	s.signer, s.cert_issuer, s.log_index, s.status, s.status_detail, s.created_at, s.cert_sha256, s.repository_id`
+
+// loadOptions say what querySignatures adds to each signature beyond its
+// row, annotations and the CA's record: nil slices mean everything.
+type loadOptions struct {
+	extensions []string // certificate extensions, by OID
+	facts      []string // facts, by field
+	tags       bool     // the signed image's tags
+}
 
 // querySignatures runs q (selecting sigColumns) and completes each
 // signature with its annotations, certificate extensions, facts and the
-// CA's record of its certificate.
-func (s *Store) querySignatures(ctx context.Context, q string, args ...any) ([]meta.Signature, error) {
+// CA's record of its certificate, as o says.
+func (s *Store) querySignatures(ctx context.Context, o loadOptions, q string, args ...any) ([]meta.Signature, error) {
 	rows, err := s.r.query(ctx, q, args...)
 	if err != nil {
 		return nil, err
 	}
 	var out []meta.Signature
+	var repoIDs []int64
 	for rows.Next() {
 		var sg meta.Signature
 		var subj, man, layer string
 		var logIndex sql.NullInt64
-		var created int64
+		var created, rid int64
 		if err := rows.Scan(&sg.ID, &sg.Repository, &subj, &man, &layer, &sg.Key, &sg.Kind, &sg.PayloadType,
-			&sg.Signer, &sg.CertIssuer, &logIndex, &sg.Status, &sg.StatusDetail, &created, &sg.CertSHA256); err != nil {
+			&sg.Signer, &sg.CertIssuer, &logIndex, &sg.Status, &sg.StatusDetail, &created, &sg.CertSHA256, &rid); err != nil {
 			rows.Close()
 			return nil, err
 		}
+		repoIDs = append(repoIDs, rid)
 		sg.Subject, sg.Manifest, sg.Layer = digest.Digest(subj), digest.Digest(man), digest.Digest(layer)
 		if logIndex.Valid {
 			v := logIndex.Int64
@@ -170,17 +181,29 @@ func (s *Store) querySignatures(ctx context.Context, q string, args ...any) ([]m
 	if err != nil {
 		return nil, err
 	}
-	ext, err := stringMaps(ctx, s.r, `SELECT signature_id, oid, value FROM signature_cert_extensions WHERE signature_id IN (%s)`, ids)
+	extQ := `SELECT signature_id, oid, value FROM signature_cert_extensions WHERE signature_id IN (%s)`
+	if o.extensions != nil {
+		extQ += ` AND oid IN (` + quoted(o.extensions) + `)`
+	}
+	ext, err := stringMaps(ctx, s.r, extQ, ids)
 	if err != nil {
 		return nil, err
 	}
-	facts, err := s.facts(ctx, ids)
-	if err != nil {
-		return nil, err
+	var facts map[int64][]meta.Fact
+	if o.facts == nil || len(o.facts) > 0 {
+		if facts, err = s.facts(ctx, ids, o.facts); err != nil {
+			return nil, err
+		}
 	}
 	certs, err := s.certificateRecords(ctx, shas)
 	if err != nil {
 		return nil, err
+	}
+	var tags map[imageKey][]string
+	if o.tags {
+		if tags, err = s.imageTags(ctx, out, repoIDs); err != nil {
+			return nil, err
+		}
 	}
 	for i := range out {
 		sg := &out[i]
@@ -194,12 +217,82 @@ func (s *Store) querySignatures(ctx context.Context, q string, args ...any) ([]m
 		if c, ok := certs[sg.CertSHA256]; ok {
 			sg.Certificate = &c
 		}
+		if o.tags {
+			sg.Tags = tags[imageKey{repoIDs[i], sg.Subject.String()}]
+			if sg.Tags == nil {
+				sg.Tags = []string{}
+			}
+		}
 	}
 	return out, nil
 }
 
-// facts returns the facts of the signatures ids.
-func (s *Store) facts(ctx context.Context, ids []int64) (map[int64][]meta.Fact, error) {
+// quoted is a SQL list of string literals of known-safe values (OIDs and
+// field names defined in code, never input).
+func quoted(vals []string) string {
+	q := make([]string, len(vals))
+	for i, v := range vals {
+		q[i] = "'" + strings.ReplaceAll(v, "'", "''") + "'"
+	}
+	return strings.Join(q, ",")
+}
+
+// imageKey is an image in a repository, by repository id.
+type imageKey struct {
+	repo   int64
+	digest string
+}
+
+// imageTags returns the tags of the images the signatures sign (one
+// query: an OR of (repository, digest) pairs, each an index lookup).
+func (s *Store) imageTags(ctx context.Context, sigs []meta.Signature, repoIDs []int64) (map[imageKey][]string, error) {
+	out := map[imageKey][]string{}
+	var keys []imageKey
+	seen := map[imageKey]bool{}
+	for i, sg := range sigs {
+		k := imageKey{repoIDs[i], sg.Subject.String()}
+		if !seen[k] {
+			seen[k] = true
+			keys = append(keys, k)
+		}
+	}
+	for start := 0; start < len(keys); start += idsPerQuery {
+		part := keys[start:min(start+idsPerQuery, len(keys))]
+		conds := make([]string, len(part))
+		args := make([]any, 0, 2*len(part))
+		for i, k := range part {
+			conds[i] = `(m.repository_id = ? AND m.digest = ?)`
+			args = append(args, k.repo, k.digest)
+		}
+		rows, err := s.r.query(ctx, `SELECT m.repository_id, m.digest, t.name FROM manifests m CROSS JOIN tags t
+			WHERE t.manifest_id = m.id AND (`+strings.Join(conds, ` OR `)+`) ORDER BY t.name`, args...)
+		if err != nil {
+			return nil, err
+		}
+		for rows.Next() {
+			var k imageKey
+			var tag string
+			if err := rows.Scan(&k.repo, &k.digest, &tag); err != nil {
+				rows.Close()
+				return nil, err
+			}
+			out[k] = append(out[k], tag)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// facts returns the facts of the signatures ids (only those of fields,
+// when set).
+func (s *Store) facts(ctx context.Context, ids []int64, fields []string) (map[int64][]meta.Fact, error) {
+	only := ""
+	if fields != nil {
+		only = ` AND field IN (` + quoted(fields) + `)`
+	}
 	out := map[int64][]meta.Fact{}
 	for start := 0; start < len(ids); start += idsPerQuery {
 		part := ids[start:min(start+idsPerQuery, len(ids))]
@@ -208,7 +301,7 @@ func (s *Store) facts(ctx context.Context, ids []int64) (map[int64][]meta.Fact, 
 			args[i] = id
 		}
 		rows, err := s.r.query(ctx, `SELECT signature_id, field, value, basis FROM signature_facts WHERE signature_id IN (`+
-			placeholders(len(part), 1)+`) ORDER BY signature_id, field, value`, args...)
+			placeholders(len(part), 1)+`)`+only+` ORDER BY signature_id, field, value`, args...)
 		if err != nil {
 			return nil, err
 		}
@@ -305,7 +398,7 @@ func (s *Store) KnownSignatureKeys(ctx context.Context, repo string, keys []stri
 // ListSignatures implements meta.Signatures (the image page: one index
 // range on repository and subject).
 func (s *Store) ListSignatures(ctx context.Context, repo string, subject digest.Digest) ([]meta.Signature, error) {
-	return s.querySignatures(ctx, `SELECT `+sigColumns+` FROM signatures s JOIN repositories r ON r.id = s.repository_id
+	return s.querySignatures(ctx, loadOptions{}, `SELECT `+sigColumns+` FROM signatures s JOIN repositories r ON r.id = s.repository_id
 		WHERE r.name = ? AND s.subject_digest = ? ORDER BY s.created_at, s.id`, repo, subject.String())
 }
 
