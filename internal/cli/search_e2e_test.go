@@ -46,7 +46,8 @@ type searchJSON struct {
 // claims; the lying annotation matches nothing and is reported as a
 // contradiction; the table fits 100 columns; CSV and NDJSON exports hold
 // every result; the bundle export re-verifies offline with sigstore-go
-// against the server's trusted root, and a tampered bundle does not.
+// (and cosign verify-blob) against the server's trusted root, and a
+// tampered bundle does not.
 func TestSearchCommandAndExports(t *testing.T) {
 	srv := testenv.StartServer(t, nil)
 	e := newKeylessEnv(t, srv)
@@ -158,11 +159,7 @@ func TestSearchCommandAndExports(t *testing.T) {
 	}
 
 	// Bundles: each re-verifies offline against the server's trusted root.
-	tarPath := filepath.Join(t.TempDir(), "bundles.tar")
 	r := e.hm.ok("search", "--server", srv.URL, "--project", klProject, "-o", "bundles")
-	if err := os.WriteFile(tarPath, []byte(r.stdout), 0o600); err != nil {
-		t.Fatal(err)
-	}
 	files := untar(t, []byte(r.stdout))
 	trRaw, err := os.ReadFile(e.trustedRoot())
 	if err != nil {
@@ -207,6 +204,15 @@ func TestSearchCommandAndExports(t *testing.T) {
 			continue
 		}
 		verified[image] = true
+		if payload, ok := files[bpath+".payload.json"]; ok {
+			// cosign verify-blob re-verifies it offline too.
+			dir := t.TempDir()
+			bf, pf := filepath.Join(dir, "b.json"), filepath.Join(dir, "payload.json")
+			os.WriteFile(bf, b, 0o600)
+			os.WriteFile(pf, payload, 0o600)
+			e.cs.ok("verify-blob", "--bundle", bf, "--new-bundle-format", "--trusted-root", e.trustedRoot(),
+				"--certificate-identity", e.identity, "--certificate-oidc-issuer", srv.URL, pf)
+		}
 		// A tampered bundle does not verify.
 		var raw map[string]any
 		json.Unmarshal(b, &raw)
