@@ -6,14 +6,12 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"net/http"
-	"net/http/httptest"
 	"path/filepath"
 	"testing"
 
 	"github.com/opencontainers/go-digest"
 
 	"github.com/hallmark-dev/hallmark/internal/ca"
-	"github.com/hallmark-dev/hallmark/internal/keystore"
 	"github.com/hallmark-dev/hallmark/internal/meta"
 	"github.com/hallmark-dev/hallmark/internal/meta/sqlite"
 	"github.com/hallmark-dev/hallmark/internal/oidc"
@@ -28,21 +26,16 @@ func recordingFixture(t *testing.T) (*fixture, *sqlite.Store) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { store.Close() })
-	v, is := newVerifier(t)
-	dir := t.TempDir()
-	ks, err := keystore.Open(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := ca.New(ks, v, nil, ca.Config{Records: store})
-	if err != nil {
-		t.Fatal(err)
-	}
-	mux := http.NewServeMux()
-	c.Register(mux)
-	srv := httptest.NewServer(mux)
-	t.Cleanup(srv.Close)
-	return &fixture{ca: c, srv: srv, iss: is, keys: dir}, store
+	return newFixtureWith(t, ca.Config{Records: store}), store
+}
+
+// issueGitLab asks the CA (v1 API) for a certificate for a GitLab token
+// with claims and returns the answer.
+func (f *fixture) issueGitLab(t *testing.T, claims map[string]any) (int, []byte) {
+	t.Helper()
+	k := newP256(t)
+	status, _, body := f.post(t, "/api/v1/signingCert", f.iss.gitlab.mint(claims), v1Body(pubPEM(t, k.Public()), proveP256(t, k, claims["sub"].(string))))
+	return status, body
 }
 
 // TestIssuedCertificatesAreRecorded: the CA records, for each certificate
@@ -54,8 +47,7 @@ func TestIssuedCertificatesAreRecorded(t *testing.T) {
 	ctx := context.Background()
 	claims := f.iss.gitlab.gitlabClaims()
 	claims["runner_id"] = 12270835 // a number in the token; text in the record
-	k := newP256(t)
-	status, _, body := f.post(t, "/api/v1/signingCert", f.iss.gitlab.mint(claims), v1Body(pubPEM(t, k.Public()), proveP256(t, k, claims["sub"].(string))))
+	status, body := f.issueGitLab(t, claims)
 	if status != http.StatusCreated {
 		t.Fatalf("status %d: %s", status, body)
 	}
@@ -93,8 +85,7 @@ func TestUnrecordedCertificateIsNotIssued(t *testing.T) {
 	f, store := recordingFixture(t)
 	store.Close()
 	claims := f.iss.gitlab.gitlabClaims()
-	k := newP256(t)
-	status, _, body := f.post(t, "/api/v1/signingCert", f.iss.gitlab.mint(claims), v1Body(pubPEM(t, k.Public()), proveP256(t, k, claims["sub"].(string))))
+	status, body := f.issueGitLab(t, claims)
 	if status != http.StatusServiceUnavailable {
 		t.Fatalf("status %d, want 503: %s", status, body)
 	}
@@ -109,8 +100,7 @@ func TestUnrecordedCertificateIsNotIssued(t *testing.T) {
 func TestRecordOfAToken(t *testing.T) {
 	f := newFixture(t)
 	claims := f.iss.gitlab.gitlabClaims()
-	k := newP256(t)
-	status, _, body := f.post(t, "/api/v1/signingCert", f.iss.gitlab.mint(claims), v1Body(pubPEM(t, k.Public()), proveP256(t, k, claims["sub"].(string))))
+	status, body := f.issueGitLab(t, claims)
 	if status != http.StatusCreated {
 		t.Fatalf("status %d: %s", status, body)
 	}

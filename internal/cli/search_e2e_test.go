@@ -14,7 +14,6 @@ import (
 	"testing"
 
 	sgbundle "github.com/sigstore/sigstore-go/pkg/bundle"
-	sgroot "github.com/sigstore/sigstore-go/pkg/root"
 	sgverify "github.com/sigstore/sigstore-go/pkg/verify"
 
 	"github.com/hallmark-dev/hallmark/internal/testenv"
@@ -161,18 +160,7 @@ func TestSearchCommandAndExports(t *testing.T) {
 	// Bundles: each re-verifies offline against the server's trusted root.
 	r := e.hm.ok("search", "--server", srv.URL, "--project", klProject, "-o", "bundles")
 	files := untar(t, []byte(r.stdout))
-	trRaw, err := os.ReadFile(e.trustedRoot())
-	if err != nil {
-		t.Fatal(err)
-	}
-	tr, err := sgroot.NewTrustedRootFromJSON(trRaw)
-	if err != nil {
-		t.Fatal(err)
-	}
-	v, err := sgverify.NewVerifier(tr, sgverify.WithSignedCertificateTimestamps(1), sgverify.WithTransparencyLog(1), sgverify.WithIntegratedTimestamps(1))
-	if err != nil {
-		t.Fatal(err)
-	}
+	v := e.sigstoreGo()
 	id, _ := sgverify.NewShortCertificateIdentity(srv.URL, "", e.identity, "")
 	verified := map[string]bool{}
 	for path, b := range files {

@@ -18,6 +18,7 @@ import (
 
 	"github.com/hallmark-dev/hallmark/internal/meta"
 	"github.com/hallmark-dev/hallmark/internal/meta/sqlite"
+	"github.com/hallmark-dev/hallmark/internal/testenv"
 	"github.com/hallmark-dev/hallmark/internal/web"
 )
 
@@ -54,16 +55,7 @@ func exportFixture(t *testing.T, n, rows int) *httptest.Server {
 
 func exportGet(t *testing.T, srv *httptest.Server, query string) (*http.Response, []byte) {
 	t.Helper()
-	resp, err := http.Get(srv.URL + "/api/v1/search/export?" + query)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return resp, b
+	return testenv.Call(t, http.MethodGet, srv.URL+"/api/v1/search/export?"+query, "", nil)
 }
 
 // TestExportCSV: a header row, one row per result, RFC 4180 quoting, and

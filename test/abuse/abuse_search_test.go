@@ -37,12 +37,11 @@ import (
 // attacker, and b/app with its maintainer, who investigates a commit of
 // b/app that was signed there.
 type searchFixture struct {
-	e                  *env
-	JobToken           string // a CI job token of a/app
-	Maintainer, Pass   string // maintainer of b/app
-	Commit             string // b/app's commit
-	BImage             string // the signed image of b/app (digest)
-	searchAs, adminTok string
+	e                *env
+	JobToken         string // a CI job token of a/app
+	Maintainer, Pass string // maintainer of b/app
+	Commit           string // b/app's commit
+	BImage           string // the signed image of b/app (digest)
 }
 
 const commitKey = "com.gitlab.ci.commit.sha"
@@ -107,23 +106,7 @@ func (f *searchFixture) search(t *testing.T, query, user, pass string) (int, sea
 	if user != "" {
 		authz = "Basic " + authBasic(user, pass)
 	}
-	req, err := http.NewRequest(http.MethodGet, f.e.URL+"/api/v1/search?"+query, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if authz != "" {
-		req.Header.Set("Authorization", authz)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
-	if err != nil {
-		t.Fatal(err)
-	}
-	status := resp.StatusCode
+	status, _, body := rawGetAs(t, f.e, "/api/v1/search?"+query, authz)
 	var a searchAnswer
 	if status == http.StatusOK {
 		if err := json.Unmarshal(body, &a); err != nil {

@@ -241,7 +241,6 @@ func (b *searchBench) queries() []searchQuery {
 type sample struct {
 	d     time.Duration
 	bytes int
-	n     int // results
 }
 
 // get times GET path as caller; it fails on any status but 200.
