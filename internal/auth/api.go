@@ -41,7 +41,9 @@ type Caller struct {
 	Principal Principal
 	Remote    string // client address (ClientAddr)
 	may       func(ctx context.Context, repo, action string) (bool, error)
-	open      bool // access control is off (OpenCaller)
+	open      bool     // access control is off (OpenCaller)
+	token     bool     // a registry access token: access is all it grants
+	access    []Access // a token's grants
 }
 
 // May reports whether the caller may perform action (ActionPull,
@@ -98,7 +100,7 @@ func (z APIAuthorizer) Caller(r *http.Request) (Caller, error) {
 		claims, err := z.s.VerifyAccess(ctx, creds.token)
 		switch {
 		case err == nil:
-			return Caller{Principal: claims.Principal(), Remote: remote, may: func(_ context.Context, repo, action string) (bool, error) {
+			return Caller{Principal: claims.Principal(), Remote: remote, token: true, access: claims.Access, may: func(_ context.Context, repo, action string) (bool, error) {
 				return allows(claims.Access, Access{Type: TypeRepository, Name: repo, Actions: []string{action}}), nil
 			}}, nil
 		case errors.Is(err, ErrTokenExpired), errors.Is(err, ErrTokenInvalid), errors.Is(err, ErrTokenRevoked):
@@ -113,6 +115,28 @@ func (z APIAuthorizer) Caller(r *http.Request) (Caller, error) {
 		return Caller{}, err
 	}
 	return Caller{Principal: p, Remote: remote, may: func(context.Context, string, string) (bool, error) { return true, nil }}, nil
+}
+
+// Visible authenticates r as Authorize does and returns what the caller
+// may pull as a filter for a search's query (the same repositories as the
+// pull check).
+func (z APIAuthorizer) Visible(r *http.Request) (Visible, error) {
+	c, err := z.Caller(r)
+	if err != nil {
+		return Visible{}, err
+	}
+	return z.VisibleTo(r.Context(), c)
+}
+
+// VisibleTo is what caller c may pull, as a filter for a search's query.
+func (z APIAuthorizer) VisibleTo(ctx context.Context, c Caller) (Visible, error) {
+	switch {
+	case c.open:
+		return Visible{All: true}, nil
+	case c.token:
+		return visibleByAccess(c.access), nil
+	}
+	return z.s.Visible(ctx, c.Principal)
 }
 
 func (z APIAuthorizer) principalCaller(p Principal, remote string) Caller {

@@ -164,6 +164,9 @@ type Projects interface {
 	RemoveMember(ctx context.Context, project, user string) error
 	// MemberRole returns user's role in project, or ErrNotFound.
 	MemberRole(ctx context.Context, projectID int64, user string) (Role, error)
+	// UserProjects returns the paths of the projects user is a member of
+	// (every role may pull).
+	UserProjects(ctx context.Context, user string) ([]string, error)
 	ListMembers(ctx context.Context, project string) ([]Member, error)
 }
 

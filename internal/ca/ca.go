@@ -5,15 +5,20 @@ import (
 	"context"
 	"crypto"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"time"
 
 	"github.com/hallmark-dev/hallmark/internal/keystore"
+	"github.com/hallmark-dev/hallmark/internal/meta"
 	"github.com/hallmark-dev/hallmark/internal/oidc"
+	"github.com/hallmark-dev/hallmark/pkg/fulcio"
 )
 
 // TokenVerifier verifies an OIDC ID token for an audience; *oidc.Verifier
@@ -34,6 +39,17 @@ type Config struct {
 	Organization string
 	// Now is the clock; default time.Now.
 	Now func() time.Time
+	// Records, when set, keeps what the CA saw for each certificate it
+	// issues: the verified token's claims that the certificate cannot
+	// carry (GitLab: pipeline_id, job_id, user_login, runner_id, ...). A
+	// certificate is handed out only once recorded.
+	Records Recorder
+}
+
+// Recorder keeps the CA's records of issued certificates; the metadata
+// database (meta.Certificates) is one.
+type Recorder interface {
+	RecordCertificates(ctx context.Context, certs ...meta.IssuedCertificate) error
 }
 
 // CA is a certificate authority with its intermediate key, its chain and
@@ -155,6 +171,16 @@ func (c *CA) Issue(ctx context.Context, rawToken string, kr KeyRequest) (*Issued
 	if err != nil {
 		return nil, err
 	}
+	if c.cfg.Records != nil {
+		rec, err := Record(leaf, tok)
+		if err != nil {
+			return nil, err
+		}
+		if err := c.cfg.Records.RecordCertificates(ctx, rec); err != nil {
+			c.log.ErrorContext(ctx, "recording an issued certificate failed; not handing it out", "serial", leaf.SerialNumber.Text(16), "err", err)
+			return nil, fmt.Errorf("%w: %w", errNotRecorded, err)
+		}
+	}
 	c.log.InfoContext(ctx, "issued signing certificate", "identity", p.Subject.String(), "issuer", tok.Issuer,
 		"serial", leaf.SerialNumber.Text(16), "not_after", leaf.NotAfter)
 	return &Issued{Leaf: leaf, Chain: c.Chain()}, nil
@@ -231,4 +257,26 @@ func (c *CA) issue(pub crypto.PublicKey, p *Principal) (*x509.Certificate, error
 		return nil, fmt.Errorf("%w: final certificate does not match its precertificate (%v)", ErrInternal, err)
 	}
 	return leaf, nil
+}
+
+// Record is what the CA keeps of leaf, issued for the verified token tok:
+// the certificate's hash, serial, validity, issuer and identity, the
+// token's project, all of its claims as JSON and the searchable ones
+// (meta.SearchableClaims) as text.
+func Record(leaf *x509.Certificate, tok *oidc.Token) (meta.IssuedCertificate, error) {
+	claims, err := json.Marshal(tok.Claims)
+	if err != nil {
+		return meta.IssuedCertificate{}, fmt.Errorf("%w: the token's claims cannot be recorded: %v", ErrInternal, err)
+	}
+	sum := sha256.Sum256(leaf.Raw)
+	subject, _ := fulcio.Identity(leaf)
+	rec := meta.IssuedCertificate{SHA256: hex.EncodeToString(sum[:]), Serial: leaf.SerialNumber.Text(16), IssuedAt: leaf.NotBefore,
+		NotAfter: leaf.NotAfter, Issuer: tok.Issuer, Subject: subject, Claims: claims, Searchable: map[string]string{}}
+	rec.ProjectPath, _ = tok.StringClaim("project_path")
+	for _, k := range meta.SearchableClaims {
+		if v, ok := tok.StringClaim(k); ok && v != "" {
+			rec.Searchable[k] = v
+		}
+	}
+	return rec, nil
 }

@@ -58,6 +58,7 @@ var fulcioMessages = []struct {
 	{ErrInvalidCSR, codeInvalidArgument, http.StatusBadRequest, "The certificate signing request could not be parsed"},
 	{ErrInvalidSignature, codeInvalidArgument, http.StatusBadRequest, "The signature supplied in the request could not be verified"},
 	{errUnavailable, codeUnavailable, http.StatusServiceUnavailable, "The identity token could not be checked right now; retry later"},
+	{errNotRecorded, codeUnavailable, http.StatusServiceUnavailable, "The certificate could not be recorded right now; retry later"},
 }
 
 // errorBody is grpc-gateway's JSON error shape, which Fulcio clients parse.
@@ -88,3 +89,8 @@ func writeError(w http.ResponseWriter, err error) {
 // errUnavailable marks a transient failure (e.g. the issuer's JWKS could
 // not be fetched, or the request context ended) that a client may retry.
 var errUnavailable = errors.New("temporarily unavailable")
+
+// errNotRecorded: the certificate was issued but the CA's record of it
+// could not be stored (the database is unavailable); it is not handed
+// out, and the client may retry.
+var errNotRecorded = errors.New("the certificate authority could not record the certificate")

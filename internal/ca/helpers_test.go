@@ -185,7 +185,10 @@ type fixture struct {
 	keys string // key directory
 }
 
-func newFixture(t testing.TB) *fixture {
+func newFixture(t testing.TB) *fixture { return newFixtureWith(t, ca.Config{}) }
+
+// newFixtureWith is newFixture with the CA configured by cfg.
+func newFixtureWith(t testing.TB, cfg ca.Config) *fixture {
 	t.Helper()
 	v, is := newVerifier(t)
 	dir := t.TempDir()
@@ -193,7 +196,7 @@ func newFixture(t testing.TB) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := ca.New(ks, v, nil, ca.Config{})
+	c, err := ca.New(ks, v, nil, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

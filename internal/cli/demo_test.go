@@ -54,8 +54,8 @@ type verifiedClaims struct {
 type demoOutput struct {
 	verification []verifiedClaims
 	search       struct {
-		Annotation string `json:"annotation"`
-		Results    []struct {
+		Query   map[string][]string `json:"query"`
+		Results []struct {
 			Repository  string            `json:"repository"`
 			Subject     string            `json:"subject"`
 			Status      string            `json:"status"`
@@ -91,8 +91,8 @@ func parseDemoOutput(t *testing.T, stdout []byte) *demoOutput {
 		}
 	}
 	sha, _ := v.Optional["com.gitlab.ci.commit.sha"].(string)
-	if out.search.Annotation != "com.gitlab.ci.commit.sha="+sha {
-		t.Errorf("search was %q; want by commit %s", out.search.Annotation, sha)
+	if q := out.search.Query["annotation"]; len(q) != 1 || q[0] != "com.gitlab.ci.commit.sha="+sha {
+		t.Errorf("search was %v; want by commit %s", out.search.Query, sha)
 	}
 	found := false
 	for _, r := range out.search.Results {

@@ -21,6 +21,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+	sgroot "github.com/sigstore/sigstore-go/pkg/root"
+	sgverify "github.com/sigstore/sigstore-go/pkg/verify"
 
 	"github.com/hallmark-dev/hallmark/internal/server"
 	"github.com/hallmark-dev/hallmark/internal/testenv"
@@ -91,6 +93,25 @@ func (e *klEnv) with(t *testing.T) *klEnv {
 
 // trustedRoot is the trusted root file `hallmark trust init` stored.
 func (e *klEnv) trustedRoot() string { return filepath.Join(e.trustDir, root.TrustedRootFile) }
+
+// sigstoreGo is sigstore-go's verifier with that trusted root, requiring
+// an SCT, a log entry and its integrated time, as sigstore clients do.
+func (e *klEnv) sigstoreGo() *sgverify.Verifier {
+	e.t.Helper()
+	raw, err := os.ReadFile(e.trustedRoot())
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	tr, err := sgroot.NewTrustedRootFromJSON(raw)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	v, err := sgverify.NewVerifier(tr, sgverify.WithSignedCertificateTimestamps(1), sgverify.WithTransparencyLog(1), sgverify.WithIntegratedTimestamps(1))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return v
+}
 
 // legacyEnv is cosign v2's environment trust (the PEM files of trust
 // export).

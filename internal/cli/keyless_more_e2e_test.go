@@ -19,7 +19,6 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/static"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	sgbundle "github.com/sigstore/sigstore-go/pkg/bundle"
-	sgroot "github.com/sigstore/sigstore-go/pkg/root"
 	sgverify "github.com/sigstore/sigstore-go/pkg/verify"
 
 	"github.com/hallmark-dev/hallmark/internal/testenv"
@@ -428,22 +427,11 @@ func TestKeylessSigstoreGoVerifiesHallmark(t *testing.T) {
 	// signature over the payload digest).
 	raw := testenv.LegacyBundle(t, getEntryRaw(t, srv.URL, idx), ann, payload)
 	digest := sha256.Sum256(payload)
-	trRaw, err := os.ReadFile(e.trustedRoot())
-	if err != nil {
-		t.Fatal(err)
-	}
-	tr, err := sgroot.NewTrustedRootFromJSON(trRaw)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var b sgbundle.Bundle
 	if err := b.UnmarshalJSON(raw); err != nil {
 		t.Fatalf("bundle: %v\n%s", err, raw)
 	}
-	v, err := sgverify.NewVerifier(tr, sgverify.WithSignedCertificateTimestamps(1), sgverify.WithTransparencyLog(1), sgverify.WithIntegratedTimestamps(1))
-	if err != nil {
-		t.Fatal(err)
-	}
+	v := e.sigstoreGo()
 	id, _ := sgverify.NewShortCertificateIdentity(srv.URL, "", e.identity, "")
 	res, err := v.Verify(&b, sgverify.NewPolicy(sgverify.WithArtifactDigest("sha256", digest[:]), sgverify.WithCertificateIdentity(id)))
 	if err != nil {

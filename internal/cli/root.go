@@ -59,6 +59,7 @@ Start with "hallmark demo", which runs the whole flow on the embedded defaults.`
 	root.AddCommand(newMigrateCmd())
 	root.AddCommand(newTUFCmd(), newCACmd())
 	root.AddCommand(newIndexCmd())
+	root.AddCommand(newSearchCmd())
 	return root
 }
 

@@ -368,6 +368,8 @@ func (ix *Indexer) record(ctx context.Context, s *meta.Signature, l oci.Descript
 	if d.Certificate != nil {
 		s.Signer, s.CertIssuer = fulcio.Identity(d.Certificate)
 		s.CertExtensions, dropped = bounded(fulcio.Values(d.Certificate), "certificate extension", dropped)
+		sum := sha256.Sum256(d.Certificate.Raw) // the link to the CA's record of it
+		s.CertSHA256 = hex.EncodeToString(sum[:])
 	} else if d.KeyHint != "" {
 		s.Signer = "SHA256:" + d.KeyHint
 	}
@@ -518,4 +520,12 @@ func (c *compiled) describeIdentities() string {
 		out = append(out, sub+" from "+iss)
 	}
 	return truncate(strings.Join(out, "; "), 512)
+}
+
+// LayerKey is the dedupe key the indexer records for signature layer l of
+// a manifest (bundle: a sigstore bundle referrer's): it tells apart the
+// layers of one manifest that share a payload (several signers of one
+// image), for those who read a recorded signature back (exports).
+func LayerKey(subject digest.Digest, l oci.Descriptor, bundle bool) string {
+	return layerKey(subject, l, bundle)
 }

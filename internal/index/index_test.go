@@ -179,7 +179,8 @@ func TestIndexAndSearchByCommit(t *testing.T) {
 	if s.Status != meta.StatusVerified || !strings.HasPrefix(s.Signer, "SHA256:") || len(s.Annotations) != 11 {
 		t.Fatalf("signature = %+v", s)
 	}
-	found, err := e.store.SearchAnnotation(ctx, "com.gitlab.ci.commit.sha", sha, 10)
+	byCommit := meta.SignatureSearch{Facts: []meta.FactFilter{{Field: meta.FieldCommit, Value: sha}}, Access: meta.Access{All: true}, Limit: 10}
+	found, err := e.store.SearchSignatures(ctx, byCommit)
 	if err != nil || len(found) != 1 || found[0].Subject != subject {
 		t.Fatalf("search = %v, %v", found, err)
 	}
@@ -198,7 +199,7 @@ func TestIndexAndSearchByCommit(t *testing.T) {
 		sigs[0].CertExtensions == nil || len(sigs[0].CertExtensions) != 0 {
 		t.Fatalf("annotations after re-sign: %v / %v (extensions %v)", sigs[0].Annotations, sigs[1].Annotations, sigs[0].CertExtensions)
 	}
-	found, _ = e.store.SearchAnnotation(ctx, "com.gitlab.ci.commit.sha", sha, 10)
+	found, _ = e.store.SearchSignatures(ctx, byCommit)
 	if len(found) != 2 {
 		t.Fatalf("search after re-sign = %d results, want 2", len(found))
 	}
@@ -493,7 +494,7 @@ func TestIndexLegacyAttestation(t *testing.T) {
 				t.Fatalf("attestation record %+v", s)
 			}
 			if tc.status == meta.StatusVerified {
-				found, err := e.store.SearchAnnotation(ctx, "predicateType", payload.PredicateSLSA1, 10)
+				found, err := e.store.SearchSignatures(ctx, meta.SignatureSearch{Annotations: []meta.KeyValue{{Key: "predicateType", Value: payload.PredicateSLSA1}}, Access: meta.Access{All: true}, Limit: 10})
 				if err != nil || len(found) != 1 || found[0].Subject != subject {
 					t.Fatalf("search by predicate type = %+v, %v", found, err)
 				}

@@ -1,7 +1,9 @@
 package index_test
 
 import (
+	"crypto/sha256"
 	"crypto/x509"
+	"encoding/hex"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -15,6 +17,7 @@ import (
 	"github.com/hallmark-dev/hallmark/pkg/oci"
 	"github.com/hallmark-dev/hallmark/pkg/rekor"
 	"github.com/hallmark-dev/hallmark/pkg/root"
+	"github.com/hallmark-dev/hallmark/pkg/verify"
 )
 
 // realServer is the URL of the Hallmark server that made the real keyless
@@ -93,6 +96,14 @@ func TestKeylessIndex(t *testing.T) {
 	}
 	if _, ok := s.CertExtensions["1.3.6.1.4.1.57264.1.7"]; ok {
 		t.Error("the otherName SAN type recorded as an extension")
+	}
+	// The certificate's SHA-256 links the signature to the CA's record.
+	cert, err := verify.ParseCertificatePEM([]byte(r.layer.Annotations[oci.AnnotationCertificate]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum := sha256.Sum256(cert.Raw); s.CertSHA256 != hex.EncodeToString(sum[:]) {
+		t.Errorf("certificate SHA-256 %q, want %x", s.CertSHA256, sum)
 	}
 
 	editBundle := func(fn func(b *rekor.Bundle)) func(map[string]string) {

@@ -189,6 +189,7 @@ type Store interface {
 	TrustPolicies
 	SignatureVerdicts
 	Quarantines
+	Certificates
 	Ping(ctx context.Context) error
 	Close() error
 }
@@ -230,10 +231,22 @@ type Signature struct {
 	// CertExtensions are the Fulcio extensions (fulcio.Values: keyed by
 	// dotted OID) of a keyless signature's certificate.
 	CertExtensions map[string]string
-	Created        time.Time
+	// CertSHA256 is the hex SHA-256 of a keyless signature's certificate
+	// (DER): the link to what the CA recorded when it issued it.
+	CertSHA256 string
+	Created    time.Time
 	// Generation is the index generation the status was decided in
 	// (IndexQueue): a job of a later generation decides it again.
 	Generation int64
+
+	// Read back only (ListSignatures, SearchSignatures):
+	// Certificate is the CA's record of the certificate, nil when this
+	// server's CA did not issue it.
+	Certificate *CertificateRecord
+	// Facts are the signature's searchable values (see Facts).
+	Facts []Fact
+	// Tags are the signed image's tags in its repository (SearchSignatures).
+	Tags []string
 }
 
 // Signatures is the signature index.
@@ -243,15 +256,10 @@ type Signatures interface {
 	RecordSignatures(ctx context.Context, sigs []Signature) (int, error)
 	// ListSignatures returns the signatures of subject in repo, oldest first.
 	ListSignatures(ctx context.Context, repo string, subject digest.Digest) ([]Signature, error)
-	// SearchAnnotation returns signatures carrying annotation key=value,
-	// newest first, at most limit.
-	SearchAnnotation(ctx context.Context, key, value string, limit int) ([]Signature, error)
-	// SearchCertificate returns signatures whose certificate carries
-	// extension oid = value, newest first, at most limit.
-	SearchCertificate(ctx context.Context, oid, value string, limit int) ([]Signature, error)
-	// SearchSigner returns signatures whose signer (certificate identity
-	// or key fingerprint) is signer, newest first, at most limit.
-	SearchSigner(ctx context.Context, signer string, limit int) ([]Signature, error)
+	// SearchSignatures returns the signatures matching q that q.Access
+	// may see, newest first (created, then id), at most q.Limit, after
+	// q.After.
+	SearchSignatures(ctx context.Context, q SignatureSearch) ([]Signature, error)
 	// TagsOf returns the tags pointing at manifest d in repo.
 	TagsOf(ctx context.Context, repo string, d digest.Digest) ([]string, error)
 }

@@ -22,7 +22,9 @@ func (s *Server) setupCA(ctx context.Context, mux *http.ServeMux) error {
 	if s.oidcVerifier == nil {
 		return errors.New("the CA needs the OIDC verifier: setupOIDC must run first")
 	}
-	c, err := ca.New(s.keys, s.oidcVerifier, s.log, ca.Config{})
+	// The CA records the verified claims of each certificate it issues
+	// (incident search by runner, user, pipeline).
+	c, err := ca.New(s.keys, s.oidcVerifier, s.log, ca.Config{Records: s.meta})
 	if err != nil {
 		return err
 	}

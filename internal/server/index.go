@@ -15,11 +15,13 @@ import (
 	"github.com/hallmark-dev/hallmark/pkg/root"
 )
 
-// webOptions limits the provenance API to what the caller may pull when
-// registry access control is on (the authorizer is internal/auth's), and
-// serves the trust policies and the index state from the indexer.
-func (s *Server) webOptions() []web.Option {
-	opts := []web.Option{web.WithPolicies(s.indexer)}
+// webOptions are the provenance API's: the search service (shared with the
+// console), bundle exports from the blob store with inclusion proofs from
+// the transparency log, the trust policies and the index state from the
+// indexer, and, when registry access control is on, answers limited to
+// what the caller may pull (the authorizer is internal/auth's).
+func (s *Server) webOptions(searcher *web.Searcher) []web.Option {
+	opts := []web.Option{web.WithSearcher(searcher), web.WithExport(s.blobs, s.tlog), web.WithPolicies(s.indexer)}
 	if s.auth != nil {
 		opts = append(opts, web.WithAuthorizer(s.auth.APIAuthorizer()))
 	}

@@ -81,8 +81,7 @@ type wireError struct {
 // wire is e as the API returns it, keyed by its entry ID.
 func (a *API) wire(e *LogEntry) map[string]rekor.WireEntry {
 	re := &rekor.LogEntry{Body: e.Body, IntegratedTime: e.IntegratedTime, LogIndex: int64(e.Index), LogID: a.l.logIDHex, SET: e.SET,
-		Proof: &rekor.InclusionProof{LogIndex: int64(e.Proof.LogIndex), TreeSize: int64(e.Proof.TreeSize), RootHash: e.Proof.RootHash[:],
-			Hashes: e.Proof.Hashes, Checkpoint: string(e.Proof.Checkpoint)}}
+		Proof: e.Proof.Rekor()}
 	return map[string]rekor.WireEntry{e.EntryID: re.Wire()}
 }
 

@@ -14,16 +14,13 @@ import (
 
 	"github.com/hallmark-dev/hallmark/internal/auth"
 	"github.com/hallmark-dev/hallmark/internal/meta"
-	"github.com/hallmark-dev/hallmark/pkg/fulcio"
 	"github.com/hallmark-dev/hallmark/pkg/oci"
 )
 
 // Store is what the API reads from the metadata database.
 type Store interface {
+	SearchStore
 	ListSignatures(ctx context.Context, repo string, subject digest.Digest) ([]meta.Signature, error)
-	SearchAnnotation(ctx context.Context, key, value string, limit int) ([]meta.Signature, error)
-	SearchCertificate(ctx context.Context, oid, value string, limit int) ([]meta.Signature, error)
-	SearchSigner(ctx context.Context, signer string, limit int) ([]meta.Signature, error)
 	TagsOf(ctx context.Context, repo string, d digest.Digest) ([]string, error)
 	GetManifest(ctx context.Context, repo, reference string) (*meta.Manifest, error)
 }
@@ -33,11 +30,12 @@ type PullCheck = auth.PullCheck
 
 // Authorizer authenticates API requests when registry access control is
 // on. Authorize returns the caller's pull check (anonymous callers get
-// the public projects), ErrUnauthenticated for rejected credentials, or
-// another error (e.g. throttling, wrapped with its HTTP status by
-// StatusOf).
+// the public projects), Visible the same as a filter for searches;
+// both return ErrUnauthenticated for rejected credentials, or another
+// error (e.g. throttling, wrapped with its HTTP status by StatusOf).
 type Authorizer interface {
 	Authorize(r *http.Request) (PullCheck, error)
+	Visible(r *http.Request) (auth.Visible, error)
 }
 
 // ErrUnauthenticated is returned by an Authorizer for rejected
@@ -50,6 +48,9 @@ type API struct {
 	log      *slog.Logger
 	authz    Authorizer
 	policies Policies
+	searcher *Searcher
+	export   exportDeps
+	now      func() time.Time
 }
 
 // Option configures the API.
@@ -59,14 +60,28 @@ type Option func(*API)
 // pull (registry access control on).
 func WithAuthorizer(a Authorizer) Option { return func(api *API) { api.authz = a } }
 
+// WithSearcher makes the API search with s (shared with the console);
+// default: a Searcher over the store with the default SearchConfig.
+func WithSearcher(s *Searcher) Option { return func(api *API) { api.searcher = s } }
+
+// WithExport lets the API export bundles: blobs reads signature layers,
+// proofs (may be nil) adds inclusion proofs from this server's log to
+// legacy signatures.
+func WithExport(blobs Blobs, proofs InclusionProofs) Option {
+	return func(api *API) { api.export = exportDeps{blobs: blobs, proofs: proofs} }
+}
+
 // NewAPI returns the JSON API handler.
 func NewAPI(store Store, log *slog.Logger, opts ...Option) *API {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	a := &API{store: store, log: log}
+	a := &API{store: store, log: log, now: time.Now}
 	for _, o := range opts {
 		o(a)
+	}
+	if a.searcher == nil {
+		a.searcher = NewSearcher(store, SearchConfig{})
 	}
 	return a
 }
@@ -78,31 +93,43 @@ func (a *API) pullCheck(w http.ResponseWriter, r *http.Request) PullCheck {
 		return func(context.Context, string) (bool, error) { return true, nil }
 	}
 	check, err := a.authz.Authorize(r)
-	if err == nil {
-		return check
+	if err != nil {
+		a.authFailed(w, r, err)
+		return nil
 	}
-	a.authFailed(w, r, err)
-	return nil
+	return check
 }
 
-// authFailed answers a request whose credentials the authorizer refused.
+// access authenticates r for a search; without an authorizer everything
+// is visible. On failure it has answered the request (ok false).
+func (a *API) access(w http.ResponseWriter, r *http.Request) (Access, bool) {
+	if a.authz == nil {
+		return Access{All: true}, true
+	}
+	v, err := a.authz.Visible(r)
+	if err != nil {
+		a.authFailed(w, r, err)
+		return Access{}, false
+	}
+	return Access(v), true
+}
+
 func (a *API) authFailed(w http.ResponseWriter, r *http.Request, err error) {
-	switch {
-	case errors.Is(err, ErrUnauthenticated):
+	if errors.Is(err, ErrUnauthenticated) {
 		w.Header().Set("WWW-Authenticate", `Basic realm="hallmark"`)
 		a.fail(w, r, http.StatusUnauthorized, "credentials rejected: use Basic credentials (user and password, personal access token, CI job token) or none for public projects", nil)
-	default:
-		status := http.StatusInternalServerError
-		var se interface{ HTTPStatus() int }
-		if errors.As(err, &se) {
-			status = se.HTTPStatus()
-		}
-		msg := "internal error"
-		if status < 500 {
-			msg = err.Error()
-		}
-		a.fail(w, r, status, msg, err)
+		return
 	}
+	status := http.StatusInternalServerError
+	var se interface{ HTTPStatus() int }
+	if errors.As(err, &se) {
+		status = se.HTTPStatus()
+	}
+	msg := "internal error"
+	if status < 500 {
+		msg = err.Error()
+	}
+	a.fail(w, r, status, msg, err)
 }
 
 // Register mounts the API on mux.
@@ -110,6 +137,7 @@ func (a *API) Register(mux *http.ServeMux) {
 	mux.HandleFunc("GET /api/v1/images/", a.imageSignatures)
 	mux.HandleFunc("GET /api/v1/search", a.search)
 	a.registerPolicies(mux)
+	mux.HandleFunc("GET /api/v1/search/export", a.exportSearch)
 }
 
 // SignatureJSON is one signature in API responses.
@@ -131,18 +159,48 @@ type SignatureJSON struct {
 	// dotted OID (fulcio.OID(fulcio.SourceRepositoryDigest) is the commit
 	// SHA, ...).
 	CertExtensions map[string]string `json:"certificateExtensions,omitempty"`
-	Created        time.Time         `json:"created"`
+	// CertSHA256 is the hex SHA-256 of the signing certificate.
+	CertSHA256 string `json:"certificateSHA256,omitempty"`
+	// CA is what this server's CA recorded when it issued the
+	// certificate: the verified token's claims the certificate cannot
+	// carry (pipeline_id, job_id, user_login, runner_id, ...).
+	CA *CertificateJSON `json:"caRecord,omitempty"`
+	// Contradictions are annotations that the CA's claims or the
+	// certificate contradict.
+	Contradictions []meta.Contradiction `json:"contradictions,omitempty"`
+	// Matches (search results) say what the query matched and on what.
+	Matches []Match   `json:"matches,omitempty"`
+	Created time.Time `json:"created"`
 }
 
-func toJSON(s meta.Signature, tags []string) SignatureJSON {
+// CertificateJSON is the CA's record of a certificate.
+type CertificateJSON struct {
+	Serial      string            `json:"serial"`
+	IssuedAt    time.Time         `json:"issuedAt"`
+	NotAfter    time.Time         `json:"notAfter"`
+	Issuer      string            `json:"issuer"`
+	Subject     string            `json:"subject"`
+	ProjectPath string            `json:"projectPath,omitempty"`
+	Claims      map[string]string `json:"claims"`
+}
+
+// ResultJSON is r as the API returns it.
+func ResultJSON(r Result) SignatureJSON {
+	s := r.Signature
 	ann := s.Annotations
 	if ann == nil {
 		ann = map[string]string{}
 	}
-	return SignatureJSON{Repository: s.Repository, Subject: s.Subject.String(), Tags: tags, Kind: s.Kind,
+	out := SignatureJSON{Repository: s.Repository, Subject: s.Subject.String(), Tags: r.Tags, Kind: s.Kind,
 		Manifest: s.Manifest.String(), Layer: s.Layer.String(), PayloadType: s.PayloadType, Signer: s.Signer,
 		CertIssuer: s.CertIssuer, LogIndex: s.LogIndex, Status: s.Status, StatusDetail: s.StatusDetail,
-		Annotations: ann, CertExtensions: s.CertExtensions, Created: s.Created}
+		Annotations: ann, CertExtensions: s.CertExtensions, CertSHA256: s.CertSHA256, Contradictions: r.Contradictions,
+		Matches: r.Matches, Created: s.Created}
+	if c := s.Certificate; c != nil {
+		out.CA = &CertificateJSON{Serial: c.Serial, IssuedAt: c.IssuedAt, NotAfter: c.NotAfter, Issuer: c.Issuer, Subject: c.Subject,
+			ProjectPath: c.ProjectPath, Claims: c.Claims}
+	}
+	return out
 }
 
 type apiError struct {
@@ -165,6 +223,20 @@ func (a *API) fail(w http.ResponseWriter, r *http.Request, status int, msg strin
 		a.log.ErrorContext(r.Context(), "api request failed", "path", r.URL.Path, "err", err)
 	}
 	writeJSON(w, status, apiError{Error: msg})
+}
+
+// searchFailed answers a failed search: 400 for a bad query, 503 when
+// busy or out of time, 500 otherwise.
+func (a *API) searchFailed(w http.ResponseWriter, r *http.Request, err error) {
+	switch {
+	case errors.Is(err, ErrBadQuery):
+		a.fail(w, r, http.StatusBadRequest, err.Error(), nil)
+	case errors.Is(err, ErrBusy), errors.Is(err, ErrTimeout), errors.Is(err, meta.ErrUnavailable):
+		w.Header().Set("Retry-After", "2")
+		a.fail(w, r, http.StatusServiceUnavailable, err.Error(), nil)
+	default:
+		a.fail(w, r, http.StatusInternalServerError, "internal error", err)
+	}
 }
 
 // imageSignatures serves GET /api/v1/images/{repo...}/signatures?digest=|tag=.
@@ -253,113 +325,42 @@ func (a *API) imageSignatures(w http.ResponseWriter, r *http.Request) {
 		out.IndexState = "indexed"
 	}
 	for _, s := range sigs {
-		out.Signatures = append(out.Signatures, toJSON(s, nil))
+		out.Signatures = append(out.Signatures, ResultJSON(NewResult(s, nil, Query{})))
 	}
 	writeJSON(w, http.StatusOK, out)
 }
 
-// maxSearch bounds what one search reads before filtering by access.
-const maxSearch = 1000
+// SearchJSON is the answer of GET /api/v1/search.
+type SearchJSON struct {
+	Query   map[string][]string `json:"query"`
+	Results []SignatureJSON     `json:"results"`
+	// Next is the cursor of the next page (pass it as cursor=); empty on
+	// the last page.
+	Next string `json:"next,omitempty"`
+}
 
-// search serves GET /api/v1/search with one of
-//
-//	annotation=<key>=<value>      a signed annotation (e.g. com.gitlab.ci.commit.sha=<sha>)
-//	certificate=<ext>=<value>     a keyless certificate extension, by name (sourceRepositoryDigest,
-//	                              sourceRepositoryRef, runInvocationURI, runnerEnvironment, ...),
-//	                              number (13) or dotted OID (fulcio.Resolve)
-//	identity=<identity>           the signer: certificate identity (SAN) or key fingerprint
-//
-// and an optional limit (1..1000, default 100). Results are newest first
-// and, with access control on, only from repositories the caller may pull.
+// search serves GET /api/v1/search: the conditions of Query as
+// parameters (ParseQuery), newest first, a page of limit results (1..1000,
+// default 20) and the cursor of the next. Only signatures in repositories
+// the caller may pull are searched: access is part of the query.
 func (a *API) search(w http.ResponseWriter, r *http.Request) {
-	q := r.URL.Query()
-	limit := 100
-	if s := q.Get("limit"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil || n <= 0 || n > maxSearch {
-			a.fail(w, r, http.StatusBadRequest, "limit must be between 1 and 1000", nil)
-			return
-		}
-		limit = n
-	}
-	var (
-		field, query string
-		run          func(n int) ([]meta.Signature, error)
-	)
-	set := 0
-	for _, p := range []string{"annotation", "certificate", "identity"} {
-		if q.Has(p) {
-			set++
-		}
-	}
-	usage := "give one of ?annotation=key=value (e.g. annotation=com.gitlab.ci.commit.sha=<sha>), ?certificate=<extension>=<value> (e.g. certificate=sourceRepositoryDigest=<sha>) or ?identity=<certificate identity or key fingerprint>"
-	if set != 1 {
-		a.fail(w, r, http.StatusBadRequest, usage, nil)
-		return
-	}
-	switch {
-	case q.Has("annotation"):
-		field, query = "annotation", q.Get("annotation")
-		key, value, ok := strings.Cut(query, "=")
-		if !ok || key == "" {
-			a.fail(w, r, http.StatusBadRequest, usage, nil)
-			return
-		}
-		run = func(n int) ([]meta.Signature, error) { return a.store.SearchAnnotation(r.Context(), key, value, n) }
-	case q.Has("certificate"):
-		field, query = "certificate", q.Get("certificate")
-		ext, value, ok := strings.Cut(query, "=")
-		oid, known := fulcio.Resolve(ext)
-		if !ok || !known {
-			a.fail(w, r, http.StatusBadRequest, "certificate="+strconv.Quote(query)+": want <extension>=<value> with the extension by name (e.g. sourceRepositoryDigest, sourceRepositoryRef, runInvocationURI, runnerEnvironment, buildConfigURI), number (13) or OID ("+fulcio.OID(fulcio.SourceRepositoryDigest).String()+")", nil)
-			return
-		}
-		run = func(n int) ([]meta.Signature, error) { return a.store.SearchCertificate(r.Context(), oid, value, n) }
-	default:
-		field, query = "identity", q.Get("identity")
-		if query == "" {
-			a.fail(w, r, http.StatusBadRequest, usage, nil)
-			return
-		}
-		run = func(n int) ([]meta.Signature, error) { return a.store.SearchSigner(r.Context(), query, n) }
-	}
-	may := a.pullCheck(w, r)
-	if may == nil {
-		return
-	}
-	fetch := limit
-	if a.authz != nil {
-		fetch = maxSearch // filtered below
-	}
-	sigs, err := run(fetch)
+	q, err := ParseQuery(r.URL.Query(), a.now())
 	if err != nil {
-		a.fail(w, r, http.StatusInternalServerError, "internal error", err)
+		a.searchFailed(w, r, err)
 		return
 	}
-	allowed := map[string]bool{}
-	results := make([]SignatureJSON, 0, min(len(sigs), limit))
-	for _, s := range sigs {
-		if len(results) == limit {
-			break
-		}
-		ok, seen := allowed[s.Repository]
-		if !seen {
-			if ok, err = may(r.Context(), s.Repository); err != nil {
-				a.fail(w, r, http.StatusInternalServerError, "internal error", err)
-				return
-			}
-			allowed[s.Repository] = ok
-		}
-		if !ok {
-			continue
-		}
-		tags, err := a.store.TagsOf(r.Context(), s.Repository, s.Subject)
-		if err != nil {
-			a.fail(w, r, http.StatusInternalServerError, "internal error", err)
-			return
-		}
-		results = append(results, toJSON(s, tags))
+	acc, ok := a.access(w, r)
+	if !ok {
+		return
 	}
-	out := map[string]any{field: query, "results": results}
+	page, err := a.searcher.Search(r.Context(), q, acc)
+	if err != nil {
+		a.searchFailed(w, r, err)
+		return
+	}
+	out := SearchJSON{Query: q.Values(), Results: make([]SignatureJSON, 0, len(page.Results)), Next: page.Next}
+	for _, res := range page.Results {
+		out.Results = append(out.Results, ResultJSON(res))
+	}
 	writeJSON(w, http.StatusOK, out)
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
+	"github.com/hallmark-dev/hallmark/internal/auth"
 	"github.com/hallmark-dev/hallmark/internal/meta"
 	"github.com/hallmark-dev/hallmark/internal/meta/sqlite"
 	"github.com/hallmark-dev/hallmark/internal/web"
@@ -85,7 +86,7 @@ func TestAPI(t *testing.T) {
 		t.Fatalf("search for unknown sha = %v", res)
 	}
 	for path, want := range map[string]int{
-		"/api/v1/search":                                                    400,
+		"/api/v1/search?nope=1":                                             400,
 		"/api/v1/search?annotation=novalue":                                 400,
 		"/api/v1/search?annotation=a=b&limit=0":                             400,
 		"/api/v1/images/group/app/signatures":                               400,
@@ -113,6 +114,17 @@ func (pullOnly) Authorize(r *http.Request) (web.PullCheck, error) {
 		return func(_ context.Context, repo string) (bool, error) { return repo == "group/sub/app", nil }, nil
 	}
 	return nil, web.ErrUnauthenticated
+}
+
+func (pullOnly) Visible(r *http.Request) (auth.Visible, error) {
+	user, _, ok := r.BasicAuth()
+	switch {
+	case !ok && r.Header.Get("Authorization") == "":
+		return auth.Visible{}, nil
+	case user == "alice":
+		return auth.Visible{Repositories: []string{"group/sub/app"}}, nil
+	}
+	return auth.Visible{}, web.ErrUnauthenticated
 }
 
 func TestAPICertificateSearchAndAccess(t *testing.T) {
@@ -180,13 +192,17 @@ func TestAPICertificateSearchAndAccess(t *testing.T) {
 			t.Errorf("identity search: %v", res)
 		}
 		if !authz {
+			// Search results are brief: no certificate extensions (the
+			// image's signatures have them), what matched and on what.
 			r := res[0].(map[string]any)
-			if r["certificateExtensions"].(map[string]any)["1.3.6.1.4.1.57264.1.13"] != "cafe" || r["certificateIssuer"] != "https://ci.example" {
+			m, _ := r["matches"].([]any)
+			if r["certificateExtensions"] != nil || r["certificateIssuer"] != "https://ci.example" || len(m) != 1 ||
+				m[0].(map[string]any)["basis"] != "certificate" || m[0].(map[string]any)["evidence"] != true {
 				t.Errorf("result: %v", r)
 			}
 		}
 		get("/api/v1/search?certificate=nope=1", "", 400)
-		get("/api/v1/search?annotation=a=b&identity=x", "", 400)
+		get("/api/v1/search?annotation=a=b&identity=x&identity=y", "", 400)
 		if authz {
 			get("/api/v1/search?identity=x", "mallory", 401)
 			get("/api/v1/images/other/app/signatures?digest="+digest.FromString("other/app").String(), "alice", 404)

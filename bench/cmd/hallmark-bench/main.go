@@ -139,6 +139,7 @@ func scenarios() []Scenario {
 		{Name: "tlog", Help: "transparency log: durable appends/s at -conns clients, and entry + inclusion proof latency at 1,000,000 entries (HALLMARK_BENCH_TLOG_SIZE)", Run: tlogScenario},
 		{Name: "keyless", Help: "keyless hallmark sign/verify vs cosign sign/verify wall time against the same Hallmark server as registry, CA and log (own server, built-in issuer token)", Run: keylessScenario},
 		{Name: "index", Help: "signature index: N real keyless signatures (made once into bench/out/index-cache) pushed, then indexed with full verification by the server's workers, then rebuilt; signatures/s (target >= 1,000/s; own server; HALLMARK_BENCH_INDEX_SIGNATURES, default 100,000)", Run: indexScenario},
+		{Name: "search", Help: "incident search over 1,000,000 indexed keyless signatures of 100,000 images (generated once into bench/out/search-<n>; HALLMARK_BENCH_SEARCH_SIGNATURES): search p99 by query and caller, page sizes, the image API, an export (own server, auth on, SQLite); absolute targets", Run: searchScenario},
 		{Name: "load", Help: "load test, auth on: 50 concurrent CI jobs push, sign (keyless; then with a key) and verify 500 images; images/s per cycle and phase, latency percentiles, zero errors, batch re-verify, index count (own server; HALLMARK_BENCH_LOAD_CLIENTS/_IMAGES/_MODES)", Run: loadScenario},
 	}
 }

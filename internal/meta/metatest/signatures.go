@@ -66,24 +66,36 @@ func testSignatures(t *testing.T, b Backend) {
 	}
 
 	// Searches: newest first, limited, across repositories.
-	res, err := s.SearchAnnotation(ctx, "team", "x", 10)
-	if err != nil || len(res) != 4 || res[0].Key != "k4" || res[len(res)-1].Key != "k1" {
-		t.Fatalf("SearchAnnotation = %d, %v", len(res), err)
+	search := func(q meta.SignatureSearch) []meta.Signature {
+		t.Helper()
+		q.Access = meta.Access{All: true}
+		if q.Limit == 0 {
+			q.Limit = 10
+		}
+		res, err := s.SearchSignatures(ctx, q)
+		if err != nil {
+			t.Fatalf("SearchSignatures(%+v): %v", q, err)
+		}
+		return res
 	}
-	if res, _ := s.SearchAnnotation(ctx, "team", "x", 2); len(res) != 2 {
-		t.Errorf("SearchAnnotation limit 2: %d", len(res))
+	team := []meta.KeyValue{{Key: "team", Value: "x"}}
+	if res := search(meta.SignatureSearch{Annotations: team}); len(res) != 4 || res[0].Key != "k4" || res[len(res)-1].Key != "k1" {
+		t.Fatalf("annotation search = %d results", len(res))
 	}
-	if res, _ := s.SearchAnnotation(ctx, "git_sha", "sha3", 10); len(res) != 1 || res[0].Repository != "other" {
-		t.Errorf("SearchAnnotation git_sha=sha3: %+v", res)
+	if res := search(meta.SignatureSearch{Annotations: team, Limit: 2}); len(res) != 2 {
+		t.Errorf("annotation search limit 2: %d", len(res))
 	}
-	if res, _ := s.SearchAnnotation(ctx, "1.3.6.1.4.1.57264.1.9", "https://ci/1", 10); len(res) != 0 {
+	if res := search(meta.SignatureSearch{Annotations: []meta.KeyValue{{Key: "git_sha", Value: "sha3"}}}); len(res) != 1 || res[0].Repository != "other" {
+		t.Errorf("annotation search git_sha=sha3: %+v", res)
+	}
+	if res := search(meta.SignatureSearch{Annotations: []meta.KeyValue{{Key: "1.3.6.1.4.1.57264.1.9", Value: "https://ci/1"}}}); len(res) != 0 {
 		t.Errorf("a certificate extension was found as an annotation: %+v", res)
 	}
-	if res, err := s.SearchCertificate(ctx, "1.3.6.1.4.1.57264.1.9", "https://ci/2", 0); err != nil || len(res) != 1 || res[0].Key != "k2" {
-		t.Errorf("SearchCertificate = %+v, %v", res, err)
+	if res := search(meta.SignatureSearch{CertExtensions: []meta.KeyValue{{Key: "1.3.6.1.4.1.57264.1.9", Value: "https://ci/2"}}}); len(res) != 1 || res[0].Key != "k2" {
+		t.Errorf("certificate extension search = %+v", res)
 	}
-	if res, err := s.SearchSigner(ctx, "signer-1", 0); err != nil || len(res) != 2 || res[0].Key != "k1" || res[0].Repository != "other" {
-		t.Errorf("SearchSigner = %+v, %v", res, err)
+	if res := search(meta.SignatureSearch{Facts: []meta.FactFilter{{Field: meta.FieldIdentity, Value: "signer-1"}}}); len(res) != 2 || res[0].Key != "k1" || res[0].Repository != "other" {
+		t.Errorf("identity search = %+v", res)
 	}
 	known, err := s.SignatureGenerations(ctx, "app", []string{"k1", "k2", "k3", "nope"})
 	if _, ok := known["k1"]; err != nil || len(known) != 2 || !ok || known["k2"] != 0 {

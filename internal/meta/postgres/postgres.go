@@ -46,12 +46,15 @@ func Dialect() *sqlstore.Dialect {
 			"bytes":    "BYTEA",
 			"bytewise": ` COLLATE "C"`,
 		},
-		ForUpdate:      " FOR UPDATE",
-		ForShare:       " FOR SHARE",
-		SkipLocked:     " FOR UPDATE SKIP LOCKED",
-		LockMigrations: fmt.Sprintf("SELECT pg_advisory_xact_lock(%d)", int64(migrationLockKey)),
-		Retryable:      retryable,
-		Unavailable:    unavailable,
+		ForUpdate:  " FOR UPDATE",
+		ForShare:   " FOR SHARE",
+		SkipLocked: " FOR UPDATE SKIP LOCKED",
+		// SHARE ROW EXCLUSIVE conflicts with the ROW EXCLUSIVE lock of an
+		// INSERT, and with itself.
+		LockRepositories: "LOCK TABLE repositories IN SHARE ROW EXCLUSIVE MODE",
+		LockMigrations:   fmt.Sprintf("SELECT pg_advisory_xact_lock(%d)", int64(migrationLockKey)),
+		Retryable:        retryable,
+		Unavailable:      unavailable,
 	}
 }
 

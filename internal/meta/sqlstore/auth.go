@@ -123,18 +123,30 @@ func (s *Store) SetPassword(ctx context.Context, name, hash string, at time.Time
 // policy of the project's repositories (its default identity is its own
 // pipelines from its issuer): their signatures are re-evaluated (reindex).
 
-// CreateProject implements auth.Projects.
+// CreateProject implements auth.Projects. The repositories under the new
+// project's path that no longer project covers become its own (a search
+// filters by repository project).
 func (s *Store) CreateProject(ctx context.Context, p auth.Project) (auth.Project, error) {
 	if p.RequireSignature == "" {
 		p.RequireSignature = meta.RequireSignatureOff
 	}
 	err := s.tx(ctx, func(tx conn) error {
+		if err := lockRepositories(ctx, tx); err != nil {
+			return err
+		}
 		err := tx.queryRow(ctx, `INSERT INTO projects(path, visibility, oidc_issuer, require_signature, created_at)
 			VALUES (?, ?, ?, ?, ?) ON CONFLICT(path) DO NOTHING RETURNING id`, p.Path, p.Visibility, p.OIDCIssuer, string(p.RequireSignature), nanos(p.Created)).Scan(&p.ID)
 		if errors.Is(err, sql.ErrNoRows) {
 			return fmt.Errorf("project %q: %w", p.Path, auth.ErrExists)
 		}
 		if err != nil {
+			return err
+		}
+		// '0' follows '/': [path/, path0) are the names under path/.
+		if _, err = tx.exec(ctx, `UPDATE repositories SET project_id = ?
+			WHERE (name = ? OR (name >= ? AND name < ?))
+			AND (project_id IS NULL OR project_id IN (SELECT id FROM projects WHERE length(path) < ?))`,
+			p.ID, p.Path, p.Path+"/", p.Path+"0", len(p.Path)); err != nil {
 			return err
 		}
 		_, _, err = reindex(ctx, tx, p.Path)
@@ -144,6 +156,18 @@ func (s *Store) CreateProject(ctx context.Context, p auth.Project) (auth.Project
 		return auth.Project{}, err
 	}
 	return p, nil
+}
+
+// lockRepositories keeps repositories from being created until the
+// transaction ends, where the dialect needs it for a repository to get
+// the project a concurrent CreateProject or DeleteProject gives it
+// (PostgreSQL; SQLite's writer lock already serializes them).
+func lockRepositories(ctx context.Context, tx conn) error {
+	if tx.d.LockRepositories == "" {
+		return nil
+	}
+	_, err := tx.exec(ctx, tx.d.LockRepositories)
+	return err
 }
 
 const projectCols = `id, path, visibility, oidc_issuer, require_signature, created_at`
@@ -199,9 +223,28 @@ func (s *Store) ListProjects(ctx context.Context) ([]auth.Project, error) {
 }
 
 // DeleteProject implements auth.Projects; memberships and job tokens go
-// with it, images stay.
+// with it, images stay, and its repositories pass to the project with the
+// next longest path covering them, or to none (admins only).
 func (s *Store) DeleteProject(ctx context.Context, path string) error {
-	return s.projectChange(ctx, path, `DELETE FROM projects WHERE path = ?`, path)
+	return s.tx(ctx, func(tx conn) error {
+		if err := lockRepositories(ctx, tx); err != nil {
+			return err
+		}
+		var id int64
+		if err := tx.queryRow(ctx, `SELECT id FROM projects WHERE path = ?`, path).Scan(&id); err != nil {
+			return notFound(err, "project "+path)
+		}
+		if _, err := tx.exec(ctx, `DELETE FROM projects WHERE id = ?`, id); err != nil {
+			return err
+		}
+		if _, err := tx.exec(ctx, `UPDATE repositories SET project_id = (SELECT p.id FROM projects p
+			WHERE p.path = repositories.name OR substr(repositories.name, 1, length(p.path) + 1) = p.path || '/'
+			ORDER BY length(p.path) DESC LIMIT 1) WHERE project_id = ?`, id); err != nil {
+			return err
+		}
+		_, _, err := reindex(ctx, tx, path)
+		return err
+	})
 }
 
 // projectChange runs q, which changes project path, and re-evaluates the
@@ -251,6 +294,25 @@ func (s *Store) MemberRole(ctx context.Context, projectID int64, user string) (a
 	err := s.r.queryRow(ctx, `SELECT m.role FROM project_members m JOIN users u ON u.id = m.user_id
 		WHERE m.project_id = ? AND u.name = ?`, projectID, user).Scan(&role)
 	return auth.Role(role), notFound(err, "member "+user)
+}
+
+// UserProjects implements auth.Projects.
+func (s *Store) UserProjects(ctx context.Context, user string) ([]string, error) {
+	rows, err := s.r.query(ctx, `SELECT p.path FROM project_members m JOIN projects p ON p.id = m.project_id
+		JOIN users u ON u.id = m.user_id WHERE u.name = ? ORDER BY p.path`, user)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var p string
+		if err := rows.Scan(&p); err != nil {
+			return nil, err
+		}
+		out = append(out, p)
+	}
+	return out, rows.Err()
 }
 
 // ListMembers implements auth.Projects.

@@ -38,6 +38,11 @@ type Dialect struct {
 	// several replicas claim different jobs without waiting; empty on
 	// SQLite, whose single writer claims one batch at a time).
 	SkipLocked string
+	// LockRepositories, when set, is run first in the transactions that
+	// create or delete a project: it keeps repositories from being created
+	// until they commit (PostgreSQL: a table lock that conflicts with
+	// INSERT), so a new repository always gets the project they leave.
+	LockRepositories string
 	// LockMigrations, when set, is run first in each migration transaction
 	// (PostgreSQL: a transaction-scoped advisory lock; SQLite's BEGIN
 	// IMMEDIATE already is one).

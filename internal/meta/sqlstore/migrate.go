@@ -16,6 +16,9 @@ type Migration struct {
 	// ByDialect, only where the SQL must differ, holds the text a dialect
 	// (by Dialect.Name) runs instead of SQL; tokens expand in it too.
 	ByDialect map[string]string
+	// backfill, when set, runs after the SQL in the same transaction, for
+	// what SQL alone cannot derive from existing rows.
+	backfill func(ctx context.Context, tx conn) error
 }
 
 // Migrations returns every migration this binary knows, oldest first.
@@ -112,6 +115,11 @@ func Migrate(ctx context.Context, db *sql.DB, d *Dialect) ([]Migration, error) {
 			}
 			if _, err := c.exec(ctx, q); err != nil {
 				return fmt.Errorf("apply migration %d (%s): %w", m.Version, m.Name, err)
+			}
+			if m.backfill != nil {
+				if err := m.backfill(ctx, c); err != nil {
+					return fmt.Errorf("apply migration %d (%s): %w", m.Version, m.Name, err)
+				}
 			}
 			if _, err := c.exec(ctx, `INSERT INTO schema_migrations(version, applied_at) VALUES (?, ?)`, m.Version, time.Now().UnixNano()); err != nil {
 				return fmt.Errorf("record migration %d: %w", m.Version, err)

@@ -214,19 +214,20 @@ func recordSignatures(ctx context.Context, tx conn, sigs []meta.Signature, updat
 		}
 		repos[name] = rid
 	}
-	var st struct{ insert, update, annotation, extension stmt }
+	var st struct{ insert, update, annotation, extension, fact stmt }
 	for _, p := range []struct {
 		dst *stmt
 		q   string
 	}{
 		{&st.insert, `INSERT INTO signatures(repository_id, subject_digest, manifest_digest, layer_digest, sig_key, kind,
-			payload_type, signer, cert_issuer, log_index, status, status_detail, created_at, generation)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+			payload_type, signer, cert_issuer, log_index, status, status_detail, created_at, generation, cert_sha256)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 			ON CONFLICT(repository_id, sig_key) DO NOTHING RETURNING id`},
 		{&st.update, `UPDATE signatures SET status = ?, status_detail = ?, generation = ? WHERE repository_id = ? AND sig_key = ?`},
 		// Keys made equal by the text cleaning (textArgs) keep the first.
-		{&st.annotation, `INSERT INTO signature_annotations(signature_id, key, value) VALUES (?, ?, ?) ON CONFLICT DO NOTHING`},
+		{&st.annotation, `INSERT INTO signature_annotations(signature_id, key, value, created_at) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING`},
 		{&st.extension, `INSERT INTO signature_cert_extensions(signature_id, oid, value) VALUES (?, ?, ?) ON CONFLICT DO NOTHING`},
+		{&st.fact, `INSERT INTO signature_facts(field, value, created_at, signature_id, repository_id, basis) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`},
 	} {
 		var err error
 		if *p.dst, err = tx.prepare(ctx, p.q); err != nil {
@@ -242,7 +243,7 @@ func recordSignatures(ctx context.Context, tx conn, sigs []meta.Signature, updat
 		}
 		var id int64
 		err := st.insert.queryRow(ctx, rid, sg.Subject.String(), sg.Manifest.String(), sg.Layer.String(), sg.Key, sg.Kind,
-			sg.PayloadType, sg.Signer, sg.CertIssuer, sg.LogIndex, sg.Status, sg.StatusDetail, created, sg.Generation).Scan(&id)
+			sg.PayloadType, sg.Signer, sg.CertIssuer, sg.LogIndex, sg.Status, sg.StatusDetail, created, sg.Generation, sg.CertSHA256).Scan(&id)
 		if errors.Is(err, sql.ErrNoRows) {
 			if !update {
 				continue
@@ -256,14 +257,23 @@ func recordSignatures(ctx context.Context, tx conn, sigs []meta.Signature, updat
 			return 0, err
 		}
 		added++
-		for _, kv := range []struct {
-			st stmt
-			m  map[string]string
-		}{{st.annotation, sg.Annotations}, {st.extension, sg.CertExtensions}} {
-			for k, v := range kv.m {
-				if _, err := kv.st.exec(ctx, id, k, v); err != nil {
-					return 0, err
-				}
+		for k, v := range sg.Annotations {
+			if _, err := st.annotation.exec(ctx, id, k, v, created); err != nil {
+				return 0, err
+			}
+		}
+		for k, v := range sg.CertExtensions {
+			if _, err := st.extension.exec(ctx, id, k, v); err != nil {
+				return 0, err
+			}
+		}
+		claims, err := certClaims(ctx, tx, sg.CertSHA256)
+		if err != nil {
+			return 0, err
+		}
+		for _, f := range meta.Facts(&sg, claims) {
+			if _, err := st.fact.exec(ctx, f.Field, f.Value, created, id, rid, f.Basis); err != nil {
+				return 0, err
 			}
 		}
 	}

@@ -240,4 +240,60 @@ var migrations = []Migration{
 		CREATE UNIQUE INDEX quarantine_active ON quarantine(repository, digest) WHERE lifted_at IS NULL;
 		ALTER TABLE projects ADD COLUMN require_signature TEXT NOT NULL DEFAULT 'off';
 		CREATE INDEX projects_require_signature ON projects(require_signature);`},
+
+	// incident search (issue 11): the project of each repository (kept by
+	// the store as repositories and projects come and go, so a search
+	// filters by access in SQL), the certificates the CA issued with the
+	// verified token claims the certificate cannot carry, the certificate
+	// of each keyless signature, and the searchable facts of each
+	// signature (meta.Facts) with the time it was recorded, so a search is
+	// one index range read newest first. Annotations get that time too.
+	{Version: 8, Name: "incident search: projects of repositories, CA claims, signature facts", SQL: incidentSearchSQL(""),
+		ByDialect: map[string]string{"sqlite": incidentSearchSQL(" WITHOUT ROWID")}, backfill: backfillFacts},
+}
+
+// incidentSearchSQL is migration 8; noRowid is SQLite's WITHOUT ROWID for
+// the facts table, which is then its own index.
+func incidentSearchSQL(noRowid string) string {
+	return `ALTER TABLE repositories ADD COLUMN project_id BIGINT;
+		UPDATE repositories SET project_id = (SELECT p.id FROM projects p
+			WHERE p.path = repositories.name OR substr(repositories.name, 1, length(p.path) + 1) = p.path || '/'
+			ORDER BY length(p.path) DESC LIMIT 1);
+		CREATE INDEX repositories_project ON repositories(project_id);
+		ALTER TABLE signatures ADD COLUMN cert_sha256 TEXT NOT NULL DEFAULT '';
+		CREATE INDEX signatures_cert ON signatures(cert_sha256);
+		CREATE INDEX signatures_created ON signatures(created_at, id);
+		CREATE INDEX signatures_status ON signatures(status, created_at, id);
+		ALTER TABLE signature_annotations ADD COLUMN created_at BIGINT NOT NULL DEFAULT 0;
+		UPDATE signature_annotations SET created_at = (SELECT s.created_at FROM signatures s WHERE s.id = signature_annotations.signature_id);
+		DROP INDEX signature_annotations_kv;
+		CREATE INDEX signature_annotations_kv ON signature_annotations(key, value, created_at, signature_id);
+		CREATE TABLE ca_certificates (
+			sha256 TEXT PRIMARY KEY,
+			serial TEXT NOT NULL,
+			issued_at BIGINT NOT NULL,
+			not_after BIGINT NOT NULL,
+			issuer TEXT NOT NULL,
+			subject TEXT NOT NULL,
+			project_path TEXT NOT NULL DEFAULT '',
+			claims TEXT NOT NULL
+		);
+		CREATE INDEX ca_certificates_issued ON ca_certificates(issued_at);
+		CREATE TABLE ca_certificate_claims (
+			cert_sha256 TEXT NOT NULL REFERENCES ca_certificates(sha256) ON DELETE CASCADE,
+			claim TEXT NOT NULL,
+			value TEXT NOT NULL,
+			PRIMARY KEY (cert_sha256, claim)
+		);
+		CREATE INDEX ca_certificate_claims_kv ON ca_certificate_claims(claim, value);
+		CREATE TABLE signature_facts (
+			field TEXT NOT NULL,
+			value TEXT{{bytewise}} NOT NULL,
+			created_at BIGINT NOT NULL,
+			signature_id BIGINT NOT NULL REFERENCES signatures(id) ON DELETE CASCADE,
+			repository_id BIGINT NOT NULL,
+			basis TEXT NOT NULL,
+			PRIMARY KEY (field, value, created_at, signature_id)
+		)` + noRowid + `;
+		CREATE INDEX signature_facts_signature ON signature_facts(signature_id, field, value);`
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/opencontainers/go-digest"
@@ -11,7 +13,30 @@ import (
 	"github.com/hallmark-dev/hallmark/internal/meta"
 )
 
-// RecordSignatures implements meta.Signatures.
+// rowsPerInsert bounds the rows of one multi-row INSERT (SQLite allows
+// 32,766 parameters; the widest row here has 6).
+const rowsPerInsert = 500
+
+// insertRows inserts rows (each of the same width) with multi-row INSERTs:
+// head is "INSERT INTO t(cols) VALUES ", tail what follows the values
+// (e.g. " ON CONFLICT DO NOTHING").
+func insertRows(ctx context.Context, tx conn, head, tail string, rows [][]any) error {
+	for start := 0; start < len(rows); start += rowsPerInsert {
+		part := rows[start:min(start+rowsPerInsert, len(rows))]
+		args := make([]any, 0, len(part)*len(part[0]))
+		for _, r := range part {
+			args = append(args, r...)
+		}
+		if _, err := tx.exec(ctx, head+placeholders(len(part), len(part[0]))+tail, args...); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// RecordSignatures implements meta.Signatures. With each new signature it
+// stores its facts (meta.Facts), from its annotations, certificate and the
+// claims the CA recorded for its certificate.
 func (s *Store) RecordSignatures(ctx context.Context, sigs []meta.Signature) (int, error) {
 	if len(sigs) == 0 {
 		return 0, nil
@@ -25,25 +50,64 @@ func (s *Store) RecordSignatures(ctx context.Context, sigs []meta.Signature) (in
 	return added, err
 }
 
-const sigColumns = `s.id, r.name, s.subject_digest, s.manifest_digest, s.layer_digest, s.sig_key, s.kind, s.payload_type,
-	s.signer, s.cert_issuer, s.log_index, s.status, s.status_detail, s.created_at, s.generation`
+// certClaims returns the searchable claims the CA recorded for the
+// certificate with hex SHA-256 sha (none for "" or a certificate it did
+// not issue).
+func certClaims(ctx context.Context, q conn, sha string) (map[string]string, error) {
+	if sha == "" {
+		return nil, nil
+	}
+	rows, err := q.query(ctx, `SELECT claim, value FROM ca_certificate_claims WHERE cert_sha256 = ?`, sha)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out map[string]string
+	for rows.Next() {
+		var k, v string
+		if err := rows.Scan(&k, &v); err != nil {
+			return nil, err
+		}
+		if out == nil {
+			out = map[string]string{}
+		}
+		out[k] = v
+	}
+	return out, rows.Err()
+}
 
-func (s *Store) querySignatures(ctx context.Context, q string, args ...any) ([]meta.Signature, error) {
+const sigColumns = `s.id, r.name, s.subject_digest, s.manifest_digest, s.layer_digest, s.sig_key, s.kind, s.payload_type,
+	s.signer, s.cert_issuer, s.log_index, s.status, s.status_detail, s.created_at, s.cert_sha256, s.repository_id, s.generation`
+
+// loadOptions say what querySignatures adds to each signature beyond its
+// row, annotations and the CA's record: nil slices mean everything.
+type loadOptions struct {
+	extensions []string // certificate extensions, by OID
+	facts      []string // facts, by field
+	tags       bool     // the signed image's tags
+}
+
+// querySignatures runs q (selecting sigColumns) and completes each
+// signature with its annotations, certificate extensions, facts and the
+// CA's record of its certificate, as o says.
+func (s *Store) querySignatures(ctx context.Context, o loadOptions, q string, args ...any) ([]meta.Signature, error) {
 	rows, err := s.r.query(ctx, q, args...)
 	if err != nil {
 		return nil, err
 	}
 	var out []meta.Signature
+	var repoIDs []int64
 	for rows.Next() {
 		var sg meta.Signature
 		var subj, man, layer string
 		var logIndex sql.NullInt64
-		var created int64
+		var created, rid int64
 		if err := rows.Scan(&sg.ID, &sg.Repository, &subj, &man, &layer, &sg.Key, &sg.Kind, &sg.PayloadType,
-			&sg.Signer, &sg.CertIssuer, &logIndex, &sg.Status, &sg.StatusDetail, &created, &sg.Generation); err != nil {
+			&sg.Signer, &sg.CertIssuer, &logIndex, &sg.Status, &sg.StatusDetail, &created, &sg.CertSHA256, &rid, &sg.Generation); err != nil {
 			rows.Close()
 			return nil, err
 		}
+		repoIDs = append(repoIDs, rid)
 		sg.Subject, sg.Manifest, sg.Layer = digest.Digest(subj), digest.Digest(man), digest.Digest(layer)
 		if logIndex.Valid {
 			v := logIndex.Int64
@@ -56,47 +120,160 @@ func (s *Store) querySignatures(ctx context.Context, q string, args ...any) ([]m
 	if err := rows.Err(); err != nil {
 		return nil, err
 	}
+	if len(out) == 0 {
+		return out, nil
+	}
 	ids := make([]int64, len(out))
+	var shas []string
 	for i := range out {
 		ids[i] = out[i].ID
+		if c := out[i].CertSHA256; c != "" && !slices.Contains(shas, c) {
+			shas = append(shas, c)
+		}
 	}
-	ann, err := s.stringMaps(ctx, `SELECT signature_id, key, value FROM signature_annotations WHERE signature_id IN (%s)`, ids)
+	ann, err := stringMaps(ctx, s.r, `SELECT signature_id, key, value FROM signature_annotations WHERE signature_id IN (%s)`, ids)
 	if err != nil {
 		return nil, err
 	}
-	ext, err := s.stringMaps(ctx, `SELECT signature_id, oid, value FROM signature_cert_extensions WHERE signature_id IN (%s)`, ids)
+	extQ := `SELECT signature_id, oid, value FROM signature_cert_extensions WHERE signature_id IN (%s)`
+	if o.extensions != nil {
+		extQ += ` AND oid IN (` + quoted(o.extensions) + `)`
+	}
+	ext, err := stringMaps(ctx, s.r, extQ, ids)
 	if err != nil {
 		return nil, err
+	}
+	var facts map[int64][]meta.Fact
+	if o.facts == nil || len(o.facts) > 0 {
+		if facts, err = s.facts(ctx, ids, o.facts); err != nil {
+			return nil, err
+		}
+	}
+	certs, err := s.certificateRecords(ctx, shas)
+	if err != nil {
+		return nil, err
+	}
+	var tags map[imageKey][]string
+	if o.tags {
+		if tags, err = s.imageTags(ctx, out, repoIDs); err != nil {
+			return nil, err
+		}
 	}
 	for i := range out {
-		out[i].Annotations, out[i].CertExtensions = ann[out[i].ID], ext[out[i].ID]
-		if out[i].Annotations == nil {
-			out[i].Annotations = map[string]string{}
+		sg := &out[i]
+		sg.Annotations, sg.CertExtensions, sg.Facts = ann[sg.ID], ext[sg.ID], facts[sg.ID]
+		if sg.Annotations == nil {
+			sg.Annotations = map[string]string{}
 		}
-		if out[i].CertExtensions == nil {
-			out[i].CertExtensions = map[string]string{}
+		if sg.CertExtensions == nil {
+			sg.CertExtensions = map[string]string{}
+		}
+		if c, ok := certs[sg.CertSHA256]; ok {
+			sg.Certificate = &c
+		}
+		if o.tags {
+			sg.Tags = tags[imageKey{repoIDs[i], sg.Subject.String()}]
+			if sg.Tags == nil {
+				sg.Tags = []string{}
+			}
 		}
 	}
 	return out, nil
 }
 
-// SearchCertificate implements meta.Signatures.
-func (s *Store) SearchCertificate(ctx context.Context, oid, value string, limit int) ([]meta.Signature, error) {
-	if limit <= 0 {
-		limit = 100
+// quoted is a SQL list of string literals of known-safe values (OIDs and
+// field names defined in code, never input).
+func quoted(vals []string) string {
+	q := make([]string, len(vals))
+	for i, v := range vals {
+		q[i] = "'" + strings.ReplaceAll(v, "'", "''") + "'"
 	}
-	return s.querySignatures(ctx, `SELECT `+sigColumns+` FROM signature_cert_extensions c
-		JOIN signatures s ON s.id = c.signature_id JOIN repositories r ON r.id = s.repository_id
-		WHERE c.oid = ? AND c.value = ? ORDER BY s.created_at DESC, s.id DESC LIMIT ?`, oid, value, limit)
+	return strings.Join(q, ",")
 }
 
-// SearchSigner implements meta.Signatures.
-func (s *Store) SearchSigner(ctx context.Context, signer string, limit int) ([]meta.Signature, error) {
-	if limit <= 0 {
-		limit = 100
+// imageKey is an image in a repository, by repository id.
+type imageKey struct {
+	repo   int64
+	digest string
+}
+
+// imageTags returns the tags of the images the signatures sign (one
+// query: an OR of (repository, digest) pairs, each an index lookup).
+func (s *Store) imageTags(ctx context.Context, sigs []meta.Signature, repoIDs []int64) (map[imageKey][]string, error) {
+	out := map[imageKey][]string{}
+	var keys []imageKey
+	seen := map[imageKey]bool{}
+	for i, sg := range sigs {
+		k := imageKey{repoIDs[i], sg.Subject.String()}
+		if !seen[k] {
+			seen[k] = true
+			keys = append(keys, k)
+		}
 	}
-	return s.querySignatures(ctx, `SELECT `+sigColumns+` FROM signatures s JOIN repositories r ON r.id = s.repository_id
-		WHERE s.signer = ? ORDER BY s.created_at DESC, s.id DESC LIMIT ?`, signer, limit)
+	for start := 0; start < len(keys); start += idsPerQuery {
+		part := keys[start:min(start+idsPerQuery, len(keys))]
+		conds := make([]string, len(part))
+		args := make([]any, 0, 2*len(part))
+		for i, k := range part {
+			conds[i] = `(m.repository_id = ? AND m.digest = ?)`
+			args = append(args, k.repo, k.digest)
+		}
+		rows, err := s.r.query(ctx, `SELECT m.repository_id, m.digest, t.name FROM manifests m CROSS JOIN tags t
+			WHERE t.manifest_id = m.id AND (`+strings.Join(conds, ` OR `)+`) ORDER BY t.name`, args...)
+		if err != nil {
+			return nil, err
+		}
+		for rows.Next() {
+			var k imageKey
+			var tag string
+			if err := rows.Scan(&k.repo, &k.digest, &tag); err != nil {
+				rows.Close()
+				return nil, err
+			}
+			out[k] = append(out[k], tag)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// facts returns the facts of the signatures ids (only those of fields,
+// when set).
+func (s *Store) facts(ctx context.Context, ids []int64, fields []string) (map[int64][]meta.Fact, error) {
+	only := ""
+	if fields != nil {
+		only = ` AND field IN (` + quoted(fields) + `)`
+	}
+	out := map[int64][]meta.Fact{}
+	for start := 0; start < len(ids); start += idsPerQuery {
+		part := ids[start:min(start+idsPerQuery, len(ids))]
+		args := make([]any, len(part))
+		for i, id := range part {
+			args[i] = id
+		}
+		rows, err := s.r.query(ctx, `SELECT signature_id, field, value, basis FROM signature_facts WHERE signature_id IN (`+
+			placeholders(len(part), 1)+`)`+only+` ORDER BY signature_id, field, value`, args...)
+		if err != nil {
+			return nil, err
+		}
+		for rows.Next() {
+			var id int64
+			var f meta.Fact
+			if err := rows.Scan(&id, &f.Field, &f.Value, &f.Basis); err != nil {
+				rows.Close()
+				return nil, err
+			}
+			out[id] = append(out[id], f)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
 }
 
 // idsPerQuery bounds the ids of one IN list (SQLite allows 32,766
@@ -106,7 +283,7 @@ const idsPerQuery = 500
 // stringMaps runs q (with %s for the placeholders of an IN list of ids,
 // selecting id, key, value) for ids and returns the key/value map of each
 // id: one query per idsPerQuery ids instead of one per signature.
-func (s *Store) stringMaps(ctx context.Context, q string, ids []int64) (map[int64]map[string]string, error) {
+func stringMaps(ctx context.Context, c conn, q string, ids []int64) (map[int64]map[string]string, error) {
 	out := map[int64]map[string]string{}
 	for start := 0; start < len(ids); start += idsPerQuery {
 		part := ids[start:min(start+idsPerQuery, len(ids))]
@@ -114,7 +291,7 @@ func (s *Store) stringMaps(ctx context.Context, q string, ids []int64) (map[int6
 		for i, id := range part {
 			args[i] = id
 		}
-		rows, err := s.r.query(ctx, fmt.Sprintf(q, placeholders(len(part), 1)), args...)
+		rows, err := c.query(ctx, fmt.Sprintf(q, placeholders(len(part), 1)), args...)
 		if err != nil {
 			return nil, err
 		}
@@ -138,20 +315,11 @@ func (s *Store) stringMaps(ctx context.Context, q string, ids []int64) (map[int6
 	return out, nil
 }
 
-// ListSignatures implements meta.Signatures.
+// ListSignatures implements meta.Signatures (the image page: one index
+// range on repository and subject).
 func (s *Store) ListSignatures(ctx context.Context, repo string, subject digest.Digest) ([]meta.Signature, error) {
-	return s.querySignatures(ctx, `SELECT `+sigColumns+` FROM signatures s JOIN repositories r ON r.id = s.repository_id
+	return s.querySignatures(ctx, loadOptions{}, `SELECT `+sigColumns+` FROM signatures s JOIN repositories r ON r.id = s.repository_id
 		WHERE r.name = ? AND s.subject_digest = ? ORDER BY s.created_at, s.id`, repo, subject.String())
-}
-
-// SearchAnnotation implements meta.Signatures.
-func (s *Store) SearchAnnotation(ctx context.Context, key, value string, limit int) ([]meta.Signature, error) {
-	if limit <= 0 {
-		limit = 100
-	}
-	return s.querySignatures(ctx, `SELECT `+sigColumns+` FROM signature_annotations a
-		JOIN signatures s ON s.id = a.signature_id JOIN repositories r ON r.id = s.repository_id
-		WHERE a.key = ? AND a.value = ? ORDER BY s.created_at DESC, s.id DESC LIMIT ?`, key, value, limit)
 }
 
 // TagsOf implements meta.Signatures.
@@ -171,4 +339,62 @@ func (s *Store) TagsOf(ctx context.Context, repo string, d digest.Digest) ([]str
 		tags = append(tags, t)
 	}
 	return tags, rows.Err()
+}
+
+// backfillFacts computes the facts of the signatures recorded before
+// migration 6 (they have no certificate hash, so no CA claims), 500 at a
+// time.
+func backfillFacts(ctx context.Context, tx conn) error {
+	var last int64
+	for {
+		rows, err := tx.query(ctx, `SELECT s.id, s.repository_id, r.name, s.signer, s.cert_issuer, s.created_at
+			FROM signatures s JOIN repositories r ON r.id = s.repository_id WHERE s.id > ? ORDER BY s.id LIMIT ?`, last, idsPerQuery)
+		if err != nil {
+			return err
+		}
+		type sigRow struct {
+			sig          meta.Signature
+			rid, created int64
+		}
+		var batch []sigRow
+		for rows.Next() {
+			var r sigRow
+			if err := rows.Scan(&r.sig.ID, &r.rid, &r.sig.Repository, &r.sig.Signer, &r.sig.CertIssuer, &r.created); err != nil {
+				rows.Close()
+				return err
+			}
+			batch = append(batch, r)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		if len(batch) == 0 {
+			return nil
+		}
+		ids := make([]int64, len(batch))
+		for i, r := range batch {
+			ids[i] = r.sig.ID
+		}
+		ann, err := stringMaps(ctx, tx, `SELECT signature_id, key, value FROM signature_annotations WHERE signature_id IN (%s)`, ids)
+		if err != nil {
+			return err
+		}
+		ext, err := stringMaps(ctx, tx, `SELECT signature_id, oid, value FROM signature_cert_extensions WHERE signature_id IN (%s)`, ids)
+		if err != nil {
+			return err
+		}
+		var facts [][]any
+		for _, r := range batch {
+			r.sig.Annotations, r.sig.CertExtensions = ann[r.sig.ID], ext[r.sig.ID]
+			for _, f := range meta.Facts(&r.sig, nil) {
+				facts = append(facts, []any{f.Field, f.Value, r.created, r.sig.ID, r.rid, f.Basis})
+			}
+		}
+		if err := insertRows(ctx, tx, `INSERT INTO signature_facts(field, value, created_at, signature_id, repository_id, basis) VALUES `,
+			` ON CONFLICT DO NOTHING`, facts); err != nil {
+			return err
+		}
+		last = batch[len(batch)-1].sig.ID
+	}
 }

@@ -123,10 +123,20 @@ func (s *Store) tx1(ctx context.Context, fn func(conn) error) error {
 	return tx.Commit()
 }
 
+// ensureRepo returns the id of repository name, creating it if needed with
+// its project: the project whose path is the longest of name and its
+// '/'-prefixes (auth's rule), kept up to date by CreateProject and
+// DeleteProject.
 func ensureRepo(ctx context.Context, tx conn, name string, now int64) (int64, error) {
 	var id int64
-	err := tx.queryRow(ctx, `INSERT INTO repositories(name, created_at) VALUES (?, ?)
-		ON CONFLICT(name) DO UPDATE SET name = excluded.name RETURNING id`, name, now).Scan(&id)
+	cands := projectCandidates(name)
+	if len(cands) == 0 {
+		cands = []any{""}
+	}
+	args := append([]any{name, now}, cands...)
+	err := tx.queryRow(ctx, `INSERT INTO repositories(name, created_at, project_id) VALUES (?, ?,
+		(SELECT id FROM projects WHERE path IN (`+placeholders(len(cands), 1)+`) ORDER BY length(path) DESC LIMIT 1))
+		ON CONFLICT(name) DO UPDATE SET name = excluded.name RETURNING id`, args...).Scan(&id)
 	return id, err
 }
 
