@@ -56,8 +56,8 @@ type Server struct {
 
 	tuf *tuf.Repository // TUF repository of the trust material
 
-	indexer *index.Indexer // signature index: queue workers, trust policies
-	policy *policy.Service // pull policy: quarantine, require-signature
+	indexer *index.Indexer  // signature index: queue workers, trust policies
+	policy  *policy.Service // pull policy: quarantine, require-signature
 }
 
 // New opens the listener on cfg.Addr (so a ":0" port is known from here
