@@ -187,6 +187,13 @@ func (sb *SigstoreBundle) leaf() (*x509.Certificate, []*x509.Certificate, error)
 	return certs[0], certs[1:], nil
 }
 
+// Certificate returns the bundle's signing certificate (nil for a
+// key-based bundle), unverified: for display; VerifySigstoreBundle checks it.
+func (sb *SigstoreBundle) Certificate() (*x509.Certificate, error) {
+	c, _, err := sb.leaf()
+	return c, err
+}
+
 // BundleCheck says what a bundle must be about.
 type BundleCheck struct {
 	ImageDigest string // the statement must have this subject digest
