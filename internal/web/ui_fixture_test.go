@@ -278,7 +278,20 @@ func (v *visitor) do(method, path string, form url.Values, hdr ...string) respon
 
 func (v *visitor) get(path string) response { v.t.Helper(); return v.do(http.MethodGet, path, nil) }
 
-var csrfRE = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
+var (
+	csrfRE      = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
+	loginCSRFRE = regexp.MustCompile(`(?s)action="/ui/login">.*?name="csrf" value="([^"]+)"`)
+)
+
+// loginCSRF returns the CSRF token of the sign-in form in body.
+func loginCSRF(t testing.TB, body string) string {
+	t.Helper()
+	m := loginCSRFRE.FindStringSubmatch(body)
+	if m == nil {
+		t.Fatalf("no sign-in form in the page:\n%s", body)
+	}
+	return m[1]
+}
 
 // csrf returns the CSRF token of the first form in body.
 func csrf(t testing.TB, body string) string {
@@ -294,7 +307,7 @@ func csrf(t testing.TB, body string) string {
 func (v *visitor) login(user string) response {
 	v.t.Helper()
 	page := v.get("/ui/login")
-	return v.do(http.MethodPost, "/ui/login", url.Values{"user": {user}, "password": {v.e.Passwords[user]}, "csrf": {csrf(v.t, page.Body)},
+	return v.do(http.MethodPost, "/ui/login", url.Values{"user": {user}, "password": {v.e.Passwords[user]}, "csrf": {loginCSRF(v.t, page.Body)},
 		"next": {"/ui/"}}, "Origin", v.e.URL, "Sec-Fetch-Site", "same-origin")
 }
 
@@ -309,3 +322,14 @@ func (v *visitor) sessionCookie() *http.Cookie {
 }
 
 var errNoBrowser = errors.New("no browser")
+
+// adminTool opens the server's database as the management CLI does.
+func (e *consoleEnv) adminTool(t testing.TB) *auth.Admin {
+	t.Helper()
+	adm, closeFn, err := server.OpenAuthAdmin(context.Background(), e.DataDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { closeFn() })
+	return adm
+}
