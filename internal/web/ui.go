@@ -196,13 +196,14 @@ func (ui *UI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // securityHeaders: no inline script or style anywhere (the CSP allows only
-// the console's own files), no framing, no referrer to other sites.
+// the console's own files), no framing, no referrer to other sites (same-origin: a
+// form POST then carries its real Origin, which no-referrer would blank).
 func securityHeaders(h http.Header) {
 	h.Set("Content-Security-Policy", "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "+
 		"form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("X-Frame-Options", "DENY")
-	h.Set("Referrer-Policy", "no-referrer")
+	h.Set("Referrer-Policy", "same-origin")
 	h.Set("Cross-Origin-Opener-Policy", "same-origin")
 }
 

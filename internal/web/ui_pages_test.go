@@ -51,7 +51,7 @@ func TestConsolePages(t *testing.T) {
 		{"overview", "/ui/", admin, []string{"Overview", "Recent pushes", "Recent signatures", "Tree size", "signature verified", "demo/app"}},
 		{"repositories", "/ui/repositories", admin, []string{"demo/app", "secret/app"}},
 		{"repositories filtered", "/ui/repositories?q=secret", admin, []string{"secret/app"}},
-		{"repository", "/ui/repo/demo/app", admin, []string{e.Tag, "verified", "unsigned", "contradicted", e.Commit[:12]}},
+		{"repository", "/ui/repo/demo/app", admin, []string{e.Tag, "verified", "unsigned", "contradicted", e.Commit[:12], "contradicts certificate"}},
 		{"repository with artifacts", "/ui/repo/demo/app?artifacts=1", admin, []string{".sig", ".att"}},
 		{"repository verified only", "/ui/repo/demo/app?status=verified", admin, []string{e.Tag}},
 		{"image", imagePath(e.Signed), admin, []string{"Signatures and attestations", "com.gitlab.ci.commit.sha", "attested",
@@ -68,7 +68,7 @@ func TestConsolePages(t *testing.T) {
 			r := tc.v.get(tc.path)
 			wantStatus(t, tc.path, r, http.StatusOK, tc.contains...)
 			for h, want := range map[string]string{"Content-Type": "text/html; charset=utf-8", "X-Content-Type-Options": "nosniff",
-				"Cache-Control": "no-store", "X-Frame-Options": "DENY", "Referrer-Policy": "no-referrer"} {
+				"Cache-Control": "no-store", "X-Frame-Options": "DENY", "Referrer-Policy": "same-origin"} {
 				if got := r.Header.Get(h); got != want {
 					t.Errorf("%s: %s = %q, want %q", tc.path, h, got, want)
 				}

@@ -134,6 +134,9 @@ type tagRow struct {
 	Issuer   string
 	Commit   *link
 	Pipeline *link
+	// Contradicted lists the signed annotations the signature's
+	// certificate contradicts.
+	Contradicted []string
 }
 
 type repositoryData struct {
@@ -262,7 +265,7 @@ func (ui *UI) tagRows(r *http.Request, repo string, tags []meta.TagInfo, artifac
 		row.Status = ImageStatus(counts[row.Digest])
 		if s := representative(latest, row.Digest, row.Status); s != nil {
 			row.Signer, row.Issuer = s.Signer, s.CertIssuer
-			row.Commit, row.Pipeline = ciLinks(s)
+			row.Commit, row.Pipeline, row.Contradicted = ciLinks(s)
 		}
 	}
 	return rows, nil
@@ -338,8 +341,8 @@ func extOID(n int) string { return "1.3.6.1.4.1.57264.1." + strconv.Itoa(n) }
 
 // ciLinks returns the commit and pipeline (or job) of a signature: from
 // the certificate where it attests them, else from the signed annotations
-// (marked self-asserted).
-func ciLinks(s *meta.Signature) (commit, pipeline *link) {
+// (marked self-asserted); and the annotations the certificate contradicts.
+func ciLinks(s *meta.Signature) (commit, pipeline *link, contradicted []string) {
 	ext := s.CertExtensions
 	if sha := ext[extOID(extCommit)]; sha != "" {
 		commit = &link{Label: shortSHA(sha), URL: commitURL(ext[extOID(extSourceRepo)], ext[extOID(extIssuer)], sha), Attested: true}
@@ -349,6 +352,9 @@ func ciLinks(s *meta.Signature) (commit, pipeline *link) {
 	marks := map[string]string{}
 	for _, c := range verify.CheckProvenance(indexedCertificate(ext), anyMap(s.Annotations)) {
 		marks[c.Annotation] = c.Status
+		if c.Status == verify.ProvenanceContradiction {
+			contradicted = append(contradicted, c.Annotation)
+		}
 	}
 	switch {
 	case s.Annotations["com.gitlab.ci.pipeline.url"] != "":
@@ -368,7 +374,7 @@ func ciLinks(s *meta.Signature) (commit, pipeline *link) {
 	if pipeline != nil {
 		pipeline.URL = safeLink(pipeline.URL)
 	}
-	return commit, pipeline
+	return commit, pipeline, contradicted
 }
 
 // commitURL links a commit on its forge: GitHub's /commit/<sha>, GitLab's
