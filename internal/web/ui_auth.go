@@ -33,6 +33,9 @@ func (ui *UI) readForm(w http.ResponseWriter, r *http.Request, v *Visitor) bool 
 	if err := r.ParseForm(); err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
+			// Close rather than read the rest of the body to keep the
+			// connection (net/http would wait for up to 256 KiB more).
+			w.Header().Set("Connection", "close")
 			ui.errorPage(w, r, v, http.StatusRequestEntityTooLarge, "Form too large", "The form is larger than "+strconv.Itoa(maxFormBody)+" bytes.")
 			return false
 		}
