@@ -4,6 +4,6 @@
 // (repository path prefixes with visibility and member roles), personal
 // access tokens, CI job tokens (and their revocation), OIDC ID-token logins,
 // failed-login throttling by client address (behind trusted proxies too),
-// the cache of verified access tokens, the provenance API's authorizer and
-// the audit log.
+// the cache of verified access tokens, the provenance API's authorizer,
+// the web console's sessions and the audit log.
 package auth
