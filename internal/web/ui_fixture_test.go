@@ -2,7 +2,6 @@ package web_test
 
 import (
 	"context"
-	"errors"
 	"io"
 	"log/slog"
 	"maps"
@@ -320,8 +319,6 @@ func (v *visitor) sessionCookie() *http.Cookie {
 	}
 	return nil
 }
-
-var errNoBrowser = errors.New("no browser")
 
 // adminTool opens the server's database as the management CLI does.
 func (e *consoleEnv) adminTool(t testing.TB) *auth.Admin {
