@@ -78,43 +78,21 @@ func (ui *UI) repositories(w http.ResponseWriter, r *http.Request, v *Visitor) {
 		}
 	}
 	d := repositoriesData{Query: filter}
-	cursor, scanned := after, 0
-	for len(d.Rows) < pageRows && scanned < pageScan {
-		names, more, err := ui.store.SearchRepositories(ctx, filter, cursor, scanBatch)
-		if err != nil {
-			ui.internalError(w, r, v, err)
-			return
-		}
-		for i, name := range names {
-			scanned++
-			cursor = name
-			ok, err := v.may(ctx, name)
-			if err != nil {
-				ui.internalError(w, r, v, err)
-				return
-			}
-			if !ok {
-				continue
-			}
-			row := repoRow{Name: name}
+	d.Rows, d.Next, _, err = scanPage(after,
+		func(cursor string) ([]string, bool, error) { return ui.store.SearchRepositories(ctx, filter, cursor, scanBatch) },
+		func(name string) string { return name },
+		func(name string) (bool, error) { return v.may(ctx, name) },
+		func(name string) repoRow {
 			if s := stats[name]; s != nil {
-				row = *s
+				row := *s
 				row.HasImages = true
+				return row
 			}
-			d.Rows = append(d.Rows, row)
-			if len(d.Rows) == pageRows {
-				if i < len(names)-1 || more {
-					d.Next = name
-				}
-				break
-			}
-		}
-		if !more {
-			break
-		}
-		if len(d.Rows) < pageRows && scanned >= pageScan {
-			d.Next = cursor
-		}
+			return repoRow{Name: name}
+		})
+	if err != nil {
+		ui.internalError(w, r, v, err)
+		return
 	}
 	ui.render(w, r, http.StatusOK, "repositories", page{Title: "Repositories", Nav: "repositories", V: v, Data: d})
 }
@@ -178,44 +156,64 @@ func (ui *UI) repository(w http.ResponseWriter, r *http.Request, v *Visitor, raw
 		return
 	}
 	d := repositoryData{Repository: repo, Status: filter, Artifacts: artifacts, Statuses: repoFilters}
+	d.Rows, d.Next, d.Scanned, err = scanPage(after,
+		func(cursor string) ([]tagRow, bool, error) {
+			tags, more, err := ui.store.ListTagInfo(ctx, repo, cursor, scanBatch, artifacts)
+			if err != nil {
+				return nil, false, err
+			}
+			rows, err := ui.tagRows(r, repo, tags, artifacts)
+			return rows, more, err
+		},
+		func(row tagRow) string { return row.Name },
+		func(row tagRow) (bool, error) { return statusMatches(filter, row.Status), nil },
+		func(row tagRow) tagRow { return row })
+	if errors.Is(err, meta.ErrRepositoryNotFound) {
+		ui.notFound(w, r, v, "There is no repository "+strconv.Quote(repo)+".")
+		return
+	}
+	if err != nil {
+		ui.internalError(w, r, v, err)
+		return
+	}
+	ui.render(w, r, http.StatusOK, "repository", page{Title: repo, Nav: "repositories", V: v, Data: d})
+}
+
+// scanPage fills one page of at most pageRows rows: it reads batches
+// after the cursor after (read says whether more follow), keeps the items
+// keep accepts, and stops after pageScan items. next is where the next
+// page starts ("" at the end), scanned how many items were read.
+func scanPage[T, R any](after string, read func(cursor string) ([]T, bool, error), key func(T) string,
+	keep func(T) (bool, error), row func(T) R) (rows []R, next string, scanned int, err error) {
 	cursor := after
-	for len(d.Rows) < pageRows && d.Scanned < pageScan {
-		tags, more, err := ui.store.ListTagInfo(ctx, repo, cursor, scanBatch, artifacts)
-		if errors.Is(err, meta.ErrRepositoryNotFound) {
-			ui.notFound(w, r, v, "There is no repository "+strconv.Quote(repo)+".")
-			return
-		}
+	for len(rows) < pageRows && scanned < pageScan {
+		items, more, err := read(cursor)
 		if err != nil {
-			ui.internalError(w, r, v, err)
-			return
+			return nil, "", scanned, err
 		}
-		rows, err := ui.tagRows(r, repo, tags, artifacts)
-		if err != nil {
-			ui.internalError(w, r, v, err)
-			return
-		}
-		for i, row := range rows {
-			d.Scanned++
-			cursor = row.Name
-			if !statusMatches(filter, row.Status) {
+		for i, it := range items {
+			scanned++
+			cursor = key(it)
+			ok, err := keep(it)
+			if err != nil {
+				return nil, "", scanned, err
+			}
+			if !ok {
 				continue
 			}
-			d.Rows = append(d.Rows, row)
-			if len(d.Rows) == pageRows {
-				if i < len(rows)-1 || more {
-					d.Next = row.Name
+			rows = append(rows, row(it))
+			if len(rows) == pageRows {
+				if i < len(items)-1 || more {
+					next = cursor
 				}
-				break
+				return rows, next, scanned, nil
 			}
 		}
 		if !more {
-			break
-		}
-		if len(d.Rows) < pageRows && d.Scanned >= pageScan {
-			d.Next = cursor
+			return rows, "", scanned, nil
 		}
 	}
-	ui.render(w, r, http.StatusOK, "repository", page{Title: repo, Nav: "repositories", V: v, Data: d})
+	return rows, cursor, scanned, nil
 }
 
 func statusMatches(filter, status string) bool {

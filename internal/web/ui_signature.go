@@ -21,6 +21,7 @@ import (
 	"github.com/hallmark-dev/hallmark/internal/tlog"
 	"github.com/hallmark-dev/hallmark/pkg/oci"
 	"github.com/hallmark-dev/hallmark/pkg/payload"
+	"github.com/hallmark-dev/hallmark/pkg/provenance"
 	"github.com/hallmark-dev/hallmark/pkg/root"
 	"github.com/hallmark-dev/hallmark/pkg/verify"
 )
@@ -372,26 +373,7 @@ func (ui *UI) entryCheck(e *tlog.LogEntry, sg *signed) *entryView {
 func slsaSummary(st payload.Statement) *slsaView {
 	switch st.PredicateType {
 	case payload.PredicateSLSA1:
-		var p struct {
-			BuildDefinition struct {
-				BuildType            string         `json:"buildType"`
-				ExternalParameters   map[string]any `json:"externalParameters"`
-				ResolvedDependencies []struct {
-					URI    string            `json:"uri"`
-					Digest map[string]string `json:"digest"`
-				} `json:"resolvedDependencies"`
-			} `json:"buildDefinition"`
-			RunDetails struct {
-				Builder struct {
-					ID string `json:"id"`
-				} `json:"builder"`
-				Metadata struct {
-					InvocationID string `json:"invocationId"`
-					StartedOn    string `json:"startedOn"`
-					FinishedOn   string `json:"finishedOn"`
-				} `json:"metadata"`
-			} `json:"runDetails"`
-		}
+		var p provenance.SLSAProvenance
 		if json.Unmarshal(st.Predicate, &p) != nil {
 			return nil
 		}
