@@ -1,12 +1,15 @@
 package web_test
 
 import (
+	"io"
 	"net/http"
 	"net/url"
 	"strings"
 	"testing"
 
 	"github.com/google/go-containerregistry/pkg/name"
+
+	"github.com/hallmark-dev/hallmark/internal/testenv"
 )
 
 func imagePath(d name.Digest) string {
@@ -228,4 +231,25 @@ func TestConsoleMarkupInert(t *testing.T) {
 	q := v.get("/ui/repositories?q=" + url.QueryEscape(`"><script>alert(3)</script>`))
 	wantStatus(t, "filter with markup", q, http.StatusOK, "&#34;&gt;&lt;script&gt;alert(3)&lt;/script&gt;")
 	wantNot(t, "filter with markup", q, "<script>alert(3)")
+}
+
+// TestConsoleAuthOff: without access control every visitor sees every
+// repository, and there is no sign-in and no audit page.
+func TestConsoleAuthOff(t *testing.T) {
+	srv := testenv.StartServer(t, nil)
+	for path, want := range map[string]int{"/ui/": 200, "/ui/repositories": 200, "/ui/log": 200, "/ui/login": 404, "/ui/audit": 404,
+		"/ui": 200} {
+		resp, err := http.Get(srv.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("GET %s: HTTP %d, want %d", path, resp.StatusCode, want)
+		}
+		if strings.Contains(string(b), "Sign in") || strings.Contains(string(b), `href="/ui/audit"`) {
+			t.Errorf("GET %s: sign-in or audit link on a server without access control", path)
+		}
+	}
 }

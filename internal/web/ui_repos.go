@@ -79,7 +79,9 @@ func (ui *UI) repositories(w http.ResponseWriter, r *http.Request, v *Visitor) {
 	}
 	d := repositoriesData{Query: filter}
 	d.Rows, d.Next, _, err = scanPage(after,
-		func(cursor string) ([]string, bool, error) { return ui.store.SearchRepositories(ctx, filter, cursor, scanBatch) },
+		func(cursor string) ([]string, bool, error) {
+			return ui.store.SearchRepositories(ctx, filter, cursor, scanBatch)
+		},
 		func(name string) string { return name },
 		func(name string) (bool, error) { return v.may(ctx, name) },
 		func(name string) repoRow {
