@@ -22,13 +22,13 @@ import (
 // Bounds of the image page: how many of each list it shows, and how much
 // of a blob it reads.
 const (
-	imageSigRows   = 20
+	imageSigRows   = 15
 	imageTagRows   = 50
 	imageRefRows   = 50
 	imageLayerRows = 100
 	imagePlatforms = 64
 	imageLabels    = 40
-	imageAttRows   = 20
+	imageAttRows   = 5
 	maxConfigBlob  = 1 << 20
 	maxSigBlob     = 4 << 20
 )
