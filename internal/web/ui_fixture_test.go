@@ -45,11 +45,15 @@ type consoleEnv struct {
 	Unsigned                name.Digest
 	Private                 name.Digest // in a private project
 	XSS                     name.Digest // signed with markup in a tag and an annotation
+	Many                    name.Digest // signed manySigned times: more than a page
 	XSSTag                  string
 	// Users: alice is a plain user (no project), bob a reporter of the
 	// private project.
 	Passwords map[string]string
 }
+
+// manySigned is how often the image Many is signed: one page and one more.
+const manySigned = 16
 
 // FakeCommit is the commit the contradicted image's annotation claims.
 const FakeCommit = "0000000000000000000000000000000000000bad"
@@ -214,6 +218,14 @@ func populate(ctx context.Context, srv *server.Server, dir string) (*consoleEnv,
 	e.XSSTag = "x-script-alert-1"
 	if e.XSS, err = pushSign(xs, xss, "xss", e.XSSTag, true); err != nil {
 		return nil, err
+	}
+	if e.Many, err = pushSign(sess, env, "many", "many", false); err != nil {
+		return nil, err
+	}
+	for range manySigned {
+		if _, err := sess.Sign(ctx, e.Many, "many"); err != nil {
+			return nil, err
+		}
 	}
 	penv, err := jobs.Job(ctx, demo.JobRequest{Project: "secret/app", Ref: "main"})
 	if err != nil {

@@ -22,7 +22,7 @@ import (
 // Bounds of the image page: how many of each list it shows, and how much
 // of a blob it reads.
 const (
-	imageSigRows   = 15
+	imageSigRows   = 10
 	imageTagRows   = 50
 	imageRefRows   = 50
 	imageLayerRows = 100

@@ -1,9 +1,12 @@
 package web_test
 
 import (
+	"fmt"
+	"html"
 	"io"
 	"net/http"
 	"net/url"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -131,6 +134,37 @@ func TestConsoleImagePage(t *testing.T) {
 	wantStatus(t, "contradicted image", c, http.StatusOK, `data-mark="contradicted"`, FakeCommit, "contradict", "certificate says")
 	if !strings.Contains(c.Body, e.Commit) {
 		t.Error("the contradicted annotation does not show what the certificate attests")
+	}
+}
+
+// TestConsoleSignaturePages: an image with more keyless signatures than a
+// page shows them a page at a time, each page well under 100 KB.
+func TestConsoleSignaturePages(t *testing.T) {
+	e := sharedEnv(t)
+	v := e.visitor(t)
+	first := v.get(imagePath(e.Many))
+	wantStatus(t, "first page", first, http.StatusOK, "More signatures")
+	if n := strings.Count(first.Body, `<article class="sig`); n != 10 {
+		t.Errorf("first page: %d signatures, want 10", n)
+	}
+	if len(first.Body) > 100<<10 {
+		t.Errorf("a page of 10 keyless signatures is %d bytes", len(first.Body))
+	}
+	t.Logf("a page of 10 keyless signatures: %d bytes", len(first.Body))
+	next := regexp.MustCompile(`href="([^"]+)#signatures">More signatures`).FindStringSubmatch(first.Body)
+	if next == nil {
+		t.Fatal("no link to the next page")
+	}
+	second := v.get(html.UnescapeString(next[1]))
+	wantStatus(t, "second page", second, http.StatusOK)
+	if n := strings.Count(second.Body, `<article class="sig`); n != manySigned-10 {
+		t.Errorf("second page: %d signatures, want %d", n, manySigned-10)
+	}
+	if strings.Contains(second.Body, "More signatures") {
+		t.Error("the last page links to another")
+	}
+	if !strings.Contains(second.Body, `id="image-status">verified`) || !strings.Contains(second.Body, fmt.Sprintf("%d verified", manySigned)) {
+		t.Error("the second page does not show the image's status over all its signatures")
 	}
 }
 

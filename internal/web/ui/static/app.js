@@ -10,7 +10,9 @@
   document.querySelectorAll("button.copy").forEach(function (b) {
     b.hidden = false;
     b.addEventListener("click", function () {
-      var text = b.getAttribute("data-copy") || "";
+      // The text is the button's data-copy, else its command block's.
+      var pre = b.parentNode && b.parentNode.querySelector("pre");
+      var text = b.getAttribute("data-copy") || (pre ? pre.textContent : "");
       var done = function () { b.textContent = "Copied"; setTimeout(function () { b.textContent = "Copy"; }, 1500); };
       if (navigator.clipboard && navigator.clipboard.writeText) {
         navigator.clipboard.writeText(text).then(done, function () { b.textContent = "Select and copy"; });
