@@ -66,17 +66,12 @@ func (ui *UI) logPage(w http.ResponseWriter, r *http.Request, v *Visitor) {
 	d.Entry = ui.entryCheck(e, nil)
 	d.Body = entryBody(e.Body)
 	sigs, err := ui.store.SignaturesByLogIndex(ctx, int64(e.Index), 20)
+	if err == nil {
+		d.Signs, err = visible(ctx, v, sigs, func(s meta.Signature) string { return s.Repository }, len(sigs))
+	}
 	if err != nil {
 		ui.internalError(w, r, v, err)
 		return
-	}
-	for _, s := range sigs {
-		if ok, err := v.may(ctx, s.Repository); err != nil {
-			ui.internalError(w, r, v, err)
-			return
-		} else if ok {
-			d.Signs = append(d.Signs, s)
-		}
 	}
 	ui.render(w, r, http.StatusOK, "log", page{Title: "Log entry " + strconv.FormatUint(e.Index, 10), Nav: "log", V: v, Data: d})
 }

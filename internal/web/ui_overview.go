@@ -116,42 +116,45 @@ func (ui *UI) overview(w http.ResponseWriter, r *http.Request, v *Visitor) {
 	}
 	d.Signed = d.Images - byStatus[StatusUnsigned]
 	pushes, err := ui.store.RecentImages(ctx, recentScan)
+	if err == nil {
+		d.Pushes, err = visible(ctx, v, pushes, func(p meta.ImageRef) string { return p.Repository }, recentRows)
+	}
 	if err != nil {
 		ui.internalError(w, r, v, err)
 		return
-	}
-	for _, p := range pushes {
-		if len(d.Pushes) == recentRows {
-			break
-		}
-		if ok, err := v.may(ctx, p.Repository); err != nil {
-			ui.internalError(w, r, v, err)
-			return
-		} else if ok {
-			d.Pushes = append(d.Pushes, p)
-		}
 	}
 	sigs, err := ui.store.RecentSignatures(ctx, recentScan)
+	if err == nil {
+		d.Signatures, err = visible(ctx, v, sigs, func(s meta.Signature) string { return s.Repository }, recentRows)
+	}
 	if err != nil {
 		ui.internalError(w, r, v, err)
 		return
-	}
-	for _, s := range sigs {
-		if len(d.Signatures) == recentRows {
-			break
-		}
-		if ok, err := v.may(ctx, s.Repository); err != nil {
-			ui.internalError(w, r, v, err)
-			return
-		} else if ok {
-			d.Signatures = append(d.Signatures, s)
-		}
 	}
 	if d.Log, err = ui.logHead(ctx); err != nil {
 		ui.internalError(w, r, v, err)
 		return
 	}
 	ui.render(w, r, http.StatusOK, "overview", page{Title: "Overview", Nav: "overview", V: v, Data: d})
+}
+
+// visible returns the first n of items in repositories (repo) the
+// visitor may pull.
+func visible[T any](ctx context.Context, v *Visitor, items []T, repo func(T) string, n int) ([]T, error) {
+	var out []T
+	for _, it := range items {
+		if len(out) == n {
+			break
+		}
+		ok, err := v.may(ctx, repo(it))
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			out = append(out, it)
+		}
+	}
+	return out, nil
 }
 
 // logHead reads the log's head and checks its checkpoint's signature with
