@@ -7,7 +7,7 @@
 // the cache of verified access tokens, the JSON APIs' authorizer (callers
 // with their rights, e.g. maintainers for quarantines), whether a
 // registry client may push (producers are served unsigned images under
-// require-signature: enforce), the audit log (refused and warned pulls
+// require-signature: enforce), the web console's sessions, the audit log (refused and warned pulls
 // sampled per image), and external token services (--auth=token: GitLab's
 // /jwt/auth signs the tokens, the registry authorizes from their access
 // claim alone; external.go).

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -481,38 +482,53 @@ func (s *Service) RequireAdmin(next http.Handler) http.Handler {
 	})
 }
 
+// ParseAuditQuery reads the audit log filters of the JSON API and the
+// console: action, repository, user, since (RFC 3339 or a duration back
+// from now, e.g. 24h), limit (1-1000, default 100) and before (an event id,
+// for the next page). The error says which parameter is wrong.
+func ParseAuditQuery(q url.Values, now time.Time) (AuditQuery, error) {
+	aq := AuditQuery{Action: q.Get("action"), Repository: q.Get("repository"), Actor: q.Get("user"), Limit: 100}
+	if v := q.Get("since"); v != "" {
+		if t, err := time.Parse(time.RFC3339, v); err == nil {
+			aq.Since = t
+		} else if d, err := time.ParseDuration(v); err == nil && d > 0 {
+			aq.Since = now.Add(-d)
+		} else {
+			return aq, errors.New("since: use an RFC 3339 time or a duration such as 24h")
+		}
+	}
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 1000 {
+			return aq, errors.New("limit: use 1-1000")
+		}
+		aq.Limit = n
+	}
+	if v := q.Get("before"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 1 {
+			return aq, errors.New("before: use an event id from a previous page")
+		}
+		aq.Before = n
+	}
+	return aq, nil
+}
+
+// AuditEvents returns the audit events matching q, newest first (for
+// admins: callers check).
+func (s *Service) AuditEvents(ctx context.Context, q AuditQuery) ([]AuditEvent, error) {
+	return s.store.QueryAudit(ctx, q)
+}
+
 // AuditHandler serves GET /api/v1/audit?action=&repository=&user=&since=&limit=&before=
 // (admin only; wrap with RequireAdmin). since is RFC 3339 or a duration
 // back from now (e.g. 24h). Events come newest first; "next" pages on.
 func (s *Service) AuditHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		q := r.URL.Query()
-		aq := AuditQuery{Action: q.Get("action"), Repository: q.Get("repository"), Actor: q.Get("user"), Limit: 100}
-		if v := q.Get("since"); v != "" {
-			if t, err := time.Parse(time.RFC3339, v); err == nil {
-				aq.Since = t
-			} else if d, err := time.ParseDuration(v); err == nil && d > 0 {
-				aq.Since = s.cfg.Now().Add(-d)
-			} else {
-				writeJSONError(w, http.StatusBadRequest, "since: use an RFC 3339 time or a duration such as 24h")
-				return
-			}
-		}
-		if v := q.Get("limit"); v != "" {
-			n, err := strconv.Atoi(v)
-			if err != nil || n < 1 || n > 1000 {
-				writeJSONError(w, http.StatusBadRequest, "limit: use 1-1000")
-				return
-			}
-			aq.Limit = n
-		}
-		if v := q.Get("before"); v != "" {
-			n, err := strconv.ParseInt(v, 10, 64)
-			if err != nil || n < 1 {
-				writeJSONError(w, http.StatusBadRequest, "before: use an event id from a previous page")
-				return
-			}
-			aq.Before = n
+		aq, err := ParseAuditQuery(r.URL.Query(), s.cfg.Now())
+		if err != nil {
+			writeJSONError(w, http.StatusBadRequest, err.Error())
+			return
 		}
 		evs, err := s.store.QueryAudit(r.Context(), aq)
 		if err != nil {

@@ -120,6 +120,7 @@ type demoOutcome struct {
 	issuer      string
 	commit      string
 	project     string
+	console     string // the console page of the signed image
 }
 
 func (o *demoOptions) run(ctx context.Context, stdout, stderr io.Writer) error {
@@ -270,7 +271,8 @@ func (r *demoRun) pipeline(ctx context.Context, srv *server.Server, dataDir stri
 		return nil, err
 	}
 	return &demoOutcome{srvURL: srv.URL(), host: env["CI_REGISTRY"], dataDir: dataDir, fingerprint: trust.Fingerprint,
-		image: ref.String(), tag: tag, identity: sess.Identity(), issuer: sess.Issuer(), commit: commit, project: r.o.project}, nil
+		image: ref.String(), tag: tag, identity: sess.Identity(), issuer: sess.Issuer(), commit: commit, project: r.o.project,
+		console: srv.URL() + server.ConsolePath + "image/" + ref.Context().RepositoryStr() + "@" + ref.DigestStr()}, nil
 }
 
 func writeIndentedJSON(w io.Writer, raw []byte) error {
@@ -307,6 +309,7 @@ func printDemoNext(w io.Writer, o *demoOutcome, serving bool) {
 	fmt.Fprintf(w, "  metrics        %s/metrics\n", o.srvURL)
 	fmt.Fprintf(w, "  data dir       %s  (admin password: %s)\n", o.dataDir, pw)
 	fmt.Fprintf(w, "  signed image   %s  (tag %s)\n", o.image, o.tag)
+	fmt.Fprintf(w, "  console        %s  (sign in as admin: the project is private)\n", o.console)
 	fmt.Fprintf(w, "\nTry next:\n")
 	cmds := []struct{ comment, cmd string }{
 		{"trust the server's CA and transparency log, pinned by fingerprint (stored in " + filepath.Dir(trPath) + ")",

@@ -175,6 +175,17 @@ func TestDemoOnce(t *testing.T) {
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
+	// The console page of the signed image is printed, and answers (404
+	// to an anonymous visitor: the demo's project is private).
+	cm := demoConsoleRE.FindStringSubmatch(lastStderr)
+	if cm == nil || !strings.HasSuffix(cm[1], "@"+lastOut.verification[0].Critical.Image.Digest) {
+		t.Fatalf("no console URL of the signed image:\n%s", lastStderr)
+	}
+	if resp, err := http.Get(cm[1]); err != nil || resp.StatusCode != http.StatusNotFound || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/html") {
+		t.Errorf("GET %s anonymously: %v %v", cm[1], resp, err)
+	} else {
+		resp.Body.Close()
+	}
 	cmds := demoCmdRE.FindAllStringSubmatch(lastStderr, -1)
 	if len(cmds) < 3 || !strings.Contains(cmds[2][1], " verify ") {
 		t.Fatalf("want trust init, login and verify as the first commands:\n%s", lastStderr)
@@ -188,6 +199,8 @@ func TestDemoOnce(t *testing.T) {
 	}
 	checkVerifyJSON(t, cmds[2][1], rout.String(), lastOut.verification[0].Critical.Image.Digest, lastOut.verification[0].Optional["tag"].(string))
 }
+
+var demoConsoleRE = regexp.MustCompile(`(?m)^  console +(http://\S+/ui/image/\S+)  `)
 
 var demoServeRE = regexp.MustCompile(`(?m)^  (\S+ server --addr (\S+) --data-dir \S+)$`)
 

@@ -52,6 +52,9 @@ type Server struct {
 	// from, the service (aud) and issuer (iss) of its tokens, and the PEM
 	// file of its signing certificates and/or public keys.
 	TokenRealm, TokenService, TokenIssuer, TokenCert string
+	// SessionIdleTimeout ends a web console session after this long without
+	// a request (internal/auth sessions; they also end 12 h after sign-in).
+	SessionIdleTimeout time.Duration
 
 	// OIDC: built-in issuer and trusted external issuers (internal/oidc).
 	OIDCBuiltin      bool          // run the built-in CI job token issuer
@@ -83,6 +86,7 @@ func Defaults() Server {
 		OIDCJWKSCacheTTL: 10 * time.Minute,
 
 		TUFTimestampExpiry: 24 * time.Hour,
+		SessionIdleTimeout: 30 * time.Minute,
 	}
 }
 
@@ -100,6 +104,7 @@ func (c *Server) BindFlags(fs *pflag.FlagSet) {
 	fs.BoolVar(&c.SparseManifests, "sparse-manifests", c.SparseManifests, "accept manifests that name content the repository does not have (OCI 1.1 sparse manifests, e.g. an index mirrored with only some of its platforms): an index's child manifests and an image manifest's config and layers may be absent, and answer 404 until pushed; what is present must still match its descriptor. Off: such a push fails with MANIFEST_BLOB_UNKNOWN")
 	fs.DurationVar(&c.UploadTTL, "upload-ttl", c.UploadTTL, "remove upload sessions idle for longer than this")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "how long to wait for requests to finish on SIGINT/SIGTERM")
+	fs.DurationVar(&c.SessionIdleTimeout, "session-idle-timeout", c.SessionIdleTimeout, "sign web console users out after this long without a request (sessions end 12h after sign-in in any case)")
 	fs.DurationVar(&c.BodyReadTimeout, "body-read-timeout", c.BodyReadTimeout, "cut off a request body that sends less than 64 KiB (and does not end) within this long; a large upload may take any time as long as it keeps coming")
 	fs.StringSliceVar(&c.TrustedKeys, "trusted-key", c.TrustedKeys, "PEM public key file whose signatures the signature index marks verified (repeatable)")
 	fs.StringSliceVar(&c.TrustedRoots, "trusted-root", c.TrustedRoots, "sigstore trusted root (trusted_root.json, e.g. the public-good instance's) that projects' trust policies may name, as NAME=FILE or FILE (named by its base name without .json); repeatable; this server's own is named hallmark")
@@ -230,6 +235,9 @@ func (c *Server) Validate() error {
 	}
 	if c.UploadTTL <= 0 {
 		errs = append(errs, errors.New("upload-ttl must be positive"))
+	}
+	if c.SessionIdleTimeout < time.Minute || c.SessionIdleTimeout > 12*time.Hour {
+		errs = append(errs, fmt.Errorf("session-idle-timeout %v: use 1m to 12h", c.SessionIdleTimeout))
 	}
 	if c.BodyReadTimeout <= 0 {
 		errs = append(errs, errors.New("body-read-timeout must be positive (e.g. 30s): without it a client sending a byte at a time holds a connection and its buffered body forever"))

@@ -209,6 +209,47 @@ func (s *Session) Sign(ctx context.Context, ref name.Digest, tag string) (*Signe
 	return out, nil
 }
 
+// Attest attaches to ref, as `hallmark attest -y --ci-provenance` does in
+// the job, a keyless signed SLSA provenance v1 attestation built from the
+// job's environment (logged as a dsse entry, under the image's .att tag).
+// It returns the log index.
+func (s *Session) Attest(ctx context.Context, ref name.Digest) (int64, error) {
+	pred, err := provenance.CollectSLSA(s.lookup, time.Now())
+	if err != nil {
+		return 0, fmt.Errorf("SLSA provenance: %w", err)
+	}
+	raw, err := pred.JSON()
+	if err != nil {
+		return 0, err
+	}
+	h, err := v1.NewHash(ref.DigestStr())
+	if err != nil {
+		return 0, err
+	}
+	body, err := payload.NewStatement(payload.PredicateSLSA1, raw,
+		payload.Subject{Name: ref.Context().Name(), Digest: map[string]string{h.Algorithm: h.Hex}}).Bytes()
+	if err != nil {
+		return 0, err
+	}
+	if s.cfg.Key != nil {
+		return 0, errors.New("demo: attestations are keyless only")
+	}
+	log := &sign.TransparencyLog{URL: s.cfg.Trust.LogURL, Keys: s.cfg.Trust.Material.TlogKeys, HTTPClient: s.http}
+	ksg, err := sign.NewKeylessSigner(ctx, sign.KeylessConfig{CA: &sign.Fulcio{URL: s.cfg.Trust.CAURL, HTTPClient: s.http},
+		Token: s.env["SIGSTORE_ID_TOKEN"], Trust: s.cfg.Trust.Material, Log: log})
+	if err != nil {
+		return 0, fmt.Errorf("attesting %s: %w", ref, err)
+	}
+	sig, err := ksg.SignDSSE(ctx, payload.InTotoPayloadType, body)
+	if err != nil {
+		return 0, fmt.Errorf("attesting %s: %w", ref, err)
+	}
+	if _, err := sign.AttachAttestation(ref.Context(), h, sig, payload.PredicateSLSA1, false, sign.AttachOptions{Remote: s.remote(ctx)}); err != nil {
+		return 0, fmt.Errorf("attaching the attestation of %s: %w", ref, err)
+	}
+	return sig.LogIndex, nil
+}
+
 // VerifyOptions are the trust and checks of `hallmark verify
 // --certificate-identity IDENTITY --certificate-oidc-issuer ISSUER -a
 // tag=TAG` with trust (or, for key, `--key`).

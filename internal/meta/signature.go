@@ -1,7 +1,9 @@
 package meta
 
 import (
+	"regexp"
 	"slices"
+	"sync"
 
 	"github.com/opencontainers/go-digest"
 
@@ -54,3 +56,15 @@ func (m *Manifest) AttachmentSubject(tags []string) (digest.Digest, bool) {
 	}
 	return "", false
 }
+
+// artifactTagRE matches the tags cosign attaches to an image digest
+// (<alg>-<hex>.sig, .att, .sbom, ...) and the referrers API's fallback tag
+// (<alg>-<hex>), compiled on first use.
+var artifactTagRE = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`^(sha256-[0-9a-f]{64}|sha512-[0-9a-f]{128})(\.[a-z0-9]+)?$`)
+})
+
+// IsArtifactTag reports whether tag names an attachment of another image
+// (a signature, attestation or SBOM tag, or a referrers fallback tag)
+// rather than an image: consoles hide such tags by default.
+func IsArtifactTag(tag string) bool { return artifactTagRE().MatchString(tag) }

@@ -174,6 +174,10 @@ func build(ctx context.Context, cfg config.Server, log *slog.Logger, ln net.List
 		return nil, fmt.Errorf("ci: %w", err)
 	}
 	s.setupDownload(mux)
+	if err := s.setupConsole(mux); err != nil {
+		store.Close()
+		return nil, fmt.Errorf("console: %w", err)
+	}
 	s.handler = reqbody.Handler(mux, cfg.BodyReadTimeout)
 	return s, nil
 }

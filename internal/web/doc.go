@@ -8,4 +8,7 @@
 // and sigstore bundle exports. It also serves the projects' trust policies
 // (GET/PUT /api/v1/projects/{path}/policy) and index rebuilds, from
 // internal/index. The console builds on the same Searcher.
+// The web console (/ui/) lives here too: server-rendered pages of the same
+// data for people, with sessions and CSRF tokens from internal/auth and
+// templates and assets embedded (ui/).
 package web

@@ -74,6 +74,8 @@ func Run(t *testing.T, b Backend) {
 		{"Audit", testAudit},
 		{"UntrustedText", testUntrustedText},
 		{"TlogStorage", testTlogStorage},
+		{"Sessions", testSessions},
+		{"ConsoleQueries", testConsoleQueries},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel() // each case has a database of its own

@@ -250,6 +250,27 @@ var migrations = []Migration{
 	// one index range read newest first. Annotations get that time too.
 	{Version: 8, Name: "incident search: projects of repositories, CA claims, signature facts", SQL: incidentSearchSQL(""),
 		ByDialect: map[string]string{"sqlite": incidentSearchSQL(" WITHOUT ROWID")}, backfill: backfillFacts},
+
+	// web console (internal/web, internal/auth): sessions (only the hash
+	// of a session id is stored; a user's deletion or a PAT's ends them),
+	// and the indexes the console's bounded pages read through: newest
+	// manifests (recent pushes), signatures by log index (which image a log
+	// entry signs) and by id within an image (keyset pages).
+	{Version: 9, Name: "console sessions", SQL: `CREATE TABLE sessions (
+			id_hash TEXT PRIMARY KEY,
+			user_id BIGINT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+			pat_id BIGINT REFERENCES personal_access_tokens(id) ON DELETE CASCADE,
+			csrf_secret TEXT NOT NULL,
+			created_at BIGINT NOT NULL,
+			last_seen_at BIGINT NOT NULL,
+			expires_at BIGINT NOT NULL
+		);
+		CREATE INDEX sessions_user ON sessions(user_id);
+		CREATE INDEX sessions_expires ON sessions(expires_at);
+		CREATE INDEX sessions_last_seen ON sessions(last_seen_at);
+		CREATE INDEX manifests_created ON manifests(created_at);
+		CREATE INDEX signatures_log_index ON signatures(log_index);
+		CREATE INDEX signatures_subject_id ON signatures(repository_id, subject_digest, id);`},
 }
 
 // incidentSearchSQL is migration 8; noRowid is SQLite's WITHOUT ROWID for
@@ -296,4 +317,5 @@ func incidentSearchSQL(noRowid string) string {
 			PRIMARY KEY (field, value, created_at, signature_id)
 		)` + noRowid + `;
 		CREATE INDEX signature_facts_signature ON signature_facts(signature_id, field, value);`
+
 }

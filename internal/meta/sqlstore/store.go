@@ -337,6 +337,11 @@ func (s *Store) DeleteTag(ctx context.Context, repo, tag string) error {
 
 // Referrers implements meta.Manifests.
 func (s *Store) Referrers(ctx context.Context, repo string, d digest.Digest, artifactType string) ([]meta.Descriptor, error) {
+	return s.referrers(ctx, repo, d, artifactType, 0)
+}
+
+// referrers lists the referrers of d in repo, at most limit (0: all).
+func (s *Store) referrers(ctx context.Context, repo string, d digest.Digest, artifactType string, limit int) ([]meta.Descriptor, error) {
 	q := `SELECT m.media_type, m.digest, m.size, m.artifact_type, m.annotations FROM repositories r
 		JOIN manifests m ON m.repository_id = r.id WHERE r.name = ? AND m.subject_digest = ?`
 	args := []any{repo, d.String()}
@@ -344,7 +349,12 @@ func (s *Store) Referrers(ctx context.Context, repo string, d digest.Digest, art
 		q += ` AND m.artifact_type = ?`
 		args = append(args, artifactType)
 	}
-	rows, err := s.r.query(ctx, q+` ORDER BY m.created_at, m.id`, args...)
+	q += ` ORDER BY m.created_at, m.id`
+	if limit > 0 {
+		q += ` LIMIT ?`
+		args = append(args, limit)
+	}
+	rows, err := s.r.query(ctx, q, args...)
 	if err != nil {
 		return nil, err
 	}
