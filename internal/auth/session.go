@@ -229,4 +229,6 @@ func (z APIAuthorizer) PullCheck(p Principal) PullCheck {
 // SessionCaller is the API caller of a console session's principal p from
 // remote: what it may do (quarantine, for one) and see (search) is what
 // the JSON API would let it.
-func (z APIAuthorizer) SessionCaller(p Principal, remote string) Caller { return z.principalCaller(p, remote) }
+func (z APIAuthorizer) SessionCaller(p Principal, remote string) Caller {
+	return z.principalCaller(p, remote)
+}
