@@ -44,7 +44,13 @@ const (
 // under in repo: "[prefix]<alg>-<hex>.<suffix>", suffix SignatureSuffix or
 // AttestationSuffix.
 func AttachmentTag(repo name.Repository, prefix string, d v1.Hash, suffix string) name.Tag {
-	return repo.Tag(fmt.Sprintf("%s%s-%s.%s", prefix, d.Algorithm, d.Hex, suffix))
+	return repo.Tag(prefix + AttachmentTagName(digest.NewDigestFromEncoded(digest.Algorithm(d.Algorithm), d.Hex), suffix))
+}
+
+// AttachmentTagName is the tag (without prefix) cosign stores an
+// attachment of digest d under: "<alg>-<hex>.<suffix>".
+func AttachmentTagName(d digest.Digest, suffix string) string {
+	return fmt.Sprintf("%s-%s.%s", d.Algorithm(), d.Encoded(), suffix)
 }
 
 // SignatureTag returns the tag cosign stores the signatures of digest d
@@ -57,7 +63,14 @@ func SignatureTag(repo name.Repository, prefix string, d v1.Hash) name.Tag {
 // "<alg>-<hex>.sig" with alg sha256 or sha512 and the full lowercase hex
 // of that algorithm (no tag prefix).
 func SignedDigest(tag string) (digest.Digest, bool) {
-	rest, ok := strings.CutSuffix(tag, "."+SignatureSuffix)
+	return AttachedDigest(tag, SignatureSuffix)
+}
+
+// AttachedDigest returns the image digest an attachment tag with suffix
+// names (SignedDigest for SignatureSuffix), the inverse of
+// AttachmentTagName.
+func AttachedDigest(tag, suffix string) (digest.Digest, bool) {
+	rest, ok := strings.CutSuffix(tag, "."+suffix)
 	if !ok {
 		return "", false
 	}

@@ -4,6 +4,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/opencontainers/go-digest"
 )
 
@@ -244,4 +246,21 @@ func FuzzSignedDigest(f *testing.F) {
 			t.Fatalf("%q gave %q", tag, d)
 		}
 	})
+}
+
+func TestAttachedDigest(t *testing.T) {
+	d := digest.Digest("sha256:" + strings.Repeat("ab", 32))
+	for _, suffix := range []string{SignatureSuffix, AttestationSuffix} {
+		tag := AttachmentTagName(d, suffix)
+		if got, ok := AttachedDigest(tag, suffix); !ok || got != d {
+			t.Errorf("AttachedDigest(%q, %q) = %q, %v", tag, suffix, got, ok)
+		}
+	}
+	if _, ok := AttachedDigest(AttachmentTagName(d, AttestationSuffix), SignatureSuffix); ok {
+		t.Error("an .att tag parsed as a .sig tag")
+	}
+	repo, _ := name.NewRepository("example.com/app")
+	if got, want := AttachmentTag(repo, "p-", v1.Hash{Algorithm: "sha256", Hex: d.Encoded()}, AttestationSuffix).TagStr(), "p-"+AttachmentTagName(d, AttestationSuffix); got != want {
+		t.Errorf("AttachmentTag = %q, want %q", got, want)
+	}
 }

@@ -62,6 +62,12 @@ func Run(t *testing.T, b Backend) {
 		{"Audit", testAudit},
 		{"UntrustedText", testUntrustedText},
 		{"TlogStorage", testTlogStorage},
+		{"GCBlobs", testGCBlobs},
+		{"GCManifests", testGCManifests},
+		{"DeleteImage", testDeleteImage},
+		{"BlobDeletionClaims", testBlobDeletionClaims},
+		{"RetentionStore", testRetentionStore},
+		{"GCConcurrentPushes", testGCConcurrentPushes},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel() // each case has a database of its own

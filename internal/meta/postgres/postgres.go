@@ -48,6 +48,7 @@ func Dialect() *sqlstore.Dialect {
 		},
 		ForUpdate:      " FOR UPDATE",
 		ForShare:       " FOR SHARE",
+		SkipLocked:     " FOR UPDATE SKIP LOCKED",
 		LockMigrations: fmt.Sprintf("SELECT pg_advisory_xact_lock(%d)", int64(migrationLockKey)),
 		Retryable:      retryable,
 		Unavailable:    unavailable,

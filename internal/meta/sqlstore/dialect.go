@@ -30,6 +30,11 @@ type Dialect struct {
 	// sequencing transaction (" FOR UPDATE" on PostgreSQL; empty on SQLite,
 	// whose BEGIN IMMEDIATE already holds the database's write lock).
 	ForUpdate string
+	// SkipLocked is appended to the SELECT with which a garbage collection
+	// worker claims queued tasks (" FOR UPDATE SKIP LOCKED" on PostgreSQL,
+	// so replicas sharing the database take different tasks; empty on
+	// SQLite, whose write lock already serializes the workers).
+	SkipLocked string
 	// ForShare is appended to the checks that a manifest's references
 	// exist, so a concurrent unlink waits for the manifest's commit.
 	ForShare string

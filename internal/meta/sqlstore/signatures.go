@@ -38,7 +38,17 @@ func (s *Store) RecordSignatures(ctx context.Context, sigs []meta.Signature) (in
 				rid, sg.Subject.String(), sg.Manifest.String(), sg.Layer.String(), sg.Key, sg.Kind,
 				sg.PayloadType, sg.Signer, sg.CertIssuer, sg.LogIndex, sg.Status, sg.StatusDetail, created).Scan(&id)
 			if errors.Is(err, sql.ErrNoRows) {
-				continue // already indexed
+				// Already indexed; if its image was deleted and the
+				// signature is pushed again, it is listed again.
+				res, err := tx.exec(ctx, `UPDATE signatures SET deleted_at = NULL, manifest_digest = ?
+					WHERE repository_id = ? AND sig_key = ? AND deleted_at IS NOT NULL`, sg.Manifest.String(), rid, sg.Key)
+				if err != nil {
+					return err
+				}
+				if n, _ := res.RowsAffected(); n > 0 {
+					added++
+				}
+				continue
 			}
 			if err != nil {
 				return err
@@ -122,7 +132,7 @@ func (s *Store) SearchCertificate(ctx context.Context, oid, value string, limit 
 	}
 	return s.querySignatures(ctx, `SELECT `+sigColumns+` FROM signature_cert_extensions c
 		JOIN signatures s ON s.id = c.signature_id JOIN repositories r ON r.id = s.repository_id
-		WHERE c.oid = ? AND c.value = ? ORDER BY s.created_at DESC, s.id DESC LIMIT ?`, oid, value, limit)
+		WHERE c.oid = ? AND c.value = ? AND s.deleted_at IS NULL ORDER BY s.created_at DESC, s.id DESC LIMIT ?`, oid, value, limit)
 }
 
 // KnownSignatureKeys returns which of keys are recorded for repo (the
@@ -139,7 +149,7 @@ func (s *Store) KnownSignatureKeys(ctx context.Context, repo string, keys []stri
 			args = append(args, k)
 		}
 		rows, err := s.r.query(ctx, `SELECT s.sig_key FROM signatures s JOIN repositories r ON r.id = s.repository_id
-			WHERE r.name = ? AND s.sig_key IN (`+placeholders(n, 1)+`)`, args...)
+			WHERE r.name = ? AND s.deleted_at IS NULL AND s.sig_key IN (`+placeholders(n, 1)+`)`, args...)
 		if err != nil {
 			return nil, err
 		}
@@ -165,7 +175,7 @@ func (s *Store) SearchSigner(ctx context.Context, signer string, limit int) ([]m
 		limit = 100
 	}
 	return s.querySignatures(ctx, `SELECT `+sigColumns+` FROM signatures s JOIN repositories r ON r.id = s.repository_id
-		WHERE s.signer = ? ORDER BY s.created_at DESC, s.id DESC LIMIT ?`, signer, limit)
+		WHERE s.signer = ? AND s.deleted_at IS NULL ORDER BY s.created_at DESC, s.id DESC LIMIT ?`, signer, limit)
 }
 
 // idsPerQuery bounds the ids of one IN list (SQLite allows 32,766
@@ -210,7 +220,7 @@ func (s *Store) stringMaps(ctx context.Context, q string, ids []int64) (map[int6
 // ListSignatures implements meta.Signatures.
 func (s *Store) ListSignatures(ctx context.Context, repo string, subject digest.Digest) ([]meta.Signature, error) {
 	return s.querySignatures(ctx, `SELECT `+sigColumns+` FROM signatures s JOIN repositories r ON r.id = s.repository_id
-		WHERE r.name = ? AND s.subject_digest = ? ORDER BY s.created_at, s.id`, repo, subject.String())
+		WHERE r.name = ? AND s.subject_digest = ? AND s.deleted_at IS NULL ORDER BY s.created_at, s.id`, repo, subject.String())
 }
 
 // SearchAnnotation implements meta.Signatures.
@@ -220,7 +230,7 @@ func (s *Store) SearchAnnotation(ctx context.Context, key, value string, limit i
 	}
 	return s.querySignatures(ctx, `SELECT `+sigColumns+` FROM signature_annotations a
 		JOIN signatures s ON s.id = a.signature_id JOIN repositories r ON r.id = s.repository_id
-		WHERE a.key = ? AND a.value = ? ORDER BY s.created_at DESC, s.id DESC LIMIT ?`, key, value, limit)
+		WHERE a.key = ? AND a.value = ? AND s.deleted_at IS NULL ORDER BY s.created_at DESC, s.id DESC LIMIT ?`, key, value, limit)
 }
 
 // TagsOf implements meta.Signatures.
