@@ -207,7 +207,7 @@ func testGCManifests(t *testing.T, b Backend) {
 	moved := put("app", "moved", "", "v3")
 	put("app", "mover", "", "v3") // v3 moves: "moved" is untagged
 	byDigest := put("app", "bydigest", "")
-	sbom := put("app", "sbom", tagged.Digest)    // referrer of a live image
+	sbom := put("app", "sbom", tagged.Digest) // referrer of a live image
 	dangling := put("app", "dangling", digest.FromString("gone"))
 	child := put("app", "child", "")
 	idx := &meta.Manifest{Repository: "app", MediaType: oci.MediaTypeOCIIndex, Payload: []byte(`{"index":1}`),
