@@ -55,6 +55,7 @@ Start with "hallmark demo", which runs the whole flow on the embedded defaults.`
 	root.AddCommand(newAttestCmd(), newVerifyAttestationCmd())
 	root.AddCommand(newDemoCmd())
 	root.AddCommand(newMigrateCmd())
+	root.AddCommand(newGCCmd(), newBackupCmd(), newRestoreCmd())
 	root.AddCommand(newTUFCmd(), newCACmd())
 	return root
 }

@@ -44,6 +44,31 @@ type CollectOptions struct {
 	// Keep, if set, is asked before a manifest is deleted; true keeps it
 	// (quarantined evidence) and postpones its review by another grace.
 	Keep func(ctx context.Context, repo string, d digest.Digest) (bool, error)
+	// After claims only tasks after this one (a dry run, which removes no
+	// task, pages through the queue with the batches' Next).
+	After Cursor
+}
+
+// Cursor is a position in a review queue, ordered by queue time, then
+// key (a blob's digest, a manifest's id).
+type Cursor struct {
+	Queued int64
+	Digest string
+	ID     int64
+}
+
+// BlobBatch is the outcome of one blob collection batch.
+type BlobBatch struct {
+	Deleted  []BlobDeletion
+	Reviewed int    // tasks claimed (0: none was due)
+	Next     Cursor // the last task claimed
+}
+
+// ManifestBatch is the outcome of one manifest collection batch.
+type ManifestBatch struct {
+	Deleted  []DeletedManifest
+	Reviewed int
+	Next     Cursor
 }
 
 // Due is the queue time at or before which a review is due.

@@ -20,6 +20,7 @@ import (
 	"github.com/hallmark-dev/hallmark/internal/auth"
 	"github.com/hallmark-dev/hallmark/internal/ca"
 	"github.com/hallmark-dev/hallmark/internal/config"
+	"github.com/hallmark-dev/hallmark/internal/gc"
 	"github.com/hallmark-dev/hallmark/internal/index"
 	"github.com/hallmark-dev/hallmark/internal/keystore"
 	"github.com/hallmark-dev/hallmark/internal/meta"
@@ -55,6 +56,9 @@ type Server struct {
 	trust   *trust    // published trusted root and signing config
 
 	tuf *tuf.Repository // TUF repository of the trust material
+
+	gc        *gc.Collector // garbage collection and retention
+	gcMetrics *gcMetrics
 }
 
 // New opens the listener on cfg.Addr (so a ":0" port is known from here
@@ -151,6 +155,10 @@ func build(ctx context.Context, cfg config.Server, log *slog.Logger, ln net.List
 	mux.Handle("GET /readyz", m.instrument("readyz", http.HandlerFunc(s.ready)))
 	api := http.NewServeMux()
 	web.NewAPI(store, log, s.webOptions()...).Register(api)
+	if err := s.setupGC(store, api, reg); err != nil {
+		store.Close()
+		return nil, fmt.Errorf("gc: %w", err)
+	}
 	mux.Handle("/api/", m.instrument("api", api))
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	if err := s.setupCI(mux); err != nil {
@@ -229,6 +237,7 @@ func (s *Server) Run(ctx context.Context, ready func(addr net.Addr)) error {
 	}
 	fresh := trackFreshConns(srv)
 	go s.janitor(ctx)
+	go s.collect(ctx)
 	go s.maintainTUF(ctx)
 	s.log.Info("hallmark server listening", "addr", ln.Addr().String(), "data_dir", s.cfg.DataDir)
 	if ready != nil {

@@ -24,12 +24,12 @@ func now() meta.CollectOptions {
 
 func collectBlobs(t *testing.T, s *sqlstore.Store, o meta.CollectOptions) []digest.Digest {
 	t.Helper()
-	dels, _, err := s.CollectBlobs(ctx, o)
+	b, err := s.CollectBlobs(ctx, o)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var out []digest.Digest
-	for _, d := range dels {
+	for _, d := range b.Deleted {
 		out = append(out, d.Digest)
 	}
 	slices.Sort(out)
@@ -90,6 +90,25 @@ func testGCBlobs(t *testing.T, b Backend) {
 	if p := pending(t, s); p.Blobs != 4 || p.Deletions != 0 {
 		t.Fatalf("pending after a dry run %+v", p)
 	}
+	// A dry run pages through the queue with the batches' cursor.
+	o.Limit = 1
+	var paged []digest.Digest
+	for range 10 {
+		b, err := s.CollectBlobs(ctx, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if b.Reviewed == 0 {
+			break
+		}
+		for _, d := range b.Deleted {
+			paged = append(paged, d.Digest)
+		}
+		o.After = b.Next
+	}
+	if slices.Sort(paged); !slices.Equal(paged, want) {
+		t.Fatalf("paged dry run collected %v, want %v", paged, want)
+	}
 	if n, err := s.BlobSize(ctx, "app", loose); err != nil || n != 5 {
 		t.Fatalf("after a dry run: %d, %v", n, err)
 	}
@@ -97,15 +116,15 @@ func testGCBlobs(t *testing.T, b Backend) {
 	// A batch is bounded by its limit.
 	o = now()
 	o.Limit = 1
-	if _, n, err := s.CollectBlobs(ctx, o); err != nil || n != 1 {
-		t.Fatalf("limited batch reviewed %d, %v", n, err)
+	if b, err := s.CollectBlobs(ctx, o); err != nil || b.Reviewed != 1 {
+		t.Fatalf("limited batch reviewed %d, %v", b.Reviewed, err)
 	}
-	dels, _, err := s.CollectBlobs(ctx, now())
+	b1, err := s.CollectBlobs(ctx, now())
 	if err != nil {
 		t.Fatal(err)
 	}
-	dels2, _, _ := s.CollectBlobs(ctx, now())
-	dels = append(dels, dels2...)
+	b2, _ := s.CollectBlobs(ctx, now())
+	dels := append(b1.Deleted, b2.Deleted...)
 	sizes := map[digest.Digest]int64{}
 	for _, d := range dels {
 		sizes[d.Digest] = d.Size
@@ -228,12 +247,12 @@ func testGCManifests(t *testing.T, b Backend) {
 	dry.DryRun = true
 	collect := func(o meta.CollectOptions) []digest.Digest {
 		t.Helper()
-		ms, _, err := s.CollectManifests(ctx, o)
+		b, err := s.CollectManifests(ctx, o)
 		if err != nil {
 			t.Fatal(err)
 		}
 		var out []digest.Digest
-		for _, m := range ms {
+		for _, m := range b.Deleted {
 			out = append(out, m.Digest)
 		}
 		slices.Sort(out)
@@ -512,9 +531,9 @@ func testRetentionStore(t *testing.T, b Backend) {
 		t.Errorf("moved tag: %v", err)
 	}
 	// group/app's first manifest lost both tags: queued for review.
-	ms, _, err := s.CollectManifests(ctx, now())
-	if err != nil || len(ms) != 1 || ms[0].Digest != tags[0].Digest {
-		t.Errorf("untagged by retention: %+v, %v", ms, err)
+	mb, err := s.CollectManifests(ctx, now())
+	if err != nil || len(mb.Deleted) != 1 || mb.Deleted[0].Digest != tags[0].Digest {
+		t.Errorf("untagged by retention: %+v, %v", mb.Deleted, err)
 	}
 	if err := s.DeleteRetention(ctx, "group/app"); err != nil {
 		t.Fatal(err)
@@ -546,13 +565,13 @@ func testGCConcurrentPushes(t *testing.T, b Backend) {
 						return
 					default:
 					}
-					dels, _, err := st.CollectBlobs(ctx, now())
+					b, err := st.CollectBlobs(ctx, now())
 					if err != nil {
 						t.Error(err)
 						return
 					}
 					var ds []digest.Digest
-					for _, d := range dels {
+					for _, d := range b.Deleted {
 						ds = append(ds, d.Digest)
 					}
 					if err := st.FinishBlobDeletions(ctx, ds); err != nil {

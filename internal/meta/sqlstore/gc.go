@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 	"slices"
 	"time"
 
@@ -376,17 +377,31 @@ func (s *Store) DeleteImage(ctx context.Context, repo string, d digest.Digest) (
 }
 
 // CollectBlobs runs one blob collection batch: it claims up to o.Limit due
-// blob reviews, and of those blobs no manifest of any repository
-// references it deletes the rows (links and blob) and tombstones the
-// digest, in one transaction. The caller deletes the returned blobs'
-// objects, then calls FinishBlobDeletions. reviewed counts the reviews
-// claimed (0: none was due).
-func (s *Store) CollectBlobs(ctx context.Context, o meta.CollectOptions) (deleted []meta.BlobDeletion, reviewed int, err error) {
+// blob reviews (after o.After), and of those blobs no manifest of any
+// repository references it deletes the rows (links and blob) and
+// tombstones the digest, in one transaction. The caller deletes the
+// deleted blobs' objects, then calls FinishBlobDeletions.
+func (s *Store) CollectBlobs(ctx context.Context, o meta.CollectOptions) (meta.BlobBatch, error) {
 	started := time.Now().UnixNano()
-	err = s.txDry(ctx, o.DryRun, func(tx conn) error {
-		deleted, reviewed = nil, 0
-		claimed, err := strings1(ctx, tx, `SELECT digest FROM gc_blob_review_queue WHERE queued_at <= ? ORDER BY queued_at LIMIT ?`+s.d.SkipLocked, o.Due(), max(o.Limit, 1))
-		if err != nil || len(claimed) == 0 {
+	var b meta.BlobBatch
+	err := s.txDry(ctx, o.DryRun, func(tx conn) error {
+		b = meta.BlobBatch{Next: o.After}
+		rows, err := tx.query(ctx, `SELECT digest, queued_at FROM gc_blob_review_queue
+			WHERE queued_at <= ? AND (queued_at > ? OR (queued_at = ? AND digest > ?))
+			ORDER BY queued_at, digest LIMIT ?`+s.d.SkipLocked, o.Due(), o.After.Queued, o.After.Queued, o.After.Digest, max(o.Limit, 1))
+		if err != nil {
+			return err
+		}
+		var claimed []string
+		for rows.Next() {
+			if err := rows.Scan(&b.Next.Digest, &b.Next.Queued); err != nil {
+				rows.Close()
+				return err
+			}
+			claimed = append(claimed, b.Next.Digest)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil || len(claimed) == 0 {
 			return err
 		}
 		slices.Sort(claimed)
@@ -404,7 +419,7 @@ func (s *Store) CollectBlobs(ctx context.Context, o meta.CollectOptions) (delete
 			return err
 		}
 		sizes := map[string]int64{}
-		rows, err := tx.query(ctx, `SELECT digest, size FROM blobs WHERE digest IN (`+in+`)`, anys(claimed)...)
+		rows, err = tx.query(ctx, `SELECT digest, size FROM blobs WHERE digest IN (`+in+`)`, anys(claimed)...)
 		if err != nil {
 			return err
 		}
@@ -442,7 +457,7 @@ func (s *Store) CollectBlobs(ctx context.Context, o meta.CollectOptions) (delete
 					size = -1
 				}
 				args = append(args, d, size, started)
-				deleted = append(deleted, meta.BlobDeletion{Digest: digest.Digest(d), Size: size})
+				b.Deleted = append(b.Deleted, meta.BlobDeletion{Digest: digest.Digest(d), Size: size})
 			}
 			if _, err := tx.exec(ctx, `INSERT INTO gc_blob_deletions(digest, size, started_at) VALUES `+placeholders(len(garbage), 3)+` ON CONFLICT(digest) DO NOTHING`, args...); err != nil {
 				return err
@@ -451,10 +466,10 @@ func (s *Store) CollectBlobs(ctx context.Context, o meta.CollectOptions) (delete
 		if _, err := tx.exec(ctx, `DELETE FROM gc_blob_review_queue WHERE digest IN (`+in+`)`, anys(claimed)...); err != nil {
 			return err
 		}
-		reviewed = len(claimed)
+		b.Reviewed = len(claimed)
 		return nil
 	})
-	return deleted, reviewed, err
+	return b, err
 }
 
 // FinishBlobDeletions removes the tombstones of ds, whose objects are
@@ -507,13 +522,28 @@ type candidate struct {
 // up to o.Limit due manifest reviews and deletes, as DeleteImage does, the
 // manifests that have no tag, are no child of an index in their
 // repository and are no referrer of a manifest there, unless o.Keep keeps
-// them. reviewed counts the reviews claimed (0: none was due).
-func (s *Store) CollectManifests(ctx context.Context, o meta.CollectOptions) (deleted []meta.DeletedManifest, reviewed int, err error) {
+// them.
+func (s *Store) CollectManifests(ctx context.Context, o meta.CollectOptions) (meta.ManifestBatch, error) {
 	now := time.Now().UnixNano()
-	err = s.txDry(ctx, o.DryRun, func(tx conn) error {
-		deleted, reviewed = nil, 0
-		claimed, err := ints1(ctx, tx, `SELECT manifest_id FROM gc_manifest_review_queue WHERE queued_at <= ? ORDER BY queued_at LIMIT ?`+s.d.SkipLocked, o.Due(), max(o.Limit, 1))
-		if err != nil || len(claimed) == 0 {
+	var b meta.ManifestBatch
+	err := s.txDry(ctx, o.DryRun, func(tx conn) error {
+		b = meta.ManifestBatch{Next: o.After}
+		rows, err := tx.query(ctx, `SELECT manifest_id, queued_at FROM gc_manifest_review_queue
+			WHERE queued_at <= ? AND (queued_at > ? OR (queued_at = ? AND manifest_id > ?))
+			ORDER BY queued_at, manifest_id LIMIT ?`+s.d.SkipLocked, o.Due(), o.After.Queued, o.After.Queued, o.After.ID, max(o.Limit, 1))
+		if err != nil {
+			return err
+		}
+		var claimed []int64
+		for rows.Next() {
+			if err := rows.Scan(&b.Next.ID, &b.Next.Queued); err != nil {
+				rows.Close()
+				return err
+			}
+			claimed = append(claimed, b.Next.ID)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil || len(claimed) == 0 {
 			return err
 		}
 		slices.Sort(claimed)
@@ -521,7 +551,7 @@ func (s *Store) CollectManifests(ctx context.Context, o meta.CollectOptions) (de
 		// Lock the manifests: a push tagging one, or an index naming one
 		// as its child (FOR SHARE), waits for this transaction or is seen
 		// by the checks below.
-		rows, err := tx.query(ctx, `SELECT id, repository_id, digest, subject_digest FROM manifests WHERE id IN (`+in+`) ORDER BY id`+s.d.ForUpdate, anys(claimed)...)
+		rows, err = tx.query(ctx, `SELECT id, repository_id, digest, subject_digest FROM manifests WHERE id IN (`+in+`) ORDER BY id`+s.d.ForUpdate, anys(claimed)...)
 		if err != nil {
 			return err
 		}
@@ -587,12 +617,12 @@ func (s *Store) CollectManifests(ctx context.Context, o meta.CollectOptions) (de
 			if err != nil {
 				return err
 			}
-			deleted = append(deleted, ms...)
+			b.Deleted = append(b.Deleted, ms...)
 		}
-		reviewed = len(claimed)
+		b.Reviewed = len(claimed)
 		return nil
 	})
-	return deleted, reviewed, err
+	return b, err
 }
 
 // manifestInUse reports whether an untagged manifest is still part of
@@ -630,8 +660,9 @@ func (s *Store) GCPending(ctx context.Context) (meta.GCPending, error) {
 // modification time) that no blob row, review or deletion names: objects
 // left behind by a crash before garbage collection existed, or whose
 // removal a crash undid. Each is due a grace period after its
-// modification time. It returns how many it queued.
-func (s *Store) QueueUnknownBlobs(ctx context.Context, objects map[digest.Digest]time.Time) (int, error) {
+// modification time. It returns how many it queued (with dryRun: found,
+// and queues none).
+func (s *Store) QueueUnknownBlobs(ctx context.Context, objects map[digest.Digest]time.Time, dryRun bool) (int, error) {
 	ds := make([]string, 0, len(objects))
 	for d := range objects {
 		ds = append(ds, d.String())
@@ -640,7 +671,7 @@ func (s *Store) QueueUnknownBlobs(ctx context.Context, objects map[digest.Digest
 	queued := 0
 	err := chunks(ds, func(part []string) error {
 		n := 0
-		err := s.tx(ctx, func(tx conn) error {
+		err := s.txDry(ctx, dryRun, func(tx conn) error {
 			in := placeholders(len(part), 1)
 			args := anys(part)
 			args = append(append(args, anys(part)...), anys(part)...)
@@ -667,4 +698,67 @@ func (s *Store) QueueUnknownBlobs(ctx context.Context, objects map[digest.Digest
 		return err
 	})
 	return queued, err
+}
+
+// ListBlobs calls fn for every blob row (digest and size), in digest
+// order, reading a page at a time.
+func (s *Store) ListBlobs(ctx context.Context, fn func(d digest.Digest, size int64) error) error {
+	after := ""
+	for {
+		rows, err := s.r.query(ctx, `SELECT digest, size FROM blobs WHERE digest > ? ORDER BY digest LIMIT 1000`, after)
+		if err != nil {
+			return err
+		}
+		type row struct {
+			d    string
+			size int64
+		}
+		var page []row
+		for rows.Next() {
+			var r row
+			if err := rows.Scan(&r.d, &r.size); err != nil {
+				rows.Close()
+				return err
+			}
+			page = append(page, r)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		for _, r := range page {
+			if err := fn(digest.Digest(r.d), r.size); err != nil {
+				return err
+			}
+		}
+		if len(page) < 1000 {
+			return nil
+		}
+		after = page[len(page)-1].d
+	}
+}
+
+// ForgetBlobs deletes the rows (links, blob, review) of blobs ds whose
+// objects are gone, in one transaction, or fails if a manifest references
+// one of them (a backup's snapshot drops the blobs garbage collection
+// removed after it was taken).
+func (s *Store) ForgetBlobs(ctx context.Context, ds []digest.Digest) error {
+	return s.tx(ctx, func(tx conn) error {
+		return chunks(ds, func(part []digest.Digest) error {
+			in := placeholders(len(part), 1)
+			ref, err := strings1(ctx, tx, `SELECT DISTINCT child_digest FROM manifest_references WHERE child_digest IN (`+in+`)`, anys(part)...)
+			if err != nil {
+				return err
+			}
+			if len(ref) > 0 {
+				return fmt.Errorf("blob %s is referenced by a manifest but missing from the blob store (%d such blobs)", ref[0], len(ref))
+			}
+			for _, q := range []string{`DELETE FROM repository_blobs WHERE digest IN (`, `DELETE FROM blobs WHERE digest IN (`, `DELETE FROM gc_blob_review_queue WHERE digest IN (`} {
+				if _, err := tx.exec(ctx, q+in+`)`, anys(part)...); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	})
 }

@@ -445,3 +445,19 @@ func (s *Store) list(ctx context.Context, q string, n int, args ...any) ([]strin
 	}
 	return out, false, nil
 }
+
+// IntegrityCheck runs SQLite's integrity check (after a restore); other
+// databases check themselves.
+func (s *Store) IntegrityCheck(ctx context.Context) error {
+	if s.d.Name != "sqlite" {
+		return nil
+	}
+	var res string
+	if err := s.r.queryRow(ctx, `PRAGMA integrity_check`).Scan(&res); err != nil {
+		return err
+	}
+	if res != "ok" {
+		return fmt.Errorf("integrity check: %s", res)
+	}
+	return nil
+}
