@@ -7,4 +7,6 @@
 // certificate's Fulcio extensions, annotations, log index and the outcome
 // as a status (verified, invalid, unverified) in the metadata database. It
 // checks nothing itself; nothing here can fail a push or crash the server.
+// When an image is deleted (with its signatures), the index keeps its
+// signatures as history, marked deleted and no longer served.
 package index

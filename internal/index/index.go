@@ -97,8 +97,12 @@ func (ix *Indexer) ManifestPushed(ctx context.Context, m *meta.Manifest, tags []
 	}
 }
 
-// ManifestDeleted implements registry.EventSink. Signatures stay in the
-// index as history of what was signed.
+// ManifestDeleted implements registry.EventSink. The store already did
+// what a delete means for the index, in the delete's transaction: the
+// signatures the deleted manifests carried, and those of a deleted image,
+// stay as history of what was signed but are marked deleted, so the
+// provenance API no longer lists or finds them; pushed again, they are
+// listed again. The transparency log keeps every entry.
 func (ix *Indexer) ManifestDeleted(context.Context, string, string) {}
 
 // Signatures parses the signatures in m (none if m is not a signature

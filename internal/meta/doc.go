@@ -5,5 +5,6 @@
 // meta/postgres (shared by replicas); meta/metatest is the contract suite
 // both pass. The registry sees only these interfaces.
 // Manifest.SignatureSubject is the one rule for what counts as a signature
-// manifest (the indexer and the audit log both use it).
+// manifest (the indexer, the audit log and image deletes use it). The
+// store also keeps garbage collection's review queues (internal/gc).
 package meta
