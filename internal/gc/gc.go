@@ -52,7 +52,7 @@ const (
 	// afterwards).
 	DefaultGrace = 24 * time.Hour
 	// DefaultBatch is the tasks one collection transaction claims.
-	DefaultBatch = 500
+	DefaultBatch = 100
 	// DefaultRetentionEvery is how often each project's policy runs.
 	DefaultRetentionEvery = time.Hour
 	// deleteTimeout bounds one batch of object deletions: a collector

@@ -138,6 +138,7 @@ func scenarios() []Scenario {
 		{Name: "signing", Help: "hallmark sign/verify vs cosign sign/verify wall time (key, no log), and one verify call over -batch-images images vs the ECDSA P-256 limit", Run: signingScenario},
 		{Name: "tlog", Help: "transparency log: durable appends/s at -conns clients, and entry + inclusion proof latency at 1,000,000 entries (HALLMARK_BENCH_TLOG_SIZE)", Run: tlogScenario},
 		{Name: "keyless", Help: "keyless hallmark sign/verify vs cosign sign/verify wall time against the same Hallmark server as registry, CA and log (own server, built-in issuer token)", Run: keylessScenario},
+		{Name: "gc", Help: "online garbage collection: image push p99 while hallmark gc sweeps 100,000 unreferenced blobs (HALLMARK_BENCH_GC_BLOBS) vs no sweep, target <= 1.5x; the sweep's duration (own server)", Run: gcScenario},
 		{Name: "load", Help: "load test, auth on: 50 concurrent CI jobs push, sign (keyless; then with a key) and verify 500 images; images/s per cycle and phase, latency percentiles, zero errors, batch re-verify, index count (own server; HALLMARK_BENCH_LOAD_CLIENTS/_IMAGES/_MODES)", Run: loadScenario},
 	}
 }

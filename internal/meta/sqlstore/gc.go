@@ -386,9 +386,11 @@ func (s *Store) CollectBlobs(ctx context.Context, o meta.CollectOptions) (meta.B
 	var b meta.BlobBatch
 	err := s.txDry(ctx, o.DryRun, func(tx conn) error {
 		b = meta.BlobBatch{Next: o.After}
+		// The index on (queued_at, digest) serves the order and the
+		// cursor (a row-value comparison): a batch reads only its rows.
 		rows, err := tx.query(ctx, `SELECT digest, queued_at FROM gc_blob_review_queue
-			WHERE queued_at <= ? AND (queued_at > ? OR (queued_at = ? AND digest > ?))
-			ORDER BY queued_at, digest LIMIT ?`+s.d.SkipLocked, o.Due(), o.After.Queued, o.After.Queued, o.After.Digest, max(o.Limit, 1))
+			WHERE queued_at <= ? AND (queued_at, digest) > (?, ?)
+			ORDER BY queued_at, digest LIMIT ?`+s.d.SkipLocked, o.Due(), o.After.Queued, o.After.Digest, max(o.Limit, 1))
 		if err != nil {
 			return err
 		}
@@ -529,8 +531,8 @@ func (s *Store) CollectManifests(ctx context.Context, o meta.CollectOptions) (me
 	err := s.txDry(ctx, o.DryRun, func(tx conn) error {
 		b = meta.ManifestBatch{Next: o.After}
 		rows, err := tx.query(ctx, `SELECT manifest_id, queued_at FROM gc_manifest_review_queue
-			WHERE queued_at <= ? AND (queued_at > ? OR (queued_at = ? AND manifest_id > ?))
-			ORDER BY queued_at, manifest_id LIMIT ?`+s.d.SkipLocked, o.Due(), o.After.Queued, o.After.Queued, o.After.ID, max(o.Limit, 1))
+			WHERE queued_at <= ? AND (queued_at, manifest_id) > (?, ?)
+			ORDER BY queued_at, manifest_id LIMIT ?`+s.d.SkipLocked, o.Due(), o.After.Queued, o.After.ID, max(o.Limit, 1))
 		if err != nil {
 			return err
 		}

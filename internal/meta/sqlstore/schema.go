@@ -194,7 +194,7 @@ var migrations = []Migration{
 			queued_at BIGINT NOT NULL,
 			event TEXT NOT NULL
 		);
-		CREATE INDEX gc_blob_review_queue_queued ON gc_blob_review_queue(queued_at);
+		CREATE INDEX gc_blob_review_queue_queued ON gc_blob_review_queue(queued_at, digest);
 		CREATE TABLE gc_blob_deletions (
 			digest TEXT PRIMARY KEY,
 			size BIGINT NOT NULL,
@@ -205,7 +205,7 @@ var migrations = []Migration{
 			queued_at BIGINT NOT NULL,
 			event TEXT NOT NULL
 		);
-		CREATE INDEX gc_manifest_review_queue_queued ON gc_manifest_review_queue(queued_at);
+		CREATE INDEX gc_manifest_review_queue_queued ON gc_manifest_review_queue(queued_at, manifest_id);
 		CREATE TABLE project_retention (
 			project_id BIGINT PRIMARY KEY REFERENCES projects(id) ON DELETE CASCADE,
 			policy TEXT NOT NULL,
