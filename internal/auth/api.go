@@ -3,6 +3,7 @@ package auth
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"slices"
 	"time"
@@ -170,4 +171,33 @@ func (e *EventLimit) Allow(key string, now time.Time) (ok bool, retry time.Durat
 	}
 	ok, retry, _ = e.l.check(key, now)
 	return ok, max(retry, time.Second)
+}
+
+// AuthorizeProject authenticates r for an API that manages project (its
+// retention policy): Basic credentials of any kind Authenticate accepts,
+// or Bearer <admin token>. Admins may manage every project, members with
+// delete rights (maintainers, and their PATs with the delete scope) their
+// own. It returns the caller's name for the audit log; ErrBadCredentials,
+// a *ThrottledError, an error wrapping ErrForbidden for callers who may
+// see the project but not manage it, or ErrNotFound for those who may not
+// see it.
+func (z APIAuthorizer) AuthorizeProject(r *http.Request, project string) (string, error) {
+	p, err := z.s.requestPrincipal(r, z.s.ClientAddr(r))
+	if err != nil {
+		return "", err
+	}
+	if p.Admin && (p.Kind == KindUser || p.Kind == KindAdminToken) {
+		return p.Name, nil
+	}
+	acts, err := z.s.Allowed(r.Context(), p, TypeRepository, project)
+	if err != nil {
+		return "", err
+	}
+	switch {
+	case slices.Contains(acts, ActionDelete) || slices.Contains(acts, ActionAll):
+		return p.Name, nil
+	case slices.Contains(acts, ActionPull):
+		return "", fmt.Errorf("%w: managing project %s needs maintainer rights in it", ErrForbidden, project)
+	}
+	return "", fmt.Errorf("project %s: %w", project, ErrNotFound)
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/opencontainers/go-digest"
@@ -86,6 +87,34 @@ type Store interface {
 	Open(ctx context.Context, d digest.Digest) (io.ReadSeekCloser, int64, error)
 	// Uploads gives access to resumable upload sessions.
 	Uploads() Uploads
+}
+
+// Info describes one stored blob (a Lister's listing).
+type Info struct {
+	Digest   digest.Digest
+	Size     int64
+	Modified time.Time
+}
+
+// ParseBlobPath returns the digest a driver's blob path names:
+// "<algorithm>/<first two hex>/<hex>" (the layout every driver uses under
+// its blobs/ directory or prefix), for a known algorithm and lowercase hex
+// of its length. Anything else (a stray file, an upload's data) is not a
+// blob.
+func ParseBlobPath(rel string) (digest.Digest, bool) {
+	alg, rest, ok := strings.Cut(rel, "/")
+	if !ok {
+		return "", false
+	}
+	two, hex, ok := strings.Cut(rest, "/")
+	if !ok || len(hex) < 2 || two != hex[:2] || strings.ToLower(hex) != hex {
+		return "", false
+	}
+	d := digest.NewDigestFromEncoded(digest.Algorithm(alg), hex)
+	if !d.Algorithm().Available() || d.Validate() != nil {
+		return "", false
+	}
+	return d, true
 }
 
 // Redirector is an optional ability of a Store: a blob GET may be answered

@@ -4,7 +4,10 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/opencontainers/go-digest"
+
 	"github.com/hallmark-dev/hallmark/internal/blob"
+	_ "github.com/hallmark-dev/hallmark/pkg/oci" // registers sha512 for go-digest
 )
 
 func TestValidUploadID(t *testing.T) {
@@ -42,6 +45,51 @@ func FuzzValidUploadID(f *testing.F) {
 		}
 		if len(id) == 0 || len(id) > blob.MaxUploadIDLength || strings.ContainsAny(id, "/.%\\ \x00") {
 			t.Fatalf("accepted %q", id)
+		}
+	})
+}
+
+func TestParseBlobPath(t *testing.T) {
+	d256 := digest.FromString("a")
+	d512 := digest.SHA512.FromString("a")
+	for _, tc := range []struct {
+		rel  string
+		want digest.Digest
+	}{
+		{"sha256/" + d256.Encoded()[:2] + "/" + d256.Encoded(), d256},
+		{"sha512/" + d512.Encoded()[:2] + "/" + d512.Encoded(), d512},
+		{"sha256/00/" + d256.Encoded(), ""},                                      // wrong fan-out directory
+		{"sha256/" + d256.Encoded()[:2] + "/" + d256.Encoded()[:63], ""},         // short hex
+		{"sha256/" + d256.Encoded()[:2] + "/" + d256.Encoded() + "0", ""},        // long hex
+		{"sha256/" + strings.ToUpper(d256.Encoded()[:2]+"/"+d256.Encoded()), ""}, // upper case
+		{"md5/d4/d41d8cd98f00b204e9800998ecf8427e", ""},
+		{"sha512/" + d256.Encoded()[:2] + "/" + d256.Encoded(), ""}, // sha256 hex under sha512
+		{"sha256/" + d256.Encoded(), ""},
+		{"sha256/" + d256.Encoded()[:2] + "/" + d256.Encoded() + "/x", ""},
+		{"sha256/../" + d256.Encoded(), ""},
+		{"", ""},
+		{"sha256//", ""},
+	} {
+		got, ok := blob.ParseBlobPath(tc.rel)
+		if got != tc.want || ok != (tc.want != "") {
+			t.Errorf("ParseBlobPath(%q) = %q, %v; want %q", tc.rel, got, ok, tc.want)
+		}
+	}
+}
+
+func FuzzParseBlobPath(f *testing.F) {
+	d := digest.FromString("a")
+	f.Add("sha256/" + d.Encoded()[:2] + "/" + d.Encoded())
+	f.Add("sha512/ab/ab")
+	f.Add("../../etc/passwd")
+	f.Fuzz(func(t *testing.T, rel string) {
+		got, ok := blob.ParseBlobPath(rel)
+		if !ok {
+			return
+		}
+		// A path that parses is exactly the layout's path of its digest.
+		if got.Validate() != nil || rel != string(got.Algorithm())+"/"+got.Encoded()[:2]+"/"+got.Encoded() {
+			t.Fatalf("ParseBlobPath(%q) = %q", rel, got)
 		}
 	})
 }

@@ -216,6 +216,7 @@ expires. Running servers mint the same tokens at POST /api/v1/ci/job-tokens.`,
 	jobToken.AddCommand(newJobTokenRevokeCmd(&dd))
 
 	cmd.AddCommand(add, list, remove, setIssuer, grant, revoke, members, jobToken, newSetPolicyCmd(&dd), newShowPolicyCmd(&dd), newSetRequireSignatureCmd(&dd))
+	cmd.AddCommand(newRetentionCmds(&dd)...)
 	return cmd
 }
 

@@ -57,6 +57,7 @@ Start with "hallmark demo", which runs the whole flow on the embedded defaults.`
 	root.AddCommand(newSignBlobCmd(), newVerifyBlobCmd())
 	root.AddCommand(newDemoCmd())
 	root.AddCommand(newMigrateCmd())
+	root.AddCommand(newGCCmd(), newBackupCmd(), newRestoreCmd())
 	root.AddCommand(newTUFCmd(), newCACmd())
 	root.AddCommand(newIndexCmd())
 	root.AddCommand(newSearchCmd())

@@ -65,6 +65,11 @@ type Server struct {
 	OIDCJWKSCacheTTL time.Duration // how long external issuers' discovery + JWKS are cached
 
 	TUFTimestampExpiry time.Duration // lifetime of TUF timestamp metadata (internal/tuf)
+
+	// Garbage collection and retention (internal/gc).
+	GCInterval          time.Duration // time between sweeps; 0 disables the worker
+	GCGrace             time.Duration // how long something unreferenced stays before it is collected
+	GCUntaggedManifests bool          // also collect manifests no tag, index or subject keeps
 }
 
 // Defaults are the embedded defaults: a loopback registry keeping its data
@@ -87,6 +92,9 @@ func Defaults() Server {
 
 		TUFTimestampExpiry: 24 * time.Hour,
 		SessionIdleTimeout: 30 * time.Minute,
+
+		GCInterval: 10 * time.Minute,
+		GCGrace:    24 * time.Hour,
 	}
 }
 
@@ -124,6 +132,9 @@ func (c *Server) BindFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&c.OIDCMaxTokenTTL, "oidc-max-token-ttl", c.OIDCMaxTokenTTL, "longest lifetime a minted token may ask for; a rotated-out key stays published this long (plus 5m)")
 	fs.DurationVar(&c.OIDCKeyRotation, "oidc-key-rotation", c.OIDCKeyRotation, "rotate the built-in issuer's signing key when it is older than this (e.g. 720h); 0 = only on request (hallmark token rotate-key)")
 	fs.DurationVar(&c.TUFTimestampExpiry, "tuf-timestamp-expiry", c.TUFTimestampExpiry, "lifetime of the TUF repository's timestamp metadata (/tuf/timestamp.json); the server re-signs it when half has passed, and clients refuse the repository once it expires while the server is down (2s to 336h)")
+	fs.DurationVar(&c.GCInterval, "gc-interval", c.GCInterval, "time between garbage collection sweeps (blobs no manifest references, untagged manifests if enabled, projects' retention policies); 0 disables the worker (hallmark gc runs a sweep by hand)")
+	fs.DurationVar(&c.GCGrace, "gc-grace", c.GCGrace, "how long garbage collection leaves a blob or manifest after it became unreferenced (uploaded and not yet referenced, untagged, its manifest deleted); longer than the longest push and the longest backup (at least 1s)")
+	fs.BoolVar(&c.GCUntaggedManifests, "gc-untagged-manifests", c.GCUntaggedManifests, "garbage collection also deletes manifests that no tag, no index and no subject in their repository keep (with their signatures); tags removed by retention policies then free storage")
 	fs.DurationVar(&c.OIDCJWKSCacheTTL, "oidc-jwks-cache-ttl", c.OIDCJWKSCacheTTL, "how long an external issuer's discovery document and JWKS are cached (an unknown kid refetches sooner)")
 }
 
@@ -241,6 +252,12 @@ func (c *Server) Validate() error {
 	}
 	if c.BodyReadTimeout <= 0 {
 		errs = append(errs, errors.New("body-read-timeout must be positive (e.g. 30s): without it a client sending a byte at a time holds a connection and its buffered body forever"))
+	}
+	if c.GCInterval < 0 {
+		errs = append(errs, errors.New("gc-interval must be 0 (no worker) or positive"))
+	}
+	if c.GCGrace < time.Second {
+		errs = append(errs, fmt.Errorf("gc-grace %v: use at least 1s (the default 24h covers slow pushes and backups)", c.GCGrace))
 	}
 	if c.TUFTimestampExpiry < 2*time.Second || c.TUFTimestampExpiry > 14*24*time.Hour {
 		errs = append(errs, fmt.Errorf("tuf-timestamp-expiry %v: use 2s to 336h (at most the snapshot's 14 days)", c.TUFTimestampExpiry))

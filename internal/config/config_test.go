@@ -163,6 +163,8 @@ func TestValidateSaysWhatToFix(t *testing.T) {
 		{"external url scheme", func(c *Server) { c.ExternalURL = "ftp://h" }, "external-url"},
 		{"blob url scheme", func(c *Server) { c.BlobURL = "gs://bucket" }, "blob-url"},
 		{"blob redirect on fs", func(c *Server) { c.BlobRedirect = true }, "blob-redirect"},
+		{"gc interval", func(c *Server) { c.GCInterval = -time.Second }, "gc-interval"},
+		{"gc grace", func(c *Server) { c.GCGrace = 500 * time.Millisecond }, "gc-grace"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := Defaults()

@@ -10,4 +10,6 @@
 // verified, untrusted (valid, but the policy does not allow it), invalid or
 // unverified. A policy change or a rebuild queues the signatures again.
 // What one manifest may cost is bounded; nothing here can fail a push.
+// When an image is deleted (with its signatures), the index keeps its
+// signatures as history, marked deleted and no longer served.
 package index

@@ -136,8 +136,12 @@ func (ix *Indexer) ManifestPushed(_ context.Context, m *meta.Manifest, tags []st
 	}
 }
 
-// ManifestDeleted implements registry.EventSink. Signatures stay in the
-// index as history of what was signed.
+// ManifestDeleted implements registry.EventSink. The store already did
+// what a delete means for the index, in the delete's transaction: the
+// signatures the deleted manifests carried, and those of a deleted image,
+// stay as history of what was signed but are marked deleted, so the
+// provenance API no longer lists or finds them; pushed again, they are
+// listed again. The transparency log keeps every entry.
 func (ix *Indexer) ManifestDeleted(context.Context, string, string) {}
 
 func (ix *Indexer) wake() {

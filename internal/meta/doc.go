@@ -5,7 +5,8 @@
 // meta/postgres (shared by replicas); meta/metatest is the contract suite
 // both pass. The registry sees only these interfaces.
 // Manifest.SignatureSubject is the one rule for what counts as a signature
-// manifest (the indexer and the audit log both use it); Facts is the one
+// manifest (the indexer, the audit log and image deletes use it); Facts is the one
 // rule for what a signature's searchable values are and what they rest on
 // (the CA's claims and the certificate before the signer's annotations).
+// The store also keeps garbage collection's review queues (internal/gc).
 package meta

@@ -143,6 +143,15 @@ type Blobs interface {
 	// UnlinkBlob removes d from repo, or returns ErrBlobNotFound (a
 	// *RepositoryNotFoundError when repo does not exist).
 	UnlinkBlob(ctx context.Context, repo string, d digest.Digest) error
+	// PrepareBlob announces that blob d is about to be committed to the
+	// blob store: garbage collection leaves d alone for its grace period
+	// from now. It returns ErrBlobDeleting while GC deletes d's object;
+	// the commit must wait until it no longer does.
+	PrepareBlob(ctx context.Context, d digest.Digest) error
+	// MountBlob links blob d of repository from into to (cross-repository
+	// mount) in one transaction and returns its size, or ErrBlobNotFound
+	// when from does not have it (or GC is deleting it).
+	MountBlob(ctx context.Context, from, to string, d digest.Digest) (int64, error)
 }
 
 // Manifests stores manifests and tags.
@@ -159,9 +168,16 @@ type Manifests interface {
 	// does not exist). It also reports the pull policy that applies
 	// (Manifest.Quarantine, RequireSignature, Project).
 	GetManifest(ctx context.Context, repo, reference string) (*Manifest, error)
-	// DeleteManifest deletes the manifest with digest d and every tag on
-	// it, or returns ErrManifestNotFound (as GetManifest).
+	// DeleteManifest deletes the image with digest d as DeleteImage does.
 	DeleteManifest(ctx context.Context, repo string, d digest.Digest) error
+	// DeleteImage deletes the manifest with digest d and every tag on it,
+	// with its cosign signatures and attestations (the ".sig"/".att" tags
+	// naming d and the manifests they point at, unless other tags keep
+	// those) and its signature referrers (Manifest.SignatureSubject), in
+	// one transaction. It returns every manifest deleted, d first, or
+	// ErrManifestNotFound (as GetManifest). The signatures they carried
+	// stay in the index, marked deleted.
+	DeleteImage(ctx context.Context, repo string, d digest.Digest) ([]DeletedManifest, error)
 	// DeleteTag removes one tag; the manifest stays. ErrTagNotFound (a
 	// *RepositoryNotFoundError when repo does not exist) if there is none.
 	DeleteTag(ctx context.Context, repo, tag string) error

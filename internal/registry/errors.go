@@ -50,6 +50,7 @@ var errorTable = []struct {
 	{is(oci.ErrInvalidManifest), http.StatusBadRequest, oci.CodeManifestInvalid, "", nil},
 	{is(blob.ErrUnavailable), http.StatusServiceUnavailable, oci.CodeUnavailable, "blob storage is unavailable; retry later", nil},
 	{is(meta.ErrUnavailable), http.StatusServiceUnavailable, oci.CodeUnavailable, meta.ErrUnavailable.Error(), nil},
+	{is(meta.ErrBlobDeleting), http.StatusServiceUnavailable, oci.CodeUnavailable, meta.ErrBlobDeleting.Error(), nil},
 }
 
 func is(target error) func(error) bool { return func(err error) bool { return errors.Is(err, target) } }

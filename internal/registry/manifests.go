@@ -231,15 +231,24 @@ func references(m *oci.Manifest, sparse bool) []meta.Reference {
 	return refs
 }
 
+// deleteManifest deletes a tag, or an image by digest: with its cosign
+// signatures and attestations and its signature referrers (each reported
+// to the event sink as deleted too). The transparency log keeps every
+// entry; the index keeps the signatures as history.
 func (h *Handler) deleteManifest(w http.ResponseWriter, r *http.Request, rt route) error {
 	ctx := r.Context()
+	refs := []string{rt.ref}
 	if oci.IsDigestReference(rt.ref) {
 		d, err := parseDigestParam(rt.ref)
 		if err != nil {
 			return err
 		}
-		if err := h.meta.DeleteManifest(ctx, rt.name, d); err != nil {
+		deleted, err := h.meta.DeleteImage(ctx, rt.name, d)
+		if err != nil {
 			return err
+		}
+		for _, m := range deleted[1:] {
+			refs = append(refs, m.Digest.String())
 		}
 	} else {
 		if err := checkTag(rt.ref); err != nil {
@@ -249,9 +258,11 @@ func (h *Handler) deleteManifest(w http.ResponseWriter, r *http.Request, rt rout
 			return err
 		}
 	}
-	h.log.InfoContext(ctx, "manifest deleted", "repository", rt.name, "reference", rt.ref)
+	h.log.InfoContext(ctx, "manifest deleted", "repository", rt.name, "reference", rt.ref, "attachments", len(refs)-1)
 	if h.cfg.Events != nil {
-		h.cfg.Events.ManifestDeleted(ctx, rt.name, rt.ref)
+		for _, ref := range refs {
+			h.cfg.Events.ManifestDeleted(ctx, rt.name, ref)
+		}
 	}
 	w.Header().Set("Content-Length", "0")
 	w.WriteHeader(http.StatusAccepted)

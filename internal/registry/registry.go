@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"time"
 
 	"github.com/opencontainers/go-digest"
 
@@ -41,6 +42,10 @@ type Config struct {
 	// image without a verified signature calls it before deciding, so a
 	// pull made right after signing sees the signature.
 	SettleIndex func(ctx context.Context, repo string, d digest.Digest) error
+	// BlobDeletingWait bounds how long the commit of a blob waits while
+	// garbage collection deletes the object of the same digest (one
+	// storage request, normally) before it answers 503 (default 10s).
+	BlobDeletingWait time.Duration
 }
 
 // EventSink receives registry events (used by the signature indexer and the
@@ -62,9 +67,14 @@ type Store interface {
 	signaturePolicy
 }
 
-// blobLinks records which blobs each repository may serve.
+// blobLinks records which blobs each repository may serve. A blob is
+// committed to the blob store only after PrepareBlob, so garbage
+// collection never deletes the object a push is about to link (see
+// internal/gc).
 type blobLinks interface {
+	PrepareBlob(ctx context.Context, d digest.Digest) error
 	LinkBlob(ctx context.Context, repo string, d digest.Digest, size int64) error
+	MountBlob(ctx context.Context, from, to string, d digest.Digest) (int64, error)
 	BlobSize(ctx context.Context, repo string, d digest.Digest) (int64, error)
 	UnlinkBlob(ctx context.Context, repo string, d digest.Digest) error
 }
@@ -73,7 +83,7 @@ type blobLinks interface {
 type manifestStore interface {
 	PutManifest(ctx context.Context, m *meta.Manifest, tags []string, conds ...meta.TagCondition) error
 	GetManifest(ctx context.Context, repo, reference string) (*meta.Manifest, error)
-	DeleteManifest(ctx context.Context, repo string, d digest.Digest) error
+	DeleteImage(ctx context.Context, repo string, d digest.Digest) ([]meta.DeletedManifest, error)
 	DeleteTag(ctx context.Context, repo, tag string) error
 	Referrers(ctx context.Context, repo string, d digest.Digest, artifactType string) ([]meta.Descriptor, error)
 }
@@ -110,6 +120,9 @@ func New(blobs blob.Store, store Store, log *slog.Logger, cfg Config) (*Handler,
 	}
 	if cfg.MaxManifestSize <= 0 {
 		cfg.MaxManifestSize = DefaultMaxManifestSize
+	}
+	if cfg.BlobDeletingWait <= 0 {
+		cfg.BlobDeletingWait = 10 * time.Second
 	}
 	return &Handler{blobs: blobs, meta: store, cfg: cfg, log: log}, nil
 }

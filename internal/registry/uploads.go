@@ -1,16 +1,19 @@
 package registry
 
 import (
+	"context"
 	"errors"
 	"io"
 	"math"
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/opencontainers/go-digest"
 
 	"github.com/hallmark-dev/hallmark/internal/blob"
+	"github.com/hallmark-dev/hallmark/internal/meta"
 	"github.com/hallmark-dev/hallmark/pkg/oci"
 )
 
@@ -33,10 +36,13 @@ func (h *Handler) startUpload(w http.ResponseWriter, r *http.Request, rt route) 
 			return err
 		}
 		if from := q.Get("from"); from != "" && from != rt.name {
-			if size, err := h.meta.BlobSize(ctx, from, d); err == nil {
-				if err := h.meta.LinkBlob(ctx, rt.name, d, size); err != nil {
-					return err
-				}
+			// Checked and linked in one transaction: garbage collection
+			// cannot delete the blob in between.
+			_, err := h.meta.MountBlob(ctx, from, rt.name, d)
+			if err != nil && !errors.Is(err, meta.ErrBlobNotFound) {
+				return err
+			}
+			if err == nil {
 				hd := w.Header()
 				hd.Set("Location", blobLocation(rt.name, d))
 				hd.Set("Docker-Content-Digest", d.String())
@@ -296,6 +302,11 @@ func parseContentRange(s string) (int64, int64, error) {
 
 func (h *Handler) finishUpload(w http.ResponseWriter, r *http.Request, rt route, up blob.Upload, want digest.Digest) error {
 	ctx := r.Context()
+	if err := h.prepareBlob(ctx, want); err != nil {
+		up.Cancel(ctx)
+		h.uploadsDelta(-1)
+		return err
+	}
 	size, err := up.Commit(ctx, want)
 	h.uploadsDelta(-1)
 	if err != nil {
@@ -311,4 +322,27 @@ func (h *Handler) finishUpload(w http.ResponseWriter, r *http.Request, rt route,
 	hd.Set("Content-Length", "0")
 	w.WriteHeader(http.StatusCreated)
 	return nil
+}
+
+// prepareBlob tells the store that want is about to be committed (see
+// blobLinks). While garbage collection deletes the object of the same
+// digest it waits, polling, for up to BlobDeletingWait; then the client
+// gets 503 and pushes again.
+func (h *Handler) prepareBlob(ctx context.Context, want digest.Digest) error {
+	deadline := time.Now().Add(h.cfg.BlobDeletingWait)
+	pause := 20 * time.Millisecond
+	for {
+		err := h.meta.PrepareBlob(ctx, want)
+		if !errors.Is(err, meta.ErrBlobDeleting) || time.Now().Add(pause).After(deadline) {
+			return err
+		}
+		t := time.NewTimer(pause)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
+		pause = min(2*pause, time.Second)
+	}
 }

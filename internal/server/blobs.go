@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/opencontainers/go-digest"
+
 	"github.com/hallmark-dev/hallmark/internal/blob"
 	blobfs "github.com/hallmark-dev/hallmark/internal/blob/fs"
 	blobs3 "github.com/hallmark-dev/hallmark/internal/blob/s3"
@@ -15,11 +17,14 @@ import (
 )
 
 // blobStore is what the server needs of a blob driver: the store itself,
-// the janitor's purge of abandoned uploads and the readiness probe.
+// the janitor's purge of abandoned uploads, the readiness probe and
+// garbage collection's Delete and List.
 type blobStore interface {
 	blob.Store
 	PurgeUploads(ctx context.Context, age time.Duration) (int, error)
 	Ping(ctx context.Context) error
+	Delete(ctx context.Context, ds []digest.Digest) error
+	List(ctx context.Context, fn func(blob.Info) error) error
 }
 
 // redirectExpiry is how long a presigned blob URL (--blob-redirect) is

@@ -20,6 +20,7 @@ import (
 	"github.com/hallmark-dev/hallmark/internal/auth"
 	"github.com/hallmark-dev/hallmark/internal/ca"
 	"github.com/hallmark-dev/hallmark/internal/config"
+	"github.com/hallmark-dev/hallmark/internal/gc"
 	"github.com/hallmark-dev/hallmark/internal/index"
 	"github.com/hallmark-dev/hallmark/internal/keystore"
 	"github.com/hallmark-dev/hallmark/internal/meta"
@@ -56,8 +57,10 @@ type Server struct {
 
 	tuf *tuf.Repository // TUF repository of the trust material
 
-	indexer *index.Indexer  // signature index: queue workers, trust policies
-	policy  *policy.Service // pull policy: quarantine, require-signature
+	indexer   *index.Indexer  // signature index: queue workers, trust policies
+	policy    *policy.Service // pull policy: quarantine, require-signature
+	gc        *gc.Collector   // garbage collection and retention
+	gcMetrics *gcMetrics
 }
 
 // New opens the listener on cfg.Addr (so a ":0" port is known from here
@@ -164,8 +167,14 @@ func build(ctx context.Context, cfg config.Server, log *slog.Logger, ln net.List
 	})))
 	mux.Handle("GET /readyz", m.instrument("readyz", http.HandlerFunc(s.ready)))
 	api := http.NewServeMux()
+	retention, err := s.setupGC(store, reg)
+	if err != nil {
+		store.Close()
+		return nil, fmt.Errorf("gc: %w", err)
+	}
 	searcher := web.NewSearcher(store, web.SearchConfig{})
-	web.NewAPI(store, log, s.webOptions(searcher)...).Register(api)
+	web.NewAPI(store, log, append(s.webOptions(searcher), web.WithProjectsFallback(retention))...).Register(api)
+	api.Handle(gc.RetentionPath, retention) // the methods the trust policy API does not take
 	s.setupPolicy(api, store)
 	mux.Handle("/api/", m.instrument("api", api))
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
@@ -253,6 +262,7 @@ func (s *Server) Run(ctx context.Context, ready func(addr net.Addr)) error {
 	go func() { s.indexer.Run(ictx); close(indexDone) }()
 	defer func() { stopIndex(); <-indexDone }()
 	go s.janitor(ctx)
+	go s.collect(ctx)
 	go s.maintainTUF(ctx)
 	s.log.Info("hallmark server listening", "addr", ln.Addr().String(), "data_dir", s.cfg.DataDir)
 	if ready != nil {

@@ -48,9 +48,11 @@ type API struct {
 	log      *slog.Logger
 	authz    Authorizer
 	policies Policies
-	searcher *Searcher
-	export   exportDeps
-	now      func() time.Time
+	// projectsFallback serves what else lives under ProjectsPath.
+	projectsFallback http.Handler
+	searcher         *Searcher
+	export           exportDeps
+	now              func() time.Time
 }
 
 // Option configures the API.

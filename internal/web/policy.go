@@ -37,6 +37,12 @@ type CallerAuthorizer interface {
 // state of an image's signatures, from p.
 func WithPolicies(p Policies) Option { return func(api *API) { api.policies = p } }
 
+// WithProjectsFallback serves the other endpoints under ProjectsPath
+// (e.g. a project's retention policy) with h.
+func WithProjectsFallback(h http.Handler) Option {
+	return func(api *API) { api.projectsFallback = h }
+}
+
 // Paths of the trust policy and index endpoints.
 const (
 	ProjectsPath = "/api/v1/projects/"
@@ -80,6 +86,10 @@ const maxPolicyBody = index.MaxPolicySize
 // signatures are judged again in the background.
 func (a *API) projectPolicy(w http.ResponseWriter, r *http.Request) {
 	project, ok := strings.CutSuffix(strings.TrimPrefix(r.URL.Path, ProjectsPath), "/policy")
+	if !ok && a.projectsFallback != nil {
+		a.projectsFallback.ServeHTTP(w, r)
+		return
+	}
 	if !ok {
 		a.fail(w, r, http.StatusNotFound, "no such endpoint; use "+ProjectsPath+"<project path>/policy", nil)
 		return

@@ -52,7 +52,13 @@ const (
 // under in repo: "[prefix]<alg>-<hex>.<suffix>", suffix SignatureSuffix or
 // AttestationSuffix.
 func AttachmentTag(repo name.Repository, prefix string, d v1.Hash, suffix string) name.Tag {
-	return repo.Tag(fmt.Sprintf("%s%s-%s.%s", prefix, d.Algorithm, d.Hex, suffix))
+	return repo.Tag(prefix + AttachmentTagName(digest.NewDigestFromEncoded(digest.Algorithm(d.Algorithm), d.Hex), suffix))
+}
+
+// AttachmentTagName is the tag (without prefix) cosign stores an
+// attachment of digest d under: "<alg>-<hex>.<suffix>".
+func AttachmentTagName(d digest.Digest, suffix string) string {
+	return fmt.Sprintf("%s-%s.%s", d.Algorithm(), d.Encoded(), suffix)
 }
 
 // SignatureTag returns the tag cosign stores the signatures of digest d

@@ -4,6 +4,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/opencontainers/go-digest"
 )
 
@@ -273,4 +275,24 @@ func FuzzSignedDigest(f *testing.F) {
 			t.Fatalf("%q: SignedDigest %q %v", tag, sd, ok)
 		}
 	})
+}
+
+func TestAttachmentTagName(t *testing.T) {
+	d := digest.Digest("sha256:" + strings.Repeat("ab", 32))
+	for _, suffix := range []string{SignatureSuffix, AttestationSuffix, SBOMSuffix} {
+		tag := AttachmentTagName(d, suffix)
+		if got, sfx, ok := AttachmentDigest(tag); !ok || got != d || sfx != suffix {
+			t.Errorf("AttachmentDigest(%q) = %q, %q, %v", tag, got, sfx, ok)
+		}
+	}
+	if _, ok := SignedDigest(AttachmentTagName(d, AttestationSuffix)); ok {
+		t.Error("an .att tag parsed as a .sig tag")
+	}
+	if _, _, ok := AttachedDigest(AttachmentTagName(d, SBOMSuffix)); ok {
+		t.Error("an .sbom tag parsed as a signature or attestation tag")
+	}
+	repo, _ := name.NewRepository("example.com/app")
+	if got, want := AttachmentTag(repo, "p-", v1.Hash{Algorithm: "sha256", Hex: d.Encoded()}, AttestationSuffix).TagStr(), "p-"+AttachmentTagName(d, AttestationSuffix); got != want {
+		t.Errorf("AttachmentTag = %q, want %q", got, want)
+	}
 }

@@ -140,6 +140,7 @@ func scenarios() []Scenario {
 		{Name: "keyless", Help: "keyless hallmark sign/verify vs cosign sign/verify wall time against the same Hallmark server as registry, CA and log (own server, built-in issuer token)", Run: keylessScenario},
 		{Name: "index", Help: "signature index: N real keyless signatures (made once into bench/out/index-cache) pushed, then indexed with full verification by the server's workers, then rebuilt; signatures/s (target >= 1,000/s; own server; HALLMARK_BENCH_INDEX_SIGNATURES, default 100,000)", Run: indexScenario},
 		{Name: "search", Help: "incident search over 1,000,000 indexed keyless signatures of 100,000 images (generated once into bench/out/search-<n>; HALLMARK_BENCH_SEARCH_SIGNATURES): search p99 by query and caller, page sizes, the image API, an export (own server, auth on, SQLite); absolute targets", Run: searchScenario},
+		{Name: "gc", Help: "online garbage collection: image push p99 while hallmark gc sweeps 100,000 unreferenced blobs (HALLMARK_BENCH_GC_BLOBS) vs no sweep, target <= 1.5x; the sweep's duration (own server)", Run: gcScenario},
 		{Name: "load", Help: "load test, auth on: 50 concurrent CI jobs push, sign (keyless; then with a key) and verify 500 images; images/s per cycle and phase, latency percentiles, zero errors, batch re-verify, index count (own server; HALLMARK_BENCH_LOAD_CLIENTS/_IMAGES/_MODES)", Run: loadScenario},
 	}
 }

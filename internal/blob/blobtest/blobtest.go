@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -20,12 +21,14 @@ import (
 	"github.com/hallmark-dev/hallmark/internal/blob"
 )
 
-// Store is what a driver offers: a blob.Store plus the janitor's purge and
-// the readiness probe.
+// Store is what a driver offers: a blob.Store plus the janitor's purge,
+// the readiness probe and what garbage collection needs (Delete, List).
 type Store interface {
 	blob.Store
 	PurgeUploads(ctx context.Context, age time.Duration) (int, error)
 	Ping(ctx context.Context) error
+	Delete(ctx context.Context, ds []digest.Digest) error
+	List(ctx context.Context, fn func(blob.Info) error) error
 }
 
 // Backend is one empty storage location of a driver.
@@ -62,6 +65,8 @@ func Run(t *testing.T, newBackend func(t *testing.T) *Backend) {
 		{"Invalid", testInvalid},
 		{"ConcurrentSameContent", testConcurrentSameContent},
 		{"Unavailable", testUnavailable},
+		{"Delete", testDelete},
+		{"List", testList},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, newBackend(t)) })
@@ -683,4 +688,121 @@ func testUnavailable(t *testing.T, b *Backend) {
 		t.Fatal("content differs")
 	}
 	checkObjects(t, b, stored, d)
+}
+
+func testDelete(t *testing.T, b *Backend) {
+	s := b.Store()
+	keep := put(t, s, RandBytes(100))
+	gone := []digest.Digest{put(t, s, RandBytes(200)), put(t, s, RandBytes(6<<20+3)), digest.SHA512.FromBytes([]byte("x"))}
+	// A sha512 blob too.
+	up, err := s.Uploads().New(ctx, "app", digest.SHA512)
+	if err != nil {
+		t.Fatal(err)
+	}
+	up.Append(ctx, 0, bytes.NewReader([]byte("x")))
+	if _, err := up.Commit(ctx, gone[2]); err != nil {
+		t.Fatal(err)
+	}
+	// An open upload is not a blob: Delete leaves it alone.
+	open, err := s.Uploads().New(ctx, "app", digest.SHA256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	open.Append(ctx, 0, bytes.NewReader([]byte("open")))
+	open.Close()
+	absent := digest.FromString("never stored")
+	if err := b.Store().Delete(ctx, append(gone, absent)); err != nil {
+		t.Fatalf("Delete: %v", err)
+	}
+	for _, d := range append(gone, absent) {
+		notFound(t, s, d)
+	}
+	if got := ReadBlob(t, s, keep); len(got) != 100 {
+		t.Fatalf("kept blob has %d bytes", len(got))
+	}
+	// Deleting again, or nothing, is no error.
+	if err := s.Delete(ctx, gone); err != nil {
+		t.Errorf("second Delete: %v", err)
+	}
+	if err := s.Delete(ctx, nil); err != nil {
+		t.Errorf("Delete(nil): %v", err)
+	}
+	// An invalid digest is an error, and the valid ones are still deleted.
+	other := put(t, s, RandBytes(10))
+	if err := s.Delete(ctx, []digest.Digest{"sha256:../../x", other}); err == nil {
+		t.Error("Delete of an invalid digest: no error")
+	}
+	notFound(t, s, other)
+	// The upload goes on and commits.
+	up, err = s.Uploads().Resume(ctx, open.ID())
+	if err != nil {
+		t.Fatalf("open upload after Delete: %v", err)
+	}
+	if _, err := up.Commit(ctx, digest.FromString("open")); err != nil {
+		t.Fatal(err)
+	}
+	checkObjects(t, b, keep, digest.FromString("open"))
+	// A blob deleted and pushed again is there.
+	again := RandBytes(200)
+	copy(again, "again")
+	d := put(t, s, again)
+	if err := s.Delete(ctx, []digest.Digest{d}); err != nil {
+		t.Fatal(err)
+	}
+	if put(t, s, again) != d || !bytes.Equal(ReadBlob(t, s, d), again) {
+		t.Fatal("blob pushed again after Delete differs")
+	}
+}
+
+func testList(t *testing.T, b *Backend) {
+	s := b.Store()
+	if err := s.List(ctx, func(i blob.Info) error { return fmt.Errorf("empty store lists %s", i.Digest) }); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now().Add(-time.Minute)
+	want := map[digest.Digest]int64{}
+	for _, n := range []int{0, 1, 1000, 6<<20 + 1} {
+		data := RandBytes(n)
+		want[put(t, s, data)] = int64(n)
+	}
+	data := RandBytes(77)
+	d512 := digest.SHA512.FromBytes(data)
+	up, err := s.Uploads().New(ctx, "app", digest.SHA512)
+	if err != nil {
+		t.Fatal(err)
+	}
+	up.Append(ctx, 0, bytes.NewReader(data))
+	if _, err := up.Commit(ctx, d512); err != nil {
+		t.Fatal(err)
+	}
+	want[d512] = 77
+	open, err := s.Uploads().New(ctx, "app", digest.SHA256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	open.Append(ctx, 0, bytes.NewReader([]byte("not a blob yet")))
+	open.Close()
+	got := map[digest.Digest]int64{}
+	err = b.Store().List(ctx, func(i blob.Info) error {
+		if _, dup := got[i.Digest]; dup {
+			t.Errorf("%s listed twice", i.Digest)
+		}
+		got[i.Digest] = i.Size
+		if i.Modified.Before(start) || i.Modified.After(time.Now().Add(time.Minute)) {
+			t.Errorf("%s modified %v", i.Digest, i.Modified)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !maps.Equal(got, want) {
+		t.Errorf("List = %v, want %v", got, want)
+	}
+	// fn's error stops the listing and is returned.
+	stop := errors.New("stop")
+	calls := 0
+	if err := s.List(ctx, func(blob.Info) error { calls++; return stop }); !errors.Is(err, stop) || calls != 1 {
+		t.Errorf("List with a failing fn: %v after %d calls", err, calls)
+	}
 }

@@ -76,6 +76,12 @@ func Run(t *testing.T, b Backend) {
 		{"TlogStorage", testTlogStorage},
 		{"Sessions", testSessions},
 		{"ConsoleQueries", testConsoleQueries},
+		{"GCBlobs", testGCBlobs},
+		{"GCManifests", testGCManifests},
+		{"DeleteImage", testDeleteImage},
+		{"BlobDeletionClaims", testBlobDeletionClaims},
+		{"RetentionStore", testRetentionStore},
+		{"GCConcurrentPushes", testGCConcurrentPushes},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel() // each case has a database of its own

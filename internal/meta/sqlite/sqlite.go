@@ -142,3 +142,24 @@ func privateFiles(path string) error {
 	}
 	return nil
 }
+
+// Snapshot writes a consistent copy of the database at path to dst (a new
+// file; give it a private directory: it is made 0600 once written) with
+// VACUUM INTO, while servers may be writing: it reads one snapshot of the
+// WAL database, and the copy is compact and has no WAL.
+func Snapshot(ctx context.Context, path, dst string) error {
+	if _, err := os.Stat(path); err != nil {
+		return fmt.Errorf("sqlite: %w", err)
+	}
+	q := url.Values{}
+	q.Add("_pragma", "busy_timeout(10000)")
+	db, err := sql.Open("sqlite", "file:"+path+"?"+q.Encode())
+	if err != nil {
+		return fmt.Errorf("sqlite: open %s: %w", path, err)
+	}
+	defer db.Close()
+	if _, err := db.ExecContext(ctx, `VACUUM INTO ?`, dst); err != nil {
+		return fmt.Errorf("sqlite: snapshot of %s: %w", path, err)
+	}
+	return os.Chmod(dst, 0o600)
+}

@@ -86,7 +86,7 @@ func (s *Store) SearchRepositories(ctx context.Context, contains, after string, 
 func (s *Store) SignaturePage(ctx context.Context, repo string, subject digest.Digest, after int64, n int) ([]meta.Signature, bool, error) {
 	n = capRows(n)
 	sigs, err := s.querySignatures(ctx, loadOptions{}, `SELECT `+sigColumns+` FROM signatures s JOIN repositories r ON r.id = s.repository_id
-		WHERE r.name = ? AND s.subject_digest = ? AND s.id > ? ORDER BY s.id LIMIT ?`, repo, subject.String(), after, n+1)
+		WHERE r.name = ? AND s.subject_digest = ? AND s.id > ? AND s.deleted_at IS NULL ORDER BY s.id LIMIT ?`, repo, subject.String(), after, n+1)
 	if err != nil {
 		return nil, false, err
 	}
@@ -110,7 +110,7 @@ func (s *Store) LatestSignatures(ctx context.Context, repo string, subjects []di
 	}
 	args = append(args, capRows(n))
 	return s.querySignatures(ctx, loadOptions{}, `SELECT `+sigColumns+` FROM signatures s JOIN repositories r ON r.id = s.repository_id
-		WHERE r.name = ? AND s.subject_digest IN (`+placeholders(len(subjects), 1)+`) ORDER BY s.id DESC LIMIT ?`, args...)
+		WHERE r.name = ? AND s.subject_digest IN (`+placeholders(len(subjects), 1)+`) AND s.deleted_at IS NULL ORDER BY s.id DESC LIMIT ?`, args...)
 }
 
 // SignatureStatusCounts returns, per subject of repo among subjects, how
@@ -127,7 +127,7 @@ func (s *Store) SignatureStatusCounts(ctx context.Context, repo string, subjects
 	}
 	rows, err := s.r.query(ctx, `SELECT s.subject_digest, s.status, COUNT(*) FROM signatures s
 		JOIN repositories r ON r.id = s.repository_id
-		WHERE r.name = ? AND s.subject_digest IN (`+placeholders(len(subjects), 1)+`) GROUP BY s.subject_digest, s.status`, args...)
+		WHERE r.name = ? AND s.subject_digest IN (`+placeholders(len(subjects), 1)+`) AND s.deleted_at IS NULL GROUP BY s.subject_digest, s.status`, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -166,7 +166,7 @@ func (s *Store) ImageStatusCounts(ctx context.Context, order []string, other, un
 			WHERE NOT ` + artifactTagSQL + ` GROUP BY m.repository_id, m.digest) i
 		JOIN repositories r ON r.id = i.repository_id
 		LEFT JOIN (SELECT repository_id, subject_digest, MIN(` + rank.String() + `) AS rank FROM signatures
-			GROUP BY repository_id, subject_digest) b ON b.repository_id = i.repository_id AND b.subject_digest = i.digest
+			WHERE deleted_at IS NULL GROUP BY repository_id, subject_digest) b ON b.repository_id = i.repository_id AND b.subject_digest = i.digest
 		GROUP BY r.name, COALESCE(b.rank, -1) ORDER BY r.name`
 	rows, err := s.r.query(ctx, q, args...)
 	if err != nil {
@@ -223,14 +223,14 @@ func (s *Store) RecentImages(ctx context.Context, n int) ([]meta.ImageRef, error
 // first.
 func (s *Store) RecentSignatures(ctx context.Context, n int) ([]meta.Signature, error) {
 	return s.querySignatures(ctx, loadOptions{}, `SELECT `+sigColumns+` FROM signatures s JOIN repositories r ON r.id = s.repository_id
-		ORDER BY s.id DESC LIMIT ?`, capRows(n))
+		WHERE s.deleted_at IS NULL ORDER BY s.id DESC LIMIT ?`, capRows(n))
 }
 
 // SignaturesByLogIndex returns the signatures (at most n) recorded with
 // transparency log index idx.
 func (s *Store) SignaturesByLogIndex(ctx context.Context, idx int64, n int) ([]meta.Signature, error) {
 	return s.querySignatures(ctx, loadOptions{}, `SELECT `+sigColumns+` FROM signatures s JOIN repositories r ON r.id = s.repository_id
-		WHERE s.log_index = ? ORDER BY s.id LIMIT ?`, idx, capRows(n))
+		WHERE s.log_index = ? AND s.deleted_at IS NULL ORDER BY s.id LIMIT ?`, idx, capRows(n))
 }
 
 // ListReferrers returns up to n referrers of d in repo, oldest first.

@@ -33,10 +33,11 @@ type Dialect struct {
 	// ForShare is appended to the checks that a manifest's references
 	// exist, so a concurrent unlink waits for the manifest's commit.
 	ForShare string
-	// SkipLocked is appended to the SELECT that picks index jobs to claim
-	// (" FOR UPDATE SKIP LOCKED" on PostgreSQL, so concurrent workers of
-	// several replicas claim different jobs without waiting; empty on
-	// SQLite, whose single writer claims one batch at a time).
+	// SkipLocked is appended to the SELECTs with which workers claim
+	// queued work, index jobs and garbage collection tasks (" FOR UPDATE
+	// SKIP LOCKED" on PostgreSQL, so concurrent workers of several replicas
+	// claim different jobs without waiting; empty on SQLite, whose single
+	// writer serializes the workers).
 	SkipLocked string
 	// LockRepositories, when set, is run first in the transactions that
 	// create or delete a project: it keeps repositories from being created

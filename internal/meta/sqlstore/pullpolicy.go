@@ -74,7 +74,7 @@ func (p *pullPolicy) apply(ctx context.Context, s *Store, m *meta.Manifest) erro
 // signatures of d and of the indexes in repo that list d decide.
 func (s *Store) SignatureVerdict(ctx context.Context, repo string, d digest.Digest) (meta.SignatureVerdict, error) {
 	rows, err := s.r.query(ctx, `SELECT DISTINCT s.status FROM signatures s
-		WHERE s.repository_id = (SELECT id FROM repositories WHERE name = ?)
+		WHERE s.deleted_at IS NULL AND s.repository_id = (SELECT id FROM repositories WHERE name = ?)
 		AND s.subject_digest IN (SELECT CAST(? AS TEXT) UNION ALL
 			SELECT pm.digest FROM manifest_references mr JOIN manifests pm ON pm.id = mr.manifest_id
 			WHERE mr.child_digest = ? AND mr.kind = 'manifest' AND pm.repository_id = (SELECT id FROM repositories WHERE name = ?))`,
@@ -246,4 +246,15 @@ func (s *Store) SetProjectRequireSignature(ctx context.Context, path string, rs 
 		}
 		return recordAudit(ctx, tx, e)
 	})
+}
+
+// Quarantined reports whether manifest d of repo is quarantined now
+// (garbage collection and retention keep it as evidence: gc.Quarantine).
+func (s *Store) Quarantined(ctx context.Context, repo string, d digest.Digest) (bool, error) {
+	var one int
+	err := s.r.queryRow(ctx, `SELECT 1 FROM quarantine WHERE repository = ? AND digest = ? AND lifted_at IS NULL`, repo, d.String()).Scan(&one)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, nil
+	}
+	return err == nil, err
 }

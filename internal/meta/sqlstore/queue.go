@@ -140,7 +140,7 @@ func (s *Store) SignatureGenerations(ctx context.Context, repo string, keys []st
 			args = append(args, k)
 		}
 		rows, err := s.r.query(ctx, `SELECT s.sig_key, s.generation FROM signatures s JOIN repositories r ON r.id = s.repository_id
-			WHERE r.name = ? AND s.sig_key IN (`+placeholders(n, 1)+`)`, args...)
+			WHERE r.name = ? AND s.deleted_at IS NULL AND s.sig_key IN (`+placeholders(n, 1)+`)`, args...)
 		if err != nil {
 			return nil, err
 		}
@@ -183,7 +183,7 @@ func reindex(ctx context.Context, tx conn, project string) (int64, int, error) {
 	prefix := project + "/"
 	res, err := tx.exec(ctx, `INSERT INTO index_jobs(repository, manifest_digest, subject_digest, generation, created_at)
 		SELECT DISTINCT r.name, s.manifest_digest, s.subject_digest, CAST(? AS BIGINT), CAST(? AS BIGINT) FROM signatures s JOIN repositories r ON r.id = s.repository_id
-		WHERE ? = '' OR r.name = ? OR substr(r.name, 1, ?) = ?
+		WHERE s.deleted_at IS NULL AND (? = '' OR r.name = ? OR substr(r.name, 1, ?) = ?)
 		ON CONFLICT(repository, manifest_digest, subject_digest) DO UPDATE SET generation = excluded.generation, seq = index_jobs.seq + 1`,
 		gen, time.Now().UnixNano(), project, project, len([]rune(prefix)), prefix)
 	if err != nil {
@@ -214,7 +214,7 @@ func recordSignatures(ctx context.Context, tx conn, sigs []meta.Signature, updat
 		}
 		repos[name] = rid
 	}
-	var st struct{ insert, update, annotation, extension, fact stmt }
+	var st struct{ insert, update, undelete, annotation, extension, fact stmt }
 	for _, p := range []struct {
 		dst *stmt
 		q   string
@@ -224,6 +224,10 @@ func recordSignatures(ctx context.Context, tx conn, sigs []meta.Signature, updat
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 			ON CONFLICT(repository_id, sig_key) DO NOTHING RETURNING id`},
 		{&st.update, `UPDATE signatures SET status = ?, status_detail = ?, generation = ? WHERE repository_id = ? AND sig_key = ?`},
+		// A signature of a deleted image (history) pushed again is listed
+		// again, as decided now.
+		{&st.undelete, `UPDATE signatures SET deleted_at = NULL, manifest_digest = ?, status = ?, status_detail = ?, generation = ?
+			WHERE repository_id = ? AND sig_key = ? AND deleted_at IS NOT NULL`},
 		// Keys made equal by the text cleaning (textArgs) keep the first.
 		{&st.annotation, `INSERT INTO signature_annotations(signature_id, key, value, created_at) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING`},
 		{&st.extension, `INSERT INTO signature_cert_extensions(signature_id, oid, value) VALUES (?, ?, ?) ON CONFLICT DO NOTHING`},
@@ -245,6 +249,14 @@ func recordSignatures(ctx context.Context, tx conn, sigs []meta.Signature, updat
 		err := st.insert.queryRow(ctx, rid, sg.Subject.String(), sg.Manifest.String(), sg.Layer.String(), sg.Key, sg.Kind,
 			sg.PayloadType, sg.Signer, sg.CertIssuer, sg.LogIndex, sg.Status, sg.StatusDetail, created, sg.Generation, sg.CertSHA256).Scan(&id)
 		if errors.Is(err, sql.ErrNoRows) {
+			res, err := st.undelete.exec(ctx, sg.Manifest.String(), sg.Status, sg.StatusDetail, sg.Generation, rid, sg.Key)
+			if err != nil {
+				return 0, err
+			}
+			if n, _ := res.RowsAffected(); n > 0 {
+				added++
+				continue
+			}
 			if !update {
 				continue
 			}

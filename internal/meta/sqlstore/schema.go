@@ -271,6 +271,40 @@ var migrations = []Migration{
 		CREATE INDEX manifests_created ON manifests(created_at);
 		CREATE INDEX signatures_log_index ON signatures(log_index);
 		CREATE INDEX signatures_subject_id ON signatures(repository_id, subject_digest, id);`},
+
+	// garbage collection (internal/gc): review queues as in GitLab's
+	// online GC (a task per blob digest and per untagged manifest, due a
+	// grace period after the event that queued it), the tombstones of blob
+	// objects being deleted (pushes of those digests wait), per-project
+	// retention policies, and signatures kept as history once their image
+	// is deleted. Existing blobs and untagged manifests are queued once.
+	{Version: 10, Name: "garbage collection and retention", SQL: `CREATE TABLE gc_blob_review_queue (
+			digest TEXT PRIMARY KEY,
+			queued_at BIGINT NOT NULL,
+			event TEXT NOT NULL
+		);
+		CREATE INDEX gc_blob_review_queue_queued ON gc_blob_review_queue(queued_at, digest);
+		CREATE TABLE gc_blob_deletions (
+			digest TEXT PRIMARY KEY,
+			size BIGINT NOT NULL,
+			started_at BIGINT NOT NULL
+		);
+		CREATE TABLE gc_manifest_review_queue (
+			manifest_id BIGINT PRIMARY KEY REFERENCES manifests(id) ON DELETE CASCADE,
+			queued_at BIGINT NOT NULL,
+			event TEXT NOT NULL
+		);
+		CREATE INDEX gc_manifest_review_queue_queued ON gc_manifest_review_queue(queued_at, manifest_id);
+		CREATE TABLE project_retention (
+			project_id BIGINT PRIMARY KEY REFERENCES projects(id) ON DELETE CASCADE,
+			policy TEXT NOT NULL,
+			updated_at BIGINT NOT NULL,
+			last_run_at BIGINT NOT NULL DEFAULT 0
+		);
+		ALTER TABLE signatures ADD COLUMN deleted_at BIGINT;
+		INSERT INTO gc_blob_review_queue(digest, queued_at, event) SELECT digest, created_at, 'migration' FROM blobs;
+		INSERT INTO gc_manifest_review_queue(manifest_id, queued_at, event)
+			SELECT m.id, m.created_at, 'migration' FROM manifests m WHERE NOT EXISTS (SELECT 1 FROM tags t WHERE t.manifest_id = m.id);`},
 }
 
 // incidentSearchSQL is migration 8; noRowid is SQLite's WITHOUT ROWID for
@@ -317,5 +351,4 @@ func incidentSearchSQL(noRowid string) string {
 			PRIMARY KEY (field, value, created_at, signature_id)
 		)` + noRowid + `;
 		CREATE INDEX signature_facts_signature ON signature_facts(signature_id, field, value);`
-
 }

@@ -55,6 +55,8 @@ func (s *Store) SearchSignatures(ctx context.Context, q meta.SignatureSearch) ([
 		}
 	}
 	var from, created, id string
+	// Signatures of deleted images are history, not search results.
+	b.add(`s.deleted_at IS NULL`)
 	switch {
 	case drive >= 0:
 		f := facts[drive]

@@ -319,7 +319,7 @@ func stringMaps(ctx context.Context, c conn, q string, ids []int64) (map[int64]m
 // range on repository and subject).
 func (s *Store) ListSignatures(ctx context.Context, repo string, subject digest.Digest) ([]meta.Signature, error) {
 	return s.querySignatures(ctx, loadOptions{}, `SELECT `+sigColumns+` FROM signatures s JOIN repositories r ON r.id = s.repository_id
-		WHERE r.name = ? AND s.subject_digest = ? ORDER BY s.created_at, s.id`, repo, subject.String())
+		WHERE r.name = ? AND s.subject_digest = ? AND s.deleted_at IS NULL ORDER BY s.created_at, s.id`, repo, subject.String())
 }
 
 // TagsOf implements meta.Signatures.

@@ -150,9 +150,10 @@ func repoID(ctx context.Context, q conn, name string) (int64, error) {
 }
 
 // deleteIn runs q (a DELETE whose first argument is the repository id) in
-// repo's transaction: miss when it deletes nothing, a
-// *meta.RepositoryNotFoundError wrapping miss when repo does not exist.
-func (s *Store) deleteIn(ctx context.Context, repo string, miss error, q string, args ...any) error {
+// repo's transaction, then after (if set) in the same transaction: miss
+// when it deletes nothing, a *meta.RepositoryNotFoundError wrapping miss
+// when repo does not exist.
+func (s *Store) deleteIn(ctx context.Context, repo string, miss error, after func(conn) error, q string, args ...any) error {
 	return s.tx(ctx, func(tx conn) error {
 		id, err := repoID(ctx, tx, repo)
 		if errors.Is(err, meta.ErrRepositoryNotFound) {
@@ -168,14 +169,22 @@ func (s *Store) deleteIn(ctx context.Context, repo string, miss error, q string,
 		if n, _ := res.RowsAffected(); n == 0 {
 			return miss
 		}
+		if after != nil {
+			return after(tx)
+		}
 		return nil
 	})
 }
 
-// LinkBlob implements meta.Blobs.
+// LinkBlob implements meta.Blobs. It postpones the blob's review by
+// garbage collection and fails with meta.ErrBlobDeleting while GC deletes
+// the blob's object (after PrepareBlob it cannot have started since).
 func (s *Store) LinkBlob(ctx context.Context, repo string, d digest.Digest, size int64) error {
 	now := time.Now().UnixNano()
 	return s.tx(ctx, func(tx conn) error {
+		if err := claimBlob(ctx, tx, d, now, eventLink); err != nil {
+			return err
+		}
 		id, err := ensureRepo(ctx, tx, repo, now)
 		if err != nil {
 			return err
@@ -201,14 +210,19 @@ func (s *Store) BlobSize(ctx context.Context, repo string, d digest.Digest) (int
 	return size.Int64, err
 }
 
-// UnlinkBlob implements meta.Blobs.
+// UnlinkBlob implements meta.Blobs; the blob's review by garbage
+// collection is queued.
 func (s *Store) UnlinkBlob(ctx context.Context, repo string, d digest.Digest) error {
-	return s.deleteIn(ctx, repo, meta.ErrBlobNotFound, `DELETE FROM repository_blobs WHERE repository_id = ? AND digest = ?`, d.String())
+	now := time.Now().UnixNano()
+	return s.deleteIn(ctx, repo, meta.ErrBlobNotFound, func(tx conn) error {
+		return queueBlobs(ctx, tx, []string{d.String()}, now, eventUnlink)
+	}, `DELETE FROM repository_blobs WHERE repository_id = ? AND digest = ?`, d.String())
 }
 
 // PutManifest implements meta.Manifests.
 func (s *Store) PutManifest(ctx context.Context, m *meta.Manifest, tags []string, conds ...meta.TagCondition) error {
 	now := time.Now()
+	queued := now.UnixNano() // garbage collection's clock: always the real time
 	if !m.Created.IsZero() {
 		now = m.Created
 	}
@@ -261,12 +275,30 @@ func (s *Store) PutManifest(ctx context.Context, m *meta.Manifest, tags []string
 				return err
 			}
 		}
+		if len(tags) == 0 {
+			// Pushed by digest only: reviewed by garbage collection a
+			// grace period from now (kept if tagged, a child of an
+			// index or a referrer of a manifest by then).
+			if err := queueManifests(ctx, tx, []int64{mid}, queued, eventUpload); err != nil {
+				return err
+			}
+			return enqueueSignatureManifest(ctx, tx, m, tags, now.UnixNano())
+		}
+		// The manifests the tags point at now may be left untagged.
+		moved, err := ints1(ctx, tx, `SELECT DISTINCT manifest_id FROM tags WHERE repository_id = ? AND manifest_id <> ? AND name IN (`+placeholders(len(tags), 1)+`)`,
+			anys(tags, rid, mid)...)
+		if err != nil {
+			return err
+		}
 		for _, t := range tags {
 			if _, err := tx.exec(ctx, `INSERT INTO tags(repository_id, name, manifest_id, updated_at) VALUES (?, ?, ?, ?)
 				ON CONFLICT(repository_id, name) DO UPDATE SET manifest_id = excluded.manifest_id, updated_at = excluded.updated_at`,
 				rid, t, mid, now.UnixNano()); err != nil {
 				return err
 			}
+		}
+		if err := queueUntagged(ctx, tx, moved, queued); err != nil {
+			return err
 		}
 		return enqueueSignatureManifest(ctx, tx, m, tags, now.UnixNano())
 	})
@@ -327,12 +359,48 @@ func (s *Store) GetManifest(ctx context.Context, repo, reference string) (*meta.
 
 // DeleteManifest implements meta.Manifests.
 func (s *Store) DeleteManifest(ctx context.Context, repo string, d digest.Digest) error {
-	return s.deleteIn(ctx, repo, meta.ErrManifestNotFound, `DELETE FROM manifests WHERE repository_id = ? AND digest = ?`, d.String())
+	_, err := s.DeleteImage(ctx, repo, d)
+	return err
 }
 
-// DeleteTag implements meta.Manifests.
+// DeleteTag implements meta.Manifests. A manifest left without tags is
+// queued for review by garbage collection (deleted if untagged manifests
+// are collected).
 func (s *Store) DeleteTag(ctx context.Context, repo, tag string) error {
-	return s.deleteIn(ctx, repo, meta.ErrTagNotFound, `DELETE FROM tags WHERE repository_id = ? AND name = ?`, tag)
+	now := time.Now().UnixNano()
+	return s.tx(ctx, func(tx conn) error {
+		rid, err := repoID(ctx, tx, repo)
+		if errors.Is(err, meta.ErrRepositoryNotFound) {
+			return &meta.RepositoryNotFoundError{Repository: repo, Miss: meta.ErrTagNotFound}
+		}
+		if err != nil {
+			return err
+		}
+		mids, err := ints1(ctx, tx, `DELETE FROM tags WHERE repository_id = ? AND name = ? RETURNING manifest_id`, rid, tag)
+		if err != nil {
+			return err
+		}
+		if len(mids) == 0 {
+			return meta.ErrTagNotFound
+		}
+		return queueUntagged(ctx, tx, mids, now)
+	})
+}
+
+// queueUntagged queues the review of those of manifests ids that have no
+// tag left.
+func queueUntagged(ctx context.Context, tx conn, ids []int64, now int64) error {
+	var untagged []int64
+	for _, id := range ids {
+		var one int
+		err := tx.queryRow(ctx, `SELECT 1 FROM tags WHERE manifest_id = ? LIMIT 1`, id).Scan(&one)
+		if errors.Is(err, sql.ErrNoRows) {
+			untagged = append(untagged, id)
+		} else if err != nil {
+			return err
+		}
+	}
+	return queueManifests(ctx, tx, untagged, now, eventUntag)
 }
 
 // Referrers implements meta.Manifests.
@@ -412,4 +480,20 @@ func (s *Store) list(ctx context.Context, q string, n int, args ...any) ([]strin
 		return out[:n], true, nil
 	}
 	return out, false, nil
+}
+
+// IntegrityCheck runs SQLite's integrity check (after a restore); other
+// databases check themselves.
+func (s *Store) IntegrityCheck(ctx context.Context) error {
+	if s.d.Name != "sqlite" {
+		return nil
+	}
+	var res string
+	if err := s.r.queryRow(ctx, `PRAGMA integrity_check`).Scan(&res); err != nil {
+		return err
+	}
+	if res != "ok" {
+		return fmt.Errorf("integrity check: %s", res)
+	}
+	return nil
 }

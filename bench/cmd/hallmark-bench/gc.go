@@ -1,0 +1,257 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/hallmark-dev/hallmark/internal/demo"
+)
+
+// gcScenario measures what an online garbage collection sweep costs the
+// pushes running at the same time. It starts its own `hallmark server`
+// (auth off, SQLite and filesystem blobs in a temp dir, no GC worker:
+// --gc-interval 0, --gc-grace 1s), pushes HALLMARK_BENCH_GC_BLOBS (default
+// 100,000; -quick 10,000) small unreferenced blobs through the registry
+// (monolithic POSTs, 32 at a time), waits for the grace period, then runs
+// the push load (4 clients, each pushing images one after the other: a
+// 512-byte config and two 64 KiB layers, then the manifest, all new
+// content; the latency of an image is that of its four requests):
+//
+//	before  -duration of pushes with no sweep
+//	during  pushes while `hallmark gc` sweeps the 100,000 blobs (a separate
+//	        process on the same data dir, as an operator runs it; the same
+//	        collector as the server's worker, same batches and pauses)
+//	after   -duration of pushes with no sweep again
+//
+// and reports the image push p99 during the sweep against the p99 of the
+// before and after samples together (target <= 1.5x), and the sweep's
+// duration. The pushes and the sweep share the machine, so the ratio is
+// what the sweep costs a push, not only its database lock.
+func gcScenario(ctx context.Context, e *Env) ([]Row, error) {
+	if err := e.needCLIs(false); err != nil {
+		return nil, err
+	}
+	blobs := envInt("HALLMARK_BENCH_GC_BLOBS", 100000)
+	if e.Quick {
+		blobs = min(blobs, 10000)
+	}
+	dir, err := os.MkdirTemp("", "hallmark-bench-gc-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	data := filepath.Join(dir, "hallmark-data")
+	srv, err := startServerProcess(ctx, e.HallmarkBin, data, "--auth", "off", "--log-level", "warn", "--gc-interval", "0", "--gc-grace", "1s")
+	if err != nil {
+		return nil, err
+	}
+	defer srv.stop()
+	t := Target{Name: "hallmark", URL: srv.url, PID: srv.pid}
+
+	e.Logf("gc: pushing %d unreferenced blobs (load average %s)", blobs, loadAvg())
+	start := time.Now()
+	if err := seedGarbage(ctx, t, blobs); err != nil {
+		return nil, err
+	}
+	seed := time.Since(start)
+	e.Logf("gc: %d blobs in %s (%.0f/s)", blobs, seed.Round(time.Second), float64(blobs)/seed.Seconds())
+	time.Sleep(1500 * time.Millisecond) // past the grace period
+
+	const clients = 4
+	before, err := pushLoad(ctx, t, clients, func() bool { return false }, e.Duration*2)
+	if err != nil {
+		return nil, err
+	}
+	env, err := cliEnv(dir)
+	if err != nil {
+		return nil, err
+	}
+	var sweepDone atomic.Bool
+	var sweepErr error
+	var sweepOut []byte
+	var sweepTook time.Duration
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		t0 := time.Now()
+		cmd := exec.CommandContext(ctx, e.HallmarkBin, "gc", "--data-dir", data, "--grace", "1s", "-o", "json")
+		cmd.Dir, cmd.Env = dir, env
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		sweepOut, sweepErr = cmd.Output()
+		if sweepErr != nil {
+			sweepErr = fmt.Errorf("hallmark gc: %v: %s", sweepErr, tail(stderr.String(), 1000))
+		}
+		sweepTook = time.Since(t0)
+		sweepDone.Store(true)
+	})
+	during, err := pushLoad(ctx, t, clients, sweepDone.Load, 0)
+	wg.Wait()
+	if err != nil {
+		return nil, err
+	}
+	if sweepErr != nil {
+		return nil, sweepErr
+	}
+	var res struct {
+		BlobsDeleted int   `json:"blobsDeleted"`
+		BytesFreed   int64 `json:"bytesFreed"`
+	}
+	if err := json.Unmarshal(sweepOut, &res); err != nil {
+		return nil, fmt.Errorf("hallmark gc output: %v: %s", err, tail(string(sweepOut), 500))
+	}
+	if res.BlobsDeleted < blobs {
+		return nil, fmt.Errorf("the sweep deleted %d blobs, want the %d pushed", res.BlobsDeleted, blobs)
+	}
+	after, err := pushLoad(ctx, t, clients, func() bool { return false }, e.Duration*2)
+	if err != nil {
+		return nil, err
+	}
+	quiet := append(append([]time.Duration(nil), before...), after...)
+	ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+	sum := func(name string, d []time.Duration) string {
+		return fmt.Sprintf("%s: %d images, p50 %.1f ms, p90 %.1f ms, p99 %.1f ms, max %.1f ms", name, len(d), ms(demo.Percentile(d, 50)),
+			ms(demo.Percentile(d, 90)), ms(demo.Percentile(d, 99)), ms(demo.Percentile(d, 100)))
+	}
+	if len(during) < 100 {
+		return nil, fmt.Errorf("only %d images were pushed during the %s sweep: too few for a p99", len(during), sweepTook.Round(time.Millisecond))
+	}
+	details := []string{
+		fmt.Sprintf("seeded %d unreferenced blobs through the registry in %s (%.0f/s); the sweep deleted %d (%d bytes) in %s",
+			blobs, seed.Round(time.Second), float64(blobs)/seed.Seconds(), res.BlobsDeleted, res.BytesFreed, sweepTook.Round(time.Millisecond)),
+		sum("before the sweep", before), sum("during the sweep", during), sum("after the sweep", after),
+	}
+	return []Row{
+		{Name: fmt.Sprintf("gc: image push p99 during a sweep of %d blobs vs none (%d clients)", blobs, clients), Unit: "ms",
+			Hallmark: ms(demo.Percentile(during, 99)), Peer: ms(demo.Percentile(quiet, 99)), Goal: Goal{Kind: goalRatioMax, Value: 1.5}, Details: details},
+		{Name: fmt.Sprintf("gc: sweep of %d unreferenced blobs while pushing", blobs), Unit: "s", Hallmark: sweepTook.Seconds()},
+	}, nil
+}
+
+// seedGarbage pushes n distinct small blobs, linked and referenced by no
+// manifest, 32 at a time.
+func seedGarbage(ctx context.Context, t Target, n int) error {
+	var next atomic.Int64
+	errs := make([]error, 32)
+	var wg sync.WaitGroup
+	for w := range errs {
+		wg.Go(func() {
+			c := &http.Client{Timeout: time.Minute}
+			for {
+				i := next.Add(1) - 1
+				if i >= int64(n) || ctx.Err() != nil {
+					return
+				}
+				b := []byte(fmt.Sprintf("unreferenced blob %d for the gc scenario", i))
+				if err := pushBlobTo(ctx, c, t, "bench/garbage", b); err != nil {
+					errs[w] = err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	return errors.Join(append(errs, ctx.Err())...)
+}
+
+func pushBlobTo(ctx context.Context, c *http.Client, t Target, repo string, b []byte) error {
+	d := digest.FromBytes(b)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, t.URL+"/v2/"+repo+"/blobs/uploads/?digest="+d.String(), bytes.NewReader(b))
+	if err != nil {
+		return err
+	}
+	res, err := c.Do(req)
+	if err != nil {
+		return err
+	}
+	body, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if res.StatusCode != http.StatusCreated {
+		return fmt.Errorf("push blob: %s: %s", res.Status, tail(string(body), 300))
+	}
+	return nil
+}
+
+// pushLoad runs clients pushing new images (a config and two 64 KiB
+// layers, then the manifest) one after the other, until done() or, when
+// d > 0, d has passed, and returns each image's push latency.
+func pushLoad(ctx context.Context, t Target, clients int, done func() bool, d time.Duration) ([]time.Duration, error) {
+	end := time.Now().Add(d)
+	stop := func() bool { return ctx.Err() != nil || done() || (d > 0 && time.Now().After(end)) }
+	lat := make([][]time.Duration, clients)
+	errs := make([]error, clients)
+	var wg sync.WaitGroup
+	for w := range clients {
+		wg.Go(func() {
+			c := &http.Client{Timeout: time.Minute}
+			for i := 0; !stop(); i++ {
+				t0 := time.Now()
+				if err := pushImageTo(ctx, c, t, fmt.Sprintf("bench/gc-load-%d", w), fmt.Sprintf("i%d", i)); err != nil {
+					errs[w] = err
+					return
+				}
+				lat[w] = append(lat[w], time.Since(t0))
+			}
+		})
+	}
+	wg.Wait()
+	var all []time.Duration
+	for _, l := range lat {
+		all = append(all, l...)
+	}
+	return all, errors.Join(errs...)
+}
+
+func pushImageTo(ctx context.Context, c *http.Client, t Target, repo, tag string) error {
+	type desc struct {
+		MediaType string        `json:"mediaType"`
+		Digest    digest.Digest `json:"digest"`
+		Size      int           `json:"size"`
+	}
+	cfg := make([]byte, 512)
+	rand.Read(cfg)
+	m := map[string]any{"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+		"config": desc{"application/vnd.oci.image.config.v1+json", digest.FromBytes(cfg), len(cfg)}}
+	if err := pushBlobTo(ctx, c, t, repo, cfg); err != nil {
+		return err
+	}
+	var layers []desc
+	for range 2 {
+		l := make([]byte, 64<<10)
+		rand.Read(l)
+		if err := pushBlobTo(ctx, c, t, repo, l); err != nil {
+			return err
+		}
+		layers = append(layers, desc{"application/vnd.oci.image.layer.v1.tar+gzip", digest.FromBytes(l), len(l)})
+	}
+	m["layers"] = layers
+	body, _ := json.Marshal(m)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPut, t.URL+"/v2/"+repo+"/manifests/"+tag, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/vnd.oci.image.manifest.v1+json")
+	res, err := c.Do(req)
+	if err != nil {
+		return err
+	}
+	rb, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if res.StatusCode != http.StatusCreated {
+		return fmt.Errorf("push manifest: %s: %s", res.Status, tail(string(rb), 300))
+	}
+	return nil
+}
