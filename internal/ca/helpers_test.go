@@ -2,6 +2,7 @@ package ca_test
 
 import (
 	"bytes"
+	"context"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -193,7 +194,7 @@ func newFixture(t testing.TB) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := ca.New(ks, v, nil, ca.Config{})
+	c, err := ca.New(context.Background(), ks, v, nil, ca.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}

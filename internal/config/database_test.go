@@ -2,6 +2,8 @@ package config
 
 import (
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -53,6 +55,46 @@ func TestDatabaseURLFlagAndEnv(t *testing.T) {
 	c.DatabaseURL = "mysql://x"
 	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "database-url") {
 		t.Fatalf("Validate accepted a mysql URL: %v", err)
+	}
+}
+
+// TestKeyEncryptionKeyRequired: keys in PostgreSQL need a key encryption
+// key, given once; without PostgreSQL one is a mistake. The YAML file
+// cannot carry the key itself (only its file).
+func TestKeyEncryptionKeyRequired(t *testing.T) {
+	for _, c := range []struct {
+		db, file, value string
+		want            string // "" for valid
+	}{
+		{"", "", "", ""},
+		{"postgres://db/x", "/etc/hallmark/kek", "", ""},
+		{"postgres://db/x", "", "c2VjcmV0", ""},
+		{"postgres://db/x", "", "", "key-encryption-key-file"},
+		{"postgres://db/x", "/etc/hallmark/kek", "c2VjcmV0", "not both"},
+		{"", "/etc/hallmark/kek", "", "only used with database-url"},
+		{"", "", "c2VjcmV0", "only used with database-url"},
+	} {
+		cfg := Defaults()
+		cfg.DatabaseURL, cfg.KeyEncryptionKeyFile, cfg.KeyEncryptionKey = c.db, c.file, c.value
+		err := cfg.Validate()
+		if c.want == "" && err != nil || c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want)) {
+			t.Errorf("%+v: %v, want %q", c, err, c.want)
+		}
+		if err != nil && strings.Contains(err.Error(), "c2VjcmV0") {
+			t.Errorf("the error repeats the key: %v", err)
+		}
+	}
+	c := Defaults()
+	fs := pflag.NewFlagSet("server", pflag.ContinueOnError)
+	c.BindFlags(fs)
+	path := filepath.Join(t.TempDir(), "hallmark.yaml")
+	os.WriteFile(path, []byte("key-encryption-key: c2VjcmV0\n"), 0o600)
+	if err := Apply(fs, path, func(string) (string, bool) { return "", false }); err == nil || !strings.Contains(err.Error(), "unknown key") {
+		t.Fatalf("a config file with the key itself: %v", err)
+	}
+	os.WriteFile(path, []byte("key-encryption-key-file: /etc/hallmark/kek\n"), 0o600)
+	if err := Apply(fs, path, func(string) (string, bool) { return "", false }); err != nil || c.KeyEncryptionKeyFile != "/etc/hallmark/kek" {
+		t.Fatalf("key-encryption-key-file from the config file: %q %v", c.KeyEncryptionKeyFile, err)
 	}
 }
 

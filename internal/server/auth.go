@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"net/http"
 	"net/url"
@@ -45,7 +46,7 @@ func (s *Server) setupAuth(ctx context.Context, store auth.Store) error {
 		s.log.WarnContext(ctx, "auth is OFF: anyone who can reach this address may push, overwrite and delete images", "addr", s.ln.Addr().String())
 		return nil
 	}
-	key, err := s.keys.LoadOrCreate("registry-token", keystore.ECDSAP256)
+	key, err := keystore.LoadOrCreate(ctx, s.keys, "registry-token", keystore.ECDSAP256)
 	if err != nil {
 		return err
 	}
@@ -86,7 +87,16 @@ func (s *Server) setupAuth(ctx context.Context, store auth.Store) error {
 		return err
 	}
 	pwFile := filepath.Join(s.cfg.DataDir, AdminPasswordFile)
-	created, err := (&auth.Admin{Store: store}).EnsureAdmin(ctx, pwFile, keystore.WriteFile)
+	created, err := (&auth.Admin{Store: store}).EnsureAdmin(ctx, func(ctx context.Context) (string, error) {
+		// A password file put there before the first start is the
+		// password; else one is generated. Replicas agree on one.
+		return s.sharedSecret(ctx, AdminPasswordFile, func() (string, error) {
+			if pw, err := readSecret(pwFile); !errors.Is(err, fs.ErrNotExist) {
+				return pw, err
+			}
+			return auth.GeneratePassword(), nil
+		}, false)
+	})
 	if err != nil {
 		return fmt.Errorf("auth: bootstrap admin account: %w", err)
 	}

@@ -62,6 +62,8 @@ func Run(t *testing.T, b Backend) {
 		{"Audit", testAudit},
 		{"UntrustedText", testUntrustedText},
 		{"TlogStorage", testTlogStorage},
+		{"KeyStore", testKeyStore},
+		{"TUFFiles", testTUFFiles},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel() // each case has a database of its own

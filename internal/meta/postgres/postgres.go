@@ -49,6 +49,8 @@ func Dialect() *sqlstore.Dialect {
 		ForUpdate:      " FOR UPDATE",
 		ForShare:       " FOR SHARE",
 		LockMigrations: fmt.Sprintf("SELECT pg_advisory_xact_lock(%d)", int64(migrationLockKey)),
+		SessionLock:    "SELECT pg_advisory_lock(?)",
+		SessionUnlock:  "SELECT pg_advisory_unlock(?)",
 		Retryable:      retryable,
 		Unavailable:    unavailable,
 	}
