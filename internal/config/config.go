@@ -15,27 +15,28 @@ import (
 
 // Server is the configuration of `hallmark server`.
 type Server struct {
-	Addr        string // listen address
-	ExternalURL string // base URL clients use to reach the server; default http://<addr>
-	DataDir     string // blobs, database and keys
-	DatabaseURL string // postgres://... for the metadata database; empty: SQLite in DataDir
+	Addr            string        // listen address
+	ExternalURL     string        // base URL clients use to reach the server; default http://<addr>
+	DataDir         string        // blobs, database and keys
+	DatabaseURL     string        // postgres://... for the metadata database; empty: SQLite in DataDir
+	BlobURL         string        // s3://bucket/prefix?...: blobs in S3; "" = the filesystem under DataDir
+	BlobRedirect    bool          // answer blob GETs with a redirect to a presigned URL (S3 only)
+	LogLevel        string        // debug, info, warn, error
+	LogFormat       string        // json or text
+	MaxManifestSize int64         // bytes
+	SparseManifests bool          // accept manifests naming blobs or child manifests the repository lacks (OCI 1.1 sparse)
+	UploadTTL       time.Duration // abandoned uploads are removed after this
+	ShutdownTimeout time.Duration
+	// BodyReadTimeout cuts off a request body that delivers less than
+	// reqbody.MinProgress bytes (and does not end) within this long.
+	BodyReadTimeout time.Duration
+	TrustedKeys     []string // PEM public keys whose signatures the index marks verified
+
 	// KeyEncryptionKeyFile (flag) or KeyEncryptionKey (the value, from the
 	// environment only: HALLMARK_KEY_ENCRYPTION_KEY) seals the keys the
 	// replicas keep in PostgreSQL; one is required with DatabaseURL.
 	KeyEncryptionKeyFile string
 	KeyEncryptionKey     string
-	BlobURL              string        // s3://bucket/prefix?...: blobs in S3; "" = the filesystem under DataDir
-	BlobRedirect         bool          // answer blob GETs with a redirect to a presigned URL (S3 only)
-	LogLevel             string        // debug, info, warn, error
-	LogFormat            string        // json or text
-	MaxManifestSize      int64         // bytes
-	SparseManifests      bool          // accept manifests naming blobs or child manifests the repository lacks (OCI 1.1 sparse)
-	UploadTTL            time.Duration // abandoned uploads are removed after this
-	ShutdownTimeout      time.Duration
-	// BodyReadTimeout cuts off a request body that delivers less than
-	// reqbody.MinProgress bytes (and does not end) within this long.
-	BodyReadTimeout time.Duration
-	TrustedKeys     []string // PEM public keys whose signatures the index marks verified
 
 	// Access control and transport security (internal/auth).
 	Auth         string // "on" (default) or "off" (open registry; loopback only)
