@@ -140,7 +140,7 @@ func auditJSON(e AuditEvent) AuditEventJSON {
 // address, then at most one a minute (each record is a database write; a
 // flood of junk tokens must not become a flood of writes).
 func (s *Service) invalidToken(ctx context.Context, remote, repo, detail string) {
-	if !s.invalid.allow(addrKey(remote), s.cfg.Now()) {
+	if !allow(ctx, s.local, charge{key: "invalid:" + addrKey(remote), rl: RateLimit{Burst: 5, Every: time.Minute}}, s.cfg.Now()) {
 		return
 	}
 	s.Audit(ctx, AuditEvent{Action: AuditInvalidToken, RemoteAddr: remote, Repository: repo, Detail: detail})

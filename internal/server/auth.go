@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/hallmark-dev/hallmark/internal/auth"
 	"github.com/hallmark-dev/hallmark/internal/config"
@@ -74,7 +75,12 @@ func (s *Server) setupAuth(ctx context.Context, store auth.Store) error {
 		return err
 	}
 	adminTokenPath := filepath.Join(s.cfg.DataDir, AdminTokenFile)
+	var budgets auth.BudgetStore // in memory, unless replicas share PostgreSQL
+	if s.cfg.DatabaseURL != "" {
+		budgets, _ = store.(auth.BudgetStore)
+	}
 	svc, err := auth.New(store, signer, verifier, s.log, auth.Config{
+		Budgets:        budgets,
 		TrustedProxies: proxies,
 		Issuer:         s.url + "/auth",
 		Realm:          s.url + TokenPath,
@@ -108,6 +114,29 @@ func (s *Server) setupAuth(ctx context.Context, store auth.Store) error {
 	s.auth = svc
 	s.log.InfoContext(ctx, "auth is on", "token_realm", s.url+TokenPath, "service", service)
 	return nil
+}
+
+// budgetSweep is how often the failed-login budgets that are full again
+// are dropped.
+const budgetSweep = 5 * time.Minute
+
+// sweepBudgets keeps the failed-login budgets bounded until ctx is done.
+func (s *Server) sweepBudgets(ctx context.Context) {
+	if s.auth == nil {
+		return
+	}
+	t := time.NewTicker(budgetSweep)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if _, err := s.auth.SweepBudgets(ctx); err != nil && ctx.Err() == nil {
+			s.log.WarnContext(ctx, "sweeping failed-login budgets", "err", err)
+		}
+	}
 }
 
 // Auth returns the auth service (nil when --auth=off), e.g. to mint CI job

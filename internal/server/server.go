@@ -231,6 +231,7 @@ func (s *Server) Run(ctx context.Context, ready func(addr net.Addr)) error {
 	fresh := trackFreshConns(srv)
 	go s.janitor(ctx)
 	go s.maintainTUF(ctx)
+	go s.sweepBudgets(ctx)
 	s.log.Info("hallmark server listening", "addr", ln.Addr().String(), "data_dir", s.cfg.DataDir)
 	if ready != nil {
 		ready(ln.Addr())

@@ -64,6 +64,7 @@ func Run(t *testing.T, b Backend) {
 		{"TlogStorage", testTlogStorage},
 		{"KeyStore", testKeyStore},
 		{"TUFFiles", testTUFFiles},
+		{"LoginBudgets", testLoginBudgets},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel() // each case has a database of its own

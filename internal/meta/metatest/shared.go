@@ -10,7 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hallmark-dev/hallmark/internal/auth"
 	"github.com/hallmark-dev/hallmark/internal/keystore"
+	"github.com/hallmark-dev/hallmark/internal/meta/sqlstore"
 	"github.com/hallmark-dev/hallmark/internal/tuf"
 )
 
@@ -156,4 +158,85 @@ func testTUFFiles(t *testing.T, be Backend) {
 	}
 	unlock()
 	(<-got)()
+}
+
+// testLoginBudgets: failed-login budgets shared by two stores (replicas):
+// concurrent charges of one key from both are all counted (no lost
+// update), fn sees exactly the stored budgets, and the sweep drops what is
+// full again and keeps the tables bounded.
+func testLoginBudgets(t *testing.T, be Backend) {
+	db := be.NewDB(t)
+	stores := []*sqlstore.Store{open(t, db), open(t, db)}
+	now := time.Unix(1_700_000_000, 0)
+	if got, err := stores[0].LoadBudgets(ctx, []string{"addr:1", "user:x"}); err != nil || len(got) != 0 {
+		t.Fatalf("budgets of a new database: %v %v", got, err)
+	}
+	const n = 24
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			err := stores[i%2].ChargeBudgets(ctx, []string{"user:x", "addr:1"}, func(cur map[string]auth.Budget) map[string]auth.Budget {
+				out := map[string]auth.Budget{}
+				for _, k := range []string{"user:x", "addr:1"} {
+					b, ok := cur[k]
+					if !ok {
+						b = auth.Budget{Tokens: 100}
+					}
+					out[k] = auth.Budget{Tokens: b.Tokens - 1, At: now, Full: now.Add(time.Duration(i+1) * time.Minute)}
+				}
+				return out
+			})
+			if err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	got, err := stores[1].LoadBudgets(ctx, []string{"user:x", "addr:1", "addr:2"})
+	if err != nil || len(got) != 2 || got["user:x"].Tokens != 100-n || got["addr:1"].Tokens != 100-n || !got["addr:1"].At.Equal(now) {
+		t.Fatalf("after %d concurrent charges: %+v %v", n, got, err)
+	}
+	// A charge fn leaves out is not stored (and not seen as a budget).
+	if err := stores[0].ChargeBudgets(ctx, []string{"addr:3"}, func(map[string]auth.Budget) map[string]auth.Budget { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := stores[0].LoadBudgets(ctx, []string{"addr:3"}); len(got) != 0 {
+		t.Fatalf("an uncharged key has a budget: %+v", got)
+	}
+
+	// Known logins: the later time wins.
+	for _, at := range []time.Time{now, now.Add(-time.Hour)} {
+		if err := stores[0].RememberLogin(ctx, "user:x@addr:1", at); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if ok, err := stores[1].LoginSince(ctx, "user:x@addr:1", now); err != nil || !ok {
+		t.Fatalf("LoginSince: %v %v", ok, err)
+	}
+	if ok, _ := stores[1].LoginSince(ctx, "user:x@addr:1", now.Add(time.Second)); ok {
+		t.Fatal("LoginSince later than the login")
+	}
+
+	// Sweep: full budgets and old logins go; then the bound.
+	for i := range 5 {
+		k := "addr:b" + string(rune('0'+i))
+		stores[0].ChargeBudgets(ctx, []string{k}, func(map[string]auth.Budget) map[string]auth.Budget {
+			return map[string]auth.Budget{k: {Tokens: 0, At: now, Full: now.Add(time.Duration(10+i) * time.Hour)}}
+		})
+	}
+	stores[0].RememberLogin(ctx, "user:y@addr:2", now.Add(time.Hour))
+	n1, err := stores[1].SweepBudgets(ctx, now.Add(time.Hour), now.Add(time.Minute), 1000)
+	if err != nil || n1 != 2+1+1 { // user:x and addr:1 (full after 24 min), addr:3's lock row, the old login
+		t.Fatalf("sweep dropped %d (%v), want 4", n1, err)
+	}
+	if ok, _ := stores[1].LoginSince(ctx, "user:y@addr:2", now); !ok {
+		t.Fatal("sweep dropped a recent login")
+	}
+	if n2, err := stores[1].SweepBudgets(ctx, now.Add(time.Hour), now.Add(time.Minute), 2); err != nil || n2 != 3 {
+		t.Fatalf("bounded sweep dropped %d (%v), want 3", n2, err)
+	}
+	left, _ := stores[0].LoadBudgets(ctx, []string{"addr:b0", "addr:b1", "addr:b2", "addr:b3", "addr:b4"})
+	if _, ok := left["addr:b4"]; len(left) != 2 || !ok {
+		t.Fatalf("the bound kept %v; want the two furthest from full", left)
+	}
 }
