@@ -117,3 +117,35 @@ func FuzzValidateDatabaseURL(f *testing.F) {
 		}
 	})
 }
+
+// TestScaleOutExample: the replicas' configuration in examples/scale-out
+// (the YAML file, the environment file and the systemd unit's flags) is
+// accepted as a replica would load it, and says what the README promises.
+func TestScaleOutExample(t *testing.T) {
+	dir := filepath.Join("..", "..", "examples", "scale-out")
+	raw, err := os.ReadFile(filepath.Join(dir, "hallmark.env"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{}
+	for _, l := range strings.Split(string(raw), "\n") {
+		if k, v, ok := strings.Cut(l, "="); ok && !strings.HasPrefix(l, "#") {
+			env[k] = v
+		}
+	}
+	file, err := os.ReadFile(filepath.Join(dir, "hallmark.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := parse(t, []string{"--addr", "0.0.0.0:5001", "--data-dir", "/var/lib/hallmark/5001"}, env, string(file))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Validate(); err != nil {
+		t.Fatalf("the example does not validate: %v", err)
+	}
+	if !strings.HasPrefix(c.DatabaseURL, "postgres://") || !strings.HasPrefix(c.BlobURL, "s3://") || c.KeyEncryptionKeyFile == "" ||
+		c.ExternalURL == "" || len(c.TrustedProxies) == 0 || !c.InsecureHTTP {
+		t.Errorf("the example lacks a replica setting: %+v", c)
+	}
+}
