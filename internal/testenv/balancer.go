@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"sync"
 	"sync/atomic"
 	"testing"
 )
@@ -14,8 +15,27 @@ import (
 type Balancer struct {
 	URL  string // http://Addr
 	Addr string // host:port clients use
-	// Hits counts the requests each backend was sent.
-	Hits []atomic.Int64
+	// Hits counts the requests each backend was sent (up to 8 backends).
+	Hits [8]atomic.Int64
+
+	mu       sync.Mutex
+	backends []*url.URL
+}
+
+// Add adds a backend (index len(backends so far)), e.g. a replica started
+// after the balancer because its --external-url is the balancer's URL.
+func (b *Balancer) Add(tb testing.TB, backend string) {
+	tb.Helper()
+	u, err := url.Parse(backend)
+	if err != nil {
+		tb.Fatalf("testenv: balancer backend %q: %v", backend, err)
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if len(b.backends) == len(b.Hits) {
+		tb.Fatalf("testenv: a balancer has at most %d backends", len(b.Hits))
+	}
+	b.backends = append(b.backends, u)
 }
 
 // Pick chooses the backend (an index) of a request; n counts the requests
@@ -34,21 +54,19 @@ func RoundRobin(backends int) Pick {
 // the replicas see the address clients use).
 func StartBalancer(tb testing.TB, pick Pick, backends ...string) *Balancer {
 	tb.Helper()
-	targets := make([]*url.URL, len(backends))
-	for i, b := range backends {
-		u, err := url.Parse(b)
-		if err != nil {
-			tb.Fatalf("testenv: balancer backend %q: %v", b, err)
-		}
-		targets[i] = u
+	b := &Balancer{}
+	for _, u := range backends {
+		b.Add(tb, u)
 	}
-	b := &Balancer{Hits: make([]atomic.Int64, len(backends))}
 	var n atomic.Int64
 	proxy := &httputil.ReverseProxy{
 		Rewrite: func(r *httputil.ProxyRequest) {
-			i := pick(r.In, n.Add(1)-1)
+			b.mu.Lock()
+			i := pick(r.In, n.Add(1)-1) % len(b.backends)
+			target := b.backends[i]
+			b.mu.Unlock()
 			b.Hits[i].Add(1)
-			r.SetURL(targets[i])
+			r.SetURL(target)
 			r.Out.Host = r.In.Host
 		},
 		FlushInterval: -1,
