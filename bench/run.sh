@@ -158,7 +158,8 @@ if [ $scaleout = 1 ]; then
   h2args[2]=127.0.0.1:$HPORT2 h2args[4]=$RUN/hallmark-data2
   mkdir -p "$RUN/hallmark-data2"
   "$HALLMARK" "${h2args[@]}" > "$RUN/hallmark2.log" 2>&1 &
-  pids+=($!)
+  HPID2=$!
+  pids+=("$HPID2")
   hurls+=,http://127.0.0.1:$HPORT2
   export HALLMARK_BENCH_TLOG_SIZE=${HALLMARK_BENCH_TLOG_SIZE:-0} # appends/s; proof latency at the size reached
   log "scale out: replicas $hurls on PostgreSQL and versitygw 127.0.0.1:$SPORT (distribution on the same bucket)"
@@ -166,6 +167,9 @@ fi
 "$HALLMARK" "${hargs[@]}" > "$RUN/hallmark.log" 2>&1 &
 HPID=$!
 pids+=("$HPID")
+# The pid hallmark-bench pins during pulls (and measures for RSS): the
+# replica that serves the pulls.
+bench_pid=${HPID2:-$HPID}
 # OTEL_*: distribution otherwise exports traces to localhost:4318 every few seconds.
 OTEL_TRACES_EXPORTER=none OTEL_SDK_DISABLED=true "$REGISTRY" serve "$RUN/distribution.yml" > "$RUN/distribution.log" 2>&1 &
 DPID=$!
@@ -175,7 +179,7 @@ log "uptime: $(uptime)"
 
 results=$OUT/results-$stamp-$$.md
 set +e
-"$BIN/hallmark-bench" -hallmark "$hurls" -hallmark-pid "$HPID" \
+"$BIN/hallmark-bench" -hallmark "$hurls" -hallmark-pid "$bench_pid" \
   -peer "http://127.0.0.1:$DPORT" -peer-pid "$DPID" -peer-name distribution \
   -hallmark-bin "$HALLMARK" -cosign "$PEERS/cosign" \
   -data "$OUT/data" -scenario "$scenario" "${quick[@]}" "${strict[@]}" "${extra[@]}" | tee "$results"
