@@ -159,26 +159,25 @@ func NewMemoryBudgets() *MemoryBudgets {
 func (m *MemoryBudgets) LoadBudgets(_ context.Context, keys []string) (map[string]Budget, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	return m.lookup(keys), nil
+}
+
+// lookup returns the budgets of keys that exist; m.mu is held.
+func (m *MemoryBudgets) lookup(keys []string) map[string]Budget {
 	out := make(map[string]Budget, len(keys))
 	for _, k := range keys {
 		if b, ok := m.budgets[k]; ok {
 			out[k] = b
 		}
 	}
-	return out, nil
+	return out
 }
 
 // ChargeBudgets implements BudgetStore.
 func (m *MemoryBudgets) ChargeBudgets(ctx context.Context, keys []string, fn func(map[string]Budget) map[string]Budget) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	cur := make(map[string]Budget, len(keys))
-	for _, k := range keys {
-		if b, ok := m.budgets[k]; ok {
-			cur[k] = b
-		}
-	}
-	for k, b := range fn(cur) {
+	for k, b := range fn(m.lookup(keys)) {
 		if _, ok := m.budgets[k]; !ok && len(m.budgets) >= maxBudgets {
 			now := b.At
 			maps.DeleteFunc(m.budgets, func(_ string, b Budget) bool { return !now.Before(b.Full) })

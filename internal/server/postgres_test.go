@@ -55,24 +55,7 @@ func TestPostgresRestart(t *testing.T) {
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	for w := 0; w < 2; w++ { // log appends, one client per replica
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				if ack, ok := tlogPost(bases[w], tlogEntry(logKey, logKeyPEM, logSeq.Add(1))); ok {
-					mu.Lock()
-					logAcked = append(logAcked, ack)
-					mu.Unlock()
-				} else {
-					time.Sleep(20 * time.Millisecond)
-				}
-			}
-		}()
+		wg.Go(func() { tlogAppendUntil(stop, bases[w], logKey, logKeyPEM, &logSeq, &mu, &logAcked, 20*time.Millisecond) })
 	}
 	for w := 0; w < 4; w++ {
 		wg.Add(1)

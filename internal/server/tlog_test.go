@@ -164,22 +164,7 @@ func TestTlogSurvivesKill9(t *testing.T) {
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	for w := 0; w < 16; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				if a, ok := tlogPost(p.URL, tlogEntry(k, keyPEM, seq.Add(1))); ok {
-					mu.Lock()
-					acked = append(acked, a)
-					mu.Unlock()
-				}
-			}
-		}()
+		wg.Go(func() { tlogAppendUntil(stop, p.URL, k, keyPEM, &seq, &mu, &acked, 0) })
 	}
 	deadline := time.Now().Add(2 * time.Minute)
 	for {
@@ -221,6 +206,26 @@ func TestTlogSurvivesKill9(t *testing.T) {
 	}
 	final, finalRoot := tlogHead(t, p2.URL, pub2)
 	checkLogKept(t, p2.URL, after, afterRoot, final, finalRoot, nil)
+}
+
+// tlogAppendUntil appends fresh entries to the log at base until stop is
+// closed, adding the acknowledged ones to acked (under mu); after a failed
+// append it waits pause, as a client backing off would.
+func tlogAppendUntil(stop <-chan struct{}, base string, k *ecdsa.PrivateKey, keyPEM []byte, seq *atomic.Int64, mu *sync.Mutex, acked *[]tlogAck, pause time.Duration) {
+	for {
+		select {
+		case <-stop:
+			return
+		default:
+		}
+		if a, ok := tlogPost(base, tlogEntry(k, keyPEM, seq.Add(1))); ok {
+			mu.Lock()
+			*acked = append(*acked, a)
+			mu.Unlock()
+		} else {
+			time.Sleep(pause)
+		}
+	}
 }
 
 // checkLogKept checks, on the log at base, a consistency proof from the
