@@ -55,7 +55,9 @@ func TestPostgresRestart(t *testing.T) {
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	for w := 0; w < 2; w++ { // log appends, one client per replica
-		wg.Go(func() { tlogAppendUntil(stop, bases[w], logKey, logKeyPEM, &logSeq, &mu, &logAcked, 20*time.Millisecond) })
+		wg.Go(func() {
+			tlogAppendUntil(stop, bases[w], logKey, logKeyPEM, &logSeq, &mu, &logAcked, 20*time.Millisecond)
+		})
 	}
 	for w := 0; w < 4; w++ {
 		wg.Add(1)
