@@ -39,3 +39,10 @@ func (l *Log) AppendBulk(ctx context.Context, cs []*rekor.Canonical) error {
 func (l *Log) InclusionProofAt(ctx context.Context, index, size uint64) ([][]byte, error) {
 	return l.inclusion(ctx, index, size)
 }
+
+// Queued is the number of submissions waiting for a batch.
+func (l *Log) Queued() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.queue)
+}
