@@ -157,20 +157,24 @@ func (z APIAuthorizer) principalCaller(p Principal, remote string) Caller {
 }
 
 // EventLimit samples or bounds events per key: Burst at once, then one
-// per Every (the failed-login limiter's token bucket, in bounded memory).
-type EventLimit struct{ l *limiter }
+// per Every (the failed-login budgets' token bucket, in bounded memory).
+type EventLimit struct {
+	m  *MemoryBudgets
+	rl RateLimit
+}
 
 // NewEventLimit returns a limit of rl per key.
-func NewEventLimit(rl RateLimit) *EventLimit { return &EventLimit{newLimiter(rl)} }
+func NewEventLimit(rl RateLimit) *EventLimit { return &EventLimit{NewMemoryBudgets(), rl} }
 
 // Allow takes one event of key if its budget has one, and otherwise says
 // how long until it has.
 func (e *EventLimit) Allow(key string, now time.Time) (ok bool, retry time.Duration) {
-	if e.l.allow(key, now) {
+	c := charge{key: key, rl: e.rl}
+	if allow(context.Background(), e.m, c, now) {
 		return true, 0
 	}
-	ok, retry, _ = e.l.check(key, now)
-	return ok, max(retry, time.Second)
+	_, retry, _ = exhausted(context.Background(), e.m, []charge{c}, now)
+	return false, max(retry, time.Second)
 }
 
 // AuthorizeProject authenticates r for an API that manages project (its

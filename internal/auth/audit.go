@@ -124,7 +124,10 @@ func (a *AuditSink) ManifestDeleted(ctx context.Context, repo, reference string)
 // pull storm cannot flood the audit log (the registry's metrics count
 // every one).
 func (a *AuditSink) PullPolicyApplied(ctx context.Context, repo string, d digest.Digest, outcome string, refused bool, detail string) {
-	if !a.s.pulls.allow(outcome+"\x00"+repo+"@"+d.String(), a.s.cfg.Now()) {
+	// Sampled per replica (s.local): each replica audits at most one
+	// event per image and outcome per interval.
+	sample := charge{key: "pull:" + outcome + "\x00" + repo + "@" + d.String(), rl: RateLimit{Burst: 1, Every: a.s.cfg.PullAuditInterval}}
+	if !allow(ctx, a.s.local, sample, a.s.cfg.Now()) {
 		return
 	}
 	action := AuditPullWarned
@@ -167,7 +170,7 @@ func auditJSON(e AuditEvent) AuditEventJSON {
 // address, then at most one a minute (each record is a database write; a
 // flood of junk tokens must not become a flood of writes).
 func (s *Service) invalidToken(ctx context.Context, remote, repo, detail string) {
-	if !s.invalid.allow(addrKey(remote), s.cfg.Now()) {
+	if !allow(ctx, s.local, charge{key: "invalid:" + addrKey(remote), rl: RateLimit{Burst: 5, Every: time.Minute}}, s.cfg.Now()) {
 		return
 	}
 	s.Audit(ctx, AuditEvent{Action: AuditInvalidToken, RemoteAddr: remote, Repository: repo, Detail: detail})

@@ -5,9 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
-	"os"
 	"regexp"
-	"strings"
 	"sync"
 	"time"
 
@@ -84,11 +82,12 @@ func (a *Admin) SetPassword(ctx context.Context, name, password string) error {
 func GeneratePassword() string { return randomSecret("") }
 
 // EnsureAdmin creates the bootstrap account "admin" when the database has
-// no admin user. Its password is taken from passwordFile if that exists,
-// else generated and written there (0600, atomically; writeFile must
-// refuse to replace an existing file, so replicas starting together agree).
-// created reports whether the account was made now.
-func (a *Admin) EnsureAdmin(ctx context.Context, passwordFile string, writeFile func(path string, data []byte) error) (created bool, err error) {
+// no admin user, with the password that password returns (called only
+// then). password must give every caller the same password (replicas
+// starting together: one generates and stores it, the others read it),
+// so that whichever creates the account, its password is the one handed
+// out. created reports whether the account was made now.
+func (a *Admin) EnsureAdmin(ctx context.Context, password func(context.Context) (string, error)) (created bool, err error) {
 	users, err := a.Store.ListUsers(ctx)
 	if err != nil {
 		return false, err
@@ -98,17 +97,9 @@ func (a *Admin) EnsureAdmin(ctx context.Context, passwordFile string, writeFile 
 			return false, nil
 		}
 	}
-	pw, err := readSecretFile(passwordFile)
-	if errors.Is(err, os.ErrNotExist) {
-		pw = GeneratePassword()
-		if err := writeFile(passwordFile, []byte(pw+"\n")); err != nil {
-			// Another replica may have won the race: use its password.
-			if pw, err = readSecretFile(passwordFile); err != nil {
-				return false, fmt.Errorf("write admin password file: %w", err)
-			}
-		}
-	} else if err != nil {
-		return false, fmt.Errorf("read admin password file: %w", err)
+	pw, err := password(ctx)
+	if err != nil {
+		return false, fmt.Errorf("admin password: %w", err)
 	}
 	if _, err := a.AddUser(ctx, "admin", pw, true); err != nil {
 		if errors.Is(err, ErrExists) {
@@ -117,18 +108,6 @@ func (a *Admin) EnsureAdmin(ctx context.Context, passwordFile string, writeFile 
 		return false, fmt.Errorf("create admin account: %w", err)
 	}
 	return true, nil
-}
-
-func readSecretFile(path string) (string, error) {
-	raw, err := os.ReadFile(path)
-	if err != nil {
-		return "", err
-	}
-	s := strings.TrimSpace(string(raw))
-	if s == "" {
-		return "", fmt.Errorf("%s is empty", path)
-	}
-	return s, nil
 }
 
 // AddProject creates a project.

@@ -1,7 +1,9 @@
 package auth
 
 import (
+	"context"
 	"encoding/base64"
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -163,27 +165,66 @@ func TestPasswordHash(t *testing.T) {
 	}
 }
 
-func TestLimiter(t *testing.T) {
-	l := newLimiter(RateLimit{Burst: 3, Every: time.Minute})
+func TestBudgets(t *testing.T) {
+	ctx := context.Background()
+	m := NewMemoryBudgets()
+	k := charge{key: "k", rl: RateLimit{Burst: 3, Every: time.Minute}}
 	now := time.Unix(1000, 0)
 	for i := 0; i < 3; i++ {
-		if ok, _, _ := l.check("k", now); !ok {
+		if c, _, _ := exhausted(ctx, m, []charge{k}, now); c != nil {
 			t.Fatalf("attempt %d throttled within the burst", i)
 		}
-		l.fail("k", now)
+		if had, err := spend(ctx, m, []charge{k}, now); err != nil || !had[0] {
+			t.Fatalf("spend %d: %v %v", i, had, err)
+		}
 	}
-	ok, retry, report := l.check("k", now)
-	if ok || retry != time.Minute || !report {
-		t.Fatalf("after burst: ok=%v retry=%v report=%v; want throttled for 1m, reported", ok, retry, report)
+	c, retry, _ := exhausted(ctx, m, []charge{{key: "other", rl: k.rl}, k}, now)
+	if c == nil || c.key != "k" || retry != time.Minute {
+		t.Fatalf("after burst: %v, retry %v; want k throttled for 1m", c, retry)
 	}
-	if _, _, report := l.check("k", now.Add(time.Second)); report {
-		t.Fatal("throttle reported twice within one period")
+	if had, _ := spend(ctx, m, []charge{k}, now); had[0] {
+		t.Fatal("spent a token from an empty budget")
 	}
-	if ok, _, _ := l.check("other", now); !ok {
-		t.Fatal("another key is throttled")
-	}
-	if ok, _, _ := l.check("k", now.Add(time.Minute)); !ok {
+	if c, _, _ := exhausted(ctx, m, []charge{k}, now.Add(time.Minute)); c != nil {
 		t.Fatal("not refilled after one period")
+	}
+	// One key charged twice in one call is charged twice.
+	two := charge{key: "two", rl: RateLimit{Burst: 2, Every: time.Minute}}
+	if had, _ := spend(ctx, m, []charge{two, two, two}, now); !had[0] || !had[1] || had[2] {
+		t.Fatalf("three charges of a budget of two: %v", had)
+	}
+	// A full budget is swept; an empty one is not.
+	if n, _ := m.SweepBudgets(ctx, now.Add(2*time.Minute), now, maxBudgets); n != 1 {
+		t.Fatalf("swept %d budgets, want the one full again (two)", n)
+	}
+	if n, _ := m.SweepBudgets(ctx, now.Add(3*time.Minute), now, maxBudgets); n != 1 {
+		t.Fatalf("swept %d budgets, want k", n)
+	}
+	// Known logins.
+	m.RememberLogin(ctx, "u@a", now)
+	if ok, _ := m.LoginSince(ctx, "u@a", now); !ok {
+		t.Fatal("login not remembered")
+	}
+	if ok, _ := m.LoginSince(ctx, "u@a", now.Add(time.Second)); ok {
+		t.Fatal("login remembered as later than it was")
+	}
+}
+
+// The memory store stays bounded whatever keys clients make up.
+func TestMemoryBudgetsBounded(t *testing.T) {
+	ctx := context.Background()
+	m := NewMemoryBudgets()
+	now := time.Unix(1000, 0)
+	rl := RateLimit{Burst: 1, Every: time.Hour}
+	for i := range maxBudgets + 10 {
+		spend(ctx, m, []charge{{key: fmt.Sprint("k", i), rl: rl}}, now)
+		m.RememberLogin(ctx, fmt.Sprint("k", i), now.Add(time.Duration(i)))
+	}
+	if len(m.budgets) > maxBudgets || len(m.logins) > maxBudgets {
+		t.Fatalf("%d budgets, %d logins; bound %d", len(m.budgets), len(m.logins), maxBudgets)
+	}
+	if ok, _ := m.LoginSince(ctx, fmt.Sprint("k", maxBudgets+9), now); !ok {
+		t.Fatal("the newest login was dropped")
 	}
 }
 

@@ -125,6 +125,10 @@ type Config struct {
 	// per-user budget (see userLimited).
 	UserLimit, UserTotalLimit, AddrLimit RateLimit
 	KnownAddrTTL                         time.Duration
+	// Budgets keeps those budgets and the known addresses; default in
+	// memory (each replica its own). Replicas sharing a database pass the
+	// database's, so the budgets hold across them.
+	Budgets BudgetStore
 	// AccessCacheSize bounds how many verified access tokens are remembered
 	// (default 16384) and CredentialRecheck how long the PAT or CI job token
 	// behind one is trusted without reading it again (default 10 s); see
@@ -162,20 +166,12 @@ type Service struct {
 	log     *slog.Logger
 	cfg     Config
 	hasher  *hasher
-	users   *limiter   // failed passwords per user name and client address
-	totals  *limiter   // failed passwords per user name
-	addrs   *limiter   // failed logins per client address
-	known   *recentSet // user name and client address of recent logins
-	dummyPW string     // hash verified for unknown users, so timing does not reveal them
+	budgets BudgetStore    // failed-login budgets and known logins (cfg.Budgets)
+	local   *MemoryBudgets // this replica's samples of audit records, and known logins it has recorded
+	dummyPW string         // hash verified for unknown users, so timing does not reveal them
 
 	access      *accessCache  // verified access tokens
 	revocations atomic.Uint64 // bumped by every revocation made through this server
-	// invalid samples the audit records of rejected bearer tokens per
-	// client address, so a flood of junk tokens cannot flood the audit log.
-	invalid *limiter
-	// pulls samples the audit records of refused and warned pulls per
-	// image and outcome.
-	pulls *limiter
 }
 
 // New returns the auth service. oidc may be nil (ID-token logins are then
@@ -240,11 +236,12 @@ func New(store Store, signer *TokenSigner, oidc OIDCVerifier, log *slog.Logger, 
 	if err != nil {
 		return nil, err
 	}
+	local := NewMemoryBudgets()
+	if cfg.Budgets == nil {
+		cfg.Budgets = local
+	}
 	return &Service{store: store, signer: signer, oidc: oidc, log: log, cfg: cfg, hasher: newHasher(cfg.HashConcurrency),
-		users: newLimiter(cfg.UserLimit), totals: newLimiter(cfg.UserTotalLimit), addrs: newLimiter(cfg.AddrLimit),
-		known: newRecentSet(cfg.KnownAddrTTL), dummyPW: dummy,
-		access: newAccessCache(cfg.AccessCacheSize), invalid: newLimiter(RateLimit{Burst: 5, Every: time.Minute}),
-		pulls: newLimiter(RateLimit{Burst: 1, Every: cfg.PullAuditInterval})}, nil
+		budgets: cfg.Budgets, local: local, dummyPW: dummy, access: newAccessCache(cfg.AccessCacheSize)}, nil
 }
 
 // Signer returns the token signer.
@@ -295,42 +292,86 @@ func isPassword(secret string) bool {
 // the user name at that address or over all addresses, is over its budget.
 func (s *Service) throttled(ctx context.Context, username, remote string, password bool) error {
 	now := s.cfg.Now()
-	type budget struct {
-		lim  *limiter
-		key  string
-		what string
-	}
-	checks := []budget{{s.addrs, addrKey(remote), "client address"}}
+	checks := []charge{{addrKey(remote), s.cfg.AddrLimit, "client address"}}
 	if password && userLimited(username) {
-		checks = append(checks, budget{s.users, userAddrKey(username, remote), "user name at this address"})
-		if !s.known.has(userAddrKey(username, remote), now) {
-			checks = append(checks, budget{s.totals, userKey(username), "user name"})
+		checks = append(checks, charge{userAddrKey(username, remote), s.cfg.UserLimit, "user name at this address"})
+		known, err := s.knownLogin(ctx, userAddrKey(username, remote), now)
+		if err != nil {
+			return err
+		}
+		if !known {
+			checks = append(checks, charge{userKey(username), s.cfg.UserTotalLimit, "user name"})
 		}
 	}
-	for _, b := range checks {
-		if ok, retry, report := b.lim.check(b.key, now); !ok {
-			if report {
-				s.Audit(ctx, AuditEvent{Action: AuditThrottled, Actor: safeName(username), RemoteAddr: remote,
-					Detail: "failed-login budget of the " + b.what + " exhausted"})
-			}
-			return &ThrottledError{RetryAfter: retry}
-		}
+	c, retry, err := exhausted(ctx, s.budgets, checks, now)
+	if err != nil || c == nil {
+		return err
 	}
-	return nil
+	// Audited at most once per period per budget and replica, so a flood
+	// cannot flood the audit log.
+	if allow(ctx, s.local, charge{key: "throttled:" + c.key, rl: RateLimit{Burst: 1, Every: c.rl.Every}}, now) {
+		s.Audit(ctx, AuditEvent{Action: AuditThrottled, Actor: safeName(username), RemoteAddr: remote,
+			Detail: "failed-login budget of the " + c.what + " exhausted"})
+	}
+	return &ThrottledError{RetryAfter: retry}
 }
 
 // loginFailed charges a failed login to the client address (and, for a
 // wrong password, to the user name) and audits it (reason never contains
 // the secret).
 func (s *Service) loginFailed(ctx context.Context, username, remote string, password bool, reason string) error {
-	now := s.cfg.Now()
-	s.addrs.fail(addrKey(remote), now)
+	charges := []charge{{addrKey(remote), s.cfg.AddrLimit, ""}}
 	if password && userLimited(username) {
-		s.users.fail(userAddrKey(username, remote), now)
-		s.totals.fail(userKey(username), now)
+		charges = append(charges, charge{userAddrKey(username, remote), s.cfg.UserLimit, ""}, charge{userKey(username), s.cfg.UserTotalLimit, ""})
+	}
+	if _, err := spend(ctx, s.budgets, charges, s.cfg.Now()); err != nil {
+		s.log.ErrorContext(ctx, "recording a failed login in its budgets", "err", err)
 	}
 	s.Audit(ctx, AuditEvent{Action: AuditLoginFailed, Actor: safeName(username), RemoteAddr: remote, Detail: reason})
 	return ErrBadCredentials
+}
+
+// knownLogin reports whether key (a user name at an address) logged in
+// within KnownAddrTTL, as this replica remembers or the budget store does.
+func (s *Service) knownLogin(ctx context.Context, key string, now time.Time) (bool, error) {
+	since := now.Add(-s.cfg.KnownAddrTTL)
+	if ok, _ := s.local.LoginSince(ctx, key, since); ok || s.budgets == BudgetStore(s.local) {
+		return ok, nil
+	}
+	return s.budgets.LoginSince(ctx, key, since)
+}
+
+// loginRefresh is how stale this replica's record of a known login may be
+// before a login is written to the shared budget store again.
+const loginRefresh = time.Hour
+
+// rememberLogin records a successful login of a user name at an address;
+// with a shared store, a write at most once per loginRefresh per key and
+// replica.
+func (s *Service) rememberLogin(ctx context.Context, key string, now time.Time) {
+	if s.budgets != BudgetStore(s.local) {
+		if recent, _ := s.local.LoginSince(ctx, key, now.Add(-loginRefresh)); !recent {
+			if err := s.budgets.RememberLogin(ctx, key, now); err != nil {
+				s.log.ErrorContext(ctx, "recording a login's address", "err", err)
+				return
+			}
+		}
+	}
+	s.local.RememberLogin(ctx, key, now)
+}
+
+// SweepBudgets drops the failed-login budgets that are full again and
+// the known logins older than KnownAddrTTL, keeping the budget store
+// bounded; the server runs it every few minutes.
+func (s *Service) SweepBudgets(ctx context.Context) (int64, error) {
+	now := s.cfg.Now()
+	n, err := s.local.SweepBudgets(ctx, now, now.Add(-s.cfg.KnownAddrTTL), maxBudgets)
+	if s.budgets != BudgetStore(s.local) {
+		var m int64
+		m, err = s.budgets.SweepBudgets(ctx, now, now.Add(-s.cfg.KnownAddrTTL), maxBudgets)
+		n += m
+	}
+	return n, err
 }
 
 // Authenticate checks login credentials: a user's password, a personal
@@ -368,7 +409,7 @@ func (s *Service) Authenticate(ctx context.Context, username, password, remote s
 		if reason != "" {
 			return failed(reason)
 		}
-		s.known.add(userAddrKey(username, remote), now)
+		s.rememberLogin(ctx, userAddrKey(username, remote), now)
 		return p, nil
 	case strings.HasPrefix(password, JobTokenPrefix):
 		if username != JobTokenUser {
@@ -418,7 +459,7 @@ func (s *Service) Authenticate(ctx context.Context, username, password, remote s
 	if !ok {
 		return failed("wrong password")
 	}
-	s.known.add(userAddrKey(username, remote), now)
+	s.rememberLogin(ctx, userAddrKey(username, remote), now)
 	return Principal{Kind: KindUser, Name: u.Name, User: u.Name, Admin: u.Admin}, nil
 }
 

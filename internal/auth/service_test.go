@@ -6,7 +6,6 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"errors"
-	"os"
 	"path/filepath"
 	"reflect"
 	"sync"
@@ -14,7 +13,6 @@ import (
 	"time"
 
 	"github.com/hallmark-dev/hallmark/internal/auth"
-	"github.com/hallmark-dev/hallmark/internal/keystore"
 	"github.com/hallmark-dev/hallmark/internal/meta/sqlite"
 )
 
@@ -346,22 +344,17 @@ func TestRefresh(t *testing.T) {
 func TestEnsureAdmin(t *testing.T) {
 	ctx := context.Background()
 	f := newFixture(t, auth.Config{})
-	pwFile := filepath.Join(t.TempDir(), "admin-password")
-	created, err := f.adm.EnsureAdmin(ctx, pwFile, keystore.WriteFile)
-	if err != nil || !created {
-		t.Fatalf("EnsureAdmin = %v, %v", created, err)
+	pw, asked := auth.GeneratePassword(), 0
+	password := func(context.Context) (string, error) { asked++; return pw, nil }
+	created, err := f.adm.EnsureAdmin(ctx, password)
+	if err != nil || !created || asked != 1 {
+		t.Fatalf("EnsureAdmin = %v, %v (password asked %d times)", created, err, asked)
 	}
-	fi, err := os.Stat(pwFile)
-	if err != nil || fi.Mode().Perm() != 0o600 {
-		t.Fatalf("password file: %v %v", fi, err)
-	}
-	raw, _ := os.ReadFile(pwFile)
-	pw := string(raw[:len(raw)-1])
 	if p, err := f.svc.Authenticate(ctx, "admin", pw, "127.0.0.1:1"); err != nil || !p.Admin {
-		t.Fatalf("admin login with the generated password: %+v %v", p, err)
+		t.Fatalf("admin login with the given password: %+v %v", p, err)
 	}
-	if created, err := f.adm.EnsureAdmin(ctx, pwFile, keystore.WriteFile); err != nil || created {
-		t.Fatalf("second EnsureAdmin = %v, %v; want no-op", created, err)
+	if created, err := f.adm.EnsureAdmin(ctx, password); err != nil || created || asked != 1 {
+		t.Fatalf("second EnsureAdmin = %v, %v (password asked %d times); want no-op", created, err, asked)
 	}
 }
 

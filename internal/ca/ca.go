@@ -63,11 +63,11 @@ type CA struct {
 	ct       *ctLog
 }
 
-// New loads the CA from the key directory ks, creating the root,
-// intermediate and CT log keys and certificates on first start.
-func New(ks *keystore.Dir, verifier TokenVerifier, log *slog.Logger, cfg Config) (*CA, error) {
+// New loads the CA from the key store ks, creating the root, intermediate
+// and CT log keys and certificates on first start.
+func New(ctx context.Context, ks keystore.Store, verifier TokenVerifier, log *slog.Logger, cfg Config) (*CA, error) {
 	if ks == nil || verifier == nil {
-		return nil, errors.New("ca: a key directory and a token verifier are required")
+		return nil, errors.New("ca: a key store and a token verifier are required")
 	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -81,11 +81,11 @@ func New(ks *keystore.Dir, verifier TokenVerifier, log *slog.Logger, cfg Config)
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	h, gens, err := loadGenerations(ks, cfg.Organization, cfg.Now())
+	h, gens, err := loadGenerations(ctx, ks, cfg.Organization, cfg.Now())
 	if err != nil {
 		return nil, err
 	}
-	ctKey, err := ks.LoadOrCreate(ctLogKeyName, keystore.ECDSAP256)
+	ctKey, err := keystore.LoadOrCreate(ctx, ks, ctLogKeyName, keystore.ECDSAP256)
 	if err != nil {
 		return nil, fmt.Errorf("ca: CT log key: %w", err)
 	}

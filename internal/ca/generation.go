@@ -1,11 +1,11 @@
 package ca
 
 import (
+	"context"
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
+	"io/fs"
 	"strings"
 	"time"
 
@@ -28,44 +28,49 @@ type Generation struct {
 // previous one stopped issuing is known.
 var ErrRotationPending = errors.New("ca: the newest CA generation has not been taken into use yet")
 
-// activationFile records (RFC 3339, in the key dir) when a server first
+// activationItem records (RFC 3339, in the key store) when a server first
 // issued from generation n > 1: the end of generation n-1's validity.
-func activationFile(ks *keystore.Dir, n int) string {
-	return filepath.Join(ks.Dir(), fmt.Sprintf("ca-activated-%d", n))
-}
+func activationItem(n int) string { return fmt.Sprintf("ca-activated-%d", n) }
 
-func readActivation(ks *keystore.Dir, n int) (time.Time, error) {
-	raw, err := os.ReadFile(activationFile(ks, n))
+func readActivation(ctx context.Context, ks keystore.Store, n int) (time.Time, error) {
+	it, err := ks.Get(ctx, activationItem(n))
 	if err != nil {
 		return time.Time{}, err
 	}
+	return parseActivation(ks, n, it.Data)
+}
+
+func parseActivation(ks keystore.Store, n int, raw []byte) (time.Time, error) {
 	t, err := time.Parse(time.RFC3339Nano, strings.TrimSpace(string(raw)))
 	if err != nil {
-		return time.Time{}, fmt.Errorf("ca: %s is not an RFC 3339 time: %w", activationFile(ks, n), err)
+		return time.Time{}, fmt.Errorf("ca: %s is not an RFC 3339 time: %w", ks.Where(activationItem(n)), err)
 	}
 	return t, nil
 }
 
 // activate records now as generation n's start of issuing unless a record
 // exists (a restart, or another replica first), and returns the record.
-func activate(ks *keystore.Dir, n int, now time.Time) (time.Time, error) {
-	t, err := readActivation(ks, n)
-	if !errors.Is(err, os.ErrNotExist) {
-		return t, err
-	}
-	if err := keystore.WriteFile(activationFile(ks, n), []byte(now.UTC().Format(time.RFC3339Nano)+"\n")); err != nil && !errors.Is(err, os.ErrExist) {
+func activate(ctx context.Context, ks keystore.Store, n int, now time.Time) (time.Time, error) {
+	it, err := keystore.LoadOrCreateItem(ctx, ks, activationItem(n), func() ([]byte, error) {
+		return []byte(now.UTC().Format(time.RFC3339Nano) + "\n"), nil
+	})
+	if err != nil {
 		return time.Time{}, err
 	}
-	return readActivation(ks, n)
+	return parseActivation(ks, n, it.Data)
 }
 
 // newestGeneration is the highest generation whose root certificate is in
 // ks (1 when there is none beyond the first).
-func newestGeneration(ks *keystore.Dir) int {
+func newestGeneration(ctx context.Context, ks keystore.Store) (int, error) {
 	n := 1
 	for {
-		if _, err := os.Stat(ks.Path(generationNames(n + 1).rootCert)); err != nil {
-			return n
+		_, err := ks.Get(ctx, keystore.KeyItem(generationNames(n+1).rootCert))
+		if errors.Is(err, fs.ErrNotExist) {
+			return n, nil
+		}
+		if err != nil {
+			return 0, err
 		}
 		n++
 	}
@@ -73,12 +78,15 @@ func newestGeneration(ks *keystore.Dir) int {
 
 // loadGenerations loads every generation in ks, creating the first on
 // first start, and records the newest as taken into use now.
-func loadGenerations(ks *keystore.Dir, org string, now time.Time) (*hierarchy, []Generation, error) {
-	n := newestGeneration(ks)
+func loadGenerations(ctx context.Context, ks keystore.Store, org string, now time.Time) (*hierarchy, []Generation, error) {
+	n, err := newestGeneration(ctx, ks)
+	if err != nil {
+		return nil, nil, err
+	}
 	var gens []Generation
 	var cur *hierarchy
 	for g := 1; g <= n; g++ {
-		h, err := loadOrCreateHierarchy(ks, generationNames(g), org, now)
+		h, err := loadOrCreateHierarchy(ctx, ks, generationNames(g), org, now)
 		if err != nil {
 			return nil, nil, fmt.Errorf("CA generation %d: %w", g, err)
 		}
@@ -86,15 +94,15 @@ func loadGenerations(ks *keystore.Dir, org string, now time.Time) (*hierarchy, [
 		cur = h
 	}
 	if n > 1 {
-		if _, err := activate(ks, n, now); err != nil {
+		if _, err := activate(ctx, ks, n, now); err != nil {
 			return nil, nil, err
 		}
 	}
 	for i := range gens[:n-1] {
-		until, err := readActivation(ks, gens[i].N+1)
+		until, err := readActivation(ctx, ks, gens[i].N+1)
 		if err != nil {
 			return nil, nil, fmt.Errorf("ca: generation %d has no record of when it took over from generation %d (%w); restore %s from a backup",
-				gens[i].N+1, gens[i].N, err, activationFile(ks, gens[i].N+1))
+				gens[i].N+1, gens[i].N, err, ks.Where(activationItem(gens[i].N+1)))
 		}
 		gens[i].Until = until
 	}
@@ -102,23 +110,26 @@ func loadGenerations(ks *keystore.Dir, org string, now time.Time) (*hierarchy, [
 }
 
 // Rotate creates the next CA generation (new root and intermediate keys
-// and certificates) in the key directory ks. A server issues from it from
-// its next start on, and publishes both in its trusted root, the previous
-// one valid until that start, so that signatures made before keep
-// verifying. Every server sharing the key directory must be restarted.
-// It returns the new generation's number and root certificate.
-func Rotate(ks *keystore.Dir, now time.Time) (int, *x509.Certificate, error) {
-	n := newestGeneration(ks)
+// and certificates) in the key store ks. A server issues from it from its
+// next start on, and publishes both in its trusted root, the previous one
+// valid until that start, so that signatures made before keep verifying.
+// Every server sharing the key store must be restarted. It returns the
+// new generation's number and root certificate.
+func Rotate(ctx context.Context, ks keystore.Store, now time.Time) (int, *x509.Certificate, error) {
+	n, err := newestGeneration(ctx, ks)
+	if err != nil {
+		return 0, nil, err
+	}
 	nm := generationNames(n)
-	if _, err := os.Stat(ks.Path(nm.rootCert)); err != nil {
-		return 0, nil, fmt.Errorf("ca: no CA in %s yet: start the server once to create it (%w)", ks.Dir(), err)
+	if _, err := ks.Get(ctx, keystore.KeyItem(nm.rootCert)); err != nil {
+		return 0, nil, fmt.Errorf("ca: no CA in %s yet: start the server once to create it (%w)", ks.Where(keystore.KeyItem(nm.rootCert)), err)
 	}
 	if n > 1 {
-		if _, err := readActivation(ks, n); err != nil {
+		if _, err := readActivation(ctx, ks, n); err != nil {
 			return 0, nil, fmt.Errorf("%w: restart the server (every replica) with generation %d before rotating again", ErrRotationPending, n)
 		}
 	}
-	cur, _, err := loadGenerations(ks, "Hallmark", now) // checks every generation, as a server start would
+	cur, _, err := loadGenerations(ctx, ks, "Hallmark", now) // checks every generation, as a server start would
 	if err != nil {
 		return 0, nil, err
 	}
@@ -126,7 +137,7 @@ func Rotate(ks *keystore.Dir, now time.Time) (int, *x509.Certificate, error) {
 	if o := cur.root.Subject.Organization; len(o) > 0 {
 		org = o[0]
 	}
-	h, err := loadOrCreateHierarchy(ks, generationNames(n+1), org, now)
+	h, err := loadOrCreateHierarchy(ctx, ks, generationNames(n+1), org, now)
 	if err != nil {
 		return 0, nil, err
 	}

@@ -2,6 +2,7 @@ package ca_test
 
 import (
 	"bytes"
+	"context"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -196,7 +197,7 @@ func newFixtureWith(t testing.TB, cfg ca.Config) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := ca.New(ks, v, nil, cfg)
+	c, err := ca.New(context.Background(), ks, v, nil, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,6 +2,7 @@ package ca
 
 import (
 	"bytes"
+	"context"
 	"crypto"
 	"crypto/rand"
 	"crypto/sha1"
@@ -12,18 +13,17 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
-	"os"
 	"time"
 
 	"github.com/hallmark-dev/hallmark/internal/keystore"
 )
 
-// Key and certificate file names in the key directory.
+// Key and certificate names in the key store.
 const (
 	rootKeyName          = "ca-root"
 	intermediateKeyName  = "ca-intermediate"
-	rootCertName         = "ca-root-cert"         // <keys>/ca-root-cert.pem
-	intermediateCertName = "ca-intermediate-cert" // <keys>/ca-intermediate-cert.pem
+	rootCertName         = "ca-root-cert"         // item ca-root-cert.pem (<keys>/ca-root-cert.pem)
+	intermediateCertName = "ca-intermediate-cert" // item ca-intermediate-cert.pem
 	ctLogKeyName         = "ctlog"
 )
 
@@ -36,7 +36,7 @@ type hierarchy struct {
 	key                crypto.Signer // intermediate's private key
 }
 
-// hierarchyNames are the key and certificate file names of one CA
+// hierarchyNames are the key and certificate names of one CA
 // generation, and the label its certificates' common names carry.
 type hierarchyNames struct {
 	rootKey, interKey, rootCert, interCert string
@@ -55,18 +55,18 @@ func generationNames(n int) hierarchyNames {
 
 // loadOrCreateHierarchy returns the root and intermediate kept in ks under
 // nm, creating keys and certificates if they do not exist yet. Existing
-// files are checked (certificate matches key, intermediate chains to root)
+// ones are checked (certificate matches key, intermediate chains to root)
 // and never replaced: that would change what every client trusts.
-func loadOrCreateHierarchy(ks *keystore.Dir, nm hierarchyNames, org string, now time.Time) (*hierarchy, error) {
-	rootKey, err := ks.LoadOrCreate(nm.rootKey, keystore.ECDSAP384)
+func loadOrCreateHierarchy(ctx context.Context, ks keystore.Store, nm hierarchyNames, org string, now time.Time) (*hierarchy, error) {
+	rootKey, err := keystore.LoadOrCreate(ctx, ks, nm.rootKey, keystore.ECDSAP384)
 	if err != nil {
 		return nil, fmt.Errorf("ca: root key: %w", err)
 	}
-	interKey, err := ks.LoadOrCreate(nm.interKey, keystore.ECDSAP384)
+	interKey, err := keystore.LoadOrCreate(ctx, ks, nm.interKey, keystore.ECDSAP384)
 	if err != nil {
 		return nil, fmt.Errorf("ca: intermediate key: %w", err)
 	}
-	root, err := loadOrCreateCert(ks, nm.rootCert, nm.rootKey, rootKey, func() (*x509.Certificate, error) {
+	root, err := loadOrCreateCert(ctx, ks, nm.rootCert, nm.rootKey, rootKey, func() (*x509.Certificate, error) {
 		tmpl, err := caTemplate(pkix.Name{Organization: []string{org}, CommonName: org + " root" + nm.label}, rootKey.Public(), now)
 		if err != nil {
 			return nil, err
@@ -76,7 +76,7 @@ func loadOrCreateHierarchy(ks *keystore.Dir, nm hierarchyNames, org string, now 
 	if err != nil {
 		return nil, err
 	}
-	inter, err := loadOrCreateCert(ks, nm.interCert, nm.interKey, interKey, func() (*x509.Certificate, error) {
+	inter, err := loadOrCreateCert(ctx, ks, nm.interCert, nm.interKey, interKey, func() (*x509.Certificate, error) {
 		tmpl, err := caTemplate(pkix.Name{Organization: []string{org}, CommonName: org + " intermediate" + nm.label}, interKey.Public(), now)
 		if err != nil {
 			return nil, err
@@ -95,46 +95,37 @@ func loadOrCreateHierarchy(ks *keystore.Dir, nm hierarchyNames, org string, now 
 		return nil, errors.New("ca: stored root or intermediate certificate is not a CA certificate")
 	}
 	if err := inter.CheckSignatureFrom(root); err != nil {
-		return nil, fmt.Errorf("ca: stored intermediate %s is not signed by the stored root %s: %w", ks.Path(nm.interCert), ks.Path(nm.rootCert), err)
+		return nil, fmt.Errorf("ca: stored intermediate %s is not signed by the stored root %s: %w", ks.Where(keystore.KeyItem(nm.interCert)), ks.Where(keystore.KeyItem(nm.rootCert)), err)
 	}
 	return &hierarchy{root: root, intermediate: inter, key: interKey}, nil
 }
 
-// loadOrCreateCert reads the certificate file name from ks, or creates it
-// with create and stores it. The certificate's key must be key's.
-func loadOrCreateCert(ks *keystore.Dir, name, keyName string, key crypto.Signer, create func() (*x509.Certificate, error)) (*x509.Certificate, error) {
-	path := ks.Path(name)
-	raw, err := os.ReadFile(path)
-	switch {
-	case err == nil:
-	case errors.Is(err, os.ErrNotExist):
+// loadOrCreateCert reads the certificate name from ks, or creates it with
+// create and stores it (another process storing one first wins). The
+// certificate's key must be key's.
+func loadOrCreateCert(ctx context.Context, ks keystore.Store, name, keyName string, key crypto.Signer, create func() (*x509.Certificate, error)) (*x509.Certificate, error) {
+	item := keystore.KeyItem(name)
+	it, err := keystore.LoadOrCreateItem(ctx, ks, item, func() ([]byte, error) {
 		cert, err := create()
 		if err != nil {
 			return nil, fmt.Errorf("ca: create %s: %w", name, err)
 		}
-		if err := keystore.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Raw})); err != nil {
-			if errors.Is(err, os.ErrExist) {
-				// Another replica sharing the data dir stored one first: use it.
-				return loadOrCreateCert(ks, name, keyName, key, func() (*x509.Certificate, error) {
-					return nil, fmt.Errorf("%s vanished after a concurrent create", path)
-				})
-			}
-			return nil, fmt.Errorf("ca: store %s: %w", name, err)
-		}
-		return cert, nil
-	default:
-		return nil, fmt.Errorf("ca: read %s: %w", path, err)
+		return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Raw}), nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("ca: %s: %w", name, err)
 	}
-	b, _ := pem.Decode(raw)
+	where := ks.Where(item)
+	b, _ := pem.Decode(it.Data)
 	if b == nil || b.Type != "CERTIFICATE" {
-		return nil, fmt.Errorf("ca: %s holds no PEM CERTIFICATE; restore it from a backup (deleting it creates a new CA that clients do not trust)", path)
+		return nil, fmt.Errorf("ca: %s holds no PEM CERTIFICATE; restore it from a backup (deleting it creates a new CA that clients do not trust)", where)
 	}
 	cert, err := x509.ParseCertificate(b.Bytes)
 	if err != nil {
-		return nil, fmt.Errorf("ca: parse %s: %w", path, err)
+		return nil, fmt.Errorf("ca: parse %s: %w", where, err)
 	}
 	if !samePublicKey(cert.PublicKey, key.Public()) {
-		return nil, fmt.Errorf("ca: %s does not belong to the key %s; restore the matching pair from a backup", path, ks.Path(keyName))
+		return nil, fmt.Errorf("ca: %s does not belong to the key %s; restore the matching pair from a backup", where, ks.Where(keystore.KeyItem(keyName)))
 	}
 	return cert, nil
 }

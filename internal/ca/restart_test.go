@@ -1,6 +1,7 @@
 package ca_test
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
@@ -35,7 +36,7 @@ func TestRestartReusesHierarchy(t *testing.T) {
 
 	v, _ := newVerifier(t)
 	ks, _ := keystore.Open(f.keys)
-	again, err := ca.New(ks, v, nil, ca.Config{Organization: "Other"}) // Organization only applies at creation
+	again, err := ca.New(context.Background(), ks, v, nil, ca.Config{Organization: "Other"}) // Organization only applies at creation
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,17 +75,17 @@ func TestStoredCertificateProblems(t *testing.T) {
 		{"CT key not ECDSA", func(dir string) {
 			os.Remove(filepath.Join(dir, "ctlog.pem"))
 			ks, _ := keystore.Open(dir)
-			ks.LoadOrCreate("ctlog", keystore.Ed25519)
+			keystore.LoadOrCreate(context.Background(), ks, "ctlog", keystore.Ed25519)
 		}, "must be ECDSA"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
 			ks, _ := keystore.Open(dir)
-			if _, err := ca.New(ks, v, nil, ca.Config{}); err != nil {
+			if _, err := ca.New(context.Background(), ks, v, nil, ca.Config{}); err != nil {
 				t.Fatal(err)
 			}
 			tc.damage(dir)
-			_, err := ca.New(ks, v, nil, ca.Config{})
+			_, err := ca.New(context.Background(), ks, v, nil, ca.Config{})
 			if err == nil || !strings.Contains(err.Error(), tc.msg) {
 				t.Fatalf("error %v, want %q", err, tc.msg)
 			}

@@ -27,7 +27,7 @@ func TestRotateGenerations(t *testing.T) {
 	dir := t.TempDir()
 	ks, _ := keystore.Open(dir)
 	v, is := newVerifier(t)
-	c1, err := ca.New(ks, v, nil, ca.Config{})
+	c1, err := ca.New(context.Background(), ks, v, nil, ca.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -47,15 +47,15 @@ func TestRotateGenerations(t *testing.T) {
 		t.Fatalf("generations of a new CA: %+v", g)
 	}
 
-	n, root2, err := ca.Rotate(ks, time.Now())
+	n, root2, err := ca.Rotate(context.Background(), ks, time.Now())
 	if err != nil || n != 2 || root2.Subject.CommonName != "Hallmark root 2" {
 		t.Fatalf("rotate: %d %v %v", n, root2.Subject, err)
 	}
-	if _, _, err := ca.Rotate(ks, time.Now()); !errors.Is(err, ca.ErrRotationPending) {
+	if _, _, err := ca.Rotate(context.Background(), ks, time.Now()); !errors.Is(err, ca.ErrRotationPending) {
 		t.Fatalf("second rotation before a restart: %v", err)
 	}
 	start := time.Now()
-	c2, err := ca.New(ks, v, nil, ca.Config{})
+	c2, err := ca.New(context.Background(), ks, v, nil, ca.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -106,15 +106,15 @@ func TestRotateGenerations(t *testing.T) {
 	}
 
 	// A later restart keeps the record.
-	c3, err := ca.New(ks, v, nil, ca.Config{})
+	c3, err := ca.New(context.Background(), ks, v, nil, ca.Config{})
 	if err != nil || !c3.Generations()[0].Until.Equal(gens[0].Until) {
 		t.Fatalf("restart moved the end of generation 1: %v", err)
 	}
 	// Now a third generation may come.
-	if n, _, err := ca.Rotate(ks, time.Now()); err != nil || n != 3 {
+	if n, _, err := ca.Rotate(context.Background(), ks, time.Now()); err != nil || n != 3 {
 		t.Fatalf("third generation: %d %v", n, err)
 	}
-	c4, err := ca.New(ks, v, nil, ca.Config{})
+	c4, err := ca.New(context.Background(), ks, v, nil, ca.Config{})
 	if err != nil || len(c4.Generations()) != 3 || c4.Generations()[1].Until.IsZero() {
 		t.Fatalf("three generations: %v %+v", err, c4.Generations())
 	}
@@ -124,27 +124,27 @@ func TestRotateGenerations(t *testing.T) {
 // are errors that say what to do.
 func TestRotateProblems(t *testing.T) {
 	empty, _ := keystore.Open(t.TempDir())
-	if _, _, err := ca.Rotate(empty, time.Now()); err == nil || !strings.Contains(err.Error(), "start the server once") {
+	if _, _, err := ca.Rotate(context.Background(), empty, time.Now()); err == nil || !strings.Contains(err.Error(), "start the server once") {
 		t.Errorf("rotate without a CA: %v", err)
 	}
 	f := newFixture(t)
 	ks, _ := keystore.Open(f.keys)
 	v, _ := newVerifier(t)
-	if _, _, err := ca.Rotate(ks, time.Now()); err != nil {
+	if _, _, err := ca.Rotate(context.Background(), ks, time.Now()); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := ca.New(ks, v, nil, ca.Config{}); err != nil {
+	if _, err := ca.New(context.Background(), ks, v, nil, ca.Config{}); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := ca.Rotate(ks, time.Now()); err != nil {
+	if _, _, err := ca.Rotate(context.Background(), ks, time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	os.Remove(filepath.Join(f.keys, "ca-activated-2"))
-	if _, err := ca.New(ks, v, nil, ca.Config{}); err == nil || !strings.Contains(err.Error(), "ca-activated-2") {
+	if _, err := ca.New(context.Background(), ks, v, nil, ca.Config{}); err == nil || !strings.Contains(err.Error(), "ca-activated-2") {
 		t.Errorf("lost activation record: %v", err)
 	}
 	os.WriteFile(filepath.Join(f.keys, "ca-activated-2"), []byte("yesterday"), 0o600)
-	if _, err := ca.New(ks, v, nil, ca.Config{}); err == nil || !strings.Contains(err.Error(), "RFC 3339") {
+	if _, err := ca.New(context.Background(), ks, v, nil, ca.Config{}); err == nil || !strings.Contains(err.Error(), "RFC 3339") {
 		t.Errorf("damaged activation record: %v", err)
 	}
 }

@@ -1,6 +1,7 @@
 package cli_test
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"fmt"
 	"os"
@@ -109,7 +110,7 @@ func TestBackupRestoreRunningServer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	logKey, err := keys.Load("rekor")
+	logKey, err := keystore.Load(context.Background(), keys, "rekor")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,7 +12,7 @@ import (
 )
 
 func newCACmd() *cobra.Command {
-	var dd dataDirOption
+	var dd keyOptions
 	cmd := &cobra.Command{
 		Use:   "ca",
 		Short: "Manage the server's certificate authority",
@@ -22,8 +22,9 @@ func newCACmd() *cobra.Command {
 		Use:   "rotate",
 		Short: "Create a new CA root and intermediate; the server issues from them from its next start",
 		Long: `Create the next generation of the certificate authority (new root and intermediate keys
-and certificates) in <data-dir>/keys. The running server keeps issuing from the current one;
-restart it (every replica sharing the data dir) to issue from the new one. From that start
+and certificates) in <data-dir>/keys, or for replicas on PostgreSQL in the database
+(--database-url with the replicas' key encryption key). The running server keeps issuing
+from the current one; restart it (every replica) to issue from the new one. From that start
 on its trusted root lists both, the old one valid until the start, so signatures made
 before keep verifying, and the TUF repository publishes the new trusted root: clients that
 took trust with "cosign initialize" pick it up at their next update. Clients that pinned
@@ -31,7 +32,11 @@ trusted_root.json must fetch it again (hallmark trust init).`,
 		Example: `  hallmark ca rotate --data-dir ./hallmark-data && systemctl restart hallmark`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			n, root, err := server.RotateCA(dd.dir, time.Now())
+			db, err := dd.database()
+			if err != nil {
+				return err
+			}
+			n, root, err := server.RotateCA(cmd.Context(), db, time.Now())
 			if err != nil {
 				return err
 			}

@@ -47,6 +47,9 @@ Endpoints:
 			if err := config.Apply(cmd.Flags(), cfgFile, lookupEnv); err != nil {
 				return err
 			}
+			// The key itself only from the environment: a flag or config
+			// file value would show in ps or be copied around.
+			cfg.KeyEncryptionKey, _ = lookupEnv("HALLMARK_KEY_ENCRYPTION_KEY")
 			log := newLogger(cmd.ErrOrStderr(), cfg.LogLevel, cfg.LogFormat)
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -19,7 +20,7 @@ import (
 
 // tufOptions locate the server's TUF repository.
 type tufOptions struct {
-	dataDirOption
+	keyOptions
 	timestampExpiry time.Duration
 }
 
@@ -39,7 +40,9 @@ A client is initialized once with the repository's root.json, got out of band:
 and then needs no trust or URL flags. Each role (root, targets, snapshot, timestamp)
 has its own Ed25519 key in <data-dir>/keys. The server re-signs the timestamp, snapshot,
 targets and root before they expire, and publishes a changed trusted root as a new
-target. These commands work on --data-dir directly, also while the server runs.`,
+target. These commands work on --data-dir directly, also while the server runs; for
+replicas on PostgreSQL, on --database-url with the replicas' key encryption key, and every
+replica serves the result at once.`,
 	}
 	dd.bind(cmd.PersistentFlags())
 	def := config.Defaults().TUFTimestampExpiry
@@ -54,8 +57,13 @@ target. These commands work on --data-dir directly, also while the server runs.`
 	return cmd
 }
 
-func (o *tufOptions) tuf() (*tuf.Repository, error) {
-	return server.OpenTUF(o.dir, o.timestampExpiry, nil)
+// tuf opens the repository; close must be called.
+func (o *tufOptions) tuf(ctx context.Context) (*tuf.Repository, func() error, error) {
+	db, err := o.database()
+	if err != nil {
+		return nil, nil, err
+	}
+	return server.OpenTUF(ctx, db, o.timestampExpiry, nil)
 }
 
 func newTUFRootCmd(dd *tufOptions) *cobra.Command {
@@ -71,10 +79,11 @@ A client initialized with an older root follows the chain of versions to the new
   cosign initialize --mirror http://127.0.0.1:5000/tuf --root root.json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			repo, err := dd.tuf()
+			repo, closeRepo, err := dd.tuf(cmd.Context())
 			if err != nil {
 				return err
 			}
+			defer closeRepo()
 			raw, err := repo.Root(cmd.Context())
 			if err != nil {
 				return err
@@ -102,10 +111,11 @@ func newTUFStatusCmd(dd *tufOptions) *cobra.Command {
 		Short: "Show each role's version, expiry and key, and the targets",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			repo, err := dd.tuf()
+			repo, closeRepo, err := dd.tuf(cmd.Context())
 			if err != nil {
 				return err
 			}
+			defer closeRepo()
 			st, err := repo.Status(cmd.Context())
 			if err != nil {
 				return err
@@ -145,10 +155,11 @@ role's metadata is signed anew with the new key and the old key is deleted from
 		Args:      cobra.ExactArgs(1),
 		ValidArgs: tuf.Roles(),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			repo, err := dd.tuf()
+			repo, closeRepo, err := dd.tuf(cmd.Context())
 			if err != nil {
 				return err
 			}
+			defer closeRepo()
 			v, id, err := repo.Rotate(cmd.Context(), args[0])
 			if err != nil {
 				return err
@@ -166,10 +177,11 @@ func newTUFRenewCmd(dd *tufOptions) *cobra.Command {
 		Short: "Re-sign the metadata that is past half its lifetime (the server does this on its own)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			repo, err := dd.tuf()
+			repo, closeRepo, err := dd.tuf(cmd.Context())
 			if err != nil {
 				return err
 			}
+			defer closeRepo()
 			roles, err := repo.Renew(cmd.Context())
 			if err != nil {
 				return err

@@ -42,6 +42,33 @@ func (o *dataDirOption) database() (server.Database, error) {
 	return server.Database{DataDir: o.dir, URL: o.dbURL}, nil
 }
 
+// keyOptions locate a server's keys: its data dir or database, and the
+// key encryption key that seals the keys kept in PostgreSQL.
+type keyOptions struct {
+	dataDirOption
+	kekFile string
+}
+
+func (o *keyOptions) bind(fs *pflag.FlagSet) {
+	o.dataDirOption.bind(fs)
+	def, _ := lookupEnv("HALLMARK_KEY_ENCRYPTION_KEY_FILE")
+	fs.StringVar(&o.kekFile, "key-encryption-key-file", def, "with --database-url: the replicas' key encryption key file (env HALLMARK_KEY_ENCRYPTION_KEY_FILE; or the key itself in HALLMARK_KEY_ENCRYPTION_KEY)")
+}
+
+func (o *keyOptions) database() (server.Database, error) {
+	db, err := o.dataDirOption.database()
+	if err != nil {
+		return db, err
+	}
+	if db.URL != "" {
+		db.KEK.File = o.kekFile
+		if o.kekFile == "" {
+			db.KEK.Value, _ = lookupEnv("HALLMARK_KEY_ENCRYPTION_KEY")
+		}
+	}
+	return db, nil
+}
+
 // withAdmin opens the database and runs fn.
 func (o *dataDirOption) withAdmin(ctx context.Context, fn func(*auth.Admin) error) error {
 	db, err := o.database()

@@ -39,6 +39,12 @@ type Server struct {
 	// GOMAXPROCS; -1: none on this replica).
 	IndexWorkers int
 
+	// KeyEncryptionKeyFile (flag) or KeyEncryptionKey (the value, from the
+	// environment only: HALLMARK_KEY_ENCRYPTION_KEY) seals the keys the
+	// replicas keep in PostgreSQL; one is required with DatabaseURL.
+	KeyEncryptionKeyFile string
+	KeyEncryptionKey     string
+
 	// Access control and transport security (internal/auth).
 	Auth         string // "on" (default), "token" (external token service) or "off" (open registry; loopback only)
 	TLSCert      string // PEM certificate chain file; with TLSKey, serve HTTPS
@@ -104,6 +110,7 @@ func (c *Server) BindFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.ExternalURL, "external-url", c.ExternalURL, "base URL clients reach this server at (issuer URL of the built-in OIDC issuer, URLs in the trusted root); default http://<addr>")
 	fs.StringVar(&c.DataDir, "data-dir", c.DataDir, "directory for blobs, the metadata database and keys")
 	fs.StringVar(&c.DatabaseURL, "database-url", c.DatabaseURL, "PostgreSQL metadata database (and transparency log) shared by replicas, postgres://user:password@host:port/db?sslmode=verify-full; empty: SQLite in --data-dir")
+	fs.StringVar(&c.KeyEncryptionKeyFile, "key-encryption-key-file", c.KeyEncryptionKeyFile, "with --database-url: file holding the key (32 random bytes, base64 or hex: openssl rand -base64 32) that encrypts the server's keys in the database, the same on every replica; or give the key itself in env HALLMARK_KEY_ENCRYPTION_KEY")
 	fs.StringVar(&c.BlobURL, "blob-url", c.BlobURL, "blob storage: s3://bucket/prefix?endpoint=URL&region=REGION&path-style=true for S3 (credentials from the AWS environment: AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE, shared files); empty: the filesystem under --data-dir")
 	fs.BoolVar(&c.BlobRedirect, "blob-redirect", c.BlobRedirect, "answer blob GETs with a 307 redirect to a short-lived presigned S3 URL (clients must reach the S3 endpoint)")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "log level: debug, info, warn or error")
@@ -224,6 +231,15 @@ func (c *Server) Validate() error {
 	}
 	if err := ValidateDatabaseURL(c.DatabaseURL); err != nil {
 		errs = append(errs, err)
+	}
+	hasKEK := c.KeyEncryptionKeyFile != "" || c.KeyEncryptionKey != ""
+	switch {
+	case c.DatabaseURL != "" && !hasKEK:
+		errs = append(errs, errors.New("database-url keeps the server's keys in the database, encrypted: give key-encryption-key-file FILE or env HALLMARK_KEY_ENCRYPTION_KEY, the same on every replica (make one with: openssl rand -base64 32)"))
+	case c.DatabaseURL == "" && hasKEK:
+		errs = append(errs, errors.New("key-encryption-key-file / HALLMARK_KEY_ENCRYPTION_KEY is only used with database-url (without it the keys are files in <data-dir>/keys)"))
+	case c.KeyEncryptionKeyFile != "" && c.KeyEncryptionKey != "":
+		errs = append(errs, errors.New("give the key encryption key once: key-encryption-key-file or env HALLMARK_KEY_ENCRYPTION_KEY, not both"))
 	}
 	if c.BlobURL != "" && !strings.HasPrefix(c.BlobURL, "s3://") {
 		errs = append(errs, errors.New("blob-url: want s3://bucket/prefix?endpoint=...&region=..., or leave it empty for the filesystem under data-dir"))

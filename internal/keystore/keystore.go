@@ -1,6 +1,7 @@
 package keystore
 
 import (
+	"context"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
@@ -11,26 +12,44 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
+	"io/fs"
+	"time"
 )
 
-// Dir is a directory of PEM private keys.
-type Dir struct{ path string }
-
-// Open returns the key directory at path, creating it (0700) if needed.
-func Open(path string) (*Dir, error) {
-	if err := os.MkdirAll(path, 0o700); err != nil {
-		return nil, fmt.Errorf("keystore: create %s: %w", path, err)
-	}
-	return &Dir{path: path}, nil
+// Item is one thing a Store keeps: a PEM private key, a certificate that
+// belongs with one, or a small record (a rotation time, a generated
+// secret). Items are created once and never rewritten.
+type Item struct {
+	Name    string // e.g. "rekor.pem", "ca-root-cert.pem", "ca-activated-2"
+	Data    []byte
+	Created time.Time // when the item was created (zero: now)
 }
 
-// Dir is the directory's path (for files kept beside the keys).
-func (d *Dir) Dir() string { return d.path }
+// Store keeps the server's keys and the records kept with them. Two
+// implementations: Dir (files in <data-dir>/keys, the embedded default)
+// and Sealed over a database table (replicas sharing PostgreSQL), whose
+// items are encrypted at rest.
+//
+// Missing items are errors wrapping fs.ErrNotExist; creating an existing
+// one fails with an error wrapping fs.ErrExist, so two replicas creating
+// the same item at once end up with one (the loser reads the winner's).
+type Store interface {
+	// Get returns the item called name.
+	Get(ctx context.Context, name string) (Item, error)
+	// Create stores it unless an item of that name exists.
+	Create(ctx context.Context, it Item) error
+	// Delete removes the item called name (a retired key); a missing item
+	// is not an error.
+	Delete(ctx context.Context, name string) error
+	// List returns the items whose names start with prefix, by name.
+	List(ctx context.Context, prefix string) ([]Item, error)
+	// Where names the item's location for messages: a file path, or the
+	// database item. It never contains a secret.
+	Where(name string) string
+}
 
-// Path returns the file path of the key called name.
-func (d *Dir) Path(name string) string { return filepath.Join(d.path, name+".pem") }
+// KeyItem is the item name of the private key called name.
+func KeyItem(name string) string { return name + ".pem" }
 
 // Kind selects the algorithm of a generated key.
 type Kind int
@@ -44,56 +63,86 @@ const (
 )
 
 // LoadOrCreate returns the key called name, generating one of kind and
-// storing it first if the file does not exist. An existing file of another
-// key type is returned as it is; an unreadable one is an error (never
-// silently replaced: that would change the server's identity).
-func (d *Dir) LoadOrCreate(name string, kind Kind) (crypto.Signer, error) {
-	p := d.Path(name)
-	raw, err := os.ReadFile(p)
-	if err == nil {
-		return Parse(raw)
-	}
-	if !errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("keystore: read %s: %w", p, err)
-	}
-	k, err := Generate(kind)
+// storing it first if s has none. When another process stores one first,
+// that key is returned. An existing key of another type is returned as it
+// is; an unreadable one is an error (never silently replaced: that would
+// change the server's identity).
+func LoadOrCreate(ctx context.Context, s Store, name string, kind Kind) (crypto.Signer, error) {
+	it, err := LoadOrCreateItem(ctx, s, KeyItem(name), func() ([]byte, error) {
+		k, err := Generate(kind)
+		if err != nil {
+			return nil, err
+		}
+		return encode(name, k)
+	})
 	if err != nil {
 		return nil, err
 	}
-	if err := d.Put(name, k); err != nil {
+	return parseItem(s, it)
+}
+
+// Load returns the existing key called name; an error wrapping
+// fs.ErrNotExist when there is none.
+func Load(ctx context.Context, s Store, name string) (crypto.Signer, error) {
+	it, err := s.Get(ctx, KeyItem(name))
+	if err != nil {
 		return nil, err
+	}
+	return parseItem(s, it)
+}
+
+func parseItem(s Store, it Item) (crypto.Signer, error) {
+	k, err := Parse(it.Data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", s.Where(it.Name), err)
 	}
 	return k, nil
 }
 
-// Load returns the existing key called name; an error wrapping
-// os.ErrNotExist when there is none.
-func (d *Dir) Load(name string) (crypto.Signer, error) {
-	p := d.Path(name)
-	raw, err := os.ReadFile(p)
+// Put stores k as the key called name (PKCS#8 PEM), created at created
+// (zero: now). It refuses to replace an existing key (the error wraps
+// fs.ErrExist).
+func Put(ctx context.Context, s Store, name string, k crypto.Signer, created time.Time) error {
+	data, err := encode(name, k)
 	if err != nil {
-		return nil, fmt.Errorf("keystore: read %s: %w", p, err)
+		return err
 	}
-	return Parse(raw)
+	return s.Create(ctx, Item{Name: KeyItem(name), Data: data, Created: created})
 }
 
-// Put stores k as the key called name (PKCS#8 PEM, 0600). It refuses to
-// replace an existing key (the error wraps os.ErrExist).
-func (d *Dir) Put(name string, k crypto.Signer) error {
+func encode(name string, k crypto.Signer) ([]byte, error) {
 	der, err := x509.MarshalPKCS8PrivateKey(k)
 	if err != nil {
-		return fmt.Errorf("keystore: encode %s: %w", name, err)
+		return nil, fmt.Errorf("keystore: encode %s: %w", name, err)
 	}
-	return WriteFile(d.Path(name), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}))
+	return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), nil
 }
 
 // Remove deletes the key called name (a retired key); a missing key is
 // not an error.
-func (d *Dir) Remove(name string) error {
-	if err := os.Remove(d.Path(name)); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("keystore: %w", err)
+func Remove(ctx context.Context, s Store, name string) error {
+	return s.Delete(ctx, KeyItem(name))
+}
+
+// LoadOrCreateItem returns the item called name, first storing the one
+// create makes if s has none. When another process stores one first, its
+// item is returned: every replica gets the same.
+func LoadOrCreateItem(ctx context.Context, s Store, name string, create func() ([]byte, error)) (Item, error) {
+	it, err := s.Get(ctx, name)
+	if !errors.Is(err, fs.ErrNotExist) {
+		return it, err
 	}
-	return nil
+	data, err := create()
+	if err != nil {
+		return Item{}, err
+	}
+	it = Item{Name: name, Data: data}
+	if err := s.Create(ctx, it); errors.Is(err, fs.ErrExist) {
+		return s.Get(ctx, name)
+	} else if err != nil {
+		return Item{}, err
+	}
+	return it, nil
 }
 
 // Generate creates a new private key of kind (not stored: see Put).
@@ -138,44 +187,4 @@ func Parse(raw []byte) (crypto.Signer, error) {
 		return nil, fmt.Errorf("keystore: %T is not a signing key", k)
 	}
 	return s, nil
-}
-
-// WriteFile writes data to path atomically (temp file, fsync, rename, fsync
-// of the directory) with mode 0600. It refuses to replace an existing file.
-func WriteFile(path string, data []byte) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, ".tmp-"+filepath.Base(path)+"-*")
-	if err != nil {
-		return fmt.Errorf("keystore: %w", err)
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp)
-	if err := f.Chmod(0o600); err != nil {
-		f.Close()
-		return fmt.Errorf("keystore: %w", err)
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return fmt.Errorf("keystore: write %s: %w", path, err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("keystore: sync %s: %w", path, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("keystore: %w", err)
-	}
-	// Link, not rename: fails if another process created the file first,
-	// so two replicas starting together cannot end up with different keys.
-	if err := os.Link(tmp, path); err != nil {
-		if errors.Is(err, os.ErrExist) {
-			return fmt.Errorf("keystore: %s was created concurrently; restart to load it: %w", path, err)
-		}
-		return fmt.Errorf("keystore: install %s: %w", path, err)
-	}
-	if d, err := os.Open(dir); err == nil {
-		d.Sync()
-		d.Close()
-	}
-	return nil
 }

@@ -51,7 +51,7 @@ func newTestIssuer(t testing.TB, c *clock, dir string) *Issuer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	iss, err := NewIssuer(nil, ks, IssuerConfig{URL: testIssuerURL, Now: c.Now})
+	iss, err := NewIssuer(context.Background(), nil, ks, IssuerConfig{URL: testIssuerURL, Now: c.Now})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,9 +7,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
-	"os"
-	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
@@ -63,14 +62,14 @@ type IssuerConfig struct {
 const retainMargin = 5 * time.Minute
 
 // reloadInterval is how often Mint looks for keys rotated by another
-// replica sharing the key directory.
+// replica sharing the key store.
 const reloadInterval = 30 * time.Second
 
 type signingKey struct {
 	n       int
 	kid     string // RFC 7638 thumbprint, base64url
 	priv    *rsa.PrivateKey
-	created time.Time // key file modification time (files are never rewritten)
+	created time.Time // the key store item's creation time (items are never rewritten)
 	retired time.Time // zero for the current key, else the successor's creation
 }
 
@@ -79,8 +78,7 @@ type signingKey struct {
 // concurrent use.
 type Issuer struct {
 	log *slog.Logger
-	ks  *keystore.Dir
-	dir string
+	ks  keystore.Store
 	cfg IssuerConfig
 
 	mu       sync.RWMutex
@@ -92,7 +90,7 @@ type Issuer struct {
 
 // NewIssuer loads the signing keys from ks (creating oidc-signing-1 on
 // first start).
-func NewIssuer(log *slog.Logger, ks *keystore.Dir, cfg IssuerConfig) (*Issuer, error) {
+func NewIssuer(ctx context.Context, log *slog.Logger, ks keystore.Store, cfg IssuerConfig) (*Issuer, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -114,19 +112,19 @@ func NewIssuer(log *slog.Logger, ks *keystore.Dir, cfg IssuerConfig) (*Issuer, e
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	i := &Issuer{log: log, ks: ks, dir: filepath.Dir(ks.Path("x")), cfg: cfg}
-	if err := i.scan(); err != nil {
+	i := &Issuer{log: log, ks: ks, cfg: cfg}
+	if err := i.scan(ctx); err != nil {
 		return nil, err
 	}
 	if len(i.keys) == 0 {
-		if err := i.createKey(1); err != nil {
+		if err := i.createKey(ctx, 1); err != nil {
 			return nil, err
 		}
-		if err := i.scan(); err != nil {
+		if err := i.scan(ctx); err != nil {
 			return nil, err
 		}
 		if len(i.keys) == 0 {
-			return nil, fmt.Errorf("oidc: no signing key in %s after creating one", i.dir)
+			return nil, fmt.Errorf("oidc: no signing key in %s after creating one", ks.Where(keystore.KeyItem(KeyNamePrefix+"1")))
 		}
 		log.Info("oidc: created signing key", "kid", i.current().kid)
 	}
@@ -136,11 +134,11 @@ func NewIssuer(log *slog.Logger, ks *keystore.Dir, cfg IssuerConfig) (*Issuer, e
 // URL is the issuer URL (iss).
 func (i *Issuer) URL() string { return i.cfg.URL }
 
-// scan reads the key directory, loading keys not seen before.
-func (i *Issuer) scan() error {
-	entries, err := os.ReadDir(i.dir)
+// scan reads the key store, loading keys not seen before.
+func (i *Issuer) scan(ctx context.Context) error {
+	items, err := i.ks.List(ctx, KeyNamePrefix)
 	if err != nil {
-		return fmt.Errorf("oidc: read key directory: %w", err)
+		return fmt.Errorf("oidc: read the signing keys: %w", err)
 	}
 	i.mu.Lock()
 	defer i.mu.Unlock()
@@ -149,8 +147,8 @@ func (i *Issuer) scan() error {
 		known[k.n] = true
 	}
 	keys := slices.Clone(i.keys)
-	for _, e := range entries {
-		m := keyFileRE().FindStringSubmatch(e.Name())
+	for _, it := range items {
+		m := keyFileRE().FindStringSubmatch(it.Name)
 		if m == nil {
 			continue
 		}
@@ -158,7 +156,7 @@ func (i *Issuer) scan() error {
 		if known[n] {
 			continue
 		}
-		k, err := loadSigningKey(filepath.Join(i.dir, e.Name()), n)
+		k, err := loadSigningKey(i.ks, it, n)
 		if err != nil {
 			return err
 		}
@@ -176,48 +174,34 @@ func (i *Issuer) scan() error {
 	return nil
 }
 
-func loadSigningKey(path string, n int) (*signingKey, error) {
-	raw, err := os.ReadFile(path)
+func loadSigningKey(ks keystore.Store, it keystore.Item, n int) (*signingKey, error) {
+	where := ks.Where(it.Name)
+	s, err := keystore.Parse(it.Data)
 	if err != nil {
-		return nil, fmt.Errorf("oidc: read signing key: %w", err)
-	}
-	fi, err := os.Stat(path)
-	if err != nil {
-		return nil, fmt.Errorf("oidc: signing key: %w", err)
-	}
-	s, err := keystore.Parse(raw)
-	if err != nil {
-		return nil, fmt.Errorf("oidc: signing key %s: %w", path, err)
+		return nil, fmt.Errorf("oidc: signing key %s: %w", where, err)
 	}
 	priv, ok := s.(*rsa.PrivateKey)
 	if !ok || priv.N.BitLen() < 2048 {
-		return nil, fmt.Errorf("oidc: signing key %s must be an RSA key of at least 2048 bits (RS256, as GitLab and cosign expect)", path)
+		return nil, fmt.Errorf("oidc: signing key %s must be an RSA key of at least 2048 bits (RS256, as GitLab and cosign expect)", where)
 	}
 	kid, err := thumbprint(&priv.PublicKey)
 	if err != nil {
 		return nil, err
 	}
-	return &signingKey{n: n, kid: kid, priv: priv, created: fi.ModTime()}, nil
+	return &signingKey{n: n, kid: kid, priv: priv, created: it.Created}, nil
 }
 
 // createKey generates signing key n unless it exists (another replica may
-// have created it first). A key's file time is its creation time, which
-// decides when its predecessor leaves the JWKS; it is set from the
-// issuer's clock.
-func (i *Issuer) createKey(n int) error {
+// have created it first). A key's creation time decides when its
+// predecessor leaves the JWKS; it is taken from the issuer's clock.
+func (i *Issuer) createKey(ctx context.Context, n int) error {
 	name := KeyNamePrefix + strconv.Itoa(n)
-	_, statErr := os.Stat(i.ks.Path(name))
-	if _, err := i.ks.LoadOrCreate(name, keystore.RSA2048); err != nil {
-		if errors.Is(err, os.ErrExist) {
-			return nil
-		}
-		return fmt.Errorf("oidc: create signing key %s: %w", name, err)
+	k, err := keystore.Generate(keystore.RSA2048)
+	if err != nil {
+		return err
 	}
-	if errors.Is(statErr, os.ErrNotExist) {
-		now := i.cfg.Now()
-		if err := os.Chtimes(i.ks.Path(name), now, now); err != nil {
-			return fmt.Errorf("oidc: signing key %s: %w", name, err)
-		}
+	if err := keystore.Put(ctx, i.ks, name, k, i.cfg.Now()); err != nil && !errors.Is(err, fs.ErrExist) {
+		return fmt.Errorf("oidc: create signing key %s: %w", name, err)
 	}
 	return nil
 }
@@ -232,17 +216,17 @@ func thumbprint(pub crypto.PublicKey) (string, error) {
 	return b64(tp), nil
 }
 
-// reload rescans the key directory unless it was scanned less than minAge
+// reload rescans the key store unless it was scanned less than minAge
 // ago. Errors are logged: the keys already loaded stay in use.
-func (i *Issuer) reload(minAge time.Duration) {
+func (i *Issuer) reload(ctx context.Context, minAge time.Duration) {
 	i.mu.RLock()
 	fresh := i.cfg.Now().Sub(i.lastScan) < minAge
 	i.mu.RUnlock()
 	if fresh {
 		return
 	}
-	if err := i.scan(); err != nil {
-		i.log.Error("oidc: rescanning signing keys", "err", err)
+	if err := i.scan(ctx); err != nil {
+		i.log.ErrorContext(ctx, "oidc: rescanning signing keys", "err", err)
 	}
 }
 
@@ -279,7 +263,7 @@ func (i *Issuer) verificationKeys() []verificationKey {
 func (i *Issuer) Rotate(ctx context.Context) (string, error) {
 	i.rotateMu.Lock()
 	defer i.rotateMu.Unlock()
-	if err := i.scan(); err != nil {
+	if err := i.scan(ctx); err != nil {
 		return "", err
 	}
 	return i.rotateLocked(ctx)
@@ -291,12 +275,12 @@ func (i *Issuer) Rotate(ctx context.Context) (string, error) {
 func (i *Issuer) maybeRotate(ctx context.Context, now time.Time) {
 	period := i.cfg.RotationPeriod
 	if period <= 0 || now.Sub(i.current().created) < period {
-		i.reload(reloadInterval)
+		i.reload(ctx, reloadInterval)
 		return
 	}
 	i.rotateMu.Lock()
 	defer i.rotateMu.Unlock()
-	if err := i.scan(); err != nil {
+	if err := i.scan(ctx); err != nil {
 		i.log.ErrorContext(ctx, "oidc: rescanning signing keys", "err", err)
 		return
 	}
@@ -310,10 +294,10 @@ func (i *Issuer) maybeRotate(ctx context.Context, now time.Time) {
 
 func (i *Issuer) rotateLocked(ctx context.Context) (string, error) {
 	n := i.current().n + 1
-	if err := i.createKey(n); err != nil {
+	if err := i.createKey(ctx, n); err != nil {
 		return "", err
 	}
-	if err := i.scan(); err != nil {
+	if err := i.scan(ctx); err != nil {
 		return "", err
 	}
 	kid := i.current().kid

@@ -222,7 +222,7 @@ func TestDiscoveryAndJWKS(t *testing.T) {
 		t.Fatalf("kid %s is not the RFC 7638 thumbprint %s", k.KeyID, b64(tp))
 	}
 	// The private key file is 0600.
-	fi, err := os.Stat(filepath.Join(iss.dir, KeyNamePrefix+"1.pem"))
+	fi, err := os.Stat(iss.ks.Where(KeyNamePrefix + "1.pem"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -281,7 +281,7 @@ func TestAutomaticRotation(t *testing.T) {
 	c := newClock()
 	ks := t.TempDir()
 	first := newTestIssuer(t, c, ks)
-	iss, err := NewIssuer(nil, first.ks, IssuerConfig{URL: testIssuerURL, Now: c.Now, RotationPeriod: 24 * time.Hour})
+	iss, err := NewIssuer(context.Background(), nil, first.ks, IssuerConfig{URL: testIssuerURL, Now: c.Now, RotationPeriod: 24 * time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -367,7 +367,7 @@ func TestIssuerRejectsNonRSAKey(t *testing.T) {
 	}
 	c := newClock()
 	ks, _ := keystore.Open(dir)
-	if _, err := NewIssuer(nil, ks, IssuerConfig{URL: testIssuerURL, Now: c.Now}); err == nil {
+	if _, err := NewIssuer(context.Background(), nil, ks, IssuerConfig{URL: testIssuerURL, Now: c.Now}); err == nil {
 		t.Fatal("NewIssuer accepted a corrupt key file")
 	}
 }

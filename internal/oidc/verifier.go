@@ -195,7 +195,7 @@ func (v *Verifier) Verify(ctx context.Context, raw, audience string) (*Token, er
 	switch {
 	case v.builtin != nil && u.iss == v.builtin.URL():
 		typ = TypeGitLab
-		payload, kid, err = v.verifyBuiltin(raw, u)
+		payload, kid, err = v.verifyBuiltin(ctx, raw, u)
 	case v.remotes[u.iss] != nil:
 		r := v.remotes[u.iss]
 		typ = r.cfg.Type
@@ -225,7 +225,7 @@ func (v *Verifier) trustedList() string {
 	return strings.Join(s, ", ")
 }
 
-func (v *Verifier) verifyBuiltin(raw string, u *unverifiedJWT) ([]byte, string, error) {
+func (v *Verifier) verifyBuiltin(ctx context.Context, raw string, u *unverifiedJWT) ([]byte, string, error) {
 	allowed := []jose.SignatureAlgorithm{jose.RS256}
 	if err := checkAlg(u.header.Alg, allowed); err != nil {
 		return nil, "", err
@@ -233,8 +233,8 @@ func (v *Verifier) verifyBuiltin(raw string, u *unverifiedJWT) ([]byte, string, 
 	keys := v.builtin.verificationKeys()
 	if u.header.Kid != "" && !hasKid(keys, u.header.Kid) {
 		// Another replica may have rotated the key: look at the key
-		// directory again (rate-limited) before giving up.
-		v.builtin.reload(time.Second)
+		// store again (rate-limited) before giving up.
+		v.builtin.reload(ctx, time.Second)
 		keys = v.builtin.verificationKeys()
 		if !hasKid(keys, u.header.Kid) {
 			return nil, "", fmt.Errorf("%w: kid %q is not in the issuer's key set (keys: %s)", ErrUnknownKey, u.header.Kid, kidList(keys))

@@ -113,6 +113,34 @@ func TestOCIConformanceS3(t *testing.T) {
 	}
 }
 
+// TestOCIConformanceReplicas runs the suite against two replicas on one
+// PostgreSQL database and one bucket, behind a balancer that sends each
+// request to the other replica than the one before: an upload's POST,
+// PATCHes and PUT, a push and the pull after it, land on different servers.
+func TestOCIConformanceReplicas(t *testing.T) {
+	if testing.Short() {
+		t.Skip("conformance suite skipped with -short")
+	}
+	bin := testenv.Peer(t, "oci-conformance")
+	db := testenv.Postgres(t)
+	s3 := testenv.StartS3(t)
+	s3.SetEnv(t)
+	var backends []string
+	for range 2 {
+		srv := testenv.StartServer(t, func(c *config.Server) {
+			c.DatabaseURL, c.BlobURL = db, s3.BlobURL("replicas")
+		})
+		backends = append(backends, srv.URL)
+	}
+	lb := testenv.StartBalancer(t, testenv.RoundRobin(2), backends...)
+	runConformance(t, bin, lb.Addr, append(conformanceSwitches, "OCI_DATA_SPARSE=false"))
+	for i := range 2 {
+		if n := lb.Hits[i].Load(); n < 100 {
+			t.Errorf("replica %d served %d requests only", i, n)
+		}
+	}
+}
+
 // runConformance runs the suite against addr with the given switches and
 // fails the test on any failed check.
 func runConformance(t *testing.T, bin, addr string, switches []string) {

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"net/http"
 	"net/url"
@@ -12,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/opencontainers/go-digest"
 
@@ -47,7 +49,7 @@ func (s *Server) setupAuth(ctx context.Context, store auth.Store) error {
 		s.log.WarnContext(ctx, "auth is OFF: anyone who can reach this address may push, overwrite and delete images", "addr", s.ln.Addr().String())
 		return nil
 	}
-	key, err := s.keys.LoadOrCreate("registry-token", keystore.ECDSAP256)
+	key, err := keystore.LoadOrCreate(ctx, s.keys, "registry-token", keystore.ECDSAP256)
 	if err != nil {
 		return err
 	}
@@ -79,8 +81,13 @@ func (s *Server) setupAuth(ctx context.Context, store auth.Store) error {
 		return err
 	}
 	adminTokenPath := filepath.Join(s.cfg.DataDir, AdminTokenFile)
+	var budgets auth.BudgetStore // in memory, unless replicas share PostgreSQL
+	if s.cfg.DatabaseURL != "" {
+		budgets, _ = store.(auth.BudgetStore)
+	}
 	svc, err := auth.New(store, signer, verifier, s.log, auth.Config{
 		External:       external,
+		Budgets:        budgets,
 		TrustedProxies: proxies,
 		Issuer:         s.url + "/auth",
 		Realm:          s.url + TokenPath,
@@ -93,7 +100,16 @@ func (s *Server) setupAuth(ctx context.Context, store auth.Store) error {
 		return err
 	}
 	pwFile := filepath.Join(s.cfg.DataDir, AdminPasswordFile)
-	created, err := (&auth.Admin{Store: store}).EnsureAdmin(ctx, pwFile, keystore.WriteFile)
+	created, err := (&auth.Admin{Store: store}).EnsureAdmin(ctx, func(ctx context.Context) (string, error) {
+		// A password file put there before the first start is the
+		// password; else one is generated. Replicas agree on one.
+		return s.sharedSecret(ctx, AdminPasswordFile, func() (string, error) {
+			if pw, err := readSecret(pwFile); !errors.Is(err, fs.ErrNotExist) {
+				return pw, err
+			}
+			return auth.GeneratePassword(), nil
+		}, false)
+	})
 	if err != nil {
 		return fmt.Errorf("auth: bootstrap admin account: %w", err)
 	}
@@ -128,6 +144,29 @@ func (s *Server) externalTokens() (*auth.ExternalTokens, error) {
 		return nil, fmt.Errorf("token-cert %s: %w", s.cfg.TokenCert, err)
 	}
 	return x, nil
+}
+
+// budgetSweep is how often the failed-login budgets that are full again
+// are dropped.
+const budgetSweep = 5 * time.Minute
+
+// sweepBudgets keeps the failed-login budgets bounded until ctx is done.
+func (s *Server) sweepBudgets(ctx context.Context) {
+	if s.auth == nil {
+		return
+	}
+	t := time.NewTicker(budgetSweep)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if _, err := s.auth.SweepBudgets(ctx); err != nil && ctx.Err() == nil {
+			s.log.WarnContext(ctx, "sweeping failed-login budgets", "err", err)
+		}
+	}
 }
 
 // Auth returns the auth service (nil when --auth=off), e.g. to mint CI job

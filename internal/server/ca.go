@@ -4,14 +4,10 @@ import (
 	"context"
 	"crypto/x509"
 	"errors"
-	"fmt"
 	"net/http"
-	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/hallmark-dev/hallmark/internal/ca"
-	"github.com/hallmark-dev/hallmark/internal/keystore"
 )
 
 // setupCA builds the Fulcio-compatible CA (root, intermediate and CT log
@@ -24,7 +20,7 @@ func (s *Server) setupCA(ctx context.Context, mux *http.ServeMux) error {
 	}
 	// The CA records the verified claims of each certificate it issues
 	// (incident search by runner, user, pipeline).
-	c, err := ca.New(s.keys, s.oidcVerifier, s.log, ca.Config{Records: s.meta})
+	c, err := ca.New(ctx, s.keys, s.oidcVerifier, s.log, ca.Config{Records: s.meta})
 	if err != nil {
 		return err
 	}
@@ -37,17 +33,16 @@ func (s *Server) setupCA(ctx context.Context, mux *http.ServeMux) error {
 	return nil
 }
 
-// RotateCA creates the next CA generation in a server's data dir, for
-// `hallmark ca rotate`. The server issues from it from its next start on;
-// its trusted root (and the TUF target) then lists both generations, the
-// older valid until that start.
-func RotateCA(dataDir string, now time.Time) (int, *x509.Certificate, error) {
-	if fi, err := os.Stat(filepath.Join(dataDir, "keys")); err != nil || !fi.IsDir() {
-		return 0, nil, fmt.Errorf("data dir %s holds no keys: pass the server's --data-dir (env HALLMARK_DATA_DIR) or start the server once", dataDir)
-	}
-	keys, err := keystore.Open(filepath.Join(dataDir, "keys"))
+// RotateCA creates the next CA generation in the key store of a server's
+// database db (<data-dir>/keys, or sealed in PostgreSQL), for `hallmark
+// ca rotate`. The server issues from it from its next start on (restart
+// every replica); its trusted root (and the TUF target) then lists both
+// generations, the older valid until that start.
+func RotateCA(ctx context.Context, db Database, now time.Time) (int, *x509.Certificate, error) {
+	keys, _, closeFn, err := db.keysOf(ctx)
 	if err != nil {
 		return 0, nil, err
 	}
-	return ca.Rotate(keys, now)
+	defer closeFn()
+	return ca.Rotate(ctx, keys, now)
 }

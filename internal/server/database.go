@@ -19,6 +19,8 @@ import (
 type Database struct {
 	DataDir string
 	URL     string // holds a password: never log it
+	// KEK seals the keys kept in PostgreSQL (only used with URL).
+	KEK KeyEncryptionKey
 }
 
 func (d Database) sqlitePath() string { return filepath.Join(d.DataDir, "hallmark.db") }

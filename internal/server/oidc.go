@@ -4,14 +4,11 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
-	"errors"
 	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
-	"strings"
 
-	"github.com/hallmark-dev/hallmark/internal/keystore"
 	"github.com/hallmark-dev/hallmark/internal/oidc"
 )
 
@@ -25,7 +22,7 @@ const AdminTokenFile = "admin-token"
 func (s *Server) setupOIDC(ctx context.Context, mux *http.ServeMux) error {
 	cfg := s.cfg
 	if cfg.OIDCBuiltin {
-		iss, err := oidc.NewIssuer(s.log, s.keys, oidc.IssuerConfig{
+		iss, err := oidc.NewIssuer(ctx, s.log, s.keys, oidc.IssuerConfig{
 			URL:            s.url,
 			DefaultTTL:     cfg.OIDCTokenTTL,
 			MaxTTL:         cfg.OIDCMaxTokenTTL,
@@ -34,7 +31,7 @@ func (s *Server) setupOIDC(ctx context.Context, mux *http.ServeMux) error {
 		if err != nil {
 			return err
 		}
-		admin, err := loadOrCreateAdminToken(filepath.Join(cfg.DataDir, AdminTokenFile))
+		admin, err := s.adminToken(ctx)
 		if err != nil {
 			return err
 		}
@@ -79,32 +76,22 @@ func (s *Server) setupOIDC(ctx context.Context, mux *http.ServeMux) error {
 	return nil
 }
 
-// loadOrCreateAdminToken reads the admin token at path, generating a
-// random one (0600) on first start.
-func loadOrCreateAdminToken(path string) (string, error) {
-	raw, err := os.ReadFile(path)
-	if errors.Is(err, os.ErrNotExist) {
+// adminToken returns the admin token, generating a random one on first
+// start (see sharedSecret: <data-dir>/admin-token, or shared by replicas
+// in the database with a copy there).
+func (s *Server) adminToken(ctx context.Context) (string, error) {
+	tok, err := s.sharedSecret(ctx, AdminTokenFile, func() (string, error) {
 		b := make([]byte, 32)
 		if _, err := rand.Read(b); err != nil {
-			return "", fmt.Errorf("admin token: %w", err)
+			return "", err
 		}
-		tok := "hmadm_" + base64.RawURLEncoding.EncodeToString(b)
-		if err := keystore.WriteFile(path, []byte(tok+"\n")); err != nil {
-			if !errors.Is(err, os.ErrExist) {
-				return "", fmt.Errorf("admin token: %w", err)
-			}
-			// Another replica created it first: use theirs.
-		} else {
-			return tok, nil
-		}
-		raw, err = os.ReadFile(path)
-	}
+		return "hmadm_" + base64.RawURLEncoding.EncodeToString(b), nil
+	}, true)
 	if err != nil {
 		return "", fmt.Errorf("admin token: %w", err)
 	}
-	tok := strings.TrimSpace(string(raw))
 	if len(tok) < 16 {
-		return "", fmt.Errorf("admin token %s is shorter than 16 characters; delete it to have a new one generated", path)
+		return "", fmt.Errorf("admin token %s is shorter than 16 characters; delete it to have a new one generated", filepath.Join(s.cfg.DataDir, AdminTokenFile))
 	}
 	return tok, nil
 }

@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -42,7 +41,7 @@ type Server struct {
 	url     string // external base URL, no trailing slash
 	blobs   blobStore
 	meta    meta.Store
-	keys    *keystore.Dir // <data-dir>/keys: the token, OIDC, CA and log keys
+	keys    keystore.Store // the token, OIDC, CA, log and TUF keys: <data-dir>/keys, or sealed in PostgreSQL
 	handler http.Handler
 
 	oidcIssuer   *oidc.Issuer   // built-in OIDC issuer (nil when disabled)
@@ -95,12 +94,14 @@ func build(ctx context.Context, cfg config.Server, log *slog.Logger, ln net.List
 	if err != nil {
 		return nil, err
 	}
-	keys, err := keystore.Open(filepath.Join(cfg.DataDir, "keys"))
+	db := Database{DataDir: cfg.DataDir, URL: cfg.DatabaseURL, KEK: KeyEncryptionKey{File: cfg.KeyEncryptionKeyFile, Value: cfg.KeyEncryptionKey}}
+	store, err := db.open(ctx, 0)
 	if err != nil {
 		return nil, err
 	}
-	store, err := Database{DataDir: cfg.DataDir, URL: cfg.DatabaseURL}.open(ctx, 0)
+	keys, err := db.openKeys(ctx, store, log)
 	if err != nil {
+		store.Close()
 		return nil, err
 	}
 	s := &Server{cfg: cfg, log: log, ln: ln, blobs: blobs, meta: store, keys: keys, url: strings.TrimSuffix(cfg.ExternalURL, "/")}
@@ -264,6 +265,7 @@ func (s *Server) Run(ctx context.Context, ready func(addr net.Addr)) error {
 	go s.janitor(ctx)
 	go s.collect(ctx)
 	go s.maintainTUF(ctx)
+	go s.sweepBudgets(ctx)
 	s.log.Info("hallmark server listening", "addr", ln.Addr().String(), "data_dir", s.cfg.DataDir)
 	if ready != nil {
 		ready(ln.Addr())

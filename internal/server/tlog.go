@@ -12,7 +12,7 @@ import (
 )
 
 // setupTlog opens the transparency log kept in the metadata database, with
-// the "rekor" key of the data dir, and serves its Rekor v1 API under
+// the "rekor" key of the key store, and serves its Rekor v1 API under
 // /api/v1/log.
 func (s *Server) setupTlog(ctx context.Context, mux *http.ServeMux) error {
 	db, ok := s.meta.(*sqlstore.Store)
@@ -23,7 +23,7 @@ func (s *Server) setupTlog(ctx context.Context, mux *http.ServeMux) error {
 	if err != nil {
 		return err
 	}
-	key, err := s.keys.LoadOrCreate("rekor", keystore.ECDSAP256)
+	key, err := keystore.LoadOrCreate(ctx, s.keys, "rekor", keystore.ECDSAP256)
 	if err != nil {
 		return fmt.Errorf("log key: %w", err)
 	}

@@ -12,7 +12,7 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/hallmark-dev/hallmark/internal/keystore"
+	"github.com/hallmark-dev/hallmark/internal/meta/sqlstore"
 	"github.com/hallmark-dev/hallmark/internal/tuf"
 )
 
@@ -32,7 +32,15 @@ func (s *Server) setupTUF(ctx context.Context, mux *http.ServeMux) error {
 	if s.trust == nil {
 		return errors.New("the TUF repository publishes the trust material: setupTrust must run first")
 	}
-	repo, err := openTUF(s.cfg.DataDir, s.keys, s.log, tuf.Config{TimestampExpiry: s.cfg.TUFTimestampExpiry})
+	var pg *sqlstore.Store
+	if s.cfg.DatabaseURL != "" {
+		pg, _ = s.meta.(*sqlstore.Store)
+	}
+	store, err := tufStore(s.cfg.DataDir, pg)
+	if err != nil {
+		return err
+	}
+	repo, err := tuf.New(store, tuf.KeystoreKeys(s.keys), s.log, tuf.Config{TimestampExpiry: s.cfg.TUFTimestampExpiry})
 	if err != nil {
 		return err
 	}
@@ -64,26 +72,38 @@ func (s *Server) maintainTUF(ctx context.Context) {
 	}
 }
 
-func openTUF(dataDir string, keys *keystore.Dir, log *slog.Logger, cfg tuf.Config) (*tuf.Repository, error) {
-	store, err := tuf.NewFileStore(filepath.Join(dataDir, TUFDir))
-	if err != nil {
-		return nil, err
+// tufStore is where the TUF repository's files live: <data-dir>/tuf, or
+// the PostgreSQL database pg (shared by the replicas) when not nil.
+func tufStore(dataDir string, pg *sqlstore.Store) (tuf.Store, error) {
+	if pg != nil {
+		return pg.TUFFiles()
 	}
-	return tuf.New(store, tuf.KeystoreKeys(keys), log, cfg)
+	return tuf.NewFileStore(filepath.Join(dataDir, TUFDir))
 }
 
-// OpenTUF opens the TUF repository of a server's data dir, for `hallmark
-// tuf`: it may run while the server does (changes are serialised with the
+// OpenTUF opens the TUF repository of a server's database db (the data
+// dir, or PostgreSQL with the key encryption key), for `hallmark tuf`: it
+// may run while the server does (changes are serialised with the
 // server's, and served at once). timestampExpiry is the server's
 // --tuf-timestamp-expiry (0: the default), the lifetime of a timestamp
-// signed here.
-func OpenTUF(dataDir string, timestampExpiry time.Duration, log *slog.Logger) (*tuf.Repository, error) {
-	if fi, err := os.Stat(filepath.Join(dataDir, TUFDir)); err != nil || !fi.IsDir() {
-		return nil, fmt.Errorf("data dir %s holds no TUF repository: pass the server's --data-dir (env HALLMARK_DATA_DIR) or start the server once", dataDir)
+// signed here. close must be called.
+func OpenTUF(ctx context.Context, db Database, timestampExpiry time.Duration, log *slog.Logger) (repo *tuf.Repository, close func() error, err error) {
+	if db.URL == "" {
+		if fi, err := os.Stat(filepath.Join(db.DataDir, TUFDir)); err != nil || !fi.IsDir() {
+			return nil, nil, fmt.Errorf("data dir %s holds no TUF repository: pass the server's --data-dir (env HALLMARK_DATA_DIR) or --database-url, or start the server once", db.DataDir)
+		}
 	}
-	keys, err := keystore.Open(filepath.Join(dataDir, "keys"))
+	keys, pg, closeFn, err := db.keysOf(ctx)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return openTUF(dataDir, keys, log, tuf.Config{TimestampExpiry: timestampExpiry})
+	store, err := tufStore(db.DataDir, pg)
+	if err == nil {
+		repo, err = tuf.New(store, tuf.KeystoreKeys(keys), log, tuf.Config{TimestampExpiry: timestampExpiry})
+	}
+	if err != nil {
+		closeFn()
+		return nil, nil, err
+	}
+	return repo, closeFn, nil
 }

@@ -159,10 +159,11 @@ func TestTUFClientsFollowRotationsAndTrustChange(t *testing.T) {
 		tufSignVerify(t, clients[peer], srv, "rot/"+peer)
 	}
 
-	repo, err := server.OpenTUF(srv.DataDir, 0, nil)
+	repo, closeRepo, err := server.OpenTUF(context.Background(), server.Database{DataDir: srv.DataDir}, 0, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer closeRepo()
 	for _, role := range tuf.Roles() {
 		if _, _, err := repo.Rotate(context.Background(), role); err != nil {
 			t.Fatalf("rotate %s: %v", role, err)
@@ -279,10 +280,11 @@ func TestTUFEndpoint(t *testing.T) {
 		}
 	}
 	// Restarting publishes nothing new.
-	repo, err := server.OpenTUF(srv.DataDir, 0, nil)
+	repo, closeRepo, err := server.OpenTUF(context.Background(), server.Database{DataDir: srv.DataDir}, 0, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer closeRepo()
 	st, err := repo.Status(context.Background())
 	if err != nil {
 		t.Fatal(err)
@@ -292,7 +294,7 @@ func TestTUFEndpoint(t *testing.T) {
 			t.Errorf("%s version %d on a fresh server", rs.Role, rs.Version)
 		}
 	}
-	if _, err := server.OpenTUF(t.TempDir(), 0, nil); err == nil || !strings.Contains(err.Error(), "--data-dir") {
+	if _, _, err := server.OpenTUF(context.Background(), server.Database{DataDir: t.TempDir()}, 0, nil); err == nil || !strings.Contains(err.Error(), "--data-dir") {
 		t.Errorf("opening the repository of an empty dir: %v", err)
 	}
 }
@@ -315,7 +317,7 @@ func TestTUFClientsFollowCARotation(t *testing.T) {
 	}
 	oldTrust := klDownloadTrust(t, srv)
 	stop()
-	n, root2, err := server.RotateCA(srv.DataDir, time.Now())
+	n, root2, err := server.RotateCA(context.Background(), server.Database{DataDir: srv.DataDir}, time.Now())
 	if err != nil || n != 2 {
 		t.Fatalf("rotate CA: %d %v", n, err)
 	}

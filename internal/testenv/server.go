@@ -52,6 +52,9 @@ func StartStoppableServer(tb testing.TB, mod func(*config.Server)) (*Server, fun
 	if mod != nil {
 		mod(&cfg)
 	}
+	if cfg.DatabaseURL != "" && cfg.KeyEncryptionKeyFile == "" && cfg.KeyEncryptionKey == "" {
+		cfg.KeyEncryptionKey = TestKEK // servers on one database share their keys
+	}
 	var logw io.Writer = io.Discard
 	if testing.Verbose() {
 		logw = os.Stderr
@@ -78,6 +81,11 @@ func StartStoppableServer(tb testing.TB, mod func(*config.Server)) (*Server, fun
 	tb.Cleanup(stop)
 	return &Server{Addr: srv.Addr().String(), URL: srv.URL(), DataDir: cfg.DataDir, Config: cfg}, stop
 }
+
+// TestKEK is the key encryption key (base64) of test servers on
+// PostgreSQL that set none: StartServer uses it, and replicas of a test
+// share it (give it to a server process as HALLMARK_KEY_ENCRYPTION_KEY).
+const TestKEK = "aGFsbG1hcmsgdGVzdCBrZXkgZW5jcnlwdGlvbiBrZXk="
 
 var (
 	buildOnce sync.Once

@@ -23,12 +23,17 @@ type gatedStore struct {
 	release chan struct{}
 }
 
-func (g *gatedStore) Sequence(ctx context.Context, h [][32]byte, fn tlog.SequenceFunc) error {
-	if len(h) > 0 {
-		g.entered <- struct{}{}
-		<-g.release
-	}
-	return g.Storage.Sequence(ctx, h, fn)
+func (g *gatedStore) Sequence(ctx context.Context, leaves tlog.Leaves, fn tlog.SequenceFunc) error {
+	gated := false
+	return g.Storage.Sequence(ctx, func() [][32]byte {
+		h := leaves()
+		if len(h) > 0 && !gated {
+			gated = true
+			g.entered <- struct{}{}
+			<-g.release
+		}
+		return h
+	}, fn)
 }
 
 // When the queue is full, submissions fail fast with ErrBusy (503 with

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -174,7 +175,7 @@ func (l *Log) checkpointCurrent(head TreeState) bool {
 }
 
 func (l *Log) resign(ctx context.Context) error {
-	return l.store.Sequence(ctx, nil, func(cur TreeState, _ map[[32]byte]uint64) (*Batch, error) {
+	return l.store.Sequence(ctx, func() [][32]byte { return nil }, func(cur TreeState, _ map[[32]byte]uint64) (*Batch, error) {
 		if l.checkpointCurrent(cur) {
 			return nil, nil
 		}
@@ -279,8 +280,7 @@ func (l *Log) submit(ctx context.Context, p *pending) bool {
 func (l *Log) flush(ctx context.Context, own *pending) {
 	for {
 		l.mu.Lock()
-		n := min(len(l.queue), l.maxBatch)
-		if n == 0 {
+		if len(l.queue) == 0 {
 			l.flushing = false
 			l.mu.Unlock()
 			return
@@ -291,12 +291,9 @@ func (l *Log) flush(ctx context.Context, own *pending) {
 			go l.flush(ctx, nil)
 			return
 		}
-		batch := make([]*pending, n)
-		copy(batch, l.queue)
-		l.queue = append(l.queue[:0], l.queue[n:]...)
 		l.mu.Unlock()
 		bctx, cancel := context.WithTimeout(ctx, batchTimeout)
-		l.integrate(bctx, batch)
+		l.integrate(bctx)
 		cancel()
 	}
 }
@@ -314,23 +311,33 @@ func isDone(p *pending) bool {
 	}
 }
 
-// integrate appends batch in one storage transaction and answers every
-// pending entry in it.
-func (l *Log) integrate(ctx context.Context, batch []*pending) {
+// integrate takes queued submissions (up to maxBatch) once the storage
+// has locked the head, appends them in one storage transaction and
+// answers every one it took.
+func (l *Log) integrate(ctx context.Context) {
+	var batch []*pending
+	var hashes [][32]byte
+	take := func() [][32]byte {
+		l.mu.Lock()
+		n := min(len(l.queue), l.maxBatch-len(batch))
+		batch = append(batch, l.queue[:n]...)
+		l.queue = append(l.queue[:0], l.queue[n:]...)
+		l.mu.Unlock()
+		for _, p := range batch[len(hashes):] {
+			hashes = append(hashes, p.leaf)
+		}
+		return slices.Clone(hashes)
+	}
 	defer func() {
 		for _, p := range batch {
 			close(p.done)
 		}
 	}()
-	hashes := make([][32]byte, len(batch))
-	for i, p := range batch {
-		hashes[i] = p.leaf
-	}
 	var known map[compact.NodeID][]byte
 	var size uint64
 	var root [32]byte
 	var checkpoint []byte
-	err := l.store.Sequence(ctx, hashes, func(cur TreeState, existing map[[32]byte]uint64) (*Batch, error) {
+	err := l.store.Sequence(ctx, take, func(cur TreeState, existing map[[32]byte]uint64) (*Batch, error) {
 		rng, ids, err := l.rangeOf(cur)
 		if err != nil {
 			return nil, err
@@ -383,6 +390,9 @@ func (l *Log) integrate(ctx context.Context, batch []*pending) {
 		return b, nil
 	})
 	if err != nil {
+		if len(batch) == 0 {
+			take() // failed before taking any: those queued fail with it
+		}
 		err = fmt.Errorf("tlog: append %d entries: %w", len(batch), err)
 		l.log.Error("transparency log append failed", "entries", len(batch), "err", err)
 		for _, p := range batch {

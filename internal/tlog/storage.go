@@ -60,6 +60,14 @@ type Batch struct {
 // indices. It must not block on I/O.
 type SequenceFunc func(cur TreeState, existing map[[32]byte]uint64) (*Batch, error)
 
+// Leaves returns the leaf hashes of the entries to sequence. A Sequencer
+// calls it once the head is locked, so that what was submitted while
+// another process held the head joins the batch (group commit across
+// replicas); it calls it again when the transaction starts over: each call
+// returns the entries of the previous calls and perhaps more. fn is called
+// for the entries of the latest call.
+type Leaves func() [][32]byte
+
 // Sequencer is the write side of a log's storage. The database is the
 // sequencer: Sequence runs in one transaction that serializes against every
 // other Sequence on the same database (from any process) and commits
@@ -69,9 +77,11 @@ type Sequencer interface {
 	// the database has none (a tree created concurrently by another process
 	// wins; its ID is returned).
 	Init(ctx context.Context, treeID int64, now time.Time) (TreeState, error)
-	// Sequence reads the head and which of leafHashes are logged, calls fn,
-	// and writes what it returns, all in one transaction.
-	Sequence(ctx context.Context, leafHashes [][32]byte, fn SequenceFunc) error
+	// Sequence locks the head, takes the entries to sequence (leaves),
+	// reads which are logged, calls fn, and writes what it returns, all in
+	// one transaction. It may call fn more than once (the transaction
+	// started over); only what the last call returned is written.
+	Sequence(ctx context.Context, leaves Leaves, fn SequenceFunc) error
 }
 
 // Reader is the read side of a log's storage.

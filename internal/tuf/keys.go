@@ -5,7 +5,8 @@ import (
 	"crypto"
 	"errors"
 	"fmt"
-	"os"
+	"io/fs"
+	"time"
 
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 
@@ -36,12 +37,13 @@ func KeyID(pub crypto.PublicKey) (string, error) {
 	return k.ID()
 }
 
-// keystoreKeys keeps the keys with the server's other keys: Ed25519, in
-// <keys>/tuf-<key id>.pem (0600).
-type keystoreKeys struct{ dir *keystore.Dir }
+// keystoreKeys keeps the keys with the server's other keys: Ed25519, as
+// the items tuf-<key id>.pem of its key store (files in <data-dir>/keys, or
+// sealed in the database).
+type keystoreKeys struct{ store keystore.Store }
 
-// KeystoreKeys returns Keys kept in the key directory d.
-func KeystoreKeys(d *keystore.Dir) Keys { return keystoreKeys{dir: d} }
+// KeystoreKeys returns Keys kept in the key store s.
+func KeystoreKeys(s keystore.Store) Keys { return keystoreKeys{store: s} }
 
 func keyName(keyID string) (string, error) {
 	if !isLowerHex(keyID, 64) {
@@ -50,25 +52,25 @@ func keyName(keyID string) (string, error) {
 	return "tuf-" + keyID, nil
 }
 
-func (k keystoreKeys) Signer(_ context.Context, keyID string) (crypto.Signer, error) {
+func (k keystoreKeys) Signer(ctx context.Context, keyID string) (crypto.Signer, error) {
 	name, err := keyName(keyID)
 	if err != nil {
 		return nil, err
 	}
-	s, err := k.dir.Load(name)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("%w: %s (restore %s from a backup, or rotate the role's key)", ErrNoKey, keyID, k.dir.Path(name))
+	s, err := keystore.Load(ctx, k.store, name)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("%w: %s (restore %s from a backup, or rotate the role's key)", ErrNoKey, keyID, k.store.Where(keystore.KeyItem(name)))
 	}
 	if err != nil {
 		return nil, err
 	}
 	if id, err := KeyID(s.Public()); err != nil || id != keyID {
-		return nil, fmt.Errorf("tuf: %s holds a key whose ID is not %s", k.dir.Path(name), keyID)
+		return nil, fmt.Errorf("tuf: %s holds a key whose ID is not %s", k.store.Where(keystore.KeyItem(name)), keyID)
 	}
 	return s, nil
 }
 
-func (k keystoreKeys) Generate(_ context.Context) (crypto.Signer, error) {
+func (k keystoreKeys) Generate(ctx context.Context) (crypto.Signer, error) {
 	s, err := keystore.Generate(keystore.Ed25519)
 	if err != nil {
 		return nil, err
@@ -81,16 +83,16 @@ func (k keystoreKeys) Generate(_ context.Context) (crypto.Signer, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := k.dir.Put(name, s); err != nil {
+	if err := keystore.Put(ctx, k.store, name, s, time.Time{}); err != nil {
 		return nil, err
 	}
 	return s, nil
 }
 
-func (k keystoreKeys) Remove(_ context.Context, keyID string) error {
+func (k keystoreKeys) Remove(ctx context.Context, keyID string) error {
 	name, err := keyName(keyID)
 	if err != nil {
 		return err
 	}
-	return k.dir.Remove(name)
+	return keystore.Remove(ctx, k.store, name)
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/sigstore/sigstore/pkg/signature"
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 
+	"github.com/hallmark-dev/hallmark/internal/keystore"
 	"github.com/hallmark-dev/hallmark/internal/tuf"
 )
 
@@ -62,7 +63,7 @@ func TestPublishServesWhatClientsFetch(t *testing.T) {
 		if rs.Version != 1 || len(rs.KeyIDs) != 1 || rs.Threshold != 1 {
 			t.Errorf("%s: version %d, %d keys, threshold %d; want version 1, one key, threshold 1", rs.Role, rs.Version, len(rs.KeyIDs), rs.Threshold)
 		}
-		if _, err := os.Stat(f.keys.Path("tuf-" + rs.KeyIDs[0])); err != nil {
+		if _, err := os.Stat(f.keys.Where(keystore.KeyItem("tuf-" + rs.KeyIDs[0]))); err != nil {
 			t.Errorf("%s key not in the key directory: %v", rs.Role, err)
 		}
 	}
@@ -160,7 +161,7 @@ func TestRotateEachRole(t *testing.T) {
 			if got := f.status().Roles[slices.Index(tuf.Roles(), role)].KeyIDs; !slices.Equal(got, []string{newID}) {
 				t.Errorf("%s keys after rotation %v, want [%s]", role, got, newID)
 			}
-			if _, err := os.Stat(f.keys.Path("tuf-" + old)); !errors.Is(err, os.ErrNotExist) {
+			if _, err := os.Stat(f.keys.Where(keystore.KeyItem("tuf-" + old))); !errors.Is(err, os.ErrNotExist) {
 				t.Errorf("retired key still in the key directory (%v)", err)
 			}
 			if got := c.mustFetch(tuf.TrustedRootTarget); !bytes.Equal(got, targets[tuf.TrustedRootTarget]) {
@@ -439,7 +440,7 @@ func TestMissingKeyIsAnError(t *testing.T) {
 	f := newFixture(t, tuf.Config{})
 	f.publish(sigstoreTargets(t))
 	id := f.status().Roles[slices.Index(tuf.Roles(), tuf.RoleTargets)].KeyIDs[0]
-	if err := os.Remove(f.keys.Path("tuf-" + id)); err != nil {
+	if err := os.Remove(f.keys.Where(keystore.KeyItem("tuf-" + id))); err != nil {
 		t.Fatal(err)
 	}
 	_, err := f.repo.Publish(context.Background(), map[string][]byte{tuf.TrustedRootTarget: []byte("{}")})

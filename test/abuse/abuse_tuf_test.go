@@ -211,10 +211,11 @@ func TestTUFFloodSignsNothing(t *testing.T) {
 // and root.json a reader gets is whole, signed metadata.
 func TestTUFReadersNeverSeePartialFiles(t *testing.T) {
 	e := start(t, nil)
-	repo, err := server.OpenTUF(e.DataDir, 0, nil)
+	repo, closeRepo, err := server.OpenTUF(context.Background(), server.Database{DataDir: e.DataDir}, 0, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer closeRepo()
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	var mu sync.Mutex

@@ -21,6 +21,18 @@ type Target struct {
 	Name string // "hallmark", "distribution"
 	URL  string // base URL, e.g. http://127.0.0.1:5000
 	PID  int    // 0 when unknown (RSS scenarios then skip it)
+	// Replicas are the base URLs of every replica when the target is
+	// several servers sharing their storage (URL is the first); empty for
+	// one server.
+	Replicas []string
+}
+
+// replica is the base URL of replica i (round robin; URL for one server).
+func (t Target) replica(i int) string {
+	if len(t.Replicas) == 0 {
+		return t.URL
+	}
+	return t.Replicas[i%len(t.Replicas)]
 }
 
 // Env is what scenarios get: the two servers, shared settings and the
@@ -156,7 +168,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	var scen, sizes, peerName string
 	var strict, list bool
 	var wait time.Duration
-	fs.StringVar(&e.Hallmark.URL, "hallmark", "", "Hallmark base URL (http://127.0.0.1:PORT)")
+	fs.StringVar(&e.Hallmark.URL, "hallmark", "", "Hallmark base URL (http://127.0.0.1:PORT); replicas sharing one database and bucket: their URLs, comma-separated (pushes go to the first, pulls to the second, load is spread over all)")
 	fs.IntVar(&e.Hallmark.PID, "hallmark-pid", 0, "Hallmark process id (for RSS)")
 	fs.StringVar(&e.Peer.URL, "peer", "", "peer registry base URL")
 	fs.IntVar(&e.Peer.PID, "peer-pid", 0, "peer process id (for RSS)")
@@ -203,6 +215,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	e.Hallmark.Name, e.Peer.Name = "hallmark", peerName
+	if urls := strings.Split(e.Hallmark.URL, ","); len(urls) > 1 {
+		for _, u := range urls {
+			e.Hallmark.Replicas = append(e.Hallmark.Replicas, strings.TrimSuffix(strings.TrimSpace(u), "/"))
+		}
+		e.Hallmark.URL = e.Hallmark.Replicas[0]
+	}
 	e.Hallmark.URL = strings.TrimSuffix(e.Hallmark.URL, "/")
 	e.Peer.URL = strings.TrimSuffix(e.Peer.URL, "/")
 	for _, s := range strings.Split(sizes, ",") {
@@ -233,7 +251,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	for _, t := range []Target{e.Hallmark, e.Peer} {
+	ts := []Target{e.Hallmark, e.Peer}
+	for i := 1; i < len(e.Hallmark.Replicas); i++ {
+		ts = append(ts, Target{Name: e.Hallmark.Name, URL: e.Hallmark.Replicas[i]})
+	}
+	for _, t := range ts {
 		if err := waitReady(ctx, t, wait); err != nil {
 			fmt.Fprintf(stderr, "hallmark-bench: %v\n", err)
 			return 1
@@ -245,6 +267,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fmt.Fprintf(stdout, "- machine: %d CPUs (%s), %s, %s/%s\n", runtime.NumCPU(), cpuModel(), memTotal(), runtime.GOOS, runtime.GOARCH)
 	fmt.Fprintf(stdout, "- load average at start: %s\n", loadAvg())
 	fmt.Fprintf(stdout, "- hallmark %s (pid %d), %s %s (pid %d)\n", e.Hallmark.URL, e.Hallmark.PID, e.Peer.Name, e.Peer.URL, e.Peer.PID)
+	if len(e.Hallmark.Replicas) > 1 {
+		fmt.Fprintf(stdout, "- hallmark replicas: %s (pushes to the first, pulls from the second, load spread over all)\n", strings.Join(e.Hallmark.Replicas, " "))
+	}
 	fmt.Fprintf(stdout, "- scenarios: %s; quick=%v; blob reps %d (<256 MiB) / %d; load: %d conns, %d rounds x %s (+%s warm-up)\n\n",
 		scenarioNames(chosen), e.Quick, e.SmallReps, e.LargeReps, e.Conns, e.Rounds, e.Duration, e.Warmup)
 

@@ -74,10 +74,14 @@ func manifestScenario(ctx context.Context, e *Env) ([]Row, error) {
 			}
 		}
 		h, p := rates(res[e.Hallmark.Name]), rates(res[e.Peer.Name])
+		goal := 1.5
+		if len(e.Hallmark.Replicas) > 1 {
+			goal = 2 // issue 13: replicas vs distribution on the same S3 server
+		}
 		row := Row{
 			Name: fmt.Sprintf("%s, %d conns", ref.name, e.Conns), Unit: "req/s", HigherIsBetter: true,
 			Hallmark: median(h), Peer: median(p),
-			Goal: Goal{Kind: goalRatioMin, Value: 1.5},
+			Goal: Goal{Kind: goalRatioMin, Value: goal},
 		}
 		for _, t := range []Target{e.Hallmark, e.Peer} {
 			for _, r := range res[t.Name] {
@@ -131,8 +135,12 @@ func loadGETWith(ctx context.Context, t Target, path, header string, want []byte
 	errs := make([]error, conns)
 	var wg sync.WaitGroup
 	for i := range conns {
+		host := u.Host
+		if r, err := url.Parse(t.replica(i)); err == nil {
+			host = r.Host // connections spread over the replicas
+		}
 		wg.Go(func() {
-			lats[i], errs[i] = loadConn(ctx, u.Host, req, want, from, to)
+			lats[i], errs[i] = loadConn(ctx, host, req, want, from, to)
 		})
 	}
 	wg.Wait()

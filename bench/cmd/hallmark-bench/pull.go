@@ -70,8 +70,9 @@ func (p *fastPuller) drop(host string) {
 }
 
 // pull returns the time from sending the request to the last body byte.
+// With replicas, the second serves it (not the one that took the push).
 func (p *fastPuller) pull(ctx context.Context, t Target, repo, dg string, size int64) (time.Duration, error) {
-	u, err := url.Parse(t.URL)
+	u, err := url.Parse(t.replica(1))
 	if err != nil {
 		return 0, err
 	}

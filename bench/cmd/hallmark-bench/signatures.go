@@ -161,7 +161,7 @@ type sigWorker struct {
 
 func newSigWorker(spec sigSpec, ks *keystore.Dir, logKey *ecdsa.PrivateKey) (*sigWorker, error) {
 	w := &sigWorker{spec: spec, tok: &claimsVerifier{}, rec: &recorder{}, now: spec.Start, logKey: logKey}
-	c, err := ca.New(ks, w.tok, nil, ca.Config{Records: w.rec, Now: func() time.Time { return w.now }})
+	c, err := ca.New(context.Background(), ks, w.tok, nil, ca.Config{Records: w.rec, Now: func() time.Time { return w.now }})
 	if err != nil {
 		return nil, err
 	}
@@ -290,7 +290,7 @@ type sigStore interface {
 // order (so ids follow time). progress is called after each batch with
 // the signatures written.
 func generateSignatures(ctx context.Context, spec sigSpec, ks *keystore.Dir, store sigStore, progress func(done int)) error {
-	lk, err := ks.LoadOrCreate("rekor", keystore.ECDSAP256)
+	lk, err := keystore.LoadOrCreate(ctx, ks, "rekor", keystore.ECDSAP256)
 	if err != nil {
 		return err
 	}
@@ -304,7 +304,7 @@ func generateSignatures(ctx context.Context, spec sigSpec, ks *keystore.Dir, sto
 	// of the 4 ms a signature costs here. The CA's code, profile, SCTs and
 	// records are the server's; search does not look at key types.
 	for _, name := range []string{"ca-root", "ca-intermediate"} {
-		if _, err := ks.LoadOrCreate(name, keystore.ECDSAP256); err != nil {
+		if _, err := keystore.LoadOrCreate(ctx, ks, name, keystore.ECDSAP256); err != nil {
 			return err
 		}
 	}

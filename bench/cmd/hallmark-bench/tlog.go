@@ -67,7 +67,7 @@ func tlogScenario(ctx context.Context, e *Env) ([]Row, error) {
 		e.Logf("tlog: signing %d entries for round %d", need, r+1)
 		pool := gen.make(need)
 		e.Logf("tlog: round %d, %d clients, %s (+%s warm-up), load average %s", r+1, e.Conns, e.Duration, e.Warmup, loadAvg())
-		res, err := tlogLoad(ctx, client, base, e.Conns, pool, e.Warmup, e.Duration)
+		res, err := tlogLoad(ctx, client, e.Hallmark, e.Conns, pool, e.Warmup, e.Duration)
 		if err != nil {
 			return nil, err
 		}
@@ -201,7 +201,8 @@ type tlogResult struct {
 
 // tlogLoad posts pool entries from conns clients; entries acknowledged in
 // [warm-up end, warm-up end + dur) are counted.
-func tlogLoad(ctx context.Context, client *http.Client, base string, conns int, pool [][]byte, warmup, dur time.Duration) (tlogResult, error) {
+// Client c posts to replica c of t.
+func tlogLoad(ctx context.Context, client *http.Client, t Target, conns int, pool [][]byte, warmup, dur time.Duration) (tlogResult, error) {
 	start := time.Now()
 	from, to := start.Add(warmup), start.Add(warmup+dur)
 	var next atomic.Int64
@@ -214,6 +215,7 @@ func tlogLoad(ctx context.Context, client *http.Client, base string, conns int, 
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			base := t.replica(c)
 			for {
 				i := next.Add(1) - 1
 				if i >= int64(len(pool)) || time.Now().After(to) || ctx.Err() != nil {

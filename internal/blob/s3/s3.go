@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"strconv"
 	"strings"
 	"sync"
@@ -98,6 +99,20 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 		// headers; send and check them only where the API requires.
 		o.RequestChecksumCalculation = aws.RequestChecksumCalculationWhenRequired
 		o.ResponseChecksumValidation = aws.ResponseChecksumValidationWhenRequired
+		// Blob bodies are large: read them from the socket in large
+		// pieces (with the default 4 KiB buffer a pull costs a read
+		// syscall per 32 KiB copied to the client). The SDK's own client
+		// otherwise (AWS_CA_BUNDLE and the like kept).
+		hc, ok := o.HTTPClient.(*awshttp.BuildableClient)
+		if !ok || hc == nil {
+			if o.HTTPClient != nil {
+				return
+			}
+			hc = awshttp.NewBuildableClient()
+		}
+		o.HTTPClient = hc.WithTransportOptions(func(tr *http.Transport) {
+			tr.ReadBufferSize, tr.WriteBufferSize = socketBuffer, socketBuffer
+		})
 	})
 	s := &Store{cfg: cfg, client: client, presign: s3api.NewPresignClient(client), copyPart: maxPartSize}
 	if cfg.Buffers <= 0 {
@@ -106,6 +121,9 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 	s.bufs = newBuffers(cfg.PartSize, cfg.Buffers)
 	return s, nil
 }
+
+// socketBuffer is the size of the S3 connections' read and write buffers.
+const socketBuffer = 256 << 10
 
 // buffers hands out part buffers, at most n at a time: the memory that
 // uploads in flight may hold is bounded, however many clients push at once.

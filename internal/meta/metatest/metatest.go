@@ -82,6 +82,9 @@ func Run(t *testing.T, b Backend) {
 		{"BlobDeletionClaims", testBlobDeletionClaims},
 		{"RetentionStore", testRetentionStore},
 		{"GCConcurrentPushes", testGCConcurrentPushes},
+		{"KeyStore", testKeyStore},
+		{"TUFFiles", testTUFFiles},
+		{"LoginBudgets", testLoginBudgets},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel() // each case has a database of its own

@@ -22,6 +22,9 @@ func openTlog(t *testing.T, db DB) *sqlstore.TlogStore {
 
 func leaf(i int) [32]byte { return sha256.Sum256([]byte{byte(i), byte(i >> 8)}) }
 
+// leaves is a fixed batch of leaf hashes.
+func leaves(hs ...[32]byte) tlog.Leaves { return func() [][32]byte { return hs } }
+
 // A one-entry batch extending cur, with made-up node hashes (the storage
 // does not check tree arithmetic, only sequencing).
 func oneEntry(cur tlog.TreeState, h [32]byte) *tlog.Batch {
@@ -56,7 +59,7 @@ func testTlogStorage(t *testing.T, be Backend) {
 	}
 
 	// Sequence sees which leaf hashes exist and writes the batch.
-	err = a.Sequence(ctx, [][32]byte{leaf(1)}, func(cur tlog.TreeState, existing map[[32]byte]uint64) (*tlog.Batch, error) {
+	err = a.Sequence(ctx, leaves(leaf(1)), func(cur tlog.TreeState, existing map[[32]byte]uint64) (*tlog.Batch, error) {
 		if len(existing) != 0 {
 			t.Errorf("existing %v in an empty log", existing)
 		}
@@ -65,7 +68,7 @@ func testTlogStorage(t *testing.T, be Backend) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = b.Sequence(ctx, [][32]byte{leaf(1), leaf(2)}, func(cur tlog.TreeState, existing map[[32]byte]uint64) (*tlog.Batch, error) {
+	err = b.Sequence(ctx, leaves(leaf(1), leaf(2)), func(cur tlog.TreeState, existing map[[32]byte]uint64) (*tlog.Batch, error) {
 		if idx, ok := existing[leaf(1)]; !ok || idx != 0 || len(existing) != 1 || cur.Size != 1 {
 			t.Errorf("other store sees size %d, existing %v", cur.Size, existing)
 		}
@@ -105,7 +108,7 @@ func testTlogStorage(t *testing.T, be Backend) {
 		"wrong index": func(b *tlog.Batch) { b.Entries[0].Index = 7 },
 		"other tree":  func(b *tlog.Batch) { b.State.TreeID = 5 },
 	} {
-		err := a.Sequence(ctx, nil, func(cur tlog.TreeState, _ map[[32]byte]uint64) (*tlog.Batch, error) {
+		err := a.Sequence(ctx, leaves(), func(cur tlog.TreeState, _ map[[32]byte]uint64) (*tlog.Batch, error) {
 			bt := oneEntry(cur, leaf(3))
 			mutate(bt)
 			return bt, nil
@@ -115,7 +118,7 @@ func testTlogStorage(t *testing.T, be Backend) {
 		}
 	}
 	// A duplicate leaf hash violates the unique index and rolls back.
-	err = a.Sequence(ctx, nil, func(cur tlog.TreeState, _ map[[32]byte]uint64) (*tlog.Batch, error) {
+	err = a.Sequence(ctx, leaves(), func(cur tlog.TreeState, _ map[[32]byte]uint64) (*tlog.Batch, error) {
 		return oneEntry(cur, leaf(1)), nil
 	})
 	if err == nil || !strings.Contains(strings.ToLower(err.Error()), "unique") {
@@ -123,5 +126,32 @@ func testTlogStorage(t *testing.T, be Backend) {
 	}
 	if head, _ := a.Head(ctx); head.Size != 1 {
 		t.Fatalf("failed batches changed the head: size %d", head.Size)
+	}
+
+	// The batch is what leaves returns once the head is locked, one of
+	// them logged already: fn sees which, and the rest is written.
+	batch := [][32]byte{leaf(5), leaf(1), leaf(6)}
+	err = b.Sequence(ctx, leaves(batch...), func(cur tlog.TreeState, existing map[[32]byte]uint64) (*tlog.Batch, error) {
+		if idx, ok := existing[leaf(1)]; !ok || idx != 0 || len(existing) != 1 {
+			t.Errorf("existing %v, want leaf 1 at 0 only", existing)
+		}
+		bt := &tlog.Batch{State: cur}
+		for _, h := range batch {
+			if _, ok := existing[h]; ok {
+				continue
+			}
+			one := oneEntry(bt.State, h)
+			bt.Entries, bt.Nodes, bt.State = append(bt.Entries, one.Entries...), append(bt.Nodes, one.Nodes...), one.State
+		}
+		return bt, nil
+	})
+	if err != nil {
+		t.Fatalf("batch with a logged entry: %v", err)
+	}
+	if e, err := a.EntryByLeafHash(ctx, leaf(6)); err != nil || e.Index != 2 {
+		t.Fatalf("second new entry: %+v %v", e, err)
+	}
+	if head, _ := a.Head(ctx); head.Size != 3 {
+		t.Fatalf("head size %d, want 3", head.Size)
 	}
 }

@@ -53,6 +53,8 @@ func Dialect() *sqlstore.Dialect {
 		// INSERT, and with itself.
 		LockRepositories: "LOCK TABLE repositories IN SHARE ROW EXCLUSIVE MODE",
 		LockMigrations:   fmt.Sprintf("SELECT pg_advisory_xact_lock(%d)", int64(migrationLockKey)),
+		SessionLock:      "SELECT pg_advisory_lock(?)",
+		SessionUnlock:    "SELECT pg_advisory_unlock(?)",
 		Retryable:        retryable,
 		Unavailable:      unavailable,
 	}

@@ -48,6 +48,11 @@ type Dialect struct {
 	// (PostgreSQL: a transaction-scoped advisory lock; SQLite's BEGIN
 	// IMMEDIATE already is one).
 	LockMigrations string
+	// SessionLock and SessionUnlock, when set, take and release an
+	// exclusive lock named by their one int64 argument that lasts until
+	// released or the session ends (PostgreSQL: pg_advisory_lock). Stores
+	// that need one (the TUF files) exist only on such a dialect.
+	SessionLock, SessionUnlock string
 	// Retryable says the database aborted a transaction that may succeed
 	// when run again (serialization failure, deadlock).
 	Retryable func(error) bool

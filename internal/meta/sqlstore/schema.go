@@ -305,6 +305,33 @@ var migrations = []Migration{
 		INSERT INTO gc_blob_review_queue(digest, queued_at, event) SELECT digest, created_at, 'migration' FROM blobs;
 		INSERT INTO gc_manifest_review_queue(manifest_id, queued_at, event)
 			SELECT m.id, m.created_at, 'migration' FROM manifests m WHERE NOT EXISTS (SELECT 1 FROM tags t WHERE t.manifest_id = m.id);`},
+
+	// replicas sharing PostgreSQL (internal/server with --database-url):
+	// the key store (items sealed by internal/keystore; never plain keys),
+	// the TUF repository's files, and the failed-login budgets and known
+	// logins that internal/auth keeps where every replica sees them.
+	{Version: 11, Name: "shared keys, TUF repository, login budgets", SQL: `CREATE TABLE key_store (
+			name TEXT PRIMARY KEY,
+			data {{bytes}} NOT NULL,
+			created_at BIGINT NOT NULL
+		);
+		CREATE TABLE tuf_files (
+			name TEXT PRIMARY KEY,
+			data {{bytes}} NOT NULL,
+			updated_at BIGINT NOT NULL
+		);
+		CREATE TABLE login_budgets (
+			key TEXT PRIMARY KEY,
+			tokens DOUBLE PRECISION NOT NULL,
+			at BIGINT NOT NULL,
+			full_at BIGINT NOT NULL
+		);
+		CREATE INDEX login_budgets_full ON login_budgets(full_at);
+		CREATE TABLE known_logins (
+			key TEXT PRIMARY KEY,
+			at BIGINT NOT NULL
+		);
+		CREATE INDEX known_logins_at ON known_logins(at);`},
 }
 
 // incidentSearchSQL is migration 8; noRowid is SQLite's WITHOUT ROWID for

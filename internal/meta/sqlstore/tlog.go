@@ -96,16 +96,16 @@ func (t *TlogStore) Init(ctx context.Context, treeID int64, now time.Time) (tlog
 }
 
 // Sequence implements tlog.Sequencer: one transaction that locks the head
-// row, reads it and the known leaf hashes, appends the batch and advances
-// the head, committed durably (SQLite: WAL fsync with synchronous=FULL;
-// PostgreSQL: synchronous commit) before it returns.
-func (t *TlogStore) Sequence(ctx context.Context, leafHashes [][32]byte, fn tlog.SequenceFunc) error {
+// row, reads it, takes the batch's leaves and looks them up, appends the
+// batch and advances the head, committed durably (SQLite: WAL fsync with
+// synchronous=FULL; PostgreSQL: synchronous commit) before it returns.
+func (t *TlogStore) Sequence(ctx context.Context, leaves tlog.Leaves, fn tlog.SequenceFunc) error {
 	return t.s.tx(ctx, func(tx conn) error {
 		cur, err := scanHead(tx.queryRow(ctx, headQuery+t.s.d.ForUpdate))
 		if err != nil {
 			return err
 		}
-		existing, err := t.existing(ctx, tx, leafHashes)
+		existing, err := t.existing(ctx, tx, leaves())
 		if err != nil {
 			return err
 		}
