@@ -14,6 +14,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/hallmark-dev/hallmark/internal/meta"
+	"github.com/hallmark-dev/hallmark/pkg/fulcio"
 	"github.com/hallmark-dev/hallmark/pkg/oci"
 	"github.com/hallmark-dev/hallmark/pkg/verify"
 )
@@ -309,7 +310,7 @@ func indexedCertificate(exts map[string]string) *x509.Certificate {
 	}
 	c := &x509.Certificate{}
 	for oid, v := range exts {
-		id, n, ok := fulcioOIDOf(oid)
+		id, n, ok := fulcio.ParseOID(oid)
 		if !ok {
 			continue
 		}
@@ -326,18 +327,8 @@ func indexedCertificate(exts map[string]string) *x509.Certificate {
 	return c
 }
 
-// fulcioOIDOf parses a dotted Fulcio extension OID 1.3.6.1.4.1.57264.1.N.
-func fulcioOIDOf(s string) (asn1.ObjectIdentifier, int, bool) {
-	const prefix = "1.3.6.1.4.1.57264.1."
-	rest, ok := strings.CutPrefix(s, prefix)
-	n, err := strconv.Atoi(rest)
-	if !ok || err != nil || n <= 0 || n > 1000 {
-		return nil, 0, false
-	}
-	return asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 57264, 1, n}, n, true
-}
-
-func extOID(n int) string { return "1.3.6.1.4.1.57264.1." + strconv.Itoa(n) }
+// extOID is the dotted OID of Fulcio extension n.
+func extOID(n int) string { return fulcio.OID(n).String() }
 
 // ciLinks returns the commit and pipeline (or job) of a signature: from
 // the certificate where it attests them, else from the signed annotations

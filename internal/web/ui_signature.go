@@ -176,7 +176,7 @@ func (ui *UI) fillView(ctx context.Context, sv *sigView, sg *signed, ref string)
 	}
 	for _, c := range verify.CheckProvenance(cert, anyMap(sv.Signature.Annotations)) {
 		row := annRow{Key: c.Annotation, Value: c.Value, Mark: markSelfAsserted, Attested: c.Attested}
-		if _, n, ok := fulcioOIDOf(c.Extension); ok {
+		if _, n, ok := fulcio.ParseOID(c.Extension); ok {
 			row.Extension = fulcioName(n)
 		}
 		switch c.Status {
@@ -278,7 +278,7 @@ func certSummary(c *x509.Certificate) *certView {
 	cv := &certView{Identities: fulcio.SubjectAlternativeNames(c), Issuer: fulcio.Issuer(c), CA: c.Issuer.String(),
 		Serial: c.SerialNumber.Text(16), NotBefore: c.NotBefore.UTC(), NotAfter: c.NotAfter.UTC()}
 	for _, e := range c.Extensions {
-		id, n, ok := fulcioOIDOf(e.Id.String())
+		id, n, ok := fulcio.ParseOID(e.Id.String())
 		if !ok || n == 7 {
 			continue
 		}
@@ -293,8 +293,8 @@ func certSummary(c *x509.Certificate) *certView {
 		cv.Extensions = append(cv.Extensions, extRow{OID: id.String(), Name: name, Value: v})
 	}
 	sort.Slice(cv.Extensions, func(i, j int) bool {
-		_, a, _ := fulcioOIDOf(cv.Extensions[i].OID)
-		_, b, _ := fulcioOIDOf(cv.Extensions[j].OID)
+		_, a, _ := fulcio.ParseOID(cv.Extensions[i].OID)
+		_, b, _ := fulcio.ParseOID(cv.Extensions[j].OID)
 		return a < b
 	})
 	return cv

@@ -20,6 +20,17 @@ func OID(n int) asn1.ObjectIdentifier {
 	return append(append(asn1.ObjectIdentifier{}, arc...), n)
 }
 
+// ParseOID parses the dotted OID of a Fulcio extension
+// ("1.3.6.1.4.1.57264.1.13") into the OID and its number n (1..999).
+func ParseOID(dotted string) (asn1.ObjectIdentifier, int, bool) {
+	rest, ok := strings.CutPrefix(dotted, arc.String()+".")
+	n, err := strconv.Atoi(rest)
+	if !ok || err != nil || n <= 0 || n >= 1000 || strconv.Itoa(n) != rest {
+		return nil, 0, false
+	}
+	return OID(n), n, true
+}
+
 // Number returns n when oid is Fulcio extension 1.3.6.1.4.1.57264.1.n.
 func Number(oid asn1.ObjectIdentifier) (int, bool) {
 	if len(oid) != len(arc)+1 || !oid[:len(arc)].Equal(arc) {

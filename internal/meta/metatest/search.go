@@ -13,12 +13,15 @@ import (
 	"github.com/hallmark-dev/hallmark/internal/auth"
 	"github.com/hallmark-dev/hallmark/internal/meta"
 	"github.com/hallmark-dev/hallmark/internal/meta/sqlstore"
+	"github.com/hallmark-dev/hallmark/pkg/fulcio"
 )
 
-const (
-	oidCommit = "1.3.6.1.4.1.57264.1.13"
-	oidRef    = "1.3.6.1.4.1.57264.1.14"
-	oidJob    = "1.3.6.1.4.1.57264.1.21"
+// Fulcio extensions the search tests use.
+var (
+	oidCommit = fulcio.OID(13).String()
+	oidRef    = fulcio.OID(14).String()
+	oidJob    = fulcio.OID(21).String()
+	oidBuild  = fulcio.OID(9).String()
 )
 
 var searchBase = time.Unix(1700000000, 0).UTC()

@@ -22,7 +22,7 @@ func testSignatures(t *testing.T, b Backend) {
 			Key: key, Kind: "cosign", PayloadType: "application/vnd.dev.cosign.simplesigning.v1+json",
 			Signer: fmt.Sprintf("signer-%d", i%2), CertIssuer: "https://issuer.example", Status: meta.StatusVerified,
 			Annotations:    map[string]string{"git_sha": fmt.Sprint("sha", i), "team": "x"},
-			CertExtensions: map[string]string{"1.3.6.1.4.1.57264.1.9": fmt.Sprint("https://ci/", i)},
+			CertExtensions: map[string]string{oidBuild: fmt.Sprint("https://ci/", i)},
 			Created:        base.Add(time.Duration(i) * time.Second),
 		}
 	}
@@ -52,7 +52,7 @@ func testSignatures(t *testing.T, b Backend) {
 		got.PayloadType != s1.PayloadType || got.Status != meta.StatusVerified || !got.Created.Equal(s1.Created) || got.ID == 0 {
 		t.Errorf("first signature %+v", got)
 	}
-	if got.Annotations["git_sha"] != "sha1" || len(got.Annotations) != 2 || got.CertExtensions["1.3.6.1.4.1.57264.1.9"] != "https://ci/1" {
+	if got.Annotations["git_sha"] != "sha1" || len(got.Annotations) != 2 || got.CertExtensions[oidBuild] != "https://ci/1" {
 		t.Errorf("first signature's annotations %v, extensions %v", got.Annotations, got.CertExtensions)
 	}
 	if list[1].LogIndex != nil || list[1].Status != meta.StatusInvalid || list[1].StatusDetail != "signature does not verify" || list[1].Annotations["git_sha"] != "sha2" {
@@ -88,10 +88,10 @@ func testSignatures(t *testing.T, b Backend) {
 	if res := search(meta.SignatureSearch{Annotations: []meta.KeyValue{{Key: "git_sha", Value: "sha3"}}}); len(res) != 1 || res[0].Repository != "other" {
 		t.Errorf("annotation search git_sha=sha3: %+v", res)
 	}
-	if res := search(meta.SignatureSearch{Annotations: []meta.KeyValue{{Key: "1.3.6.1.4.1.57264.1.9", Value: "https://ci/1"}}}); len(res) != 0 {
+	if res := search(meta.SignatureSearch{Annotations: []meta.KeyValue{{Key: oidBuild, Value: "https://ci/1"}}}); len(res) != 0 {
 		t.Errorf("a certificate extension was found as an annotation: %+v", res)
 	}
-	if res := search(meta.SignatureSearch{CertExtensions: []meta.KeyValue{{Key: "1.3.6.1.4.1.57264.1.9", Value: "https://ci/2"}}}); len(res) != 1 || res[0].Key != "k2" {
+	if res := search(meta.SignatureSearch{CertExtensions: []meta.KeyValue{{Key: oidBuild, Value: "https://ci/2"}}}); len(res) != 1 || res[0].Key != "k2" {
 		t.Errorf("certificate extension search = %+v", res)
 	}
 	if res := search(meta.SignatureSearch{Facts: []meta.FactFilter{{Field: meta.FieldIdentity, Value: "signer-1"}}}); len(res) != 2 || res[0].Key != "k1" || res[0].Repository != "other" {
