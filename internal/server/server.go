@@ -165,7 +165,8 @@ func build(ctx context.Context, cfg config.Server, log *slog.Logger, ln net.List
 	mux.Handle("GET /readyz", m.instrument("readyz", http.HandlerFunc(s.ready)))
 	api := http.NewServeMux()
 	searcher := web.NewSearcher(store, web.SearchConfig{})
-	web.NewAPI(store, log, s.webOptions(searcher)...).Register(api)
+	webAPI := web.NewAPI(store, log, s.webOptions(searcher)...)
+	webAPI.Register(api)
 	s.setupPolicy(api, store)
 	mux.Handle("/api/", m.instrument("api", api))
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
@@ -174,7 +175,7 @@ func build(ctx context.Context, cfg config.Server, log *slog.Logger, ln net.List
 		return nil, fmt.Errorf("ci: %w", err)
 	}
 	s.setupDownload(mux)
-	if err := s.setupConsole(mux); err != nil {
+	if err := s.setupConsole(mux, webAPI); err != nil {
 		store.Close()
 		return nil, fmt.Errorf("console: %w", err)
 	}
