@@ -103,6 +103,19 @@ func get[T any](t *testing.T, ctx context.Context, what string, a chromedp.Actio
 	return v
 }
 
+// signIn signs user in through the console's sign-in form.
+func signIn(t *testing.T, ctx context.Context, e *consoleEnv, user string) {
+	t.Helper()
+	do(t, ctx, "sign in as "+user,
+		chromedp.Navigate(e.URL+"/ui/login"),
+		chromedp.WaitVisible(chromedp.ID("user")),
+		chromedp.SendKeys(chromedp.ID("user"), user),
+		chromedp.SendKeys(chromedp.ID("password"), e.Passwords[user]),
+		chromedp.Submit(chromedp.ID("password")),
+		chromedp.WaitVisible(chromedp.ID("signed-in-user")),
+	)
+}
+
 // TestConsoleInBrowser drives the console in Chromium: sign in; the
 // repository page shows the verified badge and the commit link of the
 // keylessly signed image; the image page shows the eleven annotations
@@ -114,14 +127,7 @@ func TestConsoleInBrowser(t *testing.T) {
 	ctx := browser(t)
 
 	// Sign in through the form (bob: a reporter of the private project).
-	do(t, ctx, "sign in",
-		chromedp.Navigate(e.URL+"/ui/login"),
-		chromedp.WaitVisible(chromedp.ID("user")),
-		chromedp.SendKeys(chromedp.ID("user"), "bob"),
-		chromedp.SendKeys(chromedp.ID("password"), e.Passwords["bob"]),
-		chromedp.Submit(chromedp.ID("password")),
-		chromedp.WaitVisible(chromedp.ID("signed-in-user")),
-	)
+	signIn(t, ctx, e, "bob")
 	if who := get(t, ctx, "user", chromedp.Text(chromedp.ID("signed-in-user"))); who != "bob" {
 		t.Fatalf("signed in as %q", who)
 	}
@@ -224,14 +230,7 @@ func TestConsoleSearchInBrowser(t *testing.T) {
 	signed := e.Signed.DigestStr()
 	result := `a.digest-link[title="` + signed + `"]`
 
-	do(t, ctx, "sign in",
-		chromedp.Navigate(e.URL+"/ui/login"),
-		chromedp.WaitVisible(chromedp.ID("user")),
-		chromedp.SendKeys(chromedp.ID("user"), "carol"),
-		chromedp.SendKeys(chromedp.ID("password"), e.Passwords["carol"]),
-		chromedp.Submit(chromedp.ID("password")),
-		chromedp.WaitVisible(chromedp.ID("signed-in-user")),
-	)
+	signIn(t, ctx, e, "carol")
 
 	// By runner: only the CA's record of the job's token knows it.
 	do(t, ctx, "search by runner",

@@ -145,7 +145,7 @@ func (ui *UI) search(w http.ResponseWriter, r *http.Request, v *Visitor) {
 	for _, st := range searchStatuses {
 		d.StatusChoices = append(d.StatusChoices, statusChoice{Name: st, On: slices.Contains(q.Status, st)})
 	}
-	for _, f := range []searchField{
+	d.Fields = []searchField{
 		{Name: "commit", Label: "Commit", Value: q.Commit, Placeholder: "SHA or prefix (7+ hex digits)"},
 		{Name: "pipeline", Label: "Pipeline", Value: q.Pipeline, Placeholder: "id or URL"},
 		{Name: "job", Label: "Job", Value: q.Job, Placeholder: "id or URL"},
@@ -155,8 +155,6 @@ func (ui *UI) search(w http.ResponseWriter, r *http.Request, v *Visitor) {
 		{Name: "runner", Label: "Runner", Value: q.Runner, Placeholder: "runner id", Help: "from the CA's record of the token"},
 		{Name: "identity", Label: "Identity", Value: q.Identity, Placeholder: "certificate identity or key"},
 		{Name: "issuer", Label: "Issuer", Value: q.Issuer, Placeholder: "OIDC issuer URL"},
-	} {
-		d.Fields = append(d.Fields, f)
 	}
 	if len(vals) == 0 {
 		ui.render(w, r, http.StatusOK, "search", page{Title: "Search", Nav: "search", V: v, Data: d})
