@@ -30,14 +30,18 @@ func (c consoleStore) Open(ctx context.Context, d digest.Digest) (io.ReadSeekClo
 
 // setupConsole serves the web console under /ui/: with access control on,
 // visitors sign in with a password or personal access token (sessions in
-// the database) and see what the provenance API would show them. It runs
-// after setupTlog.
-func (s *Server) setupConsole(mux *http.ServeMux) error {
+// the database) and see what the provenance API would show them; the
+// search page shares api's search and exports, and quarantines through
+// the pull policy's service. It runs after setupTlog and setupPolicy.
+func (s *Server) setupConsole(mux *http.ServeMux, api *web.API) error {
 	db, ok := s.meta.(*sqlstore.Store)
 	if !ok {
 		return fmt.Errorf("the console needs a SQL metadata database (got %T)", s.meta)
 	}
-	cfg := web.UIConfig{ExternalURL: s.url, SecureCookies: strings.HasPrefix(s.url, "https://") || s.cfg.TLSCert != ""}
+	cfg := web.UIConfig{ExternalURL: s.url, SecureCookies: strings.HasPrefix(s.url, "https://") || s.cfg.TLSCert != "", API: api}
+	if s.policy != nil {
+		cfg.Quarantine = s.policy
+	}
 	if s.auth != nil {
 		authz := s.auth.APIAuthorizer()
 		cfg.Auth = &web.UIAuth{
@@ -45,6 +49,8 @@ func (s *Server) setupConsole(mux *http.ServeMux) error {
 			PullCheck:  authz.PullCheck,
 			ClientAddr: s.auth.ClientAddr,
 			Audit:      s.auth.AuditEvents,
+			Caller:     authz.SessionCaller,
+			Visible:    authz.VisibleTo,
 		}
 	}
 	var tl web.TransparencyLog

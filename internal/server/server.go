@@ -174,7 +174,8 @@ func build(ctx context.Context, cfg config.Server, log *slog.Logger, ln net.List
 		return nil, fmt.Errorf("gc: %w", err)
 	}
 	searcher := web.NewSearcher(store, web.SearchConfig{})
-	web.NewAPI(store, log, append(s.webOptions(searcher), web.WithProjectsFallback(retention))...).Register(api)
+	webAPI := web.NewAPI(store, log, append(s.webOptions(searcher), web.WithProjectsFallback(retention))...)
+	webAPI.Register(api)
 	api.Handle(gc.RetentionPath, retention) // the methods the trust policy API does not take
 	s.setupPolicy(api, store)
 	mux.Handle("/api/", m.instrument("api", api))
@@ -184,7 +185,7 @@ func build(ctx context.Context, cfg config.Server, log *slog.Logger, ln net.List
 		return nil, fmt.Errorf("ci: %w", err)
 	}
 	s.setupDownload(mux)
-	if err := s.setupConsole(mux); err != nil {
+	if err := s.setupConsole(mux, webAPI); err != nil {
 		store.Close()
 		return nil, fmt.Errorf("console: %w", err)
 	}

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -73,37 +74,70 @@ const (
 // cap it stops with a last record saying so and the trailers
 // Hallmark-Export-Truncated and Hallmark-Export-Next (the cursor to go on).
 func (a *API) exportSearch(w http.ResponseWriter, r *http.Request) {
-	v := r.URL.Query()
-	format := v.Get("format")
-	if !slices.Contains([]string{FormatCSV, FormatNDJSON, FormatBundles}, format) {
-		a.fail(w, r, http.StatusBadRequest, "format="+strconv.Quote(truncate(format, 20))+": use csv, ndjson or bundles", nil)
-		return
-	}
-	q, err := ParseQuery(v, a.now(), "format", "max")
+	x, err := a.parseExport(r.URL.Query())
 	if err != nil {
-		a.searchFailed(w, r, err)
+		a.exportFailed(w, r, err)
 		return
-	}
-	limit := a.searcher.cfg.ExportRows
-	if format == FormatBundles {
-		limit = a.searcher.cfg.ExportBundles
-		if a.export.blobs == nil {
-			a.fail(w, r, http.StatusNotImplemented, "this server cannot export bundles", nil)
-			return
-		}
-	}
-	if s := v.Get("max"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil || n < 1 || n > limit {
-			a.fail(w, r, http.StatusBadRequest, fmt.Sprintf("max must be between 1 and %d (this server's cap for %s)", limit, format), nil)
-			return
-		}
-		limit = n
 	}
 	acc, ok := a.access(w, r)
 	if !ok {
 		return
 	}
+	a.writeExport(w, r, x, acc, func(err error) { a.exportFailed(w, r, err) })
+}
+
+// exportRequest is a parsed export: its format, search and row cap.
+type exportRequest struct {
+	format string
+	q      Query
+	limit  int
+}
+
+// errNoBundles: this server cannot read signature layers for bundles.
+var errNoBundles = errors.New("this server cannot export bundles")
+
+// parseExport reads an export's parameters (a search's, format and max).
+// Errors wrap ErrBadQuery, or are errNoBundles.
+func (a *API) parseExport(v url.Values) (exportRequest, error) {
+	format := v.Get("format")
+	if !slices.Contains([]string{FormatCSV, FormatNDJSON, FormatBundles}, format) {
+		return exportRequest{}, badQuery("format=%s: use csv, ndjson or bundles", strconv.Quote(truncate(format, 20)))
+	}
+	q, err := ParseQuery(v, a.now(), "format", "max")
+	if err != nil {
+		return exportRequest{}, err
+	}
+	limit := a.searcher.cfg.ExportRows
+	if format == FormatBundles {
+		limit = a.searcher.cfg.ExportBundles
+		if a.export.blobs == nil {
+			return exportRequest{}, errNoBundles
+		}
+	}
+	if s := v.Get("max"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > limit {
+			return exportRequest{}, badQuery("max must be between 1 and %d (this server's cap for %s)", limit, format)
+		}
+		limit = n
+	}
+	return exportRequest{format: format, q: q, limit: limit}, nil
+}
+
+func (a *API) exportFailed(w http.ResponseWriter, r *http.Request, err error) {
+	if errors.Is(err, errNoBundles) {
+		a.fail(w, r, http.StatusNotImplemented, err.Error(), nil)
+		return
+	}
+	a.searchFailed(w, r, err)
+}
+
+// writeExport streams x's export for a caller who may see acc (the JSON
+// API's and the console's exports). A failure before the first byte is
+// handed to failed, which answers; later ones end the export with a last
+// record and the trailer saying it is incomplete.
+func (a *API) writeExport(w http.ResponseWriter, r *http.Request, x exportRequest, acc Access, failed func(error)) {
+	format, q, limit := x.format, x.q, x.limit
 	var out exporter
 	switch format {
 	case FormatCSV:
@@ -130,7 +164,7 @@ func (a *API) exportSearch(w http.ResponseWriter, r *http.Request) {
 	var last *meta.Signature
 	flusher, _ := w.(http.Flusher)
 	begun := false
-	err = a.searcher.run(r.Context(), q, acc, exportPage, false, func(rs []Result, _ string) (bool, error) {
+	err := a.searcher.run(r.Context(), q, acc, exportPage, false, func(rs []Result, _ string) (bool, error) {
 		start()
 		if !begun {
 			begun = true
@@ -158,7 +192,7 @@ func (a *API) exportSearch(w http.ResponseWriter, r *http.Request) {
 		return true, nil
 	})
 	if err != nil && !started {
-		a.searchFailed(w, r, err)
+		failed(err)
 		return
 	}
 	start()

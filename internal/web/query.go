@@ -242,6 +242,13 @@ func checkCommit(c string) error {
 	return nil
 }
 
+// The times a query may name: those a time in int64 nanoseconds since
+// 1970 holds, in whole years.
+var (
+	minQueryTime = time.Date(1678, 1, 1, 0, 0, 0, 0, time.UTC)
+	maxQueryTime = time.Date(2262, 1, 1, 0, 0, 0, 0, time.UTC)
+)
+
 // parseTime reads an RFC 3339 time, a date (UTC midnight), or a duration
 // (that long before now: 24h, 90m; or days: 7d).
 func parseTime(name, s string, now time.Time) (time.Time, error) {
@@ -249,10 +256,16 @@ func parseTime(name, s string, now time.Time) (time.Time, error) {
 	if s == "" {
 		return time.Time{}, nil
 	}
-	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
-		return t, nil
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		t, err = time.Parse(time.DateOnly, s)
 	}
-	if t, err := time.Parse(time.DateOnly, s); err == nil {
+	if err == nil {
+		// The store compares times in nanoseconds since 1970 (an int64):
+		// a time beyond would wrap around and silently match nothing.
+		if t.Before(minQueryTime) || t.After(maxQueryTime) {
+			return time.Time{}, badQuery("%s=%q: give a time between %d and %d", name, truncate(s, 60), minQueryTime.Year(), maxQueryTime.Year())
+		}
 		return t, nil
 	}
 	if days, ok := strings.CutSuffix(s, "d"); ok {

@@ -64,6 +64,8 @@ func TestParseQueryRejects(t *testing.T) {
 		"certificate=nope=1",
 		"status=signed",
 		"since=yesterday", "since=2025-02-01&until=2025-01-01", "since=-5h",
+		// beyond what a time in nanoseconds holds (the store compares those)
+		"until=2999-01-01", "since=1500-01-01T00:00:00Z",
 		"cursor=abc", "cursor=" + encodeCursor(meta.Cursor{Created: 1, ID: 0}),
 		"unknown=1",
 		"commit=abcdef1&commit=abcdef2",

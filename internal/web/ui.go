@@ -92,6 +92,12 @@ type UIAuth struct {
 	PullCheck  func(auth.Principal) auth.PullCheck
 	ClientAddr func(*http.Request) string
 	Audit      func(ctx context.Context, q auth.AuditQuery) ([]auth.AuditEvent, error)
+	// Caller is the API caller of a visitor's principal from an address
+	// (auth.APIAuthorizer.SessionCaller), Visible what it may see as a
+	// search's filter (VisibleTo): the search page and the quarantine
+	// form see and do what the JSON API would let the same principal.
+	Caller  func(p auth.Principal, remote string) auth.Caller
+	Visible func(ctx context.Context, c auth.Caller) (auth.Visible, error)
 }
 
 // UIConfig configures the console.
@@ -105,6 +111,12 @@ type UIConfig struct {
 	Auth *UIAuth
 	// Now is the clock (tests); default time.Now.
 	Now func() time.Time
+	// API, when set, is the provenance API whose search and exports the
+	// search page shares (/ui/search, /ui/search/export).
+	API *API
+	// Quarantine, when set (with Auth), lets maintainers quarantine and
+	// lift images from the search and image pages (policy.Service).
+	Quarantine Quarantiner
 }
 
 // UI is the web console: server-rendered pages under /ui/.
@@ -172,6 +184,9 @@ func (ui *UI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case rest == "logout":
 		ui.logout(w, r, v)
 		return
+	case rest == "quarantine":
+		ui.quarantine(w, r, v)
+		return
 	}
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		ui.methodNotAllowed(w, r, v, "GET")
@@ -186,6 +201,10 @@ func (ui *UI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		ui.repository(w, r, v, strings.TrimPrefix(rest, "repo/"))
 	case strings.HasPrefix(rest, "image/"):
 		ui.image(w, r, v, strings.TrimPrefix(rest, "image/"))
+	case rest == "search":
+		ui.search(w, r, v)
+	case rest == "search/export":
+		ui.searchExport(w, r, v)
 	case rest == "log":
 		ui.logPage(w, r, v)
 	case rest == "audit":

@@ -29,14 +29,19 @@ func (ui *UI) sameOrigin(r *http.Request) bool {
 
 // readForm parses a bounded urlencoded form; false when it has answered.
 func (ui *UI) readForm(w http.ResponseWriter, r *http.Request, v *Visitor) bool {
-	r.Body = http.MaxBytesReader(w, r.Body, maxFormBody)
+	return ui.readFormN(w, r, v, maxFormBody)
+}
+
+// readFormN is readForm with a bound of its own (limit bytes).
+func (ui *UI) readFormN(w http.ResponseWriter, r *http.Request, v *Visitor, limit int64) bool {
+	r.Body = http.MaxBytesReader(w, r.Body, limit)
 	if err := r.ParseForm(); err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
 			// Close rather than read the rest of the body to keep the
 			// connection (net/http would wait for up to 256 KiB more).
 			w.Header().Set("Connection", "close")
-			ui.errorPage(w, r, v, http.StatusRequestEntityTooLarge, "Form too large", "The form is larger than "+strconv.Itoa(maxFormBody)+" bytes.")
+			ui.errorPage(w, r, v, http.StatusRequestEntityTooLarge, "Form too large", "The form is larger than "+strconv.FormatInt(limit, 10)+" bytes.")
 			return false
 		}
 		ui.badRequest(w, r, v, "The form could not be read.")

@@ -38,6 +38,8 @@ type consoleEnv struct {
 	Issuer   string
 	Commit   string // the CI job's commit (what the certificate attests)
 	Tag      string
+	// Pipeline, Job and User are the CI job's (the CA's claims).
+	Pipeline, Job, User string
 
 	PublicRepo, PrivateRepo string
 	Signed                  name.Digest // keyless, eleven CI annotations, SLSA attestation
@@ -48,7 +50,8 @@ type consoleEnv struct {
 	Many                    name.Digest // signed manySigned times: more than a page
 	XSSTag                  string
 	// Users: alice is a plain user (no project), bob a reporter of the
-	// private project.
+	// private project, carol a maintainer of the public one, dave of the
+	// private one.
 	Passwords map[string]string
 }
 
@@ -132,7 +135,8 @@ func populate(ctx context.Context, srv *server.Server, dir string) (*consoleEnv,
 	}
 	e := &consoleEnv{Srv: srv, URL: srv.URL(), DataDir: dir, AdminPW: strings.TrimSpace(string(pw)), Handler: srv.Handler(),
 		PublicRepo: "demo/app", PrivateRepo: "secret/app",
-		Passwords: map[string]string{"alice": "alice-password-123", "bob": "bob-password-123"}}
+		Passwords: map[string]string{"alice": "alice-password-123", "bob": "bob-password-123",
+			"carol": "carol-password-123", "dave": "dave-password-123"}}
 	e.Passwords["admin"] = e.AdminPW
 	adm, closeAdm, err := server.OpenAuthAdmin(ctx, dir)
 	if err != nil {
@@ -153,8 +157,13 @@ func populate(ctx context.Context, srv *server.Server, dir string) (*consoleEnv,
 			return nil, err
 		}
 	}
-	if err := adm.Store.SetMember(ctx, "secret/app", "bob", auth.RoleReporter); err != nil {
-		return nil, err
+	for _, m := range []struct {
+		project, user string
+		role          auth.Role
+	}{{"secret/app", "bob", auth.RoleReporter}, {"demo/app", "carol", auth.RoleMaintainer}, {"secret/app", "dave", auth.RoleMaintainer}} {
+		if err := adm.Store.SetMember(ctx, m.project, m.user, m.role); err != nil {
+			return nil, err
+		}
 	}
 	jobs := &demo.HTTPJobs{URL: e.URL, AdminToken: strings.TrimSpace(string(tok))}
 	env, err := jobs.Job(ctx, demo.JobRequest{Project: "demo/app", Ref: "main", User: "demo", UserName: "Demo User"})
@@ -171,6 +180,7 @@ func populate(ctx context.Context, srv *server.Server, dir string) (*consoleEnv,
 		return nil, err
 	}
 	e.Identity, e.Issuer, e.Commit, e.Tag = sess.Identity(), sess.Issuer(), env["CI_COMMIT_SHA"], sess.Tag("")
+	e.Pipeline, e.Job, e.User = env["CI_PIPELINE_ID"], env["CI_JOB_ID"], env["GITLAB_USER_LOGIN"]
 	pushSign := func(s *demo.Session, env map[string]string, note, tag string, sign bool) (name.Digest, error) {
 		img, err := demo.BuildImage(env, note)
 		if err != nil {

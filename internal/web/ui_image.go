@@ -86,6 +86,13 @@ type imageData struct {
 	PrevSig    bool
 	Legacy     []*sigView // attestations under the .att tag (not in the index)
 	MoreLegacy bool
+	// Quarantine is the active quarantine refusing pulls of the image
+	// (its own, or its index's or child's), nil if none.
+	Quarantine *meta.Quarantine
+	// Maintainer: the visitor may quarantine the image and lift its
+	// quarantine (the forms are shown).
+	Maintainer bool
+	Page       string // this page's path (where the forms return)
 }
 
 // image serves /ui/image/<repo>@<digest>.
@@ -132,6 +139,11 @@ func (ui *UI) image(w http.ResponseWriter, r *http.Request, v *Visitor, rest str
 	}
 	data, err := ui.imageData(ctx, repo, m, after)
 	if err != nil {
+		ui.internalError(w, r, v, err)
+		return
+	}
+	data.Quarantine, data.Page = m.Quarantine, imageURL(repo, m.Digest)
+	if data.Maintainer, err = ui.maintainerCheck(v, ui.caller(r, v))(ctx, repo); err != nil {
 		ui.internalError(w, r, v, err)
 		return
 	}

@@ -12,7 +12,7 @@ import (
 )
 
 // pageNames are the page templates; each is parsed with the layout.
-var pageNames = []string{"error", "login", "overview", "repositories", "repository", "image", "log", "audit"}
+var pageNames = []string{"error", "login", "overview", "repositories", "repository", "image", "log", "audit", "search", "quarantine"}
 
 func (ui *UI) parseTemplates() error {
 	funcs := template.FuncMap{

@@ -367,6 +367,19 @@ func TestSearchLeaksNoOtherProjectsClaims(t *testing.T) {
 	}
 }
 
+// floodQueries pushes 300 fake signature layers claiming f's commit and
+// returns searches made expensive (shortest commit prefixes, the largest
+// pages, the longest time ranges, many matches) and malformed ones.
+func (f *searchFixture) floodQueries(t *testing.T) (expensive, bad []string) {
+	t.Helper()
+	f.pushFakeLayers(t, f.Commit, 300)
+	expensive = []string{"commit=0000000", "commit=b1b1b1b", "limit=1000", "since=36500d&limit=1000", "status=invalid&limit=1000",
+		"annotation=" + url.QueryEscape(commitKey+"="+f.Commit) + "&limit=1000"}
+	bad = []string{"commit=b1b", "limit=100000", "cursor=AAAA", "cursor=" + strings.Repeat("A", 5000), "since=1000000d", "until=9999-01-01",
+		"identity=" + strings.Repeat("x", 40<<10), "annotation=a", "%zz", "commit=b1b1b1b&commit=b1b1b1b", "runner=" + strings.Repeat("<b>", 500)}
+	return expensive, bad
+}
+
 // TestSearchFloodIsBounded: a flood of concurrent searches made expensive
 // (shortest commit prefixes, the largest pages, the longest time ranges,
 // exports) and malformed ones (too short prefixes, huge limits, huge and
@@ -375,11 +388,7 @@ func TestSearchLeaksNoOtherProjectsClaims(t *testing.T) {
 func TestSearchFloodIsBounded(t *testing.T) {
 	f := newSearchFixture(t)
 	e := f.e
-	f.pushFakeLayers(t, f.Commit, 300)
-	expensive := []string{"commit=0000000", "commit=b1b1b1b", "limit=1000", "since=36500d&limit=1000", "status=invalid&limit=1000",
-		"annotation=" + url.QueryEscape(commitKey+"="+f.Commit) + "&limit=1000"}
-	bad := []string{"commit=b1b", "limit=100000", "cursor=AAAA", "cursor=" + strings.Repeat("A", 5000), "since=1000000d",
-		"identity=" + strings.Repeat("x", 40<<10), "annotation=a", "%zz", "commit=b1b1b1b&commit=b1b1b1b"}
+	expensive, bad := f.floodQueries(t)
 	var paths []string
 	for _, q := range expensive {
 		paths = append(paths, "/api/v1/search?"+q, "/api/v1/search/export?format=csv&"+q)
@@ -387,49 +396,12 @@ func TestSearchFloodIsBounded(t *testing.T) {
 	for _, q := range bad {
 		paths = append(paths, "/api/v1/search?"+q)
 	}
-	type answer struct {
-		path   string
-		status int
-		retry  string
-	}
-	const rounds = 4
-	answers := make(chan answer, rounds*len(paths)*2)
-	var wg sync.WaitGroup
 	client := &http.Client{Timeout: 2 * time.Minute}
-	for range rounds {
-		for _, p := range paths {
-			for _, authz := range []string{"", "Basic " + authBasic(auth.JobTokenUser, f.JobToken)} {
-				wg.Go(func() {
-					req, _ := http.NewRequest(http.MethodGet, e.URL+p, nil)
-					if authz != "" {
-						req.Header.Set("Authorization", authz)
-					}
-					resp, err := client.Do(req)
-					if err != nil {
-						answers <- answer{path: p, status: -1}
-						return
-					}
-					io.Copy(io.Discard, resp.Body)
-					resp.Body.Close()
-					answers <- answer{p, resp.StatusCode, resp.Header.Get("Retry-After")}
-				})
-			}
-		}
-	}
-	wg.Wait()
-	close(answers)
+	jobAuthz := "Basic " + authBasic(auth.JobTokenUser, f.JobToken)
 	count := map[int]int{}
-	for a := range answers {
+	for _, a := range floodGET(e.URL, paths, 4, floodClient{c: client}, floodClient{c: client, authz: jobAuthz}) {
 		count[a.status]++
-		switch a.status {
-		case http.StatusOK, http.StatusBadRequest, http.StatusRequestHeaderFieldsTooLarge, http.StatusRequestURITooLong:
-		case http.StatusServiceUnavailable:
-			if a.retry == "" {
-				t.Errorf("%.80s: 503 without Retry-After", a.path)
-			}
-		default:
-			t.Errorf("%.80s: status %d", a.path, a.status)
-		}
+		checkSearchFloodAnswer(t, a.path, a.status, a.retry)
 	}
 	t.Logf("answers by status: %v", count)
 	if status, a := f.search(t, "commit="+f.Commit, f.Maintainer, f.Pass); status != http.StatusOK || len(a.Results) != 1 {
@@ -439,4 +411,67 @@ func TestSearchFloodIsBounded(t *testing.T) {
 	if st, _, b := rawGetAs(t, e, "/api/v1/search/export?format=ndjson&max=100000000", ""); st != http.StatusBadRequest {
 		t.Errorf("export with a huge max: %d %.200s", st, b)
 	}
+}
+
+// checkSearchFloodAnswer checks one answer to a flood of searches: a
+// result, a 400 (bad query) or a header bound's 431/414, or a 503 to
+// retry with Retry-After; never anything else (a 500).
+func checkSearchFloodAnswer(t *testing.T, path string, status int, retry string) {
+	t.Helper()
+	switch status {
+	case http.StatusOK, http.StatusBadRequest, http.StatusRequestHeaderFieldsTooLarge, http.StatusRequestURITooLong:
+	case http.StatusServiceUnavailable:
+		if retry == "" {
+			t.Errorf("%.80s: 503 without Retry-After", path)
+		}
+	default:
+		t.Errorf("%.80s: status %d", path, status)
+	}
+}
+
+// floodClient is one client of a flood: an HTTP client (its cookies, its
+// address) and an Authorization header ("" for none).
+type floodClient struct {
+	c     *http.Client
+	authz string
+}
+
+// floodAnswer is one answer of a flood (status -1: no answer).
+type floodAnswer struct {
+	path, body, retry string
+	status, client    int // client: its index in floodGET's clients
+}
+
+// floodGET sends GET base+path for every path, rounds times, from every
+// client, all at once, and returns the answers (bodies up to 4 MiB).
+func floodGET(base string, paths []string, rounds int, clients ...floodClient) []floodAnswer {
+	answers := make(chan floodAnswer, rounds*len(paths)*len(clients))
+	var wg sync.WaitGroup
+	for range rounds {
+		for _, p := range paths {
+			for i, fc := range clients {
+				wg.Go(func() {
+					req, _ := http.NewRequest(http.MethodGet, base+p, nil)
+					if fc.authz != "" {
+						req.Header.Set("Authorization", fc.authz)
+					}
+					resp, err := fc.c.Do(req)
+					if err != nil {
+						answers <- floodAnswer{path: p, status: -1, client: i}
+						return
+					}
+					b, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
+					resp.Body.Close()
+					answers <- floodAnswer{path: p, body: string(b), retry: resp.Header.Get("Retry-After"), status: resp.StatusCode, client: i}
+				})
+			}
+		}
+	}
+	wg.Wait()
+	close(answers)
+	var out []floodAnswer
+	for a := range answers {
+		out = append(out, a)
+	}
+	return out
 }
