@@ -243,10 +243,9 @@ func (s *Store) imageTags(ctx context.Context, sigs []meta.Signature, repoIDs []
 // facts returns the facts of the signatures ids (only those of fields,
 // when set).
 func (s *Store) facts(ctx context.Context, ids []int64, fields []string) (map[int64][]meta.Fact, error) {
-	only := ""
-	if fields != nil {
-		only = ` AND field IN (` + quoted(fields) + `)`
-	}
+	// The fields are filtered here, not in the query: a field condition
+	// leads SQLite's planner to the (field, value) key, every signature's
+	// fact of the field, instead of the signatures' few rows.
 	out := map[int64][]meta.Fact{}
 	for start := 0; start < len(ids); start += idsPerQuery {
 		part := ids[start:min(start+idsPerQuery, len(ids))]
@@ -255,7 +254,7 @@ func (s *Store) facts(ctx context.Context, ids []int64, fields []string) (map[in
 			args[i] = id
 		}
 		rows, err := s.r.query(ctx, `SELECT signature_id, field, value, basis FROM signature_facts WHERE signature_id IN (`+
-			placeholders(len(part), 1)+`)`+only+` ORDER BY signature_id, field, value`, args...)
+			placeholders(len(part), 1)+`) ORDER BY signature_id, field, value`, args...)
 		if err != nil {
 			return nil, err
 		}
@@ -265,6 +264,9 @@ func (s *Store) facts(ctx context.Context, ids []int64, fields []string) (map[in
 			if err := rows.Scan(&id, &f.Field, &f.Value, &f.Basis); err != nil {
 				rows.Close()
 				return nil, err
+			}
+			if fields != nil && !slices.Contains(fields, f.Field) {
+				continue
 			}
 			out[id] = append(out[id], f)
 		}
