@@ -1,13 +1,11 @@
 package sqlstore
 
 import (
-	"cmp"
 	"context"
 	"database/sql"
 	"errors"
 	"maps"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/opencontainers/go-digest"
@@ -203,14 +201,6 @@ func reindex(ctx context.Context, tx conn, project string) (int64, int, error) {
 func recordSignatures(ctx context.Context, tx conn, sigs []meta.Signature, update bool) (int, error) {
 	added := 0
 	now := time.Now().UnixNano()
-	// The signatures are written in (repository, key) order, so two
-	// batches recording some of the same signatures wait for each other's
-	// unique-key entries in one order and cannot deadlock (PostgreSQL);
-	// the order of one key's records (the last decides) is kept.
-	sigs = slices.Clone(sigs)
-	slices.SortStableFunc(sigs, func(a, b meta.Signature) int {
-		return cmp.Or(strings.Compare(a.Repository, b.Repository), strings.Compare(a.Key, b.Key))
-	})
 	// The repositories' rows are locked in name order, so concurrent
 	// batches over the same repositories cannot deadlock.
 	repos := map[string]int64{}
