@@ -432,8 +432,15 @@ func TestGCCrashMidSweep(t *testing.T) {
 	p = testenv.StartServerProcess(t, bin, dir, nil, append([]string{"--log-level", "info", "--auth", "off"}, gcArgs...)...)
 	waitFor(t, "the orphans to be removed", func() bool { time.Sleep(50 * time.Millisecond); return objects() == 2 })
 	verify(t, p.URL, a)
+	// The tombstones go after their objects: wait for them too.
 	db = openDB(t, dir)
-	if pend, err := db.GCPending(ctx); err != nil || pend.Deletions != 0 {
-		t.Errorf("after recovery: %+v, %v", pend, err)
+	var pend2 meta.GCPending
+	waitFor(t, "the interrupted deletions to be finished", func() bool {
+		time.Sleep(50 * time.Millisecond)
+		pend2, err = db.GCPending(ctx)
+		return err == nil && pend2.Deletions == 0
+	})
+	if err != nil || pend2.Deletions != 0 {
+		t.Errorf("after recovery: %+v, %v", pend2, err)
 	}
 }
