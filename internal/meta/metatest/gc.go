@@ -554,6 +554,7 @@ func testGCConcurrentPushes(t *testing.T, b Backend) {
 	s, db := newStore(t, b)
 	s2 := open(t, db) // another replica
 	const rounds, pushers = 15, 4
+	stored := 0 // references of manifests the store kept while collections ran, all rounds
 	for round := range rounds {
 		stop := make(chan struct{})
 		var collectors sync.WaitGroup
@@ -624,13 +625,17 @@ func testGCConcurrentPushes(t *testing.T, b Backend) {
 			}
 		}
 		rows.Close()
-		if n == 0 {
-			t.Fatalf("round %d: no manifest stored", round)
-		}
+		stored = n
 		if t.Failed() {
 			return
 		}
 	}
+	// A round can lose every push to the collectors (no grace period), but
+	// not all of them: otherwise the check above looked at nothing.
+	if stored == 0 {
+		t.Fatalf("no manifest stored in %d rounds", rounds)
+	}
+	t.Logf("%d references of stored manifests checked", stored)
 }
 
 func hasKey[V any](m map[string]V, k string) bool {
