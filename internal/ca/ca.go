@@ -37,6 +37,10 @@ type Config struct {
 	// Organization names the root and intermediate; default "Hallmark".
 	// Only used when the hierarchy is first created.
 	Organization string
+	// KeyType is the key type of a root and intermediate created now (on
+	// first start); a stored CA keeps its keys whatever it says. The zero
+	// value is ECDSA P-256 (ParseKeyType).
+	KeyType keystore.Kind
 	// Now is the clock; default time.Now.
 	Now func() time.Time
 	// Records, when set, keeps what the CA saw for each certificate it
@@ -81,7 +85,7 @@ func New(ctx context.Context, ks keystore.Store, verifier TokenVerifier, log *sl
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	h, gens, err := loadGenerations(ctx, ks, cfg.Organization, cfg.Now())
+	h, gens, err := loadGenerations(ctx, ks, cfg.Organization, cfg.KeyType, cfg.Now())
 	if err != nil {
 		return nil, err
 	}

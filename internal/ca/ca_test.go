@@ -228,8 +228,10 @@ func TestLeafProfile(t *testing.T) {
 	if root.KeyUsage != x509.KeyUsageCertSign|x509.KeyUsageCRLSign || inter.KeyUsage != root.KeyUsage {
 		t.Error("CA key usage is not certSign+crlSign")
 	}
-	if _, ok := root.PublicKey.(*ecdsa.PublicKey); !ok || root.PublicKey.(*ecdsa.PublicKey).Curve != elliptic.P384() {
-		t.Error("root key is not ECDSA P-384")
+	for _, c := range []*x509.Certificate{root, inter} {
+		if k, ok := c.PublicKey.(*ecdsa.PublicKey); !ok || k.Curve != elliptic.P256() || c.SignatureAlgorithm != x509.ECDSAWithSHA256 {
+			t.Errorf("%s: key %T, signature %s; the default is ECDSA P-256 with SHA-256", c.Subject.CommonName, c.PublicKey, c.SignatureAlgorithm)
+		}
 	}
 }
 

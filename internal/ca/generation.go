@@ -78,7 +78,7 @@ func newestGeneration(ctx context.Context, ks keystore.Store) (int, error) {
 
 // loadGenerations loads every generation in ks, creating the first on
 // first start, and records the newest as taken into use now.
-func loadGenerations(ctx context.Context, ks keystore.Store, org string, now time.Time) (*hierarchy, []Generation, error) {
+func loadGenerations(ctx context.Context, ks keystore.Store, org string, kind keystore.Kind, now time.Time) (*hierarchy, []Generation, error) {
 	n, err := newestGeneration(ctx, ks)
 	if err != nil {
 		return nil, nil, err
@@ -86,7 +86,7 @@ func loadGenerations(ctx context.Context, ks keystore.Store, org string, now tim
 	var gens []Generation
 	var cur *hierarchy
 	for g := 1; g <= n; g++ {
-		h, err := loadOrCreateHierarchy(ctx, ks, generationNames(g), org, now)
+		h, err := loadOrCreateHierarchy(ctx, ks, generationNames(g), org, kind, now)
 		if err != nil {
 			return nil, nil, fmt.Errorf("CA generation %d: %w", g, err)
 		}
@@ -113,9 +113,10 @@ func loadGenerations(ctx context.Context, ks keystore.Store, org string, now tim
 // and certificates) in the key store ks. A server issues from it from its
 // next start on, and publishes both in its trusted root, the previous one
 // valid until that start, so that signatures made before keep verifying.
-// Every server sharing the key store must be restarted. It returns the
-// new generation's number and root certificate.
-func Rotate(ctx context.Context, ks keystore.Store, now time.Time) (int, *x509.Certificate, error) {
+// Every server sharing the key store must be restarted. The new keys are
+// of kind (ParseKeyType). It returns the new generation's number and root
+// certificate.
+func Rotate(ctx context.Context, ks keystore.Store, kind keystore.Kind, now time.Time) (int, *x509.Certificate, error) {
 	n, err := newestGeneration(ctx, ks)
 	if err != nil {
 		return 0, nil, err
@@ -129,7 +130,7 @@ func Rotate(ctx context.Context, ks keystore.Store, now time.Time) (int, *x509.C
 			return 0, nil, fmt.Errorf("%w: restart the server (every replica) with generation %d before rotating again", ErrRotationPending, n)
 		}
 	}
-	cur, _, err := loadGenerations(ctx, ks, "Hallmark", now) // checks every generation, as a server start would
+	cur, _, err := loadGenerations(ctx, ks, "Hallmark", kind, now) // checks every generation, as a server start would
 	if err != nil {
 		return 0, nil, err
 	}
@@ -137,7 +138,7 @@ func Rotate(ctx context.Context, ks keystore.Store, now time.Time) (int, *x509.C
 	if o := cur.root.Subject.Organization; len(o) > 0 {
 		org = o[0]
 	}
-	h, err := loadOrCreateHierarchy(ctx, ks, generationNames(n+1), org, now)
+	h, err := loadOrCreateHierarchy(ctx, ks, generationNames(n+1), org, kind, now)
 	if err != nil {
 		return 0, nil, err
 	}

@@ -2,6 +2,8 @@ package ca_test
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/x509"
 	"encoding/json"
 	"errors"
@@ -47,11 +49,15 @@ func TestRotateGenerations(t *testing.T) {
 		t.Fatalf("generations of a new CA: %+v", g)
 	}
 
-	n, root2, err := ca.Rotate(context.Background(), ks, time.Now())
+	// The new generation may have another key type than the first.
+	n, root2, err := ca.Rotate(context.Background(), ks, keystore.ECDSAP384, time.Now())
 	if err != nil || n != 2 || root2.Subject.CommonName != "Hallmark root 2" {
 		t.Fatalf("rotate: %d %v %v", n, root2.Subject, err)
 	}
-	if _, _, err := ca.Rotate(context.Background(), ks, time.Now()); !errors.Is(err, ca.ErrRotationPending) {
+	if k, ok := root2.PublicKey.(*ecdsa.PublicKey); !ok || k.Curve != elliptic.P384() || root2.SignatureAlgorithm != x509.ECDSAWithSHA384 {
+		t.Errorf("generation 2 root: %T %s, want ECDSA P-384 with SHA-384", root2.PublicKey, root2.SignatureAlgorithm)
+	}
+	if _, _, err := ca.Rotate(context.Background(), ks, keystore.ECDSAP256, time.Now()); !errors.Is(err, ca.ErrRotationPending) {
 		t.Fatalf("second rotation before a restart: %v", err)
 	}
 	start := time.Now()
@@ -111,7 +117,7 @@ func TestRotateGenerations(t *testing.T) {
 		t.Fatalf("restart moved the end of generation 1: %v", err)
 	}
 	// Now a third generation may come.
-	if n, _, err := ca.Rotate(context.Background(), ks, time.Now()); err != nil || n != 3 {
+	if n, _, err := ca.Rotate(context.Background(), ks, keystore.ECDSAP256, time.Now()); err != nil || n != 3 {
 		t.Fatalf("third generation: %d %v", n, err)
 	}
 	c4, err := ca.New(context.Background(), ks, v, nil, ca.Config{})
@@ -124,19 +130,19 @@ func TestRotateGenerations(t *testing.T) {
 // are errors that say what to do.
 func TestRotateProblems(t *testing.T) {
 	empty, _ := keystore.Open(t.TempDir())
-	if _, _, err := ca.Rotate(context.Background(), empty, time.Now()); err == nil || !strings.Contains(err.Error(), "start the server once") {
+	if _, _, err := ca.Rotate(context.Background(), empty, keystore.ECDSAP256, time.Now()); err == nil || !strings.Contains(err.Error(), "start the server once") {
 		t.Errorf("rotate without a CA: %v", err)
 	}
 	f := newFixture(t)
 	ks, _ := keystore.Open(f.keys)
 	v, _ := newVerifier(t)
-	if _, _, err := ca.Rotate(context.Background(), ks, time.Now()); err != nil {
+	if _, _, err := ca.Rotate(context.Background(), ks, keystore.ECDSAP256, time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := ca.New(context.Background(), ks, v, nil, ca.Config{}); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := ca.Rotate(context.Background(), ks, time.Now()); err != nil {
+	if _, _, err := ca.Rotate(context.Background(), ks, keystore.ECDSAP256, time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	os.Remove(filepath.Join(f.keys, "ca-activated-2"))

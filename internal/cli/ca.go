@@ -13,12 +13,13 @@ import (
 
 func newCACmd() *cobra.Command {
 	var dd keyOptions
+	var keyType string
 	cmd := &cobra.Command{
 		Use:   "ca",
 		Short: "Manage the server's certificate authority",
 	}
 	dd.bind(cmd.PersistentFlags())
-	cmd.AddCommand(&cobra.Command{
+	rotate := &cobra.Command{
 		Use:   "rotate",
 		Short: "Create a new CA root and intermediate; the server issues from them from its next start",
 		Long: `Create the next generation of the certificate authority (new root and intermediate keys
@@ -29,14 +30,15 @@ on its trusted root lists both, the old one valid until the start, so signatures
 before keep verifying, and the TUF repository publishes the new trusted root: clients that
 took trust with "cosign initialize" pick it up at their next update. Clients that pinned
 trusted_root.json must fetch it again (hallmark trust init).`,
-		Example: `  hallmark ca rotate --data-dir ./hallmark-data && systemctl restart hallmark`,
+		Example: `  hallmark ca rotate --data-dir ./hallmark-data && systemctl restart hallmark
+  hallmark ca rotate --key-type ecdsa-p384 --data-dir ./hallmark-data`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			db, err := dd.database()
 			if err != nil {
 				return err
 			}
-			n, root, err := server.RotateCA(cmd.Context(), db, time.Now())
+			n, root, err := server.RotateCA(cmd.Context(), db, keyType, time.Now())
 			if err != nil {
 				return err
 			}
@@ -46,6 +48,8 @@ trusted_root.json must fetch it again (hallmark trust init).`,
 			fmt.Fprintln(cmd.OutOrStdout(), n)
 			return nil
 		},
-	})
+	}
+	rotate.Flags().StringVar(&keyType, "key-type", "ecdsa-p256", "key type of the new root and intermediate: ecdsa-p256 or ecdsa-p384")
+	cmd.AddCommand(rotate)
 	return cmd
 }

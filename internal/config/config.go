@@ -35,6 +35,9 @@ type Server struct {
 	// "NAME=FILE" or "FILE" named by its base name) that projects' trust
 	// policies may name.
 	TrustedRoots []string
+	// CAKeyType is the key type of the CA's root and intermediate when they
+	// are created (first start): ecdsa-p256 or ecdsa-p384 (ca.ParseKeyType).
+	CAKeyType string
 	// IndexWorkers is the number of signature indexing workers (0:
 	// GOMAXPROCS; -1: none on this replica).
 	IndexWorkers int
@@ -101,6 +104,8 @@ func Defaults() Server {
 
 		GCInterval: 10 * time.Minute,
 		GCGrace:    24 * time.Hour,
+
+		CAKeyType: "ecdsa-p256",
 	}
 }
 
@@ -123,6 +128,7 @@ func (c *Server) BindFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&c.BodyReadTimeout, "body-read-timeout", c.BodyReadTimeout, "cut off a request body that sends less than 64 KiB (and does not end) within this long; a large upload may take any time as long as it keeps coming")
 	fs.StringSliceVar(&c.TrustedKeys, "trusted-key", c.TrustedKeys, "PEM public key file whose signatures the signature index marks verified (repeatable)")
 	fs.StringSliceVar(&c.TrustedRoots, "trusted-root", c.TrustedRoots, "sigstore trusted root (trusted_root.json, e.g. the public-good instance's) that projects' trust policies may name, as NAME=FILE or FILE (named by its base name without .json); repeatable; this server's own is named hallmark")
+	fs.StringVar(&c.CAKeyType, "ca-key-type", c.CAKeyType, "key type of the certificate authority's root and intermediate when the server creates them (first start; an existing CA keeps its keys, hallmark ca rotate --key-type changes them): ecdsa-p256 or ecdsa-p384 (the public-good Fulcio's; every verification of a keyless signature then costs ~10x more CPU)")
 	fs.IntVar(&c.IndexWorkers, "index-workers", c.IndexWorkers, "signature indexing workers on this replica (0: one per CPU; -1: none, other replicas index)")
 	fs.StringVar(&c.Auth, "auth", c.Auth, "registry access control: on (token auth, users, projects, CI job tokens), token (tokens of an external token service such as GitLab's /jwt/auth: --token-realm, --token-service, --token-issuer, --token-cert) or off (anyone may push and pull; refused on a non-loopback address)")
 	fs.StringVar(&c.TokenRealm, "token-realm", c.TokenRealm, "with --auth=token: the external token service's endpoint clients are sent to (GitLab: https://gitlab.example.com/jwt/auth)")
@@ -246,6 +252,11 @@ func (c *Server) Validate() error {
 	}
 	if c.BlobRedirect && c.BlobURL == "" {
 		errs = append(errs, errors.New("blob-redirect needs an S3 blob-url (filesystem blobs are served by the registry)"))
+	}
+	switch c.CAKeyType {
+	case "ecdsa-p256", "ecdsa-p384":
+	default:
+		errs = append(errs, fmt.Errorf("ca-key-type %q: use ecdsa-p256 or ecdsa-p384", c.CAKeyType))
 	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":

@@ -20,7 +20,11 @@ func (s *Server) setupCA(ctx context.Context, mux *http.ServeMux) error {
 	}
 	// The CA records the verified claims of each certificate it issues
 	// (incident search by runner, user, pipeline).
-	c, err := ca.New(ctx, s.keys, s.oidcVerifier, s.log, ca.Config{Records: s.meta})
+	kind, err := ca.ParseKeyType(s.cfg.CAKeyType)
+	if err != nil {
+		return err
+	}
+	c, err := ca.New(ctx, s.keys, s.oidcVerifier, s.log, ca.Config{Records: s.meta, KeyType: kind})
 	if err != nil {
 		return err
 	}
@@ -37,12 +41,17 @@ func (s *Server) setupCA(ctx context.Context, mux *http.ServeMux) error {
 // database db (<data-dir>/keys, or sealed in PostgreSQL), for `hallmark
 // ca rotate`. The server issues from it from its next start on (restart
 // every replica); its trusted root (and the TUF target) then lists both
-// generations, the older valid until that start.
-func RotateCA(ctx context.Context, db Database, now time.Time) (int, *x509.Certificate, error) {
+// generations, the older valid until that start. keyType names the new
+// keys' type (ca.ParseKeyType).
+func RotateCA(ctx context.Context, db Database, keyType string, now time.Time) (int, *x509.Certificate, error) {
+	kind, err := ca.ParseKeyType(keyType)
+	if err != nil {
+		return 0, nil, err
+	}
 	keys, _, closeFn, err := db.keysOf(ctx)
 	if err != nil {
 		return 0, nil, err
 	}
 	defer closeFn()
-	return ca.Rotate(ctx, keys, now)
+	return ca.Rotate(ctx, keys, kind, now)
 }

@@ -317,7 +317,7 @@ func TestTUFClientsFollowCARotation(t *testing.T) {
 	}
 	oldTrust := klDownloadTrust(t, srv)
 	stop()
-	n, root2, err := server.RotateCA(context.Background(), server.Database{DataDir: srv.DataDir}, time.Now())
+	n, root2, err := server.RotateCA(context.Background(), server.Database{DataDir: srv.DataDir}, "", time.Now())
 	if err != nil || n != 2 {
 		t.Fatalf("rotate CA: %d %v", n, err)
 	}
