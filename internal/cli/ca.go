@@ -32,7 +32,7 @@ took trust with "cosign initialize" pick it up at their next update. Clients tha
 trusted_root.json must fetch it again (hallmark trust init).`,
 		Example: `  hallmark ca rotate --data-dir ./hallmark-data && systemctl restart hallmark
   hallmark ca rotate --key-type ecdsa-p384 --data-dir ./hallmark-data`,
-		Args:    cobra.NoArgs,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			db, err := dd.database()
 			if err != nil {
