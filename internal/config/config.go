@@ -35,6 +35,9 @@ type Server struct {
 	// "NAME=FILE" or "FILE" named by its base name) that projects' trust
 	// policies may name.
 	TrustedRoots []string
+	// DebugAddr, when set, serves Go's profiler (/debug/pprof/) on that
+	// loopback address (host:port), apart from the registry.
+	DebugAddr string
 	// CAKeyType is the key type of the CA's root and intermediate when they
 	// are created (first start): ecdsa-p256 or ecdsa-p384 (ca.ParseKeyType).
 	CAKeyType string
@@ -128,6 +131,7 @@ func (c *Server) BindFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&c.BodyReadTimeout, "body-read-timeout", c.BodyReadTimeout, "cut off a request body that sends less than 64 KiB (and does not end) within this long; a large upload may take any time as long as it keeps coming")
 	fs.StringSliceVar(&c.TrustedKeys, "trusted-key", c.TrustedKeys, "PEM public key file whose signatures the signature index marks verified (repeatable)")
 	fs.StringSliceVar(&c.TrustedRoots, "trusted-root", c.TrustedRoots, "sigstore trusted root (trusted_root.json, e.g. the public-good instance's) that projects' trust policies may name, as NAME=FILE or FILE (named by its base name without .json); repeatable; this server's own is named hallmark")
+	fs.StringVar(&c.DebugAddr, "debug-addr", c.DebugAddr, "serve Go's profiler (/debug/pprof/: CPU, heap, goroutines) on this loopback address, e.g. 127.0.0.1:6060, for diagnosing performance; off when empty. Profiles show the server's internals: loopback only, never through a proxy")
 	fs.StringVar(&c.CAKeyType, "ca-key-type", c.CAKeyType, "key type of the certificate authority's root and intermediate when the server creates them (first start; an existing CA keeps its keys, hallmark ca rotate --key-type changes them): ecdsa-p256 or ecdsa-p384 (the public-good Fulcio's; every verification of a keyless signature then costs ~10x more CPU)")
 	fs.IntVar(&c.IndexWorkers, "index-workers", c.IndexWorkers, "signature indexing workers on this replica (0: one per CPU; -1: none, other replicas index)")
 	fs.StringVar(&c.Auth, "auth", c.Auth, "registry access control: on (token auth, users, projects, CI job tokens), token (tokens of an external token service such as GitLab's /jwt/auth: --token-realm, --token-service, --token-issuer, --token-cert) or off (anyone may push and pull; refused on a non-loopback address)")
@@ -252,6 +256,13 @@ func (c *Server) Validate() error {
 	}
 	if c.BlobRedirect && c.BlobURL == "" {
 		errs = append(errs, errors.New("blob-redirect needs an S3 blob-url (filesystem blobs are served by the registry)"))
+	}
+	if c.DebugAddr != "" {
+		if host, _, err := net.SplitHostPort(c.DebugAddr); err != nil {
+			errs = append(errs, fmt.Errorf("debug-addr %q is not host:port: %w", c.DebugAddr, err))
+		} else if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+			errs = append(errs, fmt.Errorf("debug-addr %q: the profiler shows the server's internals; give a loopback address such as 127.0.0.1:6060", c.DebugAddr))
+		}
 	}
 	switch c.CAKeyType {
 	case "ecdsa-p256", "ecdsa-p384":

@@ -153,6 +153,8 @@ func TestValidateSaysWhatToFix(t *testing.T) {
 		{"addr", func(c *Server) { c.Addr = "nowhere" }, "addr"},
 		{"data dir", func(c *Server) { c.DataDir = "" }, "data-dir"},
 		{"log level", func(c *Server) { c.LogLevel = "loud" }, "log-level"},
+		{"debug addr not loopback", func(c *Server) { c.DebugAddr = "0.0.0.0:6060" }, "loopback"},
+		{"debug addr no port", func(c *Server) { c.DebugAddr = "127.0.0.1" }, "debug-addr"},
 		{"CA key type", func(c *Server) { c.CAKeyType = "rsa-2048" }, "ca-key-type"},
 		{"log format", func(c *Server) { c.LogFormat = "xml" }, "log-format"},
 		{"manifest size", func(c *Server) { c.MaxManifestSize = 1 << 20 }, "4 MiB"},

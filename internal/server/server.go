@@ -38,6 +38,7 @@ type Server struct {
 	cfg     config.Server
 	log     *slog.Logger
 	ln      net.Listener
+	debugLn net.Listener // --debug-addr: the profiler; nil when off
 	url     string // external base URL, no trailing slash
 	blobs   blobStore
 	meta    meta.Store
@@ -85,6 +86,12 @@ func New(ctx context.Context, cfg config.Server, log *slog.Logger) (*Server, err
 	if err != nil {
 		ln.Close()
 		return nil, err
+	}
+	if cfg.DebugAddr != "" {
+		if s.debugLn, err = net.Listen("tcp", cfg.DebugAddr); err != nil {
+			s.Close()
+			return nil, fmt.Errorf("debug-addr: listen on %s: %w", cfg.DebugAddr, err)
+		}
 	}
 	return s, nil
 }
@@ -244,6 +251,9 @@ func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
 // Close releases the listener (if Run was not called) and the stores.
 func (s *Server) Close() error {
 	s.ln.Close()
+	if s.debugLn != nil {
+		s.debugLn.Close()
+	}
 	return s.meta.Close()
 }
 
@@ -267,6 +277,9 @@ func (s *Server) Run(ctx context.Context, ready func(addr net.Addr)) error {
 	go s.collect(ctx)
 	go s.maintainTUF(ctx)
 	go s.sweepBudgets(ctx)
+	if s.debugLn != nil {
+		go s.serveDebug(ctx)
+	}
 	s.log.Info("hallmark server listening", "addr", ln.Addr().String(), "data_dir", s.cfg.DataDir)
 	if ready != nil {
 		ready(ln.Addr())

@@ -4,16 +4,20 @@ import (
 	"compress/gzip"
 	"context"
 	"database/sql"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"testing"
 
 	"github.com/opencontainers/go-digest"
 
+	"github.com/hallmark-dev/hallmark/internal/meta"
 	"github.com/hallmark-dev/hallmark/internal/meta/metatest"
 	"github.com/hallmark-dev/hallmark/internal/meta/sqlite"
 	"github.com/hallmark-dev/hallmark/internal/meta/sqlstore"
+	"github.com/hallmark-dev/hallmark/pkg/fulcio"
 )
 
 var ctx = context.Background()
@@ -145,5 +149,42 @@ func TestDatabaseFilesPrivate(t *testing.T) {
 			}
 		}
 		s.Close()
+	}
+}
+
+// BenchmarkRecordSignatures: recording new keyless signatures as the
+// indexer does (32 per transaction, a claimed batch of jobs), each with the
+// eleven GitLab provenance annotations and the seventeen certificate
+// extensions the CA writes: the database's share of indexing a signature
+// (issue 10). One op is one signature.
+func BenchmarkRecordSignatures(b *testing.B) {
+	s, err := sqlite.Open(ctx, sqlite.Config{Path: filepath.Join(b.TempDir(), "hallmark.db")})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	ext := map[string]string{}
+	for _, n := range []int{fulcio.IssuerV1, fulcio.IssuerV2, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 24} {
+		ext[fulcio.OID(n).String()] = fmt.Sprintf("https://gitlab.example.com/group/app/value-%d", n)
+	}
+	const perBatch = 32
+	var batch []meta.Signature
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		seed := strconv.Itoa(i)
+		ann := map[string]string{"tag": "v" + seed, "commit_sha": digest.FromString(seed).Encoded()[:40], "pipeline_id": seed, "job_id": seed,
+			"pipeline_url": "https://gitlab.example.com/group/app/-/pipelines/" + seed, "job_url": "https://gitlab.example.com/group/app/-/jobs/" + seed,
+			"ci_user": "alice", "ref": "main", "project_path": "group/app",
+			"org.opencontainers.image.source": "https://gitlab.example.com/group/app", "org.opencontainers.image.revision": seed}
+		sig := meta.Signature{Repository: "group/app", Subject: digest.FromString("image" + seed), Manifest: digest.FromString("sig" + seed),
+			Layer: digest.FromString("layer" + seed), Key: "k" + seed, Kind: "cosign", PayloadType: "application/vnd.dev.cosign.simplesigning.v1+json",
+			Signer: "https://gitlab.example.com/group/app//.gitlab-ci.yml@refs/heads/main", CertIssuer: "https://gitlab.example.com",
+			Status: meta.StatusVerified, Annotations: ann, CertExtensions: ext, CertSHA256: digest.FromString("cert" + seed).Encoded()}
+		if batch = append(batch, sig); len(batch) == perBatch {
+			if n, err := s.RecordSignatures(ctx, batch); err != nil || n != perBatch {
+				b.Fatal(n, err)
+			}
+			batch = batch[:0]
+		}
 	}
 }

@@ -196,8 +196,10 @@ func reindex(ctx context.Context, tx conn, project string) (int64, int, error) {
 // recordSignatures records sigs: a new one with its annotations and
 // certificate extensions; a known one (same repository and key) is left
 // alone, or with update gets the new status, detail and generation. It
-// returns how many were new. Its statements are prepared once per call:
-// a batch of signatures writes a few dozen rows each.
+// returns how many were new. A new signature comes with a few dozen rows
+// (annotations, certificate extensions, facts), written for the whole
+// batch at the end with multi-row INSERTs: one statement per row cost
+// more than verifying the signature.
 func recordSignatures(ctx context.Context, tx conn, sigs []meta.Signature, update bool) (int, error) {
 	added := 0
 	now := time.Now().UnixNano()
@@ -214,7 +216,7 @@ func recordSignatures(ctx context.Context, tx conn, sigs []meta.Signature, updat
 		}
 		repos[name] = rid
 	}
-	var st struct{ insert, update, undelete, annotation, extension, fact stmt }
+	var st struct{ insert, update, undelete stmt }
 	for _, p := range []struct {
 		dst *stmt
 		q   string
@@ -228,10 +230,6 @@ func recordSignatures(ctx context.Context, tx conn, sigs []meta.Signature, updat
 		// again, as decided now.
 		{&st.undelete, `UPDATE signatures SET deleted_at = NULL, manifest_digest = ?, status = ?, status_detail = ?, generation = ?
 			WHERE repository_id = ? AND sig_key = ? AND deleted_at IS NOT NULL`},
-		// Keys made equal by the text cleaning (textArgs) keep the first.
-		{&st.annotation, `INSERT INTO signature_annotations(signature_id, key, value, created_at) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING`},
-		{&st.extension, `INSERT INTO signature_cert_extensions(signature_id, oid, value) VALUES (?, ?, ?) ON CONFLICT DO NOTHING`},
-		{&st.fact, `INSERT INTO signature_facts(field, value, created_at, signature_id, repository_id, basis) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`},
 	} {
 		var err error
 		if *p.dst, err = tx.prepare(ctx, p.q); err != nil {
@@ -239,6 +237,10 @@ func recordSignatures(ctx context.Context, tx conn, sigs []meta.Signature, updat
 		}
 		defer p.dst.close()
 	}
+	// A new signature's annotations, certificate extensions and facts
+	// (a few dozen rows each) are written after the loop, many rows per
+	// statement.
+	var annotations, extensions, facts [][]any
 	for _, sg := range sigs {
 		rid := repos[sg.Repository]
 		created := now
@@ -270,23 +272,33 @@ func recordSignatures(ctx context.Context, tx conn, sigs []meta.Signature, updat
 		}
 		added++
 		for k, v := range sg.Annotations {
-			if _, err := st.annotation.exec(ctx, id, k, v, created); err != nil {
-				return 0, err
-			}
+			annotations = append(annotations, []any{id, k, v, created})
 		}
 		for k, v := range sg.CertExtensions {
-			if _, err := st.extension.exec(ctx, id, k, v); err != nil {
-				return 0, err
-			}
+			extensions = append(extensions, []any{id, k, v})
 		}
 		claims, err := certClaims(ctx, tx, sg.CertSHA256)
 		if err != nil {
 			return 0, err
 		}
 		for _, f := range meta.Facts(&sg, claims) {
-			if _, err := st.fact.exec(ctx, f.Field, f.Value, created, id, rid, f.Basis); err != nil {
-				return 0, err
-			}
+			facts = append(facts, []any{f.Field, f.Value, created, id, rid, f.Basis})
+		}
+	}
+	// Keys made equal by the text cleaning (textArgs) keep the first.
+	for _, ins := range []struct {
+		head string
+		rows [][]any
+	}{
+		{`INSERT INTO signature_annotations(signature_id, key, value, created_at) VALUES `, annotations},
+		{`INSERT INTO signature_cert_extensions(signature_id, oid, value) VALUES `, extensions},
+		{`INSERT INTO signature_facts(field, value, created_at, signature_id, repository_id, basis) VALUES `, facts},
+	} {
+		if len(ins.rows) == 0 {
+			continue
+		}
+		if err := insertRows(ctx, tx, ins.head, ` ON CONFLICT DO NOTHING`, ins.rows); err != nil {
+			return 0, err
 		}
 	}
 	return added, nil
