@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net/http"
 	"os"
@@ -31,7 +32,7 @@ import (
 // the server's CA (with its embedded SCT) and its own entry in the
 // server's transparency log, as cosign signs, with the eleven GitLab CI
 // annotations of the tutorial. Making them takes a while, so they are made
-// once into bench/out/index-cache/<N> (the server's data dir, which holds
+// once into bench/out/index-cache/v2-<N> (the server's data dir, which holds
 // its CA, CT log and transparency log, and the signatures) and reused.
 //
 // A run copies that data dir, starts a server on it that runs no index
@@ -44,7 +45,8 @@ import (
 // default trust policy and its record written. Then `hallmark index
 // rebuild` judges all N again and is timed the same way. Target for both:
 // >= 1,000 signatures/s (expressed as < 1,000 µs per signature). Samples
-// are checked to be verified.
+// are checked to be verified. HALLMARK_BENCH_INDEX_PROFILE=FILE saves the
+// server's CPU profile of 20 s of the first index (go tool pprof FILE).
 func indexScenario(ctx context.Context, e *Env) ([]Row, error) {
 	if err := e.needCLIs(false); err != nil {
 		return nil, err
@@ -57,7 +59,9 @@ func indexScenario(ctx context.Context, e *Env) ([]Row, error) {
 	if err != nil {
 		return nil, err
 	}
-	cache := filepath.Join(out, "index-cache", strconv.Itoa(n))
+	// The cache's CA is the server's default (P-256 since index-cache
+	// version 2; version 1 caches had a P-384 CA).
+	cache := filepath.Join(out, "index-cache", fmt.Sprintf("v2-%d", n))
 	if err := makeIndexCache(ctx, e, cache, n); err != nil {
 		return nil, err
 	}
@@ -85,16 +89,32 @@ func indexScenario(ctx context.Context, e *Env) ([]Row, error) {
 
 	// Index them.
 	loadStart := loadAvg()
-	srv, err = startServerProcess(ctx, e.HallmarkBin, data, "--auth", "off", "--external-url", indexURL, "--log-level", "warn")
+	args := []string{"--auth", "off", "--external-url", indexURL, "--log-level", "warn"}
+	profile := os.Getenv("HALLMARK_BENCH_INDEX_PROFILE") // a file: the server's CPU profile of 20 s of the first index
+	if profile != "" {
+		args = append(args, "--debug-addr", indexDebugAddr)
+	}
+	srv, err = startServerProcess(ctx, e.HallmarkBin, data, args...)
 	if err != nil {
 		return nil, err
 	}
 	defer srv.stop()
 	cpu0 := procCPUSeconds(srv.pid)
 	e.Logf("index: %d jobs queued; indexing with the server's workers, load average %s", n, loadStart)
+	profiled := make(chan error, 1)
+	if profile != "" {
+		go func() {
+			profiled <- saveProfile(ctx, "http://"+indexDebugAddr+"/debug/pprof/profile?seconds=20", profile)
+		}()
+	} else {
+		profiled <- nil
+	}
 	indexTime, err := waitQueueEmpty(ctx, srv.url, time.Now())
 	if err != nil {
 		return nil, err
+	}
+	if err := <-profiled; err != nil {
+		return nil, fmt.Errorf("server CPU profile: %w", err)
 	}
 	indexCPU := procCPUSeconds(srv.pid) - cpu0
 	loadIndexed := loadAvg()
@@ -140,6 +160,35 @@ func indexScenario(ctx context.Context, e *Env) ([]Row, error) {
 			Details: []string{detail("rebuild", rebuildTime, rebuildCPU, loadIndexed, loadRebuilt)}},
 		{Name: "signature index: rebuild time per signature (>= 1,000 signatures/s)", Unit: "µs", Hallmark: 1e6 / rrate, Goal: Goal{Kind: goalAbsBelow, Value: 1000}},
 	}, nil
+}
+
+// indexDebugAddr is where the index scenario's server serves its profiler
+// (HALLMARK_BENCH_INDEX_PROFILE).
+const indexDebugAddr = "127.0.0.1:16060"
+
+// saveProfile fetches a profile from url into the file path.
+func saveProfile(ctx context.Context, url, path string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s: %s", url, resp.Status)
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 // indexSignature is one cached signature: its image, payload and layer

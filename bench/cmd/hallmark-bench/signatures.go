@@ -298,11 +298,11 @@ func generateSignatures(ctx context.Context, spec sigSpec, ks *keystore.Dir, sto
 	if !ok {
 		return fmt.Errorf("log key is %T, want ECDSA", lk)
 	}
-	// The CA's root and intermediate are P-256 (the server creates
-	// P-384): Go signs and, in x509.CreateCertificate, verifies each
-	// certificate with the intermediate, and P-384 would make that 3.5 ms
-	// of the 4 ms a signature costs here. The CA's code, profile, SCTs and
-	// records are the server's; search does not look at key types.
+	// The CA's root and intermediate are P-256, the server's default
+	// (--ca-key-type): Go signs and, in x509.CreateCertificate, verifies
+	// each certificate with the intermediate, and P-384 would make that
+	// 3.5 ms of the 4 ms a signature costs here. The CA's code, profile,
+	// SCTs and records are the server's; search does not look at key types.
 	for _, name := range []string{"ca-root", "ca-intermediate"} {
 		if _, err := keystore.LoadOrCreate(ctx, ks, name, keystore.ECDSAP256); err != nil {
 			return err
