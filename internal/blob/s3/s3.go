@@ -267,8 +267,12 @@ func (r *reader) Read(p []byte) (int, error) {
 			r.window = max(firstWindow, 2*r.window)
 			end = min(r.size, r.pos+r.window)
 		}
-		rng := "bytes=" + strconv.FormatInt(r.pos, 10) + "-" + strconv.FormatInt(end-1, 10)
-		out, err := r.s.client.GetObject(r.ctx, &s3api.GetObjectInput{Bucket: &r.s.cfg.Bucket, Key: &r.key, Range: &rng})
+		in := &s3api.GetObjectInput{Bucket: &r.s.cfg.Bucket, Key: &r.key}
+		if r.pos > 0 || end < r.size {
+			rng := "bytes=" + strconv.FormatInt(r.pos, 10) + "-" + strconv.FormatInt(end-1, 10)
+			in.Range = &rng
+		}
+		out, err := r.s.client.GetObject(r.ctx, in)
 		if isNotFound(err) {
 			return 0, blob.ErrNotFound
 		}
