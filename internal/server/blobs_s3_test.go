@@ -300,3 +300,40 @@ func TestS3BrokenPatchLeavesNothing(t *testing.T) {
 		}
 	}
 }
+
+// TestS3BlobGets: a blob on S3 pulled whole (copied in large writes),
+// by range, and conditionally, as the filesystem serves it.
+func TestS3BlobGets(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts the server binary")
+	}
+	s3 := testenv.StartS3(t)
+	p := testenv.StartServerProcess(t, testenv.HallmarkBinary(t), t.TempDir(), append(os.Environ(), s3.Env()...),
+		"--auth", "off", "--blob-url", s3.BlobURL("gets"))
+	data := make([]byte, 3<<20+12345) // more than one copy buffer, not a multiple of it
+	for i := range data {
+		data[i] = byte(i*31 + i>>9)
+	}
+	d := digest.FromBytes(data)
+	if res, _, err := do(t, http.MethodPost, p.URL+"/v2/app/blobs/uploads/?digest="+d.String(), bytes.NewReader(data), int64(len(data))); err != nil || res.StatusCode != 201 {
+		t.Fatalf("upload: %v %v", res, err)
+	}
+	u := p.URL + "/v2/app/blobs/" + d.String()
+	res, body, err := do(t, http.MethodGet, u, nil, 0)
+	if err != nil || res.StatusCode != 200 || !bytes.Equal(body, data) || res.Header.Get("Content-Length") != strconv.Itoa(len(data)) ||
+		res.Header.Get("Docker-Content-Digest") != d.String() || res.Header.Get("ETag") != `"`+d.String()+`"` {
+		t.Fatalf("GET: %v %v (%d bytes, equal %v)", res, err, len(body), bytes.Equal(body, data))
+	}
+	res, body, err = do(t, http.MethodGet, u, nil, 0, "Range", "bytes=1000000-1000099")
+	if err != nil || res.StatusCode != 206 || !bytes.Equal(body, data[1000000:1000100]) {
+		t.Fatalf("Range GET: %v %v", res, err)
+	}
+	res, body, err = do(t, http.MethodGet, u, nil, 0, "If-None-Match", `"`+d.String()+`"`)
+	if err != nil || res.StatusCode != 304 || len(body) != 0 {
+		t.Fatalf("conditional GET: %v %v", res, err)
+	}
+	res, body, err = do(t, http.MethodHead, u, nil, 0)
+	if err != nil || res.StatusCode != 200 || len(body) != 0 || res.Header.Get("Content-Length") != strconv.Itoa(len(data)) {
+		t.Fatalf("HEAD: %v %v", res, err)
+	}
+}
