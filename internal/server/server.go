@@ -39,7 +39,7 @@ type Server struct {
 	log     *slog.Logger
 	ln      net.Listener
 	debugLn net.Listener // --debug-addr: the profiler; nil when off
-	url     string // external base URL, no trailing slash
+	url     string       // external base URL, no trailing slash
 	blobs   blobStore
 	meta    meta.Store
 	keys    keystore.Store // the token, OIDC, CA, log and TUF keys: <data-dir>/keys, or sealed in PostgreSQL
