@@ -19,7 +19,9 @@ import (
 	"github.com/hallmark-dev/hallmark/internal/auth"
 	"github.com/hallmark-dev/hallmark/internal/demo"
 	"github.com/hallmark-dev/hallmark/internal/keystore"
+	"github.com/hallmark-dev/hallmark/internal/meta"
 	"github.com/hallmark-dev/hallmark/internal/meta/sqlite"
+	"github.com/opencontainers/go-digest"
 )
 
 // searchScenario measures the incident search (issue 11) of a Hallmark
@@ -67,13 +69,20 @@ func searchScenario(ctx context.Context, e *Env) ([]Row, error) {
 	if err != nil {
 		return nil, err
 	}
+	sample := make([]int, 0, 300)
+	for i := range cap(sample) {
+		sample = append(sample, (i*7919+13)%spec.Images)
+	}
+	if err := storeImageManifests(ctx, data, spec, sample); err != nil {
+		return nil, err
+	}
 	p, err := startServerProcess(ctx, e.HallmarkBin, data, "--auth", "on", "--log-level", "warn")
 	if err != nil {
 		return nil, err
 	}
 	defer p.stop()
 	b := &searchBench{e: e, spec: spec, base: p.url, creds: creds, client: &http.Client{Timeout: time.Minute},
-		rnd: mrand.New(mrand.NewPCG(1, 2))}
+		rnd: mrand.New(mrand.NewPCG(1, 2)), imageSample: sample}
 	return b.run(ctx, info)
 }
 
@@ -201,6 +210,32 @@ type searchBench struct {
 	creds  map[string]string
 	client *http.Client
 	rnd    *mrand.Rand
+	// imageSample are images whose manifests are stored (the console's
+	// image page needs one; the generated signatures come without).
+	imageSample []int
+}
+
+// storeImageManifests stores a manifest for each image k of ks, as the
+// console's image page needs one: the generated subjects are the digests
+// of "image <k>", so those bytes are the manifest (the page shows no
+// layers for it; its signatures, claims and statuses are what it reads).
+func storeImageManifests(ctx context.Context, data string, spec sigSpec, ks []int) error {
+	store, err := sqlite.Open(ctx, sqlite.Config{Path: filepath.Join(data, "hallmark.db")})
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	for _, k := range ks {
+		payload := []byte(fmt.Sprint("image ", k))
+		m := &meta.Manifest{Repository: spec.repo(k), Digest: digest.FromBytes(payload), MediaType: "application/vnd.oci.image.manifest.v1+json", Payload: payload}
+		if m.Digest != spec.subject(k) {
+			return fmt.Errorf("image %d: manifest digest %s is not the generated subject %s", k, m.Digest, spec.subject(k))
+		}
+		if err := store.PutManifest(ctx, m, nil); err != nil {
+			return fmt.Errorf("image %d: %w", k, err)
+		}
+	}
+	return nil
 }
 
 // searchQuery draws the parameters of one search.

@@ -79,7 +79,7 @@ func (b *searchBench) consoleImage(ctx context.Context, clients map[string]*http
 	var all []time.Duration
 	maxBytes := 0
 	for i := range reps + 10 {
-		k := b.rnd.IntN(b.spec.Images)
+		k := b.imageSample[b.rnd.IntN(len(b.imageSample))]
 		c := caller(k, i)
 		path := "/ui/image/" + b.spec.repo(k) + "@" + b.spec.subject(k).String()
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, b.base+path, nil)
