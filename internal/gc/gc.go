@@ -51,11 +51,10 @@ const (
 	// the longest backup (which copies the blobs of its database snapshot
 	// afterwards).
 	DefaultGrace = 24 * time.Hour
-	// DefaultBatch is the tasks one collection transaction claims. A
-	// batch holds SQLite's one writer while it runs, and a push's commit
-	// waits behind it: 25 keeps that wait short (100 took a push's p99
-	// under a sweep to 1.54x of no sweep).
-	DefaultBatch = 25
+	// DefaultBatch is the tasks one collection transaction claims. (25
+	// instead was tried: the sweep took twice as long, and a push's p99
+	// during it was no better: BENCHMARKS.md.)
+	DefaultBatch = 100
 	// DefaultRetentionEvery is how often each project's policy runs.
 	DefaultRetentionEvery = time.Hour
 	// deleteTimeout bounds one batch of object deletions: a collector

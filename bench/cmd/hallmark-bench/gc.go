@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/rand"
@@ -10,8 +11,9 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -32,15 +34,22 @@ import (
 // content; the latency of an image is that of its four requests):
 //
 //	before  -duration of pushes with no sweep
-//	during  pushes while `hallmark gc` sweeps the 100,000 blobs (a separate
-//	        process on the same data dir, as an operator runs it; the same
-//	        collector as the server's worker, same batches and pauses)
+//	during  pushes while the server's garbage collection worker sweeps
+//	        the 100,000 blobs
 //	after   -duration of pushes with no sweep again
 //
 // and reports the image push p99 during the sweep against the p99 of the
 // before and after samples together (target <= 1.5x), and the sweep's
 // duration. The pushes and the sweep share the machine, so the ratio is
 // what the sweep costs a push, not only its database lock.
+//
+// The sweep is the server's online worker (--gc-interval): the server is
+// restarted on the seeded data with an interval of gcInterval, measured
+// before its first sweep, during it (until hallmark_gc_sweeps_total counts
+// it in /metrics) and after. (Until 2026-12-07 this scenario ran `hallmark
+// gc` as a separate process on the data dir; on SQLite its transactions
+// and the server's then wait for each other through SQLite's file locks
+// and busy-retry sleeps instead of the server's one writer queue.)
 func gcScenario(ctx context.Context, e *Env) ([]Row, error) {
 	if err := e.needCLIs(false); err != nil {
 		return nil, err
@@ -71,34 +80,49 @@ func gcScenario(ctx context.Context, e *Env) ([]Row, error) {
 	e.Logf("gc: %d blobs in %s (%.0f/s)", blobs, seed.Round(time.Second), float64(blobs)/seed.Seconds())
 	time.Sleep(1500 * time.Millisecond) // past the grace period
 
+	// The server's own worker sweeps: restarted with a GC interval, its
+	// first sweep starts one interval later.
+	srv.stop()
+	srv, err = startServerProcess(ctx, e.HallmarkBin, data, "--auth", "off", "--log-level", "warn", "--gc-interval", gcInterval.String(), "--gc-grace", "1s")
+	if err != nil {
+		return nil, err
+	}
+	defer srv.stop()
+	t = Target{Name: "hallmark", URL: srv.url, PID: srv.pid}
+	sweepAt := time.Now().Add(gcInterval)
+
 	const clients = 4
-	before, err := pushLoad(ctx, t, clients, func() bool { return false }, e.Duration*2)
+	before, err := pushLoad(ctx, t, clients, func() bool { return false }, min(e.Duration*2, gcInterval/2))
 	if err != nil {
 		return nil, err
 	}
-	env, err := cliEnv(dir)
-	if err != nil {
-		return nil, err
-	}
+	time.Sleep(time.Until(sweepAt))
+	// During: until the worker's first sweep is done (its counter in
+	// /metrics, polled twice a second).
 	var sweepDone atomic.Bool
 	var sweepErr error
-	var sweepOut []byte
-	var sweepTook time.Duration
 	var wg sync.WaitGroup
+	pollCtx, stopPoll := context.WithCancel(ctx)
 	wg.Go(func() {
-		t0 := time.Now()
-		cmd := exec.CommandContext(ctx, e.HallmarkBin, "gc", "--data-dir", data, "--grace", "1s", "-o", "json")
-		cmd.Dir, cmd.Env = dir, env
-		var stderr bytes.Buffer
-		cmd.Stderr = &stderr
-		sweepOut, sweepErr = cmd.Output()
-		if sweepErr != nil {
-			sweepErr = fmt.Errorf("hallmark gc: %v: %s", sweepErr, tail(stderr.String(), 1000))
+		defer sweepDone.Store(true)
+		for pollCtx.Err() == nil {
+			m, err := scrapeMetrics(pollCtx, srv.url)
+			if err != nil {
+				sweepErr = err
+				return
+			}
+			if m[`hallmark_gc_sweeps_total{result="error"}`] > 0 {
+				sweepErr = errors.New("the server's garbage collection sweep failed (see its log)")
+				return
+			}
+			if m[`hallmark_gc_sweeps_total{result="ok"}`] >= 1 {
+				return
+			}
+			sleepCtx(pollCtx, 500*time.Millisecond)
 		}
-		sweepTook = time.Since(t0)
-		sweepDone.Store(true)
 	})
 	during, err := pushLoad(ctx, t, clients, sweepDone.Load, 0)
+	stopPoll()
 	wg.Wait()
 	if err != nil {
 		return nil, err
@@ -106,13 +130,15 @@ func gcScenario(ctx context.Context, e *Env) ([]Row, error) {
 	if sweepErr != nil {
 		return nil, sweepErr
 	}
-	var res struct {
-		BlobsDeleted int   `json:"blobsDeleted"`
-		BytesFreed   int64 `json:"bytesFreed"`
+	m, err := scrapeMetrics(ctx, srv.url)
+	if err != nil {
+		return nil, err
 	}
-	if err := json.Unmarshal(sweepOut, &res); err != nil {
-		return nil, fmt.Errorf("hallmark gc output: %v: %s", err, tail(string(sweepOut), 500))
-	}
+	res := struct {
+		BlobsDeleted int
+		BytesFreed   int64
+	}{int(m["hallmark_gc_blobs_deleted_total"]), int64(m["hallmark_gc_bytes_freed_total"])}
+	sweepTook := time.Duration(m["hallmark_gc_last_sweep_seconds"] * float64(time.Second))
 	if res.BlobsDeleted < blobs {
 		return nil, fmt.Errorf("the sweep deleted %d blobs, want the %d pushed", res.BlobsDeleted, blobs)
 	}
@@ -254,4 +280,51 @@ func pushImageTo(ctx context.Context, c *http.Client, t Target, repo, tag string
 		return fmt.Errorf("push manifest: %s: %s", res.Status, tail(string(rb), 300))
 	}
 	return nil
+}
+
+// gcInterval is the GC worker's interval in the gc scenario: its first
+// sweep starts this long after the server.
+const gcInterval = 20 * time.Second
+
+// scrapeMetrics reads the server's /metrics: value by series (name with
+// its labels as written, e.g. hallmark_gc_sweeps_total{result="ok"}).
+func scrapeMetrics(ctx context.Context, base string) (map[string]float64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/metrics", nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("GET /metrics: %s", resp.Status)
+	}
+	out := map[string]float64{}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if line == "" || line[0] == '#' {
+			continue
+		}
+		i := strings.LastIndexByte(line, ' ')
+		if i < 0 {
+			continue
+		}
+		if v, err := strconv.ParseFloat(line[i+1:], 64); err == nil {
+			out[line[:i]] = v
+		}
+	}
+	return out, sc.Err()
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
 }
