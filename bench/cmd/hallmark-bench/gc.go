@@ -46,7 +46,8 @@ import (
 // The sweep is the server's online worker (--gc-interval): the server is
 // restarted on the seeded data with an interval of gcInterval, measured
 // before its first sweep, during it (until hallmark_gc_sweeps_total counts
-// it in /metrics) and after. (Until 2026-12-07 this scenario ran `hallmark
+// it in /metrics) and after, restarted with no worker (which would
+// otherwise sweep the reviews of the images just pushed). (Until 2026-12-07 this scenario ran `hallmark
 // gc` as a separate process on the data dir; on SQLite its transactions
 // and the server's then wait for each other through SQLite's file locks
 // and busy-retry sleeps instead of the server's one writer queue.)
@@ -142,6 +143,16 @@ func gcScenario(ctx context.Context, e *Env) ([]Row, error) {
 	if res.BlobsDeleted < blobs {
 		return nil, fmt.Errorf("the sweep deleted %d blobs, want the %d pushed", res.BlobsDeleted, blobs)
 	}
+	// After: the worker would sweep again every interval (the reviews of
+	// the images just pushed), so the quiet sample after the sweep is taken
+	// on the server restarted without it.
+	srv.stop()
+	srv, err = startServerProcess(ctx, e.HallmarkBin, data, "--auth", "off", "--log-level", "warn", "--gc-interval", "0", "--gc-grace", "1s")
+	if err != nil {
+		return nil, err
+	}
+	defer srv.stop()
+	t = Target{Name: "hallmark", URL: srv.url, PID: srv.pid}
 	after, err := pushLoad(ctx, t, clients, func() bool { return false }, e.Duration*2)
 	if err != nil {
 		return nil, err
