@@ -41,8 +41,8 @@ type Server struct {
 	// CAKeyType is the key type of the CA's root and intermediate when they
 	// are created (first start): ecdsa-p256 or ecdsa-p384 (ca.ParseKeyType).
 	CAKeyType string
-	// IndexWorkers is the number of signature indexing workers (0:
-	// GOMAXPROCS; -1: none on this replica).
+	// IndexWorkers is the number of signature indexing workers (0: two
+	// per CPU; -1: none on this replica).
 	IndexWorkers int
 
 	// KeyEncryptionKeyFile (flag) or KeyEncryptionKey (the value, from the
@@ -133,7 +133,7 @@ func (c *Server) BindFlags(fs *pflag.FlagSet) {
 	fs.StringSliceVar(&c.TrustedRoots, "trusted-root", c.TrustedRoots, "sigstore trusted root (trusted_root.json, e.g. the public-good instance's) that projects' trust policies may name, as NAME=FILE or FILE (named by its base name without .json); repeatable; this server's own is named hallmark")
 	fs.StringVar(&c.DebugAddr, "debug-addr", c.DebugAddr, "serve Go's profiler (/debug/pprof/: CPU, heap, goroutines) on this loopback address, e.g. 127.0.0.1:6060, for diagnosing performance; off when empty. Profiles show the server's internals: loopback only, never through a proxy")
 	fs.StringVar(&c.CAKeyType, "ca-key-type", c.CAKeyType, "key type of the certificate authority's root and intermediate when the server creates them (first start; an existing CA keeps its keys, hallmark ca rotate --key-type changes them): ecdsa-p256 or ecdsa-p384 (the public-good Fulcio's; every verification of a keyless signature then costs ~10x more CPU)")
-	fs.IntVar(&c.IndexWorkers, "index-workers", c.IndexWorkers, "signature indexing workers on this replica (0: one per CPU; -1: none, other replicas index)")
+	fs.IntVar(&c.IndexWorkers, "index-workers", c.IndexWorkers, "signature indexing workers on this replica (0: two per CPU; -1: none, other replicas index)")
 	fs.StringVar(&c.Auth, "auth", c.Auth, "registry access control: on (token auth, users, projects, CI job tokens), token (tokens of an external token service such as GitLab's /jwt/auth: --token-realm, --token-service, --token-issuer, --token-cert) or off (anyone may push and pull; refused on a non-loopback address)")
 	fs.StringVar(&c.TokenRealm, "token-realm", c.TokenRealm, "with --auth=token: the external token service's endpoint clients are sent to (GitLab: https://gitlab.example.com/jwt/auth)")
 	fs.StringVar(&c.TokenService, "token-service", c.TokenService, "with --auth=token: the service name in the challenge and the aud its tokens must carry (GitLab: container_registry)")

@@ -76,9 +76,10 @@ type Config struct {
 	// Issuer is the built-in OIDC issuer's URL (the server's): the
 	// default issuer of a project not pinned to another.
 	Issuer string
-	// Workers is the number of indexing goroutines Run starts (0:
-	// GOMAXPROCS; negative: none, this replica leaves the queue to
-	// others).
+	// Workers is the number of indexing goroutines Run starts (0: two
+	// per CPU, 2*GOMAXPROCS: while one worker commits its batch through
+	// the database's writer, others verify; negative: none, this replica
+	// leaves the queue to others).
 	Workers int
 }
 

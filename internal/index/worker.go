@@ -42,7 +42,7 @@ const (
 func (ix *Indexer) Run(ctx context.Context) {
 	n := ix.cfg.Workers
 	if n == 0 {
-		n = runtime.GOMAXPROCS(0)
+		n = 2 * runtime.GOMAXPROCS(0)
 	}
 	if n < 0 {
 		ix.log.Info("index: this replica runs no index workers (--index-workers); others index the queue")

@@ -39,7 +39,7 @@ import (
 // workers (--index-workers -1) and pushes every signature (its payload
 // blob and a signature manifest tagged sha256-<subject>.sig, 32 clients),
 // so that the queue holds N jobs; then restarts the server with its
-// default workers (one per CPU) and times until the queue is empty: the
+// default workers (two per CPU) and times until the queue is empty: the
 // signatures indexed per second, each one's certificate chain, SCT, SET,
 // signature, payload digest and identity checked under the project's
 // default trust policy and its record written. Then `hallmark index
