@@ -23,10 +23,8 @@ func TestWrite(t *testing.T) {
 		rec := httptest.NewRecorder()
 		httpjson.Write(rec, tc.status, tc.v)
 		if rec.Code != tc.code || rec.Body.String() != tc.want || rec.Header().Get("Content-Type") != "application/json" ||
-			rec.Header().Get("Content-Length") != itoa(len(tc.want)) {
+			rec.Header().Get("Content-Length") != strconv.Itoa(len(tc.want)) {
 			t.Errorf("%s: %d %q %v", tc.name, rec.Code, rec.Body.String(), rec.Header())
 		}
 	}
 }
-
-func itoa(n int) string { return strconv.Itoa(n) }

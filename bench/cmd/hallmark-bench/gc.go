@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/rand"
@@ -119,7 +118,10 @@ func gcScenario(ctx context.Context, e *Env) ([]Row, error) {
 			if m[`hallmark_gc_sweeps_total{result="ok"}`] >= 1 {
 				return
 			}
-			sleepCtx(pollCtx, 500*time.Millisecond)
+			select {
+			case <-pollCtx.Done():
+			case <-time.After(500 * time.Millisecond):
+			}
 		}
 	})
 	during, err := pushLoad(ctx, t, clients, sweepDone.Load, 0)
@@ -300,23 +302,13 @@ const gcInterval = 20 * time.Second
 // scrapeMetrics reads the server's /metrics: value by series (name with
 // its labels as written, e.g. hallmark_gc_sweeps_total{result="ok"}).
 func scrapeMetrics(ctx context.Context, base string) (map[string]float64, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/metrics", nil)
+	body, err := getOK(ctx, base+"/metrics")
 	if err != nil {
 		return nil, err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("GET /metrics: %s", resp.Status)
 	}
 	out := map[string]float64{}
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
+	for line := range strings.Lines(string(body)) {
+		line = strings.TrimSuffix(line, "\n")
 		if line == "" || line[0] == '#' {
 			continue
 		}
@@ -328,14 +320,5 @@ func scrapeMetrics(ctx context.Context, base string) (map[string]float64, error)
 			out[line[:i]] = v
 		}
 	}
-	return out, sc.Err()
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-t.C:
-	}
+	return out, nil
 }

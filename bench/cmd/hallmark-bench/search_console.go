@@ -71,6 +71,28 @@ func (b *searchBench) consoleClients(ctx context.Context, callers []string) (map
 	return clients, nil
 }
 
+// consoleGet fetches the console page path with cl (the session of the
+// caller who) and checks that it answers 200 with want in the page; it
+// returns how long it took and the page's size.
+func (b *searchBench) consoleGet(ctx context.Context, cl *http.Client, who, path, want string) (time.Duration, int, error) {
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, b.base+path, nil)
+	start := time.Now()
+	resp, err := cl.Do(req)
+	if err != nil {
+		return 0, 0, err
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	d := time.Since(start)
+	if err != nil {
+		return 0, 0, err
+	}
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), want) {
+		return 0, 0, fmt.Errorf("console GET %s as %s: %s: %s", path, who, resp.Status, tail(string(body), 300))
+	}
+	return d, len(body), nil
+}
+
 // consoleImage measures the console's image page (/ui/image/<repo>@<digest>:
 // the image's signatures with their status, signer, provenance and the CA's
 // claims) of random images, each as a caller who may see it: p99 (target
@@ -82,26 +104,15 @@ func (b *searchBench) consoleImage(ctx context.Context, clients map[string]*http
 		k := b.imageSample[b.rnd.IntN(len(b.imageSample))]
 		c := caller(k, i)
 		path := "/ui/image/" + b.spec.repo(k) + "@" + b.spec.subject(k).String()
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, b.base+path, nil)
-		start := time.Now()
-		resp, err := clients[c].Do(req)
+		d, size, err := b.consoleGet(ctx, clients[c], c, path, b.spec.subject(k).String())
 		if err != nil {
 			return nil, err
-		}
-		body, err := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		d := time.Since(start)
-		if err != nil {
-			return nil, err
-		}
-		if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), b.spec.subject(k).String()) {
-			return nil, fmt.Errorf("console GET %s as %s: %s: %s", path, c, resp.Status, tail(string(body), 300))
 		}
 		if i < 10 {
 			continue // warm-up
 		}
 		all = append(all, d)
-		maxBytes = max(maxBytes, len(body))
+		maxBytes = max(maxBytes, size)
 	}
 	ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 	return []Row{
@@ -127,27 +138,16 @@ func (b *searchBench) consoleSearch(ctx context.Context, clients map[string]*htt
 				if len(q.q()) == 0 {
 					path = "/ui/search?limit=20"
 				}
-				req, _ := http.NewRequestWithContext(ctx, http.MethodGet, b.base+path, nil)
-				start := time.Now()
-				resp, err := clients[c].Do(req)
+				d, size, err := b.consoleGet(ctx, clients[c], c, path, `id="results"`)
 				if err != nil {
 					return nil, err
-				}
-				body, err := io.ReadAll(resp.Body)
-				resp.Body.Close()
-				d := time.Since(start)
-				if err != nil {
-					return nil, err
-				}
-				if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), `id="results"`) {
-					return nil, fmt.Errorf("console GET %s as %s: %s: %s", path, c, resp.Status, tail(string(body), 300))
 				}
 				if i == 0 {
 					continue // warm-up
 				}
 				all = append(all, d)
-				if len(body) > maxBytes {
-					maxBytes, maxName = len(body), q.name+" as "+c
+				if size > maxBytes {
+					maxBytes, maxName = size, q.name+" as "+c
 				}
 			}
 		}

@@ -310,6 +310,15 @@ func tlogFill(ctx context.Context, client *http.Client, base string, conns int, 
 }
 
 func tlogGetJSON(ctx context.Context, u string, v any) ([]byte, error) {
+	b, err := getOK(ctx, u)
+	if err != nil || v == nil {
+		return b, err
+	}
+	return b, json.Unmarshal(b, v)
+}
+
+// getOK returns the body of a GET of u, an error unless it answers 200.
+func getOK(ctx context.Context, u string) ([]byte, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return nil, err
@@ -325,9 +334,6 @@ func tlogGetJSON(ctx context.Context, u string, v any) ([]byte, error) {
 	}
 	if resp.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("GET %s: %s %s", u, resp.Status, tail(string(b), 300))
-	}
-	if v != nil {
-		return b, json.Unmarshal(b, v)
 	}
 	return b, nil
 }
