@@ -208,6 +208,19 @@ func TestRealEmbeddedSCT(t *testing.T) {
 	if err := verify.VerifyEmbeddedSCT(bad, issuer, m.CTLogKeys); err == nil || !errors.Is(err, verify.ErrSCT) || !strings.Contains(err.Error(), "does not verify") {
 		t.Errorf("tampered SCT: %v", err)
 	}
+	// A malformed SCT list (its TLS length says more than there is).
+	var rv asn1.RawValue
+	if _, err := asn1.Unmarshal(ext, &rv); err != nil {
+		t.Fatal(err)
+	}
+	raw = bytes.Clone(leaf.Raw)
+	raw[i+len(rv.FullBytes)-len(rv.Bytes)] ^= 0x80
+	if bad, err = x509.ParseCertificate(raw); err != nil {
+		t.Fatal(err)
+	}
+	if err := verify.VerifyEmbeddedSCT(bad, issuer, m.CTLogKeys); !errors.Is(err, verify.ErrSCT) || !strings.Contains(err.Error(), "malformed SCT list") {
+		t.Errorf("malformed SCT list: %v", err)
+	}
 	// The right SCT but checked against another issuer (the root).
 	_, root := leafAndIssuer(t)
 	if err := verify.VerifyEmbeddedSCT(leaf, root, nil); err == nil {
