@@ -124,6 +124,16 @@ type Redirector interface {
 	RedirectURL(ctx context.Context, d digest.Digest) (string, error)
 }
 
+// WholeReader is an optional ability of a reader that Store.Open returns,
+// for a GET of the whole blob: Start begins reading it (a storage that
+// fails at once fails there, before any answer is written); WriteTo then
+// writes it all, in the way the storage does best (S3 over plain HTTP:
+// spliced from the storage's connection into the client's).
+type WholeReader interface {
+	Start() error
+	io.WriterTo
+}
+
 // MaxUploadIDLength is the longest upload session id a driver may hand out.
 const MaxUploadIDLength = 64
 

@@ -3,11 +3,8 @@ package registry
 import (
 	"bytes"
 	"errors"
-	"io"
 	"net/http"
-	"os"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/opencontainers/go-digest"
@@ -80,25 +77,16 @@ func (h *Handler) getBlob(w http.ResponseWriter, r *http.Request, rt route) erro
 		return err
 	}
 	defer f.Close()
-	if _, isFile := f.(*os.File); !isFile && r.Method == http.MethodGet && plainGet(r) {
-		// A whole blob from object storage (a pull): copied in large
-		// writes. ServeContent's copy writes 32 KiB per syscall.
-		buf := copyBufs.Get().(*[]byte)
-		defer copyBufs.Put(buf)
-		// The first read happens before the answer starts: storage that
+	if wr, ok := f.(blob.WholeReader); ok && r.Method == http.MethodGet && plainGet(r) {
+		// A whole blob from object storage (a pull), written as the
+		// storage does best. Start comes before the answer: storage that
 		// fails at once gets an error answer, not a cut-off 200.
-		n, err := f.Read(*buf)
-		if n == 0 && err != nil && !errors.Is(err, io.EOF) {
+		if err := wr.Start(); err != nil {
 			return err
 		}
 		hd.Set("Content-Length", strconv.FormatInt(size, 10))
 		w.WriteHeader(http.StatusOK)
-		if _, err := w.Write((*buf)[:n]); err != nil {
-			return nil // the client went away
-		}
-		// Hide ReadFrom and WriteTo, or io.CopyBuffer ignores buf.
-		_, err = io.CopyBuffer(struct{ io.Writer }{w}, struct{ io.Reader }{f}, *buf)
-		if err != nil && r.Context().Err() == nil {
+		if _, err := wr.WriteTo(w); err != nil && r.Context().Err() == nil {
 			h.log.WarnContext(ctx, "blob read failed after the response started", "repository", rt.name, "digest", d, "err", err)
 		}
 		return nil
@@ -119,9 +107,6 @@ func plainGet(r *http.Request) bool {
 	}
 	return true
 }
-
-// copyBufs are the buffers of whole-blob copies from object storage.
-var copyBufs = sync.Pool{New: func() any { b := make([]byte, 256<<10); return &b }}
 
 func (h *Handler) deleteBlob(w http.ResponseWriter, r *http.Request, rt route) error {
 	d, err := parseDigestParam(rt.ref)

@@ -4,3 +4,6 @@ package s3
 // ranges (S3's limit is 5 GiB; tests use a few MiB). n must be at least
 // 2*minPartSize so every range but the last is a valid part.
 func SetCopyPartSize(s *Store, n int64) { s.copyPart = n }
+
+// Spliceable reports whether a whole read of size bytes would be spliced.
+func Spliceable(s *Store, size int64) bool { return s.spliceable(size) }

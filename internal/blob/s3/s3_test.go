@@ -10,9 +10,11 @@ import (
 	"io/fs"
 	"maps"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -220,6 +222,115 @@ func TestS3Specific(t *testing.T) {
 			if !bytes.Equal(blobtest.ReadBlob(t, b.store(), d), want) {
 				t.Fatalf("round %d: the blob's content is not what its digest says", round)
 			}
+		}
+	})
+	t.Run("WholeReads", func(t *testing.T) {
+		// A pull: Start, then WriteTo an HTTP response, as the registry
+		// does. A large blob on a plain-HTTP endpoint is read on its own
+		// presigned connection and spliced; a small one with the SDK.
+		b := newBackend(t, srv)
+		endpoint, traffic := srv.CountingProxy(t)
+		s := b.store(func(c *blobs3.Config) { c.Endpoint = endpoint })
+		if !blobs3.Spliceable(s, 1<<20) || blobs3.Spliceable(s, 1<<20-1) {
+			t.Error("a plain-HTTP endpoint: blobs from 1 MiB up are spliced, smaller ones not")
+		}
+		if tls := b.store(func(c *blobs3.Config) { c.Endpoint = "https://s3.example.com" }); blobs3.Spliceable(tls, 64<<20) {
+			t.Error("a TLS endpoint cannot be spliced")
+		}
+		serve := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			rc, size, err := s.Open(r.Context(), digest.Digest(r.URL.Query().Get("d")))
+			if err != nil {
+				http.Error(w, err.Error(), http.StatusNotFound)
+				return
+			}
+			defer rc.Close()
+			wr := rc.(blob.WholeReader)
+			if err := wr.Start(); err != nil {
+				http.Error(w, err.Error(), http.StatusBadGateway)
+				return
+			}
+			w.Header().Set("Content-Length", strconv.FormatInt(size, 10))
+			if n, err := wr.WriteTo(w); err != nil || n != size {
+				t.Errorf("WriteTo: %d of %d bytes, %v", n, size, err)
+			}
+		}))
+		defer serve.Close()
+		for _, size := range []int{0, 1000, 1<<20 - 1, 1 << 20, 5<<20 + 7} {
+			data := blobtest.RandBytes(size)
+			d := digest.FromBytes(data)
+			up, _ := s.Uploads().New(ctx, "app", digest.SHA256)
+			up.Append(ctx, 0, bytes.NewReader(data))
+			if _, err := up.Commit(ctx, d); err != nil {
+				t.Fatal(err)
+			}
+			r0 := traffic.Requests.Load()
+			res, err := http.Get(serve.URL + "/?d=" + d.String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := io.ReadAll(res.Body)
+			res.Body.Close()
+			if err != nil || res.StatusCode != 200 || !bytes.Equal(got, data) {
+				t.Fatalf("%d bytes: %s, %d bytes back (equal %v), %v", size, res.Status, len(got), bytes.Equal(got, data), err)
+			}
+			if reqs, want := traffic.Requests.Load()-r0, min(size+1, 2); reqs != int64(want) {
+				t.Errorf("%d bytes: %d requests to S3, want %d (HEAD, GET unless empty)", size, reqs, want)
+			}
+		}
+		// Deleted between Open and Start: not found, before any answer.
+		for _, size := range []int{1000, 2 << 20} {
+			data := blobtest.RandBytes(size)
+			d := digest.FromBytes(data)
+			up, _ := s.Uploads().New(ctx, "app", digest.SHA256)
+			up.Append(ctx, 0, bytes.NewReader(data))
+			if _, err := up.Commit(ctx, d); err != nil {
+				t.Fatal(err)
+			}
+			rc, _, err := s.Open(ctx, d)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := s.Delete(ctx, []digest.Digest{d}); err != nil {
+				t.Fatal(err)
+			}
+			if err := rc.(blob.WholeReader).Start(); !errors.Is(err, blob.ErrNotFound) {
+				t.Errorf("%d bytes deleted after Open: Start gave %v, want ErrNotFound", size, err)
+			}
+			rc.Close()
+		}
+		// The client goes away, or the request ends, while the body is
+		// being written: WriteTo returns with an error.
+		data := blobtest.RandBytes(32 << 20)
+		d := digest.FromBytes(data)
+		up, _ := s.Uploads().New(ctx, "app", digest.SHA256)
+		up.Append(ctx, 0, bytes.NewReader(data))
+		if _, err := up.Commit(ctx, d); err != nil {
+			t.Fatal(err)
+		}
+		start := func(rctx context.Context) blob.WholeReader {
+			rc, _, err := s.Open(rctx, d)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { rc.Close() })
+			wr := rc.(blob.WholeReader)
+			if err := wr.Start(); err != nil {
+				t.Fatal(err)
+			}
+			return wr
+		}
+		pr, pw := io.Pipe()
+		go func() {
+			io.ReadFull(pr, make([]byte, 1<<20))
+			pr.CloseWithError(errors.New("client gone"))
+		}()
+		if n, err := start(ctx).WriteTo(pw); err == nil || n >= int64(len(data)) {
+			t.Errorf("WriteTo to a client gone after 1 MiB: %d bytes, %v", n, err)
+		}
+		rctx, cancel := context.WithCancel(ctx)
+		w := &endingWriter{after: 1 << 20, end: cancel}
+		if n, err := start(rctx).WriteTo(w); err == nil || n >= int64(len(data)) {
+			t.Errorf("WriteTo in a request that ended after 1 MiB: %d bytes, %v", n, err)
 		}
 	})
 	t.Run("RangedReads", func(t *testing.T) {
@@ -432,4 +543,21 @@ func TestS3Specific(t *testing.T) {
 			}
 		}
 	})
+}
+
+// endingWriter takes every byte; once it has taken after bytes, it calls
+// end (a request's cancel) and gives it a moment to take effect.
+type endingWriter struct {
+	after, n int
+	end      func()
+}
+
+func (w *endingWriter) Write(p []byte) (int, error) {
+	w.n += len(p)
+	if w.n >= w.after && w.end != nil {
+		w.end()
+		w.end = nil
+		time.Sleep(100 * time.Millisecond)
+	}
+	return len(p), nil
 }
