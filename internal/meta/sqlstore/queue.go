@@ -241,6 +241,14 @@ func recordSignatures(ctx context.Context, tx conn, sigs []meta.Signature, updat
 	// (a few dozen rows each) are written after the loop, many rows per
 	// statement.
 	var annotations, extensions, facts [][]any
+	shas := make([]string, len(sigs))
+	for i, sg := range sigs {
+		shas[i] = sg.CertSHA256
+	}
+	claims, err := certClaims(ctx, tx, shas)
+	if err != nil {
+		return 0, err
+	}
 	for _, sg := range sigs {
 		rid := repos[sg.Repository]
 		created := now
@@ -277,11 +285,7 @@ func recordSignatures(ctx context.Context, tx conn, sigs []meta.Signature, updat
 		for k, v := range sg.CertExtensions {
 			extensions = append(extensions, []any{id, k, v})
 		}
-		claims, err := certClaims(ctx, tx, sg.CertSHA256)
-		if err != nil {
-			return 0, err
-		}
-		for _, f := range meta.Facts(&sg, claims) {
+		for _, f := range meta.Facts(&sg, claims[sg.CertSHA256]) {
 			facts = append(facts, []any{f.Field, f.Value, created, id, rid, f.Basis})
 		}
 	}

@@ -50,30 +50,12 @@ func (s *Store) RecordSignatures(ctx context.Context, sigs []meta.Signature) (in
 	return added, err
 }
 
-// certClaims returns the searchable claims the CA recorded for the
-// certificate with hex SHA-256 sha (none for "" or a certificate it did
-// not issue).
-func certClaims(ctx context.Context, q conn, sha string) (map[string]string, error) {
-	if sha == "" {
-		return nil, nil
-	}
-	rows, err := q.query(ctx, `SELECT claim, value FROM ca_certificate_claims WHERE cert_sha256 = ?`, sha)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out map[string]string
-	for rows.Next() {
-		var k, v string
-		if err := rows.Scan(&k, &v); err != nil {
-			return nil, err
-		}
-		if out == nil {
-			out = map[string]string{}
-		}
-		out[k] = v
-	}
-	return out, rows.Err()
+// certClaims returns the searchable claims the CA recorded for each of the
+// certificates with hex SHA-256 in shas, by SHA-256 (none for "" or a
+// certificate it did not issue): one query per idsPerQuery certificates.
+func certClaims(ctx context.Context, q conn, shas []string) (map[string]map[string]string, error) {
+	shas = slices.DeleteFunc(slices.Compact(slices.Sorted(slices.Values(shas))), func(s string) bool { return s == "" })
+	return stringMaps(ctx, q, `SELECT cert_sha256, claim, value FROM ca_certificate_claims WHERE cert_sha256 IN (%s)`, shas)
 }
 
 const sigColumns = `s.id, r.name, s.subject_digest, s.manifest_digest, s.layer_digest, s.sig_key, s.kind, s.payload_type,
@@ -285,8 +267,8 @@ const idsPerQuery = 500
 // stringMaps runs q (with %s for the placeholders of an IN list of ids,
 // selecting id, key, value) for ids and returns the key/value map of each
 // id: one query per idsPerQuery ids instead of one per signature.
-func stringMaps(ctx context.Context, c conn, q string, ids []int64) (map[int64]map[string]string, error) {
-	out := map[int64]map[string]string{}
+func stringMaps[K int64 | string](ctx context.Context, c conn, q string, ids []K) (map[K]map[string]string, error) {
+	out := map[K]map[string]string{}
 	for start := 0; start < len(ids); start += idsPerQuery {
 		part := ids[start:min(start+idsPerQuery, len(ids))]
 		args := make([]any, len(part))
@@ -298,7 +280,7 @@ func stringMaps(ctx context.Context, c conn, q string, ids []int64) (map[int64]m
 			return nil, err
 		}
 		for rows.Next() {
-			var id int64
+			var id K
 			var k, v string
 			if err := rows.Scan(&id, &k, &v); err != nil {
 				rows.Close()
