@@ -9,7 +9,9 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/opencontainers/go-digest"
 
@@ -149,6 +151,43 @@ func TestDatabaseFilesPrivate(t *testing.T) {
 			}
 		}
 		s.Close()
+	}
+}
+
+// TestBackgroundCheckpoints: committed pages reach the database file
+// without waiting for the writer's autocheckpoint (1,000 WAL pages), and
+// Close stops the checkpointer.
+func TestBackgroundCheckpoints(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "hallmark.db")
+	s, err := sqlite.Open(ctx, sqlite.Config{Path: p})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	size := func() int64 {
+		fi, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fi.Size()
+	}
+	time.Sleep(300 * time.Millisecond) // what the migrations wrote is copied
+	before := size()
+	// One transaction of ~400 KiB: a hundred new pages, far fewer than 1,000.
+	sg := meta.Signature{Repository: "app", Subject: digest.FromString("image"), Manifest: digest.FromString("sig"),
+		Layer: digest.FromString("layer"), Key: "k", Kind: "signature", Annotations: map[string]string{}}
+	for i := range 200 {
+		sg.Annotations[fmt.Sprintf("a%03d", i)] = strings.Repeat(strconv.Itoa(i), 2000)[:2000]
+	}
+	if _, err := s.RecordSignatures(ctx, []meta.Signature{sg}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for size() <= before {
+		if time.Now().After(deadline) {
+			t.Fatalf("the database file stayed at %d bytes for 5 s after the writes: nothing copied it from the WAL", before)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 

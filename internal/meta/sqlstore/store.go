@@ -25,6 +25,8 @@ type Store struct {
 	r   conn // reads: a pool (the same *sql.DB as w on PostgreSQL)
 	wdb *sql.DB
 	dbs []*sql.DB
+	// onClose runs first in Close (a driver's background work).
+	onClose []func()
 
 	getByTag, getByDigest, blobSize stmt
 }
@@ -80,12 +82,20 @@ func open(ctx context.Context, d *Dialect, w, r *sql.DB) (*Store, error) {
 
 // Close closes the database.
 func (s *Store) Close() error {
+	for _, fn := range s.onClose {
+		fn()
+	}
+	s.onClose = nil
 	var errs []error
 	for _, db := range s.dbs {
 		errs = append(errs, db.Close())
 	}
 	return errors.Join(errs...)
 }
+
+// OnClose makes Close call fn before it closes the databases: a driver
+// stops its background work on them there.
+func (s *Store) OnClose(fn func()) { s.onClose = append(s.onClose, fn) }
 
 // Ping checks that the database answers.
 func (s *Store) Ping(ctx context.Context) error {
