@@ -3,8 +3,6 @@ package verify
 import (
 	"crypto/x509"
 	"sync"
-
-	ctx509 "github.com/google/certificate-transparency-go/x509"
 )
 
 // anchorCache remembers, per CA of a Trust, the trusted intermediates that
@@ -20,38 +18,6 @@ import (
 type anchorCache struct {
 	mu  sync.RWMutex
 	cas map[int]*anchors
-	// ctIssuers are the CT library's parses of the issuers SCTs were
-	// checked with (by DER; an issuer's public key is all it reads).
-	ctIssuers map[string]*ctx509.Certificate
-}
-
-// maxCTIssuers bounds ctIssuers: a trust's CAs have few intermediates, and
-// a chain stored with a signature may bring any.
-const maxCTIssuers = 64
-
-// ctIssuer parses an issuer certificate with the CT library, once per
-// cache (c may be nil: no cache).
-func (c *anchorCache) ctIssuer(raw []byte) (*ctx509.Certificate, error) {
-	if c == nil {
-		return ctx509.ParseCertificate(raw)
-	}
-	c.mu.RLock()
-	ci := c.ctIssuers[string(raw)]
-	c.mu.RUnlock()
-	if ci != nil {
-		return ci, nil
-	}
-	ci, err := ctx509.ParseCertificate(raw)
-	if ci == nil || err != nil {
-		return ci, err
-	}
-	c.mu.Lock()
-	if c.ctIssuers == nil || len(c.ctIssuers) >= maxCTIssuers {
-		c.ctIssuers = map[string]*ctx509.Certificate{}
-	}
-	c.ctIssuers[string(raw)] = ci
-	c.mu.Unlock()
-	return ci, nil
 }
 
 // anchors are one CA's verified intermediates, and the root each chains

@@ -92,3 +92,6 @@ func SharesParse(a, b Layer) bool {
 	cb.parse()
 	return ca.doc == cb.doc
 }
+
+// PrecertTBS is precertTBS.
+var PrecertTBS = precertTBS

@@ -1,6 +1,7 @@
 package verify
 
 import (
+	"crypto/sha256"
 	"crypto/x509"
 	"encoding/asn1"
 	"encoding/hex"
@@ -13,6 +14,8 @@ import (
 	"github.com/google/certificate-transparency-go/ctutil"
 	cttls "github.com/google/certificate-transparency-go/tls"
 	ctx509 "github.com/google/certificate-transparency-go/x509"
+	"golang.org/x/crypto/cryptobyte"
+	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
 
 	"github.com/hallmark-dev/hallmark/pkg/root"
 )
@@ -30,29 +33,27 @@ const maxSCTs = 16
 // published the certificate, as cosign requires unless
 // --insecure-ignore-sct.
 func VerifyEmbeddedSCT(leaf, issuer *x509.Certificate, ctKeys map[string]root.LogKey) error {
-	return verifyEmbeddedSCT(leaf, issuer, ctKeys, nil)
+	return verifyEmbeddedSCT(leaf, issuer, ctKeys)
 }
 
-// verifyEmbeddedSCT is VerifyEmbeddedSCT, taking the CT library's parse of
-// the issuer from c (the few intermediates of a trust issue every leaf).
-func verifyEmbeddedSCT(leaf, issuer *x509.Certificate, ctKeys map[string]root.LogKey, c *anchorCache) error {
+// verifyEmbeddedSCT is VerifyEmbeddedSCT. Each SCT's signature is
+// checked by the CT library over the precertificate entry it was issued
+// for (RFC 6962 3.2), rebuilt once per certificate.
+func verifyEmbeddedSCT(leaf, issuer *x509.Certificate, ctKeys map[string]root.LogKey) error {
 	if issuer == nil {
 		return fmt.Errorf("%w: the issuer of the certificate is unknown", ErrSCT)
 	}
-	cl, err := sctLeaf(leaf)
+	list, err := embeddedSCTs(leaf)
 	if err != nil {
 		return fmt.Errorf("%w: parsing the certificate: %v", ErrSCT, err)
 	}
-	if len(cl.SCTList.SCTList) == 0 {
+	if len(list.SCTList) == 0 {
 		return fmt.Errorf("%w: certificate does not include required embedded SCT and no detached SCT was set (verify with --insecure-ignore-sct if the CA publishes no SCTs)", ErrSCT)
 	}
-	ci, err := c.ctIssuer(issuer.Raw)
-	if ci == nil {
-		return fmt.Errorf("%w: parsing the issuer certificate: %v", ErrSCT, err)
-	}
+	var entry *ct.LogEntry
 	var reasons []string
 	outside := false
-	for i, s := range cl.SCTList.SCTList {
+	for i, s := range list.SCTList {
 		if i >= maxSCTs {
 			break
 		}
@@ -73,7 +74,21 @@ func verifyEmbeddedSCT(leaf, issuer *x509.Certificate, ctKeys map[string]root.Lo
 			outside = true
 			continue
 		}
-		if err := ctutil.VerifySCT(key.Key, []*ctx509.Certificate{cl, ci}, &sct, true); err != nil {
+		if entry == nil {
+			tbs, err := precertTBS(leaf.RawTBSCertificate)
+			if err != nil {
+				return fmt.Errorf("%w: %v", ErrSCT, err)
+			}
+			entry = &ct.LogEntry{Leaf: ct.MerkleTreeLeaf{Version: ct.V1, LeafType: ct.TimestampedEntryLeafType,
+				TimestampedEntry: &ct.TimestampedEntry{EntryType: ct.PrecertLogEntryType,
+					PrecertEntry: &ct.PreCert{IssuerKeyHash: sha256.Sum256(issuer.RawSubjectPublicKeyInfo), TBSCertificate: tbs}}}}
+		}
+		entry.Leaf.TimestampedEntry.Timestamp = sct.Timestamp
+		sv, err := ct.NewSignatureVerifier(key.Key)
+		if err == nil {
+			err = sv.VerifySCTSignature(sct, *entry)
+		}
+		if err != nil {
 			reasons = append(reasons, fmt.Sprintf("SCT %d from CT log %s does not verify: %v", i+1, id, err))
 			continue
 		}
@@ -85,25 +100,98 @@ func verifyEmbeddedSCT(leaf, issuer *x509.Certificate, ctKeys map[string]root.Lo
 	return fmt.Errorf("%w: %v", ErrSCT, reasons)
 }
 
-// sctLeaf is the CT library's view of leaf for checking its embedded SCTs:
-// the TBS part, from which the precertificate's is rebuilt, and the SCT
-// list extension, decoded by the CT library. (A whole parse by the CT
-// library's x509 cost as much again as the SCT's signature check.)
-func sctLeaf(leaf *x509.Certificate) (*ctx509.Certificate, error) {
-	cl := &ctx509.Certificate{Raw: leaf.Raw, RawTBSCertificate: leaf.RawTBSCertificate}
+// oidSCTList is the certificate extension of embedded SCTs (RFC 6962 3.3).
+var oidSCTList = asn1.ObjectIdentifier(ctx509.OIDExtensionCTSCT)
+
+// embeddedSCTs decodes leaf's SCT list extension with the CT library (an
+// empty list without one).
+func embeddedSCTs(leaf *x509.Certificate) (ctx509.SignedCertificateTimestampList, error) {
+	var out ctx509.SignedCertificateTimestampList
 	for _, e := range leaf.Extensions {
-		if !e.Id.Equal(asn1.ObjectIdentifier(ctx509.OIDExtensionCTSCT)) {
+		if !e.Id.Equal(oidSCTList) {
 			continue
 		}
 		var list []byte
 		if rest, err := asn1.Unmarshal(e.Value, &list); err != nil || len(rest) > 0 {
-			return nil, fmt.Errorf("malformed SCT list extension")
+			return out, fmt.Errorf("malformed SCT list extension")
 		}
-		if rest, err := cttls.Unmarshal(list, &cl.SCTList); err != nil || len(rest) > 0 {
-			return nil, fmt.Errorf("malformed SCT list: %v", err)
+		if rest, err := cttls.Unmarshal(list, &out); err != nil || len(rest) > 0 {
+			return out, fmt.Errorf("malformed SCT list: %v", err)
 		}
 	}
-	return cl, nil
+	return out, nil
+}
+
+// precertTBS is the TBSCertificate of the precertificate an embedded SCT
+// was issued for: tbs (DER) without its one SCT list extension, every other
+// byte as it is (RFC 6962 3.2), as the CT library's x509.RemoveSCTList
+// builds it (a test compares the two) without decoding and re-encoding
+// the whole structure through reflection, which cost as much as checking
+// the SCT's signature. An extensions field left empty stays, as there.
+func precertTBS(tbs []byte) ([]byte, error) {
+	malformed := errors.New("precertificate: malformed TBSCertificate")
+	in := cryptobyte.String(tbs)
+	var body cryptobyte.String
+	if !in.ReadASN1(&body, cbasn1.SEQUENCE) || !in.Empty() {
+		return nil, malformed
+	}
+	extsTag := cbasn1.Tag(3).Constructed().ContextSpecific()
+	found := 0
+	var b cryptobyte.Builder
+	b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
+		for !body.Empty() {
+			var elem cryptobyte.String
+			var tag cbasn1.Tag
+			if !body.ReadAnyASN1Element(&elem, &tag) {
+				b.SetError(malformed)
+				return
+			}
+			if tag != extsTag {
+				b.AddBytes(elem)
+				continue
+			}
+			var wrapped, exts cryptobyte.String
+			if !elem.ReadASN1(&wrapped, extsTag) || !wrapped.ReadASN1(&exts, cbasn1.SEQUENCE) || !wrapped.Empty() {
+				b.SetError(malformed)
+				return
+			}
+			var kept [][]byte
+			for !exts.Empty() {
+				var ext, fields cryptobyte.String
+				var oid asn1.ObjectIdentifier
+				if !exts.ReadASN1Element(&ext, cbasn1.SEQUENCE) {
+					b.SetError(malformed)
+					return
+				}
+				if whole := ext; !whole.ReadASN1(&fields, cbasn1.SEQUENCE) || !fields.ReadASN1ObjectIdentifier(&oid) {
+					b.SetError(malformed)
+					return
+				}
+				if oid.Equal(oidSCTList) {
+					found++
+					continue
+				}
+				kept = append(kept, ext)
+			}
+			b.AddASN1(extsTag, func(b *cryptobyte.Builder) {
+				b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
+					for _, e := range kept {
+						b.AddBytes(e)
+					}
+				})
+			})
+		}
+	})
+	out, err := b.Bytes()
+	switch {
+	case err != nil:
+		return nil, err
+	case found == 0:
+		return nil, errors.New("precertificate: no SCT list extension")
+	case found > 1:
+		return nil, errors.New("precertificate: more than one SCT list extension")
+	}
+	return out, nil
 }
 
 // sctInWindow checks that the CT log key with log ID id was trusted when
