@@ -290,7 +290,8 @@ func (w *statusWriter) Write(b []byte) (int, error) {
 	return w.ResponseWriter.Write(b)
 }
 
-// ReadFrom keeps the sendfile and splice paths of the wrapped writer.
+// ReadFrom keeps the sendfile path of the wrapped writer (a blob from the
+// filesystem).
 func (w *statusWriter) ReadFrom(src io.Reader) (int64, error) {
 	if w.status == 0 {
 		w.status = http.StatusOK

@@ -127,8 +127,8 @@ type Redirector interface {
 // WholeReader is an optional ability of a reader that Store.Open returns,
 // for a GET of the whole blob: Start begins reading it (a storage that
 // fails at once fails there, before any answer is written); WriteTo then
-// writes it all, in the way the storage does best (S3 over plain HTTP:
-// spliced from the storage's connection into the client's).
+// writes it all, in the way the storage does best (S3: in large pieces,
+// over plain HTTP on a connection of its own).
 type WholeReader interface {
 	Start() error
 	io.WriterTo

@@ -5,5 +5,6 @@ package s3
 // 2*minPartSize so every range but the last is a valid part.
 func SetCopyPartSize(s *Store, n int64) { s.copyPart = n }
 
-// Spliceable reports whether a whole read of size bytes would be spliced.
-func Spliceable(s *Store, size int64) bool { return s.spliceable(size) }
+// Direct reports whether a whole read of size bytes would be read on a
+// connection of its own.
+func Direct(s *Store, size int64) bool { return s.direct(size) }

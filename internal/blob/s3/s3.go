@@ -247,7 +247,7 @@ type reader struct {
 	bodyPos   int64 // offset of the next byte body yields
 	bodyEnd   int64 // offset after the last byte body yields
 	window    int64
-	raw       *rawBody // after Start, a whole body to splice
+	raw       *rawBody // after Start, a whole body read directly
 }
 
 const firstWindow = 1 << 20
@@ -306,15 +306,15 @@ func (r *reader) Read(p []byte) (int, error) {
 }
 
 // Start implements blob.WholeReader: it starts the GET of the whole
-// object, on a connection of its own where the body can be spliced (see
-// spliceMin), else with the SDK's client.
+// object, on a connection of its own (see directMin), else with the SDK's
+// client.
 func (r *reader) Start() error {
 	if r.pos != 0 || r.body != nil || r.raw != nil {
 		return errors.New("s3: Start after reading")
 	}
-	if r.s.spliceable(r.size) {
+	if r.s.direct(r.size) {
 		raw, err := r.s.rawGet(r.ctx, r.key, r.size)
-		if !errors.Is(err, errNoSplice) {
+		if !errors.Is(err, errNotDirect) {
 			r.raw = raw
 			return err
 		}
@@ -327,23 +327,28 @@ func (r *reader) Start() error {
 }
 
 // WriteTo implements blob.WholeReader: after Start, it writes the rest of
-// the object to w (a spliced body through w's ReadFrom; the SDK's body in
-// 256 KiB writes).
+// the object to w in 1 MiB pieces.
 func (r *reader) WriteTo(w io.Writer) (int64, error) {
 	if r.raw != nil {
 		n, err := r.raw.writeTo(w)
 		r.pos += n
 		return n, err
 	}
+	return copyBlob(w, r)
+}
+
+// copyBlob copies src to w through a pooled 1 MiB buffer: a pull reads
+// and writes far fewer, larger pieces than with io.Copy's 32 KiB (and
+// 1 MiB measured 1.33x the MiB/s of 256 KiB for 512 MiB blobs).
+func copyBlob(w io.Writer, src io.Reader) (int64, error) {
 	buf := copyBufs.Get().(*[]byte)
 	defer copyBufs.Put(buf)
 	// Hide ReadFrom and WriteTo, or io.CopyBuffer ignores buf.
-	return io.CopyBuffer(struct{ io.Writer }{w}, struct{ io.Reader }{r}, *buf)
+	return io.CopyBuffer(struct{ io.Writer }{w}, struct{ io.Reader }{src}, *buf)
 }
 
-// copyBufs are the buffers of whole-object copies with the SDK's client:
-// ServeContent's copy would write 32 KiB per syscall.
-var copyBufs = sync.Pool{New: func() any { b := make([]byte, 256<<10); return &b }}
+// copyBufs are copyBlob's buffers.
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, 1<<20); return &b }}
 
 func (r *reader) Seek(offset int64, whence int) (int64, error) {
 	switch whence {

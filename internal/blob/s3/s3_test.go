@@ -227,15 +227,15 @@ func TestS3Specific(t *testing.T) {
 	t.Run("WholeReads", func(t *testing.T) {
 		// A pull: Start, then WriteTo an HTTP response, as the registry
 		// does. A large blob on a plain-HTTP endpoint is read on its own
-		// presigned connection and spliced; a small one with the SDK.
+		// presigned connection; a small one with the SDK.
 		b := newBackend(t, srv)
 		endpoint, traffic := srv.CountingProxy(t)
 		s := b.store(func(c *blobs3.Config) { c.Endpoint = endpoint })
-		if !blobs3.Spliceable(s, 1<<20) || blobs3.Spliceable(s, 1<<20-1) {
-			t.Error("a plain-HTTP endpoint: blobs from 1 MiB up are spliced, smaller ones not")
+		if !blobs3.Direct(s, 1<<20) || blobs3.Direct(s, 1<<20-1) {
+			t.Error("a plain-HTTP endpoint: blobs from 1 MiB up are read directly, smaller ones not")
 		}
-		if tls := b.store(func(c *blobs3.Config) { c.Endpoint = "https://s3.example.com" }); blobs3.Spliceable(tls, 64<<20) {
-			t.Error("a TLS endpoint cannot be spliced")
+		if tls := b.store(func(c *blobs3.Config) { c.Endpoint = "https://s3.example.com" }); blobs3.Direct(tls, 64<<20) {
+			t.Error("a TLS endpoint is read with the SDK")
 		}
 		serve := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			rc, size, err := s.Open(r.Context(), digest.Digest(r.URL.Query().Get("d")))

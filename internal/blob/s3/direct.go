@@ -16,22 +16,23 @@ import (
 	"github.com/hallmark-dev/hallmark/internal/blob"
 )
 
-// A whole blob of at least spliceMin bytes from an S3 server reached over
-// plain HTTP (one on the same host or network, as MinIO or versitygw
-// often are) is read on a connection of its own, so that the server can
-// splice its body into the client's connection: the bytes then pass
-// through the kernel only, never through a buffer of this process (two
-// copies fewer per byte than reading the body and writing it again).
-// TLS endpoints, endpoints behind an HTTP proxy and smaller blobs take the
-// SDK's client.
-const spliceMin = 1 << 20
+// A whole blob of at least directMin bytes from an S3 server reached over
+// plain HTTP (one on the same host or network, as MinIO or versitygw often
+// are) is read on a connection of its own (a presigned GET, as the SDK
+// signs it) and copied to the client in 1 MiB pieces: measured against the
+// SDK's client with the same copy, 7-11% more MiB/s for 64 MiB blobs (the
+// same for 512 MiB). Splicing the body from socket to socket without
+// copying it through this process was tried and dropped: half the CPU, but
+// 0.74x the MiB/s of this copy for 512 MiB blobs. TLS endpoints, endpoints
+// behind an HTTP proxy and smaller blobs take the SDK's client.
+const directMin = 1 << 20
 
-// presignTTL is how long the presigned URL of a spliced GET is valid: it
+// presignTTL is how long the presigned URL of a direct GET is valid: it
 // is used at once.
 const presignTTL = time.Minute
 
-// errNoSplice: this GET cannot be spliced; the SDK's client reads it.
-var errNoSplice = errors.New("s3: not spliceable")
+// errNotDirect: this GET cannot be read directly; the SDK's client reads it.
+var errNotDirect = errors.New("s3: not read directly")
 
 // rawBody is the body of a GET read on its own connection: the part the
 // header read already buffered, then the rest straight from the socket.
@@ -42,10 +43,10 @@ type rawBody struct {
 	stop     func() bool
 }
 
-// spliceable reports whether the whole object of size bytes may be read
-// by rawGet.
-func (s *Store) spliceable(size int64) bool {
-	if size < spliceMin || s.cfg.Endpoint == "" {
+// direct reports whether the whole object of size bytes may be read by
+// rawGet.
+func (s *Store) direct(size int64) bool {
+	if size < directMin || s.cfg.Endpoint == "" {
 		return false
 	}
 	u, err := url.Parse(s.cfg.Endpoint)
@@ -59,7 +60,7 @@ func (s *Store) spliceable(size int64) bool {
 // rawGet starts a GET of the whole object key (size bytes) on a new
 // connection, signed as the SDK signs (a presigned URL), and reads the
 // answer's header. An answer other than 200 with the expected length is
-// an error (blob.ErrNotFound for 404); errNoSplice means the SDK's client
+// an error (blob.ErrNotFound for 404); errNotDirect means the SDK's client
 // should read it instead. The connection is closed when ctx is done.
 func (s *Store) rawGet(ctx context.Context, key string, size int64) (*rawBody, error) {
 	ps, err := s.presign.PresignGetObject(ctx, &s3api.GetObjectInput{Bucket: &s.cfg.Bucket, Key: &key}, s3api.WithPresignExpires(presignTTL))
@@ -68,7 +69,7 @@ func (s *Store) rawGet(ctx context.Context, key string, size int64) (*rawBody, e
 	}
 	req, err := http.NewRequestWithContext(ctx, ps.Method, ps.URL, nil)
 	if err != nil || req.URL.Scheme != "http" {
-		return nil, errNoSplice
+		return nil, errNotDirect
 	}
 	for k, vs := range ps.SignedHeader {
 		if http.CanonicalHeaderKey(k) != "Host" {
@@ -107,7 +108,7 @@ func (s *Store) rawGet(ctx context.Context, key string, size int64) (*rawBody, e
 		return fail(fmt.Errorf("%w: read blob: %s: %q", blob.ErrUnavailable, resp.Status, msg))
 	case resp.ContentLength != size || len(resp.TransferEncoding) > 0 || resp.Uncompressed:
 		// Not the plain body of the length recorded: let the SDK read it.
-		return fail(errNoSplice)
+		return fail(errNotDirect)
 	}
 	n := int64(min(br.Buffered(), int(size)))
 	buffered, _ := br.Peek(int(n))
@@ -115,8 +116,7 @@ func (s *Store) rawGet(ctx context.Context, key string, size int64) (*rawBody, e
 }
 
 // writeTo writes the body to w: the buffered part, then the rest from the
-// socket through w's ReadFrom (an HTTP response on a TCP connection
-// splices it).
+// socket in 1 MiB pieces.
 func (b *rawBody) writeTo(w io.Writer) (int64, error) {
 	n, err := w.Write(b.buffered)
 	written := int64(n)
@@ -124,12 +124,7 @@ func (b *rawBody) writeTo(w io.Writer) (int64, error) {
 		return written, err
 	}
 	src := &io.LimitedReader{R: b.conn, N: b.rest}
-	var m int64
-	if rf, ok := w.(io.ReaderFrom); ok {
-		m, err = rf.ReadFrom(src)
-	} else {
-		m, err = io.Copy(w, src)
-	}
+	m, err := copyBlob(w, src)
 	written += m
 	if err == nil && src.N > 0 {
 		err = fmt.Errorf("%w: blob read ended %d bytes early", blob.ErrUnavailable, src.N)
