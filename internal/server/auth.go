@@ -22,6 +22,7 @@ import (
 	"github.com/hallmark-dev/hallmark/internal/keystore"
 	"github.com/hallmark-dev/hallmark/internal/meta"
 	"github.com/hallmark-dev/hallmark/internal/oidc"
+	"github.com/hallmark-dev/hallmark/internal/periodic"
 	"github.com/hallmark-dev/hallmark/internal/registry"
 )
 
@@ -155,18 +156,11 @@ func (s *Server) sweepBudgets(ctx context.Context) {
 	if s.auth == nil {
 		return
 	}
-	t := time.NewTicker(budgetSweep)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	periodic.Every(ctx, budgetSweep, func(ctx context.Context) {
 		if _, err := s.auth.SweepBudgets(ctx); err != nil && ctx.Err() == nil {
 			s.log.WarnContext(ctx, "sweeping failed-login budgets", "err", err)
 		}
-	}
+	})
 }
 
 // Auth returns the auth service (nil when --auth=off), e.g. to mint CI job

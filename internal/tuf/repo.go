@@ -13,6 +13,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/hallmark-dev/hallmark/internal/periodic"
 	"github.com/sigstore/sigstore/pkg/signature"
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 )
@@ -645,16 +646,9 @@ func (r *Repository) Root(ctx context.Context) ([]byte, error) {
 // clients never see expired metadata while the server runs. Failures are
 // logged and retried at the next tick.
 func (r *Repository) Maintain(ctx context.Context) {
-	t := time.NewTicker(r.cfg.CheckInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	periodic.Every(ctx, r.cfg.CheckInterval, func(ctx context.Context) {
 		if _, err := r.Renew(ctx); err != nil && ctx.Err() == nil {
 			r.log.ErrorContext(ctx, "tuf: renewing metadata failed; clients refuse the repository once its timestamp expires", "err", err)
 		}
-	}
+	})
 }

@@ -237,6 +237,22 @@ func TestS3Specific(t *testing.T) {
 		if tls := b.store(func(c *blobs3.Config) { c.Endpoint = "https://s3.example.com" }); blobs3.Direct(tls, 64<<20) {
 			t.Error("a TLS endpoint is read with the SDK")
 		}
+		// put stores size random bytes.
+		put := func(size int) ([]byte, digest.Digest) {
+			data := blobtest.RandBytes(size)
+			d := digest.FromBytes(data)
+			up, err := s.Uploads().New(ctx, "app", digest.SHA256)
+			if err == nil {
+				_, err = up.Append(ctx, 0, bytes.NewReader(data))
+			}
+			if err == nil {
+				_, err = up.Commit(ctx, d)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			return data, d
+		}
 		serve := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			rc, size, err := s.Open(r.Context(), digest.Digest(r.URL.Query().Get("d")))
 			if err != nil {
@@ -256,13 +272,7 @@ func TestS3Specific(t *testing.T) {
 		}))
 		defer serve.Close()
 		for _, size := range []int{0, 1000, 1<<20 - 1, 1 << 20, 5<<20 + 7} {
-			data := blobtest.RandBytes(size)
-			d := digest.FromBytes(data)
-			up, _ := s.Uploads().New(ctx, "app", digest.SHA256)
-			up.Append(ctx, 0, bytes.NewReader(data))
-			if _, err := up.Commit(ctx, d); err != nil {
-				t.Fatal(err)
-			}
+			data, d := put(size)
 			r0 := traffic.Requests.Load()
 			res, err := http.Get(serve.URL + "/?d=" + d.String())
 			if err != nil {
@@ -279,13 +289,7 @@ func TestS3Specific(t *testing.T) {
 		}
 		// Deleted between Open and Start: not found, before any answer.
 		for _, size := range []int{1000, 2 << 20} {
-			data := blobtest.RandBytes(size)
-			d := digest.FromBytes(data)
-			up, _ := s.Uploads().New(ctx, "app", digest.SHA256)
-			up.Append(ctx, 0, bytes.NewReader(data))
-			if _, err := up.Commit(ctx, d); err != nil {
-				t.Fatal(err)
-			}
+			_, d := put(size)
 			rc, _, err := s.Open(ctx, d)
 			if err != nil {
 				t.Fatal(err)
@@ -300,13 +304,7 @@ func TestS3Specific(t *testing.T) {
 		}
 		// The client goes away, or the request ends, while the body is
 		// being written: WriteTo returns with an error.
-		data := blobtest.RandBytes(32 << 20)
-		d := digest.FromBytes(data)
-		up, _ := s.Uploads().New(ctx, "app", digest.SHA256)
-		up.Append(ctx, 0, bytes.NewReader(data))
-		if _, err := up.Commit(ctx, d); err != nil {
-			t.Fatal(err)
-		}
+		data, d := put(32 << 20)
 		start := func(rctx context.Context) blob.WholeReader {
 			rc, _, err := s.Open(rctx, d)
 			if err != nil {

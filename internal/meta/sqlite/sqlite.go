@@ -15,6 +15,7 @@ import (
 	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
 
 	"github.com/hallmark-dev/hallmark/internal/meta/sqlstore"
+	"github.com/hallmark-dev/hallmark/internal/periodic"
 )
 
 // Config configures the SQLite store.
@@ -154,19 +155,12 @@ func startCheckpoints(path string) (stop func()) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		t := time.NewTicker(checkpointEvery)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-			}
+		periodic.Every(ctx, checkpointEvery, func(ctx context.Context) {
 			// Errors (busy, a closed file) are left to the next tick
 			// and to the writer's own checkpoints.
 			var busy, frames, copied int
 			_ = db.QueryRowContext(ctx, `PRAGMA wal_checkpoint(PASSIVE)`).Scan(&busy, &frames, &copied)
-		}
+		})
 	}()
 	return func() {
 		cancel()
