@@ -13,9 +13,10 @@ import (
 	"slices"
 	"time"
 
-	"github.com/hallmark-dev/hallmark/internal/periodic"
 	"github.com/sigstore/sigstore/pkg/signature"
 	"github.com/theupdateframework/go-tuf/v2/metadata"
+
+	"github.com/hallmark-dev/hallmark/internal/periodic"
 )
 
 // Target names sigstore clients look for (sigstore-go pkg/root, cosign).

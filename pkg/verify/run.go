@@ -98,7 +98,7 @@ func (r *run) signer() error {
 			return r.failErr(CheckCertificate, Unverifiable, err)
 		}
 		if !r.policy.IgnoreSCTUnsafe {
-			if err := verifyEmbeddedSCT(verified.Certificates[0], verified.Issuer(), t.CTLogKeys); err != nil {
+			if err := VerifyEmbeddedSCT(verified.Certificates[0], verified.Issuer(), t.CTLogKeys); err != nil {
 				class := Invalid
 				if errors.Is(err, ErrOutsideValidFor) {
 					class = Unverifiable

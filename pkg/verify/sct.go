@@ -31,15 +31,10 @@ const maxSCTs = 16
 // key), timestamped while that log's key is trusted, over the
 // precertificate of leaf issued by issuer. This is what proves the CA
 // published the certificate, as cosign requires unless
-// --insecure-ignore-sct.
+// --insecure-ignore-sct. Each SCT's signature is checked by the CT
+// library over the precertificate entry it was issued for (RFC 6962 3.2),
+// rebuilt once per certificate.
 func VerifyEmbeddedSCT(leaf, issuer *x509.Certificate, ctKeys map[string]root.LogKey) error {
-	return verifyEmbeddedSCT(leaf, issuer, ctKeys)
-}
-
-// verifyEmbeddedSCT is VerifyEmbeddedSCT. Each SCT's signature is
-// checked by the CT library over the precertificate entry it was issued
-// for (RFC 6962 3.2), rebuilt once per certificate.
-func verifyEmbeddedSCT(leaf, issuer *x509.Certificate, ctKeys map[string]root.LogKey) error {
 	if issuer == nil {
 		return fmt.Errorf("%w: the issuer of the certificate is unknown", ErrSCT)
 	}

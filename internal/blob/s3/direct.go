@@ -49,11 +49,15 @@ var directClient = &http.Client{Transport: &http.Transport{
 
 // direct reports whether the whole object of size bytes may be read by
 // rawGet.
-func (s *Store) direct(size int64) bool {
-	if size < directMin || s.cfg.Endpoint == "" {
+func (s *Store) direct(size int64) bool { return s.plainHTTP && size >= directMin }
+
+// plainHTTP reports whether endpoint is a plain-HTTP URL that no proxy
+// from the environment stands in front of.
+func plainHTTP(endpoint string) bool {
+	if endpoint == "" {
 		return false
 	}
-	u, err := url.Parse(s.cfg.Endpoint)
+	u, err := url.Parse(endpoint)
 	if err != nil || u.Scheme != "http" {
 		return false
 	}

@@ -48,6 +48,9 @@ type Store struct {
 	// copyPart is the most one copy request copies (S3: 5 GiB); a
 	// segment larger than that is copied in several ranges.
 	copyPart int64
+	// plainHTTP: the endpoint is plain HTTP without a proxy, so whole
+	// blobs may be read with directClient (see directMin).
+	plainHTTP bool
 }
 
 var (
@@ -115,7 +118,7 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 			tr.ReadBufferSize, tr.WriteBufferSize = socketBuffer, socketBuffer
 		})
 	})
-	s := &Store{cfg: cfg, client: client, presign: s3api.NewPresignClient(client), copyPart: maxPartSize}
+	s := &Store{cfg: cfg, client: client, presign: s3api.NewPresignClient(client), copyPart: maxPartSize, plainHTTP: plainHTTP(cfg.Endpoint)}
 	if cfg.Buffers <= 0 {
 		cfg.Buffers = defaultBuffers
 	}
