@@ -17,7 +17,9 @@
 #                                           # S3 server (versitygw), distribution on the same
 #                                           # S3 server; blob, manifest and tlog scenarios,
 #                                           # pulls from the replica that did not take the
-#                                           # push, load spread over both replicas
+#                                           # push, load spread over both replicas;
+#                                           # each replica with a 4 GiB blob cache
+#                                           # (HALLMARK_BENCH_BLOB_CACHE=SIZE, 0: none)
 # Other options: --strict (exit 3 if a target is missed), --no-build (reuse
 # bench/out/bin), --hallmark BINARY (benchmark another hallmark build).
 # Needs Go (GOTOOLCHAIN=local); `scripts/install-peers bench` builds the peers
@@ -154,6 +156,15 @@ if [ $scaleout = 1 ]; then
   export AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench-secret AWS_REGION=us-east-1 \
     AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null AWS_EC2_METADATA_DISABLED=true
   hargs+=(--blob-url "s3://bench/hallmark?endpoint=http://127.0.0.1:$SPORT&region=us-east-1&path-style=true")
+  # Each replica keeps the blobs it served on its disk (--blob-cache-size, as
+  # examples/scale-out/ configures it); HALLMARK_BENCH_BLOB_CACHE=0 measures
+  # every pull through S3.
+  cache_size=${HALLMARK_BENCH_BLOB_CACHE:-4GiB}
+  if [ "$cache_size" != 0 ] && "$HALLMARK" server --help 2>/dev/null | grep -q -- '--blob-cache-size'; then
+    hargs+=(--blob-cache-size "$cache_size")
+  else
+    cache_size=0
+  fi
   h2args=("${hargs[@]}")
   h2args[2]=127.0.0.1:$HPORT2 h2args[4]=$RUN/hallmark-data2
   mkdir -p "$RUN/hallmark-data2"
@@ -162,7 +173,7 @@ if [ $scaleout = 1 ]; then
   pids+=("$HPID2")
   hurls+=,http://127.0.0.1:$HPORT2
   export HALLMARK_BENCH_TLOG_SIZE=${HALLMARK_BENCH_TLOG_SIZE:-0} # appends/s; proof latency at the size reached
-  log "scale out: replicas $hurls on PostgreSQL and versitygw 127.0.0.1:$SPORT (distribution on the same bucket)"
+  log "scale out: replicas $hurls on PostgreSQL and versitygw 127.0.0.1:$SPORT (distribution on the same bucket), blob cache per replica: $cache_size"
 fi
 "$HALLMARK" "${hargs[@]}" > "$RUN/hallmark.log" 2>&1 &
 HPID=$!
@@ -188,6 +199,7 @@ set -e
 {
   echo
   echo "- command: bash bench/run.sh $orig_args"
+  if [ -n "${cache_size:-}" ]; then echo "- blob cache per replica (--blob-cache-size): $cache_size"; fi
   echo "- uptime after: $(uptime)"
   echo "- nproc: $(nproc); distribution: $("$REGISTRY" --version 2>/dev/null); hallmark: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet 2>/dev/null || echo '+dirty')"
 } | tee -a "$results"

@@ -3,12 +3,14 @@ package config
 import (
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"net/url"
 	"os"
 	"strings"
 	"time"
 
+	"github.com/dustin/go-humanize"
 	"github.com/spf13/pflag"
 	"gopkg.in/yaml.v3"
 )
@@ -21,6 +23,10 @@ type Server struct {
 	DatabaseURL     string        // postgres://... for the metadata database; empty: SQLite in DataDir
 	BlobURL         string        // s3://bucket/prefix?...: blobs in S3; "" = the filesystem under DataDir
 	BlobRedirect    bool          // answer blob GETs with a redirect to a presigned URL (S3 only)
+	// BlobCacheSize ("20GiB"; "" or "0": off) keeps the S3 blobs this
+	// replica served last in BlobCacheDir (default <data-dir>/blob-cache).
+	BlobCacheSize string
+	BlobCacheDir  string
 	LogLevel        string        // debug, info, warn, error
 	LogFormat       string        // json or text
 	MaxManifestSize int64         // bytes
@@ -112,6 +118,18 @@ func Defaults() Server {
 	}
 }
 
+// BlobCacheBytes is BlobCacheSize in bytes (0: no cache).
+func (c *Server) BlobCacheBytes() (int64, error) {
+	if c.BlobCacheSize == "" {
+		return 0, nil
+	}
+	n, err := humanize.ParseBytes(c.BlobCacheSize)
+	if err != nil || n > math.MaxInt64 {
+		return 0, fmt.Errorf("blob-cache-size %q: want a size such as 20GiB, 500MB or 0", c.BlobCacheSize)
+	}
+	return int64(n), nil
+}
+
 // BindFlags registers the server flags on fs, writing into c.
 func (c *Server) BindFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.Addr, "addr", c.Addr, "listen address (host:port)")
@@ -121,6 +139,8 @@ func (c *Server) BindFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.KeyEncryptionKeyFile, "key-encryption-key-file", c.KeyEncryptionKeyFile, "with --database-url: file holding the key (32 random bytes, base64 or hex: openssl rand -base64 32) that encrypts the server's keys in the database, the same on every replica; or give the key itself in env HALLMARK_KEY_ENCRYPTION_KEY")
 	fs.StringVar(&c.BlobURL, "blob-url", c.BlobURL, "blob storage: s3://bucket/prefix?endpoint=URL&region=REGION&path-style=true for S3 (credentials from the AWS environment: AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE, shared files); empty: the filesystem under --data-dir")
 	fs.BoolVar(&c.BlobRedirect, "blob-redirect", c.BlobRedirect, "answer blob GETs with a 307 redirect to a short-lived presigned S3 URL (clients must reach the S3 endpoint)")
+	fs.StringVar(&c.BlobCacheSize, "blob-cache-size", c.BlobCacheSize, "with an S3 blob-url: keep up to this much of the blobs this replica served last on its local disk (e.g. 20GiB) and send them from there with sendfile; emptied at start; 0: off")
+	fs.StringVar(&c.BlobCacheDir, "blob-cache-dir", c.BlobCacheDir, "directory of the blob cache (--blob-cache-size); its contents are removed at start; default <data-dir>/blob-cache")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "log level: debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "log format: json or text")
 	fs.Int64Var(&c.MaxManifestSize, "max-manifest-size", c.MaxManifestSize, "largest manifest accepted, in bytes (at least 4194304)")
@@ -256,6 +276,14 @@ func (c *Server) Validate() error {
 	}
 	if c.BlobRedirect && c.BlobURL == "" {
 		errs = append(errs, errors.New("blob-redirect needs an S3 blob-url (filesystem blobs are served by the registry)"))
+	}
+	switch n, err := c.BlobCacheBytes(); {
+	case err != nil:
+		errs = append(errs, err)
+	case n > 0 && c.BlobURL == "":
+		errs = append(errs, errors.New("blob-cache-size keeps S3 blobs on the local disk: it needs an S3 blob-url (filesystem blobs are local already)"))
+	case n > 0 && c.BlobRedirect:
+		errs = append(errs, errors.New("blob-cache-size and blob-redirect exclude each other: with redirects the blobs do not pass through the server, so there is nothing to keep"))
 	}
 	if c.DebugAddr != "" {
 		if host, _, err := net.SplitHostPort(c.DebugAddr); err != nil {

@@ -54,6 +54,16 @@ func TestPrecedenceFlagEnvFileDefault(t *testing.T) {
 	if c, err := parse(t, []string{"--blob-redirect"}, map[string]string{"HALLMARK_BLOB_URL": "s3://b-1/p"}, ""); err != nil || c.BlobURL != "s3://b-1/p" || !c.BlobRedirect || c.Validate() != nil {
 		t.Errorf("HALLMARK_BLOB_URL and --blob-redirect: %+v, %v", c, err)
 	}
+	if c, err := parse(t, []string{"--blob-cache-size", "20GiB"}, map[string]string{"HALLMARK_BLOB_URL": "s3://b-1/p"}, ""); err != nil || c.Validate() != nil {
+		t.Errorf("--blob-cache-size 20GiB: %v / %v", err, c.Validate())
+	} else if n, err := c.BlobCacheBytes(); n != 20<<30 || err != nil {
+		t.Errorf("20GiB = %d bytes, %v", n, err)
+	}
+	for _, off := range []string{"", "0"} {
+		if n, err := (&Server{BlobCacheSize: off}).BlobCacheBytes(); n != 0 || err != nil {
+			t.Errorf("blob-cache-size %q: %d, %v", off, n, err)
+		}
+	}
 	if c.LogFormat != "json" || c.ShutdownTimeout != 30*time.Second {
 		t.Errorf("defaults lost: log-format %q, shutdown-timeout %v", c.LogFormat, c.ShutdownTimeout)
 	}
@@ -166,6 +176,11 @@ func TestValidateSaysWhatToFix(t *testing.T) {
 		{"external url scheme", func(c *Server) { c.ExternalURL = "ftp://h" }, "external-url"},
 		{"blob url scheme", func(c *Server) { c.BlobURL = "gs://bucket" }, "blob-url"},
 		{"blob redirect on fs", func(c *Server) { c.BlobRedirect = true }, "blob-redirect"},
+		{"blob cache on fs", func(c *Server) { c.BlobCacheSize = "1GiB" }, "needs an S3 blob-url"},
+		{"blob cache with redirect", func(c *Server) { c.BlobURL, c.BlobRedirect, c.BlobCacheSize = "s3://b/p", true, "1GiB" }, "exclude each other"},
+		{"blob cache size", func(c *Server) { c.BlobURL, c.BlobCacheSize = "s3://b/p", "lots" }, "blob-cache-size"},
+		{"blob cache size negative", func(c *Server) { c.BlobURL, c.BlobCacheSize = "s3://b/p", "-1GiB" }, "blob-cache-size"},
+		{"blob cache size overflow", func(c *Server) { c.BlobURL, c.BlobCacheSize = "s3://b/p", "16EiB" }, "blob-cache-size"},
 		{"gc interval", func(c *Server) { c.GCInterval = -time.Second }, "gc-interval"},
 		{"gc grace", func(c *Server) { c.GCGrace = 500 * time.Millisecond }, "gc-grace"},
 	} {

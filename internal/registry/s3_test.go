@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"io"
 	"net/http"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -178,6 +179,76 @@ func TestBlobRedirectS3(t *testing.T) {
 		if !bytes.Equal(got[d], b) {
 			t.Errorf("pulled blob %s differs", d)
 		}
+	}
+}
+
+// TestBlobCacheS3: with --blob-cache-size a replica keeps the S3 blobs it
+// served on its disk: the second pull is answered from there (even with the
+// object gone from the bucket), ranges too; the metadata database still
+// decides who may read a blob; a real client pulls through the cache.
+func TestBlobCacheS3(t *testing.T) {
+	crane := testenv.Peer(t, "crane")
+	s3 := testenv.StartS3(t)
+	s3.SetEnv(t)
+	srv := startS3Server(t, s3, "cache", func(c *config.Server) { c.BlobCacheSize = "64MiB" })
+	data := randBytes(t, 3<<20+99)
+	d := digest.FromBytes(data)
+	if res := do(t, http.MethodPost, srv.URL+"/v2/app/blobs/uploads/?digest="+d.String(), data); res.StatusCode != http.StatusCreated {
+		t.Fatalf("monolithic upload: %d", res.StatusCode)
+	}
+	for i := range 2 {
+		if code, _, body := httpGet(t, srv.URL+"/v2/app/blobs/"+d.String()); code != 200 || !bytes.Equal(body, data) {
+			t.Fatalf("GET %d: %d, bytes equal %v", i, code, bytes.Equal(body, data))
+		}
+	}
+	metric := func(name string) string {
+		_, _, body := httpGet(t, srv.URL+"/metrics")
+		for l := range strings.Lines(string(body)) {
+			if strings.HasPrefix(l, name+" ") {
+				return strings.TrimSpace(strings.TrimPrefix(l, name+" "))
+			}
+		}
+		return ""
+	}
+	if h, f := metric("hallmark_blob_cache_hits_total"), metric("hallmark_blob_cache_fills_total"); h != "1" || f != "1" {
+		t.Fatalf("hits %q fills %q, want 1 and 1", h, f)
+	}
+	if err := os.Remove(s3.ObjectPath("cache/blobs/sha256/" + d.Encoded()[:2] + "/" + d.Encoded())); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, body := httpGet(t, srv.URL+"/v2/app/blobs/"+d.String()); code != 200 || !bytes.Equal(body, data) {
+		t.Fatalf("GET with the object gone from S3: %d", code)
+	}
+	if code, _, body := httpGet(t, srv.URL+"/v2/app/blobs/"+d.String(), "Range", "bytes=10-19"); code != http.StatusPartialContent || !bytes.Equal(body, data[10:20]) {
+		t.Fatalf("Range GET from the cache: %d", code)
+	}
+	// Another repository has no link to the blob: the cache is not asked.
+	if code, _, _ := httpGet(t, srv.URL+"/v2/other/blobs/"+d.String()); code != http.StatusNotFound {
+		t.Fatalf("GET through another repository: %d", code)
+	}
+	if res := do(t, http.MethodDelete, srv.URL+"/v2/app/blobs/"+d.String(), nil); res.StatusCode != http.StatusAccepted {
+		t.Fatalf("DELETE: %d", res.StatusCode)
+	}
+	if code, _, _ := httpGet(t, srv.URL+"/v2/app/blobs/"+d.String()); code != http.StatusNotFound {
+		t.Fatalf("GET of a deleted blob: %d", code)
+	}
+
+	env := peerEnv(t)
+	img := multiArchSized(t, false, 2<<20)
+	dir := writeLayout(t, img, "v1")
+	run(t, env, crane, "push", "--insecure", dir, srv.Addr+"/app:v1")
+	for i := range 2 {
+		out := filepath.Join(t.TempDir(), "pulled")
+		run(t, env, crane, "pull", "--insecure", "--format", "oci", srv.Addr+"/app:v1", out)
+		want, got := layoutBlobs(t, dir), layoutBlobs(t, out)
+		for d, b := range want {
+			if !bytes.Equal(got[d], b) {
+				t.Errorf("pull %d: blob %s differs", i, d)
+			}
+		}
+	}
+	if h := metric("hallmark_blob_cache_hits_total"); h == "" || h == "1" || h == "2" {
+		t.Fatalf("hits after two crane pulls: %q", h)
 	}
 }
 

@@ -120,6 +120,10 @@ func build(ctx context.Context, cfg config.Server, log *slog.Logger, ln net.List
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m := newMetrics(reg)
 	s.metrics = m
+	if err := s.setupBlobCache(reg); err != nil {
+		store.Close()
+		return nil, err
+	}
 
 	var icfg index.Config
 	for _, path := range cfg.TrustedKeys {
@@ -158,7 +162,7 @@ func build(ctx context.Context, cfg config.Server, log *slog.Logger, ln net.List
 	if indexer != nil {
 		rcfg.SettleIndex = indexer.Settle
 	}
-	rh, err := registry.New(blobs, store, log, rcfg)
+	rh, err := registry.New(s.blobs, store, log, rcfg)
 	if err != nil {
 		store.Close()
 		return nil, err

@@ -197,8 +197,8 @@ func testEmptyBlob(t *testing.T, b *Backend) {
 	checkObjects(t, b, d)
 }
 
-// put stores data as one blob.
-func put(t testing.TB, s blob.Store, data []byte) digest.Digest {
+// Put stores data as one blob (in repository "app").
+func Put(t testing.TB, s blob.Store, data []byte) digest.Digest {
 	t.Helper()
 	d := digest.FromBytes(data)
 	up, err := s.Uploads().New(ctx, "app", digest.SHA256)
@@ -217,7 +217,7 @@ func put(t testing.TB, s blob.Store, data []byte) digest.Digest {
 func testRangeReads(t *testing.T, b *Backend) {
 	s := b.Store()
 	data := RandBytes(6<<20 + 123)
-	d := put(t, s, data)
+	d := Put(t, s, data)
 	rc, size, err := s.Open(ctx, d)
 	if err != nil || size != int64(len(data)) {
 		t.Fatalf("Open: %d, %v", size, err)
@@ -635,7 +635,7 @@ func testUnavailable(t *testing.T, b *Backend) {
 	s := b.Store()
 	data := RandBytes(7 << 20)
 	d := digest.FromBytes(data)
-	stored := put(t, s, data[:1000])
+	stored := Put(t, s, data[:1000])
 	up, err := s.Uploads().New(ctx, "app", digest.SHA256)
 	if err != nil {
 		t.Fatal(err)
@@ -692,8 +692,8 @@ func testUnavailable(t *testing.T, b *Backend) {
 
 func testDelete(t *testing.T, b *Backend) {
 	s := b.Store()
-	keep := put(t, s, RandBytes(100))
-	gone := []digest.Digest{put(t, s, RandBytes(200)), put(t, s, RandBytes(6<<20+3)), digest.SHA512.FromBytes([]byte("x"))}
+	keep := Put(t, s, RandBytes(100))
+	gone := []digest.Digest{Put(t, s, RandBytes(200)), Put(t, s, RandBytes(6<<20+3)), digest.SHA512.FromBytes([]byte("x"))}
 	// A sha512 blob too.
 	up, err := s.Uploads().New(ctx, "app", digest.SHA512)
 	if err != nil {
@@ -728,7 +728,7 @@ func testDelete(t *testing.T, b *Backend) {
 		t.Errorf("Delete(nil): %v", err)
 	}
 	// An invalid digest is an error, and the valid ones are still deleted.
-	other := put(t, s, RandBytes(10))
+	other := Put(t, s, RandBytes(10))
 	if err := s.Delete(ctx, []digest.Digest{"sha256:../../x", other}); err == nil {
 		t.Error("Delete of an invalid digest: no error")
 	}
@@ -745,11 +745,11 @@ func testDelete(t *testing.T, b *Backend) {
 	// A blob deleted and pushed again is there.
 	again := RandBytes(200)
 	copy(again, "again")
-	d := put(t, s, again)
+	d := Put(t, s, again)
 	if err := s.Delete(ctx, []digest.Digest{d}); err != nil {
 		t.Fatal(err)
 	}
-	if put(t, s, again) != d || !bytes.Equal(ReadBlob(t, s, d), again) {
+	if Put(t, s, again) != d || !bytes.Equal(ReadBlob(t, s, d), again) {
 		t.Fatal("blob pushed again after Delete differs")
 	}
 }
@@ -763,7 +763,7 @@ func testList(t *testing.T, b *Backend) {
 	want := map[digest.Digest]int64{}
 	for _, n := range []int{0, 1, 1000, 6<<20 + 1} {
 		data := RandBytes(n)
-		want[put(t, s, data)] = int64(n)
+		want[Put(t, s, data)] = int64(n)
 	}
 	data := RandBytes(77)
 	d512 := digest.SHA512.FromBytes(data)
