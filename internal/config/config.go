@@ -17,16 +17,12 @@ import (
 
 // Server is the configuration of `hallmark server`.
 type Server struct {
-	Addr         string // listen address
-	ExternalURL  string // base URL clients use to reach the server; default http://<addr>
-	DataDir      string // blobs, database and keys
-	DatabaseURL  string // postgres://... for the metadata database; empty: SQLite in DataDir
-	BlobURL      string // s3://bucket/prefix?...: blobs in S3; "" = the filesystem under DataDir
-	BlobRedirect bool   // answer blob GETs with a redirect to a presigned URL (S3 only)
-	// BlobCacheSize ("20GiB"; "" or "0": off) keeps the S3 blobs this
-	// replica served last in BlobCacheDir (default <data-dir>/blob-cache).
-	BlobCacheSize   string
-	BlobCacheDir    string
+	Addr            string        // listen address
+	ExternalURL     string        // base URL clients use to reach the server; default http://<addr>
+	DataDir         string        // blobs, database and keys
+	DatabaseURL     string        // postgres://... for the metadata database; empty: SQLite in DataDir
+	BlobURL         string        // s3://bucket/prefix?...: blobs in S3; "" = the filesystem under DataDir
+	BlobRedirect    bool          // answer blob GETs with a redirect to a presigned URL (S3 only)
 	LogLevel        string        // debug, info, warn, error
 	LogFormat       string        // json or text
 	MaxManifestSize int64         // bytes
@@ -47,6 +43,10 @@ type Server struct {
 	// CAKeyType is the key type of the CA's root and intermediate when they
 	// are created (first start): ecdsa-p256 or ecdsa-p384 (ca.ParseKeyType).
 	CAKeyType string
+	// BlobCacheSize ("20GiB"; "" or "0": off) keeps the S3 blobs this
+	// replica served last in BlobCacheDir (default <data-dir>/blob-cache).
+	BlobCacheSize string
+	BlobCacheDir  string
 	// IndexWorkers is the number of signature indexing workers (0: two
 	// per CPU; -1: none on this replica).
 	IndexWorkers int
