@@ -258,6 +258,9 @@ func (s *Server) Close() error {
 	if s.debugLn != nil {
 		s.debugLn.Close()
 	}
+	if c, ok := s.blobs.(cachedBlobs); ok {
+		c.cache.Close()
+	}
 	return s.meta.Close()
 }
 

@@ -47,6 +47,7 @@ func newEnv(t *testing.T, srv *testenv.S3, max int64) *env {
 	if e.c, err = cache.New(src, e.dir, max, slog.New(slog.DiscardHandler)); err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { e.c.Close() })
 	return e
 }
 
@@ -69,6 +70,7 @@ func (e *env) pull(d digest.Digest) ([]byte, io.ReadSeekCloser) {
 	} else if _, err := io.Copy(&buf, rc); err != nil {
 		e.t.Fatal(err)
 	}
+	e.c.WaitFills()
 	return buf.Bytes(), rc
 }
 
@@ -150,10 +152,11 @@ func TestCache(t *testing.T) {
 		}
 		e.pull(d) // what the source sends goes out (the registry checked nothing here) ...
 		e.want(cache.Stats{Misses: 1})
+		// ... its copy is refused ...
 		if tmp, _ := os.ReadDir(filepath.Join(e.dir, "tmp")); len(tmp) != 0 {
 			t.Fatalf("left in tmp: %v", tmp)
 		}
-		// ... but is never kept: the next read goes to the source again.
+		// ... and the next read goes to the source again.
 		if _, rc := e.pull(d); isFile(rc) {
 			t.Fatal("a tampered copy was kept")
 		}
@@ -269,6 +272,7 @@ func TestCache(t *testing.T) {
 			})
 		}
 		wg.Wait()
+		e.c.WaitFills()
 		close(errs)
 		for err := range errs {
 			if err != nil {
@@ -277,6 +281,37 @@ func TestCache(t *testing.T) {
 		}
 		if st := e.c.Stats(); st.Fills != 1 || st.Entries != 1 || st.Hits+st.Misses != 8 {
 			t.Fatalf("stats %+v", st)
+		}
+	})
+
+	t.Run("CloseStopsCopies", func(t *testing.T) {
+		e := newEnv(t, srv, 256<<20)
+		data := blobtest.RandBytes(32 << 20)
+		d := blobtest.Put(t, e.src, data)
+		rc, _, err := e.c.Open(ctx, d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wr := rc.(blob.WholeReader)
+		if err := wr.Start(); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := wr.WriteTo(io.Discard); err != nil {
+			t.Fatal(err)
+		}
+		rc.Close()
+		e.c.Close() // the copy may have finished or not; nothing half-done stays
+		if tmp, _ := os.ReadDir(filepath.Join(e.dir, "tmp")); len(tmp) != 0 {
+			t.Fatalf("left in tmp: %v", tmp)
+		}
+		if st := e.c.Stats(); st.Entries > 1 || st.Entries == 1 && st.Bytes != int64(len(data)) {
+			t.Fatalf("stats %+v", st)
+		}
+		// A closed cache starts no copies.
+		other := blobtest.Put(t, e.src, blobtest.RandBytes(1<<20))
+		e.pull(other)
+		if st := e.c.Stats(); st.Fills > 1 {
+			t.Fatalf("a copy after Close: %+v", st)
 		}
 	})
 
