@@ -148,4 +148,7 @@ func TestScaleOutExample(t *testing.T) {
 		c.ExternalURL == "" || len(c.TrustedProxies) == 0 || !c.InsecureHTTP {
 		t.Errorf("the example lacks a replica setting: %+v", c)
 	}
+	if n, err := c.BlobCacheBytes(); n != 20<<30 || err != nil {
+		t.Errorf("the example's blob cache: %d bytes, %v", n, err)
+	}
 }
