@@ -51,24 +51,31 @@ func newEnv(t *testing.T, srv *testenv.S3, max int64) *env {
 	return e
 }
 
-// pull reads d whole as the registry does for a GET: Start, then WriteTo.
-func (e *env) pull(d digest.Digest) ([]byte, io.ReadSeekCloser) {
-	e.t.Helper()
-	rc, _, err := e.c.Open(ctx, d)
+// send writes blob d to w as the registry does for a GET: Start and
+// WriteTo when the reader can, else a copy.
+func send(c *cache.Cache, d digest.Digest, w io.Writer) (io.ReadSeekCloser, error) {
+	rc, _, err := c.Open(ctx, d)
 	if err != nil {
-		e.t.Fatalf("Open %s: %v", d, err)
+		return nil, err
 	}
 	defer rc.Close()
-	var buf bytes.Buffer
 	if wr, ok := rc.(blob.WholeReader); ok {
-		if err := wr.Start(); err != nil {
-			e.t.Fatal(err)
+		if err = wr.Start(); err == nil {
+			_, err = wr.WriteTo(w)
 		}
-		if _, err := wr.WriteTo(&buf); err != nil {
-			e.t.Fatal(err)
-		}
-	} else if _, err := io.Copy(&buf, rc); err != nil {
-		e.t.Fatal(err)
+	} else {
+		_, err = io.Copy(w, rc)
+	}
+	return rc, err
+}
+
+// pull reads d whole and waits for the copy it started.
+func (e *env) pull(d digest.Digest) ([]byte, io.ReadSeekCloser) {
+	e.t.Helper()
+	var buf bytes.Buffer
+	rc, err := send(e.c, d, &buf)
+	if err != nil {
+		e.t.Fatalf("pull %s: %v", d, err)
 	}
 	e.c.WaitFills()
 	return buf.Bytes(), rc
@@ -166,18 +173,10 @@ func TestCache(t *testing.T) {
 		e := newEnv(t, srv, 64<<20)
 		data := blobtest.RandBytes(4 << 20)
 		d := blobtest.Put(t, e.src, data)
-		rc, _, err := e.c.Open(ctx, d)
-		if err != nil {
-			t.Fatal(err)
-		}
-		wr := rc.(blob.WholeReader)
-		if err := wr.Start(); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := wr.WriteTo(&failingWriter{n: 1 << 20}); err == nil {
+		if _, err := send(e.c, d, &failingWriter{n: 1 << 20}); err == nil {
 			t.Fatal("WriteTo to a failing client: no error")
 		}
-		rc.Close()
+		e.c.WaitFills()
 		e.want(cache.Stats{Misses: 1})
 		if tmp, _ := os.ReadDir(filepath.Join(e.dir, "tmp")); len(tmp) != 0 {
 			t.Fatalf("left in tmp: %v", tmp)
@@ -251,20 +250,8 @@ func TestCache(t *testing.T) {
 		errs := make(chan error, 8)
 		for range 8 {
 			wg.Go(func() {
-				rc, _, err := e.c.Open(ctx, d)
-				if err != nil {
-					errs <- err
-					return
-				}
-				defer rc.Close()
 				var buf bytes.Buffer
-				if wr, ok := rc.(blob.WholeReader); ok {
-					if err = wr.Start(); err == nil {
-						_, err = wr.WriteTo(&buf)
-					}
-				} else {
-					_, err = io.Copy(&buf, rc)
-				}
+				_, err := send(e.c, d, &buf)
 				if err == nil && !bytes.Equal(buf.Bytes(), data) {
 					err = fmt.Errorf("wrong bytes")
 				}
@@ -288,18 +275,9 @@ func TestCache(t *testing.T) {
 		e := newEnv(t, srv, 256<<20)
 		data := blobtest.RandBytes(32 << 20)
 		d := blobtest.Put(t, e.src, data)
-		rc, _, err := e.c.Open(ctx, d)
-		if err != nil {
+		if _, err := send(e.c, d, io.Discard); err != nil {
 			t.Fatal(err)
 		}
-		wr := rc.(blob.WholeReader)
-		if err := wr.Start(); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := wr.WriteTo(io.Discard); err != nil {
-			t.Fatal(err)
-		}
-		rc.Close()
 		e.c.Close() // the copy may have finished or not; nothing half-done stays
 		if tmp, _ := os.ReadDir(filepath.Join(e.dir, "tmp")); len(tmp) != 0 {
 			t.Fatalf("left in tmp: %v", tmp)
