@@ -29,3 +29,9 @@ func (ix *Indexer) Signatures(ctx context.Context, m *meta.Manifest, subject dig
 	}
 	return ix.indexManifest(ctx, m, subject, pol, 0, newBatch(0))
 }
+
+// RunBatch claims and indexes one batch of any image's jobs, as a worker
+// of Run does; it returns how many jobs it claimed.
+func (ix *Indexer) RunBatch(ctx context.Context) (int, error) {
+	return ix.runBatch(ctx, ix.owner, "", "")
+}
