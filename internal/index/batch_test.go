@@ -124,3 +124,69 @@ func BenchmarkIndexBatch(b *testing.B) {
 		reportPerSignature(b, cpu)
 	})
 }
+
+// TestBatchAcrossRepositories: one batch's manifests, signatures and
+// layers are read at once for all its repositories, with each job's
+// result what it would be alone: a layer the job's repository lacks (only
+// another has it) is not read, a deleted manifest's push job records
+// nothing, and a signature already recorded in one repository does not
+// hide it in another.
+func TestBatchAcrossRepositories(t *testing.T) {
+	e := newEnv(t, true)
+	ctx := context.Background()
+	subject := digest.FromString("image")
+	desc := func(l layer, d digest.Digest) oci.Descriptor {
+		return oci.Descriptor{MediaType: sign.SimpleSigningMediaType, Digest: d, Size: int64(len(l.payload)), Annotations: l.ann}
+	}
+	shared := e.signedLayer(subject, map[string]string{"tag": "v1"})
+	d := e.putBlobIn("a/app", shared.payload)
+	e.putBlobIn("b/app", shared.payload)
+	// Already recorded in a/app (an earlier batch): not decided again there.
+	e.queueManifest("a/app", subject, desc(shared, d))
+	if n, err := e.ix.RunBatch(ctx); err != nil || n != 1 {
+		t.Fatalf("RunBatch = %d, %v", n, err)
+	}
+	foreign := e.signedLayer(subject, map[string]string{"tag": "v2"})
+	fd := e.putBlobIn("a/app", foreign.payload) // only a/app has it
+	e.queueManifest("a/app", subject, desc(shared, d), desc(foreign, fd))
+	e.queueManifest("b/app", subject, desc(shared, d))
+	e.queueManifest("c/app", subject, desc(foreign, fd))
+	deleted := e.signedLayer(subject, map[string]string{"tag": "v3"})
+	dd := e.putBlobIn("d/app", deleted.payload)
+	e.queueManifest("d/app", subject, desc(deleted, dd))
+	m, err := e.store.GetManifest(ctx, "d/app", "sha256-"+subject.Encoded()+".sig")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.store.DeleteManifest(ctx, "d/app", m.Digest); err != nil {
+		t.Fatal(err)
+	}
+	reads := e.ix.Stats().BlobReads
+	if n, err := e.ix.RunBatch(ctx); err != nil || n != 4 {
+		t.Fatalf("RunBatch = %d, %v; want the 4 jobs", n, err)
+	}
+	if got := e.ix.Stats().BlobReads - reads; got != 2 {
+		t.Errorf("%d blobs read, want 2 (the new layer in a/app, the shared one in b/app)", got)
+	}
+	want := map[string][]string{
+		"a/app": {meta.StatusVerified, meta.StatusVerified},
+		"b/app": {meta.StatusVerified},
+		"c/app": {meta.StatusInvalid},
+		"d/app": nil,
+	}
+	for repo, statuses := range want {
+		sigs, err := e.store.ListSignatures(ctx, repo, subject)
+		if err != nil || len(sigs) != len(statuses) {
+			t.Fatalf("%s: %+v, %v; want %d signatures", repo, sigs, err, len(statuses))
+		}
+		for i, s := range sigs {
+			if s.Status != statuses[i] {
+				t.Errorf("%s: signature %d is %s (%s), want %s", repo, i, s.Status, s.StatusDetail, statuses[i])
+			}
+		}
+	}
+	sigs, _ := e.store.ListSignatures(ctx, "c/app", subject)
+	if want := "signature layer " + fd.String() + " is not in repository c/app: blob not linked to repository"; sigs[0].StatusDetail != want {
+		t.Errorf("layer of another repository: %q, want %q", sigs[0].StatusDetail, want)
+	}
+}

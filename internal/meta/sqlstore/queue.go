@@ -4,8 +4,10 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 	"maps"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/opencontainers/go-digest"
@@ -127,38 +129,134 @@ func (s *Store) IndexGeneration(ctx context.Context) (int64, error) {
 	return g, err
 }
 
-// SignatureGenerations implements meta.IndexQueue.
-func (s *Store) SignatureGenerations(ctx context.Context, repo string, keys []string) (map[string]int64, error) {
-	out := map[string]int64{}
-	for len(keys) > 0 {
-		n := min(len(keys), idsPerQuery)
-		chunk := keys[:n]
-		keys = keys[n:]
-		args := make([]any, 0, n+1)
-		args = append(args, repo)
-		for _, k := range chunk {
-			args = append(args, k)
+// JobManifests implements meta.IndexQueue: one query per idsPerQuery
+// manifests, instead of a GetManifest per job.
+func (s *Store) JobManifests(ctx context.Context, jobs []meta.IndexJob) ([]*meta.Manifest, error) {
+	want := map[string][]string{}
+	for _, j := range jobs {
+		want[j.Repository] = append(want[j.Repository], j.Manifest.String())
+	}
+	found := map[[2]string]*meta.Manifest{}
+	err := perRepository(ctx, s.r, `SELECT r.name, m.digest, m.media_type, m.artifact_type, m.payload, m.subject_digest, m.created_at
+		FROM repositories r JOIN manifests m ON m.repository_id = r.id WHERE r.name = ? AND m.digest IN (%s)`, want, func(rows *sql.Rows) error {
+		m := &meta.Manifest{}
+		var dg, subject string
+		var created int64
+		if err := rows.Scan(&m.Repository, &dg, &m.MediaType, &m.ArtifactType, &m.Payload, &subject, &created); err != nil {
+			return err
 		}
-		rows, err := s.r.query(ctx, `SELECT s.sig_key, s.generation FROM signatures s JOIN repositories r ON r.id = s.repository_id
-			WHERE r.name = ? AND s.deleted_at IS NULL AND s.sig_key IN (`+placeholders(n, 1)+`)`, args...)
-		if err != nil {
-			return nil, err
-		}
-		for rows.Next() {
-			var k string
-			var g int64
-			if err := rows.Scan(&k, &g); err != nil {
-				rows.Close()
-				return nil, err
-			}
-			out[k] = g
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return nil, err
-		}
+		m.Digest, m.Subject, m.Created = digest.Digest(dg), digest.Digest(subject), time.Unix(0, created)
+		found[[2]string{m.Repository, dg}] = m
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*meta.Manifest, len(jobs))
+	for i, j := range jobs {
+		out[i] = found[[2]string{j.Repository, j.Manifest.String()}]
 	}
 	return out, nil
+}
+
+// SignatureGenerations implements meta.IndexQueue.
+func (s *Store) SignatureGenerations(ctx context.Context, keys map[string][]string) (map[string]map[string]int64, error) {
+	out := map[string]map[string]int64{}
+	err := perRepository(ctx, s.r, `SELECT r.name, s.sig_key, s.generation FROM signatures s JOIN repositories r ON r.id = s.repository_id
+		WHERE r.name = ? AND s.deleted_at IS NULL AND s.sig_key IN (%s)`, keys, func(rows *sql.Rows) error {
+		var repo, k string
+		var g int64
+		if err := rows.Scan(&repo, &k, &g); err != nil {
+			return err
+		}
+		if out[repo] == nil {
+			out[repo] = map[string]int64{}
+		}
+		out[repo][k] = g
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// RepositoryBlobs implements meta.IndexQueue (BlobSize's rule: a blob
+// linked to the repository and stored).
+func (s *Store) RepositoryBlobs(ctx context.Context, blobs map[string][]digest.Digest) (map[string]map[digest.Digest]bool, error) {
+	want := make(map[string][]string, len(blobs))
+	for repo, ds := range blobs {
+		for _, d := range ds {
+			want[repo] = append(want[repo], d.String())
+		}
+	}
+	out := map[string]map[digest.Digest]bool{}
+	err := perRepository(ctx, s.r, `SELECT r.name, COALESCE(rb.digest, ''), b.size FROM (SELECT id, name FROM repositories WHERE name = ?) r
+		LEFT JOIN repository_blobs rb ON rb.repository_id = r.id AND rb.digest IN (%s) LEFT JOIN blobs b ON b.digest = rb.digest`, want, func(rows *sql.Rows) error {
+		var repo, d string
+		var size sql.NullInt64
+		if err := rows.Scan(&repo, &d, &size); err != nil {
+			return err
+		}
+		if out[repo] == nil {
+			out[repo] = map[digest.Digest]bool{}
+		}
+		if d != "" && size.Valid {
+			out[repo][digest.Digest(d)] = true
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// perRepository runs q for the values of each repository of want: q
+// selects rows of one repository, with a ? for its name and %s for the
+// placeholders of an IN list of its values. The repositories' selects
+// are joined with UNION ALL into statements of at most idsPerQuery
+// parameters (each an index lookup, as one query per repository would
+// be); scan is called for each row.
+func perRepository(ctx context.Context, c conn, q string, want map[string][]string, scan func(*sql.Rows) error) error {
+	var parts []string
+	var args []any
+	flush := func() error {
+		if len(parts) == 0 {
+			return nil
+		}
+		rows, err := c.query(ctx, strings.Join(parts, ` UNION ALL `), args...)
+		parts, args = parts[:0], args[:0]
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			if err := scan(rows); err != nil {
+				return err
+			}
+		}
+		return rows.Err()
+	}
+	for _, repo := range slices.Sorted(maps.Keys(want)) {
+		vals := slices.Compact(slices.Sorted(slices.Values(want[repo])))
+		for len(vals) > 0 {
+			n := min(len(vals), idsPerQuery-1-len(args))
+			if n <= 0 {
+				if err := flush(); err != nil {
+					return err
+				}
+				continue
+			}
+			parts = append(parts, fmt.Sprintf(q, placeholders(n, 1)))
+			args = append(args, repo)
+			for _, v := range vals[:n] {
+				args = append(args, v)
+			}
+			vals = vals[n:]
+		}
+	}
+	return flush()
 }
 
 // Reindex implements meta.IndexQueue.
