@@ -84,8 +84,16 @@ func (s *Store) FinishIndexJobs(ctx context.Context, owner string, jobs []meta.I
 		if added, err = recordSignatures(ctx, tx, sigs, true); err != nil {
 			return err
 		}
+		if len(jobs) == 0 {
+			return nil
+		}
+		del, err := tx.prepare(ctx, `DELETE FROM index_jobs WHERE id = ? AND seq = ? AND claimed_by = ?`) // once per batch, not per job
+		if err != nil {
+			return err
+		}
+		defer del.close()
 		for _, j := range jobs {
-			res, err := tx.exec(ctx, `DELETE FROM index_jobs WHERE id = ? AND seq = ? AND claimed_by = ?`, j.ID, j.Seq, owner)
+			res, err := del.exec(ctx, j.ID, j.Seq, owner)
 			if err != nil {
 				return err
 			}
