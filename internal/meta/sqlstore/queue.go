@@ -346,7 +346,12 @@ func recordSignatures(ctx context.Context, tx conn, sigs []meta.Signature, updat
 	// A new signature's annotations, certificate extensions and facts
 	// (a few dozen rows each) are written after the loop, many rows per
 	// statement.
-	var annotations, extensions, facts [][]any
+	var nAnn, nExt int
+	for _, sg := range sigs {
+		nAnn, nExt = nAnn+len(sg.Annotations), nExt+len(sg.CertExtensions)
+	}
+	annotations, extensions := rowValues{width: 4, vals: make([]any, 0, 4*nAnn)}, rowValues{width: 3, vals: make([]any, 0, 3*nExt)}
+	facts := rowValues{width: 6}
 	shas := make([]string, len(sigs))
 	for i, sg := range sigs {
 		shas[i] = sg.CertSHA256
@@ -385,28 +390,26 @@ func recordSignatures(ctx context.Context, tx conn, sigs []meta.Signature, updat
 			return 0, err
 		}
 		added++
+		idv, createdv, ridv := any(id), any(created), any(rid) // boxed once for the signature's rows
 		for k, v := range sg.Annotations {
-			annotations = append(annotations, []any{id, k, v, created})
+			annotations.add(idv, k, v, createdv)
 		}
 		for k, v := range sg.CertExtensions {
-			extensions = append(extensions, []any{id, k, v})
+			extensions.add(idv, k, v)
 		}
 		for _, f := range meta.Facts(&sg, claims[sg.CertSHA256]) {
-			facts = append(facts, []any{f.Field, f.Value, created, id, rid, f.Basis})
+			facts.add(f.Field, f.Value, createdv, idv, ridv, f.Basis)
 		}
 	}
 	// Keys made equal by the text cleaning (textArgs) keep the first.
 	for _, ins := range []struct {
 		head string
-		rows [][]any
+		rows rowValues
 	}{
 		{`INSERT INTO signature_annotations(signature_id, key, value, created_at) VALUES `, annotations},
 		{`INSERT INTO signature_cert_extensions(signature_id, oid, value) VALUES `, extensions},
 		{`INSERT INTO signature_facts(field, value, created_at, signature_id, repository_id, basis) VALUES `, facts},
 	} {
-		if len(ins.rows) == 0 {
-			continue
-		}
 		if err := insertRows(ctx, tx, ins.head, ` ON CONFLICT DO NOTHING`, ins.rows); err != nil {
 			return 0, err
 		}
