@@ -336,13 +336,18 @@ func layerKey(subject digest.Digest, l oci.Descriptor, bundleKind bool) string {
 	return dedupeKey(subject.String(), l.Digest.String(), sigB64, certPEM)
 }
 
+// dedupeKey is the hex SHA-256 of the parts, each followed by a NUL.
 func dedupeKey(parts ...string) string {
-	h := sha256.New()
+	n := 0
 	for _, p := range parts {
-		h.Write([]byte(p))
-		h.Write([]byte{0})
+		n += len(p) + 1
 	}
-	return hex.EncodeToString(h.Sum(nil))
+	buf := make([]byte, 0, n) // one copy, not one per part
+	for _, p := range parts {
+		buf = append(append(buf, p...), 0)
+	}
+	sum := sha256.Sum256(buf)
+	return hex.EncodeToString(sum[:])
 }
 
 // manifestReader reads the layers of one manifest: each distinct blob
@@ -470,6 +475,16 @@ func (ix *Indexer) record(ctx context.Context, s *meta.Signature, l oci.Descript
 func bounded(kv map[string]string, what string, dropped []string) (map[string]string, []string) {
 	if len(kv) == 0 {
 		return kv, dropped
+	}
+	fits := len(kv) <= MaxAnnotations
+	for k, v := range kv {
+		if len(k) > MaxAnnotationKey || len(v) > MaxAnnotationValue {
+			fits = false
+			break
+		}
+	}
+	if fits { // the usual case: all of them, no need to sort
+		return maps.Clone(kv), dropped
 	}
 	out := make(map[string]string, min(len(kv), MaxAnnotations))
 	var over int
