@@ -63,9 +63,23 @@ func processCPU(b *testing.B) time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
-// reportPerSignature adds the wall and CPU time per signature to b's
-// results.
-func reportPerSignature(b *testing.B, cpu time.Duration) {
+// benchBatches times e's indexing of full batches, and reports the wall
+// and CPU time per signature: queue stores job i of a round (its
+// signature manifest, its layers' blobs linked) and returns its image.
+func (e *env) benchBatches(b *testing.B, queue func(round, i int) (repo string, subject digest.Digest)) {
+	round := 0
+	var cpu time.Duration
+	for b.Loop() {
+		b.StopTimer()
+		round++
+		repos, subjects := make([]string, benchBatch), make([]digest.Digest, benchBatch)
+		for i := range benchBatch {
+			repos[i], subjects[i] = queue(round, i)
+		}
+		runtime.GC() // the setup's garbage is not the batch's
+		b.StartTimer()
+		e.runQueuedBatch(b, &cpu, repos, subjects)
+	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*benchBatch), "ns/sig")
 	b.ReportMetric(float64(cpu.Nanoseconds())/float64(b.N*benchBatch), "cpu-ns/sig")
 }
@@ -75,56 +89,34 @@ func reportPerSignature(b *testing.B, cpu time.Duration) {
 // reads of the manifests, of the signatures already recorded and of the
 // payload blobs, the verification, and the transaction that records them
 // (ns/sig and cpu-ns/sig, the process's CPU time, are the costs of one
-// signature). keyed: one repository, each
-// image signed with a trusted key and the eleven GitLab CI annotations
-// (the bench harness's shape, with a key instead of a certificate);
-// keyless: cosign's real keyless signature, in a repository of its own
-// per job (the project's policy), chain, SCT and SET checked.
+// signature). keyed: one repository, each image signed with a trusted key
+// and the eleven GitLab CI annotations (the bench harness's shape, with a
+// key instead of a certificate); keyless: cosign's real keyless
+// signature, in a repository of its own per job (the project's policy),
+// chain, SCT and SET checked.
 func BenchmarkIndexBatch(b *testing.B) {
-	ctx := context.Background()
 	b.Run("keyed", func(b *testing.B) {
 		e := newEnv(b, true)
-		round := 0
-		var cpu time.Duration
-		for b.Loop() {
-			b.StopTimer()
-			round++
-			repos, subjects := make([]string, benchBatch), make([]digest.Digest, benchBatch)
-			for i := range benchBatch {
-				subject := digest.FromString(fmt.Sprint("image ", round, " ", i))
-				l := e.signedLayer(subject, ciAnnotations(subject.Encoded()[:40]))
-				d := e.putBlob(l.payload)
-				e.queueManifest("group/app", subject, oci.Descriptor{MediaType: sign.SimpleSigningMediaType, Digest: d, Size: int64(len(l.payload)), Annotations: l.ann})
-				repos[i], subjects[i] = "group/app", subject
-			}
-			runtime.GC() // the setup's garbage is not the batch's
-			b.StartTimer()
-			e.runQueuedBatch(b, &cpu, repos, subjects)
-		}
-		reportPerSignature(b, cpu)
+		e.benchBatches(b, func(round, i int) (string, digest.Digest) {
+			subject := digest.FromString(fmt.Sprint("image ", round, " ", i))
+			l := e.signedLayer(subject, ciAnnotations(subject.Encoded()[:40]))
+			d := e.putBlob(l.payload)
+			e.queueManifest("group/app", subject, oci.Descriptor{MediaType: sign.SimpleSigningMediaType, Digest: d, Size: int64(len(l.payload)), Annotations: l.ann})
+			return "group/app", subject
+		})
 	})
 	b.Run("keyless", func(b *testing.B) {
 		r := loadRealKeyless(b)
 		e := newEnv(b, false, r.trust)
-		if _, err := e.store.CreateProject(ctx, auth.Project{Path: "grp/app", Visibility: auth.VisibilityPrivate}); err != nil {
+		if _, err := e.store.CreateProject(context.Background(), auth.Project{Path: "grp/app", Visibility: auth.VisibilityPrivate}); err != nil {
 			b.Fatal(err)
 		}
-		round := 0
-		var cpu time.Duration
-		for b.Loop() {
-			b.StopTimer()
-			round++
-			repos, subjects := make([]string, benchBatch), make([]digest.Digest, benchBatch)
-			for i := range benchBatch {
-				repos[i], subjects[i] = fmt.Sprintf("grp/app/r%d-%d", round, i), r.subject
-				e.putBlobIn(repos[i], r.payload)
-				e.queueManifest(repos[i], r.subject, r.layer)
-			}
-			runtime.GC() // the setup's garbage is not the batch's
-			b.StartTimer()
-			e.runQueuedBatch(b, &cpu, repos, subjects)
-		}
-		reportPerSignature(b, cpu)
+		e.benchBatches(b, func(round, i int) (string, digest.Digest) {
+			repo := fmt.Sprintf("grp/app/r%d-%d", round, i)
+			e.putBlobIn(repo, r.payload)
+			e.queueManifest(repo, r.subject, r.layer)
+			return repo, r.subject
+		})
 	})
 }
 
