@@ -17,7 +17,7 @@ func (ix *Indexer) SimpleSigningLayer(s *meta.Signature, l oci.Descriptor, paylo
 	if err != nil {
 		panic(err)
 	}
-	ix.record(context.Background(), s, l, payload, nil, pol)
+	ix.record(context.Background(), s, l, layerKey(s.Subject, l, false), payload, nil, pol)
 }
 
 // Signatures returns the records of signature manifest m of subject as a
@@ -27,5 +27,14 @@ func (ix *Indexer) Signatures(ctx context.Context, m *meta.Manifest, subject dig
 	if err != nil {
 		panic(err)
 	}
-	return ix.indexManifest(ctx, m, subject, pol, 0, newBatch(0))
+	b := newBatch(0)
+	sm := parseSigManifest(m, subject, 0)
+	ix.read(ctx, b, []*sigManifest{sm})
+	return ix.indexManifest(ctx, sm, pol, b)
+}
+
+// RunBatch claims and indexes one batch of any image's jobs, as a worker
+// of Run does; it returns how many jobs it claimed.
+func (ix *Indexer) RunBatch(ctx context.Context) (int, error) {
+	return ix.runBatch(ctx, ix.owner, "", "")
 }

@@ -51,10 +51,11 @@ const (
 )
 
 // Store is what the indexer needs of the metadata database.
+// A batch's manifests, the generations of their signatures and which of
+// their layers the repositories have (a layer is read only then) are read
+// at once (meta.IndexQueue's JobManifests, SignatureGenerations,
+// RepositoryBlobs).
 type Store interface {
-	GetManifest(ctx context.Context, repo, reference string) (*meta.Manifest, error)
-	// BlobSize tells whether repo has blob d: a layer is read only then.
-	BlobSize(ctx context.Context, repo string, d digest.Digest) (int64, error)
 	ListSignatures(ctx context.Context, repo string, subject digest.Digest) ([]meta.Signature, error)
 	meta.IndexQueue
 	meta.TrustPolicies
@@ -176,25 +177,107 @@ func (ix *Indexer) policy(ctx context.Context, repo string) (*compiled, error) {
 }
 
 // batch is what the jobs of one claimed batch share: the generation their
-// statuses are decided in, and the signatures already decided in it (the
-// records are written at the end of the batch).
+// statuses are decided in, the signatures already decided in it (the
+// records are written at the end of the batch), and what was read for
+// all its manifests at once (read).
 type batch struct {
 	gen      int64
 	decided  map[string]bool      // repository + "\x00" + key
 	policies map[string]*compiled // by repository
+
+	generations map[string]map[string]int64       // by repository and key; nil if the lookup failed
+	blobs       map[string]map[digest.Digest]bool // the layers each repository has
+	blobsErr    error                             // the blob lookup failed
 }
 
 func newBatch(gen int64) *batch {
 	return &batch{gen: gen, decided: map[string]bool{}, policies: map[string]*compiled{}}
 }
 
-// indexManifest returns the signature records of signature manifest m of
-// subject, with their status under policy pol, decided in b's generation.
-// Layers already decided in the job's generation jobGen, or in b, are
-// skipped (a push's jobGen is 0: only layers not indexed yet). Every
-// problem becomes an invalid record, never an error.
-func (ix *Indexer) indexManifest(ctx context.Context, m *meta.Manifest, subject digest.Digest, pol *compiled, jobGen int64, b *batch) []meta.Signature {
-	base := meta.Signature{Repository: m.Repository, Subject: subject, Manifest: m.Digest, Kind: verify.KindSimpleSigning, Generation: b.gen}
+// sigManifest is a job's signature manifest, parsed: the layers the index
+// reads (at most MaxLayers) and their keys.
+type sigManifest struct {
+	m       *meta.Manifest
+	subject digest.Digest
+	jobGen  int64 // the job's generation
+	pm      *oci.Manifest
+	err     error // not a manifest
+	layers  []oci.Descriptor
+	keys    []string
+}
+
+func parseSigManifest(m *meta.Manifest, subject digest.Digest, jobGen int64) *sigManifest {
+	sm := &sigManifest{m: m, subject: subject, jobGen: jobGen}
+	if sm.pm, sm.err = oci.ParseManifest(m.MediaType, m.Payload); sm.err != nil || oci.IsIndex(sm.pm.MediaType) {
+		return sm
+	}
+	bundle := oci.IsBundleType(m.ArtifactType)
+	sm.layers = sm.pm.Layers[:min(len(sm.pm.Layers), MaxLayers)]
+	sm.keys = make([]string, len(sm.layers))
+	for i, l := range sm.layers {
+		sm.keys[i] = layerKey(subject, l, bundle)
+	}
+	return sm
+}
+
+// read looks up for b, at once, what indexing the manifests sms (nil
+// ones skipped) needs of the database: the generations their layers' keys
+// were decided in, and which of the layers to read (those not decided
+// yet) their repositories have.
+func (ix *Indexer) read(ctx context.Context, b *batch, sms []*sigManifest) {
+	keys := map[string][]string{}
+	for _, sm := range sms {
+		if sm != nil && len(sm.keys) > 0 {
+			keys[sm.m.Repository] = append(keys[sm.m.Repository], sm.keys...)
+		}
+	}
+	var err error
+	if b.generations, err = ix.store.SignatureGenerations(ctx, keys); err != nil {
+		ix.log.Warn("looking up indexed signatures; deciding every layer", "repositories", slices.Sorted(maps.Keys(keys)), "err", err)
+		b.generations = nil
+	}
+	blobs := map[string][]digest.Digest{}
+	for _, sm := range sms {
+		if sm == nil {
+			continue
+		}
+		for i, l := range sm.layers {
+			if !b.skip(sm, i) {
+				blobs[sm.m.Repository] = append(blobs[sm.m.Repository], l.Digest)
+			}
+		}
+	}
+	b.blobs, b.blobsErr = ix.store.RepositoryBlobs(ctx, blobs)
+}
+
+// skip says layer i of sm was decided in its job's generation or later.
+func (b *batch) skip(sm *sigManifest, i int) bool {
+	g, ok := b.generations[sm.m.Repository][sm.keys[i]]
+	return ok && g >= sm.jobGen
+}
+
+// has tells, as BlobSize would, whether repo has blob d: nil if it does.
+func (b *batch) has(repo string, d digest.Digest) error {
+	held, ok := b.blobs[repo]
+	switch {
+	case b.blobsErr != nil:
+		return b.blobsErr
+	case !ok:
+		return &meta.RepositoryNotFoundError{Repository: repo, Miss: meta.ErrBlobNotFound}
+	case !held[d]:
+		return meta.ErrBlobNotFound
+	}
+	return nil
+}
+
+// indexManifest returns the signature records of signature manifest sm,
+// with their status under policy pol, decided in b's generation (read
+// for it first). Layers already decided in the job's generation, or in b,
+// are skipped (a push's job generation is 0: only layers not indexed
+// yet). Every problem becomes an invalid record, never an error.
+func (ix *Indexer) indexManifest(ctx context.Context, sm *sigManifest, pol *compiled, b *batch) []meta.Signature {
+	m := sm.m
+	base := meta.Signature{Repository: m.Repository, Subject: sm.subject, Manifest: m.Digest, Kind: verify.KindSimpleSigning, Generation: b.gen}
 	if oci.IsBundleType(m.ArtifactType) {
 		base.Kind = verify.KindBundle
 	}
@@ -203,32 +286,21 @@ func (ix *Indexer) indexManifest(ctx context.Context, m *meta.Manifest, subject 
 		s.Layer, s.Key, s.Status, s.StatusDetail = layer, key, meta.StatusInvalid, truncate(detail, maxDetail)
 		return s
 	}
-	pm, err := oci.ParseManifest(m.MediaType, m.Payload)
-	if err != nil {
-		return []meta.Signature{invalid("", "manifest:"+m.Digest.String(), err.Error())}
+	if sm.err != nil {
+		return []meta.Signature{invalid("", "manifest:"+m.Digest.String(), sm.err.Error())}
 	}
-	if oci.IsIndex(pm.MediaType) || len(pm.Layers) == 0 {
+	if oci.IsIndex(sm.pm.MediaType) || len(sm.pm.Layers) == 0 {
 		return []meta.Signature{invalid("", "manifest:"+m.Digest.String(), "signature manifest has no signature layers")}
 	}
-	layers := pm.Layers[:min(len(pm.Layers), MaxLayers)]
-	keys := make([]string, len(layers))
-	for i, l := range layers {
-		keys[i] = layerKey(subject, l, base.Kind == verify.KindBundle)
-	}
-	decided, err := ix.store.SignatureGenerations(ctx, m.Repository, keys)
-	if err != nil {
-		ix.log.Warn("looking up indexed signatures; deciding every layer", "repository", m.Repository, "err", err)
-		decided = nil
-	}
 	var out []meta.Signature
-	rd := &manifestReader{ix: ix, repo: m.Repository, budget: MaxReadPerManifest, blobs: map[digest.Digest]blobResult{}, payloads: verify.NewPayloads()}
-	for i, l := range layers {
-		inBatch := m.Repository + "\x00" + keys[i]
+	rd := &manifestReader{ix: ix, b: b, repo: m.Repository, budget: MaxReadPerManifest, blobs: map[digest.Digest]blobResult{}, payloads: verify.NewPayloads()}
+	for i, l := range sm.layers {
+		inBatch := m.Repository + "\x00" + sm.keys[i]
 		if b.decided[inBatch] {
 			continue // the same signature twice in one manifest, or in the batch
 		}
 		b.decided[inBatch] = true
-		if g, ok := decided[keys[i]]; ok && g >= jobGen {
+		if b.skip(sm, i) {
 			continue
 		}
 		data, err := rd.read(ctx, l)
@@ -238,12 +310,12 @@ func (ix *Indexer) indexManifest(ctx context.Context, m *meta.Manifest, subject 
 		}
 		s := base
 		s.Layer = l.Digest
-		ix.record(ctx, &s, l, data, rd.payloads, pol)
+		ix.record(ctx, &s, l, sm.keys[i], data, rd.payloads, pol)
 		out = append(out, s)
 	}
-	if len(pm.Layers) > MaxLayers {
+	if len(sm.pm.Layers) > MaxLayers {
 		out = append(out, invalid("", "manifest:"+m.Digest.String()+":overflow",
-			fmt.Sprintf("the signature manifest has %d layers; the index reads the first %d, the rest are not indexed", len(pm.Layers), MaxLayers)))
+			fmt.Sprintf("the signature manifest has %d layers; the index reads the first %d, the rest are not indexed", len(sm.pm.Layers), MaxLayers)))
 	}
 	return out
 }
@@ -264,19 +336,25 @@ func layerKey(subject digest.Digest, l oci.Descriptor, bundleKind bool) string {
 	return dedupeKey(subject.String(), l.Digest.String(), sigB64, certPEM)
 }
 
+// dedupeKey is the hex SHA-256 of the parts, each followed by a NUL.
 func dedupeKey(parts ...string) string {
-	h := sha256.New()
+	n := 0
 	for _, p := range parts {
-		h.Write([]byte(p))
-		h.Write([]byte{0})
+		n += len(p) + 1
 	}
-	return hex.EncodeToString(h.Sum(nil))
+	buf := make([]byte, 0, n) // one copy, not one per part
+	for _, p := range parts {
+		buf = append(append(buf, p...), 0)
+	}
+	sum := sha256.Sum256(buf)
+	return hex.EncodeToString(sum[:])
 }
 
 // manifestReader reads the layers of one manifest: each distinct blob
 // once, within a budget of bytes.
 type manifestReader struct {
 	ix       *Indexer
+	b        *batch
 	repo     string
 	budget   int64
 	blobs    map[digest.Digest]blobResult
@@ -299,7 +377,7 @@ func (rd *manifestReader) read(ctx context.Context, l oci.Descriptor) ([]byte, e
 	case l.Size > rd.budget:
 		r.err = fmt.Errorf("not read: the layers of this signature manifest exceed the %d bytes the index reads per manifest", MaxReadPerManifest)
 	default:
-		r.data, r.err = rd.ix.readBlob(ctx, rd.repo, l)
+		r.data, r.err = rd.ix.readBlob(ctx, rd.b, rd.repo, l)
 		rd.budget -= int64(len(r.data))
 	}
 	rd.blobs[l.Digest] = r
@@ -310,8 +388,8 @@ func (rd *manifestReader) read(ctx context.Context, l oci.Descriptor) ([]byte, e
 // the registry lets a manifest name layers the repository lacks (foreign
 // layers; any with --sparse-manifests), and the blob store, shared by all
 // repositories, would otherwise hand out another repository's content.
-func (ix *Indexer) readBlob(ctx context.Context, repo string, l oci.Descriptor) ([]byte, error) {
-	if _, err := ix.store.BlobSize(ctx, repo, l.Digest); err != nil {
+func (ix *Indexer) readBlob(ctx context.Context, b *batch, repo string, l oci.Descriptor) ([]byte, error) {
+	if err := b.has(repo, l.Digest); err != nil {
 		return nil, fmt.Errorf("signature layer %s is not in repository %s: %v", l.Digest, repo, err)
 	}
 	rc, _, err := ix.blobs.Open(ctx, l.Digest)
@@ -319,29 +397,28 @@ func (ix *Indexer) readBlob(ctx context.Context, repo string, l oci.Descriptor) 
 		return nil, fmt.Errorf("signature layer %s is not in the registry: %v", l.Digest, err)
 	}
 	defer rc.Close()
-	b, err := io.ReadAll(io.LimitReader(rc, maxSignatureBlob+1))
+	data, err := io.ReadAll(io.LimitReader(rc, maxSignatureBlob+1))
 	ix.stats.blobReads.Add(1)
-	ix.stats.blobBytes.Add(int64(len(b)))
+	ix.stats.blobBytes.Add(int64(len(data)))
 	if err != nil {
 		return nil, err
 	}
-	if l.Digest.Algorithm().FromBytes(b) != l.Digest {
+	if l.Digest.Algorithm().FromBytes(data) != l.Digest {
 		return nil, fmt.Errorf("signature layer content does not match its digest %s", l.Digest)
 	}
-	return b, nil
+	return data, nil
 }
 
 // record fills s from one stored signature layer: what the signature says
 // about itself, and its status: Verify, once, against the policy's trust
-// and rules.
-func (ix *Indexer) record(ctx context.Context, s *meta.Signature, l oci.Descriptor, data []byte, ps *verify.Payloads, pol *compiled) {
+// and rules. key is the layer's layerKey.
+func (ix *Indexer) record(ctx context.Context, s *meta.Signature, l oci.Descriptor, key string, data []byte, ps *verify.Payloads, pol *compiled) {
 	var signed verify.Signed
+	s.Key = key
 	if s.Kind == verify.KindBundle || oci.IsBundleType(l.MediaType) {
 		s.Kind = verify.KindBundle
-		s.Key = layerKey(s.Subject, l, true)
 		signed = verify.BundleSignature(data, l.Digest.String())
 	} else {
-		s.Key = layerKey(s.Subject, l, false)
 		s.PayloadType = l.MediaType
 		stored := verify.Layer{Digest: l.Digest.String(), MediaType: l.MediaType, Payload: data, Annotations: l.Annotations, Payloads: ps}
 		if l.MediaType == payload.DSSEMediaType {
@@ -398,6 +475,16 @@ func (ix *Indexer) record(ctx context.Context, s *meta.Signature, l oci.Descript
 func bounded(kv map[string]string, what string, dropped []string) (map[string]string, []string) {
 	if len(kv) == 0 {
 		return kv, dropped
+	}
+	fits := len(kv) <= MaxAnnotations
+	for k, v := range kv {
+		if len(k) > MaxAnnotationKey || len(v) > MaxAnnotationValue {
+			fits = false
+			break
+		}
+	}
+	if fits { // the usual case: all of them, no need to sort
+		return maps.Clone(kv), dropped
 	}
 	out := make(map[string]string, min(len(kv), MaxAnnotations))
 	var over int

@@ -3,7 +3,6 @@ package index
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"maps"
 	"runtime"
@@ -130,10 +129,21 @@ func (ix *Indexer) runBatch(ctx context.Context, owner, repo string, subject dig
 		return len(jobs), err
 	}
 	b := newBatch(gen)
+	ms, err := ix.store.JobManifests(ctx, jobs)
+	if err != nil {
+		return len(jobs), err
+	}
+	sms := make([]*sigManifest, len(jobs)) // nil: the manifest is gone
+	for i, j := range jobs {
+		if ms[i] != nil {
+			sms[i] = parseSigManifest(ms[i], j.Subject, j.Generation)
+		}
+	}
+	ix.read(ctx, b, sms)
 	var sigs []meta.Signature
 	done := jobs[:0:0]
-	for _, j := range jobs {
-		s, err := ix.indexJob(ctx, j, b)
+	for i, j := range jobs {
+		s, err := ix.indexJob(ctx, j, sms[i], b)
 		if err != nil {
 			if ctx.Err() != nil {
 				return len(jobs), ctx.Err()
@@ -161,23 +171,21 @@ func (ix *Indexer) runBatch(ctx context.Context, owner, repo string, subject dig
 	return len(jobs), nil
 }
 
-// indexJob returns the records of job j, decided in b.
-func (ix *Indexer) indexJob(ctx context.Context, j meta.IndexJob, b *batch) ([]meta.Signature, error) {
-	m, err := ix.store.GetManifest(ctx, j.Repository, j.Manifest.String())
-	if errors.Is(err, meta.ErrManifestNotFound) {
+// indexJob returns the records of job j, whose manifest is sm (nil: it
+// is gone), decided in b.
+func (ix *Indexer) indexJob(ctx context.Context, j meta.IndexJob, sm *sigManifest, b *batch) ([]meta.Signature, error) {
+	if sm == nil {
 		return ix.gone(ctx, j)
-	}
-	if err != nil {
-		return nil, err
 	}
 	pol := b.policies[j.Repository]
 	if pol == nil {
+		var err error
 		if pol, err = ix.policy(ctx, j.Repository); err != nil {
 			return nil, err
 		}
 		b.policies[j.Repository] = pol
 	}
-	return ix.indexManifest(ctx, m, j.Subject, pol, j.Generation, b), nil
+	return ix.indexManifest(ctx, sm, pol, b), nil
 }
 
 // goneDetail is the status detail of a signature whose manifest was

@@ -52,9 +52,21 @@ type IndexQueue interface {
 	// IndexGeneration is the current index generation (0 until the first
 	// policy change or rebuild).
 	IndexGeneration(ctx context.Context) (int64, error)
-	// SignatureGenerations returns, for the keys recorded in repo, the
-	// generation their status was decided in.
-	SignatureGenerations(ctx context.Context, repo string, keys []string) (map[string]int64, error)
+	// JobManifests returns the signature manifest of each job (by its
+	// Repository and Manifest), nil when it no longer exists: what
+	// GetManifest returns by digest, without the pull policy (Quarantine,
+	// RequireSignature, Project). The indexer reads a batch's manifests
+	// at once with it.
+	JobManifests(ctx context.Context, jobs []IndexJob) ([]*Manifest, error)
+	// SignatureGenerations returns, for the keys (by repository) recorded
+	// in each repository, the generation their status was decided in, by
+	// repository and key.
+	SignatureGenerations(ctx context.Context, keys map[string][]string) (map[string]map[string]int64, error)
+	// RepositoryBlobs tells which of the blobs (by repository) each
+	// repository has, as BlobSize would: the repositories that exist are
+	// in the result (with a map that may be empty), with the blobs they
+	// have set; one that does not exist is absent.
+	RepositoryBlobs(ctx context.Context, blobs map[string][]digest.Digest) (map[string]map[digest.Digest]bool, error)
 	// Reindex starts a new generation and enqueues with it every indexed
 	// signature manifest of the repositories project governs (project ""
 	// : every repository). It returns the generation and how many

@@ -383,7 +383,7 @@ func testDeleteImage(t *testing.T, b Backend) {
 	if l, _ := s.SearchSignatures(ctx, meta.SignatureSearch{Facts: []meta.FactFilter{{Field: meta.FieldIdentity, Value: "alice"}}, Access: meta.Access{All: true}, Limit: 10}); len(l) != 2 {
 		t.Errorf("search finds %d signatures, want the other image's and the mirror's", len(l))
 	}
-	if known, _ := s.SignatureGenerations(ctx, "app", []string{"k-sig", "k-other"}); hasKey(known, "k-sig") || !hasKey(known, "k-other") {
+	if known, _ := s.SignatureGenerations(ctx, map[string][]string{"app": {"k-sig", "k-other"}}); hasKey(known["app"], "k-sig") || !hasKey(known["app"], "k-other") {
 		t.Errorf("known keys after the delete: %v", known)
 	}
 	// Pushed again, the signature is listed again.

@@ -58,6 +58,7 @@ func Run(t *testing.T, b Backend) {
 		{"ConcurrentSignatureBatches", testConcurrentSignatureBatches},
 		{"IndexQueue", testIndexQueue},
 		{"ConcurrentIndexWorkers", testConcurrentIndexWorkers},
+		{"IndexBatchReads", testIndexBatchReads},
 		{"TrustPolicies", testTrustPolicies},
 		{"Quarantine", testQuarantine},
 		{"RequireSignature", testRequireSignature},

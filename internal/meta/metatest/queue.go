@@ -112,7 +112,7 @@ func testIndexQueue(t *testing.T, b Backend) {
 		len(list[0].Annotations) != 1 || list[0].Annotations["a"] != "1" || list[0].CertExtensions["1.2"] != "x" {
 		t.Fatalf("signatures %+v, %v", list, err)
 	}
-	if g, err := s.SignatureGenerations(ctx, "app", []string{"k1", "k2"}); err != nil || len(g) != 1 || g["k1"] != 3 {
+	if g, err := s.SignatureGenerations(ctx, map[string][]string{"app": {"k1", "k2"}}); err != nil || len(g["app"]) != 1 || g["app"]["k1"] != 3 {
 		t.Errorf("SignatureGenerations = %v, %v", g, err)
 	}
 
@@ -290,6 +290,94 @@ func testTrustPolicies(t *testing.T, b Backend) {
 	}
 	if got, err := s.TrustPolicyFor(ctx, "grp/app"); err != nil || got.Project != "" || got.Version != 0 {
 		t.Errorf("the deleted project's policy remains: %+v, %v", got, err)
+	}
+}
+
+// testIndexBatchReads: what the indexer reads for a batch of jobs at
+// once, as the single lookups would read it: the jobs' manifests (none for
+// a deleted one or one of another repository), and which of the layers
+// each repository has; lists longer than one statement's.
+func testIndexBatchReads(t *testing.T, b Backend) {
+	s, _ := newStore(t, b)
+	img, img2 := digest.FromString("image"), digest.FromString("image 2")
+	put := func(repo, seed string) *meta.Manifest {
+		t.Helper()
+		m, tags := sigManifest(t, s, repo, seed, img)
+		if err := s.PutManifest(ctx, m, tags); err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	app, other, gone := put("app", "sig1"), put("other", "sig2"), put("app", "gone")
+	if err := s.DeleteManifest(ctx, "app", gone.Digest); err != nil {
+		t.Fatal(err)
+	}
+	jobs := []meta.IndexJob{{Repository: "app", Manifest: app.Digest, Subject: img}, {Repository: "other", Manifest: app.Digest},
+		{Repository: "other", Manifest: other.Digest}, {Repository: "app", Manifest: gone.Digest}, {Repository: "nope", Manifest: app.Digest},
+		{Repository: "app", Manifest: app.Digest, Subject: img2}}
+	for i := range 600 {
+		jobs = append(jobs, meta.IndexJob{Repository: "app", Manifest: digest.FromString(fmt.Sprint("absent ", i))})
+	}
+	got, err := s.JobManifests(ctx, jobs)
+	if err != nil || len(got) != len(jobs) {
+		t.Fatalf("JobManifests = %d manifests, %v; want %d", len(got), err, len(jobs))
+	}
+	for i, j := range jobs {
+		want, err := s.GetManifest(ctx, j.Repository, j.Manifest.String())
+		if errors.Is(err, meta.ErrManifestNotFound) {
+			if got[i] != nil {
+				t.Errorf("job %d (%s@%s): a manifest that GetManifest does not find: %+v", i, j.Repository, j.Manifest, got[i])
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		g := got[i]
+		if g == nil || g.Repository != want.Repository || g.Digest != want.Digest || g.MediaType != want.MediaType || g.ArtifactType != want.ArtifactType ||
+			string(g.Payload) != string(want.Payload) || g.Subject != want.Subject || !g.Created.Equal(want.Created) {
+			t.Errorf("job %d (%s@%s): %+v; GetManifest returns %+v", i, j.Repository, j.Manifest, g, want)
+		}
+	}
+	if got[0] == nil || got[2] == nil || got[5] == nil || got[1] != nil || got[3] != nil || got[4] != nil {
+		t.Errorf("JobManifests found %v", got[:6])
+	}
+	if got, err := s.JobManifests(ctx, nil); err != nil || len(got) != 0 {
+		t.Errorf("JobManifests of no jobs = %v, %v", got, err)
+	}
+
+	// Blobs: manifest() linked "<seed>cfg" and "<seed>layer".
+	blob := func(name string) digest.Digest { return digest.FromString(name) }
+	if err := s.LinkBlob(ctx, "bare", blob("unrelated"), 1); err != nil {
+		t.Fatal(err)
+	}
+	many := make([]digest.Digest, 1200)
+	for i := range many {
+		many[i] = blob(fmt.Sprint("absent ", i))
+	}
+	many[1100] = blob("sig1layer")
+	want := map[string][]digest.Digest{
+		"app":   append([]digest.Digest{blob("sig1layer"), blob("sig2layer"), blob("sig1cfg"), blob("sig1layer")}, many...),
+		"other": {blob("sig1layer"), blob("sig2cfg")},
+		"bare":  {blob("sig1layer")},
+		"nope":  {blob("sig1layer")},
+	}
+	has, err := s.RepositoryBlobs(ctx, want)
+	if err != nil || len(has) != 3 || len(has["app"]) != 2 || !has["app"][blob("sig1layer")] || !has["app"][blob("sig1cfg")] ||
+		len(has["other"]) != 1 || !has["other"][blob("sig2cfg")] || has["bare"] == nil || len(has["bare"]) != 0 {
+		t.Fatalf("RepositoryBlobs = %v, %v", has, err)
+	}
+	for repo, ds := range want {
+		for _, d := range ds {
+			_, err := s.BlobSize(ctx, repo, d)
+			_, exists := has[repo]
+			if (err == nil) != has[repo][d] || errors.Is(err, meta.ErrRepositoryNotFound) == exists {
+				t.Errorf("%s@%s: RepositoryBlobs says %v (repository listed: %v), BlobSize %v", repo, d, has[repo][d], exists, err)
+			}
+		}
+	}
+	if has, err := s.RepositoryBlobs(ctx, nil); err != nil || len(has) != 0 {
+		t.Errorf("RepositoryBlobs of nothing = %v, %v", has, err)
 	}
 }
 

@@ -97,17 +97,27 @@ func testSignatures(t *testing.T, b Backend) {
 	if res := search(meta.SignatureSearch{Facts: []meta.FactFilter{{Field: meta.FieldIdentity, Value: "signer-1"}}}); len(res) != 2 || res[0].Key != "k1" || res[0].Repository != "other" {
 		t.Errorf("identity search = %+v", res)
 	}
-	known, err := s.SignatureGenerations(ctx, "app", []string{"k1", "k2", "k3", "nope"})
-	if _, ok := known["k1"]; err != nil || len(known) != 2 || !ok || known["k2"] != 0 {
+	// By repository: the same key in another repository is another
+	// signature; an unknown repository has none.
+	known, err := s.SignatureGenerations(ctx, map[string][]string{"app": {"k1", "k2", "k3", "nope", "k1"}, "other": {"k2", "k1"}, "nope": {"k1"}})
+	if err != nil || len(known) != 2 || len(known["app"]) != 2 || !hasKey(known["app"], "k1") || known["app"]["k2"] != 0 ||
+		len(known["other"]) != 1 || !hasKey(known["other"], "k1") {
 		t.Errorf("SignatureGenerations = %v, %v", known, err)
 	}
-	many := make([]string, 1200) // more than one IN list
+	many, others := make([]string, 1200), make([]string, 700) // more than one statement, repositories across them
 	for i := range many {
 		many[i] = fmt.Sprint("key", i)
 	}
-	many[1100] = "k4"
-	if known, err := s.SignatureGenerations(ctx, "app", many); err != nil || len(known) != 1 {
-		t.Errorf("SignatureGenerations of 1200 keys = %v, %v", known, err)
+	for i := range others {
+		others[i] = fmt.Sprint("key", i)
+	}
+	many[1100], others[650] = "k4", "k1"
+	if known, err := s.SignatureGenerations(ctx, map[string][]string{"app": many, "other": others}); err != nil ||
+		len(known["app"]) != 1 || !hasKey(known["app"], "k4") || len(known["other"]) != 1 || !hasKey(known["other"], "k1") {
+		t.Errorf("SignatureGenerations of 1900 keys = %v, %v", known, err)
+	}
+	if known, err := s.SignatureGenerations(ctx, nil); err != nil || len(known) != 0 {
+		t.Errorf("SignatureGenerations of no keys = %v, %v", known, err)
 	}
 
 	// A repository's signatures go with it; TagsOf lists the tags of a manifest.

@@ -18,27 +18,24 @@ func (s *Store) RecordCertificates(ctx context.Context, certs ...meta.IssuedCert
 		return nil
 	}
 	return s.tx(ctx, func(tx conn) error {
-		var rows, claims [][]any
+		rows, claims := rowValues{width: 8}, rowValues{width: 3}
 		for _, c := range certs {
 			if c.SHA256 == "" || len(c.Claims) == 0 {
 				return fmt.Errorf("certificate record without SHA-256 or claims (serial %q)", c.Serial)
 			}
-			rows = append(rows, []any{c.SHA256, c.Serial, c.IssuedAt.UnixNano(), c.NotAfter.UnixNano(), c.Issuer, c.Subject, c.ProjectPath, string(c.Claims)})
+			rows.add(c.SHA256, c.Serial, c.IssuedAt.UnixNano(), c.NotAfter.UnixNano(), c.Issuer, c.Subject, c.ProjectPath, string(c.Claims))
 			keys := make([]string, 0, len(c.Searchable))
 			for k := range c.Searchable {
 				keys = append(keys, k)
 			}
 			slices.Sort(keys)
 			for _, k := range keys {
-				claims = append(claims, []any{c.SHA256, k, c.Searchable[k]})
+				claims.add(c.SHA256, k, c.Searchable[k])
 			}
 		}
 		if err := insertRows(ctx, tx, `INSERT INTO ca_certificates(sha256, serial, issued_at, not_after, issuer, subject, project_path, claims) VALUES `,
 			` ON CONFLICT DO NOTHING`, rows); err != nil {
 			return err
-		}
-		if len(claims) == 0 {
-			return nil
 		}
 		return insertRows(ctx, tx, `INSERT INTO ca_certificate_claims(cert_sha256, claim, value) VALUES `, ` ON CONFLICT DO NOTHING`, claims)
 	})

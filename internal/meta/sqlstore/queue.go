@@ -4,8 +4,10 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 	"maps"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/opencontainers/go-digest"
@@ -82,8 +84,16 @@ func (s *Store) FinishIndexJobs(ctx context.Context, owner string, jobs []meta.I
 		if added, err = recordSignatures(ctx, tx, sigs, true); err != nil {
 			return err
 		}
+		if len(jobs) == 0 {
+			return nil
+		}
+		del, err := tx.prepare(ctx, `DELETE FROM index_jobs WHERE id = ? AND seq = ? AND claimed_by = ?`) // once per batch, not per job
+		if err != nil {
+			return err
+		}
+		defer del.close()
 		for _, j := range jobs {
-			res, err := tx.exec(ctx, `DELETE FROM index_jobs WHERE id = ? AND seq = ? AND claimed_by = ?`, j.ID, j.Seq, owner)
+			res, err := del.exec(ctx, j.ID, j.Seq, owner)
 			if err != nil {
 				return err
 			}
@@ -127,38 +137,134 @@ func (s *Store) IndexGeneration(ctx context.Context) (int64, error) {
 	return g, err
 }
 
-// SignatureGenerations implements meta.IndexQueue.
-func (s *Store) SignatureGenerations(ctx context.Context, repo string, keys []string) (map[string]int64, error) {
-	out := map[string]int64{}
-	for len(keys) > 0 {
-		n := min(len(keys), idsPerQuery)
-		chunk := keys[:n]
-		keys = keys[n:]
-		args := make([]any, 0, n+1)
-		args = append(args, repo)
-		for _, k := range chunk {
-			args = append(args, k)
+// JobManifests implements meta.IndexQueue: one query per idsPerQuery
+// manifests, instead of a GetManifest per job.
+func (s *Store) JobManifests(ctx context.Context, jobs []meta.IndexJob) ([]*meta.Manifest, error) {
+	want := map[string][]string{}
+	for _, j := range jobs {
+		want[j.Repository] = append(want[j.Repository], j.Manifest.String())
+	}
+	found := map[[2]string]*meta.Manifest{}
+	err := perRepository(ctx, s.r, `SELECT r.name, m.digest, m.media_type, m.artifact_type, m.payload, m.subject_digest, m.created_at
+		FROM repositories r JOIN manifests m ON m.repository_id = r.id WHERE r.name = ? AND m.digest IN (%s)`, want, func(rows *sql.Rows) error {
+		m := &meta.Manifest{}
+		var dg, subject string
+		var created int64
+		if err := rows.Scan(&m.Repository, &dg, &m.MediaType, &m.ArtifactType, &m.Payload, &subject, &created); err != nil {
+			return err
 		}
-		rows, err := s.r.query(ctx, `SELECT s.sig_key, s.generation FROM signatures s JOIN repositories r ON r.id = s.repository_id
-			WHERE r.name = ? AND s.deleted_at IS NULL AND s.sig_key IN (`+placeholders(n, 1)+`)`, args...)
-		if err != nil {
-			return nil, err
-		}
-		for rows.Next() {
-			var k string
-			var g int64
-			if err := rows.Scan(&k, &g); err != nil {
-				rows.Close()
-				return nil, err
-			}
-			out[k] = g
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return nil, err
-		}
+		m.Digest, m.Subject, m.Created = digest.Digest(dg), digest.Digest(subject), time.Unix(0, created)
+		found[[2]string{m.Repository, dg}] = m
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*meta.Manifest, len(jobs))
+	for i, j := range jobs {
+		out[i] = found[[2]string{j.Repository, j.Manifest.String()}]
 	}
 	return out, nil
+}
+
+// SignatureGenerations implements meta.IndexQueue.
+func (s *Store) SignatureGenerations(ctx context.Context, keys map[string][]string) (map[string]map[string]int64, error) {
+	out := map[string]map[string]int64{}
+	err := perRepository(ctx, s.r, `SELECT r.name, s.sig_key, s.generation FROM signatures s JOIN repositories r ON r.id = s.repository_id
+		WHERE r.name = ? AND s.deleted_at IS NULL AND s.sig_key IN (%s)`, keys, func(rows *sql.Rows) error {
+		var repo, k string
+		var g int64
+		if err := rows.Scan(&repo, &k, &g); err != nil {
+			return err
+		}
+		if out[repo] == nil {
+			out[repo] = map[string]int64{}
+		}
+		out[repo][k] = g
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// RepositoryBlobs implements meta.IndexQueue (BlobSize's rule: a blob
+// linked to the repository and stored).
+func (s *Store) RepositoryBlobs(ctx context.Context, blobs map[string][]digest.Digest) (map[string]map[digest.Digest]bool, error) {
+	want := make(map[string][]string, len(blobs))
+	for repo, ds := range blobs {
+		for _, d := range ds {
+			want[repo] = append(want[repo], d.String())
+		}
+	}
+	out := map[string]map[digest.Digest]bool{}
+	err := perRepository(ctx, s.r, `SELECT r.name, COALESCE(rb.digest, ''), b.size FROM (SELECT id, name FROM repositories WHERE name = ?) r
+		LEFT JOIN repository_blobs rb ON rb.repository_id = r.id AND rb.digest IN (%s) LEFT JOIN blobs b ON b.digest = rb.digest`, want, func(rows *sql.Rows) error {
+		var repo, d string
+		var size sql.NullInt64
+		if err := rows.Scan(&repo, &d, &size); err != nil {
+			return err
+		}
+		if out[repo] == nil {
+			out[repo] = map[digest.Digest]bool{}
+		}
+		if d != "" && size.Valid {
+			out[repo][digest.Digest(d)] = true
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// perRepository runs q for the values of each repository of want: q
+// selects rows of one repository, with a ? for its name and %s for the
+// placeholders of an IN list of its values. The repositories' selects
+// are joined with UNION ALL into statements of at most idsPerQuery
+// parameters (each an index lookup, as one query per repository would
+// be); scan is called for each row.
+func perRepository(ctx context.Context, c conn, q string, want map[string][]string, scan func(*sql.Rows) error) error {
+	var parts []string
+	var args []any
+	flush := func() error {
+		if len(parts) == 0 {
+			return nil
+		}
+		rows, err := c.query(ctx, strings.Join(parts, ` UNION ALL `), args...)
+		parts, args = parts[:0], args[:0]
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			if err := scan(rows); err != nil {
+				return err
+			}
+		}
+		return rows.Err()
+	}
+	for _, repo := range slices.Sorted(maps.Keys(want)) {
+		vals := slices.Compact(slices.Sorted(slices.Values(want[repo])))
+		for len(vals) > 0 {
+			n := min(len(vals), idsPerQuery-1-len(args))
+			if n <= 0 {
+				if err := flush(); err != nil {
+					return err
+				}
+				continue
+			}
+			parts = append(parts, fmt.Sprintf(q, placeholders(n, 1)))
+			args = append(args, repo)
+			for _, v := range vals[:n] {
+				args = append(args, v)
+			}
+			vals = vals[n:]
+		}
+	}
+	return flush()
 }
 
 // Reindex implements meta.IndexQueue.
@@ -240,7 +346,12 @@ func recordSignatures(ctx context.Context, tx conn, sigs []meta.Signature, updat
 	// A new signature's annotations, certificate extensions and facts
 	// (a few dozen rows each) are written after the loop, many rows per
 	// statement.
-	var annotations, extensions, facts [][]any
+	var nAnn, nExt int
+	for _, sg := range sigs {
+		nAnn, nExt = nAnn+len(sg.Annotations), nExt+len(sg.CertExtensions)
+	}
+	annotations, extensions := rowValues{width: 4, vals: make([]any, 0, 4*nAnn)}, rowValues{width: 3, vals: make([]any, 0, 3*nExt)}
+	facts := rowValues{width: 6}
 	shas := make([]string, len(sigs))
 	for i, sg := range sigs {
 		shas[i] = sg.CertSHA256
@@ -279,28 +390,26 @@ func recordSignatures(ctx context.Context, tx conn, sigs []meta.Signature, updat
 			return 0, err
 		}
 		added++
+		idv, createdv, ridv := any(id), any(created), any(rid) // boxed once for the signature's rows
 		for k, v := range sg.Annotations {
-			annotations = append(annotations, []any{id, k, v, created})
+			annotations.add(idv, k, v, createdv)
 		}
 		for k, v := range sg.CertExtensions {
-			extensions = append(extensions, []any{id, k, v})
+			extensions.add(idv, k, v)
 		}
 		for _, f := range meta.Facts(&sg, claims[sg.CertSHA256]) {
-			facts = append(facts, []any{f.Field, f.Value, created, id, rid, f.Basis})
+			facts.add(f.Field, f.Value, createdv, idv, ridv, f.Basis)
 		}
 	}
 	// Keys made equal by the text cleaning (textArgs) keep the first.
 	for _, ins := range []struct {
 		head string
-		rows [][]any
+		rows rowValues
 	}{
 		{`INSERT INTO signature_annotations(signature_id, key, value, created_at) VALUES `, annotations},
 		{`INSERT INTO signature_cert_extensions(signature_id, oid, value) VALUES `, extensions},
 		{`INSERT INTO signature_facts(field, value, created_at, signature_id, repository_id, basis) VALUES `, facts},
 	} {
-		if len(ins.rows) == 0 {
-			continue
-		}
 		if err := insertRows(ctx, tx, ins.head, ` ON CONFLICT DO NOTHING`, ins.rows); err != nil {
 			return 0, err
 		}

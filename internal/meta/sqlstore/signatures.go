@@ -14,20 +14,26 @@ import (
 )
 
 // rowsPerInsert bounds the rows of one multi-row INSERT (SQLite allows
-// 32,766 parameters; the widest row here has 6).
+// 32,766 parameters; the widest row here has 8).
 const rowsPerInsert = 500
 
-// insertRows inserts rows (each of the same width) with multi-row INSERTs:
-// head is "INSERT INTO t(cols) VALUES ", tail what follows the values
-// (e.g. " ON CONFLICT DO NOTHING").
-func insertRows(ctx context.Context, tx conn, head, tail string, rows [][]any) error {
-	for start := 0; start < len(rows); start += rowsPerInsert {
-		part := rows[start:min(start+rowsPerInsert, len(rows))]
-		args := make([]any, 0, len(part)*len(part[0]))
-		for _, r := range part {
-			args = append(args, r...)
-		}
-		if _, err := tx.exec(ctx, head+placeholders(len(part), len(part[0]))+tail, args...); err != nil {
+// rowValues are the values of rows of one width (an INSERT's columns),
+// one row after the other in one slice, not a slice per row.
+type rowValues struct {
+	width int
+	vals  []any
+}
+
+// add appends a row of width values.
+func (r *rowValues) add(vals ...any) { r.vals = append(r.vals, vals...) }
+
+// insertRows inserts rows with multi-row INSERTs: head is "INSERT INTO
+// t(cols) VALUES ", tail what follows the values (e.g. " ON CONFLICT DO
+// NOTHING").
+func insertRows(ctx context.Context, tx conn, head, tail string, rows rowValues) error {
+	for start := 0; start < len(rows.vals); start += rowsPerInsert * rows.width {
+		part := rows.vals[start:min(start+rowsPerInsert*rows.width, len(rows.vals))]
+		if _, err := tx.exec(ctx, head+placeholders(len(part)/rows.width, rows.width)+tail, part...); err != nil {
 			return err
 		}
 	}
@@ -368,11 +374,11 @@ func backfillFacts(ctx context.Context, tx conn) error {
 		if err != nil {
 			return err
 		}
-		var facts [][]any
+		facts := rowValues{width: 6}
 		for _, r := range batch {
 			r.sig.Annotations, r.sig.CertExtensions = ann[r.sig.ID], ext[r.sig.ID]
 			for _, f := range meta.Facts(&r.sig, nil) {
-				facts = append(facts, []any{f.Field, f.Value, r.created, r.sig.ID, r.rid, f.Basis})
+				facts.add(f.Field, f.Value, r.created, r.sig.ID, r.rid, f.Basis)
 			}
 		}
 		if err := insertRows(ctx, tx, `INSERT INTO signature_facts(field, value, created_at, signature_id, repository_id, basis) VALUES `,
