@@ -62,13 +62,15 @@ func OpenDB(cfg Config) (*sql.DB, error) {
 	}
 	q := url.Values{}
 	for _, p := range []string{"busy_timeout(10000)", "journal_mode(WAL)", "synchronous(FULL)", "foreign_keys(1)", "temp_store(MEMORY)",
-		// 64 MiB of page cache for the writer (SQLite's default is 2 MiB):
-		// a batch of new signatures touches the B-trees of the signatures,
-		// their annotations, extensions and facts and every index on them;
-		// with 2 MiB pages were written out and read back within one
-		// transaction. First index of 100,000 signatures: 929/s with it
+		// Up to 256 MiB of page cache for the writer (SQLite's default is
+		// 2 MiB; pages are allocated as they are used): a batch of new
+		// signatures touches the B-trees of the signatures, their
+		// annotations, extensions and facts and every index on them, at
+		// places spread over the whole index; with 2 MiB, pages were
+		// written out and read back within one transaction. First index of
+		// 100,000 signatures: 929/s with 64 MiB, 1,027/s with 256 MiB
 		// (BENCHMARKS.md).
-		"cache_size(-65536)",
+		"cache_size(-262144)",
 		// The background checkpointer (startCheckpoints) copies the WAL;
 		// the writer checkpoints itself only past 40 MiB of WAL; a WAL
 		// that grew larger is cut back to 64 MiB when it starts over.
