@@ -2,11 +2,11 @@ package oci
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"mime"
 
+	jsonv1 "github.com/go-json-experiment/json/v1"
 	"github.com/opencontainers/go-digest"
 )
 
@@ -91,7 +91,7 @@ func ParseManifest(contentType string, body []byte) (*Manifest, error) {
 		return nil, fmt.Errorf("%w: body is empty", ErrInvalidManifest)
 	}
 	var m Manifest
-	if err := json.Unmarshal(body, &m); err != nil {
+	if err := jsonv1.Unmarshal(body, &m); err != nil {
 		return nil, fmt.Errorf("%w: not valid JSON: %v", ErrInvalidManifest, err)
 	}
 	ct := ""

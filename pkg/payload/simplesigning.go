@@ -9,6 +9,7 @@ import (
 	"maps"
 	"slices"
 
+	jsonv1 "github.com/go-json-experiment/json/v1"
 	"github.com/hallmark-dev/hallmark/pkg/oci"
 )
 
@@ -173,7 +174,7 @@ func Parse(b []byte) (SimpleSigning, error) {
 // ErrInvalidPayload; use Parse for what a signer must produce.
 func ParseLenient(b []byte) (SimpleSigning, error) {
 	var s SimpleSigning
-	if err := json.Unmarshal(b, &s); err != nil {
+	if err := jsonv1.Unmarshal(b, &s); err != nil {
 		return SimpleSigning{}, invalidPayload("payload is not simple-signing JSON: " + err.Error())
 	}
 	if s.Critical.Image.DockerManifestDigest == "" {

@@ -8,6 +8,8 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
+
+	jsonv1 "github.com/go-json-experiment/json/v1"
 )
 
 // Body is a canonical log entry as a client reads it back: its kind and
@@ -25,19 +27,19 @@ func ParseBody(body []byte) (*Body, error) {
 		Kind string          `json:"kind"`
 		Spec json.RawMessage `json:"spec"`
 	}
-	if err := json.Unmarshal(body, &head); err != nil {
+	if err := jsonv1.Unmarshal(body, &head); err != nil {
 		return nil, fmt.Errorf("%w: the logged entry is not JSON", ErrEntryMismatch)
 	}
 	b := &Body{Kind: head.Kind}
 	switch head.Kind {
 	case KindHashedRekord:
 		b.HashedRekord = new(HashedRekord)
-		if err := json.Unmarshal(head.Spec, b.HashedRekord); err != nil {
+		if err := jsonv1.Unmarshal(head.Spec, b.HashedRekord); err != nil {
 			return nil, fmt.Errorf("%w: the logged hashedrekord entry is malformed", ErrEntryMismatch)
 		}
 	case KindDSSE:
 		b.DSSE = new(DSSE)
-		if err := json.Unmarshal(head.Spec, b.DSSE); err != nil {
+		if err := jsonv1.Unmarshal(head.Spec, b.DSSE); err != nil {
 			return nil, fmt.Errorf("%w: the logged dsse entry is malformed", ErrEntryMismatch)
 		}
 	default:

@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+
+	jsonv1 "github.com/go-json-experiment/json/v1"
 )
 
 // LogEntry is one transparency-log entry as Rekor v1 returns it, as sigstore
@@ -170,7 +172,7 @@ type BundlePayload struct {
 // ParseBundle parses a bundle annotation. Only the shape is checked.
 func ParseBundle(raw string) (*Bundle, error) {
 	var b Bundle
-	if err := json.Unmarshal([]byte(raw), &b); err != nil {
+	if err := jsonv1.Unmarshal([]byte(raw), &b); err != nil {
 		return nil, fmt.Errorf("bundle annotation is not valid JSON: %v", err)
 	}
 	if b.Payload.Body == "" || b.Payload.LogID == "" {
