@@ -235,7 +235,7 @@ func copyBlob(ctx context.Context, tw *tar.Writer, src Source, d digest.Digest, 
 }
 
 func blobPath(d digest.Digest) string {
-	return BlobsDir + "/" + string(d.Algorithm()) + "/" + d.Encoded()[:2] + "/" + d.Encoded()
+	return BlobsDir + "/" + blob.BlobPath(d)
 }
 
 // readSmall reads a data dir file (at most maxFile bytes) and its mode.

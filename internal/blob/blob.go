@@ -96,6 +96,14 @@ type Info struct {
 	Modified time.Time
 }
 
+// BlobPath is where every driver (and the blob cache) keeps blob d under
+// its blobs/ directory or prefix: "<algorithm>/<first two hex>/<hex>",
+// slash-separated; ParseBlobPath reads it back. d must be valid.
+func BlobPath(d digest.Digest) string {
+	enc := d.Encoded()
+	return string(d.Algorithm()) + "/" + enc[:2] + "/" + enc
+}
+
 // ParseBlobPath returns the digest a driver's blob path names:
 // "<algorithm>/<first two hex>/<hex>" (the layout every driver uses under
 // its blobs/ directory or prefix), for a known algorithm and lowercase hex

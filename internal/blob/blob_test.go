@@ -74,6 +74,9 @@ func TestParseBlobPath(t *testing.T) {
 		if got != tc.want || ok != (tc.want != "") {
 			t.Errorf("ParseBlobPath(%q) = %q, %v; want %q", tc.rel, got, ok, tc.want)
 		}
+		if ok && blob.BlobPath(got) != tc.rel {
+			t.Errorf("BlobPath(%s) = %q, want %q", got, blob.BlobPath(got), tc.rel)
+		}
 	}
 }
 

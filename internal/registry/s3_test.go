@@ -17,6 +17,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/stream"
 	"github.com/opencontainers/go-digest"
 
+	"github.com/hallmark-dev/hallmark/internal/blob"
 	"github.com/hallmark-dev/hallmark/internal/config"
 	"github.com/hallmark-dev/hallmark/internal/testenv"
 )
@@ -226,7 +227,7 @@ func TestBlobCacheS3(t *testing.T) {
 	if h := metric("hallmark_blob_cache_hits_total"); h != "1" {
 		t.Fatalf("hits %q, want 1", h)
 	}
-	if err := os.Remove(s3.ObjectPath("cache/blobs/sha256/" + d.Encoded()[:2] + "/" + d.Encoded())); err != nil {
+	if err := os.Remove(s3.ObjectPath("cache/blobs/" + blob.BlobPath(d))); err != nil {
 		t.Fatal(err)
 	}
 	if code, _, body := httpGet(t, srv.URL+"/v2/app/blobs/"+d.String()); code != 200 || !bytes.Equal(body, data) {

@@ -101,7 +101,7 @@ func ReadBlob(t testing.TB, s blob.Store, d digest.Digest) []byte {
 }
 
 func blobPath(d digest.Digest) string {
-	return "blobs/" + string(d.Algorithm()) + "/" + d.Encoded()[:2] + "/" + d.Encoded()
+	return "blobs/" + blob.BlobPath(d)
 }
 
 // checkObjects fails unless exactly the blobs want are stored (nothing of

@@ -28,7 +28,7 @@ type Source interface {
 // Stats counts what the cache did since it was opened.
 type Stats struct {
 	Hits, Misses int64 // Opens answered from the disk / from the source
-	Fills        int64 // blobs copied to the disk while they were served
+	Fills        int64 // blobs copied to the disk after a whole pull
 	Evictions    int64 // blobs removed to stay within the size limit
 	Bytes        int64 // bytes held now
 	Entries      int64 // blobs held now
@@ -92,8 +92,7 @@ func (c *Cache) Stats() Stats {
 }
 
 func (c *Cache) path(d digest.Digest) string {
-	enc := d.Encoded()
-	return filepath.Join(c.dir, string(d.Algorithm()), enc[:2], enc)
+	return filepath.Join(c.dir, filepath.FromSlash(blob.BlobPath(d)))
 }
 
 // Open returns blob d: a local file (an *os.File, so HTTP handlers send it

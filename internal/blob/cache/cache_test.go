@@ -82,7 +82,12 @@ func (e *env) pull(d digest.Digest) ([]byte, io.ReadSeekCloser) {
 }
 
 func (e *env) objectPath(d digest.Digest) string {
-	return e.srv.ObjectPath(e.pre + "/blobs/" + string(d.Algorithm()) + "/" + d.Encoded()[:2] + "/" + d.Encoded())
+	return e.srv.ObjectPath(e.pre + "/blobs/" + blob.BlobPath(d))
+}
+
+// copyPath is where the cache keeps its copy of d.
+func (e *env) copyPath(d digest.Digest) string {
+	return filepath.Join(e.dir, filepath.FromSlash(blob.BlobPath(d)))
 }
 
 func (e *env) want(st cache.Stats) {
@@ -203,7 +208,7 @@ func TestCache(t *testing.T) {
 			t.Fatalf("stats %+v", st)
 		}
 		for i, d := range ds {
-			_, err := os.Stat(filepath.Join(e.dir, "sha256", d.Encoded()[:2], d.Encoded()))
+			_, err := os.Stat(e.copyPath(d))
 			if cached := err == nil; cached != (i != 1) {
 				t.Errorf("blob %d: cached %v", i, cached)
 			}
@@ -223,10 +228,10 @@ func TestCache(t *testing.T) {
 		e.pull(da)
 		e.pull(db)
 		e.c.Forget([]digest.Digest{da})
-		if _, err := os.Stat(filepath.Join(e.dir, "sha256", da.Encoded()[:2], da.Encoded())); !errors.Is(err, os.ErrNotExist) {
+		if _, err := os.Stat(e.copyPath(da)); !errors.Is(err, os.ErrNotExist) {
 			t.Fatalf("forgotten copy: %v", err)
 		}
-		if err := os.Remove(filepath.Join(e.dir, "sha256", db.Encoded()[:2], db.Encoded())); err != nil {
+		if err := os.Remove(e.copyPath(db)); err != nil {
 			t.Fatal(err)
 		}
 		for d, data := range map[digest.Digest][]byte{da: a, db: b} {
@@ -304,7 +309,7 @@ func TestCache(t *testing.T) {
 		if st := c2.Stats(); st.Entries != 0 {
 			t.Fatalf("reopened: %+v", st)
 		}
-		if _, err := os.Stat(filepath.Join(e.dir, "sha256", d.Encoded()[:2], d.Encoded())); !errors.Is(err, os.ErrNotExist) {
+		if _, err := os.Stat(e.copyPath(d)); !errors.Is(err, os.ErrNotExist) {
 			t.Fatalf("a copy from before the start: %v", err)
 		}
 		if _, err := cache.New(e.src, e.dir, 0, slog.New(slog.DiscardHandler)); err == nil {

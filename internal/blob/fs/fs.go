@@ -42,8 +42,7 @@ func (s *Store) blobPath(d digest.Digest) (string, error) {
 	if err := d.Validate(); err != nil {
 		return "", fmt.Errorf("%w: %v", blob.ErrNotFound, err)
 	}
-	enc := d.Encoded()
-	return filepath.Join(s.root, "blobs", string(d.Algorithm()), enc[:2], enc), nil
+	return filepath.Join(s.root, "blobs", filepath.FromSlash(blob.BlobPath(d))), nil
 }
 
 // Stat implements blob.Store.

@@ -181,8 +181,7 @@ func (s *Store) blobKey(d digest.Digest) (string, error) {
 	if err := d.Validate(); err != nil {
 		return "", fmt.Errorf("%w: %v", blob.ErrNotFound, err)
 	}
-	enc := d.Encoded()
-	return s.key("blobs/" + string(d.Algorithm()) + "/" + enc[:2] + "/" + enc), nil
+	return s.key("blobs/" + blob.BlobPath(d)), nil
 }
 
 // Ping checks that the bucket answers (for readiness probes).
